@@ -1,0 +1,191 @@
+//! The home page: what RSOLV is, and the signup form that provisions a
+//! customer and shows the API key once.
+//!
+//! The form works without JavaScript: it is a plain `POST /signup` that the
+//! server answers with this page rendered around the outcome (see
+//! `server::http::pages::submit_signup_form`). Once hydrated, submission goes
+//! through the [`Signup`] server function instead, without a page load.
+
+use crate::types::views::SignupView;
+use crate::types::AppError;
+use leptos::form::FromFormData;
+use leptos::prelude::*;
+
+/// The outcome of a no-JavaScript form submission, provided as context by
+/// the server when it renders the page for `POST /signup`.
+#[derive(Debug, Clone)]
+pub struct FormSignupOutcome(pub Result<SignupView, AppError>);
+
+/// Provisions a customer (source `direct`) from the signup form.
+///
+/// Errors: [`AppError::Validation`] for a malformed email or name,
+/// [`AppError::Conflict`] when the email is registered, [`AppError::Internal`]
+/// on server failure.
+#[server(endpoint = "signup")]
+pub async fn signup(email: String, name: String) -> Result<SignupView, AppError> {
+    let state = use_context::<crate::server::state::AppState>().ok_or(AppError::Internal)?;
+    crate::server::signup::signup(&state, &email, &name).await
+}
+
+/// `/` and `/signup`.
+#[component]
+pub fn HomePage() -> impl IntoView {
+    let from_form: Option<Result<SignupView, AppError>> = SharedValue::new(|| {
+        use_context::<FormSignupOutcome>().map(|outcome| outcome.0)
+    })
+    .into_inner();
+    let action = ServerAction::<Signup>::new();
+    let client_error = RwSignal::new(None::<String>);
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
+
+    let outcome = move || action.value().get().or_else(|| from_form.clone());
+    let pending = action.pending();
+
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match Signup::from_event(&ev) {
+            Ok(args) => {
+                client_error.set(None);
+                action.dispatch(args);
+            }
+            Err(_) => client_error.set(Some("please fill in both fields".into())),
+        }
+    };
+
+    view! {
+        <div class="grid gap-10 md:grid-cols-2" data-hydrated=move || hydrated.get().to_string()>
+            <section>
+                <h1 class="text-3xl font-bold tracking-tight sm:text-4xl">"Security fixes, opened as pull requests."</h1>
+                <p class="mt-4 text-lg text-slate-700 dark:text-slate-300">
+                    "The RSOLV GitHub Action finds vulnerabilities, proves them with a failing test and opens a pull request with the fix. "
+                    "Your first 5 fixes are free."
+                </p>
+                <ul class="mt-6 space-y-2 text-slate-700 dark:text-slate-300">
+                    <li>"• One credit pays for one deployed fix, however often it is reported."</li>
+                    <li>"• Add a card for pay-as-you-go ($29.00 per fix), or go Pro: $599.00/month with 60 fixes."</li>
+                </ul>
+            </section>
+            <section class="rounded-xl border border-slate-200 bg-white p-6 shadow-sm dark:border-slate-800 dark:bg-slate-900">
+                {move || match outcome() {
+                    Some(Ok(view)) => view! { <SignupSuccess view /> }.into_any(),
+                    other => {
+                        let server_error = match other {
+                            Some(Err(error)) => Some(error.to_string()),
+                            _ => None,
+                        };
+                        view! {
+                            <SignupForm on_submit pending=pending.into() server_error client_error=client_error.read_only() />
+                        }
+                        .into_any()
+                    }
+                }}
+            </section>
+        </div>
+    }
+}
+
+#[component]
+fn SignupForm(
+    on_submit: impl Fn(leptos::ev::SubmitEvent) + 'static,
+    pending: Signal<bool>,
+    server_error: Option<String>,
+    client_error: ReadSignal<Option<String>>,
+) -> impl IntoView {
+    let input_class = "mt-1 block w-full rounded-md border border-slate-300 bg-white px-3 py-2 text-slate-900 \
+                       shadow-sm focus:border-indigo-500 focus:outline-none focus:ring-2 focus:ring-indigo-500 \
+                       dark:border-slate-700 dark:bg-slate-950 dark:text-slate-100";
+    let error = move || client_error.get().or_else(|| server_error.clone());
+    view! {
+        <h2 class="text-xl font-semibold">"Create your account"</h2>
+        <form method="post" action="/signup" class="mt-4 space-y-4" data-testid="signup-form" on:submit=on_submit novalidate>
+            <div>
+                <label for="signup-email" class="block text-sm font-medium">"Email"</label>
+                <input id="signup-email" name="email" type="email" autocomplete="email" required class=input_class />
+            </div>
+            <div>
+                <label for="signup-name" class="block text-sm font-medium">"Name"</label>
+                <input id="signup-name" name="name" type="text" autocomplete="name" required maxlength="200" class=input_class />
+            </div>
+            {move || error().map(|message| view! {
+                <p role="alert" class="rounded-md bg-red-50 px-3 py-2 text-sm text-red-800 dark:bg-red-950 dark:text-red-200">{message}</p>
+            })}
+            <button
+                type="submit"
+                class="inline-flex w-full items-center justify-center rounded-md bg-indigo-600 px-4 py-2 font-semibold text-white \
+                       hover:bg-indigo-700 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 focus-visible:ring-offset-2 \
+                       disabled:opacity-60"
+                disabled=move || pending.get()
+                aria-busy=move || pending.get().to_string()
+            >
+                {move || if pending.get() { "Creating your account…" } else { "Create account" }}
+            </button>
+        </form>
+    }
+}
+
+#[component]
+fn SignupSuccess(view: SignupView) -> impl IntoView {
+    let copied = RwSignal::new(None::<bool>);
+    let key = view.api_key.clone();
+    let copy = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            let key = key.clone();
+            leptos::task::spawn_local(async move {
+                let ok = match web_sys::window() {
+                    Some(window) => {
+                        let promise = window.navigator().clipboard().write_text(&key);
+                        wasm_bindgen_futures::JsFuture::from(promise).await.is_ok()
+                    }
+                    None => false,
+                };
+                copied.set(Some(ok));
+            });
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = &key;
+    };
+    view! {
+        <h2 class="text-xl font-semibold">"Welcome, your account is ready"</h2>
+        <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">
+            "Signed up as " <span class="font-medium">{view.email.clone()}</span> "."
+        </p>
+        <div class="mt-4 rounded-md border border-amber-300 bg-amber-50 p-3 text-sm text-amber-900 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100" role="note">
+            "This is the only time your API key is shown. Store it as the "
+            <code class="font-mono">"RSOLV_API_KEY"</code>
+            " secret of your repository now."
+        </div>
+        <label for="api-key" class="mt-4 block text-sm font-medium">"Your API key"</label>
+        <div class="mt-1 flex items-stretch gap-2">
+            <code id="api-key" data-testid="api-key" class="block flex-1 overflow-x-auto whitespace-nowrap rounded-md bg-slate-100 px-3 py-2 font-mono text-sm dark:bg-slate-800">
+                {view.api_key.clone()}
+            </code>
+            <button
+                type="button"
+                data-testid="copy-api-key"
+                aria-label="Copy API key"
+                on:click=copy
+                class="rounded-md border border-slate-300 px-3 py-2 text-sm font-medium hover:bg-slate-100 focus:outline-none \
+                       focus-visible:ring-2 focus-visible:ring-indigo-500 dark:border-slate-700 dark:hover:bg-slate-800"
+            >
+                {move || match copied.get() {
+                    Some(true) => "Copied",
+                    Some(false) => "Copy failed: select the key",
+                    None => "Copy",
+                }}
+            </button>
+        </div>
+        <p class="sr-only" aria-live="polite">{move || (copied.get() == Some(true)).then_some("API key copied to the clipboard")}</p>
+        <dl class="mt-6 grid grid-cols-2 gap-4">
+            <div class="rounded-md bg-slate-100 p-3 dark:bg-slate-800">
+                <dt class="text-sm text-slate-600 dark:text-slate-400">"Credit balance"</dt>
+                <dd class="text-2xl font-semibold" data-testid="credit-balance">{view.credit_balance}</dd>
+            </div>
+            <div class="rounded-md bg-slate-100 p-3 dark:bg-slate-800">
+                <dt class="text-sm text-slate-600 dark:text-slate-400">"Customer id"</dt>
+                <dd class="text-2xl font-semibold">{view.customer_id}</dd>
+            </div>
+        </dl>
+    }
+}

@@ -1,0 +1,69 @@
+//! The Leptos UI: the HTML shell, the router and one module per area.
+
+pub mod home;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{Route, Router, Routes};
+use leptos_router::path;
+
+/// The HTML document around the app (server-rendered only).
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <AutoReload options=options.clone() />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body class="min-h-screen bg-slate-50 text-slate-900 antialiased dark:bg-slate-950 dark:text-slate-100">
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The application: routes and page chrome.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/rsolv-platform.css" />
+        <Title text="RSOLV" />
+        <Router>
+            <header class="border-b border-slate-200 bg-white dark:border-slate-800 dark:bg-slate-900">
+                <nav class="mx-auto flex max-w-5xl items-center justify-between px-4 py-3" aria-label="Main">
+                    <a href="/" class="text-lg font-semibold tracking-tight focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500">
+                        "RSOLV"
+                    </a>
+                    <span class="text-sm text-slate-600 dark:text-slate-400">"Automated security fixes"</span>
+                </nav>
+            </header>
+            <main class="mx-auto max-w-5xl px-4 py-10">
+                <Routes fallback=NotFound>
+                    <Route path=path!("/") view=home::HomePage />
+                    <Route path=path!("/signup") view=home::HomePage />
+                </Routes>
+            </main>
+        </Router>
+    }
+}
+
+/// The 404 page.
+#[component]
+fn NotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(axum::http::StatusCode::NOT_FOUND);
+        }
+    }
+    view! {
+        <h1 class="text-2xl font-semibold">"Page not found"</h1>
+        <p class="mt-2"><a class="text-indigo-700 underline dark:text-indigo-300" href="/">"Back to the home page"</a></p>
+    }
+}

@@ -1,0 +1,203 @@
+//! API keys: `rsolv_` followed by 32 random bytes from the OS RNG, encoded as
+//! URL-safe base64 without padding (43 characters). Only the SHA-256 of the
+//! whole key and a short display prefix are stored; the key itself is shown
+//! once (ACTION_API.md § Authentication; crates.io's `utils/token.rs`).
+
+use crate::server::billing::customers::Customer;
+use crate::server::billing::BillingError;
+use crate::server::db::schema::{api_keys, customers};
+use crate::types::values::CustomerStatus;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use sha2::{Digest, Sha256};
+
+/// Every key starts with this.
+pub const KEY_PREFIX: &str = "rsolv_";
+
+/// Characters of the key kept for display (`rsolv_` plus 6).
+pub const DISPLAY_PREFIX_LEN: usize = 12;
+
+/// Longest string ever looked up as a key; longer input is rejected without
+/// touching the database.
+const MAX_KEY_LEN: usize = 128;
+
+/// A full API key, held only between creation and the one response that
+/// shows it. `Debug` is redacted so it cannot reach a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlainApiKey(String);
+
+impl PlainApiKey {
+    /// The secret, for the one response that shows it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for PlainApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlainApiKey(<redacted>)")
+    }
+}
+
+/// A freshly generated key: the secret, its display prefix and its SHA-256.
+pub struct GeneratedKey {
+    /// The full key.
+    pub plain: PlainApiKey,
+    /// The first [`DISPLAY_PREFIX_LEN`] characters.
+    pub prefix: String,
+    /// SHA-256 of the full key.
+    pub hash: [u8; 32],
+}
+
+/// Generates a key from 32 bytes of the operating system's RNG.
+///
+/// Errors only if the OS RNG is unavailable.
+pub fn generate_key() -> Result<GeneratedKey, getrandom::Error> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes)?;
+    let secret = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    Ok(GeneratedKey {
+        prefix: secret[..DISPLAY_PREFIX_LEN].to_owned(),
+        hash: hash_key(&secret),
+        plain: PlainApiKey(secret),
+    })
+}
+
+/// SHA-256 of a presented key.
+pub fn hash_key(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// A stored key (without the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
+pub struct ApiKey {
+    /// Row id.
+    pub id: i64,
+    /// Owner.
+    pub customer_id: i64,
+    /// The customer's label for it.
+    pub name: String,
+    /// Display prefix, e.g. `rsolv_AbC123`.
+    pub prefix: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Last successful use (updated at most once a minute).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked; a revoked key gets 403.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Creates a key named `name` for `customer_id`; returns the stored row and
+/// the secret to show once.
+///
+/// Errors: [`BillingError::Database`] (including a foreign-key violation
+/// for an unknown customer).
+pub async fn create_api_key(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    name: &str,
+) -> Result<(ApiKey, PlainApiKey), BillingError> {
+    let generated = generate_key().map_err(|e| BillingError::Pool(format!("OS RNG unavailable: {e}")))?;
+    let key = diesel::insert_into(api_keys::table)
+        .values((
+            api_keys::customer_id.eq(customer_id),
+            api_keys::name.eq(name),
+            api_keys::prefix.eq(&generated.prefix),
+            api_keys::token_hash.eq(generated.hash.as_slice()),
+        ))
+        .returning(ApiKey::as_returning())
+        .get_result(conn)
+        .await?;
+    Ok((key, generated.plain))
+}
+
+/// Why a presented key was not accepted (ACTION_API.md suggests 401 for
+/// missing/unknown, 403 for revoked keys and suspended customers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyRejection {
+    /// No key was presented.
+    #[error("missing API key: send it in the x-api-key header")]
+    Missing,
+    /// The key is not one we issued.
+    #[error("invalid API key")]
+    Unknown,
+    /// The key was revoked.
+    #[error("this API key has been revoked; create a new one in the dashboard")]
+    Revoked,
+    /// The customer is suspended.
+    #[error("this account is suspended; contact support")]
+    Suspended,
+}
+
+/// A key that passed [`authenticate`], with its customer.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The key's row id.
+    pub api_key_id: i64,
+    /// The key's customer, as read during authentication.
+    pub customer: Customer,
+}
+
+/// Verifies a presented key by hash lookup and records its use (at most one
+/// write per key per minute, keeping the hot path read-mostly).
+///
+/// Errors: `Ok(Err(KeyRejection))` for a key that is not accepted;
+/// `Err(BillingError)` when the database fails.
+pub async fn authenticate(
+    conn: &mut AsyncPgConnection,
+    presented: Option<&str>,
+) -> Result<Result<Authenticated, KeyRejection>, BillingError> {
+    let Some(presented) = presented.map(str::trim).filter(|k| !k.is_empty()) else {
+        return Ok(Err(KeyRejection::Missing));
+    };
+    if !presented.starts_with(KEY_PREFIX) || presented.len() > MAX_KEY_LEN {
+        return Ok(Err(KeyRejection::Unknown));
+    }
+    let found: Option<(i64, Option<DateTime<Utc>>, Customer)> = api_keys::table
+        .inner_join(customers::table)
+        .filter(api_keys::token_hash.eq(hash_key(presented).as_slice()))
+        .select((api_keys::id, api_keys::revoked_at, Customer::as_select()))
+        .first(conn)
+        .await
+        .optional()?;
+    let Some((api_key_id, revoked_at, customer)) = found else {
+        return Ok(Err(KeyRejection::Unknown));
+    };
+    if revoked_at.is_some() {
+        return Ok(Err(KeyRejection::Revoked));
+    }
+    if customer.status() == CustomerStatus::Suspended {
+        return Ok(Err(KeyRejection::Suspended));
+    }
+    diesel::update(api_keys::table.find(api_key_id))
+        .filter(
+            api_keys::last_used_at
+                .is_null()
+                .or(api_keys::last_used_at.lt(Utc::now() - chrono::Duration::minutes(1))),
+        )
+        .set(api_keys::last_used_at.eq(diesel::dsl::now))
+        .execute(conn)
+        .await?;
+    Ok(Ok(Authenticated { api_key_id, customer }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_the_prefix_enough_entropy_and_distinct_hashes() {
+        let a = generate_key().unwrap();
+        let b = generate_key().unwrap();
+        assert!(a.plain.expose().starts_with(KEY_PREFIX));
+        assert_eq!(a.plain.expose().len(), KEY_PREFIX.len() + 43);
+        assert_eq!(a.prefix, a.plain.expose()[..DISPLAY_PREFIX_LEN]);
+        assert_eq!(a.hash, hash_key(a.plain.expose()));
+        assert_ne!(a.plain, b.plain);
+        assert_ne!(a.hash, b.hash);
+        assert_eq!(format!("{:?}", a.plain), "PlainApiKey(<redacted>)");
+    }
+}

@@ -1,0 +1,165 @@
+//! Customers and their provisioning.
+
+use crate::server::billing::api_keys::{create_api_key, ApiKey, PlainApiKey};
+use crate::server::billing::error::is_unique_violation;
+use crate::server::billing::ledger::{append_entry, NewEntry};
+use crate::server::billing::pricing::PricingCatalog;
+use crate::server::billing::BillingError;
+use crate::server::db::schema::customers;
+use crate::types::values::{CustomerName, CustomerStatus, Email, LedgerKind, Plan, Source};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+/// A customer row. `credit_balance` is in credits and always equals the sum
+/// of the customer's ledger entries.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = customers, check_for_backend(diesel::pg::Pg))]
+pub struct Customer {
+    /// Row id.
+    pub id: i64,
+    /// Email as entered; unique case-insensitively.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// A [`Source`] spelling.
+    pub source: String,
+    /// A [`Plan`] spelling.
+    pub plan: String,
+    /// A [`CustomerStatus`] spelling.
+    pub status: String,
+    /// Cached balance in credits (never negative).
+    pub credit_balance: i64,
+    /// Stripe's `cus_…` id once the Stripe Customer exists.
+    pub stripe_customer_id: Option<String>,
+    /// Stripe's subscription status (`active`, `past_due`, …) if subscribed.
+    pub subscription_status: Option<String>,
+    /// Whether a payment method is on file (pay-as-you-go possible).
+    pub has_payment_method: bool,
+    /// End of the current paid period, if subscribed.
+    pub current_period_end: Option<DateTime<Utc>>,
+    /// Created.
+    pub created_at: DateTime<Utc>,
+    /// Last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Customer {
+    /// The parsed plan (the database CHECK guarantees a known value).
+    pub fn plan(&self) -> Plan {
+        Plan::parse(&self.plan).unwrap_or(Plan::Trial)
+    }
+
+    /// The parsed status (the database CHECK guarantees a known value;
+    /// anything else is treated as suspended, the safe side).
+    pub fn status(&self) -> CustomerStatus {
+        CustomerStatus::parse(&self.status).unwrap_or(CustomerStatus::Suspended)
+    }
+
+    /// Whether a Stripe subscription currently pays for fixes
+    /// (Stripe statuses `active` and `trialing`).
+    pub fn has_live_subscription(&self) -> bool {
+        matches!(self.subscription_status.as_deref(), Some("active" | "trialing"))
+    }
+
+    /// Whether the Action may run fixes for this customer now: active, and
+    /// either credits left or a way to pay (a card on file or a live
+    /// subscription). The "can_use_service" of the seeds' status contract.
+    pub fn can_use_service(&self) -> bool {
+        self.status() == CustomerStatus::Active
+            && (self.credit_balance > 0 || self.has_payment_method || self.has_live_subscription())
+    }
+}
+
+/// What provisioning needs: parsed at the edge.
+#[derive(Debug, Clone)]
+pub struct NewCustomer {
+    /// Email (unique case-insensitively).
+    pub email: Email,
+    /// Display name.
+    pub name: CustomerName,
+    /// Where the signup came from.
+    pub source: Source,
+}
+
+/// A provisioned customer with its first API key.
+#[derive(Debug)]
+pub struct Provisioned {
+    /// The customer after the signup bonus.
+    pub customer: Customer,
+    /// The first key's row.
+    pub api_key: ApiKey,
+    /// The first key's secret, to show once.
+    pub plain_key: PlainApiKey,
+}
+
+/// Name given to the key created at signup.
+pub const FIRST_KEY_NAME: &str = "Default";
+
+/// Provisions a customer in one transaction: the customer row (plan
+/// `trial`), a first API key and the signup bonus of
+/// `pricing.trial_credits` credits (ledger kind `signup_bonus`, idempotency
+/// key `signup_bonus`). Nothing is written if any step fails.
+///
+/// Seam: the Stripe Customer (`customer:create:<id>`) and the welcome email
+/// are created after this commits, by the billing and email issues.
+///
+/// Errors: [`BillingError::EmailTaken`] when the email exists (any case);
+/// [`BillingError::Database`] otherwise.
+pub async fn provision_customer(
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    new: &NewCustomer,
+) -> Result<Provisioned, BillingError> {
+    let trial_credits = pricing.trial_credits;
+    conn.transaction(async |conn| {
+        let inserted = diesel::insert_into(customers::table)
+            .values((
+                customers::email.eq(new.email.as_str()),
+                customers::name.eq(new.name.as_str()),
+                customers::source.eq(new.source.as_str()),
+                customers::plan.eq(Plan::Trial.as_str()),
+            ))
+            .returning(customers::id)
+            .get_result::<i64>(conn)
+            .await;
+        let customer_id = match inserted {
+            Ok(id) => id,
+            Err(e) if is_unique_violation(&e) => return Err(BillingError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        };
+        let (api_key, plain_key) = create_api_key(conn, customer_id, FIRST_KEY_NAME).await?;
+        if trial_credits > 0 {
+            append_entry(
+                conn,
+                NewEntry {
+                    customer_id,
+                    amount: trial_credits,
+                    kind: LedgerKind::SignupBonus,
+                    reference: None,
+                    idempotency_key: "signup_bonus",
+                },
+            )
+            .await?;
+        }
+        let customer = find_customer(conn, customer_id).await?;
+        Ok(Provisioned { customer, api_key, plain_key })
+    })
+    .await
+}
+
+/// Reads one customer.
+///
+/// Errors: [`BillingError::NotFound`] when there is none with this id.
+pub async fn find_customer(conn: &mut AsyncPgConnection, customer_id: i64) -> Result<Customer, BillingError> {
+    customers::table
+        .find(customer_id)
+        .select(Customer::as_select())
+        .first(conn)
+        .await
+        .map_err(|e| match e {
+            DieselError::NotFound => BillingError::NotFound("customer"),
+            other => other.into(),
+        })
+}

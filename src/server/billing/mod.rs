@@ -1,0 +1,16 @@
+//! The billing domain: customers, API keys, the credit ledger, fixes, phase
+//! records, usage and pricing. Plain async functions over
+//! `&mut AsyncPgConnection`: no HTTP, no sessions, no Leptos. Every adapter
+//! (JSON API, server functions, webhooks) calls these.
+
+pub mod api_keys;
+pub mod customers;
+pub mod error;
+pub mod fixes;
+pub mod ledger;
+pub mod phases;
+pub mod pricing;
+pub mod status;
+pub mod usage;
+
+pub use error::BillingError;

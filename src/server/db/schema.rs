@@ -1,0 +1,108 @@
+// @generated shape of `diesel print-schema` for migrations/; keep in sync
+// with the SQL (the integration tests run every query against it).
+
+diesel::table! {
+    api_keys (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        name -> Text,
+        prefix -> Text,
+        token_hash -> Bytea,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    credit_ledger_entries (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        amount -> Int8,
+        kind -> Text,
+        reference -> Nullable<Text>,
+        idempotency_key -> Text,
+        balance_after -> Int8,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    customers (id) {
+        id -> Int8,
+        email -> Text,
+        name -> Text,
+        source -> Text,
+        plan -> Text,
+        status -> Text,
+        credit_balance -> Int8,
+        stripe_customer_id -> Nullable<Text>,
+        subscription_status -> Nullable<Text>,
+        has_payment_method -> Bool,
+        current_period_end -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    fixes (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        repository -> Text,
+        fix_key -> Text,
+        issue_number -> Nullable<Int8>,
+        pr_number -> Nullable<Int8>,
+        pr_url -> Nullable<Text>,
+        pr_title -> Nullable<Text>,
+        issue_title -> Nullable<Text>,
+        issue_url -> Nullable<Text>,
+        fix_commit -> Nullable<Text>,
+        metadata -> Nullable<Jsonb>,
+        billing_status -> Text,
+        ledger_entry_id -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    phase_records (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        repository -> Text,
+        commit_sha -> Text,
+        phase -> Text,
+        issue_number -> Int8,
+        data -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    usage_reports (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        provider -> Text,
+        tokens_used -> Int8,
+        request_count -> Int8,
+        job_id -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(api_keys -> customers (customer_id));
+diesel::joinable!(credit_ledger_entries -> customers (customer_id));
+diesel::joinable!(fixes -> customers (customer_id));
+diesel::joinable!(phase_records -> customers (customer_id));
+diesel::joinable!(usage_reports -> customers (customer_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
+    credit_ledger_entries,
+    customers,
+    fixes,
+    phase_records,
+    usage_reports,
+);

@@ -1,0 +1,67 @@
+//! `POST /api/v1/customers/onboard` and `GET /api/v1/billing/status`.
+
+use crate::server::billing::customers::{provision_customer, NewCustomer};
+use crate::server::billing::status::billing_status;
+use crate::server::http::error::ApiError;
+use crate::server::http::extract::{ApiCustomer, ApiJson};
+use crate::server::state::AppState;
+use crate::types::values::{CustomerName, Email, Source};
+use crate::types::views::BillingStatusView;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+
+/// Onboarding request: `source` defaults to `direct`.
+#[derive(Debug, Deserialize)]
+pub struct OnboardRequest {
+    email: String,
+    name: String,
+    source: Option<String>,
+}
+
+/// Onboarding response: the key is shown here once and never again.
+#[derive(Debug, Serialize)]
+pub struct OnboardResponse {
+    customer_id: i64,
+    api_key: String,
+    credit_balance: i64,
+}
+
+/// Provisions a customer: 201 with the id, the API key (once) and the
+/// balance in credits; 422 for a malformed email, name or source; 409 when
+/// the email is registered (compared case-insensitively).
+pub async fn onboard_customer(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<OnboardRequest>,
+) -> Result<(StatusCode, Json<OnboardResponse>), ApiError> {
+    let new = NewCustomer {
+        email: Email::parse(&body.email).map_err(|e| ApiError::unprocessable(e.0))?,
+        name: CustomerName::parse(&body.name).map_err(|e| ApiError::unprocessable(e.0))?,
+        source: match body.source.as_deref() {
+            None => Source::Direct,
+            Some(s) => Source::parse(s).map_err(|e| ApiError::unprocessable(e.0))?,
+        },
+    };
+    let mut conn = state.conn().await?;
+    let provisioned = provision_customer(&mut conn, &state.config.pricing, &new).await?;
+    tracing::info!(customer_id = provisioned.customer.id, source = %new.source, "customer onboarded");
+    Ok((
+        StatusCode::CREATED,
+        Json(OnboardResponse {
+            customer_id: provisioned.customer.id,
+            api_key: provisioned.plain_key.expose().to_owned(),
+            credit_balance: provisioned.customer.credit_balance,
+        }),
+    ))
+}
+
+/// The caller's billing status (`{stripe_customer_id, subscription_status,
+/// can_use_service, current_usage}`).
+pub async fn show_billing_status(
+    State(state): State<AppState>,
+    ApiCustomer(auth): ApiCustomer,
+) -> Result<Json<BillingStatusView>, ApiError> {
+    let mut conn = state.conn().await?;
+    Ok(Json(billing_status(&mut conn, auth.customer.id).await?))
+}

@@ -1,0 +1,42 @@
+//! The JSON API under `/api/v1`: the Action's five endpoints
+//! (ACTION_API.md, a compatibility contract: paths, headers, field names and
+//! casing must not change), customer onboarding and the billing status.
+
+mod credentials;
+mod customers;
+mod fix_attempts;
+mod phases;
+mod usage;
+
+use crate::server::state::AppState;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// The `/api/v1` routes.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/customers/onboard", post(customers::onboard_customer))
+        .route("/billing/status", get(customers::show_billing_status))
+        .route("/credentials/exchange", post(credentials::exchange_credentials))
+        .route("/usage/report", post(usage::report_usage))
+        .route("/phases/store", post(phases::store_phase))
+        .route("/phases/retrieve", get(phases::retrieve_phases))
+        .route("/fix-attempts", post(fix_attempts::create_fix_attempt))
+}
+
+/// ISO-8601 UTC with a `Z` and whole seconds, as in the contract's examples
+/// (`2026-11-21T13:00:00Z`).
+pub(crate) fn iso_utc(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Rejects strings longer than `max` characters with a 422 naming `field`.
+pub(crate) fn check_len(field: &str, value: Option<&str>, max: usize) -> Result<(), crate::server::http::error::ApiError> {
+    match value {
+        Some(v) if v.chars().count() > max => Err(crate::server::http::error::ApiError::unprocessable(format!(
+            "{field} must be at most {max} characters"
+        ))),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,94 @@
+//! `POST /api/v1/phases/store` and `GET /api/v1/phases/retrieve`
+//! (ACTION_API.md §§ 3–4).
+
+use crate::server::billing::phases::{find_phases, store_phase as store_phase_record, CommitSha, PhaseReport};
+use crate::server::http::error::ApiError;
+use crate::server::http::extract::{ApiCustomer, ApiJson, ApiQuery};
+use crate::server::state::AppState;
+use crate::types::values::{Phase, Repository};
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+/// Request body, in the Action's camelCase.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorePhaseRequest {
+    phase: String,
+    data: Value,
+    repo: String,
+    issue_number: Option<i64>,
+    commit_sha: String,
+}
+
+/// Stores a phase result: 200 `{"success": true, "id": "<id>"}`. A
+/// mitigation with `data.fixed == true` records (and bills, once) the fix.
+/// 422 for an unknown phase, a malformed repository or commit, a missing
+/// `issueNumber` after the scan, or `data` that is not an object.
+pub async fn store_phase(
+    State(state): State<AppState>,
+    ApiCustomer(auth): ApiCustomer,
+    ApiJson(body): ApiJson<StorePhaseRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let parse = || -> Result<PhaseReport, crate::types::values::ParseError> {
+        PhaseReport::new(
+            Phase::parse(&body.phase)?,
+            Repository::parse(&body.repo)?,
+            CommitSha::parse(&body.commit_sha)?,
+            body.issue_number,
+            body.data.clone(),
+        )
+    };
+    let report = parse().map_err(|e| ApiError::unprocessable(e.0))?;
+    let mut conn = state.conn().await?;
+    let (record, fix) = store_phase_record(&mut conn, auth.customer.id, &report).await?;
+    if let Some(fix) = &fix {
+        tracing::info!(customer_id = auth.customer.id, fix_id = fix.id, billing_status = %fix.billing_status, "fix deployed");
+    }
+    Ok(Json(json!({ "success": true, "id": record.id.to_string() })))
+}
+
+/// Query string of the retrieve call.
+#[derive(Debug, Deserialize)]
+pub struct RetrieveQuery {
+    repo: String,
+    issue: Option<i64>,
+    commit: String,
+}
+
+/// What was stored for the repository and commit (narrowed to `issue` when
+/// given): `{"scan": {...}, "validation": {"issue-17": {...}},
+/// "mitigation": {"issue-17": {...}}}`, with absent phases left out; 404
+/// when nothing is stored.
+pub async fn retrieve_phases(
+    State(state): State<AppState>,
+    ApiCustomer(auth): ApiCustomer,
+    ApiQuery(query): ApiQuery<RetrieveQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let repository = Repository::parse(&query.repo).map_err(|e| ApiError::unprocessable(e.0))?;
+    let commit = CommitSha::parse(&query.commit).map_err(|e| ApiError::unprocessable(e.0))?;
+    let mut conn = state.conn().await?;
+    let records = find_phases(&mut conn, auth.customer.id, &repository, &commit, query.issue).await?;
+    if records.is_empty() {
+        return Err(ApiError::not_found("no phase data stored for this repository and commit"));
+    }
+    let mut out = Map::new();
+    for record in records {
+        match Phase::parse(&record.phase) {
+            Ok(Phase::Scan) => {
+                out.insert("scan".into(), record.data);
+            }
+            Ok(phase) => {
+                let by_issue = out
+                    .entry(phase.as_str())
+                    .or_insert_with(|| Value::Object(Map::new()));
+                if let Value::Object(map) = by_issue {
+                    map.insert(format!("issue-{}", record.issue_number), record.data);
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(Json(Value::Object(out)))
+}

@@ -1,0 +1,48 @@
+//! Extractors for the JSON API: JSON bodies and queries whose rejections are
+//! `{"error": "..."}`, and the API-key authentication.
+
+use crate::server::billing::api_keys::{authenticate, Authenticated};
+use crate::server::http::error::ApiError;
+use crate::server::state::AppState;
+use axum::extract::{FromRequest, FromRequestParts, Query};
+use axum::http::request::Parts;
+use axum::Json;
+
+/// `axum::Json` with JSON error bodies: 400 for malformed JSON, 422 for
+/// wrong types or missing fields, 415 without a JSON content type, 413 for
+/// bodies above `MAX_BODY_BYTES`.
+#[derive(FromRequest)]
+#[from_request(via(Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+/// `axum::extract::Query` with a JSON 400 on malformed query strings.
+#[derive(FromRequestParts)]
+#[from_request(via(Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+/// The header carrying the API key (`x-api-key`; header names are
+/// case-insensitive, so `X-API-Key` matches too).
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The presented API key, if any, from the `x-api-key` header.
+pub fn presented_key(parts: &Parts) -> Option<&str> {
+    parts.headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok())
+}
+
+/// A request authenticated by its `x-api-key` header: 401 when missing or
+/// unknown, 403 when revoked or the customer is suspended.
+pub struct ApiCustomer(pub Authenticated);
+
+impl FromRequestParts<AppState> for ApiCustomer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        authenticate_key(state, presented_key(parts)).await.map(ApiCustomer)
+    }
+}
+
+/// Authenticates a presented key (see [`authenticate`]).
+pub async fn authenticate_key(state: &AppState, key: Option<&str>) -> Result<Authenticated, ApiError> {
+    let mut conn = state.conn().await?;
+    Ok(authenticate(&mut conn, key).await??)
+}

@@ -1,0 +1,62 @@
+//! The HTTP adapters: the JSON API, health, the no-JavaScript form handlers
+//! and the Leptos SSR routes, in one axum router.
+
+pub mod api_v1;
+pub mod error;
+pub mod extract;
+pub mod pages;
+
+use crate::app::{shell, App};
+use crate::server::http::error::ApiError;
+use crate::server::state::AppState;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use diesel_async::RunQueryDsl;
+use leptos::prelude::provide_context;
+use leptos_axum::{generate_route_list, LeptosRoutes};
+
+/// The whole application router.
+pub fn router(state: AppState) -> Router {
+    let routes = generate_route_list(App);
+    let options = state.leptos_options.clone();
+    Router::new()
+        .route("/health", get(health))
+        .nest("/api/v1", api_v1::routes().fallback(api_not_found))
+        .route("/signup", post(pages::submit_signup_form))
+        .leptos_routes_with_context(
+            &state,
+            routes,
+            {
+                let state = state.clone();
+                move || provide_context(state.clone())
+            },
+            move || shell(options.clone()),
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .with_state(state)
+}
+
+async fn api_not_found() -> ApiError {
+    ApiError::not_found("no such API endpoint")
+}
+
+/// `GET /health`: 200 `{"status": "ok", "database": "ok"}` when a query
+/// succeeds, 503 with `"database": "unreachable"` otherwise.
+pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
+    let database_ok = match state.pool.get().await {
+        Ok(mut conn) => diesel::sql_query("SELECT 1").execute(&mut conn).await.is_ok(),
+        Err(_) => false,
+    };
+    if database_ok {
+        (StatusCode::OK, Json(serde_json::json!({ "status": "ok", "database": "ok" })))
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "degraded", "database": "unreachable" })),
+        )
+    }
+}

@@ -1,0 +1,50 @@
+//! Self-service signup, shared by the signup server function and the
+//! no-JavaScript form handler.
+
+use crate::server::billing::customers::{provision_customer, NewCustomer};
+use crate::server::billing::BillingError;
+use crate::server::state::AppState;
+use crate::types::values::{CustomerName, Email, Source};
+use crate::types::views::SignupView;
+use crate::types::AppError;
+
+/// Parses the form fields and provisions a `direct` customer.
+///
+/// Errors: [`AppError::Validation`] naming the bad field,
+/// [`AppError::Conflict`] for a registered email, [`AppError::Internal`]
+/// (cause logged) otherwise.
+pub async fn signup(state: &AppState, email: &str, name: &str) -> Result<SignupView, AppError> {
+    let new = NewCustomer {
+        email: Email::parse(email).map_err(|e| AppError::Validation(e.0))?,
+        name: CustomerName::parse(name).map_err(|e| AppError::Validation(e.0))?,
+        source: Source::Direct,
+    };
+    let mut conn = state.conn().await.map_err(to_app_error)?;
+    let provisioned = provision_customer(&mut conn, &state.config.pricing, &new)
+        .await
+        .map_err(to_app_error)?;
+    tracing::info!(customer_id = provisioned.customer.id, source = "direct", "customer provisioned");
+    Ok(SignupView {
+        customer_id: provisioned.customer.id,
+        email: provisioned.customer.email,
+        api_key: provisioned.plain_key.expose().to_owned(),
+        credit_balance: provisioned.customer.credit_balance,
+    })
+}
+
+/// Maps a domain error to what the UI may show; internal causes are logged
+/// here and replaced by [`AppError::Internal`].
+pub fn to_app_error(error: BillingError) -> AppError {
+    match error {
+        BillingError::Invalid(e) => AppError::Validation(e.0),
+        BillingError::EmailTaken => AppError::Conflict("an account with this email already exists".into()),
+        BillingError::NotFound(_) => AppError::NotFound,
+        BillingError::InsufficientCredits { .. } | BillingError::IdempotencyConflict(_) => {
+            AppError::Conflict(error.to_string())
+        }
+        BillingError::Database(_) | BillingError::Pool(_) => {
+            tracing::error!(error = %error, "internal error in a server function");
+            AppError::Internal
+        }
+    }
+}

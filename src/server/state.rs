@@ -1,0 +1,40 @@
+//! The application state shared by every handler.
+
+use crate::server::billing::BillingError;
+use crate::server::config::Config;
+use crate::server::db::{build_pool, DbConn, DbPool, DbSetupError};
+use axum::extract::FromRef;
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+
+/// Pool, configuration and Leptos options; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The PostgreSQL pool.
+    pub pool: DbPool,
+    /// The typed configuration.
+    pub config: Arc<Config>,
+    /// Leptos's runtime settings (from `Leptos.toml`).
+    pub leptos_options: LeptosOptions,
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
+
+impl AppState {
+    /// Builds the state and its pool (connections open lazily).
+    pub fn new(config: Config, leptos_options: LeptosOptions) -> Result<Self, DbSetupError> {
+        let pool = build_pool(&config.database_url, config.database_pool_size, config.statement_timeout_seconds)?;
+        Ok(Self { pool, config: Arc::new(config), leptos_options })
+    }
+
+    /// One connection from the pool.
+    ///
+    /// Errors: [`BillingError::Pool`] when none can be had in time.
+    pub async fn conn(&self) -> Result<DbConn, BillingError> {
+        self.pool.get().await.map_err(|e| BillingError::Pool(e.to_string()))
+    }
+}

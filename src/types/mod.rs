@@ -1,0 +1,11 @@
+//! Isomorphic types: compiled into the server and the WASM bundle alike.
+//!
+//! - [`values`]: parsed domain values (parse, don't validate);
+//! - [`views`]: what the UI shows;
+//! - [`error`]: the error type server functions return to the UI.
+
+pub mod error;
+pub mod values;
+pub mod views;
+
+pub use error::AppError;
