@@ -12,7 +12,9 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let cli = Cli::parse();
     match run(cli.command).await {
@@ -28,23 +30,40 @@ async fn run(command: Command) -> Result<(), String> {
     let config = Config::from_env().map_err(|e| e.to_string())?;
     match command {
         Command::Migrate { revert_all: false } => {
-            let applied = run_pending_migrations(&config.database_url).await.map_err(|e| e.to_string())?;
-            println!("applied {} migration(s): {}", applied.len(), applied.join(", "));
+            let applied = run_pending_migrations(&config.database_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "applied {} migration(s): {}",
+                applied.len(),
+                applied.join(", ")
+            );
             Ok(())
         }
         Command::Migrate { revert_all: true } => {
-            let reverted = revert_all_migrations(&config.database_url).await.map_err(|e| e.to_string())?;
-            println!("reverted {} migration(s): {}", reverted.len(), reverted.join(", "));
+            let reverted = revert_all_migrations(&config.database_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "reverted {} migration(s): {}",
+                reverted.len(),
+                reverted.join(", ")
+            );
             Ok(())
         }
         Command::Serve { migrate } => {
             if migrate {
-                let applied = run_pending_migrations(&config.database_url).await.map_err(|e| e.to_string())?;
+                let applied = run_pending_migrations(&config.database_url)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 tracing::info!(count = applied.len(), "migrations applied");
             }
-            let leptos_config = std::env::var("LEPTOS_CONFIG").unwrap_or_else(|_| "Leptos.toml".to_owned());
+            let leptos_config =
+                std::env::var("LEPTOS_CONFIG").unwrap_or_else(|_| "Leptos.toml".to_owned());
             let leptos_options = leptos::config::get_configuration(Some(&leptos_config))
-                .map_err(|e| format!("cannot read Leptos settings from {leptos_config} (LEPTOS_CONFIG): {e}"))?
+                .map_err(|e| {
+                    format!("cannot read Leptos settings from {leptos_config} (LEPTOS_CONFIG): {e}")
+                })?
                 .leptos_options;
             let addr = leptos_options.site_addr;
             tracing::info!(?config, "configuration loaded");

@@ -30,10 +30,9 @@ pub async fn signup(email: String, name: String) -> Result<SignupView, AppError>
 /// `/` and `/signup`.
 #[component]
 pub fn HomePage() -> impl IntoView {
-    let from_form: Option<Result<SignupView, AppError>> = SharedValue::new(|| {
-        use_context::<FormSignupOutcome>().map(|outcome| outcome.0)
-    })
-    .into_inner();
+    let from_form: Option<Result<SignupView, AppError>> =
+        SharedValue::new(|| use_context::<FormSignupOutcome>().map(|outcome| outcome.0))
+            .into_inner();
     let action = ServerAction::<Signup>::new();
     let client_error = RwSignal::new(None::<String>);
     let hydrated = RwSignal::new(false);

@@ -58,8 +58,14 @@ impl std::fmt::Debug for Config {
             .field("database_pool_size", &self.database_pool_size)
             .field("statement_timeout_seconds", &self.statement_timeout_seconds)
             .field("max_body_bytes", &self.max_body_bytes)
-            .field("credential_ttl_cap_minutes", &self.credential_ttl_cap_minutes)
-            .field("providers", &self.provider_credentials.keys().collect::<Vec<_>>())
+            .field(
+                "credential_ttl_cap_minutes",
+                &self.credential_ttl_cap_minutes,
+            )
+            .field(
+                "providers",
+                &self.provider_credentials.keys().collect::<Vec<_>>(),
+            )
             .field("pricing", &self.pricing)
             .finish_non_exhaustive()
     }
@@ -93,19 +99,43 @@ impl Config {
         let defaults = PricingCatalog::default();
         let pricing = PricingCatalog {
             trial_credits: env.parsed("PRICING_TRIAL_CREDITS", defaults.trial_credits, 0..)?,
-            billing_bonus_credits: env.parsed("PRICING_BILLING_BONUS_CREDITS", defaults.billing_bonus_credits, 0..)?,
+            billing_bonus_credits: env.parsed(
+                "PRICING_BILLING_BONUS_CREDITS",
+                defaults.billing_bonus_credits,
+                0..,
+            )?,
             payg_fix_cents: env.parsed("PRICING_PAYG_FIX_CENTS", defaults.payg_fix_cents, 1..)?,
-            pro_monthly_cents: env.parsed("PRICING_PRO_MONTHLY_CENTS", defaults.pro_monthly_cents, 1..)?,
-            pro_credits_per_period: env.parsed("PRICING_PRO_CREDITS_PER_PERIOD", defaults.pro_credits_per_period, 0..)?,
-            pro_overage_cents: env.parsed("PRICING_PRO_OVERAGE_CENTS", defaults.pro_overage_cents, 1..)?,
+            pro_monthly_cents: env.parsed(
+                "PRICING_PRO_MONTHLY_CENTS",
+                defaults.pro_monthly_cents,
+                1..,
+            )?,
+            pro_credits_per_period: env.parsed(
+                "PRICING_PRO_CREDITS_PER_PERIOD",
+                defaults.pro_credits_per_period,
+                0..,
+            )?,
+            pro_overage_cents: env.parsed(
+                "PRICING_PRO_OVERAGE_CENTS",
+                defaults.pro_overage_cents,
+                1..,
+            )?,
             currency: env.currency("PRICING_CURRENCY", &defaults.currency)?,
         };
         Ok(Self {
             database_url,
             database_pool_size: env.parsed("DATABASE_POOL_SIZE", 16, 1..=1000)?,
-            statement_timeout_seconds: env.parsed("DATABASE_STATEMENT_TIMEOUT_SECONDS", 30, 1..=3600)?,
+            statement_timeout_seconds: env.parsed(
+                "DATABASE_STATEMENT_TIMEOUT_SECONDS",
+                30,
+                1..=3600,
+            )?,
             max_body_bytes: env.parsed("MAX_BODY_BYTES", 1024 * 1024, 1024..=64 * 1024 * 1024)?,
-            credential_ttl_cap_minutes: env.parsed("CREDENTIAL_TTL_CAP_MINUTES", 60, 1..=24 * 60)?,
+            credential_ttl_cap_minutes: env.parsed(
+                "CREDENTIAL_TTL_CAP_MINUTES",
+                60,
+                1..=24 * 60,
+            )?,
             provider_credentials,
             pricing,
         })
@@ -121,7 +151,12 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             .ok_or(ConfigError::Missing(name))
     }
 
-    fn parsed<T>(&self, name: &'static str, default: T, range: impl std::ops::RangeBounds<T> + std::fmt::Debug) -> Result<T, ConfigError>
+    fn parsed<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: impl std::ops::RangeBounds<T> + std::fmt::Debug,
+    ) -> Result<T, ConfigError>
     where
         T: FromStr + PartialOrd,
     {
@@ -133,15 +168,24 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             reason: "not a whole number".into(),
         })?;
         if !range.contains(&value) {
-            return Err(ConfigError::Invalid { name, reason: format!("must be in {range:?}") });
+            return Err(ConfigError::Invalid {
+                name,
+                reason: format!("must be in {range:?}"),
+            });
         }
         Ok(value)
     }
 
     fn currency(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        let value = (self.0)(name).unwrap_or_else(|| default.to_owned()).trim().to_ascii_lowercase();
+        let value = (self.0)(name)
+            .unwrap_or_else(|| default.to_owned())
+            .trim()
+            .to_ascii_lowercase();
         if value.len() != 3 || !value.chars().all(|c| c.is_ascii_lowercase()) {
-            return Err(ConfigError::Invalid { name, reason: "must be a three-letter ISO 4217 code".into() });
+            return Err(ConfigError::Invalid {
+                name,
+                reason: "must be a three-letter ISO 4217 code".into(),
+            });
         }
         Ok(value)
     }
@@ -152,18 +196,26 @@ mod tests {
     use super::*;
 
     fn lookup(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
     }
 
     #[test]
     fn missing_database_url_names_the_variable() {
         let err = Config::from_lookup(lookup(&[])).unwrap_err();
-        assert_eq!(err.to_string(), "environment variable DATABASE_URL is required but not set");
+        assert_eq!(
+            err.to_string(),
+            "environment variable DATABASE_URL is required but not set"
+        );
     }
 
     #[test]
     fn defaults_are_the_seed_prices() {
-        let config = Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://localhost/x")])).unwrap();
+        let config =
+            Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://localhost/x")])).unwrap();
         assert_eq!(config.pricing, PricingCatalog::default());
         assert_eq!(config.pricing.payg_fix_cents, 2900);
         assert_eq!(config.pricing.pro_monthly_cents, 59900);
@@ -184,7 +236,10 @@ mod tests {
             ("PROVIDER_ANTHROPIC_API_KEY", " "),
         ]))
         .unwrap();
-        assert_eq!(config.provider_credentials.keys().collect::<Vec<_>>(), vec!["openai"]);
+        assert_eq!(
+            config.provider_credentials.keys().collect::<Vec<_>>(),
+            vec!["openai"]
+        );
         assert!(!format!("{config:?}").contains("sk-test"));
     }
 }

@@ -23,7 +23,11 @@ pub async fn signup(state: &AppState, email: &str, name: &str) -> Result<SignupV
     let provisioned = provision_customer(&mut conn, &state.config.pricing, &new)
         .await
         .map_err(to_app_error)?;
-    tracing::info!(customer_id = provisioned.customer.id, source = "direct", "customer provisioned");
+    tracing::info!(
+        customer_id = provisioned.customer.id,
+        source = "direct",
+        "customer provisioned"
+    );
     Ok(SignupView {
         customer_id: provisioned.customer.id,
         email: provisioned.customer.email,
@@ -37,7 +41,9 @@ pub async fn signup(state: &AppState, email: &str, name: &str) -> Result<SignupV
 pub fn to_app_error(error: BillingError) -> AppError {
     match error {
         BillingError::Invalid(e) => AppError::Validation(e.0),
-        BillingError::EmailTaken => AppError::Conflict("an account with this email already exists".into()),
+        BillingError::EmailTaken => {
+            AppError::Conflict("an account with this email already exists".into())
+        }
         BillingError::NotFound(_) => AppError::NotFound,
         BillingError::InsufficientCredits { .. } | BillingError::IdempotencyConflict(_) => {
             AppError::Conflict(error.to_string())

@@ -27,14 +27,25 @@ impl FromRef<AppState> for LeptosOptions {
 impl AppState {
     /// Builds the state and its pool (connections open lazily).
     pub fn new(config: Config, leptos_options: LeptosOptions) -> Result<Self, DbSetupError> {
-        let pool = build_pool(&config.database_url, config.database_pool_size, config.statement_timeout_seconds)?;
-        Ok(Self { pool, config: Arc::new(config), leptos_options })
+        let pool = build_pool(
+            &config.database_url,
+            config.database_pool_size,
+            config.statement_timeout_seconds,
+        )?;
+        Ok(Self {
+            pool,
+            config: Arc::new(config),
+            leptos_options,
+        })
     }
 
     /// One connection from the pool.
     ///
     /// Errors: [`BillingError::Pool`] when none can be had in time.
     pub async fn conn(&self) -> Result<DbConn, BillingError> {
-        self.pool.get().await.map_err(|e| BillingError::Pool(e.to_string()))
+        self.pool
+            .get()
+            .await
+            .map_err(|e| BillingError::Pool(e.to_string()))
     }
 }

@@ -253,12 +253,23 @@ mod tests {
 
     #[test]
     fn email_accepts_ordinary_addresses_and_trims() {
-        assert_eq!(Email::parse("  Ada@Example.com ").unwrap().as_str(), "Ada@Example.com");
+        assert_eq!(
+            Email::parse("  Ada@Example.com ").unwrap().as_str(),
+            "Ada@Example.com"
+        );
     }
 
     #[test]
     fn email_rejects_malformed_addresses() {
-        for bad in ["", "   ", "not-an-email", "a@b", "a@@b.com", "@example.com", "a b@example.com"] {
+        for bad in [
+            "",
+            "   ",
+            "not-an-email",
+            "a@b",
+            "a@@b.com",
+            "@example.com",
+            "a b@example.com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         let long = format!("{}@example.com", "a".repeat(250));
@@ -283,14 +294,26 @@ mod tests {
             assert_eq!(LedgerKind::parse(k.as_str()).unwrap(), *k);
         }
         let err = Phase::parse("deploy").unwrap_err();
-        assert!(err.0.contains("phase must be one of scan, validation, mitigation"), "{err}");
+        assert!(
+            err.0
+                .contains("phase must be one of scan, validation, mitigation"),
+            "{err}"
+        );
     }
 
     #[test]
     fn repository_rules() {
         let repo = Repository::parse("acme/api.v2").unwrap();
         assert_eq!((repo.owner(), repo.name()), ("acme", "api.v2"));
-        for bad in ["acme", "acme/", "/api", "ac me/api", "acme/a/b", "acme/..", "a_b/api"] {
+        for bad in [
+            "acme",
+            "acme/",
+            "/api",
+            "ac me/api",
+            "acme/a/b",
+            "acme/..",
+            "a_b/api",
+        ] {
             assert!(Repository::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

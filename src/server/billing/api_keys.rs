@@ -57,7 +57,10 @@ pub struct GeneratedKey {
 pub fn generate_key() -> Result<GeneratedKey, getrandom::Error> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes)?;
-    let secret = format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+    let secret = format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
     Ok(GeneratedKey {
         prefix: secret[..DISPLAY_PREFIX_LEN].to_owned(),
         hash: hash_key(&secret),
@@ -100,7 +103,8 @@ pub async fn create_api_key(
     customer_id: i64,
     name: &str,
 ) -> Result<(ApiKey, PlainApiKey), BillingError> {
-    let generated = generate_key().map_err(|e| BillingError::Pool(format!("OS RNG unavailable: {e}")))?;
+    let generated =
+        generate_key().map_err(|e| BillingError::Pool(format!("OS RNG unavailable: {e}")))?;
     let key = diesel::insert_into(api_keys::table)
         .values((
             api_keys::customer_id.eq(customer_id),
@@ -181,7 +185,10 @@ pub async fn authenticate(
         .set(api_keys::last_used_at.eq(diesel::dsl::now))
         .execute(conn)
         .await?;
-    Ok(Ok(Authenticated { api_key_id, customer }))
+    Ok(Ok(Authenticated {
+        api_key_id,
+        customer,
+    }))
 }
 
 #[cfg(test)]

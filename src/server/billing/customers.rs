@@ -60,7 +60,10 @@ impl Customer {
     /// Whether a Stripe subscription currently pays for fixes
     /// (Stripe statuses `active` and `trialing`).
     pub fn has_live_subscription(&self) -> bool {
-        matches!(self.subscription_status.as_deref(), Some("active" | "trialing"))
+        matches!(
+            self.subscription_status.as_deref(),
+            Some("active" | "trialing")
+        )
     }
 
     /// Whether the Action may run fixes for this customer now: active, and
@@ -144,7 +147,11 @@ pub async fn provision_customer(
             .await?;
         }
         let customer = find_customer(conn, customer_id).await?;
-        Ok(Provisioned { customer, api_key, plain_key })
+        Ok(Provisioned {
+            customer,
+            api_key,
+            plain_key,
+        })
     })
     .await
 }
@@ -152,7 +159,10 @@ pub async fn provision_customer(
 /// Reads one customer.
 ///
 /// Errors: [`BillingError::NotFound`] when there is none with this id.
-pub async fn find_customer(conn: &mut AsyncPgConnection, customer_id: i64) -> Result<Customer, BillingError> {
+pub async fn find_customer(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<Customer, BillingError> {
     customers::table
         .find(customer_id)
         .select(Customer::as_select())

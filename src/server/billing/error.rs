@@ -45,5 +45,8 @@ impl From<DieselError> for BillingError {
 /// True when `error` is a unique-constraint violation (recognised by kind,
 /// never by message text).
 pub fn is_unique_violation(error: &DieselError) -> bool {
-    matches!(error, DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _))
+    matches!(
+        error,
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
+    )
 }

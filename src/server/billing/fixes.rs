@@ -91,10 +91,14 @@ impl FixReport {
     ) -> Result<Self, crate::types::values::ParseError> {
         use crate::types::values::ParseError;
         if issue_number.is_none() && pr_number.is_none() {
-            return Err(ParseError("a fix needs an issue number or a pull request number".into()));
+            return Err(ParseError(
+                "a fix needs an issue number or a pull request number".into(),
+            ));
         }
         if issue_number.is_some_and(|n| n <= 0) || pr_number.is_some_and(|n| n <= 0) {
-            return Err(ParseError("issue and pull request numbers must be positive".into()));
+            return Err(ParseError(
+                "issue and pull request numbers must be positive".into(),
+            ));
         }
         Ok(Self {
             repository,
@@ -131,7 +135,8 @@ pub async fn record_fix(
     customer_id: i64,
     report: &FixReport,
 ) -> Result<Fix, BillingError> {
-    conn.transaction(async |conn| record_fix_in_tx(conn, customer_id, report).await).await
+    conn.transaction(async |conn| record_fix_in_tx(conn, customer_id, report).await)
+        .await
 }
 
 /// [`record_fix`] inside the caller's transaction.
@@ -220,14 +225,20 @@ async fn settle_fix(conn: &mut AsyncPgConnection, fix: Fix) -> Result<Fix, Billi
         Err(other) => return Err(other),
     };
     Ok(diesel::update(fixes::table.find(fix.id))
-        .set((fixes::billing_status.eq(status.as_str()), fixes::ledger_entry_id.eq(entry_id)))
+        .set((
+            fixes::billing_status.eq(status.as_str()),
+            fixes::ledger_entry_id.eq(entry_id),
+        ))
         .returning(Fix::as_returning())
         .get_result(conn)
         .await?)
 }
 
 /// Counts of the customer's fixes by billing status: (total, unpaid).
-pub async fn count_fixes(conn: &mut AsyncPgConnection, customer_id: i64) -> Result<(i64, i64), BillingError> {
+pub async fn count_fixes(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<(i64, i64), BillingError> {
     let total: i64 = fixes::table
         .filter(fixes::customer_id.eq(customer_id))
         .count()
@@ -248,10 +259,22 @@ mod tests {
 
     #[test]
     fn pr_numbers_come_from_pull_request_urls_only() {
-        assert_eq!(pr_number_from_url("https://github.com/acme/api/pull/42"), Some(42));
-        assert_eq!(pr_number_from_url("https://github.com/acme/api/pull/42/files"), Some(42));
-        assert_eq!(pr_number_from_url("https://github.com/acme/api/issues/42"), None);
-        assert_eq!(pr_number_from_url("https://github.com/acme/api/pull/0"), None);
+        assert_eq!(
+            pr_number_from_url("https://github.com/acme/api/pull/42"),
+            Some(42)
+        );
+        assert_eq!(
+            pr_number_from_url("https://github.com/acme/api/pull/42/files"),
+            Some(42)
+        );
+        assert_eq!(
+            pr_number_from_url("https://github.com/acme/api/issues/42"),
+            None
+        );
+        assert_eq!(
+            pr_number_from_url("https://github.com/acme/api/pull/0"),
+            None
+        );
     }
 
     #[test]

@@ -73,14 +73,20 @@ struct InsertEntry<'a> {
 
 /// Writes one entry and moves the cached balance, inside the caller's
 /// transaction (call it from within `conn.transaction`, or use
-/// [`record_entry`]). Locks the customer row (`FOR UPDATE`) first, so
-/// concurrent movements for one customer are serialised.
+/// [`record_entry`]). Locks the customer row first, so concurrent movements
+/// for one customer are serialised. The lock is `FOR NO KEY UPDATE`: it
+/// excludes other balance movements but not the `FOR KEY SHARE` locks that
+/// foreign-key checks take when the same transaction (or a concurrent one)
+/// inserts rows referencing the customer; `FOR UPDATE` would deadlock there.
 ///
 /// Errors: [`BillingError::NotFound`] for an unknown customer;
 /// [`BillingError::InsufficientCredits`] when the balance would go below
 /// zero (nothing is written); [`BillingError::IdempotencyConflict`] when the
 /// key was used for a different amount or kind.
-pub async fn append_entry(conn: &mut AsyncPgConnection, new: NewEntry<'_>) -> Result<Appended, BillingError> {
+pub async fn append_entry(
+    conn: &mut AsyncPgConnection,
+    new: NewEntry<'_>,
+) -> Result<Appended, BillingError> {
     if new.amount == 0 {
         return Err(BillingError::Invalid(crate::types::values::ParseError(
             "a ledger entry must move at least one credit".into(),
@@ -89,7 +95,7 @@ pub async fn append_entry(conn: &mut AsyncPgConnection, new: NewEntry<'_>) -> Re
     let balance: i64 = customers::table
         .find(new.customer_id)
         .select(customers::credit_balance)
-        .for_update()
+        .for_no_key_update()
         .first(conn)
         .await
         .optional()?
@@ -104,15 +110,22 @@ pub async fn append_entry(conn: &mut AsyncPgConnection, new: NewEntry<'_>) -> Re
         .optional()?;
     if let Some(entry) = existing {
         if entry.amount != new.amount || entry.kind != new.kind.as_str() {
-            return Err(BillingError::IdempotencyConflict(new.idempotency_key.to_owned()));
+            return Err(BillingError::IdempotencyConflict(
+                new.idempotency_key.to_owned(),
+            ));
         }
-        return Ok(Appended { entry, replayed: true });
+        return Ok(Appended {
+            entry,
+            replayed: true,
+        });
     }
 
-    let balance_after = balance
-        .checked_add(new.amount)
-        .filter(|b| *b >= 0)
-        .ok_or(BillingError::InsufficientCredits { needed: -new.amount, available: balance })?;
+    let balance_after = balance.checked_add(new.amount).filter(|b| *b >= 0).ok_or(
+        BillingError::InsufficientCredits {
+            needed: -new.amount,
+            available: balance,
+        },
+    )?;
 
     let entry = diesel::insert_into(credit_ledger_entries::table)
         .values(InsertEntry {
@@ -127,15 +140,25 @@ pub async fn append_entry(conn: &mut AsyncPgConnection, new: NewEntry<'_>) -> Re
         .get_result(conn)
         .await?;
     diesel::update(customers::table.find(new.customer_id))
-        .set((customers::credit_balance.eq(balance_after), customers::updated_at.eq(diesel::dsl::now)))
+        .set((
+            customers::credit_balance.eq(balance_after),
+            customers::updated_at.eq(diesel::dsl::now),
+        ))
         .execute(conn)
         .await?;
-    Ok(Appended { entry, replayed: false })
+    Ok(Appended {
+        entry,
+        replayed: false,
+    })
 }
 
 /// [`append_entry`] in a transaction of its own. Same errors.
-pub async fn record_entry(conn: &mut AsyncPgConnection, new: NewEntry<'_>) -> Result<Appended, BillingError> {
-    conn.transaction(async |conn| append_entry(conn, new).await).await
+pub async fn record_entry(
+    conn: &mut AsyncPgConnection,
+    new: NewEntry<'_>,
+) -> Result<Appended, BillingError> {
+    conn.transaction(async |conn| append_entry(conn, new).await)
+        .await
 }
 
 /// The customer's entries, newest first, at most `limit`.
@@ -155,10 +178,15 @@ pub async fn list_entries(
 
 /// The sum of the customer's entries, in credits (0 without entries). Equal
 /// to the cached balance at all times; tests and reconciliation check it.
-pub async fn ledger_sum(conn: &mut AsyncPgConnection, customer_id: i64) -> Result<i64, BillingError> {
+pub async fn ledger_sum(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<i64, BillingError> {
     let total: Option<i64> = credit_ledger_entries::table
         .filter(credit_ledger_entries::customer_id.eq(customer_id))
-        .select(diesel::dsl::sql::<diesel::sql_types::Nullable<diesel::sql_types::BigInt>>("sum(amount)::bigint"))
+        .select(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::BigInt>,
+        >("sum(amount)::bigint"))
         .first(conn)
         .await?;
     Ok(total.unwrap_or(0))

@@ -23,7 +23,9 @@ impl CommitSha {
     pub fn parse(input: &str) -> Result<Self, ParseError> {
         let trimmed = input.trim();
         if !(4..=64).contains(&trimmed.len()) || !trimmed.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(ParseError("commitSha must be 4 to 64 hexadecimal characters".into()));
+            return Err(ParseError(
+                "commitSha must be 4 to 64 hexadecimal characters".into(),
+            ));
         }
         Ok(Self(trimmed.to_ascii_lowercase()))
     }
@@ -64,7 +66,9 @@ impl PhaseReport {
             return Err(ParseError("data must be a JSON object".into()));
         }
         if phase != Phase::Scan && issue_number.is_none() {
-            return Err(ParseError(format!("issueNumber is required for the {phase} phase")));
+            return Err(ParseError(format!(
+                "issueNumber is required for the {phase} phase"
+            )));
         }
         if issue_number.is_some_and(|n| n <= 0) {
             return Err(ParseError("issueNumber must be positive".into()));
@@ -72,12 +76,19 @@ impl PhaseReport {
         if phase == Phase::Mitigation && data.get("fixed").is_some_and(|f| !f.is_boolean()) {
             return Err(ParseError("data.fixed must be a boolean".into()));
         }
-        Ok(Self { phase, repository, commit_sha, issue_number, data })
+        Ok(Self {
+            phase,
+            repository,
+            commit_sha,
+            issue_number,
+            data,
+        })
     }
 
     /// Whether this report is the billable "fix deployed" event.
     pub fn is_fix_deployed(&self) -> bool {
-        self.phase == Phase::Mitigation && self.data.get("fixed") == Some(&serde_json::Value::Bool(true))
+        self.phase == Phase::Mitigation
+            && self.data.get("fixed") == Some(&serde_json::Value::Bool(true))
     }
 }
 
@@ -134,19 +145,30 @@ pub async fn store_phase(
                 phase_records::issue_number,
             ))
             .do_update()
-            .set((phase_records::data.eq(excluded(phase_records::data)), phase_records::updated_at.eq(diesel::dsl::now)))
+            .set((
+                phase_records::data.eq(excluded(phase_records::data)),
+                phase_records::updated_at.eq(diesel::dsl::now),
+            ))
             .returning(PhaseRecord::as_returning())
             .get_result(conn)
             .await?;
         let fix = if report.is_fix_deployed() {
-            let pr_url = report.data.get("prUrl").and_then(|v| v.as_str()).map(str::to_owned);
+            let pr_url = report
+                .data
+                .get("prUrl")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
             let mut fix = FixReport::new(
                 report.repository.clone(),
                 report.issue_number,
                 pr_url.as_deref().and_then(pr_number_from_url),
             )?;
             fix.pr_url = pr_url;
-            fix.fix_commit = report.data.get("fixCommit").and_then(|v| v.as_str()).map(str::to_owned);
+            fix.fix_commit = report
+                .data
+                .get("fixCommit")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned);
             Some(record_fix_in_tx(conn, customer_id, &fix).await?)
         } else {
             None
@@ -173,7 +195,11 @@ pub async fn find_phases(
         .order(phase_records::id.asc())
         .into_boxed();
     if let Some(issue) = issue_number {
-        query = query.filter(phase_records::issue_number.eq(issue).or(phase_records::phase.eq(Phase::Scan.as_str())));
+        query = query.filter(
+            phase_records::issue_number
+                .eq(issue)
+                .or(phase_records::phase.eq(Phase::Scan.as_str())),
+        );
     }
     Ok(query.load(conn).await?)
 }
@@ -204,14 +230,42 @@ mod tests {
         let err = PhaseReport::new(Phase::Validation, repo(), sha(), None, json!({})).unwrap_err();
         assert_eq!(err.0, "issueNumber is required for the validation phase");
         assert!(PhaseReport::new(Phase::Mitigation, repo(), sha(), Some(1), json!([])).is_err());
-        assert!(PhaseReport::new(Phase::Mitigation, repo(), sha(), Some(1), json!({"fixed": "yes"})).is_err());
+        assert!(PhaseReport::new(
+            Phase::Mitigation,
+            repo(),
+            sha(),
+            Some(1),
+            json!({"fixed": "yes"})
+        )
+        .is_err());
     }
 
     #[test]
     fn only_a_fixed_mitigation_is_billable() {
-        let fixed = PhaseReport::new(Phase::Mitigation, repo(), sha(), Some(1), json!({"fixed": true})).unwrap();
-        let not_fixed = PhaseReport::new(Phase::Mitigation, repo(), sha(), Some(1), json!({"fixed": false})).unwrap();
-        let validation = PhaseReport::new(Phase::Validation, repo(), sha(), Some(1), json!({"fixed": true})).unwrap();
+        let fixed = PhaseReport::new(
+            Phase::Mitigation,
+            repo(),
+            sha(),
+            Some(1),
+            json!({"fixed": true}),
+        )
+        .unwrap();
+        let not_fixed = PhaseReport::new(
+            Phase::Mitigation,
+            repo(),
+            sha(),
+            Some(1),
+            json!({"fixed": false}),
+        )
+        .unwrap();
+        let validation = PhaseReport::new(
+            Phase::Validation,
+            repo(),
+            sha(),
+            Some(1),
+            json!({"fixed": true}),
+        )
+        .unwrap();
         assert!(fixed.is_fix_deployed());
         assert!(!not_fixed.is_fix_deployed());
         assert!(!validation.is_fix_deployed());

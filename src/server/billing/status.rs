@@ -10,7 +10,10 @@ use diesel_async::AsyncPgConnection;
 /// Reads the customer's billing status.
 ///
 /// Errors: [`BillingError::NotFound`] for an unknown customer.
-pub async fn billing_status(conn: &mut AsyncPgConnection, customer_id: i64) -> Result<BillingStatusView, BillingError> {
+pub async fn billing_status(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<BillingStatusView, BillingError> {
     let customer = find_customer(conn, customer_id).await?;
     let (fixes_total, fixes_unpaid) = count_fixes(conn, customer_id).await?;
     Ok(BillingStatusView {

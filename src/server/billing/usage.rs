@@ -19,16 +19,25 @@ pub struct UsageReport {
 
 impl UsageReport {
     /// Parses the fields of a report.
-    pub fn new(provider: &str, tokens_used: i64, request_count: i64, job_id: Option<&str>) -> Result<Self, ParseError> {
+    pub fn new(
+        provider: &str,
+        tokens_used: i64,
+        request_count: i64,
+        job_id: Option<&str>,
+    ) -> Result<Self, ParseError> {
         let provider_ok = (1..=64).contains(&provider.len())
-            && provider
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+            && provider.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.')
+            });
         if !provider_ok {
-            return Err(ParseError("provider must be 1 to 64 lower-case letters, digits, '-', '_' or '.'".into()));
+            return Err(ParseError(
+                "provider must be 1 to 64 lower-case letters, digits, '-', '_' or '.'".into(),
+            ));
         }
         if tokens_used < 0 || request_count < 0 {
-            return Err(ParseError("tokens_used and request_count must not be negative".into()));
+            return Err(ParseError(
+                "tokens_used and request_count must not be negative".into(),
+            ));
         }
         if job_id.is_some_and(|j| j.len() > 200) {
             return Err(ParseError("job_id must be at most 200 characters".into()));
@@ -43,7 +52,11 @@ impl UsageReport {
 }
 
 /// Stores a report; returns its id.
-pub async fn record_usage(conn: &mut AsyncPgConnection, customer_id: i64, report: &UsageReport) -> Result<i64, BillingError> {
+pub async fn record_usage(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    report: &UsageReport,
+) -> Result<i64, BillingError> {
     Ok(diesel::insert_into(usage_reports::table)
         .values((
             usage_reports::customer_id.eq(customer_id),

@@ -43,10 +43,12 @@ pub fn build_pool(
         let url = url.to_owned();
         Box::pin(async move {
             let mut conn = AsyncPgConnection::establish(&url).await?;
-            diesel::sql_query(format!("SET statement_timeout = '{statement_timeout_seconds}s'"))
-                .execute(&mut conn)
-                .await
-                .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+            diesel::sql_query(format!(
+                "SET statement_timeout = '{statement_timeout_seconds}s'"
+            ))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
             Ok(conn)
         })
     });
@@ -68,8 +70,9 @@ fn deadpool_runtime() -> deadpool::Runtime {
 pub async fn run_pending_migrations(database_url: &str) -> Result<Vec<String>, DbSetupError> {
     let url = database_url.to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
-            .map_err(|e| DbSetupError::Migration(e.to_string()))?;
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                .map_err(|e| DbSetupError::Migration(e.to_string()))?;
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| DbSetupError::Migration(e.to_string()))?;
@@ -84,8 +87,9 @@ pub async fn run_pending_migrations(database_url: &str) -> Result<Vec<String>, D
 pub async fn revert_all_migrations(database_url: &str) -> Result<Vec<String>, DbSetupError> {
     let url = database_url.to_owned();
     tokio::task::spawn_blocking(move || {
-        let mut conn = <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
-            .map_err(|e| DbSetupError::Migration(e.to_string()))?;
+        let mut conn =
+            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
+                .map_err(|e| DbSetupError::Migration(e.to_string()))?;
         let reverted = conn
             .revert_all_migrations(MIGRATIONS)
             .map_err(|e| DbSetupError::Migration(e.to_string()))?;

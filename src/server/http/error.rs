@@ -21,7 +21,10 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self {
+            status,
+            message: message.into(),
+        }
     }
 
     /// 422: the body parsed as JSON but a field is wrong.
@@ -37,7 +40,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({ "error": self.message }))).into_response()
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
     }
 }
 
@@ -47,11 +54,18 @@ impl From<BillingError> for ApiError {
             BillingError::Invalid(e) => Self::unprocessable(e.0.clone()),
             BillingError::EmailTaken => Self::new(StatusCode::CONFLICT, error.to_string()),
             BillingError::NotFound(what) => Self::not_found(format!("{what} not found")),
-            BillingError::InsufficientCredits { .. } => Self::new(StatusCode::PAYMENT_REQUIRED, error.to_string()),
-            BillingError::IdempotencyConflict(_) => Self::new(StatusCode::CONFLICT, error.to_string()),
+            BillingError::InsufficientCredits { .. } => {
+                Self::new(StatusCode::PAYMENT_REQUIRED, error.to_string())
+            }
+            BillingError::IdempotencyConflict(_) => {
+                Self::new(StatusCode::CONFLICT, error.to_string())
+            }
             BillingError::Database(_) | BillingError::Pool(_) => {
                 tracing::error!(error = %error, "internal error in the JSON API");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error; please retry")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error; please retry",
+                )
             }
         }
     }

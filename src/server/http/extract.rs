@@ -26,7 +26,10 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 
 /// The presented API key, if any, from the `x-api-key` header.
 pub fn presented_key(parts: &Parts) -> Option<&str> {
-    parts.headers.get(API_KEY_HEADER).and_then(|v| v.to_str().ok())
+    parts
+        .headers
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
 }
 
 /// A request authenticated by its `x-api-key` header: 401 when missing or
@@ -36,13 +39,21 @@ pub struct ApiCustomer(pub Authenticated);
 impl FromRequestParts<AppState> for ApiCustomer {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        authenticate_key(state, presented_key(parts)).await.map(ApiCustomer)
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        authenticate_key(state, presented_key(parts))
+            .await
+            .map(ApiCustomer)
     }
 }
 
 /// Authenticates a presented key (see [`authenticate`]).
-pub async fn authenticate_key(state: &AppState, key: Option<&str>) -> Result<Authenticated, ApiError> {
+pub async fn authenticate_key(
+    state: &AppState,
+    key: Option<&str>,
+) -> Result<Authenticated, ApiError> {
     let mut conn = state.conn().await?;
     Ok(authenticate(&mut conn, key).await??)
 }

@@ -48,11 +48,17 @@ async fn api_not_found() -> ApiError {
 /// succeeds, 503 with `"database": "unreachable"` otherwise.
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
     let database_ok = match state.pool.get().await {
-        Ok(mut conn) => diesel::sql_query("SELECT 1").execute(&mut conn).await.is_ok(),
+        Ok(mut conn) => diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .is_ok(),
         Err(_) => false,
     };
     if database_ok {
-        (StatusCode::OK, Json(serde_json::json!({ "status": "ok", "database": "ok" })))
+        (
+            StatusCode::OK,
+            Json(serde_json::json!({ "status": "ok", "database": "ok" })),
+        )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -29,10 +29,13 @@ pub struct SignupForm {
 /// for a registered email.
 pub async fn submit_signup_form(State(state): State<AppState>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    let form = match Form::<SignupForm>::from_request(Request::from_parts(parts.clone(), body), &state).await {
-        Ok(Form(form)) => form,
-        Err(rejection) => return rejection.into_response(),
-    };
+    let form =
+        match Form::<SignupForm>::from_request(Request::from_parts(parts.clone(), body), &state)
+            .await
+        {
+            Ok(Form(form)) => form,
+            Err(rejection) => return rejection.into_response(),
+        };
     let outcome = signup(&state, &form.email, &form.name).await;
     let status = match &outcome {
         Ok(_) => StatusCode::OK,

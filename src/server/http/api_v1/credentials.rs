@@ -72,7 +72,10 @@ pub async fn exchange_credentials(
     let header_key = presented_key(&head);
     let key = match (header_key, body.api_key.as_deref()) {
         (Some(h), Some(b)) if !b.is_empty() && h.trim() != b.trim() => {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "the x-api-key header and the body's api_key differ"))
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "the x-api-key header and the body's api_key differ",
+            ))
         }
         (Some(h), _) => Some(h),
         (None, b) => b,
@@ -80,11 +83,15 @@ pub async fn exchange_credentials(
     let auth = authenticate_key(&state, key).await?;
 
     if body.providers.is_empty() || body.providers.len() > 16 {
-        return Err(ApiError::unprocessable("providers must list 1 to 16 provider names"));
+        return Err(ApiError::unprocessable(
+            "providers must list 1 to 16 provider names",
+        ));
     }
     let ttl = body.ttl_minutes.unwrap_or(DEFAULT_TTL_MINUTES);
     if !(1..=10_080).contains(&ttl) {
-        return Err(ApiError::unprocessable("ttl_minutes must be between 1 and 10080"));
+        return Err(ApiError::unprocessable(
+            "ttl_minutes must be between 1 and 10080",
+        ));
     }
     let customer = auth.customer;
     if !customer.can_use_service() {
@@ -94,20 +101,35 @@ pub async fn exchange_credentials(
         ));
     }
 
-    let expires_at = iso_utc(Utc::now() + Duration::minutes(ttl.min(state.config.credential_ttl_cap_minutes)));
+    let expires_at =
+        iso_utc(Utc::now() + Duration::minutes(ttl.min(state.config.credential_ttl_cap_minutes)));
     let credentials = body
         .providers
         .iter()
         .filter_map(|provider| {
             let name = provider.trim().to_ascii_lowercase();
             let secret = state.config.provider_credentials.get(&name)?;
-            Some((name, VendedCredential { api_key: secret.clone(), expires_at: expires_at.clone() }))
+            Some((
+                name,
+                VendedCredential {
+                    api_key: secret.clone(),
+                    expires_at: expires_at.clone(),
+                },
+            ))
         })
         .collect::<BTreeMap<_, _>>();
     tracing::info!(
         customer_id = customer.id,
-        github_job = head.headers.get("x-github-job").and_then(|v| v.to_str().ok()).unwrap_or(""),
-        github_run = head.headers.get("x-github-run").and_then(|v| v.to_str().ok()).unwrap_or(""),
+        github_job = head
+            .headers
+            .get("x-github-job")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        github_run = head
+            .headers
+            .get("x-github-run")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
         vended = credentials.len(),
         "credentials exchanged"
     );

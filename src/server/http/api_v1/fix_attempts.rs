@@ -49,7 +49,8 @@ pub async fn create_fix_attempt(
     ApiCustomer(auth): ApiCustomer,
     ApiJson(body): ApiJson<FixAttemptRequest>,
 ) -> Result<Json<FixAttemptResponse>, ApiError> {
-    let repository = Repository::from_parts(&body.github_org, &body.repo_name).map_err(|e| ApiError::unprocessable(e.0))?;
+    let repository = Repository::from_parts(&body.github_org, &body.repo_name)
+        .map_err(|e| ApiError::unprocessable(e.0))?;
     let mut report = FixReport::new(repository, body.issue_number, Some(body.pr_number))
         .map_err(|e| ApiError::unprocessable(e.0))?;
     check_len("pr_title", body.pr_title.as_deref(), 1000)?;

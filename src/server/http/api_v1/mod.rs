@@ -18,7 +18,10 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/customers/onboard", post(customers::onboard_customer))
         .route("/billing/status", get(customers::show_billing_status))
-        .route("/credentials/exchange", post(credentials::exchange_credentials))
+        .route(
+            "/credentials/exchange",
+            post(credentials::exchange_credentials),
+        )
         .route("/usage/report", post(usage::report_usage))
         .route("/phases/store", post(phases::store_phase))
         .route("/phases/retrieve", get(phases::retrieve_phases))
@@ -32,11 +35,17 @@ pub(crate) fn iso_utc(at: DateTime<Utc>) -> String {
 }
 
 /// Rejects strings longer than `max` characters with a 422 naming `field`.
-pub(crate) fn check_len(field: &str, value: Option<&str>, max: usize) -> Result<(), crate::server::http::error::ApiError> {
+pub(crate) fn check_len(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<(), crate::server::http::error::ApiError> {
     match value {
-        Some(v) if v.chars().count() > max => Err(crate::server::http::error::ApiError::unprocessable(format!(
-            "{field} must be at most {max} characters"
-        ))),
+        Some(v) if v.chars().count() > max => {
+            Err(crate::server::http::error::ApiError::unprocessable(
+                format!("{field} must be at most {max} characters"),
+            ))
+        }
         _ => Ok(()),
     }
 }

@@ -1,7 +1,9 @@
 //! `POST /api/v1/phases/store` and `GET /api/v1/phases/retrieve`
 //! (ACTION_API.md §§ 3–4).
 
-use crate::server::billing::phases::{find_phases, store_phase as store_phase_record, CommitSha, PhaseReport};
+use crate::server::billing::phases::{
+    find_phases, store_phase as store_phase_record, CommitSha, PhaseReport,
+};
 use crate::server::http::error::ApiError;
 use crate::server::http::extract::{ApiCustomer, ApiJson, ApiQuery};
 use crate::server::state::AppState;
@@ -46,7 +48,9 @@ pub async fn store_phase(
     if let Some(fix) = &fix {
         tracing::info!(customer_id = auth.customer.id, fix_id = fix.id, billing_status = %fix.billing_status, "fix deployed");
     }
-    Ok(Json(json!({ "success": true, "id": record.id.to_string() })))
+    Ok(Json(
+        json!({ "success": true, "id": record.id.to_string() }),
+    ))
 }
 
 /// Query string of the retrieve call.
@@ -69,9 +73,18 @@ pub async fn retrieve_phases(
     let repository = Repository::parse(&query.repo).map_err(|e| ApiError::unprocessable(e.0))?;
     let commit = CommitSha::parse(&query.commit).map_err(|e| ApiError::unprocessable(e.0))?;
     let mut conn = state.conn().await?;
-    let records = find_phases(&mut conn, auth.customer.id, &repository, &commit, query.issue).await?;
+    let records = find_phases(
+        &mut conn,
+        auth.customer.id,
+        &repository,
+        &commit,
+        query.issue,
+    )
+    .await?;
     if records.is_empty() {
-        return Err(ApiError::not_found("no phase data stored for this repository and commit"));
+        return Err(ApiError::not_found(
+            "no phase data stored for this repository and commit",
+        ));
     }
     let mut out = Map::new();
     for record in records {

@@ -25,8 +25,13 @@ pub async fn report_usage(
     ApiCustomer(auth): ApiCustomer,
     ApiJson(body): ApiJson<UsageRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let report = UsageReport::new(&body.provider, body.tokens_used, body.request_count.unwrap_or(0), body.job_id.as_deref())
-        .map_err(|e| ApiError::unprocessable(e.0))?;
+    let report = UsageReport::new(
+        &body.provider,
+        body.tokens_used,
+        body.request_count.unwrap_or(0),
+        body.job_id.as_deref(),
+    )
+    .map_err(|e| ApiError::unprocessable(e.0))?;
     let mut conn = state.conn().await?;
     let id = record_usage(&mut conn, auth.customer.id, &report).await?;
     Ok(Json(json!({ "success": true, "id": id })))

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Runs the platform locally at http://127.0.0.1:3000.
+#
+#   ./scripts/dev.sh
+#
+# Installs what is missing (and says so): the wasm32 Rust target, cargo-leptos
+# 0.3.10, the wasm-bindgen CLI matching Cargo.lock, the npm build tools
+# (Tailwind CSS, binaryen) and, when DATABASE_URL is not set, a local
+# PostgreSQL with the database rsolv_dev (when DATABASE_URL is set, it only
+# creates that database if its server answers and it is missing). Then it
+# builds the site with `cargo leptos build`, applies pending migrations and
+# serves.
+# Settings come from .env when present (see .env.example).
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+cd "$RSOLV_ROOT"
+
+load_dotenv
+ensure_build_tools
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  ensure_local_postgres
+  ensure_database "$PG_ADMIN_URL" rsolv_dev
+  DATABASE_URL="$(url_with_database "$PG_ADMIN_URL" rsolv_dev)"
+  export DATABASE_URL
+else
+  # Create the configured database when its server answers and it is missing.
+  ensure_psql
+  db_name="$(url_database_name "$DATABASE_URL")"
+  admin_url="$(url_with_database "$DATABASE_URL" postgres)"
+  if [ -n "$db_name" ] && pg_url_works "$admin_url"; then
+    ensure_database "$admin_url" "$db_name" ||
+      log "Could not create database $db_name; the server will report what is wrong"
+  fi
+fi
+
+if [ -z "${PROVIDER_ANTHROPIC_API_KEY:-}${PROVIDER_OPENAI_API_KEY:-}${PROVIDER_OPENROUTER_API_KEY:-}" ]; then
+  export PROVIDER_ANTHROPIC_API_KEY=dev-anthropic-credential
+  export PROVIDER_OPENAI_API_KEY=dev-openai-credential
+  export PROVIDER_OPENROUTER_API_KEY=dev-openrouter-credential
+  log "No PROVIDER_*_API_KEY is set: /api/v1/credentials/exchange will vend placeholder"
+  log "credentials (dev-anthropic-credential, ...). Put real keys in .env to vend real ones."
+fi
+
+log "Building the site (cargo leptos build)"
+cargo leptos build
+
+log "Database: $(redact_url "$DATABASE_URL")"
+log "Serving the platform at http://${LEPTOS_SITE_ADDR:-127.0.0.1:3000} (Ctrl-C stops it)"
+exec "$SERVER_BIN" serve --migrate

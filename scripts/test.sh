@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Runs every test of the platform; .ci/run calls it.
+#
+#   ./scripts/test.sh
+#
+# Installs what is missing (and says so): the wasm32 Rust target, cargo-leptos
+# 0.3.10, the wasm-bindgen CLI matching Cargo.lock, the npm build tools,
+# Playwright (npm, in end2end/), Debian's Chromium and, when TEST_DATABASE_URL
+# is not set, a local PostgreSQL. Then it runs, in order:
+#   1. cargo fmt --check
+#   2. cargo clippy --features ssr --all-targets -- -D warnings
+#   3. cargo test --features ssr            (TEST_DATABASE_URL: an admin database)
+#   4. cargo leptos build
+#   5. Playwright in end2end/ against the built server, on a fresh database
+# Every step runs even when an earlier one failed (except 5, which needs 4);
+# the script exits non-zero when any failed. Of .env it reads only
+# TEST_DATABASE_URL, so a developer's settings cannot change the results.
+set -euo pipefail
+
+# shellcheck source=scripts/lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+cd "$RSOLV_ROOT"
+
+if [ -z "${TEST_DATABASE_URL:-}" ] && [ -f .env ]; then
+  TEST_DATABASE_URL="$(
+    set -a
+    # shellcheck source=/dev/null
+    . ./.env >/dev/null
+    printf '%s' "${TEST_DATABASE_URL:-}"
+  )"
+fi
+
+ensure_build_tools
+ensure_npm_packages "$RSOLV_ROOT/end2end"
+ensure_chromium
+
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+  ensure_local_postgres
+  TEST_DATABASE_URL="$PG_ADMIN_URL"
+else
+  ensure_psql
+fi
+export TEST_DATABASE_URL
+log "Test database server: $(redact_url "$TEST_DATABASE_URL")"
+
+E2E_DB=""
+cleanup() {
+  if [ -n "$E2E_DB" ]; then
+    log "Dropping database $E2E_DB"
+    drop_database "$TEST_DATABASE_URL" "$E2E_DB" || log "could not drop database $E2E_DB"
+    E2E_DB=""
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+SUMMARY=()
+FAILED=0
+
+# step NAME COMMAND... — runs COMMAND, records the outcome and its duration.
+step() {
+  local name="$1"
+  shift
+  local started=$SECONDS
+  log "$name"
+  if "$@"; then
+    SUMMARY+=("ok      $name ($((SECONDS - started)) s)")
+    return 0
+  fi
+  SUMMARY+=("FAILED  $name ($((SECONDS - started)) s)")
+  FAILED=1
+  return 1
+}
+
+# Playwright against the built server, on a database made for this run.
+run_end2end() {
+  local db_url
+  db_url="$(url_with_database "$TEST_DATABASE_URL" "$E2E_DB")"
+  (
+    cd end2end &&
+      DATABASE_URL="$db_url" RSOLV_SERVER_BIN="$SERVER_BIN" RSOLV_ROOT="$RSOLV_ROOT" \
+        npx --no -- playwright test
+  )
+}
+
+step "cargo fmt --check" cargo fmt --check || true
+step "cargo clippy --features ssr --all-targets -- -D warnings" \
+  cargo clippy --features ssr --all-targets -- -D warnings || true
+step "cargo test --features ssr" cargo test --features ssr || true
+
+if step "cargo leptos build" cargo leptos build; then
+  E2E_DB="rsolv_e2e_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+  log "Creating database $E2E_DB for the end-to-end run"
+  psql -w "$TEST_DATABASE_URL" -qc "CREATE DATABASE \"$E2E_DB\""
+  step "end-to-end: npx playwright test (end2end/, Chromium)" run_end2end || true
+  cleanup
+else
+  SUMMARY+=("skipped end-to-end: npx playwright test (needs cargo leptos build)")
+fi
+
+echo
+log "Summary"
+printf '  %s\n' "${SUMMARY[@]}"
+if [ "$FAILED" -ne 0 ]; then
+  log "Some steps FAILED"
+  exit 1
+fi
+log "All steps passed"

@@ -1,0 +1,315 @@
+//! The test harness: databases, the app on a free port, request helpers.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rsolv_platform::server::config::Config;
+use rsolv_platform::server::db::run_pending_migrations;
+use rsolv_platform::server::http::router;
+use rsolv_platform::server::state::AppState;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::sync::OnceCell;
+
+/// The credential the test server vends for `anthropic`.
+pub const ANTHROPIC_CREDENTIAL: &str = "test-anthropic-credential";
+/// The credential the test server vends for `openai`.
+pub const OPENAI_CREDENTIAL: &str = "test-openai-credential";
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .expect("TEST_DATABASE_URL must point at an admin database, e.g. postgres://postgres@127.0.0.1:5432/postgres")
+}
+
+/// `admin_url` with its database name replaced by `db`.
+pub fn database_url(db: &str) -> String {
+    let admin = admin_url();
+    let (base, _) = admin
+        .rsplit_once('/')
+        .expect("TEST_DATABASE_URL has a database name");
+    format!("{base}/{db}")
+}
+
+async fn admin_conn() -> AsyncPgConnection {
+    AsyncPgConnection::establish(&admin_url())
+        .await
+        .expect("connect to TEST_DATABASE_URL")
+}
+
+/// A digest of `migrations/`, so a changed migration gets a new template.
+fn migrations_digest() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut files = Vec::new();
+    for dir in std::fs::read_dir(&root).expect("read migrations/") {
+        let dir = dir.expect("migration dir").path();
+        for file in ["up.sql", "down.sql"] {
+            let path = dir.join(file);
+            if path.exists() {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(file.to_string_lossy().as_bytes());
+        hasher.update(std::fs::read(&file).expect("read migration"));
+    }
+    hasher
+        .finalize()
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Creates (once per digest, across processes, under an advisory lock) a
+/// template database with every migration applied; returns its name.
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = format!("rsolv_tmpl_{}", migrations_digest());
+            let mut conn = admin_conn().await;
+            diesel::sql_query("SELECT pg_advisory_lock(7274001)").execute(&mut conn).await.unwrap();
+            let exists: i64 = diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+                "SELECT count(*) FROM pg_database WHERE datname = '{name}'"
+            ))
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+            if exists == 0 {
+                let building = format!("{name}_building");
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)")).execute(&mut conn).await.unwrap();
+                diesel::sql_query(format!("CREATE DATABASE {building}")).execute(&mut conn).await.unwrap();
+                run_pending_migrations(&database_url(&building)).await.expect("migrate the template");
+                diesel::sql_query(format!(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{building}'"
+                ))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {name}")).execute(&mut conn).await.unwrap();
+            }
+            diesel::sql_query("SELECT pg_advisory_unlock(7274001)").execute(&mut conn).await.unwrap();
+            name
+        })
+        .await
+}
+
+/// A fresh database, dropped (with its connections) when this is dropped.
+pub struct TestDb {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl TestDb {
+    /// Clones the template into a new database.
+    pub async fn new() -> Self {
+        let template = template().await;
+        let name = format!(
+            "rsolv_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut conn = admin_conn().await;
+        diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        Self {
+            url: database_url(&name),
+            name,
+        }
+    }
+
+    /// An empty database with no migrations applied.
+    pub async fn empty() -> Self {
+        let name = format!(
+            "rsolv_test_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        let mut conn = admin_conn().await;
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Self {
+            url: database_url(&name),
+            name,
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Dropping needs async I/O; do it on a runtime of its own so it
+        // works whichever runtime (if any) is dropping us.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&admin_url()).await {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// The configuration tests run with: two providers configured, seed prices.
+pub fn test_config(database_url: &str) -> Config {
+    let database_url = database_url.to_owned();
+    Config::from_lookup(move |name| match name {
+        "DATABASE_URL" => Some(database_url.clone()),
+        "PROVIDER_ANTHROPIC_API_KEY" => Some(ANTHROPIC_CREDENTIAL.to_owned()),
+        "PROVIDER_OPENAI_API_KEY" => Some(OPENAI_CREDENTIAL.to_owned()),
+        "MAX_BODY_BYTES" => Some("65536".to_owned()),
+        "DATABASE_POOL_SIZE" => Some("20".to_owned()),
+        _ => None,
+    })
+    .expect("test configuration")
+}
+
+/// Leptos settings from the repository's `Leptos.toml`.
+pub fn leptos_options() -> leptos::config::LeptosOptions {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml");
+    leptos::config::get_configuration(Some(path))
+        .expect("Leptos.toml")
+        .leptos_options
+}
+
+/// The app served on a free loopback port against a fresh database.
+pub struct TestApp {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    /// The port.
+    pub port: u16,
+    /// An HTTP client.
+    pub client: reqwest::Client,
+    /// Keep last: dropped after the rest.
+    pub db: TestDb,
+}
+
+impl TestApp {
+    /// Starts the app.
+    pub async fn spawn() -> Self {
+        let db = TestDb::new().await;
+        let state = AppState::new(test_config(&db.url), leptos_options()).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = router(state);
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::new(),
+            db,
+        }
+    }
+
+    /// A direct database connection for assertions.
+    pub async fn conn(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.db.url).await.unwrap()
+    }
+
+    /// `base` + `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Onboards a customer through the API; returns (customer id, API key).
+    pub async fn onboard(&self, email: &str) -> (i64, String) {
+        let response = self
+            .client
+            .post(self.url("/api/v1/customers/onboard"))
+            .json(&json!({"email": email, "name": "Test Customer", "source": "direct"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: Value = response.json().await.unwrap();
+        (
+            body["customer_id"].as_i64().unwrap(),
+            body["api_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// POSTs JSON with the API key header; returns status and body.
+    pub async fn post_json(&self, path: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self.client.post(self.url(path)).json(body);
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// GETs with the API key header; returns status and JSON body.
+    pub async fn get_json(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut request = self.client.get(self.url(path));
+        if let Some(key) = key {
+            request = request.header("x-api-key", key);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// The customer's cached balance and the sum of its ledger entries.
+    pub async fn balance_and_ledger_sum(&self, customer_id: i64) -> (i64, i64) {
+        use rsolv_platform::server::db::schema::customers;
+        let mut conn = self.conn().await;
+        let balance: i64 = customers::table
+            .find(customer_id)
+            .select(customers::credit_balance)
+            .first(&mut conn)
+            .await
+            .unwrap();
+        let sum = rsolv_platform::server::billing::ledger::ledger_sum(&mut conn, customer_id)
+            .await
+            .unwrap();
+        (balance, sum)
+    }
+
+    /// Number of rows in `table`.
+    pub async fn count(&self, table: &str) -> i64 {
+        let mut conn = self.conn().await;
+        diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!("SELECT count(*) FROM {table}"))
+            .get_result(&mut conn)
+            .await
+            .unwrap()
+    }
+}
+
+/// A unique email for one test.
+pub fn email(tag: &str) -> String {
+    format!(
+        "{tag}-{}-{}@example.com",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
