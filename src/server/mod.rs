@@ -1,10 +1,12 @@
 //! Everything that never ships to the browser: configuration, the database,
 //! the billing domain, and the HTTP adapters (JSON API, Leptos SSR).
 
+pub mod auth;
 pub mod billing;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod http;
 pub mod signup;
 pub mod state;

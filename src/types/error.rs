@@ -21,6 +21,15 @@ pub enum AppError {
     /// The request conflicts with existing data (e.g. email already registered).
     #[error("{0}")]
     Conflict(String),
+    /// Not signed in (or the session expired): sign in again.
+    #[error("please sign in")]
+    Unauthorized,
+    /// Signed in, but not allowed to do this.
+    #[error("you are not allowed to do this")]
+    Forbidden,
+    /// Too many attempts; the message says when to try again.
+    #[error("{0}")]
+    RateLimited(String),
     /// The thing asked for does not exist (or is not the caller's).
     #[error("not found")]
     NotFound,

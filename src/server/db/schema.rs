@@ -106,3 +106,26 @@ diesel::allow_tables_to_appear_in_same_query!(
     phase_records,
     usage_reports,
 );
+
+diesel::table! {
+    email_outbox (id) {
+        id -> Int8,
+        customer_id -> Nullable<Int8>,
+        kind -> Text,
+        to_address -> Text,
+        subject -> Text,
+        text_body -> Text,
+        html_body -> Text,
+        idempotency_key -> Text,
+        status -> Text,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        locked_until -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(email_outbox -> customers (customer_id));
+diesel::allow_tables_to_appear_in_same_query!(email_outbox, customers);
