@@ -1,11 +1,14 @@
-//! The server binary: `serve` and `migrate` (see `server::cli`).
+//! The server binary: `serve`, `migrate`, `worker`, `stripe-trigger` (see
+//! `server::cli`).
 
 use clap::Parser;
 use rsolv_platform::server::cli::{Cli, Command};
 use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::{revert_all_migrations, run_pending_migrations};
 use rsolv_platform::server::http::router;
+use rsolv_platform::server::jobs;
 use rsolv_platform::server::state::AppState;
+use rsolv_platform::server::stripe::trigger;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;
 
@@ -27,6 +30,16 @@ async fn main() -> ExitCode {
 }
 
 async fn run(command: Command) -> Result<(), String> {
+    if let Command::StripeTrigger {
+        fixture,
+        url,
+        secret,
+        customer,
+        as_is,
+    } = &command
+    {
+        return stripe_trigger(fixture, url, secret.as_deref(), customer.as_deref(), *as_is).await;
+    }
     let config = Config::from_env().map_err(|e| e.to_string())?;
     match command {
         Command::Migrate { revert_all: false } => {
@@ -68,6 +81,7 @@ async fn run(command: Command) -> Result<(), String> {
             let addr = leptos_options.site_addr;
             tracing::info!(?config, "configuration loaded");
             let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+            tokio::spawn(jobs::run_forever(state.clone(), shutdown_signal()));
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr} (LEPTOS_SITE_ADDR): {e}"))?;
@@ -77,6 +91,58 @@ async fn run(command: Command) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())
         }
+        Command::Worker => {
+            let leptos_options = leptos::config::LeptosOptions::builder()
+                .output_name("rsolv-platform")
+                .build();
+            let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+            jobs::run_forever(state, shutdown_signal()).await;
+            Ok(())
+        }
+        Command::StripeTrigger { .. } => unreachable!("handled before loading the configuration"),
+    }
+}
+
+async fn stripe_trigger(
+    fixture: &std::path::Path,
+    url: &str,
+    secret: Option<&str>,
+    customer: Option<&str>,
+    as_is: bool,
+) -> Result<(), String> {
+    let secret = match secret {
+        Some(s) => s.to_owned(),
+        None => std::env::var("STRIPE_WEBHOOK_SECRETS")
+            .ok()
+            .and_then(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .find(|s| !s.is_empty())
+                    .map(str::to_owned)
+            })
+            .ok_or("no --secret and STRIPE_WEBHOOK_SECRETS is not set")?,
+    };
+    let text = std::fs::read_to_string(fixture)
+        .map_err(|e| format!("cannot read {}: {e}", fixture.display()))?;
+    let event = trigger::prepare_fixture(
+        &text,
+        &trigger::FixtureOptions {
+            fresh: !as_is,
+            customer,
+            ..Default::default()
+        },
+    )?;
+    let body = serde_json::to_vec(&event).map_err(|e| e.to_string())?;
+    let (status, answer) = trigger::post_signed(url, &secret, body).await?;
+    println!(
+        "{} {} -> {status} {answer}",
+        event["type"].as_str().unwrap_or("?"),
+        event["id"].as_str().unwrap_or("?")
+    );
+    if (200..300).contains(&status) {
+        Ok(())
+    } else {
+        Err(format!("the endpoint answered {status}"))
     }
 }
 

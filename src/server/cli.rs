@@ -29,4 +29,27 @@ pub enum Command {
         #[arg(long)]
         revert_all: bool,
     },
+    /// Run the job queue's worker (Stripe jobs, webhook processing) until
+    /// Ctrl-C / SIGTERM. `serve` runs one too; run more for throughput.
+    Worker,
+    /// Sign a Stripe event fixture with a webhook secret and POST it to the
+    /// webhook endpoint (the Stripe CLI's `trigger`, offline).
+    StripeTrigger {
+        /// The event JSON, e.g. tests/fixtures/stripe/invoice.paid.json.
+        fixture: std::path::PathBuf,
+        /// Webhook endpoint.
+        #[arg(long, default_value = "http://127.0.0.1:3000/webhooks/stripe")]
+        url: String,
+        /// Endpoint secret (`whsec_…`); default: the first of
+        /// STRIPE_WEBHOOK_SECRETS.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Point the event at this Stripe Customer (`cus_…`).
+        #[arg(long)]
+        customer: Option<String>,
+        /// Send the fixture's own id and timestamp (default: a fresh id and
+        /// the current time, so each trigger is a new event).
+        #[arg(long)]
+        as_is: bool,
+    },
 }

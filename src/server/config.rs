@@ -48,6 +48,8 @@ pub struct Config {
     pub provider_credentials: BTreeMap<String, String>,
     /// Prices and credit grants.
     pub pricing: PricingCatalog,
+    /// Stripe: kill switch, key, API base, webhook secrets.
+    pub stripe: crate::server::stripe::StripeSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -67,6 +69,7 @@ impl std::fmt::Debug for Config {
                 &self.provider_credentials.keys().collect::<Vec<_>>(),
             )
             .field("pricing", &self.pricing)
+            .field("stripe", &self.stripe)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +141,7 @@ impl Config {
             )?,
             provider_credentials,
             pricing,
+            stripe: crate::server::stripe::StripeSettings::from_lookup(&lookup)?,
         })
     }
 }

@@ -8,5 +8,7 @@ pub mod config;
 pub mod db;
 pub mod email;
 pub mod http;
+pub mod jobs;
 pub mod signup;
 pub mod state;
+pub mod stripe;

@@ -105,8 +105,10 @@ pub const FIRST_KEY_NAME: &str = "Default";
 /// `pricing.trial_credits` credits (ledger kind `signup_bonus`, idempotency
 /// key `signup_bonus`). Nothing is written if any step fails.
 ///
-/// Seam: the Stripe Customer (`customer:create:<id>`) and the welcome email
-/// are created after this commits, by the billing and email issues.
+/// The same transaction enqueues the `stripe.create_customer` job, which
+/// creates the Stripe Customer (idempotency key `customer:create:<id>`)
+/// once this has committed; provisioning never waits for Stripe. The
+/// welcome email is the email issue's.
 ///
 /// Errors: [`BillingError::EmailTaken`] when the email exists (any case);
 /// [`BillingError::Database`] otherwise.
@@ -146,6 +148,7 @@ pub async fn provision_customer(
             )
             .await?;
         }
+        crate::server::stripe::jobs::enqueue_create_customer(conn, customer_id).await?;
         let customer = find_customer(conn, customer_id).await?;
         Ok(Provisioned {
             customer,

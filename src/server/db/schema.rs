@@ -42,6 +42,8 @@ diesel::table! {
         current_period_end -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        stripe_subscription_id -> Nullable<Text>,
+        subscription_updated_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -129,3 +131,48 @@ diesel::table! {
 
 diesel::joinable!(email_outbox -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(email_outbox, customers);
+
+diesel::table! {
+    jobs (id) {
+        id -> Int8,
+        kind -> Text,
+        payload -> Jsonb,
+        status -> Text,
+        attempts -> Int4,
+        max_attempts -> Int4,
+        run_at -> Timestamptz,
+        locked_until -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
+        dedupe_key -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    stripe_events (id) {
+        id -> Text,
+        #[sql_name = "type"]
+        type_ -> Text,
+        created -> Timestamptz,
+        payload -> Jsonb,
+        received_at -> Timestamptz,
+        processed_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+        status -> Text,
+    }
+}
+
+diesel::table! {
+    stripe_payment_methods (id) {
+        id -> Text,
+        customer_id -> Int8,
+        attached -> Bool,
+        last_event_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(stripe_payment_methods -> customers (customer_id));
+diesel::allow_tables_to_appear_in_same_query!(stripe_payment_methods, customers);

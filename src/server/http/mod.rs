@@ -5,6 +5,7 @@ pub mod api_v1;
 pub mod error;
 pub mod extract;
 pub mod pages;
+pub mod webhooks;
 
 use crate::app::{shell, App};
 use crate::server::http::error::ApiError;
@@ -26,6 +27,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .nest("/api/v1", api_v1::routes().fallback(api_not_found))
         .route("/signup", post(pages::submit_signup_form))
+        .route(
+            "/webhooks/stripe",
+            post(webhooks::stripe::receive_stripe_webhook),
+        )
         .leptos_routes_with_context(
             &state,
             routes,

@@ -1,0 +1,4 @@
+//! Webhook receivers: signature-authenticated adapters that store what they
+//! receive and leave the work to the job queue.
+
+pub mod stripe;

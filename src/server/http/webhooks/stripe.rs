@@ -1,0 +1,46 @@
+//! `POST /webhooks/stripe`: Stripe's webhook endpoint.
+
+use crate::server::http::error::ApiError;
+use crate::server::state::AppState;
+use crate::server::stripe::events::{record_event, StripeEvent};
+use crate::server::stripe::signature;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+/// `POST /webhooks/stripe`. Verifies the `Stripe-Signature` header over the
+/// raw body against every secret in `STRIPE_WEBHOOK_SECRETS` (HMAC-SHA256,
+/// timestamp within 300 s), stores the event under its Stripe id and
+/// enqueues its processing, then answers 200
+/// `{"received": true, "duplicate": bool}` (a redelivered event is
+/// acknowledged and ignored).
+///
+/// Errors: 400 `{"error": …}` for a missing, stale or wrong signature or a
+/// body that is not an event (nothing stored); 500 when the database fails
+/// (Stripe delivers again later).
+pub async fn receive_stripe_webhook(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let now = chrono::Utc::now().timestamp();
+    if let Err(error) = signature::verify(header, &body, &state.config.stripe.webhook_secrets, now)
+    {
+        tracing::warn!(%error, "Stripe webhook rejected");
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("invalid webhook signature: {error}"),
+        ));
+    }
+    let (event, raw) = StripeEvent::parse(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let mut conn = state.conn().await?;
+    let new = record_event(&mut conn, &event, &raw).await?;
+    tracing::info!(event_id = %event.id, event_type = %event.type_, duplicate = !new, "Stripe event received");
+    Ok(Json(json!({ "received": true, "duplicate": !new })))
+}
