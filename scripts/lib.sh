@@ -275,3 +275,62 @@ ensure_database() {
 drop_database() {
   psql -w "$1" -qc "DROP DATABASE IF EXISTS \"$2\" WITH (FORCE)"
 }
+
+# --- localstripe (a Stripe-API-compatible server from PyPI; see STRIPE.md) --
+
+LOCALSTRIPE_VERSION="1.15.10"
+LOCALSTRIPE_VENV="${HOME:?}/.cache/rsolv-platform/localstripe-venv"
+LOCALSTRIPE_PID=""
+
+# Installs localstripe into its own virtualenv (python3 -m venv + pip) unless
+# the right version is there already.
+ensure_localstripe() {
+  local python="$LOCALSTRIPE_VENV/bin/python"
+  if [ -x "$python" ] &&
+    [ "$("$python" -c 'import importlib.metadata as m; print(m.version("localstripe"))' 2>/dev/null || true)" = "$LOCALSTRIPE_VERSION" ]; then
+    return 0
+  fi
+  command -v python3 >/dev/null 2>&1 || apt_install python3
+  log "Installing localstripe $LOCALSTRIPE_VERSION from PyPI into ${LOCALSTRIPE_VENV/#"$HOME"/\~} (~35 s)"
+  rm -rf "$LOCALSTRIPE_VENV"
+  if ! python3 -m venv "$LOCALSTRIPE_VENV" 2>/dev/null; then
+    rm -rf "$LOCALSTRIPE_VENV"
+    apt_install python3-venv
+    python3 -m venv "$LOCALSTRIPE_VENV"
+  fi
+  "$LOCALSTRIPE_VENV/bin/pip" install --quiet --disable-pip-version-check "localstripe==$LOCALSTRIPE_VERSION"
+}
+
+# start_localstripe [DATA_FILE] — starts localstripe on 127.0.0.1 on a free
+# port (scripts/localstripe_server.py) and sets LOCALSTRIPE_PID and
+# LOCALSTRIPE_URL. Without DATA_FILE its store lives in memory only.
+start_localstripe() {
+  local port_file
+  port_file="$(mktemp -u "${TMPDIR:-/tmp}/rsolv-localstripe.XXXXXX")"
+  "$LOCALSTRIPE_VENV/bin/python" "$RSOLV_ROOT/scripts/localstripe_server.py" "$port_file" "$@" \
+    >"$port_file.log" 2>&1 &
+  LOCALSTRIPE_PID=$!
+  local tries=0
+  until [ -s "$port_file" ]; do
+    if ! kill -0 "$LOCALSTRIPE_PID" 2>/dev/null; then
+      cat "$port_file.log" >&2
+      LOCALSTRIPE_PID=""
+      die "localstripe exited before listening"
+    fi
+    tries=$((tries + 1))
+    [ "$tries" -le 300 ] || die "localstripe did not start within 30 s"
+    sleep 0.1
+  done
+  LOCALSTRIPE_URL="http://127.0.0.1:$(cat "$port_file")"
+  rm -f "$port_file"
+  log "localstripe listening on $LOCALSTRIPE_URL (pid $LOCALSTRIPE_PID)"
+}
+
+# Stops the localstripe started by start_localstripe, if any.
+stop_localstripe() {
+  if [ -n "$LOCALSTRIPE_PID" ]; then
+    kill "$LOCALSTRIPE_PID" 2>/dev/null || true
+    wait "$LOCALSTRIPE_PID" 2>/dev/null || true
+    LOCALSTRIPE_PID=""
+  fi
+}

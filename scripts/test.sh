@@ -6,7 +6,9 @@
 # Installs what is missing (and says so): the wasm32 Rust target, cargo-leptos
 # 0.3.10, the wasm-bindgen CLI matching Cargo.lock, the npm build tools,
 # Playwright (npm, in end2end/), Debian's Chromium and, when TEST_DATABASE_URL
-# is not set, a local PostgreSQL. Then it runs, in order:
+# is not set, a local PostgreSQL, and localstripe (PyPI, in a virtualenv under
+# ~/.cache/rsolv-platform), which it starts on 127.0.0.1 for the integration
+# tests (TEST_STRIPE_API_BASE) and stops on exit. Then it runs, in order:
 #   1. cargo fmt --check
 #   2. cargo clippy --features ssr --all-targets -- -D warnings
 #   3. cargo test --features ssr            (TEST_DATABASE_URL: an admin database)
@@ -44,16 +46,25 @@ export TEST_DATABASE_URL
 log "Test database server: $(redact_url "$TEST_DATABASE_URL")"
 
 E2E_DB=""
-cleanup() {
+drop_e2e_database() {
   if [ -n "$E2E_DB" ]; then
     log "Dropping database $E2E_DB"
     drop_database "$TEST_DATABASE_URL" "$E2E_DB" || log "could not drop database $E2E_DB"
     E2E_DB=""
   fi
 }
+cleanup() {
+  drop_e2e_database
+  stop_localstripe
+}
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+ensure_localstripe
+# shellcheck disable=SC2119  # no data file: an in-memory store
+start_localstripe
+export TEST_STRIPE_API_BASE="$LOCALSTRIPE_URL"
 
 SUMMARY=()
 FAILED=0
@@ -94,7 +105,7 @@ if step "cargo leptos build" cargo leptos build; then
   log "Creating database $E2E_DB for the end-to-end run"
   psql -w "$TEST_DATABASE_URL" -qc "CREATE DATABASE \"$E2E_DB\""
   step "end-to-end: npx playwright test (end2end/, Chromium)" run_end2end || true
-  cleanup
+  drop_e2e_database
 else
   SUMMARY+=("skipped end-to-end: npx playwright test (needs cargo leptos build)")
 fi
