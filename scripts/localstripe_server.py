@@ -5,13 +5,16 @@
 Binds 127.0.0.1 on a free port and writes that port to PORT_FILE once it
 listens. localstripe pickles its whole store to /tmp on every write; here
 that is a no-op (tests), or a write to DATA_FILE when one is given (local
-demo, so data survives restarts). See shared STRIPE.md.
+demo, so data survives restarts). It exits when the process that started
+it goes away, so an interrupted test run leaves nothing listening.
 """
 
 import os
 import pickle
 import socket
 import sys
+import threading
+import time
 
 import aiohttp.web
 import localstripe.resources
@@ -50,6 +53,15 @@ def main() -> None:
         with open(tmp, "w") as f:
             f.write(f"{port}\n")
         os.replace(tmp, port_file)
+
+    parent = os.getppid()
+
+    def exit_with_parent():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
 
     app = localstripe.server.app
     app.on_startup.append(announce)

@@ -313,3 +313,165 @@ pub fn email(tag: &str) -> String {
         COUNTER.fetch_add(1, Ordering::SeqCst)
     )
 }
+
+// --- Stripe (localstripe) -------------------------------------------------
+
+/// The current webhook signing secret of the test configuration.
+pub const WEBHOOK_SECRET: &str = "whsec_test_rsolv_current";
+/// The previous (still accepted) webhook signing secret.
+pub const WEBHOOK_SECRET_PREVIOUS: &str = "whsec_test_rsolv_previous";
+/// The Stripe key the tests use (localstripe accepts any `sk_…`).
+pub const STRIPE_TEST_KEY: &str = "sk_test_rsolv_platform";
+
+static LOCALSTRIPE: OnceCell<String> = OnceCell::const_new();
+
+/// Base URL of a running localstripe: `TEST_STRIPE_API_BASE` (scripts/test.sh
+/// sets it), else one started here from the virtualenv that
+/// `ensure_localstripe` (scripts/lib.sh) installs; it exits with this process.
+pub async fn localstripe_base() -> String {
+    LOCALSTRIPE
+        .get_or_init(|| async {
+            if let Some(base) = std::env::var("TEST_STRIPE_API_BASE")
+                .ok()
+                .filter(|v| !v.is_empty())
+            {
+                return base.trim_end_matches('/').to_owned();
+            }
+            let home = std::env::var("HOME").expect("HOME");
+            let python = format!("{home}/.cache/rsolv-platform/localstripe-venv/bin/python");
+            assert!(
+                std::path::Path::new(&python).exists(),
+                "set TEST_STRIPE_API_BASE to a running localstripe, or install it with \
+                 `bash -c '. scripts/lib.sh && ensure_localstripe'` (scripts/test.sh does both)"
+            );
+            let port_file =
+                std::env::temp_dir().join(format!("rsolv-it-localstripe-{}", std::process::id()));
+            let _ = std::fs::remove_file(&port_file);
+            let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("scripts/localstripe_server.py");
+            // A thread of its own that lives as long as the test process, so
+            // the child's parent stays alive until the tests end.
+            let (tx, rx) = std::sync::mpsc::channel();
+            let port_file_for_child = port_file.clone();
+            std::thread::spawn(move || {
+                let mut child = std::process::Command::new(python)
+                    .arg(script)
+                    .arg(&port_file_for_child)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("start localstripe");
+                let _ = tx.send(());
+                let _ = child.wait();
+            });
+            rx.recv().expect("localstripe spawned");
+            for _ in 0..300 {
+                if let Ok(text) = std::fs::read_to_string(&port_file) {
+                    if let Ok(port) = text.trim().parse::<u16>() {
+                        return format!("http://127.0.0.1:{port}");
+                    }
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("localstripe did not start within 30 s");
+        })
+        .await
+        .clone()
+}
+
+/// The test configuration plus Stripe: key, `api_base`, both webhook
+/// secrets, and `extra` variables (e.g. `BILLING_ENABLED`).
+pub fn stripe_config(database_url: &str, api_base: &str, extra: &[(&str, &str)]) -> Config {
+    let base = test_config(database_url);
+    let database_url = database_url.to_owned();
+    let mut vars: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), database_url),
+        (
+            "PROVIDER_ANTHROPIC_API_KEY".into(),
+            ANTHROPIC_CREDENTIAL.into(),
+        ),
+        ("PROVIDER_OPENAI_API_KEY".into(), OPENAI_CREDENTIAL.into()),
+        ("MAX_BODY_BYTES".into(), "65536".into()),
+        ("DATABASE_POOL_SIZE".into(), "20".into()),
+        ("STRIPE_SECRET_KEY".into(), STRIPE_TEST_KEY.into()),
+        ("STRIPE_API_BASE".into(), api_base.into()),
+        (
+            "STRIPE_WEBHOOK_SECRETS".into(),
+            format!("{WEBHOOK_SECRET},{WEBHOOK_SECRET_PREVIOUS}"),
+        ),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push(((*k).to_owned(), (*v).to_owned()));
+    }
+    let config = Config::from_lookup(move |name| {
+        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    })
+    .expect("stripe test configuration");
+    assert_eq!(config.pricing, base.pricing);
+    config
+}
+
+impl TestApp {
+    /// Starts the app with the configuration `make(database_url)`.
+    pub async fn spawn_with_config(make: impl FnOnce(&str) -> Config) -> Self {
+        let db = TestDb::new().await;
+        let state = AppState::new(make(&db.url), leptos_options()).expect("state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let app = router(state);
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            client: reqwest::Client::new(),
+            db,
+        }
+    }
+
+    /// A state over this app's database (for running jobs) with the Stripe
+    /// configuration for `api_base` and `extra` variables.
+    pub fn state_with(&self, api_base: &str, extra: &[(&str, &str)]) -> AppState {
+        AppState::new(
+            stripe_config(&self.db.url, api_base, extra),
+            leptos_options(),
+        )
+        .expect("state")
+    }
+
+    /// POSTs `body` to `/webhooks/stripe` signed with `secret` at `timestamp`
+    /// (unix seconds); returns status and JSON body.
+    pub async fn post_stripe_event(
+        &self,
+        body: &[u8],
+        secret: &str,
+        timestamp: i64,
+    ) -> (u16, Value) {
+        let header = rsolv_platform::server::stripe::signature::sign(secret, timestamp, body);
+        let response = self
+            .client
+            .post(self.url("/webhooks/stripe"))
+            .header("content-type", "application/json")
+            .header("stripe-signature", header)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// The text of `tests/fixtures/stripe/<name>.json`.
+pub fn stripe_fixture(name: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/stripe")
+        .join(format!("{name}.json"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}

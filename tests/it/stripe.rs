@@ -1,0 +1,580 @@
+//! Stripe against the real localstripe: the Stripe Customer made at
+//! provisioning (through the job queue), and webhooks (signature, storage,
+//! duplicates, ordering, effects).
+
+use crate::harness::{
+    email, localstripe_base, stripe_config, stripe_fixture, TestApp, STRIPE_TEST_KEY,
+    WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS,
+};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use futures::future::join_all;
+use rsolv_platform::server::billing::customers::{find_customer, Customer};
+use rsolv_platform::server::db::schema::{credit_ledger_entries, customers, jobs, stripe_events};
+use rsolv_platform::server::jobs::{
+    retry_now, run_once, run_until_idle, KIND_STRIPE_CREATE_CUSTOMER,
+};
+use rsolv_platform::server::state::AppState;
+use rsolv_platform::server::stripe::trigger::{prepare_fixture, FixtureOptions};
+use serde_json::{json, Value};
+
+/// Stripe Customers on localstripe with this email.
+async fn stripe_customers_with_email(base: &str, email: &str) -> Vec<Value> {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v1/customers"))
+        .basic_auth(STRIPE_TEST_KEY, Some(""))
+        .query(&[("email", email), ("limit", "100")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["data"].as_array().unwrap().clone()
+}
+
+/// An address nothing listens on.
+async fn closed_port_base() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+async fn customer(app: &TestApp, id: i64) -> Customer {
+    find_customer(&mut app.conn().await, id).await.unwrap()
+}
+
+async fn create_customer_job(app: &TestApp, customer_id: i64) -> (i64, String, i32) {
+    jobs::table
+        .filter(jobs::kind.eq(KIND_STRIPE_CREATE_CUSTOMER))
+        .filter(jobs::payload.eq(json!({ "customer_id": customer_id })))
+        .select((jobs::id, jobs::status, jobs::attempts))
+        .first(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provisioning_creates_exactly_one_stripe_customer_through_the_job() {
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_config(|url| stripe_config(url, &base, &[])).await;
+    let state = app.state_with(&base, &[]);
+    let address = email("stripe-one");
+    let (customer_id, _key) = app.onboard(&address).await;
+
+    // Provisioning committed the job with the customer; no Stripe call yet.
+    let (_, status, _) = create_customer_job(&app, customer_id).await;
+    assert_eq!(status, "queued");
+    assert!(customer(&app, customer_id)
+        .await
+        .stripe_customer_id
+        .is_none());
+    assert!(stripe_customers_with_email(&base, &address)
+        .await
+        .is_empty());
+
+    let runs = run_until_idle(&state).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "done", "{runs:?}");
+    let stored = customer(&app, customer_id)
+        .await
+        .stripe_customer_id
+        .expect("stored");
+    let on_stripe = stripe_customers_with_email(&base, &address).await;
+    assert_eq!(on_stripe.len(), 1);
+    assert_eq!(on_stripe[0]["id"], stored.as_str());
+    assert_eq!(
+        on_stripe[0]["metadata"]["rsolv_customer_id"],
+        customer_id.to_string()
+    );
+    assert_eq!(on_stripe[0]["name"], "Test Customer");
+
+    // Running the job again (as after a lost lease) changes nothing.
+    rsolv_platform::server::stripe::jobs::create_customer(
+        &state,
+        &json!({ "customer_id": customer_id }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stripe_customers_with_email(&base, &address).await.len(), 1);
+    assert_eq!(
+        customer(&app, customer_id).await.stripe_customer_id,
+        Some(stored)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_unreachable_at_provisioning_retries_then_creates_one_customer() {
+    let base = localstripe_base().await;
+    let closed = closed_port_base().await;
+    let app = TestApp::spawn_with_config(|url| stripe_config(url, &closed, &[])).await;
+    let address = email("stripe-down");
+    // Provisioning succeeds (201, checked by onboard) without Stripe.
+    let (customer_id, _key) = app.onboard(&address).await;
+    assert_eq!(customer(&app, customer_id).await.credit_balance, 5);
+
+    let down = app.state_with(&closed, &[]);
+    let run = run_once(&down).await.unwrap().expect("a due job");
+    assert_eq!(run.status, "queued", "{run:?}");
+    assert!(
+        run.error.as_deref().unwrap().contains("unreachable"),
+        "{run:?}"
+    );
+    let (job_id, status, attempts) = create_customer_job(&app, customer_id).await;
+    assert_eq!((status.as_str(), attempts), ("queued", 1));
+    let (run_at, last_error): (DateTime<Utc>, Option<String>) = jobs::table
+        .find(job_id)
+        .select((jobs::run_at, jobs::last_error))
+        .first(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert!(run_at > Utc::now(), "backed off");
+    assert!(last_error.is_some());
+    assert!(
+        !last_error.unwrap().contains(STRIPE_TEST_KEY),
+        "no secret in errors"
+    );
+    assert!(customer(&app, customer_id)
+        .await
+        .stripe_customer_id
+        .is_none());
+
+    // Stripe is back, but the job is not due before its backoff ends…
+    let up = app.state_with(&base, &[]);
+    assert!(run_once(&up).await.unwrap().is_none());
+    // …unless an operator makes it due now.
+    assert!(retry_now(&mut app.conn().await, job_id).await.unwrap());
+    let run = run_once(&up).await.unwrap().expect("due again");
+    assert_eq!(run.status, "done", "{run:?}");
+    let stored = customer(&app, customer_id)
+        .await
+        .stripe_customer_id
+        .expect("stored");
+    assert_eq!(stripe_customers_with_email(&base, &address).await.len(), 1);
+
+    // A run whose answer was lost (the id never stored) finds the customer
+    // by metadata instead of creating a second one.
+    diesel::update(customers::table.find(customer_id))
+        .set(customers::stripe_customer_id.eq(None::<String>))
+        .execute(&mut app.conn().await)
+        .await
+        .unwrap();
+    rsolv_platform::server::stripe::jobs::create_customer(
+        &up,
+        &json!({ "customer_id": customer_id }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(stripe_customers_with_email(&base, &address).await.len(), 1);
+    assert_eq!(
+        customer(&app, customer_id).await.stripe_customer_id,
+        Some(stored)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billing_disabled_makes_no_stripe_call_and_keeps_the_job_queued() {
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_config(|url| stripe_config(url, &base, &[])).await;
+    let address = email("stripe-off");
+    let (customer_id, _) = app.onboard(&address).await;
+    let off = app.state_with(&base, &[("BILLING_ENABLED", "false")]);
+    assert!(run_until_idle(&off).await.unwrap().is_empty());
+    let (_, status, attempts) = create_customer_job(&app, customer_id).await;
+    assert_eq!((status.as_str(), attempts), ("queued", 0));
+    assert!(stripe_customers_with_email(&base, &address)
+        .await
+        .is_empty());
+    // Switched back on, the queued job runs.
+    let on = app.state_with(&base, &[]);
+    assert_eq!(run_until_idle(&on).await.unwrap().len(), 1);
+    assert_eq!(stripe_customers_with_email(&base, &address).await.len(), 1);
+}
+
+// --- Webhooks ---------------------------------------------------------------
+
+/// An app whose customer is linked to Stripe Customer `cus_it_<id>`; returns
+/// (app, job-running state, customer id, stripe customer id).
+async fn webhook_app() -> (TestApp, AppState, i64, String) {
+    let closed = closed_port_base().await; // webhooks never call Stripe
+    let app = TestApp::spawn_with_config(|url| stripe_config(url, &closed, &[])).await;
+    let state = app.state_with(&closed, &[("BILLING_ENABLED", "false")]);
+    let (customer_id, _) = app.onboard(&email("hook")).await;
+    let stripe_id = format!("cus_it_{customer_id}_{}", std::process::id());
+    diesel::update(customers::table.find(customer_id))
+        .set(customers::stripe_customer_id.eq(&stripe_id))
+        .execute(&mut app.conn().await)
+        .await
+        .unwrap();
+    (app, state, customer_id, stripe_id)
+}
+
+fn event(name: &str, customer: &str, id: Option<&str>, created: Option<i64>) -> Vec<u8> {
+    let value = prepare_fixture(
+        &stripe_fixture(name),
+        &FixtureOptions {
+            customer: Some(customer),
+            id,
+            created,
+            fresh: false,
+        },
+    )
+    .unwrap();
+    serde_json::to_vec(&value).unwrap()
+}
+
+async fn deliver(app: &TestApp, body: &[u8]) -> Value {
+    let (status, answer) = app
+        .post_stripe_event(body, WEBHOOK_SECRET, Utc::now().timestamp())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+async fn process(state: &AppState) {
+    for run in run_until_idle(state).await.unwrap() {
+        assert_eq!(run.status, "done", "{run:?}");
+    }
+}
+
+async fn grants(app: &TestApp, customer_id: i64, kind: &str) -> Vec<(i64, String)> {
+    credit_ledger_entries::table
+        .filter(credit_ledger_entries::customer_id.eq(customer_id))
+        .filter(credit_ledger_entries::kind.eq(kind))
+        .select((
+            credit_ledger_entries::amount,
+            credit_ledger_entries::idempotency_key,
+        ))
+        .load(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
+async fn event_status(app: &TestApp, id: &str) -> String {
+    stripe_events::table
+        .find(id)
+        .select(stripe_events::status)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_lifecycle_events_set_status_plan_and_period() {
+    let (app, state, id, cus) = webhook_app().await;
+    deliver(
+        &app,
+        &event("customer.subscription.created", &cus, None, None),
+    )
+    .await;
+    process(&state).await;
+    let c = customer(&app, id).await;
+    assert_eq!(c.subscription_status.as_deref(), Some("active"));
+    assert_eq!(c.plan, "pro");
+    assert_eq!(
+        c.current_period_end.unwrap().timestamp(),
+        1_795_000_000 + 30 * 86_400
+    );
+
+    deliver(
+        &app,
+        &event("customer.subscription.updated", &cus, None, None),
+    )
+    .await;
+    process(&state).await;
+    let c = customer(&app, id).await;
+    assert_eq!(
+        c.current_period_end.unwrap().timestamp(),
+        1_795_000_000 + 60 * 86_400
+    );
+
+    deliver(&app, &event("invoice.payment_failed", &cus, None, None)).await;
+    process(&state).await;
+    assert_eq!(
+        customer(&app, id).await.subscription_status.as_deref(),
+        Some("past_due")
+    );
+
+    deliver(
+        &app,
+        &event("customer.subscription.deleted", &cus, None, None),
+    )
+    .await;
+    process(&state).await;
+    let c = customer(&app, id).await;
+    assert_eq!(c.subscription_status.as_deref(), Some("canceled"));
+    assert_eq!(c.plan, "trial", "no card on file: back to trial");
+    assert_eq!(
+        event_status(&app, "evt_1RsFixSubDeleted").await,
+        "processed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invoice_paid_and_payment_succeeded_grant_the_period_credits_once() {
+    let (app, state, id, cus) = webhook_app().await;
+    assert_eq!(app.balance_and_ledger_sum(id).await, (5, 5));
+    deliver(&app, &event("invoice.paid", &cus, None, None)).await;
+    deliver(&app, &event("invoice.payment_succeeded", &cus, None, None)).await;
+    // invoice.paid again, as a new event about the same invoice.
+    deliver(
+        &app,
+        &event("invoice.paid", &cus, Some("evt_it_paid_again"), None),
+    )
+    .await;
+    process(&state).await;
+    assert_eq!(
+        grants(&app, id, "subscription_grant").await,
+        vec![(60, "invoice:in_1RsFixtureInv001".to_owned())]
+    );
+    assert_eq!(app.balance_and_ledger_sum(id).await, (65, 65));
+    for evt in [
+        "evt_1RsFixInvPaid",
+        "evt_1RsFixInvPaySucc",
+        "evt_it_paid_again",
+    ] {
+        assert_eq!(event_status(&app, evt).await, "processed");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_methods_set_the_flag_and_grant_the_billing_bonus_once() {
+    let (app, state, id, cus) = webhook_app().await;
+    deliver(&app, &event("payment_method.attached", &cus, None, None)).await;
+    deliver(&app, &event("setup_intent.succeeded", &cus, None, None)).await;
+    process(&state).await;
+    let c = customer(&app, id).await;
+    assert!(c.has_payment_method);
+    assert_eq!(c.plan, "payg");
+    assert_eq!(
+        grants(&app, id, "billing_bonus").await,
+        vec![(5, "billing_bonus".to_owned())]
+    );
+    assert_eq!(app.balance_and_ledger_sum(id).await, (10, 10));
+
+    deliver(&app, &event("payment_method.detached", &cus, None, None)).await;
+    process(&state).await;
+    let c = customer(&app, id).await;
+    assert!(!c.has_payment_method);
+    assert_eq!(c.plan, "trial");
+    // Attached again later: no second bonus.
+    let later = 1_795_000_000 + 60 * 86_400;
+    deliver(
+        &app,
+        &event(
+            "payment_method.attached",
+            &cus,
+            Some("evt_it_reattach"),
+            Some(later),
+        ),
+    )
+    .await;
+    process(&state).await;
+    assert!(customer(&app, id).await.has_payment_method);
+    assert_eq!(grants(&app, id, "billing_bonus").await.len(), 1);
+    assert_eq!(app.balance_and_ledger_sum(id).await, (10, 10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_attach_processed_after_the_detach_does_not_resurrect_the_card() {
+    let (app, state, id, cus) = webhook_app().await;
+    deliver(&app, &event("payment_method.detached", &cus, None, None)).await;
+    process(&state).await;
+    deliver(&app, &event("payment_method.attached", &cus, None, None)).await;
+    process(&state).await;
+    assert!(!customer(&app, id).await.has_payment_method);
+    assert!(grants(&app, id, "billing_bonus").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payment_intents_and_unknown_types_are_recorded_without_effect() {
+    let (app, state, id, cus) = webhook_app().await;
+    let before = customer(&app, id).await;
+    for name in [
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "balance.available",
+    ] {
+        let answer = deliver(&app, &event(name, &cus, None, None)).await;
+        assert_eq!(answer, json!({"received": true, "duplicate": false}));
+    }
+    process(&state).await;
+    for evt in ["evt_1RsFixPiSucc", "evt_1RsFixPiFail", "evt_1RsFixBalance"] {
+        assert_eq!(event_status(&app, evt).await, "processed");
+    }
+    let after = customer(&app, id).await;
+    assert_eq!(
+        (
+            before.plan,
+            before.credit_balance,
+            before.subscription_status
+        ),
+        (after.plan, after.credit_balance, after.subscription_status)
+    );
+    assert_eq!(
+        app.count("credit_ledger_entries").await,
+        1,
+        "only the signup bonus"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_same_event_delivered_five_times_concurrently_has_one_effect() {
+    let (app, state, id, cus) = webhook_app().await;
+    let body = event("invoice.paid", &cus, None, None);
+    let answers = join_all((0..5).map(|_| deliver(&app, &body))).await;
+    let fresh = answers.iter().filter(|a| a["duplicate"] == false).count();
+    assert_eq!(fresh, 1, "{answers:?}");
+    assert_eq!(app.count("stripe_events").await, 1);
+    assert_eq!(
+        app.count("jobs WHERE kind = 'stripe.process_event'").await,
+        1
+    );
+    // Two workers at once.
+    let (a, b) = tokio::join!(run_until_idle(&state), run_until_idle(&state));
+    assert_eq!(a.unwrap().len() + b.unwrap().len(), 1);
+    assert_eq!(grants(&app, id, "subscription_grant").await.len(), 1);
+    assert_eq!(app.balance_and_ledger_sum(id).await, (65, 65));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shuffled_subscription_updates_leave_the_newest_state() {
+    let (app, state, id, cus) = webhook_app().await;
+    let t0 = 1_795_100_000_i64;
+    let statuses = [
+        "incomplete",
+        "active",
+        "past_due",
+        "active",
+        "unpaid",
+        "active",
+    ];
+    let bodies: Vec<Vec<u8>> = statuses
+        .iter()
+        .enumerate()
+        .map(|(i, status)| {
+            let mut value: Value = serde_json::from_slice(&event(
+                "customer.subscription.updated",
+                &cus,
+                Some(&format!("evt_it_upd_{i}")),
+                Some(t0 + i as i64 * 60),
+            ))
+            .unwrap();
+            value["data"]["object"]["status"] = json!(status);
+            value["data"]["object"]["items"]["data"][0]["current_period_end"] =
+                json!(t0 + 1000 + i as i64);
+            serde_json::to_vec(&value).unwrap()
+        })
+        .collect();
+    // Newest (index 5) early; processed one by one, in this order.
+    for i in [3, 5, 0, 4, 1, 2] {
+        deliver(&app, &bodies[i]).await;
+        process(&state).await;
+    }
+    let c = customer(&app, id).await;
+    assert_eq!(c.subscription_status.as_deref(), Some("active"));
+    assert_eq!(c.plan, "pro");
+    assert_eq!(c.current_period_end.unwrap().timestamp(), t0 + 1005);
+    // An older "deleted" does not cancel the newer state either.
+    deliver(
+        &app,
+        &event("customer.subscription.deleted", &cus, None, Some(t0 + 120)),
+    )
+    .await;
+    process(&state).await;
+    assert_eq!(
+        customer(&app, id).await.subscription_status.as_deref(),
+        Some("active")
+    );
+    assert_eq!(
+        app.count("stripe_events WHERE status = 'processed'").await,
+        7
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_signatures_stale_timestamps_and_bad_bodies_are_rejected_and_store_nothing() {
+    let (app, _state, id, cus) = webhook_app().await;
+    let before = customer(&app, id).await;
+    let body = event("invoice.paid", &cus, None, None);
+    let now = Utc::now().timestamp();
+
+    let (status, answer) = app
+        .post_stripe_event(&body, "whsec_someone_else", now)
+        .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("signature"));
+    assert!(!answer.to_string().contains(WEBHOOK_SECRET));
+
+    let (status, _) = app
+        .post_stripe_event(&body, WEBHOOK_SECRET, now - 301)
+        .await;
+    assert_eq!(status, 400, "stale");
+    let (status, _) = app
+        .post_stripe_event(&body, WEBHOOK_SECRET, now + 301)
+        .await;
+    assert_eq!(status, 400, "from the future");
+
+    // Signed for another body.
+    let header = rsolv_platform::server::stripe::signature::sign(WEBHOOK_SECRET, now, b"{}");
+    let response = app
+        .client
+        .post(app.url("/webhooks/stripe"))
+        .header("stripe-signature", header)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // No header at all.
+    let response = app
+        .client
+        .post(app.url("/webhooks/stripe"))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // Correctly signed, but not an event.
+    let (status, _) = app
+        .post_stripe_event(b"{\"hello\": 1}", WEBHOOK_SECRET, now)
+        .await;
+    assert_eq!(status, 400);
+    let (status, _) = app
+        .post_stripe_event(b"not json", WEBHOOK_SECRET, now)
+        .await;
+    assert_eq!(status, 400);
+
+    assert_eq!(app.count("stripe_events").await, 0);
+    assert_eq!(
+        app.count("jobs WHERE kind = 'stripe.process_event'").await,
+        0
+    );
+    assert_eq!(customer(&app, id).await, before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_signed_with_the_previous_secret_is_accepted() {
+    let (app, state, id, cus) = webhook_app().await;
+    let body = event("invoice.paid", &cus, None, None);
+    let (status, answer) = app
+        .post_stripe_event(&body, WEBHOOK_SECRET_PREVIOUS, Utc::now().timestamp())
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    process(&state).await;
+    assert_eq!(app.balance_and_ledger_sum(id).await, (65, 65));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_for_an_unknown_customer_is_stored_and_processed_without_effect() {
+    let (app, state, id, _cus) = webhook_app().await;
+    deliver(
+        &app,
+        &event("invoice.paid", "cus_nobody_we_know", None, None),
+    )
+    .await;
+    process(&state).await;
+    assert_eq!(event_status(&app, "evt_1RsFixInvPaid").await, "processed");
+    assert_eq!(app.balance_and_ledger_sum(id).await, (5, 5));
+}
