@@ -296,6 +296,8 @@ fn id_field<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
 }
 
 /// Our customer's current state, locked for the rest of the transaction.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = customers, check_for_backend(diesel::pg::Pg))]
 struct Locked {
     id: i64,
     has_payment_method: bool,
@@ -310,14 +312,9 @@ async fn lock_customer(
     conn: &mut AsyncPgConnection,
     stripe_customer_id: &str,
 ) -> Result<Option<Locked>, ApplyError> {
-    let row: Option<(i64, bool, Option<String>, Option<DateTime<Utc>>)> = customers::table
+    let row: Option<Locked> = customers::table
         .filter(customers::stripe_customer_id.eq(stripe_customer_id))
-        .select((
-            customers::id,
-            customers::has_payment_method,
-            customers::stripe_subscription_id,
-            customers::subscription_updated_at,
-        ))
+        .select(Locked::as_select())
         .for_no_key_update()
         .first(conn)
         .await
@@ -328,14 +325,7 @@ async fn lock_customer(
             "Stripe event for an unknown customer; ignored"
         );
     }
-    Ok(row.map(
-        |(id, has_payment_method, stripe_subscription_id, subscription_updated_at)| Locked {
-            id,
-            has_payment_method,
-            stripe_subscription_id,
-            subscription_updated_at,
-        },
-    ))
+    Ok(row)
 }
 
 /// Whether state from an event at `at` may replace state applied from an
