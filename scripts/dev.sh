@@ -7,7 +7,10 @@
 # 0.3.10, the wasm-bindgen CLI matching Cargo.lock, the npm build tools
 # (Tailwind CSS, binaryen) and, when DATABASE_URL is not set, a local
 # PostgreSQL with the database rsolv_dev (when DATABASE_URL is set, it only
-# creates that database if its server answers and it is missing). Then it
+# creates that database if its server answers and it is missing), and, when
+# STRIPE_API_BASE is not set, localstripe (PyPI) on 127.0.0.1 with its data
+# kept in ~/.cache/rsolv-platform/localstripe-dev.pickle, delivering its
+# webhooks to this server. Then it
 # builds the site with `cargo leptos build`, applies pending migrations and
 # serves.
 # Settings come from .env when present (see .env.example).
@@ -42,6 +45,18 @@ if [ -z "${PROVIDER_ANTHROPIC_API_KEY:-}${PROVIDER_OPENAI_API_KEY:-}${PROVIDER_O
   export PROVIDER_OPENROUTER_API_KEY=dev-openrouter-credential
   log "No PROVIDER_*_API_KEY is set: /api/v1/credentials/exchange will vend placeholder"
   log "credentials (dev-anthropic-credential, ...). Put real keys in .env to vend real ones."
+fi
+
+if [ -z "${STRIPE_API_BASE:-}" ]; then
+  ensure_localstripe
+  start_localstripe "${HOME:?}/.cache/rsolv-platform/localstripe-dev.pickle"
+  export STRIPE_API_BASE="$LOCALSTRIPE_URL"
+  export STRIPE_SECRET_KEY="${STRIPE_SECRET_KEY:-sk_test_rsolv_dev}"
+  export STRIPE_WEBHOOK_SECRETS="${STRIPE_WEBHOOK_SECRETS:-whsec_rsolv_dev_localstripe}"
+  register_localstripe_webhook "http://${LEPTOS_SITE_ADDR:-127.0.0.1:3000}/webhooks/stripe" \
+    "${STRIPE_WEBHOOK_SECRETS%%,*}"
+  log "Stripe: localstripe at $STRIPE_API_BASE (webhook secret ${STRIPE_WEBHOOK_SECRETS%%,*});"
+  log "  try: $SERVER_BIN stripe-trigger tests/fixtures/stripe/invoice.paid.json --customer cus_..."
 fi
 
 log "Building the site (cargo leptos build)"

@@ -334,3 +334,14 @@ stop_localstripe() {
     LOCALSTRIPE_PID=""
   fi
 }
+
+# register_localstripe_webhook URL SECRET — makes localstripe deliver its
+# events to URL, signed with SECRET (POST /_config/webhooks/<id>).
+register_localstripe_webhook() {
+  "$LOCALSTRIPE_VENV/bin/python" - "$LOCALSTRIPE_URL" "$1" "$2" <<'PY'
+import sys, urllib.parse, urllib.request
+base, url, secret = sys.argv[1:4]
+data = urllib.parse.urlencode({"url": url, "secret": secret}).encode()
+urllib.request.urlopen(urllib.request.Request(base + "/_config/webhooks/rsolv_dev", data=data), timeout=10).read()
+PY
+}
