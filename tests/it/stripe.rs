@@ -578,3 +578,114 @@ async fn an_event_for_an_unknown_customer_is_stored_and_processed_without_effect
     assert_eq!(event_status(&app, "evt_1RsFixInvPaid").await, "processed");
     assert_eq!(app.balance_and_ledger_sum(id).await, (5, 5));
 }
+
+// --- The job queue ----------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn four_workers_run_each_of_twenty_jobs_exactly_once() {
+    let (app, state, id, cus) = webhook_app().await;
+    for i in 0..20 {
+        let body = event(
+            "invoice.paid",
+            &cus,
+            Some(&format!("evt_it_many_{i}")),
+            None,
+        );
+        let mut value: Value = serde_json::from_slice(&body).unwrap();
+        value["data"]["object"]["id"] = json!(format!("in_it_many_{i}"));
+        deliver(&app, &serde_json::to_vec(&value).unwrap()).await;
+    }
+    let runs = join_all((0..4).map(|_| run_until_idle(&state))).await;
+    let total: usize = runs.into_iter().map(|r| r.unwrap().len()).sum();
+    assert_eq!(total, 20);
+    let attempts: Vec<(String, i32)> = jobs::table
+        .filter(jobs::kind.eq("stripe.process_event"))
+        .select((jobs::status, jobs::attempts))
+        .load(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 20);
+    assert!(
+        attempts.iter().all(|(s, a)| s == "done" && *a == 1),
+        "{attempts:?}"
+    );
+    assert_eq!(
+        app.balance_and_ledger_sum(id).await,
+        (5 + 20 * 60, 5 + 20 * 60)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_out_of_attempts_is_dead_until_retried() {
+    use rsolv_platform::server::jobs::{enqueue, NewJob};
+    let base = localstripe_base().await;
+    let closed = closed_port_base().await;
+    let app = TestApp::spawn_with_config(|url| stripe_config(url, &closed, &[])).await;
+    let address = email("dead");
+    let (customer_id, _) = app.onboard(&address).await;
+    diesel::update(jobs::table)
+        .set(jobs::max_attempts.eq(2))
+        .execute(&mut app.conn().await)
+        .await
+        .unwrap();
+    let down = app.state_with(&closed, &[]);
+    let (job_id, _, _) = create_customer_job(&app, customer_id).await;
+    assert_eq!(run_once(&down).await.unwrap().unwrap().status, "queued");
+    assert!(retry_now(&mut app.conn().await, job_id).await.unwrap());
+    assert_eq!(run_once(&down).await.unwrap().unwrap().status, "dead");
+    assert!(
+        run_once(&down).await.unwrap().is_none(),
+        "dead jobs are not claimed"
+    );
+    // An unknown kind is dead at once.
+    let unknown = enqueue(
+        &mut app.conn().await,
+        &NewJob {
+            kind: "no.such.kind",
+            payload: json!({}),
+            dedupe_key: None,
+            max_attempts: 5,
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let run = run_once(&down).await.unwrap().unwrap();
+    assert_eq!((run.job_id, run.status.as_str()), (unknown, "dead"));
+    // The operator's retry, with Stripe reachable.
+    assert!(retry_now(&mut app.conn().await, job_id).await.unwrap());
+    let run = run_once(&app.state_with(&base, &[]))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((run.job_id, run.status.as_str()), (job_id, "done"));
+    assert_eq!(stripe_customers_with_email(&base, &address).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_loop_processes_events_and_stops_on_shutdown() {
+    let (app, state, id, cus) = webhook_app().await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let worker = tokio::spawn(rsolv_platform::server::jobs::run_forever(
+        state,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    deliver(&app, &event("invoice.paid", &cus, None, None)).await;
+    // Wait (bounded) for the loop to apply it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while event_status(&app, "evt_1RsFixInvPaid").await != "processed" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not process the event"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.balance_and_ledger_sum(id).await, (65, 65));
+    stop.send(()).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), worker)
+        .await
+        .expect("the worker stops on shutdown")
+        .unwrap();
+}
