@@ -689,3 +689,14 @@ async fn the_worker_loop_processes_events_and_stops_on_shutdown() {
         .expect("the worker stops on shutdown")
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_secret_key_stripe_jobs_stay_queued() {
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_config(|url| stripe_config(url, &base, &[])).await;
+    let (customer_id, _) = app.onboard(&email("nokey")).await;
+    let keyless = app.state_with(&base, &[("STRIPE_SECRET_KEY", "")]);
+    assert!(run_until_idle(&keyless).await.unwrap().is_empty());
+    let (_, status, attempts) = create_customer_job(&app, customer_id).await;
+    assert_eq!((status.as_str(), attempts), ("queued", 0));
+}

@@ -34,7 +34,8 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 10;
 pub const KIND_STRIPE_CREATE_CUSTOMER: &str = "stripe.create_customer";
 /// Job kind: apply the stored Stripe event `{"event_id": "evt_…"}`.
 pub const KIND_STRIPE_PROCESS_EVENT: &str = "stripe.process_event";
-/// Kinds that call Stripe: not claimed while `BILLING_ENABLED=false`.
+/// Kinds that call Stripe: not claimed while `BILLING_ENABLED=false` or
+/// `STRIPE_SECRET_KEY` is unset.
 pub const STRIPE_CALLING_KINDS: &[&str] = &[KIND_STRIPE_CREATE_CUSTOMER];
 
 /// A job row.
@@ -252,12 +253,13 @@ pub struct JobRun {
 }
 
 /// Claims and runs one due job. `Ok(None)` when no job is due. With
-/// `BILLING_ENABLED=false`, jobs that call Stripe are left queued.
+/// `BILLING_ENABLED=false` or without `STRIPE_SECRET_KEY`, jobs that call
+/// Stripe are left queued.
 ///
 /// Errors: [`BillingError`] when the queue itself cannot be read or written
 /// (a failing job is not an error: see [`JobRun::status`]).
 pub async fn run_once(state: &AppState) -> Result<Option<JobRun>, BillingError> {
-    let skip: &[&str] = if state.config.stripe.billing_enabled {
+    let skip: &[&str] = if state.config.stripe.can_call_stripe() {
         &[]
     } else {
         STRIPE_CALLING_KINDS
@@ -324,6 +326,12 @@ async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
 /// `serve` and run by the `worker` subcommand.
 pub async fn run_forever(state: AppState, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let stripe = &state.config.stripe;
+    if !stripe.billing_enabled {
+        tracing::warn!("BILLING_ENABLED=false: Stripe jobs stay queued");
+    } else if stripe.secret_key.is_none() {
+        tracing::warn!("STRIPE_SECRET_KEY is not set: Stripe jobs stay queued");
+    }
     tracing::info!("job worker started");
     loop {
         let idle = match run_once(&state).await {

@@ -25,7 +25,7 @@ pub struct StripeSettings {
     /// verified, stored and processed (processing never calls Stripe).
     pub billing_enabled: bool,
     /// `STRIPE_SECRET_KEY` (`sk_…` or `rk_…`); `None` when unset, in which
-    /// case jobs that call Stripe fail and retry.
+    /// case jobs that call Stripe stay queued (as with billing disabled).
     pub secret_key: Option<String>,
     /// `STRIPE_API_BASE`, without a trailing slash (default
     /// [`DEFAULT_API_BASE`]).
@@ -49,6 +49,11 @@ impl std::fmt::Debug for StripeSettings {
 }
 
 impl StripeSettings {
+    /// Whether calls to Stripe may be made: billing enabled and a key set.
+    pub fn can_call_stripe(&self) -> bool {
+        self.billing_enabled && self.secret_key.is_some()
+    }
+
     /// Reads the settings through `lookup` (variable name → value).
     ///
     /// Errors: [`ConfigError::Invalid`] for a `BILLING_ENABLED` that is not
