@@ -5,9 +5,15 @@ use rsolv_platform::server::cli::{Cli, Command};
 use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::{revert_all_migrations, run_pending_migrations};
 use rsolv_platform::server::http::router;
+use rsolv_platform::server::rate_limit;
 use rsolv_platform::server::state::AppState;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
+
+/// How often ended rate-limit windows are deleted.
+const RATE_LIMIT_PURGE_EVERY: Duration = Duration::from_secs(300);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -72,7 +78,10 @@ async fn run(command: Command) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {addr} (LEPTOS_SITE_ADDR): {e}"))?;
             tracing::info!("listening on http://{addr}");
-            axum::serve(listener, router(state))
+            rate_limit::spawn_purger(state.pool.clone(), RATE_LIMIT_PURGE_EVERY);
+            // The peer address is the client IP of the per-IP rate limits.
+            let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
                 .map_err(|e| e.to_string())

@@ -48,6 +48,17 @@ pub struct Config {
     pub provider_credentials: BTreeMap<String, String>,
     /// Prices and credit grants.
     pub pricing: PricingCatalog,
+    /// Signups (onboarding API, signup form and server function) allowed
+    /// per client IP per minute, across all instances
+    /// (`RATE_LIMIT_SIGNUPS_PER_MINUTE`, default 10).
+    pub rate_limit_signups_per_minute: u32,
+    /// Action API requests allowed per API key per hour, across all
+    /// instances (`RATE_LIMIT_ACTION_PER_HOUR`, default 500).
+    pub rate_limit_action_per_hour: u32,
+    /// Whether the client IP is the first `X-Forwarded-For` hop rather than
+    /// the socket's peer (`TRUST_PROXY_HEADERS`, default false; set it only
+    /// behind a proxy that overwrites that header).
+    pub trust_proxy_headers: bool,
 }
 
 impl std::fmt::Debug for Config {
@@ -67,6 +78,15 @@ impl std::fmt::Debug for Config {
                 &self.provider_credentials.keys().collect::<Vec<_>>(),
             )
             .field("pricing", &self.pricing)
+            .field(
+                "rate_limit_signups_per_minute",
+                &self.rate_limit_signups_per_minute,
+            )
+            .field(
+                "rate_limit_action_per_hour",
+                &self.rate_limit_action_per_hour,
+            )
+            .field("trust_proxy_headers", &self.trust_proxy_headers)
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +158,17 @@ impl Config {
             )?,
             provider_credentials,
             pricing,
+            rate_limit_signups_per_minute: env.parsed(
+                "RATE_LIMIT_SIGNUPS_PER_MINUTE",
+                10,
+                1..=1_000_000,
+            )?,
+            rate_limit_action_per_hour: env.parsed(
+                "RATE_LIMIT_ACTION_PER_HOUR",
+                500,
+                1..=100_000_000,
+            )?,
+            trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
         })
     }
 }
@@ -174,6 +205,20 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             });
         }
         Ok(value)
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(raw) = (self.0)(name).filter(|v| !v.trim().is_empty()) else {
+            return Ok(default);
+        };
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: "must be true or false".into(),
+            }),
+        }
     }
 
     fn currency(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
@@ -241,5 +286,36 @@ mod tests {
             vec!["openai"]
         );
         assert!(!format!("{config:?}").contains("sk-test"));
+    }
+
+    #[test]
+    fn rate_limits_default_and_parse() {
+        let config =
+            Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://localhost/x")])).unwrap();
+        assert_eq!(config.rate_limit_signups_per_minute, 10);
+        assert_eq!(config.rate_limit_action_per_hour, 500);
+        assert!(!config.trust_proxy_headers);
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "3"),
+            ("RATE_LIMIT_ACTION_PER_HOUR", "7"),
+            ("TRUST_PROXY_HEADERS", "TRUE"),
+        ]))
+        .unwrap();
+        assert_eq!(config.rate_limit_signups_per_minute, 3);
+        assert_eq!(config.rate_limit_action_per_hour, 7);
+        assert!(config.trust_proxy_headers);
+        for (name, bad) in [
+            ("TRUST_PROXY_HEADERS", "maybe"),
+            ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "0"),
+            ("RATE_LIMIT_ACTION_PER_HOUR", "-1"),
+        ] {
+            let vars: &'static [(&str, &str)] = Box::leak(Box::new([
+                ("DATABASE_URL", "postgres://localhost/x"),
+                (name, bad),
+            ]));
+            let err = Config::from_lookup(lookup(vars)).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 }

@@ -169,18 +169,33 @@ impl Drop for TestDb {
     }
 }
 
-/// The configuration tests run with: two providers configured, seed prices.
-pub fn test_config(database_url: &str) -> Config {
+/// The configuration tests run with: two providers configured, seed prices,
+/// production defaults otherwise; `overrides` (variable name, value) take
+/// precedence.
+pub fn test_config_with(database_url: &str, overrides: &[(&str, &str)]) -> Config {
     let database_url = database_url.to_owned();
-    Config::from_lookup(move |name| match name {
-        "DATABASE_URL" => Some(database_url.clone()),
+    let overrides: Vec<(String, String)> = overrides
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Config::from_lookup(move |name| {
+        if let Some((_, value)) = overrides.iter().find(|(k, _)| k == name) {
+            return Some(value.clone());
+        }
+        test_default(name, &database_url)
+    })
+    .expect("test configuration")
+}
+
+fn test_default(name: &str, database_url: &str) -> Option<String> {
+    match name {
+        "DATABASE_URL" => Some(database_url.to_owned()),
         "PROVIDER_ANTHROPIC_API_KEY" => Some(ANTHROPIC_CREDENTIAL.to_owned()),
         "PROVIDER_OPENAI_API_KEY" => Some(OPENAI_CREDENTIAL.to_owned()),
         "MAX_BODY_BYTES" => Some("65536".to_owned()),
         "DATABASE_POOL_SIZE" => Some("20".to_owned()),
         _ => None,
-    })
-    .expect("test configuration")
+    }
 }
 
 /// Leptos settings from the repository's `Leptos.toml`.
@@ -199,18 +214,36 @@ pub struct TestApp {
     pub port: u16,
     /// An HTTP client.
     pub client: reqwest::Client,
-    /// Keep last: dropped after the rest.
-    pub db: TestDb,
+    /// Keep last: dropped after the rest (shared by apps made with
+    /// [`TestApp::spawn_sharing`]; dropped with the last of them).
+    pub db: std::sync::Arc<TestDb>,
 }
 
 impl TestApp {
     /// Starts the app.
     pub async fn spawn() -> Self {
-        let db = TestDb::new().await;
-        let state = AppState::new(test_config(&db.url), leptos_options()).expect("state");
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts the app with `overrides` (variable name, value) on top of
+    /// the tests' configuration ([`test_config_with`]), e.g. `&[("RATE_LIMIT_ACTION_PER_HOUR", "3")]`.
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        let db = std::sync::Arc::new(TestDb::new().await);
+        Self::serve(db, overrides).await
+    }
+
+    /// Starts a second instance on `other`'s database (its own router and
+    /// pool), as a second server behind a load balancer would be.
+    pub async fn spawn_sharing(other: &TestApp, overrides: &[(&str, &str)]) -> Self {
+        Self::serve(other.db.clone(), overrides).await
+    }
+
+    async fn serve(db: std::sync::Arc<TestDb>, overrides: &[(&str, &str)]) -> Self {
+        let config = test_config_with(&db.url, overrides);
+        let state = AppState::new(config, leptos_options()).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let app = router(state);
+        let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });

@@ -6,7 +6,10 @@ use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::customers;
-use crate::types::values::{CustomerName, CustomerStatus, Email, LedgerKind, Plan, Source};
+use crate::server::disposable_email::{is_disposable, DISPOSABLE_EMAIL_MESSAGE};
+use crate::types::values::{
+    CustomerName, CustomerStatus, Email, LedgerKind, ParseError, Plan, Source,
+};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
@@ -108,13 +111,20 @@ pub const FIRST_KEY_NAME: &str = "Default";
 /// Seam: the Stripe Customer (`customer:create:<id>`) and the welcome email
 /// are created after this commits, by the billing and email issues.
 ///
-/// Errors: [`BillingError::EmailTaken`] when the email exists (any case);
-/// [`BillingError::Database`] otherwise.
+/// Errors: [`BillingError::Invalid`] with
+/// [`DISPOSABLE_EMAIL_MESSAGE`] for an address at a disposable email
+/// provider (nothing is written); [`BillingError::EmailTaken`] when the
+/// email exists (any case); [`BillingError::Database`] otherwise.
 pub async fn provision_customer(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
     new: &NewCustomer,
 ) -> Result<Provisioned, BillingError> {
+    if is_disposable(&new.email) {
+        return Err(BillingError::Invalid(ParseError(
+            DISPOSABLE_EMAIL_MESSAGE.to_owned(),
+        )));
+    }
     let trial_credits = pricing.trial_credits;
     conn.transaction(async |conn| {
         let inserted = diesel::insert_into(customers::table)

@@ -129,3 +129,12 @@ diesel::table! {
 
 diesel::joinable!(email_outbox -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(email_outbox, customers);
+
+diesel::table! {
+    rate_limit_counters (bucket) {
+        bucket -> Text,
+        window_start -> Timestamptz,
+        expires_at -> Timestamptz,
+        hits -> Int8,
+    }
+}
