@@ -1,9 +1,10 @@
-//! The server binary: `serve` and `migrate` (see `server::cli`).
+//! The server binary: `serve`, `migrate` and `worker` (see `server::cli`).
 
 use clap::Parser;
 use rsolv_platform::server::cli::{Cli, Command};
 use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::{revert_all_migrations, run_pending_migrations};
+use rsolv_platform::server::email::worker::run_forever as run_email_worker;
 use rsolv_platform::server::http::router;
 use rsolv_platform::server::state::AppState;
 use std::process::ExitCode;
@@ -51,7 +52,20 @@ async fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Serve { migrate } => {
+        Command::Worker => {
+            tracing::info!(?config, "configuration loaded");
+            // The worker needs no Leptos settings; the state wants some.
+            let leptos_options = leptos::config::LeptosOptions::builder()
+                .output_name("rsolv-platform")
+                .build();
+            let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+            run_email_worker(state, shutdown_signal()).await;
+            Ok(())
+        }
+        Command::Serve {
+            migrate,
+            no_email_worker,
+        } => {
             if migrate {
                 let applied = run_pending_migrations(&config.database_url)
                     .await
@@ -72,10 +86,24 @@ async fn run(command: Command) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {addr} (LEPTOS_SITE_ADDR): {e}"))?;
             tracing::info!("listening on http://{addr}");
-            axum::serve(listener, router(state))
+            // Dropping `stop` tells the email worker to finish its batch and stop.
+            let (stop, mut stopped) = tokio::sync::watch::channel(());
+            let worker = (!no_email_worker).then(|| {
+                tokio::spawn(run_email_worker(state.clone(), async move {
+                    let _ = stopped.changed().await;
+                }))
+            });
+            let served = axum::serve(listener, router(state))
                 .with_graceful_shutdown(shutdown_signal())
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            drop(stop);
+            if let Some(worker) = worker {
+                if let Err(e) = worker.await {
+                    tracing::error!(error = %e, "email worker ended abnormally");
+                }
+            }
+            served
         }
     }
 }
