@@ -153,9 +153,16 @@ ensure_node() {
 # ensure_npm_packages DIR — `npm ci` in DIR when node_modules is missing or
 # older than package.json / package-lock.json. npm writes
 # node_modules/.package-lock.json last, so it marks a finished install.
+# A node_modules that is a symbolic link (shared between work trees) is left
+# alone: `npm ci` would empty the directory it points to.
 ensure_npm_packages() {
   local dir="$1"
   local stamp="$dir/node_modules/.package-lock.json"
+  if [ -L "$dir/node_modules" ]; then
+    [ -f "$stamp" ] ||
+      die "${dir/#"$RSOLV_ROOT"/.}/node_modules is a symbolic link to a directory without packages: run npm ci there"
+    return 0
+  fi
   if [ -f "$stamp" ] && [ ! "$dir/package-lock.json" -nt "$stamp" ] &&
     [ ! "$dir/package.json" -nt "$stamp" ]; then
     return 0
