@@ -482,9 +482,9 @@ mod tests {
         assert_eq!(rotated.kind, kind::API_KEY_ROTATED);
         assert!(rotated.text_body.contains("until 2026-12-01 09:30 UTC"));
         assert!(rotated.text_body.contains("rsolv_new222…"));
-        assert!(
-            rotated.html_body.contains("&quot;CI &lt;prod&gt;&quot;")
-                || rotated.html_body.contains("\"CI &lt;prod&gt;\"")
-        );
+        assert!(rotated
+            .html_body
+            .contains("\"CI &lt;prod&gt;\" was rotated"));
+        assert!(!rotated.html_body.contains("<prod>"));
     }
 }

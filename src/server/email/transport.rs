@@ -170,3 +170,63 @@ pub fn build_message(from: &Mailbox, email: &OutboxEmail) -> Result<Message, Sen
         ))
         .map_err(|e| SendError::Build(e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn row(id: i64, to: &str, attempts: i32) -> OutboxEmail {
+        OutboxEmail {
+            id,
+            customer_id: Some(1),
+            kind: "welcome".into(),
+            to_address: to.into(),
+            subject: "Welcome to RSOLV".into(),
+            text_body: "Hello".into(),
+            html_body: "<p>Hello</p>".into(),
+            idempotency_key: "welcome:1".into(),
+            status: "sending".into(),
+            attempts,
+            next_attempt_at: Utc::now(),
+            locked_until: None,
+            last_error: None,
+            created_at: Utc::now(),
+            sent_at: None,
+        }
+    }
+
+    fn message_id(message: &Message) -> String {
+        let raw = String::from_utf8(message.formatted()).unwrap();
+        raw.lines()
+            .find_map(|l| l.strip_prefix("Message-ID: "))
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn every_attempt_carries_the_same_message_id_and_both_parts() {
+        let from: Mailbox = "RSOLV <no-reply@rsolv.local>".parse().unwrap();
+        let first = build_message(&from, &row(9, "ada@example.com", 1)).unwrap();
+        let retry = build_message(&from, &row(9, "ada@example.com", 2)).unwrap();
+        let id = message_id(&first);
+        assert_eq!(id, message_id(&retry));
+        assert!(
+            id.starts_with('<') && id.ends_with(".9@rsolv.local>"),
+            "{id}"
+        );
+        let raw = String::from_utf8(first.formatted()).unwrap();
+        assert!(raw.contains("multipart/alternative"));
+        assert!(raw.contains("text/plain") && raw.contains("text/html"));
+    }
+
+    #[test]
+    fn a_malformed_recipient_fails_permanently() {
+        let from: Mailbox = "no-reply@rsolv.local".parse().unwrap();
+        let err = build_message(&from, &row(1, "not an address", 1)).unwrap_err();
+        assert!(matches!(err, SendError::BadRecipient));
+        assert!(err.is_permanent());
+        assert!(!SendError::Smtp("connection refused".into()).is_permanent());
+        assert!(!SendError::Timeout(30).is_permanent());
+    }
+}
