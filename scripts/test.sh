@@ -5,8 +5,10 @@
 #
 # Installs what is missing (and says so): the wasm32 Rust target, cargo-leptos
 # 0.3.10, the wasm-bindgen CLI matching Cargo.lock, the npm build tools,
-# Playwright (npm, in end2end/), Debian's Chromium and, when TEST_DATABASE_URL
-# is not set, a local PostgreSQL. Then it runs, in order:
+# Playwright (npm, in end2end/), Debian's Chromium, the SMTP sink MailDev (npm,
+# in tools/smtp-sink/; started on free ports for the whole run, its addresses
+# exported as TEST_SMTP_HOST, TEST_SMTP_PORT and TEST_SMTP_API_URL) and, when
+# TEST_DATABASE_URL is not set, a local PostgreSQL. Then it runs, in order:
 #   1. cargo fmt --check
 #   2. cargo clippy --features ssr --all-targets -- -D warnings
 #   3. cargo test --features ssr            (TEST_DATABASE_URL: an admin database)
@@ -45,6 +47,7 @@ log "Test database server: $(redact_url "$TEST_DATABASE_URL")"
 
 E2E_DB=""
 cleanup() {
+  stop_smtp_sink
   if [ -n "$E2E_DB" ]; then
     log "Dropping database $E2E_DB"
     drop_database "$TEST_DATABASE_URL" "$E2E_DB" || log "could not drop database $E2E_DB"
@@ -54,6 +57,10 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# The integration tests deliver email to it; the end-to-end server does too.
+ensure_smtp_sink
+log "SMTP sink: smtp://$TEST_SMTP_HOST:$TEST_SMTP_PORT, messages at $TEST_SMTP_API_URL/email"
 
 SUMMARY=()
 FAILED=0
@@ -80,6 +87,8 @@ run_end2end() {
   (
     cd end2end &&
       DATABASE_URL="$db_url" RSOLV_SERVER_BIN="$SERVER_BIN" RSOLV_ROOT="$RSOLV_ROOT" \
+        EMAIL_TRANSPORT=smtp SMTP_HOST="$TEST_SMTP_HOST" SMTP_PORT="$TEST_SMTP_PORT" SMTP_TLS=none \
+        EMAIL_POLL_INTERVAL_SECONDS=1 \
         npx --no -- playwright test
   )
 }

@@ -1,9 +1,10 @@
-//! The server binary: `serve` and `migrate` (see `server::cli`).
+//! The server binary: `serve`, `migrate` and `worker` (see `server::cli`).
 
 use clap::Parser;
 use rsolv_platform::server::cli::{Cli, Command};
 use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::{revert_all_migrations, run_pending_migrations};
+use rsolv_platform::server::email::worker::run_forever as run_email_worker;
 use rsolv_platform::server::http::router;
 use rsolv_platform::server::rate_limit;
 use rsolv_platform::server::state::AppState;
@@ -57,7 +58,20 @@ async fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Serve { migrate } => {
+        Command::Worker => {
+            tracing::info!(?config, "configuration loaded");
+            // The worker needs no Leptos settings; the state wants some.
+            let leptos_options = leptos::config::LeptosOptions::builder()
+                .output_name("rsolv-platform")
+                .build();
+            let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+            run_email_worker(state, shutdown_signal()).await;
+            Ok(())
+        }
+        Command::Serve {
+            migrate,
+            no_email_worker,
+        } => {
             if migrate {
                 let applied = run_pending_migrations(&config.database_url)
                     .await
@@ -79,12 +93,26 @@ async fn run(command: Command) -> Result<(), String> {
                 .map_err(|e| format!("cannot listen on {addr} (LEPTOS_SITE_ADDR): {e}"))?;
             tracing::info!("listening on http://{addr}");
             rate_limit::spawn_purger(state.pool.clone(), RATE_LIMIT_PURGE_EVERY);
+            // Dropping `stop` tells the email worker to finish its batch and stop.
+            let (stop, mut stopped) = tokio::sync::watch::channel(());
+            let worker = (!no_email_worker).then(|| {
+                tokio::spawn(run_email_worker(state.clone(), async move {
+                    let _ = stopped.changed().await;
+                }))
+            });
             // The peer address is the client IP of the per-IP rate limits.
             let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-            axum::serve(listener, app)
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string());
+            drop(stop);
+            if let Some(worker) = worker {
+                if let Err(e) = worker.await {
+                    tracing::error!(error = %e, "email worker ended abnormally");
+                }
+            }
+            served
         }
     }
 }

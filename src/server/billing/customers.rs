@@ -7,6 +7,8 @@ use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::customers;
 use crate::server::disposable_email::{is_disposable, DISPOSABLE_EMAIL_MESSAGE};
+use crate::server::email::enqueue_email;
+use crate::server::email::templates::{welcome, EmailLinks, Recipient};
 use crate::types::values::{
     CustomerName, CustomerStatus, Email, LedgerKind, ParseError, Plan, Source,
 };
@@ -106,10 +108,12 @@ pub const FIRST_KEY_NAME: &str = "Default";
 /// Provisions a customer in one transaction: the customer row (plan
 /// `trial`), a first API key and the signup bonus of
 /// `pricing.trial_credits` credits (ledger kind `signup_bonus`, idempotency
-/// key `signup_bonus`). Nothing is written if any step fails.
+/// key `signup_bonus`) and the welcome email queued in the outbox
+/// (idempotency key `welcome:<customer id>`, links from `links`). Nothing is
+/// written if any step fails.
 ///
-/// Seam: the Stripe Customer (`customer:create:<id>`) and the welcome email
-/// are created after this commits, by the billing and email issues.
+/// Seam: the Stripe Customer (`customer:create:<id>`) is created after this
+/// commits, by the billing issue.
 ///
 /// Errors: [`BillingError::Invalid`] with
 /// [`DISPOSABLE_EMAIL_MESSAGE`] for an address at a disposable email
@@ -119,6 +123,7 @@ pub async fn provision_customer(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
     new: &NewCustomer,
+    links: &EmailLinks,
 ) -> Result<Provisioned, BillingError> {
     if is_disposable(&new.email) {
         return Err(BillingError::Invalid(ParseError(
@@ -157,6 +162,12 @@ pub async fn provision_customer(
             .await?;
         }
         let customer = find_customer(conn, customer_id).await?;
+        let to = Recipient {
+            customer_id: Some(customer_id),
+            email: &customer.email,
+            name: &customer.name,
+        };
+        enqueue_email(conn, &welcome(links, &to, format!("welcome:{customer_id}"))).await?;
         Ok(Provisioned {
             customer,
             api_key,
