@@ -89,6 +89,9 @@ export default defineConfig({
       PROVIDER_ANTHROPIC_API_KEY: "e2e-anthropic-credential",
       LEPTOS_SITE_ADDR: "127.0.0.1:3000",
       RUST_LOG: process.env.RUST_LOG ?? "info",
+      // Every spec signs up from 127.0.0.1: keep the per-IP signup limit
+      // (tested in tests/it/rate_limit.rs) out of the specs' way.
+      RATE_LIMIT_SIGNUPS_PER_MINUTE: "1000",
     },
   },
 });

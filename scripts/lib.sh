@@ -153,9 +153,16 @@ ensure_node() {
 # ensure_npm_packages DIR — `npm ci` in DIR when node_modules is missing or
 # older than package.json / package-lock.json. npm writes
 # node_modules/.package-lock.json last, so it marks a finished install.
+# A node_modules that is a symbolic link (shared between work trees) is left
+# alone: `npm ci` would empty the directory it points to.
 ensure_npm_packages() {
   local dir="$1"
   local stamp="$dir/node_modules/.package-lock.json"
+  if [ -L "$dir/node_modules" ]; then
+    [ -f "$stamp" ] ||
+      die "${dir/#"$RSOLV_ROOT"/.}/node_modules is a symbolic link to a directory without packages: run npm ci there"
+    return 0
+  fi
   if [ -f "$stamp" ] && [ ! "$dir/package-lock.json" -nt "$stamp" ] &&
     [ ! "$dir/package.json" -nt "$stamp" ]; then
     return 0
@@ -344,4 +351,70 @@ base, url, secret = sys.argv[1:4]
 data = urllib.parse.urlencode({"url": url, "secret": secret}).encode()
 urllib.request.urlopen(urllib.request.Request(base + "/_config/webhooks/rsolv_dev", data=data), timeout=10).read()
 PY
+}
+# --- SMTP sink for the tests ---------------------------------------------------
+
+# The SMTP sink the integration tests (cargo test) and the end-to-end specs
+# deliver to: MailDev (npm package `maildev`, pinned in tools/smtp-sink/).
+SMTP_SINK_PID=""
+
+# Prints two free TCP ports on 127.0.0.1, separated by a space.
+free_ports() {
+  node -e '
+    const net = require("net");
+    const a = net.createServer(), b = net.createServer();
+    a.listen(0, "127.0.0.1", () => b.listen(0, "127.0.0.1", () => {
+      console.log(a.address().port + " " + b.address().port);
+      a.close(); b.close();
+    }));'
+}
+
+# ensure_smtp_sink — installs MailDev (npm ci in tools/smtp-sink/) when
+# missing, starts it on free loopback ports and exports:
+#   TEST_SMTP_HOST     127.0.0.1
+#   TEST_SMTP_PORT     its SMTP port (plain text, no login)
+#   TEST_SMTP_API_URL  its REST API, e.g. http://127.0.0.1:PORT; read messages
+#                      with GET $TEST_SMTP_API_URL/email (JSON list; filter with
+#                      ?to.address=user@example.com), one with GET /email/<id>,
+#                      delete all with DELETE /email/all
+# Call stop_smtp_sink when done (test.sh does it in its EXIT trap).
+ensure_smtp_sink() {
+  if [ -n "$SMTP_SINK_PID" ] && kill -0 "$SMTP_SINK_PID" 2>/dev/null; then
+    return 0
+  fi
+  ensure_node
+  ensure_npm_packages "$RSOLV_ROOT/tools/smtp-sink"
+  local ports smtp_port api_port sink_log tries=0
+  ports="$(free_ports)"
+  smtp_port="${ports% *}"
+  api_port="${ports#* }"
+  sink_log="$(mktemp -t rsolv-smtp-sink.XXXXXX.log)"
+  log "Starting the SMTP sink (MailDev): SMTP 127.0.0.1:$smtp_port, API http://127.0.0.1:$api_port (log: $sink_log)"
+  "$RSOLV_ROOT/tools/smtp-sink/node_modules/.bin/maildev" \
+    --ip 127.0.0.1 --smtp "$smtp_port" --web "$api_port" >"$sink_log" 2>&1 &
+  SMTP_SINK_PID=$!
+  until node -e 'fetch(process.argv[1]).then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))' \
+    "http://127.0.0.1:$api_port/healthz" 2>/dev/null; do
+    if ! kill -0 "$SMTP_SINK_PID" 2>/dev/null; then
+      cat "$sink_log" >&2
+      SMTP_SINK_PID=""
+      die "the SMTP sink (MailDev) exited at start-up"
+    fi
+    tries=$((tries + 1))
+    [ "$tries" -le 60 ] || die "the SMTP sink did not answer on http://127.0.0.1:$api_port within 30 s"
+    sleep 0.5
+  done
+  TEST_SMTP_HOST="127.0.0.1"
+  TEST_SMTP_PORT="$smtp_port"
+  TEST_SMTP_API_URL="http://127.0.0.1:$api_port"
+  export TEST_SMTP_HOST TEST_SMTP_PORT TEST_SMTP_API_URL
+}
+
+# stop_smtp_sink — stops the sink ensure_smtp_sink started (if any).
+stop_smtp_sink() {
+  if [ -n "$SMTP_SINK_PID" ]; then
+    kill "$SMTP_SINK_PID" 2>/dev/null || true
+    wait "$SMTP_SINK_PID" 2>/dev/null || true
+    SMTP_SINK_PID=""
+  fi
 }

@@ -5,10 +5,12 @@
 #
 # Installs what is missing (and says so): the wasm32 Rust target, cargo-leptos
 # 0.3.10, the wasm-bindgen CLI matching Cargo.lock, the npm build tools,
-# Playwright (npm, in end2end/), Debian's Chromium and, when TEST_DATABASE_URL
-# is not set, a local PostgreSQL, and localstripe (PyPI, in a virtualenv under
-# ~/.cache/rsolv-platform), which it starts on 127.0.0.1 for the integration
-# tests (TEST_STRIPE_API_BASE) and stops on exit. Then it runs, in order:
+# Playwright (npm, in end2end/), Debian's Chromium, the SMTP sink MailDev (npm,
+# in tools/smtp-sink/; started on free ports for the whole run, its addresses
+# exported as TEST_SMTP_HOST, TEST_SMTP_PORT and TEST_SMTP_API_URL),
+# localstripe (PyPI, in a virtualenv under ~/.cache/rsolv-platform; started on
+# 127.0.0.1 for the whole run, its URL exported as TEST_STRIPE_API_BASE) and,
+# when TEST_DATABASE_URL is not set, a local PostgreSQL. Then it runs, in order:
 #   1. cargo fmt --check
 #   2. cargo clippy --features ssr --all-targets -- -D warnings
 #   3. cargo test --features ssr            (TEST_DATABASE_URL: an admin database)
@@ -56,10 +58,15 @@ drop_e2e_database() {
 cleanup() {
   drop_e2e_database
   stop_localstripe
+  stop_smtp_sink
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# The integration tests deliver email to it; the end-to-end server does too.
+ensure_smtp_sink
+log "SMTP sink: smtp://$TEST_SMTP_HOST:$TEST_SMTP_PORT, messages at $TEST_SMTP_API_URL/email"
 
 ensure_localstripe
 # shellcheck disable=SC2119  # no data file: an in-memory store
@@ -91,6 +98,8 @@ run_end2end() {
   (
     cd end2end &&
       DATABASE_URL="$db_url" RSOLV_SERVER_BIN="$SERVER_BIN" RSOLV_ROOT="$RSOLV_ROOT" \
+        EMAIL_TRANSPORT=smtp SMTP_HOST="$TEST_SMTP_HOST" SMTP_PORT="$TEST_SMTP_PORT" SMTP_TLS=none \
+        EMAIL_POLL_INTERVAL_SECONDS=1 \
         npx --no -- playwright test
   )
 }

@@ -1,16 +1,23 @@
-//! The server binary: `serve`, `migrate`, `worker`, `stripe-trigger` (see
+//! The server binary: `serve`, `migrate`, `worker` and `stripe-trigger` (see
 //! `server::cli`).
 
 use clap::Parser;
 use rsolv_platform::server::cli::{Cli, Command};
 use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::{revert_all_migrations, run_pending_migrations};
+use rsolv_platform::server::email::worker::run_forever as run_email_worker;
 use rsolv_platform::server::http::router;
 use rsolv_platform::server::jobs;
+use rsolv_platform::server::rate_limit;
 use rsolv_platform::server::state::AppState;
 use rsolv_platform::server::stripe::trigger;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
+
+/// How often ended rate-limit windows are deleted.
+const RATE_LIMIT_PURGE_EVERY: Duration = Duration::from_secs(300);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -64,7 +71,23 @@ async fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Serve { migrate } => {
+        Command::Worker => {
+            tracing::info!(?config, "configuration loaded");
+            // The worker needs no Leptos settings; the state wants some.
+            let leptos_options = leptos::config::LeptosOptions::builder()
+                .output_name("rsolv-platform")
+                .build();
+            let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+            tokio::join!(
+                run_email_worker(state.clone(), shutdown_signal()),
+                jobs::run_forever(state, shutdown_signal()),
+            );
+            Ok(())
+        }
+        Command::Serve {
+            migrate,
+            no_email_worker,
+        } => {
             if migrate {
                 let applied = run_pending_migrations(&config.database_url)
                     .await
@@ -86,18 +109,27 @@ async fn run(command: Command) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("cannot listen on {addr} (LEPTOS_SITE_ADDR): {e}"))?;
             tracing::info!("listening on http://{addr}");
-            axum::serve(listener, router(state))
+            rate_limit::spawn_purger(state.pool.clone(), RATE_LIMIT_PURGE_EVERY);
+            // Dropping `stop` tells the email worker to finish its batch and stop.
+            let (stop, mut stopped) = tokio::sync::watch::channel(());
+            let worker = (!no_email_worker).then(|| {
+                tokio::spawn(run_email_worker(state.clone(), async move {
+                    let _ = stopped.changed().await;
+                }))
+            });
+            // The peer address is the client IP of the per-IP rate limits.
+            let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
-                .map_err(|e| e.to_string())
-        }
-        Command::Worker => {
-            let leptos_options = leptos::config::LeptosOptions::builder()
-                .output_name("rsolv-platform")
-                .build();
-            let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
-            jobs::run_forever(state, shutdown_signal()).await;
-            Ok(())
+                .map_err(|e| e.to_string());
+            drop(stop);
+            if let Some(worker) = worker {
+                if let Err(e) = worker.await {
+                    tracing::error!(error = %e, "email worker ended abnormally");
+                }
+            }
+            served
         }
         Command::StripeTrigger { .. } => unreachable!("handled before loading the configuration"),
     }

@@ -16,22 +16,28 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Serve the web app and the JSON API on LEPTOS_SITE_ADDR.
+    /// Serve the web app and the JSON API on LEPTOS_SITE_ADDR, with the
+    /// email outbox worker running in the background.
     Serve {
         /// Apply pending migrations before serving (development; production
         /// runs `migrate` as its own step).
         #[arg(long)]
         migrate: bool,
+        /// Do not run the email worker in this process (run `worker` as a
+        /// process of its own instead).
+        #[arg(long)]
+        no_email_worker: bool,
     },
+    /// Run only the workers, until Ctrl-C or SIGTERM: the email outbox
+    /// worker (sends queued emails; see EMAIL_TRANSPORT) and the job queue's
+    /// worker (Stripe jobs, webhook processing; `serve` runs one too).
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate {
         /// Revert every applied migration instead (runs each down.sql).
         #[arg(long)]
         revert_all: bool,
     },
-    /// Run the job queue's worker (Stripe jobs, webhook processing) until
-    /// Ctrl-C / SIGTERM. `serve` runs one too; run more for throughput.
-    Worker,
     /// Sign a Stripe event fixture with a webhook secret and POST it to the
     /// webhook endpoint (the Stripe CLI's `trigger`, offline).
     StripeTrigger {

@@ -4,6 +4,7 @@
 
 use crate::server::billing::pricing::PricingCatalog;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 /// A configuration variable is missing or malformed.
@@ -50,6 +51,19 @@ pub struct Config {
     pub pricing: PricingCatalog,
     /// Stripe: kill switch, key, API base, webhook secrets.
     pub stripe: crate::server::stripe::StripeSettings,
+    /// Signups (onboarding API, signup form and server function) allowed
+    /// per client IP per minute, across all instances
+    /// (`RATE_LIMIT_SIGNUPS_PER_MINUTE`, default 10).
+    pub rate_limit_signups_per_minute: u32,
+    /// Action API requests allowed per API key per hour, across all
+    /// instances (`RATE_LIMIT_ACTION_PER_HOUR`, default 500).
+    pub rate_limit_action_per_hour: u32,
+    /// Whether the client IP is the first `X-Forwarded-For` hop rather than
+    /// the socket's peer (`TRUST_PROXY_HEADERS`, default false; set it only
+    /// behind a proxy that overwrites that header).
+    pub trust_proxy_headers: bool,
+    /// Outgoing email: transport, sender, links, retries.
+    pub email: EmailConfig,
 }
 
 impl std::fmt::Debug for Config {
@@ -70,6 +84,16 @@ impl std::fmt::Debug for Config {
             )
             .field("pricing", &self.pricing)
             .field("stripe", &self.stripe)
+            .field(
+                "rate_limit_signups_per_minute",
+                &self.rate_limit_signups_per_minute,
+            )
+            .field(
+                "rate_limit_action_per_hour",
+                &self.rate_limit_action_per_hour,
+            )
+            .field("trust_proxy_headers", &self.trust_proxy_headers)
+            .field("email", &self.email)
             .finish_non_exhaustive()
     }
 }
@@ -142,6 +166,18 @@ impl Config {
             provider_credentials,
             pricing,
             stripe: crate::server::stripe::StripeSettings::from_lookup(&lookup)?,
+            rate_limit_signups_per_minute: env.parsed(
+                "RATE_LIMIT_SIGNUPS_PER_MINUTE",
+                10,
+                1..=1_000_000,
+            )?,
+            rate_limit_action_per_hour: env.parsed(
+                "RATE_LIMIT_ACTION_PER_HOUR",
+                500,
+                1..=100_000_000,
+            )?,
+            trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
+            email: EmailConfig::from_env(&env)?,
         })
     }
 }
@@ -180,6 +216,20 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         Ok(value)
     }
 
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        let Some(raw) = (self.0)(name).filter(|v| !v.trim().is_empty()) else {
+            return Ok(default);
+        };
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason: "must be true or false".into(),
+            }),
+        }
+    }
+
     fn currency(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
         let value = (self.0)(name)
             .unwrap_or_else(|| default.to_owned())
@@ -192,6 +242,233 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             });
         }
         Ok(value)
+    }
+}
+
+// --- Email -------------------------------------------------------------------
+
+/// How queued emails leave the platform (`EMAIL_TRANSPORT`).
+#[derive(Clone)]
+pub enum EmailTransport {
+    /// Deliver through an SMTP server (`smtp`).
+    Smtp(SmtpSettings),
+    /// Write each email as an `.eml` file into this directory (`file`, the
+    /// default: `EMAIL_FILE_DIR`, default `target/emails`).
+    File(PathBuf),
+    /// Log that an email would be sent (id, kind, recipient, subject; never
+    /// the body, which may hold a token) and count it as sent (`log`).
+    Log,
+}
+
+/// How the SMTP connection is secured (`SMTP_TLS`).
+#[derive(Clone)]
+pub enum SmtpTls {
+    /// Plain text (`none`): only for a server on this machine or network.
+    None,
+    /// Plain connect, then `STARTTLS`, required (`starttls`, the default).
+    StartTls(lettre::transport::smtp::client::TlsParameters),
+    /// TLS from the first byte (`tls`, "SMTPS", usually port 465).
+    Tls(lettre::transport::smtp::client::TlsParameters),
+}
+
+/// SMTP login (`SMTP_USERNAME` + `SMTP_PASSWORD`, both or neither).
+/// `Debug` never shows the password.
+#[derive(Clone)]
+pub struct SmtpCredentials {
+    /// User name.
+    pub username: String,
+    password: String,
+}
+
+impl SmtpCredentials {
+    /// The password, for the SMTP client only.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+}
+
+impl std::fmt::Debug for SmtpCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpCredentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Where and how to reach the SMTP server.
+#[derive(Clone)]
+pub struct SmtpSettings {
+    /// Host name or IP address (`SMTP_HOST`, required for `smtp`).
+    pub host: String,
+    /// Port (`SMTP_PORT`; default 25 with `none`, 587 with `starttls`, 465
+    /// with `tls`).
+    pub port: u16,
+    /// Transport security (`SMTP_TLS`).
+    pub tls: SmtpTls,
+    /// Login, if the server wants one.
+    pub credentials: Option<SmtpCredentials>,
+}
+
+/// Outgoing email settings.
+#[derive(Clone)]
+pub struct EmailConfig {
+    /// The transport (`EMAIL_TRANSPORT` = `smtp` | `file` | `log`).
+    pub transport: EmailTransport,
+    /// Sender (`EMAIL_FROM`, default `RSOLV <no-reply@rsolv.local>`).
+    pub from: lettre::message::Mailbox,
+    /// Base of every link in an email (`PUBLIC_BASE_URL`, default
+    /// `http://127.0.0.1:3000`).
+    pub links: crate::server::email::templates::EmailLinks,
+    /// Attempts before a row is marked `failed` (`EMAIL_MAX_ATTEMPTS`, default 5).
+    pub max_attempts: i32,
+    /// First retry delay in seconds, doubled per attempt, jittered
+    /// (`EMAIL_RETRY_BASE_SECONDS`, default 60).
+    pub retry_base_seconds: u64,
+    /// Longest retry delay in seconds (`EMAIL_RETRY_MAX_SECONDS`, default 3600).
+    pub retry_max_seconds: u64,
+    /// Seconds between polls of the outbox (`EMAIL_POLL_INTERVAL_SECONDS`, default 5).
+    pub poll_interval_seconds: u64,
+    /// Emails sent per poll at most (`EMAIL_BATCH_SIZE`, default 20).
+    pub batch_size: usize,
+    /// Timeout of one SMTP delivery in seconds (`EMAIL_SEND_TIMEOUT_SECONDS`,
+    /// default 30). A claimed row's lease is twice this plus 30 s.
+    pub send_timeout_seconds: u64,
+}
+
+impl std::fmt::Debug for EmailConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("EmailConfig");
+        match &self.transport {
+            EmailTransport::Smtp(smtp) => d
+                .field("transport", &"smtp")
+                .field("smtp_host", &smtp.host)
+                .field("smtp_port", &smtp.port)
+                .field(
+                    "smtp_tls",
+                    &match smtp.tls {
+                        SmtpTls::None => "none",
+                        SmtpTls::StartTls(_) => "starttls",
+                        SmtpTls::Tls(_) => "tls",
+                    },
+                )
+                .field("smtp_credentials", &smtp.credentials),
+            EmailTransport::File(dir) => d.field("transport", &"file").field("dir", dir),
+            EmailTransport::Log => d.field("transport", &"log"),
+        };
+        d.field("from", &self.from.to_string())
+            .field("public_base_url", &self.links.base())
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmailConfig {
+    fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Self, ConfigError> {
+        let transport = match env.optional("EMAIL_TRANSPORT").as_deref() {
+            None | Some("file") => EmailTransport::File(PathBuf::from(
+                env.optional("EMAIL_FILE_DIR")
+                    .unwrap_or_else(|| "target/emails".to_owned()),
+            )),
+            Some("log") => EmailTransport::Log,
+            Some("smtp") => EmailTransport::Smtp(smtp_settings(env)?),
+            Some(_) => {
+                return Err(ConfigError::Invalid {
+                    name: "EMAIL_TRANSPORT",
+                    reason: "must be smtp, file or log".into(),
+                })
+            }
+        };
+        let from = env
+            .optional("EMAIL_FROM")
+            .unwrap_or_else(|| "RSOLV <no-reply@rsolv.local>".to_owned())
+            .parse()
+            .map_err(|_| ConfigError::Invalid {
+                name: "EMAIL_FROM",
+                reason: "must be an address, optionally with a name: Name <user@example.com>"
+                    .into(),
+            })?;
+        let links = crate::server::email::templates::EmailLinks::parse(
+            &env.optional("PUBLIC_BASE_URL")
+                .unwrap_or_else(|| "http://127.0.0.1:3000".to_owned()),
+        )
+        .map_err(|reason| ConfigError::Invalid {
+            name: "PUBLIC_BASE_URL",
+            reason,
+        })?;
+        let retry_base_seconds = env.parsed("EMAIL_RETRY_BASE_SECONDS", 60, 1..=86_400)?;
+        Ok(Self {
+            transport,
+            from,
+            links,
+            max_attempts: env.parsed("EMAIL_MAX_ATTEMPTS", 5, 1..=100)?,
+            retry_base_seconds,
+            retry_max_seconds: env.parsed(
+                "EMAIL_RETRY_MAX_SECONDS",
+                3600.max(retry_base_seconds),
+                retry_base_seconds..=7 * 86_400,
+            )?,
+            poll_interval_seconds: env.parsed("EMAIL_POLL_INTERVAL_SECONDS", 5, 1..=3600)?,
+            batch_size: env.parsed("EMAIL_BATCH_SIZE", 20, 1..=1000)?,
+            send_timeout_seconds: env.parsed("EMAIL_SEND_TIMEOUT_SECONDS", 30, 1..=600)?,
+        })
+    }
+}
+
+fn smtp_settings<F: Fn(&str) -> Option<String>>(
+    env: &Env<'_, F>,
+) -> Result<SmtpSettings, ConfigError> {
+    use lettre::transport::smtp::client::TlsParameters;
+    let host = env.required("SMTP_HOST")?.trim().to_owned();
+    let tls_params = |host: &str| {
+        TlsParameters::new(host.to_owned()).map_err(|_| ConfigError::Invalid {
+            name: "SMTP_HOST",
+            reason: "is not a name TLS can verify a certificate for".into(),
+        })
+    };
+    let (tls, default_port) = match env.optional("SMTP_TLS").as_deref() {
+        None | Some("starttls") => (SmtpTls::StartTls(tls_params(&host)?), 587),
+        Some("tls") => (SmtpTls::Tls(tls_params(&host)?), 465),
+        Some("none") => (SmtpTls::None, 25),
+        Some(_) => {
+            return Err(ConfigError::Invalid {
+                name: "SMTP_TLS",
+                reason: "must be none, starttls or tls".into(),
+            })
+        }
+    };
+    let credentials = match (env.optional("SMTP_USERNAME"), env.optional("SMTP_PASSWORD")) {
+        (None, None) => None,
+        (Some(username), Some(password)) => Some(SmtpCredentials { username, password }),
+        (Some(_), None) => return Err(ConfigError::Missing("SMTP_PASSWORD")),
+        (None, Some(_)) => return Err(ConfigError::Missing("SMTP_USERNAME")),
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if credentials.is_some() && matches!(tls, SmtpTls::None) && !loopback {
+        return Err(ConfigError::Invalid {
+            name: "SMTP_TLS",
+            reason:
+                "none would send SMTP_PASSWORD in clear text to a remote host; use starttls or tls"
+                    .into(),
+        });
+    }
+    Ok(SmtpSettings {
+        port: env.parsed("SMTP_PORT", default_port, 1..=65535)?,
+        host,
+        tls,
+        credentials,
+    })
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
+    /// The trimmed value, `None` when unset or blank.
+    fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -245,5 +522,136 @@ mod tests {
             vec!["openai"]
         );
         assert!(!format!("{config:?}").contains("sk-test"));
+    }
+
+    #[test]
+    fn rate_limits_default_and_parse() {
+        let config =
+            Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://localhost/x")])).unwrap();
+        assert_eq!(config.rate_limit_signups_per_minute, 10);
+        assert_eq!(config.rate_limit_action_per_hour, 500);
+        assert!(!config.trust_proxy_headers);
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "3"),
+            ("RATE_LIMIT_ACTION_PER_HOUR", "7"),
+            ("TRUST_PROXY_HEADERS", "TRUE"),
+        ]))
+        .unwrap();
+        assert_eq!(config.rate_limit_signups_per_minute, 3);
+        assert_eq!(config.rate_limit_action_per_hour, 7);
+        assert!(config.trust_proxy_headers);
+        for (name, bad) in [
+            ("TRUST_PROXY_HEADERS", "maybe"),
+            ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "0"),
+            ("RATE_LIMIT_ACTION_PER_HOUR", "-1"),
+        ] {
+            let vars: &'static [(&str, &str)] = Box::leak(Box::new([
+                ("DATABASE_URL", "postgres://localhost/x"),
+                (name, bad),
+            ]));
+            let err = Config::from_lookup(lookup(vars)).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn email_defaults_write_files_for_development() {
+        let config =
+            Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://localhost/x")])).unwrap();
+        let email = &config.email;
+        assert!(
+            matches!(&email.transport, EmailTransport::File(dir) if dir == std::path::Path::new("target/emails"))
+        );
+        assert_eq!(email.from.to_string(), "RSOLV <no-reply@rsolv.local>");
+        assert_eq!(email.links.base(), "http://127.0.0.1:3000");
+        assert_eq!(email.max_attempts, 5);
+    }
+
+    #[test]
+    fn smtp_settings_are_parsed_and_the_password_never_shown() {
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("EMAIL_TRANSPORT", "smtp"),
+            ("SMTP_HOST", "smtp.example.com"),
+            ("SMTP_USERNAME", "mailer"),
+            ("SMTP_PASSWORD", "hunter2-secret"),
+            ("PUBLIC_BASE_URL", "https://app.rsolv.dev/"),
+        ]))
+        .unwrap();
+        let EmailTransport::Smtp(smtp) = &config.email.transport else {
+            panic!("expected smtp");
+        };
+        assert_eq!(smtp.port, 587);
+        assert!(matches!(smtp.tls, SmtpTls::StartTls(_)));
+        assert_eq!(
+            smtp.credentials.as_ref().unwrap().password(),
+            "hunter2-secret"
+        );
+        assert_eq!(config.email.links.base(), "https://app.rsolv.dev");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("mailer"), "{shown}");
+    }
+
+    #[test]
+    fn bad_email_settings_name_their_variable() {
+        let base = [("DATABASE_URL", "postgres://localhost/x")];
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[("EMAIL_TRANSPORT", "pigeon")], "EMAIL_TRANSPORT"),
+            (&[("EMAIL_TRANSPORT", "smtp")], "SMTP_HOST"),
+            (
+                &[
+                    ("EMAIL_TRANSPORT", "smtp"),
+                    ("SMTP_HOST", "h"),
+                    ("SMTP_TLS", "ssl"),
+                ],
+                "SMTP_TLS",
+            ),
+            (
+                &[
+                    ("EMAIL_TRANSPORT", "smtp"),
+                    ("SMTP_HOST", "h"),
+                    ("SMTP_USERNAME", "u"),
+                ],
+                "SMTP_PASSWORD",
+            ),
+            (
+                &[
+                    ("EMAIL_TRANSPORT", "smtp"),
+                    ("SMTP_HOST", "mail.example.com"),
+                    ("SMTP_TLS", "none"),
+                    ("SMTP_USERNAME", "u"),
+                    ("SMTP_PASSWORD", "p"),
+                ],
+                "SMTP_TLS",
+            ),
+            (&[("EMAIL_FROM", "not an address")], "EMAIL_FROM"),
+            (&[("PUBLIC_BASE_URL", "ftp://x")], "PUBLIC_BASE_URL"),
+            (&[("EMAIL_MAX_ATTEMPTS", "0")], "EMAIL_MAX_ATTEMPTS"),
+        ];
+        for (vars, name) in cases {
+            let vars: Vec<(String, String)> = base
+                .iter()
+                .chain(vars.iter())
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            let err = Config::from_lookup(move |n| {
+                vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
+            })
+            .unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
+        let local = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("EMAIL_TRANSPORT", "smtp"),
+            ("SMTP_HOST", "127.0.0.1"),
+            ("SMTP_PORT", "1025"),
+            ("SMTP_TLS", "none"),
+        ]))
+        .unwrap();
+        assert!(
+            matches!(&local.email.transport, EmailTransport::Smtp(s) if s.port == 1025 && matches!(s.tls, SmtpTls::None))
+        );
     }
 }

@@ -20,9 +20,14 @@ pub async fn signup(state: &AppState, email: &str, name: &str) -> Result<SignupV
         source: Source::Direct,
     };
     let mut conn = state.conn().await.map_err(to_app_error)?;
-    let provisioned = provision_customer(&mut conn, &state.config.pricing, &new)
-        .await
-        .map_err(to_app_error)?;
+    let provisioned = provision_customer(
+        &mut conn,
+        &state.config.pricing,
+        &new,
+        &state.config.email.links,
+    )
+    .await
+    .map_err(to_app_error)?;
     tracing::info!(
         customer_id = provisioned.customer.id,
         source = "direct",

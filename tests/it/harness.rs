@@ -169,18 +169,33 @@ impl Drop for TestDb {
     }
 }
 
-/// The configuration tests run with: two providers configured, seed prices.
-pub fn test_config(database_url: &str) -> Config {
+/// The configuration tests run with: two providers configured, seed prices,
+/// production defaults otherwise; `overrides` (variable name, value) take
+/// precedence.
+pub fn test_config_with(database_url: &str, overrides: &[(&str, &str)]) -> Config {
     let database_url = database_url.to_owned();
-    Config::from_lookup(move |name| match name {
-        "DATABASE_URL" => Some(database_url.clone()),
+    let overrides: Vec<(String, String)> = overrides
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    Config::from_lookup(move |name| {
+        if let Some((_, value)) = overrides.iter().find(|(k, _)| k == name) {
+            return Some(value.clone());
+        }
+        test_default(name, &database_url)
+    })
+    .expect("test configuration")
+}
+
+fn test_default(name: &str, database_url: &str) -> Option<String> {
+    match name {
+        "DATABASE_URL" => Some(database_url.to_owned()),
         "PROVIDER_ANTHROPIC_API_KEY" => Some(ANTHROPIC_CREDENTIAL.to_owned()),
         "PROVIDER_OPENAI_API_KEY" => Some(OPENAI_CREDENTIAL.to_owned()),
         "MAX_BODY_BYTES" => Some("65536".to_owned()),
         "DATABASE_POOL_SIZE" => Some("20".to_owned()),
         _ => None,
-    })
-    .expect("test configuration")
+    }
 }
 
 /// Leptos settings from the repository's `Leptos.toml`.
@@ -199,18 +214,36 @@ pub struct TestApp {
     pub port: u16,
     /// An HTTP client.
     pub client: reqwest::Client,
-    /// Keep last: dropped after the rest.
-    pub db: TestDb,
+    /// Keep last: dropped after the rest (shared by apps made with
+    /// [`TestApp::spawn_sharing`]; dropped with the last of them).
+    pub db: std::sync::Arc<TestDb>,
 }
 
 impl TestApp {
     /// Starts the app.
     pub async fn spawn() -> Self {
-        let db = TestDb::new().await;
-        let state = AppState::new(test_config(&db.url), leptos_options()).expect("state");
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts the app with `overrides` (variable name, value) on top of
+    /// the tests' configuration ([`test_config_with`]), e.g. `&[("RATE_LIMIT_ACTION_PER_HOUR", "3")]`.
+    pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        let db = std::sync::Arc::new(TestDb::new().await);
+        Self::serve(db, overrides).await
+    }
+
+    /// Starts a second instance on `other`'s database (its own router and
+    /// pool), as a second server behind a load balancer would be.
+    pub async fn spawn_sharing(other: &TestApp, overrides: &[(&str, &str)]) -> Self {
+        Self::serve(other.db.clone(), overrides).await
+    }
+
+    async fn serve(db: std::sync::Arc<TestDb>, overrides: &[(&str, &str)]) -> Self {
+        let config = test_config_with(&db.url, overrides);
+        let state = AppState::new(config, leptos_options()).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let app = router(state);
+        let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
         tokio::spawn(async move {
             axum::serve(listener, app).await.unwrap();
         });
@@ -379,56 +412,34 @@ pub async fn localstripe_base() -> String {
         .clone()
 }
 
+/// The Stripe variables of the tests: `extra` first (they win), then the
+/// key, `api_base` and both webhook secrets.
+fn stripe_vars<'a>(
+    api_base: &'a str,
+    secrets: &'a str,
+    extra: &[(&'a str, &'a str)],
+) -> Vec<(&'a str, &'a str)> {
+    let mut vars = extra.to_vec();
+    vars.extend([
+        ("STRIPE_SECRET_KEY", STRIPE_TEST_KEY),
+        ("STRIPE_API_BASE", api_base),
+        ("STRIPE_WEBHOOK_SECRETS", secrets),
+    ]);
+    vars
+}
+
 /// The test configuration plus Stripe: key, `api_base`, both webhook
 /// secrets, and `extra` variables (e.g. `BILLING_ENABLED`).
 pub fn stripe_config(database_url: &str, api_base: &str, extra: &[(&str, &str)]) -> Config {
-    let base = test_config(database_url);
-    let database_url = database_url.to_owned();
-    let mut vars: Vec<(String, String)> = vec![
-        ("DATABASE_URL".into(), database_url),
-        (
-            "PROVIDER_ANTHROPIC_API_KEY".into(),
-            ANTHROPIC_CREDENTIAL.into(),
-        ),
-        ("PROVIDER_OPENAI_API_KEY".into(), OPENAI_CREDENTIAL.into()),
-        ("MAX_BODY_BYTES".into(), "65536".into()),
-        ("DATABASE_POOL_SIZE".into(), "20".into()),
-        ("STRIPE_SECRET_KEY".into(), STRIPE_TEST_KEY.into()),
-        ("STRIPE_API_BASE".into(), api_base.into()),
-        (
-            "STRIPE_WEBHOOK_SECRETS".into(),
-            format!("{WEBHOOK_SECRET},{WEBHOOK_SECRET_PREVIOUS}"),
-        ),
-    ];
-    for (k, v) in extra {
-        vars.retain(|(name, _)| name != k);
-        vars.push(((*k).to_owned(), (*v).to_owned()));
-    }
-    let config = Config::from_lookup(move |name| {
-        vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-    })
-    .expect("stripe test configuration");
-    assert_eq!(config.pricing, base.pricing);
-    config
+    let secrets = format!("{WEBHOOK_SECRET},{WEBHOOK_SECRET_PREVIOUS}");
+    test_config_with(database_url, &stripe_vars(api_base, &secrets, extra))
 }
 
 impl TestApp {
-    /// Starts the app with the configuration `make(database_url)`.
-    pub async fn spawn_with_config(make: impl FnOnce(&str) -> Config) -> Self {
-        let db = TestDb::new().await;
-        let state = AppState::new(make(&db.url), leptos_options()).expect("state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let app = router(state);
-        tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Self {
-            base: format!("http://127.0.0.1:{port}"),
-            port,
-            client: reqwest::Client::new(),
-            db,
-        }
+    /// Starts the app with the Stripe configuration of [`stripe_config`].
+    pub async fn spawn_with_stripe(api_base: &str, extra: &[(&str, &str)]) -> Self {
+        let secrets = format!("{WEBHOOK_SECRET},{WEBHOOK_SECRET_PREVIOUS}");
+        Self::spawn_with(&stripe_vars(api_base, &secrets, extra)).await
     }
 
     /// A state over this app's database (for running jobs) with the Stripe

@@ -2,11 +2,14 @@
 //! (cloned from a template migrated once), the real router on port 0.
 //!
 //! Needs `TEST_DATABASE_URL` (an admin database on the server to use, e.g.
-//! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test.sh` sets it.
+//! `postgres://postgres@127.0.0.1:5432/postgres`) and the SMTP sink's
+//! `TEST_SMTP_PORT` / `TEST_SMTP_API_URL`; `scripts/test.sh` sets them.
 #![cfg(feature = "ssr")]
 
 mod api;
+mod email;
 mod harness;
 mod money;
 mod pages;
+mod rate_limit;
 mod stripe;

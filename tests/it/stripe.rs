@@ -3,8 +3,8 @@
 //! duplicates, ordering, effects).
 
 use crate::harness::{
-    email, localstripe_base, stripe_config, stripe_fixture, TestApp, STRIPE_TEST_KEY,
-    WEBHOOK_SECRET, WEBHOOK_SECRET_PREVIOUS,
+    email, localstripe_base, stripe_fixture, TestApp, STRIPE_TEST_KEY, WEBHOOK_SECRET,
+    WEBHOOK_SECRET_PREVIOUS,
 };
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -58,7 +58,7 @@ async fn create_customer_job(app: &TestApp, customer_id: i64) -> (i64, String, i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provisioning_creates_exactly_one_stripe_customer_through_the_job() {
     let base = localstripe_base().await;
-    let app = TestApp::spawn_with_config(|url| stripe_config(url, &base, &[])).await;
+    let app = TestApp::spawn_with_stripe(&base, &[]).await;
     let state = app.state_with(&base, &[]);
     let address = email("stripe-one");
     let (customer_id, _key) = app.onboard(&address).await;
@@ -108,7 +108,7 @@ async fn provisioning_creates_exactly_one_stripe_customer_through_the_job() {
 async fn stripe_unreachable_at_provisioning_retries_then_creates_one_customer() {
     let base = localstripe_base().await;
     let closed = closed_port_base().await;
-    let app = TestApp::spawn_with_config(|url| stripe_config(url, &closed, &[])).await;
+    let app = TestApp::spawn_with_stripe(&closed, &[]).await;
     let address = email("stripe-down");
     // Provisioning succeeds (201, checked by onboard) without Stripe.
     let (customer_id, _key) = app.onboard(&address).await;
@@ -176,7 +176,7 @@ async fn stripe_unreachable_at_provisioning_retries_then_creates_one_customer() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_disabled_makes_no_stripe_call_and_keeps_the_job_queued() {
     let base = localstripe_base().await;
-    let app = TestApp::spawn_with_config(|url| stripe_config(url, &base, &[])).await;
+    let app = TestApp::spawn_with_stripe(&base, &[]).await;
     let address = email("stripe-off");
     let (customer_id, _) = app.onboard(&address).await;
     let off = app.state_with(&base, &[("BILLING_ENABLED", "false")]);
@@ -198,7 +198,7 @@ async fn billing_disabled_makes_no_stripe_call_and_keeps_the_job_queued() {
 /// (app, job-running state, customer id, stripe customer id).
 async fn webhook_app() -> (TestApp, AppState, i64, String) {
     let closed = closed_port_base().await; // webhooks never call Stripe
-    let app = TestApp::spawn_with_config(|url| stripe_config(url, &closed, &[])).await;
+    let app = TestApp::spawn_with_stripe(&closed, &[]).await;
     let state = app.state_with(&closed, &[("BILLING_ENABLED", "false")]);
     let (customer_id, _) = app.onboard(&email("hook")).await;
     let stripe_id = format!("cus_it_{customer_id}_{}", std::process::id());
@@ -620,7 +620,7 @@ async fn a_job_out_of_attempts_is_dead_until_retried() {
     use rsolv_platform::server::jobs::{enqueue, NewJob};
     let base = localstripe_base().await;
     let closed = closed_port_base().await;
-    let app = TestApp::spawn_with_config(|url| stripe_config(url, &closed, &[])).await;
+    let app = TestApp::spawn_with_stripe(&closed, &[]).await;
     let address = email("dead");
     let (customer_id, _) = app.onboard(&address).await;
     diesel::update(jobs::table)
@@ -693,7 +693,7 @@ async fn the_worker_loop_processes_events_and_stops_on_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_secret_key_stripe_jobs_stay_queued() {
     let base = localstripe_base().await;
-    let app = TestApp::spawn_with_config(|url| stripe_config(url, &base, &[])).await;
+    let app = TestApp::spawn_with_stripe(&base, &[]).await;
     let (customer_id, _) = app.onboard(&email("nokey")).await;
     let keyless = app.state_with(&base, &[("STRIPE_SECRET_KEY", "")]);
     assert!(run_until_idle(&keyless).await.unwrap().is_empty());

@@ -6,7 +6,12 @@ use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::customers;
-use crate::types::values::{CustomerName, CustomerStatus, Email, LedgerKind, Plan, Source};
+use crate::server::disposable_email::{is_disposable, DISPOSABLE_EMAIL_MESSAGE};
+use crate::server::email::enqueue_email;
+use crate::server::email::templates::{welcome, EmailLinks, Recipient};
+use crate::types::values::{
+    CustomerName, CustomerStatus, Email, LedgerKind, ParseError, Plan, Source,
+};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
@@ -103,20 +108,29 @@ pub const FIRST_KEY_NAME: &str = "Default";
 /// Provisions a customer in one transaction: the customer row (plan
 /// `trial`), a first API key and the signup bonus of
 /// `pricing.trial_credits` credits (ledger kind `signup_bonus`, idempotency
-/// key `signup_bonus`). Nothing is written if any step fails.
+/// key `signup_bonus`) and the welcome email queued in the outbox
+/// (idempotency key `welcome:<customer id>`, links from `links`). Nothing is
+/// written if any step fails.
 ///
 /// The same transaction enqueues the `stripe.create_customer` job, which
 /// creates the Stripe Customer (idempotency key `customer:create:<id>`)
-/// once this has committed; provisioning never waits for Stripe. The
-/// welcome email is the email issue's.
+/// once this has committed; provisioning never waits for Stripe.
 ///
-/// Errors: [`BillingError::EmailTaken`] when the email exists (any case);
-/// [`BillingError::Database`] otherwise.
+/// Errors: [`BillingError::Invalid`] with
+/// [`DISPOSABLE_EMAIL_MESSAGE`] for an address at a disposable email
+/// provider (nothing is written); [`BillingError::EmailTaken`] when the
+/// email exists (any case); [`BillingError::Database`] otherwise.
 pub async fn provision_customer(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
     new: &NewCustomer,
+    links: &EmailLinks,
 ) -> Result<Provisioned, BillingError> {
+    if is_disposable(&new.email) {
+        return Err(BillingError::Invalid(ParseError(
+            DISPOSABLE_EMAIL_MESSAGE.to_owned(),
+        )));
+    }
     let trial_credits = pricing.trial_credits;
     conn.transaction(async |conn| {
         let inserted = diesel::insert_into(customers::table)
@@ -150,6 +164,12 @@ pub async fn provision_customer(
         }
         crate::server::stripe::jobs::enqueue_create_customer(conn, customer_id).await?;
         let customer = find_customer(conn, customer_id).await?;
+        let to = Recipient {
+            customer_id: Some(customer_id),
+            email: &customer.email,
+            name: &customer.name,
+        };
+        enqueue_email(conn, &welcome(links, &to, format!("welcome:{customer_id}"))).await?;
         Ok(Provisioned {
             customer,
             api_key,

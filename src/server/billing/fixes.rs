@@ -5,7 +5,9 @@
 
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::BillingError;
-use crate::server::db::schema::fixes;
+use crate::server::db::schema::{customers, fixes};
+use crate::server::email::enqueue_email;
+use crate::server::email::templates::{low_credit, EmailLinks, Recipient};
 use crate::types::values::{FixBillingStatus, LedgerKind, Repository};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -127,15 +129,18 @@ pub fn pr_number_from_url(url: &str) -> Option<i64> {
 /// details); a fix seen for the first time consumes one credit (ledger kind
 /// `fix_consumed`, idempotency key `fix:<id>`) or, with no credit left, is
 /// stored as `unpaid` (never lost; billed later). Concurrent duplicates wait
-/// on the row and see it settled.
+/// on the row and see it settled. A debit that leaves exactly 1 credit
+/// queues the low-credit email (idempotency key `low_credit:<ledger entry
+/// id>`, links from `links`) in the same transaction.
 ///
 /// Errors: [`BillingError::Database`] only; lack of credits is not an error.
 pub async fn record_fix(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
     report: &FixReport,
+    links: &EmailLinks,
 ) -> Result<Fix, BillingError> {
-    conn.transaction(async |conn| record_fix_in_tx(conn, customer_id, report).await)
+    conn.transaction(async |conn| record_fix_in_tx(conn, customer_id, report, links).await)
         .await
 }
 
@@ -144,6 +149,7 @@ pub async fn record_fix_in_tx(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
     report: &FixReport,
+    links: &EmailLinks,
 ) -> Result<Fix, BillingError> {
     let repository = &report.repository;
     let fix_key = match (report.issue_number, report.pr_number) {
@@ -202,11 +208,15 @@ pub async fn record_fix_in_tx(
     if fix.billing_status() != FixBillingStatus::Pending {
         return Ok(fix);
     }
-    settle_fix(conn, fix).await
+    settle_fix(conn, fix, links).await
 }
 
 /// Pays for a pending fix with one credit, or marks it unpaid.
-async fn settle_fix(conn: &mut AsyncPgConnection, fix: Fix) -> Result<Fix, BillingError> {
+async fn settle_fix(
+    conn: &mut AsyncPgConnection,
+    fix: Fix,
+    links: &EmailLinks,
+) -> Result<Fix, BillingError> {
     let key = format!("fix:{}", fix.id);
     let debit = append_entry(
         conn,
@@ -220,7 +230,12 @@ async fn settle_fix(conn: &mut AsyncPgConnection, fix: Fix) -> Result<Fix, Billi
     )
     .await;
     let (status, entry_id) = match debit {
-        Ok(appended) => (FixBillingStatus::Credit, Some(appended.entry.id)),
+        Ok(appended) => {
+            if !appended.replayed && appended.entry.balance_after == 1 {
+                queue_low_credit_email(conn, links, &appended.entry).await?;
+            }
+            (FixBillingStatus::Credit, Some(appended.entry.id))
+        }
         Err(BillingError::InsufficientCredits { .. }) => (FixBillingStatus::Unpaid, None),
         Err(other) => return Err(other),
     };
@@ -232,6 +247,28 @@ async fn settle_fix(conn: &mut AsyncPgConnection, fix: Fix) -> Result<Fix, Billi
         .returning(Fix::as_returning())
         .get_result(conn)
         .await?)
+}
+
+/// Queues the low-credit warning for the debit `entry` (key
+/// `low_credit:<entry id>`, so it is queued once per debit).
+async fn queue_low_credit_email(
+    conn: &mut AsyncPgConnection,
+    links: &EmailLinks,
+    entry: &crate::server::billing::ledger::LedgerEntry,
+) -> Result<(), BillingError> {
+    let (email, name): (String, String) = customers::table
+        .find(entry.customer_id)
+        .select((customers::email, customers::name))
+        .first(conn)
+        .await?;
+    let to = Recipient {
+        customer_id: Some(entry.customer_id),
+        email: &email,
+        name: &name,
+    };
+    let key = format!("low_credit:{}", entry.id);
+    enqueue_email(conn, &low_credit(links, &to, entry.balance_after, key)).await?;
+    Ok(())
 }
 
 /// Counts of the customer's fixes by billing status: (total, unpaid).

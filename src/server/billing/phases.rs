@@ -7,6 +7,7 @@
 use crate::server::billing::fixes::{pr_number_from_url, record_fix_in_tx, Fix, FixReport};
 use crate::server::billing::BillingError;
 use crate::server::db::schema::phase_records;
+use crate::server::email::templates::EmailLinks;
 use crate::types::values::{ParseError, Phase, Repository};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -118,7 +119,8 @@ pub struct PhaseRecord {
 
 /// Stores a phase report (the latest report for the same repository,
 /// commit, phase and issue replaces the earlier one) and, for a deployed
-/// fix, records and settles the fix, all in one transaction.
+/// fix, records and settles the fix (see [`record_fix`](crate::server::billing::fixes::record_fix);
+/// `links` for the low-credit email), all in one transaction.
 ///
 /// Returns the record and, for a deployed fix, the fix.
 /// Errors: [`BillingError::Database`].
@@ -126,6 +128,7 @@ pub async fn store_phase(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
     report: &PhaseReport,
+    links: &EmailLinks,
 ) -> Result<(PhaseRecord, Option<Fix>), BillingError> {
     conn.transaction(async |conn| {
         let record = diesel::insert_into(phase_records::table)
@@ -169,7 +172,7 @@ pub async fn store_phase(
                 .get("fixCommit")
                 .and_then(|v| v.as_str())
                 .map(str::to_owned);
-            Some(record_fix_in_tx(conn, customer_id, &fix).await?)
+            Some(record_fix_in_tx(conn, customer_id, &fix, links).await?)
         } else {
             None
         };

@@ -176,3 +176,12 @@ diesel::table! {
 
 diesel::joinable!(stripe_payment_methods -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(stripe_payment_methods, customers);
+
+diesel::table! {
+    rate_limit_counters (bucket) {
+        bucket -> Text,
+        window_start -> Timestamptz,
+        expires_at -> Timestamptz,
+        hits -> Int8,
+    }
+}

@@ -1,6 +1,10 @@
 //! Email: an outbox table written in the same transaction as the event that
-//! causes the email. Sending (SMTP worker, retries, templates) lives beside
-//! this module.
+//! causes the email ([`enqueue_email`]), rendered by [`templates`], sent by
+//! the [`worker`] through the configured [`transport`].
+
+pub mod templates;
+pub mod transport;
+pub mod worker;
 
 use crate::server::billing::BillingError;
 use crate::server::db::schema::email_outbox;

@@ -3,6 +3,7 @@
 
 use crate::server::billing::api_keys::{authenticate, Authenticated};
 use crate::server::http::error::ApiError;
+use crate::server::http::rate_limit::limit_action_key;
 use crate::server::state::AppState;
 use axum::extract::{FromRequest, FromRequestParts, Query};
 use axum::http::request::Parts;
@@ -43,17 +44,26 @@ impl FromRequestParts<AppState> for ApiCustomer {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        authenticate_key(state, presented_key(parts))
+        authenticate_key(state, parts, presented_key(parts))
             .await
             .map(ApiCustomer)
     }
 }
 
-/// Authenticates a presented key (see [`authenticate`]).
+/// Authenticates a presented key (see [`authenticate`]) and counts the
+/// request against the key's Action API rate limit (see
+/// [`limit_action_key`]; `parts` is the request's, for the headers).
+///
+/// Errors: 401/403 for a key that is not accepted, 429 over the limit.
 pub async fn authenticate_key(
     state: &AppState,
+    parts: &Parts,
     key: Option<&str>,
 ) -> Result<Authenticated, ApiError> {
-    let mut conn = state.conn().await?;
-    Ok(authenticate(&mut conn, key).await??)
+    let auth = {
+        let mut conn = state.conn().await?;
+        authenticate(&mut conn, key).await??
+    };
+    limit_action_key(state, parts, &auth).await?;
+    Ok(auth)
 }

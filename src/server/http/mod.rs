@@ -5,28 +5,54 @@ pub mod api_v1;
 pub mod error;
 pub mod extract;
 pub mod pages;
+pub mod rate_limit;
 pub mod webhooks;
 
 use crate::app::{shell, App};
 use crate::server::http::error::ApiError;
 use crate::server::state::AppState;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{middleware, Json, Router};
 use diesel_async::RunQueryDsl;
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list_with_exclusions, LeptosRoutes};
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    // The signup server function is mounted below, under its rate limit,
+    // instead of by `leptos_routes_with_context`.
+    let signup_fn = rate_limit::signup_server_fn_path();
+    let routes = generate_route_list_with_exclusions(App, Some(vec![signup_fn.to_owned()]));
     let options = state.leptos_options.clone();
     Router::new()
         .route("/health", get(health))
-        .nest("/api/v1", api_v1::routes().fallback(api_not_found))
-        .route("/signup", post(pages::submit_signup_form))
+        .nest("/api/v1", api_v1::routes(&state).fallback(api_not_found))
+        .route(
+            "/signup",
+            post(pages::submit_signup_form).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                rate_limit::limit_signups_form,
+            )),
+        )
+        .route(
+            signup_fn,
+            post({
+                let state = state.clone();
+                move |request: Request| {
+                    leptos_axum::handle_server_fns_with_context(
+                        move || provide_context(state.clone()),
+                        request,
+                    )
+                }
+            })
+            .route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                rate_limit::limit_signups_server_fn,
+            )),
+        )
         .route(
             "/webhooks/stripe",
             post(webhooks::stripe::receive_stripe_webhook),

@@ -6,8 +6,11 @@ use crate::app::home::FormSignupOutcome;
 use crate::app::shell;
 use crate::server::signup::signup;
 use crate::server::state::AppState;
+use crate::types::views::SignupView;
+use crate::types::AppError;
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
+use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
@@ -41,8 +44,20 @@ pub async fn submit_signup_form(State(state): State<AppState>, request: Request)
         Ok(_) => StatusCode::OK,
         Err(crate::types::AppError::Validation(_)) => StatusCode::UNPROCESSABLE_ENTITY,
         Err(crate::types::AppError::Conflict(_)) => StatusCode::CONFLICT,
+        Err(crate::types::AppError::RateLimited(_)) => StatusCode::TOO_MANY_REQUESTS,
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
     };
+    render_signup_page(&state, parts, outcome, status).await
+}
+
+/// Renders the home page (as for `GET` of the request's path) around a
+/// signup `outcome`, answered with `status`.
+pub async fn render_signup_page(
+    state: &AppState,
+    parts: Parts,
+    outcome: Result<SignupView, AppError>,
+    status: StatusCode,
+) -> Response {
     let options = state.leptos_options.clone();
     let render = leptos_axum::render_app_to_stream_with_context(
         {

@@ -80,7 +80,7 @@ pub async fn exchange_credentials(
         (Some(h), _) => Some(h),
         (None, b) => b,
     };
-    let auth = authenticate_key(&state, key).await?;
+    let auth = authenticate_key(&state, &head, key).await?;
 
     if body.providers.is_empty() || body.providers.len() > 16 {
         return Err(ApiError::unprocessable(

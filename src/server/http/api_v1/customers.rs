@@ -44,7 +44,13 @@ pub async fn onboard_customer(
         },
     };
     let mut conn = state.conn().await?;
-    let provisioned = provision_customer(&mut conn, &state.config.pricing, &new).await?;
+    let provisioned = provision_customer(
+        &mut conn,
+        &state.config.pricing,
+        &new,
+        &state.config.email.links,
+    )
+    .await?;
     tracing::info!(customer_id = provisioned.customer.id, source = %new.source, "customer onboarded");
     Ok((
         StatusCode::CREATED,

@@ -67,7 +67,13 @@ pub async fn create_fix_attempt(
     report.metadata = body.metadata;
 
     let mut conn = state.conn().await?;
-    let fix = record_fix(&mut conn, auth.customer.id, &report).await?;
+    let fix = record_fix(
+        &mut conn,
+        auth.customer.id,
+        &report,
+        &state.config.email.links,
+    )
+    .await?;
     tracing::info!(customer_id = auth.customer.id, fix_id = fix.id, billing_status = %fix.billing_status, "fix attempt recorded");
     Ok(Json(FixAttemptResponse {
         id: fix.id,

@@ -8,15 +8,32 @@ mod fix_attempts;
 mod phases;
 mod usage;
 
+use crate::server::http::rate_limit::{limit_signups_json, report_action_limit};
 use crate::server::state::AppState;
+use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, SecondsFormat, Utc};
 
-/// The `/api/v1` routes.
-pub fn routes() -> Router<AppState> {
+/// The `/api/v1` routes. Onboarding counts against the client IP's signup
+/// rate limit; the key-authenticated routes against the key's hourly limit
+/// (counted where the key is authenticated, reported in headers by
+/// [`report_action_limit`]).
+pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
-        .route("/customers/onboard", post(customers::onboard_customer))
+        .route(
+            "/customers/onboard",
+            post(customers::onboard_customer).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                limit_signups_json,
+            )),
+        )
+        .merge(action_routes().route_layer(middleware::from_fn(report_action_limit)))
+}
+
+/// The routes authenticated by `x-api-key`.
+fn action_routes() -> Router<AppState> {
+    Router::new()
         .route("/billing/status", get(customers::show_billing_status))
         .route(
             "/credentials/exchange",

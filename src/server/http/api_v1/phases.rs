@@ -44,7 +44,13 @@ pub async fn store_phase(
     };
     let report = parse().map_err(|e| ApiError::unprocessable(e.0))?;
     let mut conn = state.conn().await?;
-    let (record, fix) = store_phase_record(&mut conn, auth.customer.id, &report).await?;
+    let (record, fix) = store_phase_record(
+        &mut conn,
+        auth.customer.id,
+        &report,
+        &state.config.email.links,
+    )
+    .await?;
     if let Some(fix) = &fix {
         tracing::info!(customer_id = auth.customer.id, fix_id = fix.id, billing_status = %fix.billing_status, "fix deployed");
     }
