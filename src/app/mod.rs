@@ -1,6 +1,7 @@
 //! The Leptos UI: the HTML shell, the router and one module per area.
 
 pub mod home;
+pub mod portal;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
@@ -47,6 +48,9 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=home::HomePage />
                     <Route path=path!("/signup") view=home::HomePage />
+                    <Route path=path!("/dashboard") view=portal::dashboard::DashboardPage />
+                    <Route path=path!("/credits") view=portal::credits::CreditsPage />
+                    <Route path=path!("/keys") view=portal::keys::KeysPage />
                 </Routes>
             </main>
         </Router>

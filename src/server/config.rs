@@ -48,6 +48,9 @@ pub struct Config {
     pub provider_credentials: BTreeMap<String, String>,
     /// Prices and credit grants.
     pub pricing: PricingCatalog,
+    /// How long a rotated API key keeps working, in hours
+    /// (`API_KEY_ROTATION_GRACE_HOURS`, default 24, 0..=720).
+    pub api_key_rotation_grace_hours: i64,
 }
 
 impl std::fmt::Debug for Config {
@@ -67,6 +70,10 @@ impl std::fmt::Debug for Config {
                 &self.provider_credentials.keys().collect::<Vec<_>>(),
             )
             .field("pricing", &self.pricing)
+            .field(
+                "api_key_rotation_grace_hours",
+                &self.api_key_rotation_grace_hours,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -138,6 +145,11 @@ impl Config {
             )?,
             provider_credentials,
             pricing,
+            api_key_rotation_grace_hours: env.parsed(
+                "API_KEY_ROTATION_GRACE_HOURS",
+                24,
+                0..=720,
+            )?,
         })
     }
 }

@@ -6,6 +6,7 @@ use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::customers;
+use crate::types::portal::ApiKeyName;
 use crate::types::values::{CustomerName, CustomerStatus, Email, LedgerKind, Plan, Source};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -132,7 +133,8 @@ pub async fn provision_customer(
             Err(e) if is_unique_violation(&e) => return Err(BillingError::EmailTaken),
             Err(e) => return Err(e.into()),
         };
-        let (api_key, plain_key) = create_api_key(conn, customer_id, FIRST_KEY_NAME).await?;
+        let first_key_name = ApiKeyName::parse(FIRST_KEY_NAME)?;
+        let (api_key, plain_key) = create_api_key(conn, customer_id, &first_key_name).await?;
         if trial_credits > 0 {
             append_entry(
                 conn,

@@ -5,6 +5,7 @@ pub mod api_v1;
 pub mod error;
 pub mod extract;
 pub mod pages;
+pub mod portal;
 
 use crate::app::{shell, App};
 use crate::server::http::error::ApiError;
@@ -26,6 +27,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health))
         .nest("/api/v1", api_v1::routes().fallback(api_not_found))
         .route("/signup", post(pages::submit_signup_form))
+        .route("/credits/export.csv", get(portal::export_ledger_csv))
         .leptos_routes_with_context(
             &state,
             routes,

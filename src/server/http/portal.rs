@@ -1,0 +1,152 @@
+//! HTTP pieces of the customer portal outside Leptos's page rendering: the
+//! ledger's CSV download and the status codes of the portal's server
+//! functions.
+//!
+//! The CSV download is a plain axum route rather than a server function,
+//! because a browser link must get a file (`text/csv`, `attachment`) or a
+//! plain error, not a server function's JSON. It authenticates through the
+//! very same `require_user()` the server functions use, by running it under
+//! a Leptos owner with the request's parts in context, exactly as
+//! `leptos_axum` does for server functions; so whatever the session layer
+//! reads from the request works here too.
+
+use crate::server::auth::{require_user, CurrentUser};
+use crate::server::billing::history::ledger_csv;
+use crate::server::state::AppState;
+use crate::types::values::LedgerKind;
+use crate::types::AppError;
+use axum::extract::{Request, State};
+use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use leptos::prelude::{provide_context, use_context};
+use leptos::reactive::computed::ScopedFuture;
+use leptos::reactive::owner::Owner;
+use serde::Deserialize;
+
+/// The status for an error of a portal server function.
+pub fn error_status(error: &AppError) -> StatusCode {
+    match error {
+        AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AppError::Conflict(_) => StatusCode::CONFLICT,
+        AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+        AppError::Forbidden => StatusCode::FORBIDDEN,
+        AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        AppError::NotFound => StatusCode::NOT_FOUND,
+        AppError::Internal | AppError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Inside a server function: sets the response status for `error`, unless
+/// the request is a plain HTML form post (no JavaScript), which Leptos
+/// answers with a redirect back to the page that a status would break.
+pub fn set_error_status(error: &AppError) {
+    let is_form_post = use_context::<Parts>().is_some_and(|parts| {
+        parts
+            .headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"))
+    });
+    if is_form_post {
+        return;
+    }
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(error_status(error));
+    }
+}
+
+/// Runs `require_user()` for a plain axum handler: under a fresh Leptos
+/// owner with the request's parts, the state and response options in
+/// context (what server functions see).
+pub async fn current_user(state: &AppState, parts: Parts) -> Result<CurrentUser, AppError> {
+    let owner = Owner::new();
+    let state = state.clone();
+    owner
+        .with(|| {
+            ScopedFuture::new(async move {
+                provide_context(parts);
+                provide_context(state);
+                provide_context(leptos_axum::ResponseOptions::default());
+                require_user().await
+            })
+        })
+        .await
+}
+
+/// The query of [`export_ledger_csv`].
+#[derive(Debug, Deserialize)]
+pub struct ExportQuery {
+    /// A ledger kind, or empty/absent for all.
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+fn plain(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+/// `GET /credits/export.csv?kind=<kind>`: the signed-in customer's ledger
+/// (optionally one kind) as a CSV attachment, `rsolv-credits.csv`, columns
+/// as in [`crate::server::billing::history::CSV_HEADER`].
+///
+/// Errors (plain text): 400 for a malformed query or unknown kind, 401
+/// without a session, 500 when the database fails (cause logged).
+pub async fn export_ledger_csv(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let query = match axum::extract::Query::<ExportQuery>::try_from_uri(&parts.uri) {
+        Ok(axum::extract::Query(query)) => query,
+        Err(rejection) => return plain(StatusCode::BAD_REQUEST, &rejection.body_text()),
+    };
+    let filter = match query
+        .kind
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && *k != "all")
+    {
+        None => None,
+        Some(kind) => match LedgerKind::parse(kind) {
+            Ok(kind) => Some(kind),
+            Err(e) => return plain(StatusCode::BAD_REQUEST, &e.0),
+        },
+    };
+    let user = match current_user(&state, parts).await {
+        Ok(user) => user,
+        Err(error) => {
+            let status = error_status(&error);
+            return plain(status, &format!("{error}: /login"));
+        }
+    };
+    let csv = match state.conn().await {
+        Ok(mut conn) => ledger_csv(&mut conn, user.customer_id, filter).await,
+        Err(e) => Err(e),
+    };
+    match csv {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [
+                (CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    CONTENT_DISPOSITION,
+                    "attachment; filename=\"rsolv-credits.csv\"",
+                ),
+                (CACHE_CONTROL, "no-store"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, customer_id = user.customer_id, "CSV export failed");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "something went wrong on our side; please try again",
+            )
+        }
+    }
+}
