@@ -9,3 +9,4 @@ mod api;
 mod harness;
 mod money;
 mod pages;
+mod portal;

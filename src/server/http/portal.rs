@@ -38,18 +38,25 @@ pub fn error_status(error: &AppError) -> StatusCode {
     }
 }
 
-/// Inside a server function: sets the response status for `error`, unless
-/// the request is a plain HTML form post (no JavaScript), which Leptos
-/// answers with a redirect back to the page that a status would break.
+/// Path prefix of the portal's server functions.
+pub const SERVER_FN_PREFIX: &str = "/api/portal/";
+
+/// Inside a server function: sets the response status for `error` when
+/// the function was called over HTTP by `fetch` (the hydrated app or an
+/// API client). Left alone are page renders, whose server-side calls run
+/// under the page's request (the page shows the error, answered 200), and
+/// plain HTML form posts (no JavaScript), which Leptos answers with a
+/// redirect back to the page that a status would break.
 pub fn set_error_status(error: &AppError) {
-    let is_form_post = use_context::<Parts>().is_some_and(|parts| {
-        parts
+    let is_fetch_call = use_context::<Parts>().is_some_and(|parts| {
+        let accepts_html = parts
             .headers
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/html"))
+            .is_some_and(|v| v.contains("text/html"));
+        parts.uri.path().starts_with(SERVER_FN_PREFIX) && !accepts_html
     });
-    if is_form_post {
+    if !is_fetch_call {
         return;
     }
     if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
