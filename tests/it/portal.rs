@@ -447,6 +447,30 @@ async fn portal_endpoints_without_a_session_refuse_and_change_nothing() {
     assert_eq!(response.status(), 200);
     assert!(response.text().await.unwrap().contains("sign-in-required"));
 
+    // The no-JavaScript create and rotate forms render the page's sign-in
+    // state with a 401.
+    for (path, form) in [
+        ("/keys/create", vec![("name", "sneaky".to_owned())]),
+        ("/keys/rotate", vec![("key_id", id.to_string())]),
+        ("/keys/rotate", vec![("key_id", "abc".to_owned())]),
+    ] {
+        let response = app
+            .client
+            .post(app.url(path))
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        let html = response.text().await.unwrap();
+        assert!(
+            html.contains(r#"data-testid="sign-in-required""#),
+            "{path}: {html}"
+        );
+        assert!(html.contains("please sign in"), "{path}");
+        assert!(!html.contains(r#"data-testid="new-api-key""#), "{path}");
+    }
+
     assert_eq!(all_keys(&mut conn).await, before, "nothing changed");
     assert!(outbox(&mut conn).await.is_empty());
     assert_eq!(exchange(&app, &key).await.0, 200);

@@ -96,23 +96,8 @@ pub async fn list_keys() -> Result<Vec<ApiKeyView>, AppError> {
 /// Errors: also [`AppError::Validation`] for a bad name.
 #[server(endpoint = "portal/keys/create")]
 pub async fn create_key(name: String) -> Result<NewKeyView, AppError> {
-    use crate::server::billing::api_keys;
-    use crate::types::portal::ApiKeyName;
     let (user, mut conn) = ssr::session().await?;
-    let name = ApiKeyName::parse(&name).map_err(|e| ssr::fail_app(AppError::Validation(e.0)))?;
-    let (key, plain) = api_keys::create_api_key(&mut conn, user.customer_id, &name)
-        .await
-        .map_err(ssr::fail)?;
-    tracing::info!(
-        customer_id = user.customer_id,
-        api_key_id = key.id,
-        "API key created"
-    );
-    Ok(NewKeyView {
-        key: ssr::key_view(&key, chrono::Utc::now()),
-        secret: plain.expose().to_owned(),
-        replaced: None,
-    })
+    ssr::create_key_for(&mut conn, &user, &name).await
 }
 
 /// Revokes one of the customer's keys at once (the API answers 403 for it
@@ -142,31 +127,9 @@ pub async fn revoke_key(key_id: i64) -> Result<ApiKeyView, AppError> {
 /// [`AppError::Validation`] when the key is revoked or already rotated.
 #[server(endpoint = "portal/keys/rotate")]
 pub async fn rotate_key(key_id: i64) -> Result<NewKeyView, AppError> {
-    use crate::server::billing::api_keys;
     let (user, mut conn) = ssr::session().await?;
-    let grace = chrono::Duration::hours(ssr::state()?.config.api_key_rotation_grace_hours);
-    let rotated = api_keys::rotate_api_key(&mut conn, user.customer_id, key_id, grace)
-        .await
-        .map_err(ssr::fail)?;
-    tracing::info!(
-        customer_id = user.customer_id,
-        old_api_key_id = rotated.old.id,
-        new_api_key_id = rotated.new.id,
-        "API key rotated"
-    );
-    let now = chrono::Utc::now();
-    Ok(NewKeyView {
-        key: ssr::key_view(&rotated.new, now),
-        secret: rotated.plain.expose().to_owned(),
-        replaced: Some((
-            rotated.old.prefix.clone(),
-            rotated
-                .old
-                .expires_at
-                .map(crate::server::http::api_v1::iso_utc)
-                .unwrap_or_default(),
-        )),
-    })
+    let grace = ssr::state()?.config.api_key_rotation_grace_hours;
+    ssr::rotate_key_for(&mut conn, &user, key_id, grace).await
 }
 
 /// Server-side helpers of the functions above.
@@ -180,7 +143,7 @@ pub(crate) mod ssr {
     use crate::server::http::api_v1::iso_utc;
     use crate::server::state::AppState;
     use crate::types::portal::{
-        ApiKeyView, FixRefView, KeyStatusView, LedgerRowView, UsagePointView,
+        ApiKeyView, FixRefView, KeyStatusView, LedgerRowView, NewKeyView, UsagePointView,
     };
     use crate::types::values::LedgerKind;
     use crate::types::AppError;
@@ -213,6 +176,71 @@ pub(crate) mod ssr {
     pub fn fail_app(error: AppError) -> AppError {
         crate::server::http::portal::set_error_status(&error);
         error
+    }
+
+    /// Creates a key named `name` for `user`'s customer (shared by the
+    /// server function and the no-JavaScript form handler).
+    ///
+    /// Errors: [`AppError::Validation`] for a bad name; [`AppError::Internal`].
+    pub async fn create_key_for(
+        conn: &mut diesel_async::AsyncPgConnection,
+        user: &CurrentUser,
+        name: &str,
+    ) -> Result<NewKeyView, AppError> {
+        use crate::server::billing::api_keys;
+        use crate::types::portal::ApiKeyName;
+        let name = ApiKeyName::parse(name).map_err(|e| fail_app(AppError::Validation(e.0)))?;
+        let (key, plain) = api_keys::create_api_key(conn, user.customer_id, &name)
+            .await
+            .map_err(fail)?;
+        tracing::info!(
+            customer_id = user.customer_id,
+            api_key_id = key.id,
+            "API key created"
+        );
+        Ok(NewKeyView {
+            key: key_view(&key, Utc::now()),
+            secret: plain.expose().to_owned(),
+            replaced: None,
+        })
+    }
+
+    /// Rotates `user`'s key `key_id` with a grace of `grace_hours` (shared
+    /// by the server function and the no-JavaScript form handler).
+    ///
+    /// Errors: [`AppError::NotFound`] when the key is not the customer's,
+    /// [`AppError::Validation`] when it is revoked or already rotated;
+    /// [`AppError::Internal`].
+    pub async fn rotate_key_for(
+        conn: &mut diesel_async::AsyncPgConnection,
+        user: &CurrentUser,
+        key_id: i64,
+        grace_hours: i64,
+    ) -> Result<NewKeyView, AppError> {
+        use crate::server::billing::api_keys;
+        let rotated = api_keys::rotate_api_key(
+            conn,
+            user.customer_id,
+            key_id,
+            chrono::Duration::hours(grace_hours),
+        )
+        .await
+        .map_err(fail)?;
+        tracing::info!(
+            customer_id = user.customer_id,
+            old_api_key_id = rotated.old.id,
+            new_api_key_id = rotated.new.id,
+            "API key rotated"
+        );
+        let now = Utc::now();
+        Ok(NewKeyView {
+            key: key_view(&rotated.new, now),
+            secret: rotated.plain.expose().to_owned(),
+            replaced: Some((
+                rotated.old.prefix.clone(),
+                rotated.old.expires_at.map(iso_utc).unwrap_or_default(),
+            )),
+        })
     }
 
     /// `None` for an empty or absent kind, else the parsed kind.

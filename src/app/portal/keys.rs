@@ -2,7 +2,15 @@
 //! status), creating one (its secret shown once), and revoking or rotating
 //! one after a confirmation step. The confirmation is a page state
 //! (`?confirm_revoke=<id>`, `?confirm_rotate=<id>`) reached by a plain link,
-//! so it works without JavaScript; the confirming button is an `ActionForm`.
+//! so it works without JavaScript.
+//!
+//! Revoking posts an `ActionForm`. Creating and rotating return a secret
+//! that must be shown in the response to the very POST that made it, which
+//! Leptos's no-JavaScript server-function path cannot do (it redirects back
+//! to the page, and a secret never goes in a URL). So those two forms post
+//! to `POST /keys/create` and `POST /keys/rotate`
+//! (`server::http::portal`), which render this page around the outcome;
+//! once hydrated, the same forms dispatch the server functions instead.
 
 use super::api::{list_keys, CreateKey, RevokeKey, RotateKey};
 use super::{
@@ -10,10 +18,22 @@ use super::{
     LINK, SECONDARY_BUTTON,
 };
 use crate::types::portal::{ApiKeyName, ApiKeyView, KeyStatusView, NewKeyView};
-use leptos::form::ActionForm;
+use crate::types::AppError;
+use leptos::form::{ActionForm, FromFormData};
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
+
+/// The outcome of a no-JavaScript create or rotate form, provided as
+/// context by the server when it renders the page for `POST /keys/create`
+/// or `POST /keys/rotate`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum FormKeyOutcome {
+    /// `POST /keys/create`.
+    Created(Result<NewKeyView, AppError>),
+    /// `POST /keys/rotate`.
+    Rotated(Result<NewKeyView, AppError>),
+}
 
 /// What the page is asking the customer to confirm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +58,15 @@ pub fn KeysPage() -> impl IntoView {
         },
         |_| list_keys(),
     );
+    let from_form: Option<FormKeyOutcome> =
+        SharedValue::new(use_context::<FormKeyOutcome>).into_inner();
+    let (created_by_form, rotated_by_form) = match from_form {
+        Some(FormKeyOutcome::Created(outcome)) => (Some(outcome), None),
+        Some(FormKeyOutcome::Rotated(outcome)) => (None, Some(outcome)),
+        None => (None, None),
+    };
+    let created = move || create.value().get().or_else(|| created_by_form.clone());
+    let rotated = move || rotate.value().get().or_else(|| rotated_by_form.clone());
     let query = use_query_map();
     let confirm = move || {
         let query = query.read();
@@ -57,11 +86,11 @@ pub fn KeysPage() -> impl IntoView {
             " secret of your repository. Keys are shown once, when they are created."
         </p>
         <div class="mt-6 space-y-3" data-testid="key-messages">
-            {move || create.value().get().map(|outcome| match outcome {
+            {move || created().map(|outcome| match outcome {
                 Ok(new) => view! { <NewKey new /> }.into_any(),
                 Err(error) => view! { <Alert message=format!("The key was not created: {error}") /> }.into_any(),
             })}
-            {move || rotate.value().get().map(|outcome| match outcome {
+            {move || rotated().map(|outcome| match outcome {
                 Ok(new) => view! { <NewKey new /> }.into_any(),
                 Err(error) => view! { <Alert message=format!("The key was not rotated: {error}") /> }.into_any(),
             })}
@@ -97,10 +126,21 @@ pub fn KeysPage() -> impl IntoView {
 #[component]
 fn CreateKeyForm(action: ServerAction<CreateKey>) -> impl IntoView {
     let pending = action.pending();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        match CreateKey::from_event(&ev) {
+            Ok(args) => {
+                action.dispatch(args);
+            }
+            Err(_) => action.value().set(Some(Err(AppError::Validation(
+                "please give the key a name".into(),
+            )))),
+        }
+    };
     view! {
         <section class=format!("mt-6 {CARD}") aria-labelledby="create-heading">
             <h2 id="create-heading" class="text-lg font-semibold">"Create a key"</h2>
-            <ActionForm action attr:class="mt-3 flex flex-col gap-3 sm:flex-row sm:items-end" attr:data-testid="create-key-form">
+            <form method="post" action="/keys/create" on:submit=on_submit class="mt-3 flex flex-col gap-3 sm:flex-row sm:items-end" data-testid="create-key-form">
                 <div class="flex-1">
                     <label for="key-name" class="block text-sm font-medium">"Name"</label>
                     <input
@@ -120,7 +160,7 @@ fn CreateKeyForm(action: ServerAction<CreateKey>) -> impl IntoView {
                 <button type="submit" class=BUTTON disabled=move || pending.get() aria-busy=move || pending.get().to_string()>
                     {move || if pending.get() { "Creating…" } else { "Create key" }}
                 </button>
-            </ActionForm>
+            </form>
         </section>
     }
 }
@@ -257,19 +297,25 @@ fn ConfirmRevoke(id: i64, label: String, action: ServerAction<RevokeKey>) -> imp
 #[component]
 fn ConfirmRotate(id: i64, label: String, action: ServerAction<RotateKey>) -> impl IntoView {
     let pending = action.pending();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        if let Ok(args) = RotateKey::from_event(&ev) {
+            action.dispatch(args);
+        }
+    };
     view! {
         <div role="group" aria-labelledby=format!("confirm-rotate-{id}") class="mt-3 rounded-md border border-amber-300 bg-amber-50 p-4 dark:border-amber-800 dark:bg-amber-950" data-testid="confirm-rotate">
             <p id=format!("confirm-rotate-{id}") class="font-semibold text-amber-950 dark:text-amber-100">{format!("Rotate {label}?")}</p>
             <p class="mt-1 text-sm text-amber-950 dark:text-amber-100">
                 "You get a new key, shown once. The old key keeps working for a grace period so you can update your repositories' secrets, then it stops."
             </p>
-            <ActionForm action attr:class="mt-3 flex flex-wrap gap-2">
+            <form method="post" action="/keys/rotate" on:submit=on_submit class="mt-3 flex flex-wrap gap-2">
                 <input type="hidden" name="key_id" value=id.to_string() />
                 <button type="submit" class=BUTTON disabled=move || pending.get() aria-busy=move || pending.get().to_string()>
                     {move || if pending.get() { "Rotating…" } else { "Yes, rotate it" }}
                 </button>
                 <a href="/keys" class=SECONDARY_BUTTON>"Cancel"</a>
-            </ActionForm>
+            </form>
         </div>
     }
 }

@@ -28,6 +28,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api_v1::routes().fallback(api_not_found))
         .route("/signup", post(pages::submit_signup_form))
         .route("/credits/export.csv", get(portal::export_ledger_csv))
+        .route("/keys/create", post(portal::submit_create_key_form))
+        .route("/keys/rotate", post(portal::submit_rotate_key_form))
         .leptos_routes_with_context(
             &state,
             routes,

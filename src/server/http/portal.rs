@@ -1,6 +1,7 @@
 //! HTTP pieces of the customer portal outside Leptos's page rendering: the
-//! ledger's CSV download and the status codes of the portal's server
-//! functions.
+//! ledger's CSV download, the no-JavaScript create/rotate key forms (their
+//! response must show the new secret, see `app::portal::keys`) and the
+//! status codes of the portal's server functions.
 //!
 //! The CSV download is a plain axum route rather than a server function,
 //! because a browser link must get a file (`text/csv`, `attachment`) or a
@@ -10,15 +11,18 @@
 //! `leptos_axum` does for server functions; so whatever the session layer
 //! reads from the request works here too.
 
+use crate::app::portal::keys::FormKeyOutcome;
+use crate::app::shell;
 use crate::server::auth::{require_user, CurrentUser};
 use crate::server::billing::history::ledger_csv;
 use crate::server::state::AppState;
 use crate::types::values::LedgerKind;
 use crate::types::AppError;
-use axum::extract::{Request, State};
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::{provide_context, use_context};
 use leptos::reactive::computed::ScopedFuture;
@@ -156,4 +160,111 @@ pub async fn export_ledger_csv(State(state): State<AppState>, request: Request) 
             )
         }
     }
+}
+
+/// The fields of the no-JavaScript create-key form (missing reads as empty).
+#[derive(Debug, Deserialize)]
+pub struct CreateKeyForm {
+    #[serde(default)]
+    name: String,
+}
+
+/// The fields of the no-JavaScript rotate-key form.
+#[derive(Debug, Deserialize)]
+pub struct RotateKeyForm {
+    #[serde(default)]
+    key_id: String,
+}
+
+/// `POST /keys/create` (form `name`): for browsers without JavaScript.
+/// Creates the key and renders `/keys` with the secret shown once; 200,
+/// or the page with the error and 401 (no session), 422 (bad name).
+pub async fn submit_create_key_form(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let form = match axum::Form::<CreateKeyForm>::from_request(
+        Request::from_parts(parts.clone(), body),
+        &state,
+    )
+    .await
+    {
+        Ok(axum::Form(form)) => form,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let outcome = async {
+        let user = current_user(&state, parts.clone()).await?;
+        let mut conn = state
+            .conn()
+            .await
+            .map_err(crate::server::signup::to_app_error)?;
+        crate::app::portal::api::ssr::create_key_for(&mut conn, &user, &form.name).await
+    }
+    .await;
+    render_keys_page(&state, parts, FormKeyOutcome::Created(outcome)).await
+}
+
+/// `POST /keys/rotate` (form `key_id`): for browsers without JavaScript.
+/// Rotates the key and renders `/keys` with the new secret shown once; 200,
+/// or the page with the error and 401 (no session), 404 (not the
+/// customer's key), 422 (malformed id, revoked or already rotated key).
+pub async fn submit_rotate_key_form(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let form = match axum::Form::<RotateKeyForm>::from_request(
+        Request::from_parts(parts.clone(), body),
+        &state,
+    )
+    .await
+    {
+        Ok(axum::Form(form)) => form,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let outcome = async {
+        let user = current_user(&state, parts.clone()).await?;
+        let key_id: i64 = form
+            .key_id
+            .trim()
+            .parse()
+            .map_err(|_| AppError::Validation("key_id must be a key's number".into()))?;
+        let mut conn = state
+            .conn()
+            .await
+            .map_err(crate::server::signup::to_app_error)?;
+        crate::app::portal::api::ssr::rotate_key_for(
+            &mut conn,
+            &user,
+            key_id,
+            state.config.api_key_rotation_grace_hours,
+        )
+        .await
+    }
+    .await;
+    render_keys_page(&state, parts, FormKeyOutcome::Rotated(outcome)).await
+}
+
+/// Renders `/keys` (as a GET of that page) with `outcome` in context; the
+/// status follows the outcome.
+async fn render_keys_page(state: &AppState, parts: Parts, outcome: FormKeyOutcome) -> Response {
+    let status = match &outcome {
+        FormKeyOutcome::Created(Ok(_)) | FormKeyOutcome::Rotated(Ok(_)) => StatusCode::OK,
+        FormKeyOutcome::Created(Err(e)) | FormKeyOutcome::Rotated(Err(e)) => error_status(e),
+    };
+    let options = state.leptos_options.clone();
+    let render = leptos_axum::render_app_to_stream_with_context(
+        {
+            let state = state.clone();
+            move || {
+                provide_context(state.clone());
+                provide_context(outcome.clone());
+            }
+        },
+        move || shell(options.clone()),
+    );
+    let mut page_request = Request::from_parts(parts, Body::empty());
+    *page_request.method_mut() = Method::GET;
+    *page_request.uri_mut() = Uri::from_static("/keys");
+    let mut response = render(page_request).await;
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
