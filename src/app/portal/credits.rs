@@ -160,6 +160,11 @@ fn LedgerRow(row: LedgerRowView) -> impl IntoView {
     } else {
         format!("−{}", row.amount.unsigned_abs())
     };
+    let spoken = if row.amount > 0 {
+        format!("plus {}", row.amount)
+    } else {
+        format!("minus {}", row.amount.unsigned_abs())
+    };
     let amount_class = if row.amount > 0 {
         "py-2 pr-4 text-right tabular-nums font-medium text-emerald-800 dark:text-emerald-300"
     } else {
@@ -191,7 +196,7 @@ fn LedgerRow(row: LedgerRowView) -> impl IntoView {
             <td class="py-2 pr-4">{kind_label(&row.kind)}</td>
             <td class="py-2 pr-4">{fix}</td>
             <td class=amount_class>
-                <span class="sr-only">{if row.amount > 0 { "plus " } else { "minus " }}</span>
+                <span class="sr-only">{spoken}</span>
                 <span aria-hidden="true">{amount}</span>
             </td>
             <td class="py-2 text-right tabular-nums">{row.balance_after}</td>
