@@ -23,6 +23,14 @@ for (const [path, current] of [
 ] as const) {
   for (const colorScheme of ["light", "dark"] as const) {
     test(`${path} asks to sign in (${colorScheme})`, async ({ page }) => {
+      const errors: string[] = [];
+      page.on("pageerror", (error) => errors.push(error.message));
+      page.on("console", (message) => {
+        // A missing favicon is the browser's business, not the app's.
+        if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
+          errors.push(message.text());
+        }
+      });
       await page.emulateMedia({ colorScheme });
       await page.goto(`${ORIGIN}${path}`);
       const prompt = page.getByTestId("sign-in-required");
@@ -31,6 +39,9 @@ for (const [path, current] of [
       await expect(prompt.getByRole("link", { name: "Sign in" })).toHaveAttribute("href", "/login");
       const nav = page.getByRole("navigation", { name: "Account" });
       await expect(nav.getByRole("link", { name: current })).toHaveAttribute("aria-current", "page");
+      // Hydration ran without errors: the client-rendered navigation works.
+      await page.waitForLoadState("networkidle");
+      expect(errors).toEqual([]);
     });
   }
 }

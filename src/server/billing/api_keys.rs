@@ -97,14 +97,6 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-impl ApiKey {
-    /// Whether the API accepts this key at `now` (not revoked, not past its
-    /// expiry).
-    pub fn is_usable_at(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|at| at > now)
-    }
-}
-
 /// Creates a key named `name` for `customer_id`; returns the stored row and
 /// the secret to show once.
 ///

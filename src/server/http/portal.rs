@@ -248,7 +248,7 @@ async fn render_keys_page(state: &AppState, parts: Parts, outcome: FormKeyOutcom
         FormKeyOutcome::Created(Err(e)) | FormKeyOutcome::Rotated(Err(e)) => error_status(e),
     };
     let options = state.leptos_options.clone();
-    let render = leptos_axum::render_app_to_stream_with_context(
+    let render = leptos_axum::render_app_async_with_context(
         {
             let state = state.clone();
             move || {
