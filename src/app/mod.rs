@@ -1,11 +1,13 @@
 //! The Leptos UI: the HTML shell, the router and one module per area.
 
 pub mod home;
+pub mod portal;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
+use leptos_router::SsrMode;
 
 /// The HTML document around the app (server-rendered only).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -47,6 +49,11 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=home::HomePage />
                     <Route path=path!("/signup") view=home::HomePage />
+                    // Async: rendered whole on the server, so the pages' data
+                    // shows without JavaScript (out-of-order streaming needs it).
+                    <Route path=path!("/dashboard") view=portal::dashboard::DashboardPage ssr=SsrMode::Async />
+                    <Route path=path!("/credits") view=portal::credits::CreditsPage ssr=SsrMode::Async />
+                    <Route path=path!("/keys") view=portal::keys::KeysPage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

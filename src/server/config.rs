@@ -64,6 +64,9 @@ pub struct Config {
     pub trust_proxy_headers: bool,
     /// Outgoing email: transport, sender, links, retries.
     pub email: EmailConfig,
+    /// How long a rotated API key keeps working, in hours
+    /// (`API_KEY_ROTATION_GRACE_HOURS`, default 24, 0..=720).
+    pub api_key_rotation_grace_hours: i64,
 }
 
 impl std::fmt::Debug for Config {
@@ -94,6 +97,10 @@ impl std::fmt::Debug for Config {
             )
             .field("trust_proxy_headers", &self.trust_proxy_headers)
             .field("email", &self.email)
+            .field(
+                "api_key_rotation_grace_hours",
+                &self.api_key_rotation_grace_hours,
+            )
             .finish_non_exhaustive()
     }
 }
@@ -178,6 +185,11 @@ impl Config {
             )?,
             trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
             email: EmailConfig::from_env(&env)?,
+            api_key_rotation_grace_hours: env.parsed(
+                "API_KEY_ROTATION_GRACE_HOURS",
+                24,
+                0..=720,
+            )?,
         })
     }
 }

@@ -11,5 +11,6 @@ mod email;
 mod harness;
 mod money;
 mod pages;
+mod portal;
 mod rate_limit;
 mod stripe;

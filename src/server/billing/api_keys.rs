@@ -6,11 +6,12 @@
 use crate::server::billing::customers::Customer;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{api_keys, customers};
+use crate::types::portal::ApiKeyName;
 use crate::types::values::CustomerStatus;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 
 /// Every key starts with this.
@@ -91,6 +92,9 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
     /// When it was revoked; a revoked key gets 403.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// For a rotated key, the end of its grace period; from then on it gets
+    /// 403. `None` for keys that were never rotated.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Creates a key named `name` for `customer_id`; returns the stored row and
@@ -101,8 +105,9 @@ pub struct ApiKey {
 pub async fn create_api_key(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
-    name: &str,
+    name: &ApiKeyName,
 ) -> Result<(ApiKey, PlainApiKey), BillingError> {
+    let name = name.as_str();
     let generated =
         generate_key().map_err(|e| BillingError::Pool(format!("OS RNG unavailable: {e}")))?;
     let key = diesel::insert_into(api_keys::table)
@@ -131,6 +136,9 @@ pub enum KeyRejection {
     /// The key was revoked.
     #[error("this API key has been revoked; create a new one in the dashboard")]
     Revoked,
+    /// The key was rotated and its grace period is over.
+    #[error("this API key was rotated and has expired; use its replacement")]
+    Expired,
     /// The customer is suspended.
     #[error("this account is suspended; contact support")]
     Suspended,
@@ -160,18 +168,27 @@ pub async fn authenticate(
     if !presented.starts_with(KEY_PREFIX) || presented.len() > MAX_KEY_LEN {
         return Ok(Err(KeyRejection::Unknown));
     }
-    let found: Option<(i64, Option<DateTime<Utc>>, Customer)> = api_keys::table
+    type Found = (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Customer);
+    let found: Option<Found> = api_keys::table
         .inner_join(customers::table)
         .filter(api_keys::token_hash.eq(hash_key(presented).as_slice()))
-        .select((api_keys::id, api_keys::revoked_at, Customer::as_select()))
+        .select((
+            api_keys::id,
+            api_keys::revoked_at,
+            api_keys::expires_at,
+            Customer::as_select(),
+        ))
         .first(conn)
         .await
         .optional()?;
-    let Some((api_key_id, revoked_at, customer)) = found else {
+    let Some((api_key_id, revoked_at, expires_at, customer)) = found else {
         return Ok(Err(KeyRejection::Unknown));
     };
     if revoked_at.is_some() {
         return Ok(Err(KeyRejection::Revoked));
+    }
+    if expires_at.is_some_and(|at| at <= Utc::now()) {
+        return Ok(Err(KeyRejection::Expired));
     }
     if customer.status() == CustomerStatus::Suspended {
         return Ok(Err(KeyRejection::Suspended));
@@ -189,6 +206,194 @@ pub async fn authenticate(
         api_key_id,
         customer,
     }))
+}
+
+/// The customer's keys, newest first (revoked and expired ones included,
+/// so the portal can show their history).
+///
+/// Errors: [`BillingError::Database`].
+pub async fn list_api_keys(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<Vec<ApiKey>, BillingError> {
+    Ok(api_keys::table
+        .filter(api_keys::customer_id.eq(customer_id))
+        .order(api_keys::id.desc())
+        .select(ApiKey::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// Locks one of the customer's keys for the rest of the transaction.
+/// Another customer's key id reads as not found.
+async fn lock_customer_key(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    key_id: i64,
+) -> Result<ApiKey, BillingError> {
+    api_keys::table
+        .filter(api_keys::id.eq(key_id))
+        .filter(api_keys::customer_id.eq(customer_id))
+        .select(ApiKey::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(BillingError::NotFound("API key"))
+}
+
+/// Revokes one of the customer's keys, at once: the next API call with it
+/// gets 403. Queues an `api_key_revoked` email in the same transaction.
+/// Revoking a revoked key changes nothing and returns it as it is.
+///
+/// Errors: [`BillingError::NotFound`] when `key_id` is not one of this
+/// customer's keys (another customer's key included; nothing changes);
+/// [`BillingError::Database`].
+pub async fn revoke_api_key(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    key_id: i64,
+) -> Result<ApiKey, BillingError> {
+    conn.transaction(async |conn| {
+        let key = lock_customer_key(conn, customer_id, key_id).await?;
+        if key.revoked_at.is_some() {
+            return Ok(key);
+        }
+        let revoked = diesel::update(api_keys::table.find(key.id))
+            .set(api_keys::revoked_at.eq(diesel::dsl::now))
+            .returning(ApiKey::as_returning())
+            .get_result(conn)
+            .await?;
+        queue_key_email(conn, &revoked, KeyEvent::Revoked).await?;
+        Ok(revoked)
+    })
+    .await
+}
+
+/// The outcome of [`rotate_api_key`].
+#[derive(Debug)]
+pub struct Rotated {
+    /// The old key, now expiring at `expires_at`.
+    pub old: ApiKey,
+    /// The replacement (same name).
+    pub new: ApiKey,
+    /// The replacement's secret, to show once.
+    pub plain: PlainApiKey,
+}
+
+/// Rotates one of the customer's keys: creates a replacement with the same
+/// name and lets the old one keep working until `now + grace` (then the API
+/// answers 403 for it). Queues an `api_key_rotated` email in the same
+/// transaction. A `grace` of zero ends the old key at once.
+///
+/// Errors: [`BillingError::NotFound`] when `key_id` is not one of this
+/// customer's keys; [`BillingError::Invalid`] when the key is revoked or was
+/// already rotated (nothing changes); [`BillingError::Database`].
+pub async fn rotate_api_key(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    key_id: i64,
+    grace: chrono::Duration,
+) -> Result<Rotated, BillingError> {
+    let grace = grace.max(chrono::Duration::zero());
+    conn.transaction(async |conn| {
+        let key = lock_customer_key(conn, customer_id, key_id).await?;
+        if key.revoked_at.is_some() {
+            return Err(BillingError::Invalid(crate::types::values::ParseError(
+                "this key is revoked; create a new key instead".into(),
+            )));
+        }
+        if key.expires_at.is_some() {
+            return Err(BillingError::Invalid(crate::types::values::ParseError(
+                "this key was already rotated; rotate its replacement instead".into(),
+            )));
+        }
+        let old = diesel::update(api_keys::table.find(key.id))
+            .set(api_keys::expires_at.eq(Utc::now() + grace))
+            .returning(ApiKey::as_returning())
+            .get_result(conn)
+            .await?;
+        let name = ApiKeyName::parse(&old.name)?;
+        let (new, plain) = create_api_key(conn, customer_id, &name).await?;
+        queue_key_email(conn, &old, KeyEvent::Rotated).await?;
+        Ok(Rotated { old, new, plain })
+    })
+    .await
+}
+
+#[derive(Debug, Clone, Copy)]
+enum KeyEvent {
+    Revoked,
+    Rotated,
+}
+
+/// Queues the notice about `key` for its customer (kinds `api_key_revoked`
+/// and `api_key_rotated`, one per key and event). Minimal plain bodies; the
+/// email module owns the templates.
+async fn queue_key_email(
+    conn: &mut AsyncPgConnection,
+    key: &ApiKey,
+    event: KeyEvent,
+) -> Result<(), BillingError> {
+    use crate::server::email::{enqueue_email, OutgoingEmail};
+    let to: String = customers::table
+        .find(key.customer_id)
+        .select(customers::email)
+        .first(conn)
+        .await?;
+    let (kind, subject, text) = match event {
+        KeyEvent::Revoked => (
+            "api_key_revoked",
+            "An RSOLV API key was revoked",
+            format!(
+                "Your API key \"{}\" ({}…) was revoked. Calls made with it are now refused.",
+                key.name, key.prefix
+            ),
+        ),
+        KeyEvent::Rotated => (
+            "api_key_rotated",
+            "An RSOLV API key was rotated",
+            format!(
+                "Your API key \"{}\" ({}…) was rotated. It keeps working until {} UTC; \
+                 update the RSOLV_API_KEY secret of your repositories with the new key before then.",
+                key.name,
+                key.prefix,
+                key.expires_at
+                    .map(|at| at.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default()
+            ),
+        ),
+    };
+    let html = format!("<p>{}</p>", escape_html(&text));
+    enqueue_email(
+        conn,
+        &OutgoingEmail {
+            customer_id: Some(key.customer_id),
+            kind,
+            to,
+            subject: subject.to_owned(),
+            text_body: text,
+            html_body: html,
+            idempotency_key: format!("{kind}:{}", key.id),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use crate::server::db::schema::customers;
 use crate::server::disposable_email::{is_disposable, DISPOSABLE_EMAIL_MESSAGE};
 use crate::server::email::enqueue_email;
 use crate::server::email::templates::{welcome, EmailLinks, Recipient};
+use crate::types::portal::ApiKeyName;
 use crate::types::values::{
     CustomerName, CustomerStatus, Email, LedgerKind, ParseError, Plan, Source,
 };
@@ -148,7 +149,8 @@ pub async fn provision_customer(
             Err(e) if is_unique_violation(&e) => return Err(BillingError::EmailTaken),
             Err(e) => return Err(e.into()),
         };
-        let (api_key, plain_key) = create_api_key(conn, customer_id, FIRST_KEY_NAME).await?;
+        let first_key_name = ApiKeyName::parse(FIRST_KEY_NAME)?;
+        let (api_key, plain_key) = create_api_key(conn, customer_id, &first_key_name).await?;
         if trial_credits > 0 {
             append_entry(
                 conn,

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod customers;
 pub mod error;
 pub mod fixes;
+pub mod history;
 pub mod ledger;
 pub mod phases;
 pub mod pricing;

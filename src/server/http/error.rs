@@ -75,7 +75,9 @@ impl From<KeyRejection> for ApiError {
     fn from(rejection: KeyRejection) -> Self {
         let status = match rejection {
             KeyRejection::Missing | KeyRejection::Unknown => StatusCode::UNAUTHORIZED,
-            KeyRejection::Revoked | KeyRejection::Suspended => StatusCode::FORBIDDEN,
+            KeyRejection::Revoked | KeyRejection::Expired | KeyRejection::Suspended => {
+                StatusCode::FORBIDDEN
+            }
         };
         Self::new(status, rejection.to_string())
     }

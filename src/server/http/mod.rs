@@ -5,6 +5,7 @@ pub mod api_v1;
 pub mod error;
 pub mod extract;
 pub mod pages;
+pub mod portal;
 pub mod rate_limit;
 pub mod webhooks;
 
@@ -57,6 +58,9 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/stripe",
             post(webhooks::stripe::receive_stripe_webhook),
         )
+        .route("/credits/export.csv", get(portal::export_ledger_csv))
+        .route("/keys/create", post(portal::submit_create_key_form))
+        .route("/keys/rotate", post(portal::submit_rotate_key_form))
         .leptos_routes_with_context(
             &state,
             routes,

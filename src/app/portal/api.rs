@@ -1,0 +1,305 @@
+//! The portal's server functions. Each is a public HTTP endpoint (POST,
+//! form-encoded, under `/api/portal/…`): it authenticates on its own with
+//! `require_user()` and scopes every query to the signed-in user's
+//! customer; ids from the client are only used together with that
+//! customer id, so another customer's id reads as not found.
+//!
+//! Errors (all functions): [`AppError::Unauthorized`] without a session
+//! (HTTP 401 for fetch calls), [`AppError::Internal`] when the database
+//! fails (cause logged); others as listed.
+
+use crate::types::portal::{ApiKeyView, DashboardView, LedgerPageView, NewKeyView};
+use crate::types::AppError;
+use leptos::prelude::*;
+
+/// Ledger rows per page on `/credits`.
+pub const LEDGER_PER_PAGE: i64 = 20;
+
+/// Days shown in the dashboard's usage chart.
+pub const USAGE_DAYS: i64 = 30;
+
+/// The dashboard: balance, plan, whether the service is usable, and the
+/// last [`USAGE_DAYS`] days of usage.
+#[server(endpoint = "portal/dashboard")]
+pub async fn get_dashboard() -> Result<DashboardView, AppError> {
+    use crate::server::billing::{customers, fixes, history};
+    use crate::types::values::CustomerStatus;
+    let (user, mut conn) = ssr::session().await?;
+    let customer = customers::find_customer(&mut conn, user.customer_id)
+        .await
+        .map_err(ssr::fail)?;
+    let (fixes_total, _) = fixes::count_fixes(&mut conn, user.customer_id)
+        .await
+        .map_err(ssr::fail)?;
+    let usage = history::usage_series(&mut conn, user.customer_id, USAGE_DAYS)
+        .await
+        .map_err(ssr::fail)?;
+    Ok(DashboardView {
+        can_use_service: customer.can_use_service(),
+        suspended: customer.status() == CustomerStatus::Suspended,
+        name: customer.name.clone(),
+        credit_balance: customer.credit_balance,
+        plan: customer.plan.clone(),
+        has_payment_method: customer.has_payment_method,
+        subscription_status: customer.subscription_status.clone(),
+        fixes_total,
+        usage: usage.into_iter().map(ssr::usage_point).collect(),
+    })
+}
+
+/// One page of the credit ledger, newest first. `kind` is a ledger kind
+/// (`fix_consumed`, `signup_bonus`, …) or empty for all; `page` counts
+/// from 1 (default 1), [`LEDGER_PER_PAGE`] rows each.
+///
+/// Errors: also [`AppError::Validation`] for an unknown kind.
+#[server(endpoint = "portal/ledger")]
+pub async fn get_ledger(
+    kind: Option<String>,
+    page: Option<i64>,
+) -> Result<LedgerPageView, AppError> {
+    use crate::server::billing::history;
+    let (user, mut conn) = ssr::session().await?;
+    let filter = ssr::parse_kind(kind.as_deref()).map_err(ssr::fail_app)?;
+    let found = history::list_entries_page(
+        &mut conn,
+        user.customer_id,
+        filter,
+        page.unwrap_or(1),
+        LEDGER_PER_PAGE,
+    )
+    .await
+    .map_err(ssr::fail)?;
+    Ok(LedgerPageView {
+        rows: found.rows.into_iter().map(ssr::ledger_row).collect(),
+        total: found.total,
+        page: found.page,
+        per_page: found.per_page,
+        kind: filter.map(|k| k.as_str().to_owned()),
+    })
+}
+
+/// The signed-in customer's API keys, newest first (never their secrets).
+#[server(endpoint = "portal/keys")]
+pub async fn list_keys() -> Result<Vec<ApiKeyView>, AppError> {
+    use crate::server::billing::api_keys;
+    let (user, mut conn) = ssr::session().await?;
+    let keys = api_keys::list_api_keys(&mut conn, user.customer_id)
+        .await
+        .map_err(ssr::fail)?;
+    let now = chrono::Utc::now();
+    Ok(keys.iter().map(|k| ssr::key_view(k, now)).collect())
+}
+
+/// Creates an API key named `name` (1–100 characters); the secret is in the
+/// answer and nowhere else, ever.
+///
+/// Errors: also [`AppError::Validation`] for a bad name.
+#[server(endpoint = "portal/keys/create")]
+pub async fn create_key(name: String) -> Result<NewKeyView, AppError> {
+    let (user, mut conn) = ssr::session().await?;
+    ssr::create_key_for(&mut conn, &user, &name).await
+}
+
+/// Revokes one of the customer's keys at once (the API answers 403 for it
+/// from now on); an email tells the customer.
+///
+/// Errors: also [`AppError::NotFound`] when `key_id` is not the customer's.
+#[server(endpoint = "portal/keys/revoke")]
+pub async fn revoke_key(key_id: i64) -> Result<ApiKeyView, AppError> {
+    use crate::server::billing::api_keys;
+    let (user, mut conn) = ssr::session().await?;
+    let key = api_keys::revoke_api_key(&mut conn, user.customer_id, key_id)
+        .await
+        .map_err(ssr::fail)?;
+    tracing::info!(
+        customer_id = user.customer_id,
+        api_key_id = key.id,
+        "API key revoked"
+    );
+    Ok(ssr::key_view(&key, chrono::Utc::now()))
+}
+
+/// Rotates one of the customer's keys: a replacement (shown once) and the
+/// old key working until the end of the grace period
+/// (`API_KEY_ROTATION_GRACE_HOURS`); an email tells the customer.
+///
+/// Errors: also [`AppError::NotFound`] when `key_id` is not the customer's,
+/// [`AppError::Validation`] when the key is revoked or already rotated.
+#[server(endpoint = "portal/keys/rotate")]
+pub async fn rotate_key(key_id: i64) -> Result<NewKeyView, AppError> {
+    let (user, mut conn) = ssr::session().await?;
+    let grace = ssr::state()?.config.api_key_rotation_grace_hours;
+    ssr::rotate_key_for(&mut conn, &user, key_id, grace).await
+}
+
+/// Server-side helpers of the functions above.
+#[cfg(feature = "ssr")]
+pub(crate) mod ssr {
+    use crate::server::auth::{require_user, CurrentUser};
+    use crate::server::billing::api_keys::ApiKey;
+    use crate::server::billing::history::{HistoryRow, UsagePoint};
+    use crate::server::billing::BillingError;
+    use crate::server::db::DbConn;
+    use crate::server::http::api_v1::iso_utc;
+    use crate::server::state::AppState;
+    use crate::types::portal::{
+        ApiKeyView, FixRefView, KeyStatusView, LedgerRowView, NewKeyView, UsagePointView,
+    };
+    use crate::types::values::LedgerKind;
+    use crate::types::AppError;
+    use chrono::{DateTime, Utc};
+    use leptos::prelude::use_context;
+
+    /// The application state from the request's context.
+    pub fn state() -> Result<AppState, AppError> {
+        use_context::<AppState>().ok_or_else(|| {
+            tracing::error!("AppState missing from the server function's context");
+            AppError::Internal
+        })
+    }
+
+    /// The signed-in user and a connection; every function starts here.
+    pub async fn session() -> Result<(CurrentUser, DbConn), AppError> {
+        let user = require_user().await.map_err(fail_app)?;
+        let conn = state()?.conn().await.map_err(fail)?;
+        Ok((user, conn))
+    }
+
+    /// Maps a domain error for the UI (internal causes logged) and sets the
+    /// response status.
+    pub fn fail(error: BillingError) -> AppError {
+        fail_app(crate::server::signup::to_app_error(error))
+    }
+
+    /// Sets the HTTP status for `error` on fetch calls (plain form posts
+    /// keep Leptos's redirect back to the page) and returns it.
+    pub fn fail_app(error: AppError) -> AppError {
+        crate::server::http::portal::set_error_status(&error);
+        error
+    }
+
+    /// Creates a key named `name` for `user`'s customer (shared by the
+    /// server function and the no-JavaScript form handler).
+    ///
+    /// Errors: [`AppError::Validation`] for a bad name; [`AppError::Internal`].
+    pub async fn create_key_for(
+        conn: &mut diesel_async::AsyncPgConnection,
+        user: &CurrentUser,
+        name: &str,
+    ) -> Result<NewKeyView, AppError> {
+        use crate::server::billing::api_keys;
+        use crate::types::portal::ApiKeyName;
+        let name = ApiKeyName::parse(name).map_err(|e| fail_app(AppError::Validation(e.0)))?;
+        let (key, plain) = api_keys::create_api_key(conn, user.customer_id, &name)
+            .await
+            .map_err(fail)?;
+        tracing::info!(
+            customer_id = user.customer_id,
+            api_key_id = key.id,
+            "API key created"
+        );
+        Ok(NewKeyView {
+            key: key_view(&key, Utc::now()),
+            secret: plain.expose().to_owned(),
+            replaced: None,
+        })
+    }
+
+    /// Rotates `user`'s key `key_id` with a grace of `grace_hours` (shared
+    /// by the server function and the no-JavaScript form handler).
+    ///
+    /// Errors: [`AppError::NotFound`] when the key is not the customer's,
+    /// [`AppError::Validation`] when it is revoked or already rotated;
+    /// [`AppError::Internal`].
+    pub async fn rotate_key_for(
+        conn: &mut diesel_async::AsyncPgConnection,
+        user: &CurrentUser,
+        key_id: i64,
+        grace_hours: i64,
+    ) -> Result<NewKeyView, AppError> {
+        use crate::server::billing::api_keys;
+        let rotated = api_keys::rotate_api_key(
+            conn,
+            user.customer_id,
+            key_id,
+            chrono::Duration::hours(grace_hours),
+        )
+        .await
+        .map_err(fail)?;
+        tracing::info!(
+            customer_id = user.customer_id,
+            old_api_key_id = rotated.old.id,
+            new_api_key_id = rotated.new.id,
+            "API key rotated"
+        );
+        let now = Utc::now();
+        Ok(NewKeyView {
+            key: key_view(&rotated.new, now),
+            secret: rotated.plain.expose().to_owned(),
+            replaced: Some((
+                rotated.old.prefix.clone(),
+                rotated.old.expires_at.map(iso_utc).unwrap_or_default(),
+            )),
+        })
+    }
+
+    /// `None` for an empty or absent kind, else the parsed kind.
+    pub fn parse_kind(kind: Option<&str>) -> Result<Option<LedgerKind>, AppError> {
+        match kind.map(str::trim).filter(|k| !k.is_empty() && *k != "all") {
+            None => Ok(None),
+            Some(k) => LedgerKind::parse(k)
+                .map(Some)
+                .map_err(|e| AppError::Validation(e.0)),
+        }
+    }
+
+    /// A key as the portal shows it, its status as of `now`.
+    pub fn key_view(key: &ApiKey, now: DateTime<Utc>) -> ApiKeyView {
+        let status = match (key.revoked_at, key.expires_at) {
+            (Some(at), _) => KeyStatusView::Revoked {
+                revoked_at: iso_utc(at),
+            },
+            (None, Some(at)) if at <= now => KeyStatusView::Expired {
+                expires_at: iso_utc(at),
+            },
+            (None, Some(at)) => KeyStatusView::Expiring {
+                expires_at: iso_utc(at),
+            },
+            (None, None) => KeyStatusView::Active,
+        };
+        ApiKeyView {
+            id: key.id,
+            name: key.name.clone(),
+            prefix: key.prefix.clone(),
+            created_at: iso_utc(key.created_at),
+            last_used_at: key.last_used_at.map(iso_utc),
+            status,
+        }
+    }
+
+    /// A ledger row for the page.
+    pub fn ledger_row(row: HistoryRow) -> LedgerRowView {
+        LedgerRowView {
+            id: row.entry.id,
+            kind: row.entry.kind,
+            amount: row.entry.amount,
+            balance_after: row.entry.balance_after,
+            created_at: iso_utc(row.entry.created_at),
+            fix: row.fix.map(|f| FixRefView {
+                repository: f.repository,
+                issue_number: f.issue_number,
+                pr_number: f.pr_number,
+                pr_url: f.pr_url,
+            }),
+        }
+    }
+
+    /// A chart point.
+    pub fn usage_point(point: UsagePoint) -> UsagePointView {
+        UsagePointView {
+            day: point.day.format("%Y-%m-%d").to_string(),
+            fixes: point.fixes,
+            credits_left: point.credits_left,
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! The customer portal: `/dashboard`, `/credits` and `/keys`, each in its
+//! own file, their server functions in [`api`]. Every page renders a
+//! "please sign in" state when nobody is signed in, and works before
+//! hydration (forms are `ActionForm`s or plain GET forms).
+
+pub mod api;
+pub mod credits;
+pub mod dashboard;
+pub mod keys;
+
+use crate::types::AppError;
+use leptos::prelude::*;
+
+/// Classes of a card.
+pub(crate) const CARD: &str =
+    "rounded-xl border border-slate-200 bg-white p-5 shadow-sm dark:border-slate-800 dark:bg-slate-900";
+
+/// Classes of a primary button.
+pub(crate) const BUTTON: &str = "inline-flex items-center justify-center rounded-md bg-indigo-600 px-4 py-2 text-sm \
+     font-semibold text-white hover:bg-indigo-700 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 \
+     focus-visible:ring-offset-2 disabled:opacity-60 dark:focus-visible:ring-offset-slate-900";
+
+/// Classes of a destructive button.
+pub(crate) const DANGER_BUTTON: &str = "inline-flex items-center justify-center rounded-md bg-red-700 px-4 py-2 text-sm \
+     font-semibold text-white hover:bg-red-800 focus:outline-none focus-visible:ring-2 focus-visible:ring-red-500 \
+     focus-visible:ring-offset-2 disabled:opacity-60 dark:focus-visible:ring-offset-slate-900";
+
+/// Classes of a secondary button or button-like link.
+pub(crate) const SECONDARY_BUTTON: &str = "inline-flex items-center justify-center rounded-md border border-slate-300 \
+     px-3 py-2 text-sm font-medium text-slate-800 hover:bg-slate-100 focus:outline-none focus-visible:ring-2 \
+     focus-visible:ring-indigo-500 dark:border-slate-700 dark:text-slate-100 dark:hover:bg-slate-800";
+
+/// Classes of a text link.
+pub(crate) const LINK: &str =
+    "text-indigo-700 underline hover:text-indigo-900 focus:outline-none focus-visible:ring-2 \
+     focus-visible:ring-indigo-500 dark:text-indigo-300 dark:hover:text-indigo-200";
+
+/// Classes of a text input or select.
+pub(crate) const INPUT: &str =
+    "mt-1 block w-full rounded-md border border-slate-300 bg-white px-3 py-2 text-slate-900 \
+     shadow-sm focus:border-indigo-500 focus:outline-none focus:ring-2 focus:ring-indigo-500 \
+     dark:border-slate-700 dark:bg-slate-950 dark:text-slate-100";
+
+/// The portal's section links; `current` is the page's path.
+#[component]
+pub fn PortalNav(current: &'static str) -> impl IntoView {
+    let links = [
+        ("/dashboard", "Dashboard"),
+        ("/credits", "Credits"),
+        ("/keys", "API keys"),
+    ];
+    view! {
+        <nav aria-label="Account" class="mb-6 flex flex-wrap gap-2 border-b border-slate-200 pb-3 dark:border-slate-800">
+            {links
+                .into_iter()
+                .map(|(href, label)| {
+                    let active = href == current;
+                    view! {
+                        <a
+                            href=href
+                            aria-current=active.then_some("page")
+                            class=if active {
+                                "rounded-md bg-indigo-50 px-3 py-1.5 text-sm font-semibold text-indigo-800 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:bg-indigo-950 dark:text-indigo-200"
+                            } else {
+                                "rounded-md px-3 py-1.5 text-sm font-medium text-slate-700 hover:bg-slate-100 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-slate-300 dark:hover:bg-slate-800"
+                            }
+                        >
+                            {label}
+                        </a>
+                    }
+                })
+                .collect_view()}
+        </nav>
+    }
+}
+
+/// What a page shows instead of its content when loading it failed:
+/// a sign-in prompt for [`AppError::Unauthorized`], else an alert.
+#[component]
+pub fn LoadError(error: AppError) -> impl IntoView {
+    match error {
+        AppError::Unauthorized => view! {
+            <div class=CARD data-testid="sign-in-required">
+                <h2 class="text-lg font-semibold">"Please sign in"</h2>
+                <p class="mt-2 text-slate-700 dark:text-slate-300">
+                    "This page shows your account. Sign in to see it."
+                </p>
+                <p class="mt-4">
+                    <a href="/login" rel="external" class=BUTTON>"Sign in"</a>
+                </p>
+            </div>
+        }
+        .into_any(),
+        other => view! { <Alert message=other.to_string() /> }.into_any(),
+    }
+}
+
+/// An error message, announced to screen readers.
+#[component]
+pub fn Alert(message: String) -> impl IntoView {
+    view! {
+        <p role="alert" class="rounded-md border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800 dark:border-red-900 dark:bg-red-950 dark:text-red-200">
+            {message}
+        </p>
+    }
+}
+
+/// A success message, announced politely.
+#[component]
+pub fn Notice(message: String) -> impl IntoView {
+    view! {
+        <p role="status" class="rounded-md border border-emerald-200 bg-emerald-50 px-3 py-2 text-sm text-emerald-900 dark:border-emerald-900 dark:bg-emerald-950 dark:text-emerald-100">
+            {message}
+        </p>
+    }
+}
+
+/// A placeholder while data loads.
+#[component]
+pub fn Loading(label: &'static str) -> impl IntoView {
+    view! {
+        <p role="status" aria-live="polite" class="animate-pulse text-sm text-slate-600 dark:text-slate-400">
+            {label}
+        </p>
+    }
+}
+
+/// `2026-11-21T13:05:09Z` → `2026-11-21 13:05 UTC` (other input unchanged).
+pub fn short_time(iso: &str) -> String {
+    match (iso.get(..10), iso.get(11..16)) {
+        (Some(day), Some(time)) if iso.len() >= 16 => format!("{day} {time} UTC"),
+        _ => iso.to_owned(),
+    }
+}
+
+/// A ledger kind as people read it.
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "signup_bonus" => "Signup bonus",
+        "billing_bonus" => "Billing bonus",
+        "subscription_grant" => "Subscription credits",
+        "fix_consumed" => "Fix",
+        "purchase" => "Purchase",
+        "admin_adjustment" => "Adjustment",
+        "refund" => "Refund",
+        _ => "Other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_and_labels() {
+        assert_eq!(short_time("2026-11-21T13:05:09Z"), "2026-11-21 13:05 UTC");
+        assert_eq!(short_time("soon"), "soon");
+        assert_eq!(kind_label("fix_consumed"), "Fix");
+    }
+}

@@ -1,0 +1,270 @@
+//! HTTP pieces of the customer portal outside Leptos's page rendering: the
+//! ledger's CSV download, the no-JavaScript create/rotate key forms (their
+//! response must show the new secret, see `app::portal::keys`) and the
+//! status codes of the portal's server functions.
+//!
+//! The CSV download is a plain axum route rather than a server function,
+//! because a browser link must get a file (`text/csv`, `attachment`) or a
+//! plain error, not a server function's JSON. It authenticates through the
+//! very same `require_user()` the server functions use, by running it under
+//! a Leptos owner with the request's parts in context, exactly as
+//! `leptos_axum` does for server functions; so whatever the session layer
+//! reads from the request works here too.
+
+use crate::app::portal::keys::FormKeyOutcome;
+use crate::app::shell;
+use crate::server::auth::{require_user, CurrentUser};
+use crate::server::billing::history::ledger_csv;
+use crate::server::state::AppState;
+use crate::types::values::LedgerKind;
+use crate::types::AppError;
+use axum::body::Body;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use leptos::prelude::{provide_context, use_context};
+use leptos::reactive::computed::ScopedFuture;
+use leptos::reactive::owner::Owner;
+use serde::Deserialize;
+
+/// The status for an error of a portal server function.
+pub fn error_status(error: &AppError) -> StatusCode {
+    match error {
+        AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        AppError::Conflict(_) => StatusCode::CONFLICT,
+        AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+        AppError::Forbidden => StatusCode::FORBIDDEN,
+        AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        AppError::NotFound => StatusCode::NOT_FOUND,
+        AppError::Internal | AppError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// Path prefix of the portal's server functions.
+pub const SERVER_FN_PREFIX: &str = "/api/portal/";
+
+/// Inside a server function: sets the response status for `error` when
+/// the function was called over HTTP by `fetch` (the hydrated app or an
+/// API client). Left alone are page renders, whose server-side calls run
+/// under the page's request (the page shows the error, answered 200), and
+/// plain HTML form posts (no JavaScript), which Leptos answers with a
+/// redirect back to the page that a status would break.
+pub fn set_error_status(error: &AppError) {
+    let is_fetch_call = use_context::<Parts>().is_some_and(|parts| {
+        let accepts_html = parts
+            .headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
+        parts.uri.path().starts_with(SERVER_FN_PREFIX) && !accepts_html
+    });
+    if !is_fetch_call {
+        return;
+    }
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(error_status(error));
+    }
+}
+
+/// Runs `require_user()` for a plain axum handler: under a fresh Leptos
+/// owner with the request's parts, the state and response options in
+/// context (what server functions see).
+pub async fn current_user(state: &AppState, parts: Parts) -> Result<CurrentUser, AppError> {
+    let owner = Owner::new();
+    let state = state.clone();
+    owner
+        .with(|| {
+            ScopedFuture::new(async move {
+                provide_context(parts);
+                provide_context(state);
+                provide_context(leptos_axum::ResponseOptions::default());
+                require_user().await
+            })
+        })
+        .await
+}
+
+/// The query of [`export_ledger_csv`].
+#[derive(Debug, Deserialize)]
+pub struct ExportQuery {
+    /// A ledger kind, or empty/absent for all.
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+fn plain(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+/// `GET /credits/export.csv?kind=<kind>`: the signed-in customer's ledger
+/// (optionally one kind) as a CSV attachment, `rsolv-credits.csv`, columns
+/// as in [`crate::server::billing::history::CSV_HEADER`].
+///
+/// Errors (plain text): 400 for a malformed query or unknown kind, 401
+/// without a session, 500 when the database fails (cause logged).
+pub async fn export_ledger_csv(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, _body) = request.into_parts();
+    let query = match axum::extract::Query::<ExportQuery>::try_from_uri(&parts.uri) {
+        Ok(axum::extract::Query(query)) => query,
+        Err(rejection) => return plain(StatusCode::BAD_REQUEST, &rejection.body_text()),
+    };
+    let filter = match query
+        .kind
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && *k != "all")
+    {
+        None => None,
+        Some(kind) => match LedgerKind::parse(kind) {
+            Ok(kind) => Some(kind),
+            Err(e) => return plain(StatusCode::BAD_REQUEST, &e.0),
+        },
+    };
+    let user = match current_user(&state, parts).await {
+        Ok(user) => user,
+        Err(error) => {
+            let status = error_status(&error);
+            return plain(status, &format!("{error}: /login"));
+        }
+    };
+    let csv = match state.conn().await {
+        Ok(mut conn) => ledger_csv(&mut conn, user.customer_id, filter).await,
+        Err(e) => Err(e),
+    };
+    match csv {
+        Ok(bytes) => (
+            StatusCode::OK,
+            [
+                (CONTENT_TYPE, "text/csv; charset=utf-8"),
+                (
+                    CONTENT_DISPOSITION,
+                    "attachment; filename=\"rsolv-credits.csv\"",
+                ),
+                (CACHE_CONTROL, "no-store"),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(error = %error, customer_id = user.customer_id, "CSV export failed");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "something went wrong on our side; please try again",
+            )
+        }
+    }
+}
+
+/// The fields of the no-JavaScript create-key form (missing reads as empty).
+#[derive(Debug, Deserialize)]
+pub struct CreateKeyForm {
+    #[serde(default)]
+    name: String,
+}
+
+/// The fields of the no-JavaScript rotate-key form.
+#[derive(Debug, Deserialize)]
+pub struct RotateKeyForm {
+    #[serde(default)]
+    key_id: String,
+}
+
+/// `POST /keys/create` (form `name`): for browsers without JavaScript.
+/// Creates the key and renders `/keys` with the secret shown once; 200,
+/// or the page with the error and 401 (no session), 422 (bad name).
+pub async fn submit_create_key_form(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let form = match axum::Form::<CreateKeyForm>::from_request(
+        Request::from_parts(parts.clone(), body),
+        &state,
+    )
+    .await
+    {
+        Ok(axum::Form(form)) => form,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let outcome = async {
+        let user = current_user(&state, parts.clone()).await?;
+        let mut conn = state
+            .conn()
+            .await
+            .map_err(crate::server::signup::to_app_error)?;
+        crate::app::portal::api::ssr::create_key_for(&mut conn, &user, &form.name).await
+    }
+    .await;
+    render_keys_page(&state, parts, FormKeyOutcome::Created(outcome)).await
+}
+
+/// `POST /keys/rotate` (form `key_id`): for browsers without JavaScript.
+/// Rotates the key and renders `/keys` with the new secret shown once; 200,
+/// or the page with the error and 401 (no session), 404 (not the
+/// customer's key), 422 (malformed id, revoked or already rotated key).
+pub async fn submit_rotate_key_form(State(state): State<AppState>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let form = match axum::Form::<RotateKeyForm>::from_request(
+        Request::from_parts(parts.clone(), body),
+        &state,
+    )
+    .await
+    {
+        Ok(axum::Form(form)) => form,
+        Err(rejection) => return rejection.into_response(),
+    };
+    let outcome = async {
+        let user = current_user(&state, parts.clone()).await?;
+        let key_id: i64 = form
+            .key_id
+            .trim()
+            .parse()
+            .map_err(|_| AppError::Validation("key_id must be a key's number".into()))?;
+        let mut conn = state
+            .conn()
+            .await
+            .map_err(crate::server::signup::to_app_error)?;
+        crate::app::portal::api::ssr::rotate_key_for(
+            &mut conn,
+            &user,
+            key_id,
+            state.config.api_key_rotation_grace_hours,
+        )
+        .await
+    }
+    .await;
+    render_keys_page(&state, parts, FormKeyOutcome::Rotated(outcome)).await
+}
+
+/// Renders `/keys` (as a GET of that page) with `outcome` in context; the
+/// status follows the outcome.
+async fn render_keys_page(state: &AppState, parts: Parts, outcome: FormKeyOutcome) -> Response {
+    let status = match &outcome {
+        FormKeyOutcome::Created(Ok(_)) | FormKeyOutcome::Rotated(Ok(_)) => StatusCode::OK,
+        FormKeyOutcome::Created(Err(e)) | FormKeyOutcome::Rotated(Err(e)) => error_status(e),
+    };
+    let options = state.leptos_options.clone();
+    let render = leptos_axum::render_app_async_with_context(
+        {
+            let state = state.clone();
+            move || {
+                provide_context(state.clone());
+                provide_context(outcome.clone());
+            }
+        },
+        move || shell(options.clone()),
+    );
+    let mut page_request = Request::from_parts(parts, Body::empty());
+    *page_request.method_mut() = Method::GET;
+    *page_request.uri_mut() = Uri::from_static("/keys");
+    let mut response = render(page_request).await;
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,249 @@
+//! The customer portal's parsed values and views (isomorphic: the server
+//! builds them, the pages render them).
+
+use crate::types::values::ParseError;
+use serde::{Deserialize, Serialize};
+
+/// An API key's label: trimmed, 1–100 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyName(String);
+
+impl ApiKeyName {
+    /// Longest name, in characters.
+    pub const MAX_CHARS: usize = 100;
+
+    /// Parses `input` (trimmed first).
+    ///
+    /// Errors: a [`ParseError`] naming the field when it is empty, longer
+    /// than [`ApiKeyName::MAX_CHARS`] characters or has control characters.
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let name = input.trim();
+        if name.is_empty() {
+            return Err(ParseError("key name must not be empty".into()));
+        }
+        if name.chars().count() > Self::MAX_CHARS {
+            return Err(ParseError(format!(
+                "key name must be at most {} characters",
+                Self::MAX_CHARS
+            )));
+        }
+        if name.chars().any(char::is_control) {
+            return Err(ParseError(
+                "key name must not contain control characters".into(),
+            ));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a key stands, as of the moment the view was built.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum KeyStatusView {
+    /// Accepted by the API.
+    Active,
+    /// Rotated: accepted until `expires_at` (ISO-8601 UTC).
+    Expiring {
+        /// End of the grace period.
+        expires_at: String,
+    },
+    /// Rotated, and the grace period is over (ISO-8601 UTC).
+    Expired {
+        /// When it stopped working.
+        expires_at: String,
+    },
+    /// Revoked at `revoked_at` (ISO-8601 UTC).
+    Revoked {
+        /// When.
+        revoked_at: String,
+    },
+}
+
+/// One API key as the portal lists it (never the secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    /// Row id (used by the revoke and rotate forms; the server checks it
+    /// belongs to the signed-in customer).
+    pub id: i64,
+    /// The customer's label.
+    pub name: String,
+    /// Display prefix, e.g. `rsolv_AbC123`.
+    pub prefix: String,
+    /// Created (ISO-8601 UTC).
+    pub created_at: String,
+    /// Last use (ISO-8601 UTC), if ever used.
+    pub last_used_at: Option<String>,
+    /// Active, expiring, expired or revoked.
+    pub status: KeyStatusView,
+}
+
+/// A key just created or rotated in: the only time its secret is shown.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewKeyView {
+    /// The new key's row.
+    pub key: ApiKeyView,
+    /// The full secret (`rsolv_…`), shown once.
+    pub secret: String,
+    /// For a rotation: the old key's prefix and the end of its grace period
+    /// (ISO-8601 UTC).
+    pub replaced: Option<(String, String)>,
+}
+
+/// The fix a ledger entry paid for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FixRefView {
+    /// `owner/name`.
+    pub repository: String,
+    /// Issue number, if known.
+    pub issue_number: Option<i64>,
+    /// Pull request number, if known.
+    pub pr_number: Option<i64>,
+    /// Pull request link, if known.
+    pub pr_url: Option<String>,
+}
+
+impl FixRefView {
+    /// `https://github.com/<repository>`.
+    pub fn repository_url(&self) -> String {
+        format!("https://github.com/{}", self.repository)
+    }
+
+    /// The issue's GitHub link, if the number is known.
+    pub fn issue_url(&self) -> Option<String> {
+        self.issue_number
+            .map(|n| format!("https://github.com/{}/issues/{n}", self.repository))
+    }
+
+    /// The pull request's link: the reported one when it points at GitHub,
+    /// else one built from the number.
+    pub fn pull_url(&self) -> Option<String> {
+        self.pr_url
+            .clone()
+            .filter(|u| u.starts_with("https://github.com/"))
+            .or_else(|| {
+                self.pr_number
+                    .map(|n| format!("https://github.com/{}/pull/{n}", self.repository))
+            })
+    }
+}
+
+/// One ledger line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRowView {
+    /// Entry id.
+    pub id: i64,
+    /// A `LedgerKind` spelling.
+    pub kind: String,
+    /// Signed credits.
+    pub amount: i64,
+    /// Balance right after, in credits.
+    pub balance_after: i64,
+    /// When (ISO-8601 UTC).
+    pub created_at: String,
+    /// The fix it paid for, for `fix_consumed` entries.
+    pub fix: Option<FixRefView>,
+}
+
+/// One page of the ledger, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerPageView {
+    /// The rows.
+    pub rows: Vec<LedgerRowView>,
+    /// Entries matching the filter, all pages.
+    pub total: i64,
+    /// This page, from 1.
+    pub page: i64,
+    /// Rows per page.
+    pub per_page: i64,
+    /// The kind filter applied, if any.
+    pub kind: Option<String>,
+}
+
+impl LedgerPageView {
+    /// Number of pages (at least 1).
+    pub fn pages(&self) -> i64 {
+        ((self.total + self.per_page - 1) / self.per_page.max(1)).max(1)
+    }
+}
+
+/// One day of the usage chart.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsagePointView {
+    /// The UTC day, `YYYY-MM-DD`.
+    pub day: String,
+    /// Fixes first recorded that day.
+    pub fixes: i64,
+    /// Credits left at the end of that day.
+    pub credits_left: i64,
+}
+
+/// The dashboard's figures.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DashboardView {
+    /// Account name.
+    pub name: String,
+    /// Credits left.
+    pub credit_balance: i64,
+    /// `trial`, `payg` or `pro`.
+    pub plan: String,
+    /// Whether the Action may run fixes now.
+    pub can_use_service: bool,
+    /// Whether the account is suspended.
+    pub suspended: bool,
+    /// Whether a card is on file.
+    pub has_payment_method: bool,
+    /// Stripe subscription status, if subscribed.
+    pub subscription_status: Option<String>,
+    /// Fixes recorded, all time.
+    pub fixes_total: i64,
+    /// The last 30 days, oldest first.
+    pub usage: Vec<UsagePointView>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names() {
+        assert_eq!(ApiKeyName::parse("  CI  ").unwrap().as_str(), "CI");
+        assert!(ApiKeyName::parse("").is_err());
+        assert!(ApiKeyName::parse("   ").is_err());
+        assert!(ApiKeyName::parse("a\nb").is_err());
+        assert!(ApiKeyName::parse(&"é".repeat(100)).is_ok());
+        assert!(ApiKeyName::parse(&"x".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn pages_and_links() {
+        let page = |total| LedgerPageView {
+            rows: vec![],
+            total,
+            page: 1,
+            per_page: 20,
+            kind: None,
+        };
+        assert_eq!(page(0).pages(), 1);
+        assert_eq!(page(20).pages(), 1);
+        assert_eq!(page(21).pages(), 2);
+        let fix = FixRefView {
+            repository: "acme/api".into(),
+            issue_number: Some(7),
+            pr_number: Some(9),
+            pr_url: Some("javascript:alert(1)".into()),
+        };
+        assert_eq!(
+            fix.pull_url().as_deref(),
+            Some("https://github.com/acme/api/pull/9")
+        );
+        assert_eq!(
+            fix.issue_url().as_deref(),
+            Some("https://github.com/acme/api/issues/7")
+        );
+    }
+}
