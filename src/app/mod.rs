@@ -1,5 +1,6 @@
 //! The Leptos UI: the HTML shell, the router and one module per area.
 
+pub mod auth;
 pub mod home;
 
 use leptos::prelude::*;
@@ -40,13 +41,21 @@ pub fn App() -> impl IntoView {
                     <a href="/" class="text-lg font-semibold tracking-tight focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500">
                         "RSOLV"
                     </a>
-                    <span class="text-sm text-slate-600 dark:text-slate-400">"Automated security fixes"</span>
+                    <span class="hidden text-sm text-slate-600 sm:inline dark:text-slate-400">"Automated security fixes"</span>
+                    <auth::AuthNav />
                 </nav>
             </header>
             <main class="mx-auto max-w-5xl px-4 py-10">
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=home::HomePage />
                     <Route path=path!("/signup") view=home::HomePage />
+                    <Route path=path!("/register") view=auth::register::RegisterPage />
+                    <Route path=path!("/confirm-email") view=auth::confirm_email::ConfirmEmailPage />
+                    <Route path=path!("/login") view=auth::login::LoginPage />
+                    <Route path=path!("/account") view=auth::account::AccountPage />
+                    <Route path=path!("/forgot-password") view=auth::forgot_password::ForgotPasswordPage />
+                    <Route path=path!("/reset-password") view=auth::reset_password::ResetPasswordPage />
+                    <Route path=path!("/accept-invite") view=auth::accept_invite::AcceptInvitePage />
                 </Routes>
             </main>
         </Router>

@@ -48,6 +48,10 @@ pub struct Config {
     pub provider_credentials: BTreeMap<String, String>,
     /// Prices and credit grants.
     pub pricing: PricingCatalog,
+    /// The site's public origin, no trailing slash (`PUBLIC_BASE_URL`,
+    /// default `http://127.0.0.1:3000`): links in emails, the CSRF origin
+    /// check, and `Secure` session cookies when it is https.
+    pub public_base_url: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -67,11 +71,17 @@ impl std::fmt::Debug for Config {
                 &self.provider_credentials.keys().collect::<Vec<_>>(),
             )
             .field("pricing", &self.pricing)
+            .field("public_base_url", &self.public_base_url)
             .finish_non_exhaustive()
     }
 }
 
 impl Config {
+    /// Whether cookies must be `Secure` (the public base URL is https).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_base_url.starts_with("https://")
+    }
+
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -138,6 +148,7 @@ impl Config {
             )?,
             provider_credentials,
             pricing,
+            public_base_url: env.base_url("PUBLIC_BASE_URL", "http://127.0.0.1:3000")?,
         })
     }
 }
@@ -174,6 +185,27 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             });
         }
         Ok(value)
+    }
+
+    fn base_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = (self.0)(name)
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| default.to_owned());
+        let value = value.trim().trim_end_matches('/');
+        let rest = value
+            .strip_prefix("https://")
+            .or_else(|| value.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
+                Ok(value.to_owned())
+            }
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason:
+                    "must be an origin such as https://rsolv.example (scheme and host, no path)"
+                        .into(),
+            }),
+        }
     }
 
     fn currency(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
@@ -241,5 +273,33 @@ mod tests {
             vec!["openai"]
         );
         assert!(!format!("{config:?}").contains("sk-test"));
+    }
+
+    #[test]
+    fn public_base_url_default_and_rules() {
+        let config =
+            Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://localhost/x")])).unwrap();
+        assert_eq!(config.public_base_url, "http://127.0.0.1:3000");
+        assert!(!config.secure_cookies());
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("PUBLIC_BASE_URL", "https://rsolv.example/"),
+        ]))
+        .unwrap();
+        assert_eq!(config.public_base_url, "https://rsolv.example");
+        assert!(config.secure_cookies());
+        for bad in [
+            "rsolv.example",
+            "https://",
+            "https://a.example/path",
+            "ftp://a.example",
+        ] {
+            let vars: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
+                ("DATABASE_URL", "postgres://localhost/x"),
+                ("PUBLIC_BASE_URL", bad),
+            ]));
+            let err = Config::from_lookup(lookup(vars)).unwrap_err();
+            assert!(err.to_string().contains("PUBLIC_BASE_URL"), "{bad}: {err}");
+        }
     }
 }

@@ -6,6 +6,7 @@
 #![cfg(feature = "ssr")]
 
 mod api;
+mod auth;
 mod harness;
 mod money;
 mod pages;
