@@ -716,3 +716,58 @@ async fn a_plain_form_post_is_redirected_to_a_page_with_the_outcome() {
         );
     }
 }
+
+#[tokio::test]
+async fn expired_sessions_and_old_attempts_are_cleaned_up() {
+    use rsolv_platform::server::auth::store::{delete_expired_rows, session_key};
+    use rsolv_platform::server::state::AppState;
+    let app = TestApp::spawn().await;
+    let address = email("cleanup");
+    register_and_confirm(&app, &address).await;
+    let (stale, live) = (app.browser(), app.browser());
+    let stale_cookie = log_in(&app, &stale, &address, PASSWORD).await;
+    log_in(&app, &live, &address, PASSWORD).await;
+    login_attempt(&app, &app.browser(), &address, "wrong password!!").await;
+    login_attempt(&app, &app.browser(), &address, "wrong password!!").await;
+    let mut conn = app.conn().await;
+    // Age one session past its expiry and one attempt past a day. Rows are
+    // keyed by the SHA-256 of the cookie's session id.
+    let id: tower_sessions::session::Id = stale_cookie.parse().unwrap();
+    let stale_key = session_key(&id);
+    assert_eq!(app.count("sessions").await, 2);
+    let updated = diesel::update(sessions::table.find(&stale_key))
+        .set(sessions::expiry_date.eq(chrono::Utc::now() - chrono::Duration::minutes(1)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(updated, 1);
+    // An expired session no longer signs anyone in, even before cleanup.
+    assert_eq!(current_email_with_cookie(&app, &stale_cookie).await, None);
+    let oldest: i64 = login_attempts::table
+        .select(diesel::dsl::min(login_attempts::id))
+        .first::<Option<i64>>(&mut conn)
+        .await
+        .unwrap()
+        .unwrap();
+    diesel::update(login_attempts::table.find(oldest))
+        .set(login_attempts::at.eq(chrono::Utc::now() - chrono::Duration::days(2)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let state = AppState::new(
+        crate::harness::test_config(&app.db.url),
+        crate::harness::leptos_options(),
+    )
+    .unwrap();
+    delete_expired_rows(&state.pool).await.unwrap();
+    let ids: Vec<String> = sessions::table
+        .select(sessions::id)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 1);
+    assert_ne!(ids[0], stale_key);
+    assert_eq!(app.count("login_attempts").await, 1);
+    assert_eq!(current_email(&app, &live).await, Some(address));
+}

@@ -358,8 +358,6 @@ pub async fn log_in(
     if email_lower.is_empty() || password.is_empty() {
         return Err(AppError::Validation("enter your email and password".into()));
     }
-    let password = Password::presented(password)
-        .ok_or_else(|| AppError::Validation(BAD_CREDENTIALS.into()))?;
     let mut conn = conn(state).await?;
     if let Some(until) = throttle::blocked_until(&mut conn, &email_lower, ip)
         .await
@@ -369,7 +367,11 @@ pub async fn log_in(
     }
     let user = find_user_by_email(&mut conn, &email_lower).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
-    let ok = verify_password(password, stored).await?;
+    // An over-long password can be no one's: a failure like any other.
+    let ok = match Password::presented(password) {
+        Some(password) => verify_password(password, stored).await?,
+        None => false,
+    };
     let user = match (ok, user) {
         (true, Some(user)) => user,
         _ => {
