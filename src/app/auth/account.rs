@@ -8,10 +8,11 @@ use crate::app::auth::{
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-/// The account page (asks to sign in when nobody is).
+/// The account page (asks to sign in when nobody is). Its resource is
+/// blocking so the page is complete without JavaScript.
 #[component]
 pub fn AccountPage() -> impl IntoView {
-    let user = Resource::new(|| (), |_| current_user());
+    let user = Resource::new_blocking(|| (), |_| current_user());
     view! {
         <Suspense fallback=|| view! { <p class="text-sm">"Loading…"</p> }>
             {move || Suspend::new(async move {

@@ -131,11 +131,13 @@ pub fn token_param() -> Memo<String> {
 
 /// The header's account links: "Sign in" / "Register" when signed out;
 /// "Dashboard" / "Account" / "Log out" when signed in. Refetched on every
-/// navigation, so it follows sign-in and sign-out.
+/// navigation, so it follows sign-in and sign-out. The resource is
+/// blocking: the server renders the links into the first HTML chunk, so they
+/// show without JavaScript (an out-of-order chunk needs a script to swap in).
 #[component]
 pub fn AuthNav() -> impl IntoView {
     let location = use_location();
-    let user = Resource::new(move || location.pathname.get(), |_| api::current_user());
+    let user = Resource::new_blocking(move || location.pathname.get(), |_| api::current_user());
     let logout = ServerAction::<api::Logout>::new();
     let nav_link = "rounded px-2 py-1 text-sm font-medium text-slate-700 hover:text-slate-950 focus:outline-none \
                     focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-slate-300 dark:hover:text-white";

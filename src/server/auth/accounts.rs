@@ -118,8 +118,8 @@ fn sha256(token: &str) -> Vec<u8> {
 /// Creates a single-use token for `user_id`; returns its row id and the
 /// token (32 random bytes, URL-safe base64). Only its SHA-256 is stored.
 ///
-/// Errors: [`BillingError::Database`]; the OS RNG failing is reported as a
-/// database error too (there is nothing better to say to anyone).
+/// Errors: [`BillingError::Database`]; the OS RNG failing is reported as
+/// [`BillingError::Pool`] (internal either way: logged, answered with 500).
 pub async fn issue_token(
     conn: &mut AsyncPgConnection,
     user_id: i64,
