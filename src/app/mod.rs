@@ -7,6 +7,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
+use leptos_router::SsrMode;
 
 /// The HTML document around the app (server-rendered only).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -49,13 +50,16 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=home::HomePage />
                     <Route path=path!("/signup") view=home::HomePage />
-                    <Route path=path!("/register") view=auth::register::RegisterPage />
-                    <Route path=path!("/confirm-email") view=auth::confirm_email::ConfirmEmailPage />
-                    <Route path=path!("/login") view=auth::login::LoginPage />
-                    <Route path=path!("/account") view=auth::account::AccountPage />
-                    <Route path=path!("/forgot-password") view=auth::forgot_password::ForgotPasswordPage />
-                    <Route path=path!("/reset-password") view=auth::reset_password::ResetPasswordPage />
-                    <Route path=path!("/accept-invite") view=auth::accept_invite::AcceptInvitePage />
+                    // Account pages: Async renders every resource (header nav,
+                    // account) in place, so they show
+                    // without JavaScript.
+                    <Route path=path!("/register") view=auth::register::RegisterPage ssr=SsrMode::Async />
+                    <Route path=path!("/confirm-email") view=auth::confirm_email::ConfirmEmailPage ssr=SsrMode::Async />
+                    <Route path=path!("/login") view=auth::login::LoginPage ssr=SsrMode::Async />
+                    <Route path=path!("/account") view=auth::account::AccountPage ssr=SsrMode::Async />
+                    <Route path=path!("/forgot-password") view=auth::forgot_password::ForgotPasswordPage ssr=SsrMode::Async />
+                    <Route path=path!("/reset-password") view=auth::reset_password::ResetPasswordPage ssr=SsrMode::Async />
+                    <Route path=path!("/accept-invite") view=auth::accept_invite::AcceptInvitePage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

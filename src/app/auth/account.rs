@@ -8,8 +8,8 @@ use crate::app::auth::{
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-/// The account page (asks to sign in when nobody is). Its resource is
-/// blocking so the page is complete without JavaScript.
+/// The account page (asks to sign in when nobody is). Its route renders
+/// with `SsrMode::Async`, so the page is complete without JavaScript.
 #[component]
 pub fn AccountPage() -> impl IntoView {
     let user = Resource::new_blocking(|| (), |_| current_user());

@@ -131,9 +131,10 @@ pub fn token_param() -> Memo<String> {
 
 /// The header's account links: "Sign in" / "Register" when signed out;
 /// "Dashboard" / "Account" / "Log out" when signed in. Refetched on every
-/// navigation, so it follows sign-in and sign-out. The resource is
-/// blocking: the server renders the links into the first HTML chunk, so they
-/// show without JavaScript (an out-of-order chunk needs a script to swap in).
+/// navigation, so it follows sign-in and sign-out. Without JavaScript the
+/// links show only on routes rendered with `SsrMode::Async` (the account
+/// pages are): out-of-order streaming sends them in a chunk that a script
+/// swaps in.
 #[component]
 pub fn AuthNav() -> impl IntoView {
     let location = use_location();
