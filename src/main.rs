@@ -105,6 +105,13 @@ async fn run(command: Command) -> Result<(), String> {
             tracing::info!(?config, "configuration loaded");
             let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
             tokio::spawn(jobs::run_forever(state.clone(), shutdown_signal()));
+            // Expired sessions and old sign-in attempts, deleted hourly.
+            tokio::spawn(
+                rsolv_platform::server::auth::store::delete_expired_periodically(
+                    state.pool.clone(),
+                    std::time::Duration::from_secs(3600),
+                ),
+            );
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr} (LEPTOS_SITE_ADDR): {e}"))?;

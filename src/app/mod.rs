@@ -1,5 +1,6 @@
 //! The Leptos UI: the HTML shell, the router and one module per area.
 
+pub mod auth;
 pub mod home;
 pub mod portal;
 
@@ -42,7 +43,8 @@ pub fn App() -> impl IntoView {
                     <a href="/" class="text-lg font-semibold tracking-tight focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500">
                         "RSOLV"
                     </a>
-                    <span class="text-sm text-slate-600 dark:text-slate-400">"Automated security fixes"</span>
+                    <span class="hidden text-sm text-slate-600 sm:inline dark:text-slate-400">"Automated security fixes"</span>
+                    <auth::AuthNav />
                 </nav>
             </header>
             <main class="mx-auto max-w-5xl px-4 py-10">
@@ -54,6 +56,16 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/dashboard") view=portal::dashboard::DashboardPage ssr=SsrMode::Async />
                     <Route path=path!("/credits") view=portal::credits::CreditsPage ssr=SsrMode::Async />
                     <Route path=path!("/keys") view=portal::keys::KeysPage ssr=SsrMode::Async />
+                    // Account pages: Async renders every resource (header nav,
+                    // account) in place, so they show
+                    // without JavaScript.
+                    <Route path=path!("/register") view=auth::register::RegisterPage ssr=SsrMode::Async />
+                    <Route path=path!("/confirm-email") view=auth::confirm_email::ConfirmEmailPage ssr=SsrMode::Async />
+                    <Route path=path!("/login") view=auth::login::LoginPage ssr=SsrMode::Async />
+                    <Route path=path!("/account") view=auth::account::AccountPage ssr=SsrMode::Async />
+                    <Route path=path!("/forgot-password") view=auth::forgot_password::ForgotPasswordPage ssr=SsrMode::Async />
+                    <Route path=path!("/reset-password") view=auth::reset_password::ResetPasswordPage ssr=SsrMode::Async />
+                    <Route path=path!("/accept-invite") view=auth::accept_invite::AcceptInvitePage ssr=SsrMode::Async />
                 </Routes>
             </main>
         </Router>

@@ -67,6 +67,10 @@ pub struct Config {
     /// How long a rotated API key keeps working, in hours
     /// (`API_KEY_ROTATION_GRACE_HOURS`, default 24, 0..=720).
     pub api_key_rotation_grace_hours: i64,
+    /// The site's public origin, no trailing slash (`PUBLIC_BASE_URL`,
+    /// default `http://127.0.0.1:3000`): links in emails, the CSRF origin
+    /// check, and `Secure` session cookies when it is https.
+    pub public_base_url: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -101,11 +105,17 @@ impl std::fmt::Debug for Config {
                 "api_key_rotation_grace_hours",
                 &self.api_key_rotation_grace_hours,
             )
+            .field("public_base_url", &self.public_base_url)
             .finish_non_exhaustive()
     }
 }
 
 impl Config {
+    /// Whether cookies must be `Secure` (the public base URL is https).
+    pub fn secure_cookies(&self) -> bool {
+        self.public_base_url.starts_with("https://")
+    }
+
     /// Reads the configuration from the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
@@ -190,6 +200,7 @@ impl Config {
                 24,
                 0..=720,
             )?,
+            public_base_url: env.base_url("PUBLIC_BASE_URL", "http://127.0.0.1:3000")?,
         })
     }
 }
@@ -238,6 +249,27 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
             _ => Err(ConfigError::Invalid {
                 name,
                 reason: "must be true or false".into(),
+            }),
+        }
+    }
+
+    fn base_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = (self.0)(name)
+            .filter(|v| !v.trim().is_empty())
+            .unwrap_or_else(|| default.to_owned());
+        let value = value.trim().trim_end_matches('/');
+        let rest = value
+            .strip_prefix("https://")
+            .or_else(|| value.strip_prefix("http://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
+                Ok(value.to_owned())
+            }
+            _ => Err(ConfigError::Invalid {
+                name,
+                reason:
+                    "must be an origin such as https://rsolv.example (scheme and host, no path)"
+                        .into(),
             }),
         }
     }
@@ -665,5 +697,33 @@ mod tests {
         assert!(
             matches!(&local.email.transport, EmailTransport::Smtp(s) if s.port == 1025 && matches!(s.tls, SmtpTls::None))
         );
+    }
+
+    #[test]
+    fn public_base_url_default_and_rules() {
+        let config =
+            Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://localhost/x")])).unwrap();
+        assert_eq!(config.public_base_url, "http://127.0.0.1:3000");
+        assert!(!config.secure_cookies());
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://localhost/x"),
+            ("PUBLIC_BASE_URL", "https://rsolv.example/"),
+        ]))
+        .unwrap();
+        assert_eq!(config.public_base_url, "https://rsolv.example");
+        assert!(config.secure_cookies());
+        for bad in [
+            "rsolv.example",
+            "https://",
+            "https://a.example/path",
+            "ftp://a.example",
+        ] {
+            let vars: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
+                ("DATABASE_URL", "postgres://localhost/x"),
+                ("PUBLIC_BASE_URL", bad),
+            ]));
+            let err = Config::from_lookup(lookup(vars)).unwrap_err();
+            assert!(err.to_string().contains("PUBLIC_BASE_URL"), "{bad}: {err}");
+        }
     }
 }

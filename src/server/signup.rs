@@ -1,7 +1,8 @@
 //! Self-service signup, shared by the signup server function and the
 //! no-JavaScript form handler.
 
-use crate::server::billing::customers::{provision_customer, NewCustomer};
+use crate::server::auth::accounts::{provision_with_owner, OwnerSetup};
+use crate::server::billing::customers::NewCustomer;
 use crate::server::billing::BillingError;
 use crate::server::state::AppState;
 use crate::types::values::{CustomerName, Email, Source};
@@ -20,14 +21,11 @@ pub async fn signup(state: &AppState, email: &str, name: &str) -> Result<SignupV
         source: Source::Direct,
     };
     let mut conn = state.conn().await.map_err(to_app_error)?;
-    let provisioned = provision_customer(
-        &mut conn,
-        &state.config.pricing,
-        &new,
-        &state.config.email.links,
-    )
-    .await
-    .map_err(to_app_error)?;
+    // The owner user (no password yet) and its invite email are created in
+    // the same transaction.
+    let provisioned = provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Invite)
+        .await
+        .map_err(to_app_error)?;
     tracing::info!(
         customer_id = provisioned.customer.id,
         source = "direct",

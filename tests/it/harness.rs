@@ -486,3 +486,68 @@ pub fn stripe_fixture(name: &str) -> String {
         .join(format!("{name}.json"));
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
+
+// --- Browser sessions (auth) -------------------------------------------------
+
+impl TestApp {
+    /// [`TestApp::spawn`], which already serves with
+    /// `into_make_service_with_connect_info::<SocketAddr>()`, so handlers see
+    /// the client's address (127.0.0.1).
+    pub async fn spawn_with_connect_info() -> Self {
+        Self::spawn().await
+    }
+
+    /// A client that keeps cookies (like a browser) and does not follow
+    /// redirects.
+    pub fn browser(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// POSTs a form to the server function `/api/<endpoint>` with a
+    /// same-origin `Origin` header; returns status, `Location` (if any) and
+    /// body.
+    pub async fn server_fn(
+        &self,
+        client: &reqwest::Client,
+        endpoint: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, Option<String>, String) {
+        let response = client
+            .post(self.url(&format!("/api/{endpoint}")))
+            .header("origin", &self.base)
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, location, response.text().await.unwrap())
+    }
+
+    /// The token in the newest outbox email of `kind` to `to` (the
+    /// `token=` query parameter of its link).
+    pub async fn mailed_token(&self, to: &str, kind: &str) -> String {
+        use rsolv_platform::server::db::schema::email_outbox;
+        let mut conn = self.conn().await;
+        let text: String = email_outbox::table
+            .filter(email_outbox::to_address.eq(to))
+            .filter(email_outbox::kind.eq(kind))
+            .order(email_outbox::id.desc())
+            .select(email_outbox::text_body)
+            .first(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("no {kind} email to {to}: {e}"));
+        let start = text.find("token=").expect("a token link") + "token=".len();
+        text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+            .collect()
+    }
+}

@@ -7,6 +7,7 @@
 #![cfg(feature = "ssr")]
 
 mod api;
+mod auth;
 mod email;
 mod harness;
 mod money;

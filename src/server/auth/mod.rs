@@ -1,5 +1,21 @@
-//! Authentication of browser sessions (users, passwords, sessions, CSRF).
+//! Authentication of browser sessions: users and their passwords
+//! ([`password`], argon2id), sessions stored in PostgreSQL ([`store`],
+//! tower-sessions), the typed session ([`session`]), sign-in throttling
+//! ([`throttle`]), CSRF protection ([`csrf`]), and the account flows
+//! ([`accounts`]: register, confirm, sign in/out, change/reset password,
+//! invites) with their emails ([`emails`]).
 
+pub mod accounts;
+pub mod csrf;
+pub mod emails;
+pub mod password;
+pub mod session;
+pub mod store;
+pub mod throttle;
+
+use crate::server::auth::accounts::{session_user, User};
+use crate::server::auth::session::TypedSession;
+use crate::server::state::AppState;
 use crate::types::AppError;
 
 /// The signed-in user, as server functions see it.
@@ -14,10 +30,71 @@ pub struct CurrentUser {
     pub email: String,
 }
 
-/// For server functions: the signed-in user of the current request.
+impl From<&User> for CurrentUser {
+    fn from(user: &User) -> Self {
+        Self {
+            user_id: user.id,
+            customer_id: user.customer_id,
+            email: user.email.clone(),
+        }
+    }
+}
+
+/// For server functions and SSR: the session of the current request.
 ///
-/// Errors: [`AppError::Unauthorized`] when nobody is signed in.
+/// Errors: [`AppError::Internal`] when the session layer is missing (a
+/// wiring bug, logged).
+pub async fn current_session() -> Result<TypedSession, AppError> {
+    leptos_axum::extract::<tower_sessions::Session>()
+        .await
+        .map(TypedSession)
+        .map_err(|error| {
+            tracing::error!(%error, "no session on the request: is the session layer wired?");
+            AppError::Internal
+        })
+}
+
+/// For server functions: the application state.
+///
+/// Errors: [`AppError::Internal`] when it was not provided (a wiring bug).
+pub fn app_state() -> Result<AppState, AppError> {
+    leptos::prelude::use_context::<AppState>().ok_or(AppError::Internal)
+}
+
+/// For server functions: the client's IP address as text, from the
+/// connection (`ConnectInfo<SocketAddr>`, present when the server is
+/// started with `into_make_service_with_connect_info`), else `None`.
+/// Forwarded headers are not trusted (anyone can set them).
+pub fn client_ip() -> Option<String> {
+    let parts = leptos::prelude::use_context::<axum::http::request::Parts>()?;
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip().to_string())
+}
+
+/// The signed-in user and the full user row, for the account flows.
+///
+/// Errors: [`AppError::Unauthorized`] when nobody is signed in (no session,
+/// a session deleted by a sign-out elsewhere, or a deleted user);
+/// [`AppError::Internal`].
+pub async fn require_user_row() -> Result<(TypedSession, User), AppError> {
+    let state = app_state()?;
+    let session = current_session().await?;
+    match session_user(&state, &session).await? {
+        Some(user) => Ok((session, user)),
+        None => Err(AppError::Unauthorized),
+    }
+}
+
+/// For server functions: the signed-in user of the current request. Reads
+/// the session (whose row is gone once signed out, here or from "log out
+/// of all devices"), then loads the user, who must still exist.
+///
+/// Errors: [`AppError::Unauthorized`] when nobody is signed in;
+/// [`AppError::Internal`] on a database or wiring failure.
 pub async fn require_user() -> Result<CurrentUser, AppError> {
-    // Placeholder until the session layer lands: nobody is signed in.
-    Err(AppError::Unauthorized)
+    require_user_row()
+        .await
+        .map(|(_, user)| CurrentUser::from(&user))
 }

@@ -186,3 +186,51 @@ diesel::table! {
         hits -> Int8,
     }
 }
+
+diesel::table! {
+    users (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        email -> Text,
+        password_hash -> Nullable<Text>,
+        role -> Text,
+        email_confirmed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    user_tokens (id) {
+        id -> Int8,
+        user_id -> Int8,
+        purpose -> Text,
+        token_hash -> Bytea,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        data -> Jsonb,
+        expiry_date -> Timestamptz,
+        user_id -> Nullable<Int8>,
+    }
+}
+
+diesel::table! {
+    login_attempts (id) {
+        id -> Int8,
+        email_lower -> Text,
+        ip -> Nullable<Text>,
+        at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(users -> customers (customer_id));
+diesel::joinable!(user_tokens -> users (user_id));
+diesel::joinable!(sessions -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(users, customers, user_tokens, sessions);

@@ -72,6 +72,20 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // Browser sessions for the Leptos pages and server functions
+        // (server functions reach it with `leptos_axum::extract::<Session>()`).
+        .layer(crate::server::auth::store::session_layer(
+            state.pool.clone(),
+            state.config.secure_cookies(),
+        ))
+        // Outermost: cross-origin state-changing requests never reach a
+        // handler (see `server::auth::csrf`).
+        .layer(axum::middleware::from_fn_with_state(
+            crate::server::auth::csrf::CsrfConfig {
+                public_origin: state.config.public_base_url.as_str().into(),
+            },
+            crate::server::auth::csrf::verify_origin,
+        ))
         .with_state(state)
 }
 

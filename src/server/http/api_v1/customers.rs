@@ -1,6 +1,7 @@
 //! `POST /api/v1/customers/onboard` and `GET /api/v1/billing/status`.
 
-use crate::server::billing::customers::{provision_customer, NewCustomer};
+use crate::server::auth::accounts::{provision_with_owner, OwnerSetup};
+use crate::server::billing::customers::NewCustomer;
 use crate::server::billing::status::billing_status;
 use crate::server::http::error::ApiError;
 use crate::server::http::extract::{ApiCustomer, ApiJson};
@@ -44,13 +45,10 @@ pub async fn onboard_customer(
         },
     };
     let mut conn = state.conn().await?;
-    let provisioned = provision_customer(
-        &mut conn,
-        &state.config.pricing,
-        &new,
-        &state.config.email.links,
-    )
-    .await?;
+    // The owner user (no password yet) and its invite email are created in
+    // the same transaction.
+    let provisioned =
+        provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Invite).await?;
     tracing::info!(customer_id = provisioned.customer.id, source = %new.source, "customer onboarded");
     Ok((
         StatusCode::CREATED,

@@ -1,0 +1,299 @@
+//! The account server functions. Each is a public `POST /api/<endpoint>`
+//! taking a form-encoded body (field names = argument names), so the pages'
+//! `ActionForm`s work before hydration. Every one authenticates on its own
+//! where it needs a user.
+//!
+//! Success ends in a redirect (`leptos_axum::redirect`) to the page that
+//! shows the outcome. Errors answer `{"kind": ..., "message": ...}` with a
+//! matching status (422 validation, 401, 403, 409, 429, 500), except for a
+//! plain HTML form post (no JavaScript), which is redirected back to its
+//! page with `?error=<message>` so the page can show it.
+
+use crate::types::AppError;
+use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// The signed-in user, as the UI shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    /// The user's email.
+    pub email: String,
+    /// The customer account's id.
+    pub customer_id: i64,
+    /// `owner` (later also `admin`, `member`).
+    pub role: String,
+}
+
+/// Finishes a server function: on error, sets the status (or, for a plain
+/// form post, redirects to `page` with the message in `error`).
+#[cfg(feature = "ssr")]
+fn finish<T>(result: Result<T, AppError>, page: &str) -> Result<T, AppError> {
+    use axum::http::{header::ACCEPT, StatusCode};
+    let Err(error) = result else {
+        return result;
+    };
+    let plain_form = use_context::<axum::http::request::Parts>().is_some_and(|parts| {
+        parts
+            .headers
+            .get(ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"))
+    });
+    if plain_form {
+        let separator = if page.contains('?') { '&' } else { '?' };
+        leptos_axum::redirect(&format!(
+            "{page}{separator}error={}",
+            encode_query_value(&error.to_string())
+        ));
+    } else if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(match &error {
+            AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden => StatusCode::FORBIDDEN,
+            AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            AppError::NotFound => StatusCode::NOT_FOUND,
+            AppError::Internal | AppError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        });
+    }
+    Err(error)
+}
+
+/// `page?token=<token>`: the page a mailed link opened, to come back to.
+#[cfg(feature = "ssr")]
+fn with_token(page: &str, token: &str) -> String {
+    format!("{page}?token={}", encode_query_value(token))
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+#[cfg(feature = "ssr")]
+fn encode_query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// `POST /api/register` (email, name, password, password_confirm):
+/// creates the account and queues the confirmation email; redirects to
+/// `/register?sent=1`.
+///
+/// Errors: 422 naming the bad field, 409 for a registered email.
+#[server(endpoint = "register")]
+pub async fn register(
+    #[server(default)] email: String,
+    #[server(default)] name: String,
+    #[server(default)] password: String,
+    #[server(default)] password_confirm: String,
+) -> Result<(), AppError> {
+    use crate::server::auth::{accounts, app_state};
+    let result = async {
+        let state = app_state()?;
+        accounts::register(&state, &email, &name, &password, &password_confirm).await?;
+        leptos_axum::redirect("/register?sent=1");
+        Ok(())
+    }
+    .await;
+    finish(result, "/register")
+}
+
+/// `POST /api/confirm_email` (token): confirms the email; redirects to
+/// `/login?notice=confirmed`.
+///
+/// Errors: 422 for an unknown, used or expired link.
+#[server(endpoint = "confirm_email")]
+pub async fn confirm_email(#[server(default)] token: String) -> Result<(), AppError> {
+    use crate::server::auth::{accounts, app_state};
+    let result = async {
+        accounts::confirm_email(&app_state()?, &token).await?;
+        leptos_axum::redirect("/login?notice=confirmed");
+        Ok(())
+    }
+    .await;
+    finish(result, &with_token("/confirm-email", &token))
+}
+
+/// `POST /api/login` (email, password): signs in with a new session id;
+/// redirects to `/dashboard`.
+///
+/// Errors: 422 "incorrect email or password" (unknown email, wrong password
+/// alike) or "please confirm your email first"; 429 after too many
+/// failures for the account or the client IP.
+#[server(endpoint = "login")]
+pub async fn login(
+    #[server(default)] email: String,
+    #[server(default)] password: String,
+) -> Result<(), AppError> {
+    use crate::server::auth::{accounts, app_state, client_ip, current_session};
+    let result = async {
+        let state = app_state()?;
+        let session = current_session().await?;
+        let ip = client_ip();
+        accounts::log_in(&state, &session, &email, &password, ip.as_deref()).await?;
+        leptos_axum::redirect("/dashboard");
+        Ok(())
+    }
+    .await;
+    finish(result, "/login")
+}
+
+/// `POST /api/logout`: signs this session out (deleted server-side);
+/// redirects to `/login?notice=signed_out`. Signed-out callers get the same.
+#[server(endpoint = "logout")]
+pub async fn logout() -> Result<(), AppError> {
+    use crate::server::auth::current_session;
+    let result = async {
+        current_session().await?.log_out().await?;
+        leptos_axum::redirect("/login?notice=signed_out");
+        Ok(())
+    }
+    .await;
+    finish(result, "/account")
+}
+
+/// `POST /api/logout_all`: deletes every session of the signed-in user;
+/// redirects to `/login?notice=signed_out_everywhere`.
+///
+/// Errors: 401 when not signed in.
+#[server(endpoint = "logout_all")]
+pub async fn logout_all() -> Result<(), AppError> {
+    use crate::server::auth::{accounts, app_state, require_user_row};
+    let result = async {
+        let (session, user) = require_user_row().await?;
+        accounts::log_out_everywhere(&app_state()?, &session, user.id).await?;
+        leptos_axum::redirect("/login?notice=signed_out_everywhere");
+        Ok(())
+    }
+    .await;
+    finish(result, "/account")
+}
+
+/// `POST /api/change_password` (current_password, new_password,
+/// new_password_confirm): changes the password and signs out every other
+/// session; redirects to `/account?notice=password_changed`.
+///
+/// Errors: 401 when not signed in; 422 for a wrong current password or a
+/// new one breaking the rules.
+#[server(endpoint = "change_password")]
+pub async fn change_password(
+    #[server(default)] current_password: String,
+    #[server(default)] new_password: String,
+    #[server(default)] new_password_confirm: String,
+) -> Result<(), AppError> {
+    use crate::server::auth::{accounts, app_state, require_user_row};
+    let result = async {
+        let (session, user) = require_user_row().await?;
+        accounts::change_password(
+            &app_state()?,
+            &session,
+            &user,
+            &current_password,
+            &new_password,
+            &new_password_confirm,
+        )
+        .await?;
+        leptos_axum::redirect("/account?notice=password_changed");
+        Ok(())
+    }
+    .await;
+    finish(result, "/account")
+}
+
+/// `POST /api/forgot_password` (email): queues a reset email if the account
+/// exists; always redirects to `/forgot-password?sent=1` (same answer, same
+/// time, whether or not it exists).
+///
+/// Errors: 422 for a malformed email.
+#[server(endpoint = "forgot_password")]
+pub async fn forgot_password(#[server(default)] email: String) -> Result<(), AppError> {
+    use crate::server::auth::{accounts, app_state};
+    let result = async {
+        accounts::forgot_password(&app_state()?, &email).await?;
+        leptos_axum::redirect("/forgot-password?sent=1");
+        Ok(())
+    }
+    .await;
+    finish(result, "/forgot-password")
+}
+
+/// `POST /api/reset_password` (token, password, password_confirm): sets a
+/// new password from a reset link (single use, 1 hour), signs out every
+/// session; redirects to `/login?notice=password_reset`.
+///
+/// Errors: 422 for password rules or an unknown, used or expired link.
+#[server(endpoint = "reset_password")]
+pub async fn reset_password(
+    #[server(default)] token: String,
+    #[server(default)] password: String,
+    #[server(default)] password_confirm: String,
+) -> Result<(), AppError> {
+    use crate::server::auth::accounts::{self, TokenPurpose};
+    use crate::server::auth::app_state;
+    let result = async {
+        accounts::set_password_with_token(
+            &app_state()?,
+            &token,
+            TokenPurpose::PasswordReset,
+            &password,
+            &password_confirm,
+        )
+        .await?;
+        leptos_axum::redirect("/login?notice=password_reset");
+        Ok(())
+    }
+    .await;
+    finish(result, &with_token("/reset-password", &token))
+}
+
+/// `POST /api/accept_invite` (token, password, password_confirm): sets the
+/// first password of an invited owner (single use, 7 days) and confirms the
+/// email; redirects to `/login?notice=password_set`.
+///
+/// Errors: 422 for password rules or an unknown, used or expired link.
+#[server(endpoint = "accept_invite")]
+pub async fn accept_invite(
+    #[server(default)] token: String,
+    #[server(default)] password: String,
+    #[server(default)] password_confirm: String,
+) -> Result<(), AppError> {
+    use crate::server::auth::accounts::{self, TokenPurpose};
+    use crate::server::auth::app_state;
+    let result = async {
+        accounts::set_password_with_token(
+            &app_state()?,
+            &token,
+            TokenPurpose::Invite,
+            &password,
+            &password_confirm,
+        )
+        .await?;
+        leptos_axum::redirect("/login?notice=password_set");
+        Ok(())
+    }
+    .await;
+    finish(result, &with_token("/accept-invite", &token))
+}
+
+/// `POST /api/current_user`: the signed-in user, or `None`.
+///
+/// Errors: 500 on server failure only.
+#[server(endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<UserView>, AppError> {
+    use crate::server::auth::accounts::session_user;
+    use crate::server::auth::{app_state, current_session};
+    let result = async {
+        let user = session_user(&app_state()?, &current_session().await?).await?;
+        Ok(user.map(|u| UserView {
+            email: u.email,
+            customer_id: u.customer_id,
+            role: u.role,
+        }))
+    }
+    .await;
+    finish(result, "/")
+}

@@ -1,0 +1,48 @@
+//! `/login`: email and password; shows the outcome of the flows that end
+//! here (`?notice=`) and errors.
+
+use crate::app::auth::api::Login;
+use crate::app::auth::{
+    form_error, AuthCard, ErrorMessage, Field, StatusMessage, SubmitButton, LINK_CLASS,
+};
+use leptos::prelude::*;
+use leptos_router::hooks::use_query_map;
+
+/// The fixed text for each `notice` value (anything else shows nothing).
+fn notice_text(notice: &str) -> Option<&'static str> {
+    Some(match notice {
+        "confirmed" => "Your email is confirmed. You can sign in now.",
+        "signed_out" => "You are signed out.",
+        "signed_out_everywhere" => "You are signed out on all your devices.",
+        "password_reset" => "Your password was changed. Sign in with the new one.",
+        "password_set" => "Your password is set and your email confirmed. You can sign in now.",
+        _ => return None,
+    })
+}
+
+/// The sign-in page.
+#[component]
+pub fn LoginPage() -> impl IntoView {
+    let action = ServerAction::<Login>::new();
+    let error = form_error(action.value());
+    let query = use_query_map();
+    let notice = move || query.read().get("notice").and_then(|n| notice_text(&n));
+    view! {
+        <AuthCard title="Sign in">
+            {move || notice().map(|text| view! { <StatusMessage text /> })}
+            <ActionForm action=action>
+                <div class="mt-4 space-y-4" data-testid="login-form">
+                    <Field id="login-email" name="email" label="Email" kind="email" autocomplete="username" />
+                    <Field id="login-password" name="password" label="Password" kind="password" autocomplete="current-password" />
+                    <ErrorMessage message=Signal::derive(error) />
+                    <SubmitButton pending=action.pending().into() label="Sign in" pending_label="Signing in…" />
+                </div>
+            </ActionForm>
+            <p class="mt-4 text-sm">
+                <a href="/forgot-password" class=LINK_CLASS>"Forgot your password?"</a>
+                " · "
+                <a href="/register" class=LINK_CLASS>"Create an account"</a>
+            </p>
+        </AuthCard>
+    }
+}

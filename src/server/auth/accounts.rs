@@ -1,0 +1,574 @@
+//! The account flows behind the auth pages: registration, email
+//! confirmation, invites, sign-in, sign-out, password change and reset.
+//! Server functions parse nothing themselves: they pass the raw form fields
+//! here, and every flow answers with [`AppError`] (internal causes logged).
+
+use crate::server::auth::emails::{account_email, AccountEmail};
+use crate::server::auth::password::{hash_password, verify_password, Password, PasswordError};
+use crate::server::auth::session::{SessionError, TypedSession};
+use crate::server::auth::throttle;
+use crate::server::billing::customers::{provision_customer, NewCustomer, Provisioned};
+use crate::server::billing::error::is_unique_violation;
+use crate::server::billing::BillingError;
+use crate::server::config::Config;
+use crate::server::db::schema::{sessions, user_tokens, users};
+use crate::server::email::enqueue_email;
+use crate::server::signup::to_app_error;
+use crate::server::state::AppState;
+use crate::types::values::{CustomerName, Email, Source};
+use crate::types::AppError;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use sha2::{Digest, Sha256};
+
+/// The one answer for an unknown email, a wrong password, or a user without
+/// a password yet: nothing tells them apart.
+pub const BAD_CREDENTIALS: &str = "incorrect email or password";
+
+/// Confirmation and invite links live this long.
+pub const LONG_TOKEN_TTL: chrono::Duration = chrono::Duration::days(7);
+/// Password-reset links live this long.
+pub const RESET_TOKEN_TTL: chrono::Duration = chrono::Duration::hours(1);
+
+/// The role of a customer's first user.
+pub const ROLE_OWNER: &str = "owner";
+
+/// A user row.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct User {
+    /// Row id.
+    pub id: i64,
+    /// The customer account.
+    pub customer_id: i64,
+    /// Email as entered; unique case-insensitively.
+    pub email: String,
+    /// Argon2id PHC string; `None` until an invited user sets a password.
+    pub password_hash: Option<String>,
+    /// `owner` (later also `admin`, `member`).
+    pub role: String,
+    /// When the email was confirmed.
+    pub email_confirmed_at: Option<DateTime<Utc>>,
+}
+
+/// What a mailed token is for (the `purpose` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    /// Confirms a registered email.
+    EmailConfirmation,
+    /// Resets a forgotten password.
+    PasswordReset,
+    /// Lets an owner provisioned without a password set one.
+    Invite,
+}
+
+impl TokenPurpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::EmailConfirmation => "email_confirmation",
+            Self::PasswordReset => "password_reset",
+            Self::Invite => "invite",
+        }
+    }
+}
+
+/// How a provisioned customer's owner user starts.
+#[derive(Debug)]
+pub enum OwnerSetup {
+    /// Registered with this argon2id hash; a confirmation email is queued.
+    Password(String),
+    /// No password; an invite email (set a password, confirms the email)
+    /// is queued.
+    Invite,
+}
+
+fn internal(context: &'static str, error: impl std::fmt::Display) -> AppError {
+    tracing::error!(%error, context, "internal error in an account flow");
+    AppError::Internal
+}
+
+impl From<SessionError> for AppError {
+    fn from(error: SessionError) -> Self {
+        internal("session", error)
+    }
+}
+
+impl From<PasswordError> for AppError {
+    fn from(error: PasswordError) -> Self {
+        internal("password hashing", error)
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(error: diesel::result::Error) -> Self {
+        internal("database", error)
+    }
+}
+
+fn db(error: diesel::result::Error) -> AppError {
+    error.into()
+}
+
+fn sha256(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+/// Creates a single-use token for `user_id`; returns its row id and the
+/// token (32 random bytes, URL-safe base64). Only its SHA-256 is stored.
+///
+/// Errors: [`BillingError::Database`]; the OS RNG failing is reported as
+/// [`BillingError::Pool`] (internal either way: logged, answered with 500).
+pub async fn issue_token(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    purpose: TokenPurpose,
+    ttl: chrono::Duration,
+) -> Result<(i64, String), BillingError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| BillingError::Pool(format!("OS RNG: {e}")))?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let id = diesel::insert_into(user_tokens::table)
+        .values((
+            user_tokens::user_id.eq(user_id),
+            user_tokens::purpose.eq(purpose.as_str()),
+            user_tokens::token_hash.eq(sha256(&token)),
+            user_tokens::expires_at.eq(Utc::now() + ttl),
+        ))
+        .returning(user_tokens::id)
+        .get_result(conn)
+        .await?;
+    Ok((id, token))
+}
+
+/// Marks the token used if it exists for `purpose`, is unused and has not
+/// expired, in one statement (two concurrent uses cannot both succeed);
+/// returns the user's id, or `None`.
+pub async fn consume_token(
+    conn: &mut AsyncPgConnection,
+    token: &str,
+    purpose: TokenPurpose,
+) -> Result<Option<i64>, diesel::result::Error> {
+    if token.is_empty() || token.len() > 128 {
+        return Ok(None);
+    }
+    diesel::update(
+        user_tokens::table
+            .filter(user_tokens::token_hash.eq(sha256(token)))
+            .filter(user_tokens::purpose.eq(purpose.as_str()))
+            .filter(user_tokens::used_at.is_null())
+            .filter(user_tokens::expires_at.gt(Utc::now())),
+    )
+    .set(user_tokens::used_at.eq(Utc::now()))
+    .returning(user_tokens::user_id)
+    .get_result(conn)
+    .await
+    .optional()
+}
+
+/// Provisions a customer (see [`provision_customer`]) together with its
+/// owner user and the owner's first email, in one transaction: with
+/// [`OwnerSetup::Password`] a confirmation email, with
+/// [`OwnerSetup::Invite`] an invite to set a password. Links point at
+/// `config.public_base_url`.
+///
+/// Errors: [`BillingError::EmailTaken`] when a customer or user has the
+/// email (any case); [`BillingError::Database`] otherwise.
+pub async fn provision_with_owner(
+    conn: &mut AsyncPgConnection,
+    config: &Config,
+    new: &NewCustomer,
+    owner: OwnerSetup,
+) -> Result<Provisioned, BillingError> {
+    conn.transaction(async |conn| {
+        let provisioned =
+            provision_customer(conn, &config.pricing, new, &config.email.links).await?;
+        let customer_id = provisioned.customer.id;
+        let (password_hash, purpose, which) = match owner {
+            OwnerSetup::Password(hash) => (
+                Some(hash),
+                TokenPurpose::EmailConfirmation,
+                AccountEmail::Confirmation,
+            ),
+            OwnerSetup::Invite => (None, TokenPurpose::Invite, AccountEmail::Invite),
+        };
+        let inserted = diesel::insert_into(users::table)
+            .values((
+                users::customer_id.eq(customer_id),
+                users::email.eq(new.email.as_str()),
+                users::password_hash.eq(password_hash),
+                users::role.eq(ROLE_OWNER),
+            ))
+            .returning(users::id)
+            .get_result::<i64>(conn)
+            .await;
+        let user_id = match inserted {
+            Ok(id) => id,
+            Err(e) if is_unique_violation(&e) => return Err(BillingError::EmailTaken),
+            Err(e) => return Err(e.into()),
+        };
+        let (token_id, token) = issue_token(conn, user_id, purpose, LONG_TOKEN_TTL).await?;
+        enqueue_email(
+            conn,
+            &account_email(
+                which,
+                &config.public_base_url,
+                customer_id,
+                new.email.as_str(),
+                &token,
+                token_id,
+            ),
+        )
+        .await?;
+        Ok(provisioned)
+    })
+    .await
+}
+
+async fn conn(state: &AppState) -> Result<crate::server::db::DbConn, AppError> {
+    state.conn().await.map_err(to_app_error)
+}
+
+fn validation(e: crate::types::values::ParseError) -> AppError {
+    AppError::Validation(e.0)
+}
+
+fn new_password(password: &str, confirm: &str) -> Result<Password, AppError> {
+    let password = Password::parse(password).map_err(validation)?;
+    if password.expose() != confirm {
+        return Err(AppError::Validation(
+            "the two passwords do not match".into(),
+        ));
+    }
+    Ok(password)
+}
+
+async fn find_user_by_email(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+) -> Result<Option<User>, AppError> {
+    users::table
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(users.email) = lower(")
+                .bind::<diesel::sql_types::Text, _>(email.trim().to_owned())
+                .sql(")"),
+        )
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+        .map_err(db)
+}
+
+/// Loads a user by id.
+///
+/// Errors: [`AppError::Internal`] on database failure.
+pub async fn find_user(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+) -> Result<Option<User>, AppError> {
+    users::table
+        .find(user_id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+        .map_err(db)
+}
+
+/// `/register`: provisions a `direct` customer with an owner user who has
+/// this password, and queues the confirmation email; returns the email.
+///
+/// Errors: [`AppError::Validation`] naming the bad field (email, name,
+/// password rules, passwords not matching); [`AppError::Conflict`] when the
+/// email is registered; [`AppError::Internal`].
+pub async fn register(
+    state: &AppState,
+    email: &str,
+    name: &str,
+    password: &str,
+    confirm: &str,
+) -> Result<String, AppError> {
+    let new = NewCustomer {
+        email: Email::parse(email).map_err(validation)?,
+        name: CustomerName::parse(name).map_err(validation)?,
+        source: Source::Direct,
+    };
+    let password = new_password(password, confirm)?;
+    let hash = hash_password(password).await?;
+    let mut conn = conn(state).await?;
+    let provisioned =
+        provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Password(hash))
+            .await
+            .map_err(to_app_error)?;
+    tracing::info!(customer_id = provisioned.customer.id, "account registered");
+    Ok(provisioned.customer.email)
+}
+
+/// `/confirm-email`: consumes a confirmation token and marks the email
+/// confirmed.
+///
+/// Errors: [`AppError::Validation`] when the link is unknown, used or
+/// expired; [`AppError::Internal`].
+pub async fn confirm_email(state: &AppState, token: &str) -> Result<(), AppError> {
+    let mut conn = conn(state).await?;
+    let user_id = consume_token(&mut conn, token.trim(), TokenPurpose::EmailConfirmation)
+        .await
+        .map_err(db)?
+        .ok_or_else(invalid_link)?;
+    mark_confirmed(&mut conn, user_id).await
+}
+
+fn invalid_link() -> AppError {
+    AppError::Validation("this link is invalid, already used or expired; ask for a new one".into())
+}
+
+async fn mark_confirmed(conn: &mut AsyncPgConnection, user_id: i64) -> Result<(), AppError> {
+    diesel::update(
+        users::table
+            .find(user_id)
+            .filter(users::email_confirmed_at.is_null()),
+    )
+    .set((
+        users::email_confirmed_at.eq(Utc::now()),
+        users::updated_at.eq(Utc::now()),
+    ))
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(db)
+}
+
+/// `/login`: signs `email` in on this session (new session id), unless the
+/// account or `ip` is throttled.
+///
+/// Errors: [`AppError::RateLimited`] with when to retry;
+/// [`AppError::Validation`] with [`BAD_CREDENTIALS`] for an unknown email,
+/// a wrong password or a user without a password (indistinguishable, in
+/// time too), or asking to confirm the email first (only once the password
+/// was right); [`AppError::Internal`].
+pub async fn log_in(
+    state: &AppState,
+    session: &TypedSession,
+    email: &str,
+    password: &str,
+    ip: Option<&str>,
+) -> Result<User, AppError> {
+    let email_lower = email.trim().to_lowercase();
+    if email_lower.is_empty() || password.is_empty() {
+        return Err(AppError::Validation("enter your email and password".into()));
+    }
+    let mut conn = conn(state).await?;
+    if let Some(until) = throttle::blocked_until(&mut conn, &email_lower, ip)
+        .await
+        .map_err(db)?
+    {
+        return Err(AppError::RateLimited(throttle::retry_message(until)));
+    }
+    let user = find_user_by_email(&mut conn, &email_lower).await?;
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    // An over-long password can be no one's: a failure like any other.
+    let ok = match Password::presented(password) {
+        Some(password) => verify_password(password, stored).await?,
+        None => false,
+    };
+    let user = match (ok, user) {
+        (true, Some(user)) => user,
+        _ => {
+            throttle::record_failure(&mut conn, &email_lower, ip)
+                .await
+                .map_err(db)?;
+            return Err(AppError::Validation(BAD_CREDENTIALS.into()));
+        }
+    };
+    if user.email_confirmed_at.is_none() {
+        return Err(AppError::Validation(
+            "please confirm your email first: follow the link in the email we sent you".into(),
+        ));
+    }
+    session.cycle_id().await?;
+    session.insert_user_id(user.id).await?;
+    tracing::info!(user_id = user.id, "signed in");
+    Ok(user)
+}
+
+/// The signed-in user of `session`, if the session names a user who still
+/// exists. A session naming a deleted user is signed out.
+///
+/// Errors: [`AppError::Internal`].
+pub async fn session_user(
+    state: &AppState,
+    session: &TypedSession,
+) -> Result<Option<User>, AppError> {
+    let Some(user_id) = session.user_id().await? else {
+        return Ok(None);
+    };
+    let mut conn = conn(state).await?;
+    match find_user(&mut conn, user_id).await? {
+        Some(user) => Ok(Some(user)),
+        None => {
+            session.log_out().await?;
+            Ok(None)
+        }
+    }
+}
+
+async fn delete_sessions(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    except: Option<&str>,
+) -> Result<usize, AppError> {
+    let mine = sessions::table.filter(sessions::user_id.eq(user_id));
+    match except {
+        Some(keep) => {
+            diesel::delete(mine.filter(sessions::id.ne(keep)))
+                .execute(conn)
+                .await
+        }
+        None => diesel::delete(mine).execute(conn).await,
+    }
+    .map_err(db)
+}
+
+/// Log out of all devices: deletes every session of `user_id` (this one
+/// too) and expires this cookie.
+///
+/// Errors: [`AppError::Internal`].
+pub async fn log_out_everywhere(
+    state: &AppState,
+    session: &TypedSession,
+    user_id: i64,
+) -> Result<(), AppError> {
+    let mut conn = conn(state).await?;
+    delete_sessions(&mut conn, user_id, None).await?;
+    session.log_out().await?;
+    Ok(())
+}
+
+/// Change password (signed in): checks `current`, stores `new`, signs out
+/// every other session of the user and gives this one a new id.
+///
+/// Errors: [`AppError::Validation`] for a wrong current password or a new
+/// one breaking the rules or not matching; [`AppError::Internal`].
+pub async fn change_password(
+    state: &AppState,
+    session: &TypedSession,
+    user: &User,
+    current: &str,
+    new: &str,
+    confirm: &str,
+) -> Result<(), AppError> {
+    let new = new_password(new, confirm)?;
+    let current = Password::presented(current)
+        .ok_or_else(|| AppError::Validation("the current password is incorrect".into()))?;
+    if !verify_password(current, user.password_hash.clone()).await? {
+        return Err(AppError::Validation(
+            "the current password is incorrect".into(),
+        ));
+    }
+    let hash = hash_password(new).await?;
+    let mut conn = conn(state).await?;
+    set_password(&mut conn, user.id, &hash).await?;
+    let keep = session.row_key();
+    delete_sessions(&mut conn, user.id, keep.as_deref()).await?;
+    session.cycle_id().await?;
+    session.insert_user_id(user.id).await?;
+    tracing::info!(user_id = user.id, "password changed");
+    Ok(())
+}
+
+async fn set_password(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+    hash: &str,
+) -> Result<(), AppError> {
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::password_hash.eq(hash),
+            users::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(db)
+}
+
+/// Shortest time `/forgot-password` takes, so that known and unknown emails
+/// answer alike.
+pub const FORGOT_PASSWORD_MIN_DURATION: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// `/forgot-password`: for an existing user, queues a reset email (link
+/// valid 1 hour); for anyone else does nothing. Always answers `Ok` after
+/// at least [`FORGOT_PASSWORD_MIN_DURATION`].
+///
+/// Errors: [`AppError::Validation`] for a malformed email (says nothing
+/// about accounts); [`AppError::Internal`].
+pub async fn forgot_password(state: &AppState, email: &str) -> Result<(), AppError> {
+    let deadline = tokio::time::Instant::now() + FORGOT_PASSWORD_MIN_DURATION;
+    let email = Email::parse(email).map_err(validation)?;
+    let outcome = async {
+        let mut conn = conn(state).await?;
+        if let Some(user) = find_user_by_email(&mut conn, email.as_str()).await? {
+            conn.transaction(async |conn| {
+                let (token_id, token) =
+                    issue_token(conn, user.id, TokenPurpose::PasswordReset, RESET_TOKEN_TTL)
+                        .await?;
+                enqueue_email(
+                    conn,
+                    &account_email(
+                        AccountEmail::PasswordReset,
+                        &state.config.public_base_url,
+                        user.customer_id,
+                        &user.email,
+                        &token,
+                        token_id,
+                    ),
+                )
+                .await
+                .map(|_| ())
+            })
+            .await
+            .map_err(to_app_error)?;
+        }
+        Ok(())
+    }
+    .await;
+    tokio::time::sleep_until(deadline).await;
+    outcome
+}
+
+/// `/reset-password` and `/accept-invite`: consumes the token, sets the
+/// password, confirms the email (the link proved the user reads it) and
+/// signs out every session of the user.
+///
+/// Errors: [`AppError::Validation`] for password rules or an unknown,
+/// used or expired link; [`AppError::Internal`].
+pub async fn set_password_with_token(
+    state: &AppState,
+    token: &str,
+    purpose: TokenPurpose,
+    password: &str,
+    confirm: &str,
+) -> Result<(), AppError> {
+    let password = new_password(password, confirm)?;
+    let hash = hash_password(password).await?;
+    let mut conn = conn(state).await?;
+    let token = token.trim().to_owned();
+    conn.transaction(async |conn| {
+        let user_id = consume_token(conn, &token, purpose)
+            .await
+            .map_err(db)?
+            .ok_or_else(invalid_link)?;
+        set_password(conn, user_id, &hash).await?;
+        mark_confirmed(conn, user_id).await?;
+        delete_sessions(conn, user_id, None).await?;
+        tracing::info!(
+            user_id,
+            purpose = purpose.as_str(),
+            "password set from a mailed link"
+        );
+        Ok::<_, AppError>(())
+    })
+    .await
+}
