@@ -16,6 +16,11 @@ export RSOLV_ROOT
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${HOME:?}/.cache/rsolv-platform/target}"
 # Where `cargo leptos build` (debug) puts the server binary.
 SERVER_BIN="$CARGO_TARGET_DIR/debug/rsolv-platform"
+# CI builds each fresh clone at a new path, so incremental caches (gigabytes
+# per path) would only pile up in the shared target directory.
+if [ "${CI:-}" = "true" ]; then
+  export CARGO_INCREMENTAL=0
+fi
 
 CARGO_LEPTOS_VERSION="0.3.10"
 PG_HOST="127.0.0.1"
