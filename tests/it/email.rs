@@ -130,7 +130,9 @@ async fn provisioning_queues_exactly_one_welcome_email_and_a_failed_one_none() {
     let address = email("welcome-queued");
     let (customer_id, key) = app.onboard(&address).await;
     let rows = outbox(&app.db).await;
-    assert_eq!(rows.len(), 1);
+    // The onboarding API also invites the owner to set a password.
+    let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
+    assert_eq!(kinds, vec!["welcome", "invite"]);
     let row = &rows[0];
     assert_eq!(row.kind, "welcome");
     assert_eq!(row.customer_id, Some(customer_id));
@@ -149,7 +151,7 @@ async fn provisioning_queues_exactly_one_welcome_email_and_a_failed_one_none() {
         )
         .await;
     assert_eq!(status, 409);
-    assert_eq!(outbox(&app.db).await.len(), 1);
+    assert_eq!(outbox(&app.db).await.len(), 2);
 
     // When queuing the email fails, the whole provisioning is rolled back:
     // the email is written in the same transaction as the customer.
@@ -183,13 +185,13 @@ async fn provisioning_queues_exactly_one_welcome_email_and_a_failed_one_none() {
         "no customer without its email"
     );
     assert_eq!(app.count("api_keys").await, 1);
-    assert_eq!(outbox(&app.db).await.len(), 1);
+    assert_eq!(outbox(&app.db).await.len(), 2);
     diesel::sql_query("DROP TRIGGER reject_email ON email_outbox")
         .execute(&mut conn)
         .await
         .unwrap();
     app.onboard(&second).await;
-    assert_eq!(outbox(&app.db).await.len(), 2);
+    assert_eq!(outbox(&app.db).await.len(), 4);
 }
 
 #[tokio::test]
@@ -199,10 +201,14 @@ async fn the_worker_delivers_the_welcome_email_through_smtp_once() {
     let address = email("welcome-sent");
     let (customer_id, _) = app.onboard(&address).await;
 
-    assert_eq!(run_once(&state).await.unwrap(), 1);
-    let messages = wait_for_messages(&address, 1).await;
-    assert_eq!(messages.len(), 1, "{messages:#?}");
-    let message = &messages[0];
+    // The welcome email and the invite to set a password.
+    assert_eq!(run_once(&state).await.unwrap(), 2);
+    let messages = wait_for_messages(&address, 2).await;
+    assert_eq!(messages.len(), 2, "{messages:#?}");
+    let message = messages
+        .iter()
+        .find(|m| m["subject"] == "Welcome to RSOLV")
+        .expect("the welcome email");
     assert_eq!(message["subject"], "Welcome to RSOLV");
     assert_eq!(message["to"][0]["address"], address.as_str());
     assert_eq!(message["from"][0]["address"], "no-reply@rsolv.local");
@@ -220,17 +226,19 @@ async fn the_worker_delivers_the_welcome_email_through_smtp_once() {
     );
 
     let rows = outbox(&app.db).await;
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].customer_id, Some(customer_id));
-    assert_eq!((rows[0].status.as_str(), rows[0].attempts), ("sent", 1));
-    assert!(rows[0].sent_at.is_some() && rows[0].locked_until.is_none());
+    assert_eq!(rows.len(), 2);
+    for row in &rows {
+        assert_eq!(row.customer_id, Some(customer_id));
+        assert_eq!((row.status.as_str(), row.attempts), ("sent", 1));
+        assert!(row.sent_at.is_some() && row.locked_until.is_none());
+    }
 
-    // Running again sends nothing, even when the row looks due.
+    // Running again sends nothing, even when the rows look due.
     assert_eq!(run_once(&state).await.unwrap(), 0);
     make_due(&app.db).await;
     assert_eq!(run_once(&state).await.unwrap(), 0);
-    assert_eq!(sink_messages(&address).await.len(), 1);
-    assert_eq!(outbox(&app.db).await[0].attempts, 1);
+    assert_eq!(sink_messages(&address).await.len(), 2);
+    assert!(outbox(&app.db).await.iter().all(|row| row.attempts == 1));
 }
 
 #[tokio::test]
