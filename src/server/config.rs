@@ -3,6 +3,7 @@
 //! with a message naming the variable.
 
 use crate::server::billing::pricing::PricingCatalog;
+use crate::server::email::templates::EmailLinks;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -67,10 +68,6 @@ pub struct Config {
     /// How long a rotated API key keeps working, in hours
     /// (`API_KEY_ROTATION_GRACE_HOURS`, default 24, 0..=720).
     pub api_key_rotation_grace_hours: i64,
-    /// The site's public origin, no trailing slash (`PUBLIC_BASE_URL`,
-    /// default `http://127.0.0.1:3000`): links in emails, the CSRF origin
-    /// check, and `Secure` session cookies when it is https.
-    pub public_base_url: String,
 }
 
 impl std::fmt::Debug for Config {
@@ -105,15 +102,22 @@ impl std::fmt::Debug for Config {
                 "api_key_rotation_grace_hours",
                 &self.api_key_rotation_grace_hours,
             )
-            .field("public_base_url", &self.public_base_url)
             .finish_non_exhaustive()
     }
 }
 
 impl Config {
+    /// The site's public origin, no trailing slash (`PUBLIC_BASE_URL`,
+    /// default `http://127.0.0.1:3000`): the CSRF origin check and `Secure`
+    /// session cookies. The same parsed value as `email.links` (the one
+    /// source), e.g. `https://rsolv.example`.
+    pub fn public_base_url(&self) -> &str {
+        self.email.links.base()
+    }
+
     /// Whether cookies must be `Secure` (the public base URL is https).
     pub fn secure_cookies(&self) -> bool {
-        self.public_base_url.starts_with("https://")
+        self.public_base_url().starts_with("https://")
     }
 
     /// Reads the configuration from the process environment.
@@ -194,13 +198,15 @@ impl Config {
                 1..=100_000_000,
             )?,
             trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
-            email: EmailConfig::from_env(&env)?,
+            email: EmailConfig::from_env(
+                &env,
+                env.base_url("PUBLIC_BASE_URL", "http://127.0.0.1:3000")?,
+            )?,
             api_key_rotation_grace_hours: env.parsed(
                 "API_KEY_ROTATION_GRACE_HOURS",
                 24,
                 0..=720,
             )?,
-            public_base_url: env.base_url("PUBLIC_BASE_URL", "http://127.0.0.1:3000")?,
         })
     }
 }
@@ -253,25 +259,11 @@ impl<F: Fn(&str) -> Option<String>> Env<'_, F> {
         }
     }
 
-    fn base_url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
-        let value = (self.0)(name)
-            .filter(|v| !v.trim().is_empty())
-            .unwrap_or_else(|| default.to_owned());
-        let value = value.trim().trim_end_matches('/');
-        let rest = value
-            .strip_prefix("https://")
-            .or_else(|| value.strip_prefix("http://"));
-        match rest {
-            Some(host) if !host.is_empty() && !host.contains(['/', '?', '#', ' ']) => {
-                Ok(value.to_owned())
-            }
-            _ => Err(ConfigError::Invalid {
-                name,
-                reason:
-                    "must be an origin such as https://rsolv.example (scheme and host, no path)"
-                        .into(),
-            }),
-        }
+    /// The public origin in `name` (default `default`), parsed once for
+    /// emails, CSRF and cookies: [`EmailLinks::parse_origin`]'s rules.
+    fn base_url(&self, name: &'static str, default: &str) -> Result<EmailLinks, ConfigError> {
+        let value = self.optional(name).unwrap_or_else(|| default.to_owned());
+        EmailLinks::parse_origin(&value).map_err(|reason| ConfigError::Invalid { name, reason })
     }
 
     fn currency(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
@@ -361,9 +353,10 @@ pub struct EmailConfig {
     pub transport: EmailTransport,
     /// Sender (`EMAIL_FROM`, default `RSOLV <no-reply@rsolv.local>`).
     pub from: lettre::message::Mailbox,
-    /// Base of every link in an email (`PUBLIC_BASE_URL`, default
-    /// `http://127.0.0.1:3000`).
-    pub links: crate::server::email::templates::EmailLinks,
+    /// Base of every link in an email, the site's public origin
+    /// (`PUBLIC_BASE_URL`, default `http://127.0.0.1:3000`; also
+    /// [`Config::public_base_url`]).
+    pub links: EmailLinks,
     /// Attempts before a row is marked `failed` (`EMAIL_MAX_ATTEMPTS`, default 5).
     pub max_attempts: i32,
     /// First retry delay in seconds, doubled per attempt, jittered
@@ -408,7 +401,10 @@ impl std::fmt::Debug for EmailConfig {
 }
 
 impl EmailConfig {
-    fn from_env<F: Fn(&str) -> Option<String>>(env: &Env<'_, F>) -> Result<Self, ConfigError> {
+    fn from_env<F: Fn(&str) -> Option<String>>(
+        env: &Env<'_, F>,
+        links: EmailLinks,
+    ) -> Result<Self, ConfigError> {
         let transport = match env.optional("EMAIL_TRANSPORT").as_deref() {
             None | Some("file") => EmailTransport::File(PathBuf::from(
                 env.optional("EMAIL_FILE_DIR")
@@ -432,14 +428,6 @@ impl EmailConfig {
                 reason: "must be an address, optionally with a name: Name <user@example.com>"
                     .into(),
             })?;
-        let links = crate::server::email::templates::EmailLinks::parse(
-            &env.optional("PUBLIC_BASE_URL")
-                .unwrap_or_else(|| "http://127.0.0.1:3000".to_owned()),
-        )
-        .map_err(|reason| ConfigError::Invalid {
-            name: "PUBLIC_BASE_URL",
-            reason,
-        })?;
         let retry_base_seconds = env.parsed("EMAIL_RETRY_BASE_SECONDS", 60, 1..=86_400)?;
         Ok(Self {
             transport,
@@ -703,20 +691,22 @@ mod tests {
     fn public_base_url_default_and_rules() {
         let config =
             Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://localhost/x")])).unwrap();
-        assert_eq!(config.public_base_url, "http://127.0.0.1:3000");
+        assert_eq!(config.public_base_url(), "http://127.0.0.1:3000");
         assert!(!config.secure_cookies());
         let config = Config::from_lookup(lookup(&[
             ("DATABASE_URL", "postgres://localhost/x"),
             ("PUBLIC_BASE_URL", "https://rsolv.example/"),
         ]))
         .unwrap();
-        assert_eq!(config.public_base_url, "https://rsolv.example");
+        assert_eq!(config.public_base_url(), "https://rsolv.example");
         assert!(config.secure_cookies());
         for bad in [
             "rsolv.example",
             "https://",
             "https://a.example/path",
             "ftp://a.example",
+            "https://user:pw@a.example",
+            "https://a.example?x=1",
         ] {
             let vars: &'static [(&'static str, &'static str)] = Box::leak(Box::new([
                 ("DATABASE_URL", "postgres://localhost/x"),

@@ -87,7 +87,9 @@ async fn revoking_a_key_refuses_it_at_once_and_queues_one_email() {
     let id = key_id(&mut conn, &key).await;
     assert_eq!(exchange(&app, &key).await.0, 200);
 
-    let revoked = revoke_api_key(&mut conn, customer_id, id).await.unwrap();
+    let revoked = revoke_api_key(&mut conn, &test_links(), customer_id, id)
+        .await
+        .unwrap();
     assert!(revoked.revoked_at.is_some());
     let (status, body) = exchange(&app, &key).await;
     assert_eq!(status, 403, "{body}");
@@ -97,7 +99,9 @@ async fn revoking_a_key_refuses_it_at_once_and_queues_one_email() {
     );
 
     // Revoking again changes nothing and queues nothing more.
-    let again = revoke_api_key(&mut conn, customer_id, id).await.unwrap();
+    let again = revoke_api_key(&mut conn, &test_links(), customer_id, id)
+        .await
+        .unwrap();
     assert_eq!(again.revoked_at, revoked.revoked_at);
     assert_eq!(
         outbox(&mut conn).await,
@@ -118,9 +122,15 @@ async fn a_rotated_key_works_until_its_grace_ends_and_the_new_one_works_at_once(
     let old_id = key_id(&mut conn, &old_key).await;
 
     let before = Utc::now();
-    let rotated = rotate_api_key(&mut conn, customer_id, old_id, Duration::hours(24))
-        .await
-        .unwrap();
+    let rotated = rotate_api_key(
+        &mut conn,
+        &test_links(),
+        customer_id,
+        old_id,
+        Duration::hours(24),
+    )
+    .await
+    .unwrap();
     let expires_at = rotated.old.expires_at.expect("the old key expires");
     assert!(
         expires_at >= before + Duration::hours(24)
@@ -142,9 +152,15 @@ async fn a_rotated_key_works_until_its_grace_ends_and_the_new_one_works_at_once(
     );
 
     // A rotated key cannot be rotated again (nothing changes).
-    let err = rotate_api_key(&mut conn, customer_id, old_id, Duration::hours(1))
-        .await
-        .unwrap_err();
+    let err = rotate_api_key(
+        &mut conn,
+        &test_links(),
+        customer_id,
+        old_id,
+        Duration::hours(1),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, BillingError::Invalid(_)), "{err:?}");
     assert_eq!(all_keys(&mut conn).await.len(), 2);
 
@@ -173,12 +189,18 @@ async fn a_rotated_key_works_until_its_grace_ends_and_the_new_one_works_at_once(
 
     // A revoked key cannot be rotated.
     let new_id = rotated.new.id;
-    revoke_api_key(&mut conn, customer_id, new_id)
+    revoke_api_key(&mut conn, &test_links(), customer_id, new_id)
         .await
         .unwrap();
-    let err = rotate_api_key(&mut conn, customer_id, new_id, Duration::hours(1))
-        .await
-        .unwrap_err();
+    let err = rotate_api_key(
+        &mut conn,
+        &test_links(),
+        customer_id,
+        new_id,
+        Duration::hours(1),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, BillingError::Invalid(_)), "{err:?}");
     assert_eq!(all_keys(&mut conn).await.len(), 2);
 }
@@ -192,13 +214,17 @@ async fn a_customer_cannot_list_revoke_or_rotate_another_customers_keys() {
     let b_id = key_id(&mut conn, &b_key).await;
     let before = all_keys(&mut conn).await;
 
-    let err = revoke_api_key(&mut conn, a, b_id).await.unwrap_err();
-    assert!(matches!(err, BillingError::NotFound("API key")), "{err:?}");
-    let err = rotate_api_key(&mut conn, a, b_id, Duration::hours(1))
+    let err = revoke_api_key(&mut conn, &test_links(), a, b_id)
         .await
         .unwrap_err();
     assert!(matches!(err, BillingError::NotFound("API key")), "{err:?}");
-    let err = revoke_api_key(&mut conn, a, i64::MAX).await.unwrap_err();
+    let err = rotate_api_key(&mut conn, &test_links(), a, b_id, Duration::hours(1))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BillingError::NotFound("API key")), "{err:?}");
+    let err = revoke_api_key(&mut conn, &test_links(), a, i64::MAX)
+        .await
+        .unwrap_err();
     assert!(matches!(err, BillingError::NotFound(_)), "{err:?}");
 
     let a_keys = list_api_keys(&mut conn, a).await.unwrap();

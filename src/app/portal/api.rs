@@ -108,7 +108,8 @@ pub async fn create_key(name: String) -> Result<NewKeyView, AppError> {
 pub async fn revoke_key(key_id: i64) -> Result<ApiKeyView, AppError> {
     use crate::server::billing::api_keys;
     let (user, mut conn) = ssr::session().await?;
-    let key = api_keys::revoke_api_key(&mut conn, user.customer_id, key_id)
+    let links = ssr::state()?.config.email.links.clone();
+    let key = api_keys::revoke_api_key(&mut conn, &links, user.customer_id, key_id)
         .await
         .map_err(ssr::fail)?;
     tracing::info!(
@@ -128,8 +129,7 @@ pub async fn revoke_key(key_id: i64) -> Result<ApiKeyView, AppError> {
 #[server(endpoint = "portal/keys/rotate")]
 pub async fn rotate_key(key_id: i64) -> Result<NewKeyView, AppError> {
     let (user, mut conn) = ssr::session().await?;
-    let grace = ssr::state()?.config.api_key_rotation_grace_hours;
-    ssr::rotate_key_for(&mut conn, &user, key_id, grace).await
+    ssr::rotate_key_for(&mut conn, &user, key_id, &ssr::state()?.config).await
 }
 
 /// Server-side helpers of the functions above.
@@ -205,8 +205,9 @@ pub(crate) mod ssr {
         })
     }
 
-    /// Rotates `user`'s key `key_id` with a grace of `grace_hours` (shared
-    /// by the server function and the no-JavaScript form handler).
+    /// Rotates `user`'s key `key_id` with the configured grace period and
+    /// email links (shared by the server function and the no-JavaScript
+    /// form handler).
     ///
     /// Errors: [`AppError::NotFound`] when the key is not the customer's,
     /// [`AppError::Validation`] when it is revoked or already rotated;
@@ -215,14 +216,15 @@ pub(crate) mod ssr {
         conn: &mut diesel_async::AsyncPgConnection,
         user: &CurrentUser,
         key_id: i64,
-        grace_hours: i64,
+        config: &crate::server::config::Config,
     ) -> Result<NewKeyView, AppError> {
         use crate::server::billing::api_keys;
         let rotated = api_keys::rotate_api_key(
             conn,
+            &config.email.links,
             user.customer_id,
             key_id,
-            chrono::Duration::hours(grace_hours),
+            chrono::Duration::hours(config.api_key_rotation_grace_hours),
         )
         .await
         .map_err(fail)?;

@@ -171,7 +171,7 @@ pub async fn consume_token(
 /// owner user and the owner's first email, in one transaction: with
 /// [`OwnerSetup::Password`] a confirmation email, with
 /// [`OwnerSetup::Invite`] an invite to set a password. Links point at
-/// `config.public_base_url`.
+/// `config.email.links` (`PUBLIC_BASE_URL`).
 ///
 /// Errors: [`BillingError::EmailTaken`] when a customer or user has the
 /// email (any case); [`BillingError::Database`] otherwise.
@@ -213,7 +213,7 @@ pub async fn provision_with_owner(
             conn,
             &account_email(
                 which,
-                &config.public_base_url,
+                &config.email.links,
                 customer_id,
                 new.email.as_str(),
                 &token,
@@ -518,7 +518,7 @@ pub async fn forgot_password(state: &AppState, email: &str) -> Result<(), AppErr
                     conn,
                     &account_email(
                         AccountEmail::PasswordReset,
-                        &state.config.public_base_url,
+                        &state.config.email.links,
                         user.customer_id,
                         &user.email,
                         &token,

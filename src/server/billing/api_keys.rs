@@ -6,6 +6,8 @@
 use crate::server::billing::customers::Customer;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{api_keys, customers};
+use crate::server::email::enqueue_email;
+use crate::server::email::templates::{self, EmailLinks, Recipient};
 use crate::types::portal::ApiKeyName;
 use crate::types::values::CustomerStatus;
 use base64::Engine;
@@ -244,13 +246,15 @@ async fn lock_customer_key(
 
 /// Revokes one of the customer's keys, at once: the next API call with it
 /// gets 403. Queues an `api_key_revoked` email in the same transaction.
-/// Revoking a revoked key changes nothing and returns it as it is.
+/// Revoking a revoked key changes nothing and returns it as it is. The
+/// email's dashboard link starts with `links`.
 ///
 /// Errors: [`BillingError::NotFound`] when `key_id` is not one of this
 /// customer's keys (another customer's key included; nothing changes);
 /// [`BillingError::Database`].
 pub async fn revoke_api_key(
     conn: &mut AsyncPgConnection,
+    links: &EmailLinks,
     customer_id: i64,
     key_id: i64,
 ) -> Result<ApiKey, BillingError> {
@@ -264,7 +268,7 @@ pub async fn revoke_api_key(
             .returning(ApiKey::as_returning())
             .get_result(conn)
             .await?;
-        queue_key_email(conn, &revoked, KeyEvent::Revoked).await?;
+        queue_key_email(conn, links, &revoked, KeyEvent::Revoked).await?;
         Ok(revoked)
     })
     .await
@@ -284,13 +288,15 @@ pub struct Rotated {
 /// Rotates one of the customer's keys: creates a replacement with the same
 /// name and lets the old one keep working until `now + grace` (then the API
 /// answers 403 for it). Queues an `api_key_rotated` email in the same
-/// transaction. A `grace` of zero ends the old key at once.
+/// transaction (dashboard link from `links`). A `grace` of zero ends the
+/// old key at once.
 ///
 /// Errors: [`BillingError::NotFound`] when `key_id` is not one of this
 /// customer's keys; [`BillingError::Invalid`] when the key is revoked or was
 /// already rotated (nothing changes); [`BillingError::Database`].
 pub async fn rotate_api_key(
     conn: &mut AsyncPgConnection,
+    links: &EmailLinks,
     customer_id: i64,
     key_id: i64,
     grace: chrono::Duration,
@@ -315,85 +321,59 @@ pub async fn rotate_api_key(
             .await?;
         let name = ApiKeyName::parse(&old.name)?;
         let (new, plain) = create_api_key(conn, customer_id, &name).await?;
-        queue_key_email(conn, &old, KeyEvent::Rotated).await?;
+        queue_key_email(conn, links, &old, KeyEvent::Rotated(&new)).await?;
         Ok(Rotated { old, new, plain })
     })
     .await
 }
 
-#[derive(Debug, Clone, Copy)]
-enum KeyEvent {
+/// What happened to a key, for [`queue_key_email`].
+enum KeyEvent<'a> {
     Revoked,
-    Rotated,
+    /// Rotated; the replacement.
+    Rotated(&'a ApiKey),
 }
 
-/// Queues the notice about `key` for its customer (kinds `api_key_revoked`
-/// and `api_key_rotated`, one per key and event). Minimal plain bodies; the
-/// email module owns the templates.
+/// Queues the notice about `key` for its customer through the shared
+/// templates ([`templates::api_key_revoked`] and
+/// [`templates::api_key_rotated`]; one email per key and event, key
+/// `<kind>:<key id>`).
 async fn queue_key_email(
     conn: &mut AsyncPgConnection,
+    links: &EmailLinks,
     key: &ApiKey,
-    event: KeyEvent,
+    event: KeyEvent<'_>,
 ) -> Result<(), BillingError> {
-    use crate::server::email::{enqueue_email, OutgoingEmail};
-    let to: String = customers::table
+    let (email, name): (String, String) = customers::table
         .find(key.customer_id)
-        .select(customers::email)
+        .select((customers::email, customers::name))
         .first(conn)
         .await?;
-    let (kind, subject, text) = match event {
-        KeyEvent::Revoked => (
-            "api_key_revoked",
-            "An RSOLV API key was revoked",
-            format!(
-                "Your API key \"{}\" ({}…) was revoked. Calls made with it are now refused.",
-                key.name, key.prefix
-            ),
+    let to = Recipient {
+        customer_id: Some(key.customer_id),
+        email: &email,
+        name: &name,
+    };
+    let outgoing = match event {
+        KeyEvent::Revoked => templates::api_key_revoked(
+            links,
+            &to,
+            &key.name,
+            &key.prefix,
+            format!("{}:{}", templates::kind::API_KEY_REVOKED, key.id),
         ),
-        KeyEvent::Rotated => (
-            "api_key_rotated",
-            "An RSOLV API key was rotated",
-            format!(
-                "Your API key \"{}\" ({}…) was rotated. It keeps working until {} UTC; \
-                 update the RSOLV_API_KEY secret of your repositories with the new key before then.",
-                key.name,
-                key.prefix,
-                key.expires_at
-                    .map(|at| at.format("%Y-%m-%d %H:%M").to_string())
-                    .unwrap_or_default()
-            ),
+        KeyEvent::Rotated(new) => templates::api_key_rotated(
+            links,
+            &to,
+            &key.name,
+            &key.prefix,
+            &new.prefix,
+            key.expires_at.unwrap_or_else(Utc::now),
+            format!("{}:{}", templates::kind::API_KEY_ROTATED, key.id),
         ),
     };
-    let html = format!("<p>{}</p>", escape_html(&text));
-    enqueue_email(
-        conn,
-        &OutgoingEmail {
-            customer_id: Some(key.customer_id),
-            kind,
-            to,
-            subject: subject.to_owned(),
-            text_body: text,
-            html_body: html,
-            idempotency_key: format!("{kind}:{}", key.id),
-        },
-    )
-    .await?;
+    enqueue_email(conn, &outgoing).await?;
     Ok(())
-}
-
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -30,12 +30,12 @@ pub mod kind {
 
 /// The customer dashboard's path.
 pub const DASHBOARD_PATH: &str = "/dashboard";
-/// Suggested path of the email-confirmation page (`?token=`).
+/// Path of the email-confirmation page (`?token=`).
 pub const CONFIRM_EMAIL_PATH: &str = "/confirm-email";
-/// Suggested path of the password-reset page (`?token=`).
+/// Path of the password-reset page (`?token=`).
 pub const RESET_PASSWORD_PATH: &str = "/reset-password";
-/// Suggested path of the set-a-password page for invitations (`?token=`).
-pub const SET_PASSWORD_PATH: &str = "/set-password";
+/// Path of the set-a-password page for invitations (`?token=`).
+pub const ACCEPT_INVITE_PATH: &str = "/accept-invite";
 /// How long a password-reset link stays valid, in minutes (stated in the
 /// email; the auth code enforces it).
 pub const PASSWORD_RESET_TTL_MINUTES: i64 = 60;
@@ -70,6 +70,22 @@ impl EmailLinks {
         Ok(Self {
             base: url.as_str().trim_end_matches('/').to_owned(),
         })
+    }
+
+    /// Parses the site's public origin (`PUBLIC_BASE_URL`): the rules of
+    /// [`EmailLinks::parse`] and no path either, e.g.
+    /// `https://rsolv.example` or `http://127.0.0.1:3000/`. The origin is
+    /// also what the CSRF check compares browsers' `Origin` with.
+    ///
+    /// Errors: a sentence saying what is wrong (never echoing the value).
+    pub fn parse_origin(raw: &str) -> Result<Self, String> {
+        let links = Self::parse(raw)?;
+        match url::Url::parse(&links.base) {
+            Ok(url) if url.path() == "/" => Ok(links),
+            _ => Err(
+                "must be an origin such as https://rsolv.example (scheme and host, no path)".into(),
+            ),
+        }
     }
 
     /// The base, without a trailing slash.
@@ -385,7 +401,15 @@ mod tests {
             "https://user:pw@app.rsolv.dev",
         ] {
             assert!(EmailLinks::parse(bad).is_err(), "{bad}");
+            assert!(EmailLinks::parse_origin(bad).is_err(), "{bad}");
         }
+        assert!(EmailLinks::parse_origin("http://127.0.0.1:3000/app/").is_err());
+        assert_eq!(
+            EmailLinks::parse_origin("http://127.0.0.1:3000/")
+                .unwrap()
+                .base(),
+            "http://127.0.0.1:3000"
+        );
     }
 
     #[test]
@@ -424,7 +448,7 @@ mod tests {
         let links = links();
         let confirm = links.with_token(CONFIRM_EMAIL_PATH, "tok1");
         let reset = links.with_token(RESET_PASSWORD_PATH, "tok2");
-        let set = links.with_token(SET_PASSWORD_PATH, "tok3");
+        let set = links.with_token(ACCEPT_INVITE_PATH, "tok3");
         let cases = [
             (
                 email_confirmation(&TO, &confirm, "c".into()),

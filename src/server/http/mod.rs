@@ -82,7 +82,7 @@ pub fn router(state: AppState) -> Router {
         // handler (see `server::auth::csrf`).
         .layer(axum::middleware::from_fn_with_state(
             crate::server::auth::csrf::CsrfConfig {
-                public_origin: state.config.public_base_url.as_str().into(),
+                public_origin: state.config.public_base_url().into(),
             },
             crate::server::auth::csrf::verify_origin,
         ))

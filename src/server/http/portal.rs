@@ -228,13 +228,7 @@ pub async fn submit_rotate_key_form(State(state): State<AppState>, request: Requ
             .conn()
             .await
             .map_err(crate::server::signup::to_app_error)?;
-        crate::app::portal::api::ssr::rotate_key_for(
-            &mut conn,
-            &user,
-            key_id,
-            state.config.api_key_rotation_grace_hours,
-        )
-        .await
+        crate::app::portal::api::ssr::rotate_key_for(&mut conn, &user, key_id, &state.config).await
     }
     .await;
     render_keys_page(&state, parts, FormKeyOutcome::Rotated(outcome)).await
