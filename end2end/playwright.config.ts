@@ -5,6 +5,8 @@
  *   DATABASE_URL      a fresh, empty database made for this run (dropped afterwards)
  *   RSOLV_SERVER_BIN  the server binary built by `cargo leptos build`
  *   RSOLV_ROOT        the repository root (Leptos.toml and target/site resolve from there)
+ *   TEST_SMTP_API_URL the SMTP sink's REST API (MailDev), where the specs read
+ *                     the server's email (EMAIL_TRANSPORT=smtp, SMTP_* point at it)
  *
  * The browser is Debian's Chromium (/usr/bin/chromium): Playwright never
  * downloads a browser here, so never run `playwright install`.

@@ -34,6 +34,11 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    // `data-app-hydrated="true"` on <main> once the client app runs (effects
+    // run only in the browser): the end-to-end specs wait for it before
+    // using controls that need JavaScript.
+    let hydrated = RwSignal::new(false);
+    Effect::new(move |_| hydrated.set(true));
     view! {
         <Stylesheet id="leptos" href="/pkg/rsolv-platform.css" />
         <Title text="RSOLV" />
@@ -47,7 +52,7 @@ pub fn App() -> impl IntoView {
                     <auth::AuthNav />
                 </nav>
             </header>
-            <main class="mx-auto max-w-5xl px-4 py-10">
+            <main class="mx-auto max-w-5xl px-4 py-10" data-app-hydrated=move || hydrated.get().to_string()>
                 <Routes fallback=NotFound>
                     <Route path=path!("/") view=home::HomePage />
                     <Route path=path!("/signup") view=home::HomePage />

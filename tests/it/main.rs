@@ -8,6 +8,7 @@
 
 mod api;
 mod auth;
+mod authz;
 mod email;
 mod harness;
 mod money;

@@ -1,0 +1,384 @@
+//! The authorisation matrix over HTTP with real sessions: customers A and
+//! B each register, confirm and sign in; with A's session every portal
+//! server function and portal route is called with B's ids and is refused
+//! (or answers only A's data), nothing of B's changes, and every account
+//! server function acts on A alone.
+//!
+//! The list of server functions is read from the source (`#[server(endpoint
+//! = "…")]` in `src/app/**`), so a new one without an entry in [`MATRIX`]
+//! fails [`every_server_function_has_an_entry_in_the_matrix`].
+
+use crate::harness::{email, TestApp};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use rsolv_platform::server::billing::api_keys::ApiKey;
+use rsolv_platform::server::db::schema::{api_keys, sessions, users};
+use serde_json::{json, Value};
+use std::path::Path;
+
+const PASSWORD: &str = "correct horse battery";
+const NEW_PASSWORD: &str = "another horse battery";
+
+/// Every server function's endpoint and how this file covers it.
+const MATRIX: &[(&str, &str)] = &[
+    // Portal: session-scoped, checked with B's ids below.
+    ("portal/dashboard", "A's balance and name only"),
+    ("portal/ledger", "A's rows only"),
+    ("portal/keys", "A's keys only"),
+    ("portal/keys/create", "creates for A only"),
+    ("portal/keys/revoke", "B's key id: 404, B's key still works"),
+    ("portal/keys/rotate", "B's key id: 404, B's key not rotated"),
+    // Account: session-scoped, act on the session's user only.
+    ("current_user", "answers A"),
+    ("logout", "ends A's session only"),
+    ("logout_all", "ends A's sessions only"),
+    ("change_password", "changes A's password only"),
+    // Public: no session involved; they act on what their input names.
+    ("register", "public: creates the named account"),
+    ("confirm_email", "public: token-scoped"),
+    ("login", "public: credentials-scoped"),
+    ("forgot_password", "public: mails the named address only"),
+    (
+        "reset_password",
+        "public: token-scoped; A's session cannot use it without B's token",
+    ),
+    (
+        "accept_invite",
+        "public: token-scoped; A's session cannot use it without B's token",
+    ),
+    ("signup", "public: creates a new customer"),
+];
+
+/// The endpoints of every `#[server(endpoint = "…")]` under `dir`.
+fn endpoints_in(dir: &Path, found: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            endpoints_in(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            for line in text.lines().map(str::trim) {
+                // `#[server(default)]` marks an argument, not a function.
+                if !line.starts_with("#[server") || line.starts_with("#[server(default)]") {
+                    continue;
+                }
+                let start = line.find("endpoint = \"").unwrap_or_else(|| {
+                    panic!(
+                        "{}: a server function without an endpoint: {line}",
+                        path.display()
+                    )
+                }) + "endpoint = \"".len();
+                let end = line[start..].find('"').unwrap() + start;
+                found.push(line[start..end].to_owned());
+            }
+        }
+    }
+}
+
+#[test]
+fn every_server_function_has_an_entry_in_the_matrix() {
+    let mut found = Vec::new();
+    endpoints_in(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src/app"),
+        &mut found,
+    );
+    found.sort();
+    let mut listed: Vec<String> = MATRIX.iter().map(|(e, _)| (*e).to_owned()).collect();
+    listed.sort();
+    assert!(
+        found.len() >= 17,
+        "the scan finds the server functions: {found:?}"
+    );
+    assert_eq!(
+        found, listed,
+        "every server function in src/app needs an entry in MATRIX (tests/it/authz.rs)"
+    );
+}
+
+/// A signed-in customer: their browser, email, customer id and an API key
+/// created through the portal.
+struct Customer {
+    browser: reqwest::Client,
+    email: String,
+    customer_id: i64,
+    key_id: i64,
+    key: String,
+}
+
+/// Registers, confirms and signs in `address` named `name`, then creates
+/// an API key through the portal.
+async fn signed_in(app: &TestApp, address: &str, name: &str) -> Customer {
+    let browser = app.browser();
+    let (status, _, body) = app
+        .server_fn(
+            &browser,
+            "register",
+            &[
+                ("email", address),
+                ("name", name),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = app.mailed_token(address, "email_confirmation").await;
+    let (status, _, body) = app
+        .server_fn(&browser, "confirm_email", &[("token", &token)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, location, body) = app
+        .server_fn(
+            &browser,
+            "login",
+            &[("email", address), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(location.as_deref(), Some("/dashboard"));
+    let (status, _, body) = app
+        .server_fn(&browser, "portal/keys/create", &[("name", name)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let created: Value = serde_json::from_str(&body).unwrap();
+    let mut conn = app.conn().await;
+    let customer_id = users::table
+        .filter(users::email.eq(address))
+        .select(users::customer_id)
+        .first(&mut conn)
+        .await
+        .unwrap();
+    Customer {
+        browser,
+        email: address.to_owned(),
+        customer_id,
+        key_id: created["key"]["id"].as_i64().unwrap(),
+        key: created["secret"].as_str().unwrap().to_owned(),
+    }
+}
+
+async fn keys_of(conn: &mut AsyncPgConnection, customer_id: i64) -> Vec<ApiKey> {
+    api_keys::table
+        .filter(api_keys::customer_id.eq(customer_id))
+        .order(api_keys::id.asc())
+        .select(ApiKey::as_select())
+        .load(conn)
+        .await
+        .unwrap()
+}
+
+async fn sessions_of(conn: &mut AsyncPgConnection, address: &str) -> i64 {
+    sessions::table
+        .inner_join(users::table)
+        .filter(users::email.eq(address))
+        .count()
+        .get_result(conn)
+        .await
+        .unwrap()
+}
+
+async fn exchange(app: &TestApp, key: &str) -> u16 {
+    app.post_json(
+        "/api/v1/credentials/exchange",
+        Some(key),
+        &json!({"providers": ["anthropic"]}),
+    )
+    .await
+    .0
+}
+
+/// The email `current_user` answers for `browser`'s session.
+async fn current_email(app: &TestApp, browser: &reqwest::Client) -> Option<String> {
+    let (status, _, body) = app.server_fn(browser, "current_user", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let user: Value = serde_json::from_str(&body).unwrap();
+    user["email"].as_str().map(str::to_owned)
+}
+
+#[tokio::test]
+async fn a_session_reaches_only_its_own_customer() {
+    let app = TestApp::spawn().await;
+    let a = signed_in(&app, &email("authz-a"), "Alice").await;
+    let b = signed_in(&app, &email("authz-b"), "Bobby").await;
+    assert_ne!(a.customer_id, b.customer_id);
+    let mut conn = app.conn().await;
+    assert_eq!(exchange(&app, &b.key).await, 200);
+    let b_keys_before = keys_of(&mut conn, b.customer_id).await;
+    let b_balance_before = app.balance_and_ledger_sum(b.customer_id).await;
+
+    // Revoke and rotate B's key with A's session: not found.
+    for endpoint in ["portal/keys/revoke", "portal/keys/rotate"] {
+        let (status, _, body) = app
+            .server_fn(&a.browser, endpoint, &[("key_id", &b.key_id.to_string())])
+            .await;
+        assert_eq!(status, 404, "{endpoint}: {body}");
+        assert!(!body.contains(&b.key), "{endpoint}");
+    }
+
+    // Listing: A's keys only.
+    let (status, _, body) = app.server_fn(&a.browser, "portal/keys", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<Value> = serde_json::from_str(&body).unwrap();
+    let mut listed: Vec<i64> = listed.iter().map(|k| k["id"].as_i64().unwrap()).collect();
+    listed.sort_unstable();
+    let a_keys: Vec<i64> = keys_of(&mut conn, a.customer_id)
+        .await
+        .iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(listed, a_keys, "{body}");
+    assert!(listed.contains(&a.key_id));
+
+    // Creating: for A.
+    let (status, _, body) = app
+        .server_fn(&a.browser, "portal/keys/create", &[("name", "second")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        keys_of(&mut conn, a.customer_id).await.len(),
+        a_keys.len() + 1
+    );
+
+    // Dashboard: A's.
+    let (status, _, body) = app.server_fn(&a.browser, "portal/dashboard", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let dashboard: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(dashboard["name"], "Alice", "{body}");
+    assert_eq!(
+        dashboard["credit_balance"],
+        app.balance_and_ledger_sum(a.customer_id).await.0
+    );
+
+    // Ledger: A's rows only (B's would make the total larger).
+    let (status, _, body) = app
+        .server_fn(&a.browser, "portal/ledger", &[("kind", "")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let ledger: Value = serde_json::from_str(&body).unwrap();
+    let a_rows = ledger["total"].as_i64().unwrap();
+    assert!(a_rows >= 1, "{body}");
+    let a_sum: i64 = ledger["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["amount"].as_i64().unwrap_or(0))
+        .sum();
+    assert_eq!(
+        a_sum,
+        app.balance_and_ledger_sum(a.customer_id).await.1,
+        "{body}"
+    );
+
+    // CSV export: A's rows only (a header and A's rows).
+    let response = a
+        .browser
+        .get(app.url("/credits/export.csv"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let csv = response.text().await.unwrap();
+    assert_eq!(csv.lines().count() as i64, a_rows + 1, "{csv}");
+
+    // The no-JavaScript forms: rotate B's key refused, create creates for A.
+    let response = a
+        .browser
+        .post(app.url("/keys/rotate"))
+        .header("origin", &app.base)
+        .form(&[("key_id", b.key_id.to_string())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let html = response.text().await.unwrap();
+    assert!(!html.contains(r#"data-testid="new-api-key""#));
+    let response = a
+        .browser
+        .post(app.url("/keys/create"))
+        .header("origin", &app.base)
+        .form(&[("name", "form")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        keys_of(&mut conn, a.customer_id).await.len(),
+        a_keys.len() + 2
+    );
+
+    // Nothing of B's changed; B's key still works.
+    assert_eq!(keys_of(&mut conn, b.customer_id).await, b_keys_before);
+    assert_eq!(
+        app.balance_and_ledger_sum(b.customer_id).await,
+        b_balance_before
+    );
+    assert_eq!(exchange(&app, &b.key).await, 200);
+    assert_eq!(exchange(&app, &a.key).await, 200);
+
+    // Account functions act on A alone.
+    assert_eq!(current_email(&app, &a.browser).await, Some(a.email.clone()));
+    assert_eq!(current_email(&app, &b.browser).await, Some(b.email.clone()));
+
+    // Reset links are token-scoped: A's session with no or a bogus token
+    // changes nobody's password.
+    for endpoint in ["reset_password", "accept_invite"] {
+        let (status, _, body) = app
+            .server_fn(
+                &a.browser,
+                endpoint,
+                &[
+                    ("token", "not-a-token"),
+                    ("password", NEW_PASSWORD),
+                    ("password_confirm", NEW_PASSWORD),
+                ],
+            )
+            .await;
+        assert_eq!(status, 422, "{endpoint}: {body}");
+    }
+
+    let (status, _, body) = app
+        .server_fn(
+            &a.browser,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+                ("new_password_confirm", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // B still signs in with the old password, A only with the new one.
+    let probe = app.browser();
+    let (status, _, body) = app
+        .server_fn(
+            &probe,
+            "login",
+            &[("email", &b.email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let probe = app.browser();
+    let (status, _, _) = app
+        .server_fn(
+            &probe,
+            "login",
+            &[("email", &a.email), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(status, 422);
+
+    let b_sessions = sessions_of(&mut conn, &b.email).await;
+    let (status, _, body) = app.server_fn(&a.browser, "logout_all", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sessions_of(&mut conn, &a.email).await, 0);
+    assert_eq!(sessions_of(&mut conn, &b.email).await, b_sessions);
+    assert_eq!(current_email(&app, &b.browser).await, Some(b.email.clone()));
+    assert_eq!(current_email(&app, &a.browser).await, None);
+
+    let (status, _, body) = app.server_fn(&b.browser, "logout", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(current_email(&app, &b.browser).await, None);
+    // B's API key outlives B's sessions.
+    assert_eq!(exchange(&app, &b.key).await, 200);
+}
