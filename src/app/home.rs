@@ -127,24 +127,7 @@ fn SignupForm(
 fn SignupSuccess(view: SignupView) -> impl IntoView {
     let copied = RwSignal::new(None::<bool>);
     let key = view.api_key.clone();
-    let copy = move |_| {
-        #[cfg(feature = "hydrate")]
-        {
-            let key = key.clone();
-            leptos::task::spawn_local(async move {
-                let ok = match web_sys::window() {
-                    Some(window) => {
-                        let promise = window.navigator().clipboard().write_text(&key);
-                        wasm_bindgen_futures::JsFuture::from(promise).await.is_ok()
-                    }
-                    None => false,
-                };
-                copied.set(Some(ok));
-            });
-        }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = &key;
-    };
+    let copy = move |_| crate::app::copy_to_clipboard(key.clone(), copied);
     view! {
         <h2 class="text-xl font-semibold">"Welcome, your account is ready"</h2>
         <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">

@@ -91,3 +91,22 @@ fn NotFound() -> impl IntoView {
         <p class="mt-2"><a class="text-indigo-700 underline dark:text-indigo-300" href="/">"Back to the home page"</a></p>
     }
 }
+
+/// Copies `text` to the clipboard and records in `copied` whether it worked
+/// (`Some(true)` / `Some(false)`). Only the hydrated app can copy: during
+/// server rendering this does nothing.
+pub fn copy_to_clipboard(text: String, copied: RwSignal<Option<bool>>) {
+    #[cfg(feature = "hydrate")]
+    leptos::task::spawn_local(async move {
+        let ok = match web_sys::window() {
+            Some(window) => {
+                let promise = window.navigator().clipboard().write_text(&text);
+                wasm_bindgen_futures::JsFuture::from(promise).await.is_ok()
+            }
+            None => false,
+        };
+        copied.set(Some(ok));
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (text, copied);
+}

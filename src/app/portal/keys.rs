@@ -325,24 +325,7 @@ fn ConfirmRotate(id: i64, label: String, action: ServerAction<RotateKey>) -> imp
 fn NewKey(new: NewKeyView) -> impl IntoView {
     let copied = RwSignal::new(None::<bool>);
     let secret = new.secret.clone();
-    let copy = move |_| {
-        #[cfg(feature = "hydrate")]
-        {
-            let secret = secret.clone();
-            leptos::task::spawn_local(async move {
-                let ok = match web_sys::window() {
-                    Some(window) => {
-                        let promise = window.navigator().clipboard().write_text(&secret);
-                        wasm_bindgen_futures::JsFuture::from(promise).await.is_ok()
-                    }
-                    None => false,
-                };
-                copied.set(Some(ok));
-            });
-        }
-        #[cfg(not(feature = "hydrate"))]
-        let _ = &secret;
-    };
+    let copy = move |_| crate::app::copy_to_clipboard(secret.clone(), copied);
     let heading = match &new.replaced {
         Some(_) => format!("Key “{}” rotated", new.key.name),
         None => format!("Key “{}” created", new.key.name),
