@@ -4,6 +4,7 @@
 
 use crate::app::home::FormSignupOutcome;
 use crate::app::shell;
+use crate::server::http::portal::error_status;
 use crate::server::signup::signup;
 use crate::server::state::AppState;
 use crate::types::views::SignupView;
@@ -11,10 +12,11 @@ use crate::types::AppError;
 use axum::body::Body;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode};
+use axum::http::{Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Form;
 use leptos::prelude::provide_context;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 /// The signup form's fields (missing fields read as empty, so the page can
@@ -31,21 +33,14 @@ pub struct SignupForm {
 /// the key (once) or the error; 422 with the page for invalid input, 409
 /// for a registered email.
 pub async fn submit_signup_form(State(state): State<AppState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let form =
-        match Form::<SignupForm>::from_request(Request::from_parts(parts.clone(), body), &state)
-            .await
-        {
-            Ok(Form(form)) => form,
-            Err(rejection) => return rejection.into_response(),
-        };
+    let (parts, form) = match parse_form::<SignupForm>(&state, request).await {
+        Ok(parsed) => parsed,
+        Err(rejection) => return rejection,
+    };
     let outcome = signup(&state, &form.email, &form.name).await;
     let status = match &outcome {
         Ok(_) => StatusCode::OK,
-        Err(crate::types::AppError::Validation(_)) => StatusCode::UNPROCESSABLE_ENTITY,
-        Err(crate::types::AppError::Conflict(_)) => StatusCode::CONFLICT,
-        Err(crate::types::AppError::RateLimited(_)) => StatusCode::TOO_MANY_REQUESTS,
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        Err(error) => error_status(error),
     };
     render_signup_page(&state, parts, outcome, status).await
 }
@@ -58,11 +53,38 @@ pub async fn render_signup_page(
     outcome: Result<SignupView, AppError>,
     status: StatusCode,
 ) -> Response {
+    render_page(state, parts, None, status, FormSignupOutcome(outcome)).await
+}
+
+/// Reads an urlencoded form body, keeping the request's head for rendering
+/// the answer page. A malformed body is answered by axum's form rejection
+/// (4xx), returned as `Err`.
+pub async fn parse_form<T: DeserializeOwned>(
+    state: &AppState,
+    request: Request,
+) -> Result<(Parts, T), Response> {
+    let (parts, body) = request.into_parts();
+    match Form::<T>::from_request(Request::from_parts(parts.clone(), body), state).await {
+        Ok(Form(form)) => Ok((parts, form)),
+        Err(rejection) => Err(rejection.into_response()),
+    }
+}
+
+/// Renders the app as for a `GET` of `path` (default: the request's own
+/// path) with `outcome` provided as context, answered with `status`. The
+/// page is rendered whole (async mode), so it is complete without
+/// JavaScript.
+pub async fn render_page<T: Clone + Send + Sync + 'static>(
+    state: &AppState,
+    parts: Parts,
+    path: Option<Uri>,
+    status: StatusCode,
+    outcome: T,
+) -> Response {
     let options = state.leptos_options.clone();
-    let render = leptos_axum::render_app_to_stream_with_context(
+    let render = leptos_axum::render_app_async_with_context(
         {
             let state = state.clone();
-            let outcome = FormSignupOutcome(outcome);
             move || {
                 provide_context(state.clone());
                 provide_context(outcome.clone());
@@ -72,6 +94,9 @@ pub async fn render_signup_page(
     );
     let mut page_request = Request::from_parts(parts, Body::empty());
     *page_request.method_mut() = Method::GET;
+    if let Some(path) = path {
+        *page_request.uri_mut() = path;
+    }
     let mut response = render(page_request).await;
     *response.status_mut() = status;
     response

@@ -12,17 +12,16 @@
 //! reads from the request works here too.
 
 use crate::app::portal::keys::FormKeyOutcome;
-use crate::app::shell;
 use crate::server::auth::{require_user, CurrentUser};
 use crate::server::billing::history::ledger_csv;
+use crate::server::http::pages::{parse_form, render_page};
 use crate::server::state::AppState;
 use crate::types::values::LedgerKind;
 use crate::types::AppError;
-use axum::body::Body;
-use axum::extract::{FromRequest, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header::{ACCEPT, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use leptos::prelude::{provide_context, use_context};
 use leptos::reactive::computed::ScopedFuture;
@@ -180,15 +179,9 @@ pub struct RotateKeyForm {
 /// Creates the key and renders `/keys` with the secret shown once; 200,
 /// or the page with the error and 401 (no session), 422 (bad name).
 pub async fn submit_create_key_form(State(state): State<AppState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let form = match axum::Form::<CreateKeyForm>::from_request(
-        Request::from_parts(parts.clone(), body),
-        &state,
-    )
-    .await
-    {
-        Ok(axum::Form(form)) => form,
-        Err(rejection) => return rejection.into_response(),
+    let (parts, form) = match parse_form::<CreateKeyForm>(&state, request).await {
+        Ok(parsed) => parsed,
+        Err(rejection) => return rejection,
     };
     let outcome = async {
         let user = current_user(&state, parts.clone()).await?;
@@ -207,15 +200,9 @@ pub async fn submit_create_key_form(State(state): State<AppState>, request: Requ
 /// or the page with the error and 401 (no session), 404 (not the
 /// customer's key), 422 (malformed id, revoked or already rotated key).
 pub async fn submit_rotate_key_form(State(state): State<AppState>, request: Request) -> Response {
-    let (parts, body) = request.into_parts();
-    let form = match axum::Form::<RotateKeyForm>::from_request(
-        Request::from_parts(parts.clone(), body),
-        &state,
-    )
-    .await
-    {
-        Ok(axum::Form(form)) => form,
-        Err(rejection) => return rejection.into_response(),
+    let (parts, form) = match parse_form::<RotateKeyForm>(&state, request).await {
+        Ok(parsed) => parsed,
+        Err(rejection) => return rejection,
     };
     let outcome = async {
         let user = current_user(&state, parts.clone()).await?;
@@ -241,22 +228,15 @@ async fn render_keys_page(state: &AppState, parts: Parts, outcome: FormKeyOutcom
         FormKeyOutcome::Created(Ok(_)) | FormKeyOutcome::Rotated(Ok(_)) => StatusCode::OK,
         FormKeyOutcome::Created(Err(e)) | FormKeyOutcome::Rotated(Err(e)) => error_status(e),
     };
-    let options = state.leptos_options.clone();
-    let render = leptos_axum::render_app_async_with_context(
-        {
-            let state = state.clone();
-            move || {
-                provide_context(state.clone());
-                provide_context(outcome.clone());
-            }
-        },
-        move || shell(options.clone()),
-    );
-    let mut page_request = Request::from_parts(parts, Body::empty());
-    *page_request.method_mut() = Method::GET;
-    *page_request.uri_mut() = Uri::from_static("/keys");
-    let mut response = render(page_request).await;
-    *response.status_mut() = status;
+    let mut response = render_page(
+        state,
+        parts,
+        Some(Uri::from_static("/keys")),
+        status,
+        outcome,
+    )
+    .await;
+    // The page holds a secret shown once: never cache it.
     response
         .headers_mut()
         .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
