@@ -5,6 +5,7 @@
  *   DATABASE_URL      a fresh, empty database made for this run (dropped afterwards)
  *   RSOLV_SERVER_BIN  the server binary built by `cargo leptos build`
  *   RSOLV_ROOT        the repository root (Leptos.toml and target/site resolve from there)
+ *   E2E_PORT          optional port of the server (default 3000)
  *   TEST_SMTP_API_URL the SMTP sink's REST API (MailDev), where the specs read
  *                     the server's email (EMAIL_TRANSPORT=smtp, SMTP_* point at it)
  *
@@ -15,7 +16,9 @@ import { defineConfig, devices } from "@playwright/test";
 import * as os from "node:os";
 import * as path from "node:path";
 
-const BASE_URL = "http://127.0.0.1:3000";
+/** Port of the end-to-end server: E2E_PORT, default 3000 (set it to run two suites at once). */
+const PORT = process.env.E2E_PORT ?? "3000";
+const BASE_URL = `http://127.0.0.1:${PORT}`;
 
 const root = process.env.RSOLV_ROOT ?? path.resolve(__dirname, "..");
 const targetDir =
@@ -89,7 +92,7 @@ export default defineConfig({
     env: {
       DATABASE_URL: databaseUrl,
       PROVIDER_ANTHROPIC_API_KEY: "e2e-anthropic-credential",
-      LEPTOS_SITE_ADDR: "127.0.0.1:3000",
+      LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
       RUST_LOG: process.env.RUST_LOG ?? "info",
       // Every spec signs up from 127.0.0.1: keep the per-IP signup limit
       // (tested in tests/it/rate_limit.rs) out of the specs' way.

@@ -31,7 +31,7 @@ import {
   type Page,
 } from "@playwright/test";
 
-const ORIGIN = "http://127.0.0.1:3000";
+const ORIGIN = `http://127.0.0.1:${process.env.E2E_PORT ?? "3000"}`;
 const SCREENSHOTS = path.join(__dirname, "..", "screenshots");
 const PASSWORD = "correct horse battery";
 const NEW_PASSWORD = "a brand new horse battery";

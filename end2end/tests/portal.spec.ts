@@ -14,7 +14,7 @@
  */
 import { expect, test } from "@playwright/test";
 
-const ORIGIN = "http://127.0.0.1:3000";
+const ORIGIN = `http://127.0.0.1:${process.env.E2E_PORT ?? "3000"}`;
 
 for (const [path, current] of [
   ["/dashboard", "Dashboard"],

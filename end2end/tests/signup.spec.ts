@@ -18,7 +18,7 @@ import { randomUUID } from "node:crypto";
 import * as path from "node:path";
 import { expect, test, type Page } from "@playwright/test";
 
-const ORIGIN = "http://127.0.0.1:3000";
+const ORIGIN = `http://127.0.0.1:${process.env.E2E_PORT ?? "3000"}`;
 const API_KEY = /^rsolv_[A-Za-z0-9_-]{43,}$/;
 const TRIAL_CREDITS = "5";
 const SCREENSHOTS = path.join(__dirname, "..", "screenshots");
