@@ -24,7 +24,9 @@ pub struct FormSignupOutcome(pub Result<SignupView, AppError>);
 #[server(endpoint = "signup")]
 pub async fn signup(email: String, name: String) -> Result<SignupView, AppError> {
     let state = use_context::<crate::server::state::AppState>().ok_or(AppError::Internal)?;
-    crate::server::signup::signup(&state, &email, &name).await
+    crate::server::signup::signup(&state, &email, &name)
+        .await
+        .inspect_err(crate::server::http::portal::set_error_status)
 }
 
 /// `/` and `/signup`.

@@ -178,8 +178,8 @@ pub struct UsagePointView {
     pub day: String,
     /// Fixes first recorded that day.
     pub fixes: i64,
-    /// Credits left at the end of that day.
-    pub credits_left: i64,
+    /// Credits left at the end of that day; `None` before the account existed.
+    pub credits_left: Option<i64>,
 }
 
 /// The dashboard's figures.

@@ -100,6 +100,23 @@ async fn the_signup_server_function_provisions_a_customer() {
     assert_eq!(body["credit_balance"], 5);
     assert!(body["api_key"].as_str().unwrap().starts_with("rsolv_"));
     assert_eq!(body["email"], address);
+
+    // Refusals answer a 4xx status, not a 500, and provision nothing more.
+    for (fields, status) in [
+        ([("email", "not-an-email"), ("name", "Hydrated")], 422),
+        ([("email", address.as_str()), ("name", "Again")], 409),
+    ] {
+        let response = app
+            .client
+            .post(app.url("/api/signup"))
+            .header("accept", "application/json")
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{fields:?}");
+    }
+    assert_eq!(app.count("customers").await, 1);
 }
 
 #[test]

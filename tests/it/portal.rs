@@ -405,6 +405,10 @@ async fn the_usage_series_counts_fixes_per_day_and_credits_left_at_each_days_end
             noon(10)
         ),
         format!(
+            "UPDATE customers SET created_at = {} WHERE id = {a}",
+            noon(10)
+        ),
+        format!(
             "UPDATE fixes SET created_at = {} WHERE id IN ({f1}, {f2})",
             noon(2)
         ),
@@ -424,17 +428,22 @@ async fn the_usage_series_counts_fixes_per_day_and_credits_left_at_each_days_end
     assert_eq!(series[29].day, Utc::now().date_naive());
     assert_eq!(series[0].day, Utc::now().date_naive() - Duration::days(29));
     let fixes: Vec<i64> = series.iter().map(|p| p.fixes).collect();
-    let credits: Vec<i64> = series.iter().map(|p| p.credits_left).collect();
+    let credits: Vec<Option<i64>> = series.iter().map(|p| p.credits_left).collect();
     let mut expected_fixes = vec![0; 30];
     expected_fixes[27] = 2;
     expected_fixes[29] = 1;
     assert_eq!(fixes, expected_fixes);
-    let mut expected_credits = vec![0; 19];
-    expected_credits.extend([5; 8]); // days -10 ..= -3
-    expected_credits.extend([3, 3, 2]); // days -2, -1, today
+    // No balance before the account existed (day -10), not a made-up zero.
+    let mut expected_credits = vec![None; 19];
+    expected_credits.extend([Some(5); 8]); // days -10 ..= -3
+    expected_credits.extend([Some(3), Some(3), Some(2)]); // days -2, -1, today
     assert_eq!(credits, expected_credits);
 
     assert_eq!(usage_series(&mut conn, a, 0).await.unwrap().len(), 1);
+    let (b, _) = app.onboard(&email("usage-new")).await;
+    let fresh = usage_series(&mut conn, b, 3).await.unwrap();
+    let fresh: Vec<_> = fresh.iter().map(|p| p.credits_left).collect();
+    assert_eq!(fresh, vec![None, None, Some(5)]);
 }
 
 #[tokio::test]

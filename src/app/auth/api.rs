@@ -28,7 +28,7 @@ pub struct UserView {
 /// form post, redirects to `page` with the message in `error`).
 #[cfg(feature = "ssr")]
 fn finish<T>(result: Result<T, AppError>, page: &str) -> Result<T, AppError> {
-    use axum::http::{header::ACCEPT, StatusCode};
+    use axum::http::header::ACCEPT;
     let Err(error) = result else {
         return result;
     };
@@ -46,15 +46,7 @@ fn finish<T>(result: Result<T, AppError>, page: &str) -> Result<T, AppError> {
             encode_query_value(&error.to_string())
         ));
     } else if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(match &error {
-            AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::Conflict(_) => StatusCode::CONFLICT,
-            AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-            AppError::Forbidden => StatusCode::FORBIDDEN,
-            AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            AppError::NotFound => StatusCode::NOT_FOUND,
-            AppError::Internal | AppError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        });
+        response.set_status(crate::server::http::portal::error_status(&error));
     }
     Err(error)
 }
@@ -232,22 +224,14 @@ pub async fn reset_password(
     #[server(default)] password: String,
     #[server(default)] password_confirm: String,
 ) -> Result<(), AppError> {
-    use crate::server::auth::accounts::{self, TokenPurpose};
-    use crate::server::auth::app_state;
-    let result = async {
-        accounts::set_password_with_token(
-            &app_state()?,
-            &token,
-            TokenPurpose::PasswordReset,
-            &password,
-            &password_confirm,
-        )
-        .await?;
-        leptos_axum::redirect("/login?notice=password_reset");
-        Ok(())
-    }
-    .await;
-    finish(result, &with_token("/reset-password", &token))
+    use crate::server::auth::accounts::TokenPurpose;
+    set_password_by_link(
+        (&token, TokenPurpose::PasswordReset),
+        (&password, &password_confirm),
+        "/login?notice=password_reset",
+        "/reset-password",
+    )
+    .await
 }
 
 /// `POST /api/accept_invite` (token, password, password_confirm): sets the
@@ -261,22 +245,40 @@ pub async fn accept_invite(
     #[server(default)] password: String,
     #[server(default)] password_confirm: String,
 ) -> Result<(), AppError> {
-    use crate::server::auth::accounts::{self, TokenPurpose};
-    use crate::server::auth::app_state;
+    use crate::server::auth::accounts::TokenPurpose;
+    set_password_by_link(
+        (&token, TokenPurpose::Invite),
+        (&password, &password_confirm),
+        "/login?notice=password_set",
+        "/accept-invite",
+    )
+    .await
+}
+
+/// Sets a password from an emailed link (`token` of `purpose`), then
+/// redirects to `done`; errors go back to the link's page `page?token=…`.
+#[cfg(feature = "ssr")]
+async fn set_password_by_link(
+    (token, purpose): (&str, crate::server::auth::accounts::TokenPurpose),
+    (password, password_confirm): (&str, &str),
+    done: &str,
+    page: &str,
+) -> Result<(), AppError> {
+    use crate::server::auth::{accounts, app_state};
     let result = async {
         accounts::set_password_with_token(
             &app_state()?,
-            &token,
-            TokenPurpose::Invite,
-            &password,
-            &password_confirm,
+            token,
+            purpose,
+            password,
+            password_confirm,
         )
         .await?;
-        leptos_axum::redirect("/login?notice=password_set");
+        leptos_axum::redirect(done);
         Ok(())
     }
     .await;
-    finish(result, &with_token("/accept-invite", &token))
+    finish(result, &with_token(page, token))
 }
 
 /// `POST /api/current_user`: the signed-in user, or `None`.

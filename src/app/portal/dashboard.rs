@@ -116,13 +116,13 @@ pub fn UsageChart(points: Vec<UsagePointView>) -> impl IntoView {
     let max_fixes = points.iter().map(|p| p.fixes).max().unwrap_or(0).max(1) as f64;
     let max_credits = points
         .iter()
-        .map(|p| p.credits_left)
+        .filter_map(|p| p.credits_left)
         .max()
         .unwrap_or(0)
         .max(1) as f64;
     let slot = plot_w / n;
     let total_fixes: i64 = points.iter().map(|p| p.fixes).sum();
-    let last_credits = points.last().map_or(0, |p| p.credits_left);
+    let last_credits = points.last().and_then(|p| p.credits_left).unwrap_or(0);
     let first_day = points.first().map(|p| p.day.clone()).unwrap_or_default();
     let last_day = points.last().map(|p| p.day.clone()).unwrap_or_default();
     let description = format!(
@@ -151,10 +151,13 @@ pub fn UsageChart(points: Vec<UsagePointView>) -> impl IntoView {
     let line = points
         .iter()
         .enumerate()
-        .map(|(i, p)| {
+        // Days before the account existed have no balance: the line starts
+        // at signup instead of drawing a fictitious zero.
+        .filter_map(|(i, p)| {
+            let credits = p.credits_left?;
             let x = LEFT + (i as f64 + 0.5) * slot;
-            let y = TOP + plot_h - p.credits_left as f64 / max_credits * plot_h;
-            format!("{x:.1},{y:.1}")
+            let y = TOP + plot_h - credits as f64 / max_credits * plot_h;
+            Some(format!("{x:.1},{y:.1}"))
         })
         .collect::<Vec<_>>()
         .join(" ");
@@ -218,7 +221,9 @@ fn UsageTable(points: Vec<UsagePointView>) -> impl IntoView {
                                 <tr class="border-b border-slate-100 dark:border-slate-800/60">
                                     <th scope="row" class="py-1 pr-4 font-normal">{p.day}</th>
                                     <td class="py-1 pr-4 text-right tabular-nums">{p.fixes}</td>
-                                    <td class="py-1 text-right tabular-nums">{p.credits_left}</td>
+                                    <td class="py-1 text-right tabular-nums">
+                                        {p.credits_left.map_or_else(|| "—".to_owned(), |c| c.to_string())}
+                                    </td>
                                 </tr>
                             })
                             .collect_view()}

@@ -8,7 +8,7 @@ use crate::server::db::schema::{credit_ledger_entries, fixes};
 use crate::types::values::LedgerKind;
 use chrono::{NaiveDate, SecondsFormat};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date};
+use diesel::sql_types::{BigInt, Date, Nullable};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// Largest page size [`list_entries_page`] serves.
@@ -211,9 +211,10 @@ pub struct UsagePoint {
     #[diesel(sql_type = BigInt)]
     pub fixes: i64,
     /// Credits left at the end of that day (the balance after the day's last
-    /// ledger entry, or the latest before it; 0 before the first entry).
-    #[diesel(sql_type = BigInt)]
-    pub credits_left: i64,
+    /// ledger entry, or the latest before it); `None` for days before the
+    /// customer's account existed (UTC day of `customers.created_at`).
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub credits_left: Option<i64>,
 }
 
 /// Fixes per UTC day and credits left at the end of each day, for the last
@@ -238,10 +239,12 @@ pub async fn usage_series(
                   WHERE f.customer_id = $1 \
                     AND f.created_at >= (days.day::timestamp AT TIME ZONE 'UTC') \
                     AND f.created_at < ((days.day + 1)::timestamp AT TIME ZONE 'UTC'))::bigint AS fixes, \
-                COALESCE((SELECT e.balance_after FROM credit_ledger_entries e \
-                  WHERE e.customer_id = $1 \
-                    AND e.created_at < ((days.day + 1)::timestamp AT TIME ZONE 'UTC') \
-                  ORDER BY e.created_at DESC, e.id DESC LIMIT 1), 0)::bigint AS credits_left \
+                CASE WHEN days.day < (SELECT (c.created_at AT TIME ZONE 'UTC')::date \
+                                        FROM customers c WHERE c.id = $1) THEN NULL \
+                     ELSE COALESCE((SELECT e.balance_after FROM credit_ledger_entries e \
+                      WHERE e.customer_id = $1 \
+                        AND e.created_at < ((days.day + 1)::timestamp AT TIME ZONE 'UTC') \
+                      ORDER BY e.created_at DESC, e.id DESC LIMIT 1), 0) END::bigint AS credits_left \
          FROM days ORDER BY days.day",
     )
     .bind::<BigInt, _>(customer_id)

@@ -41,10 +41,14 @@ pub fn error_status(error: &AppError) -> StatusCode {
     }
 }
 
-/// Path prefix of the portal's server functions.
-pub const SERVER_FN_PREFIX: &str = "/api/portal/";
+/// Path prefix of the server functions (`/api/<endpoint>`); the Action's
+/// JSON API under [`ACTION_API_PREFIX`] is not one of them.
+pub const SERVER_FN_PREFIX: &str = "/api/";
 
-/// Inside a server function: sets the response status for `error` when
+/// Path prefix of the Action's JSON API.
+pub const ACTION_API_PREFIX: &str = "/api/v1/";
+
+/// Inside a server function (portal, home signup): sets the response status for `error` when
 /// the function was called over HTTP by `fetch` (the hydrated app or an
 /// API client). Left alone are page renders, whose server-side calls run
 /// under the page's request (the page shows the error, answered 200), and
@@ -57,7 +61,8 @@ pub fn set_error_status(error: &AppError) {
             .get(ACCEPT)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.contains("text/html"));
-        parts.uri.path().starts_with(SERVER_FN_PREFIX) && !accepts_html
+        let path = parts.uri.path();
+        path.starts_with(SERVER_FN_PREFIX) && !path.starts_with(ACTION_API_PREFIX) && !accepts_html
     });
     if !is_fetch_call {
         return;
