@@ -3,7 +3,7 @@
  * customer:
  * - register → confirm (link from the SMTP sink) → sign in → dashboard with
  *   5 credits → create a key (shown once, copy works) → the key exchanges
- *   for credentials → revoke it (with the confirmation step) → 403;
+ *   for credentials → revoke it (with the confirmation step) → 401;
  * - password reset through the mailed link: the new password signs in, the
  *   old one does not;
  * - rotation: the new key is shown once and both keys work during the grace
@@ -195,7 +195,7 @@ test("register, confirm, sign in, create a key, use it, revoke it", async ({ pag
   await keyItem(page, "CI key").getByRole("link", { name: /^Revoke CI key/ }).click();
   await page.getByTestId("confirm-revoke").getByRole("button", { name: "Yes, revoke it" }).click();
   await expect(keyItem(page, "CI key").getByTestId("key-status")).toHaveText(/revoked/i);
-  expect(await exchangeStatus(request, key)).toBe(403);
+  expect(await exchangeStatus(request, key)).toBe(401);
 });
 
 test("password reset through the mailed link", async ({ page, request }) => {

@@ -261,7 +261,7 @@ async fn credential_exchange_rejects_missing_unknown_revoked_and_suspended_keys(
     let (status, body) = app
         .post_json("/api/v1/credentials/exchange", Some(&key), &exchange_body())
         .await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 401);
     assert!(body["error"].as_str().unwrap().contains("revoked"));
 }
 

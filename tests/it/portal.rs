@@ -92,7 +92,7 @@ async fn revoking_a_key_refuses_it_at_once_and_queues_one_email() {
         .unwrap();
     assert!(revoked.revoked_at.is_some());
     let (status, body) = exchange(&app, &key).await;
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 401, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("revoked"),
         "{body}"
@@ -171,7 +171,7 @@ async fn a_rotated_key_works_until_its_grace_ends_and_the_new_one_works_at_once(
         .await
         .unwrap();
     let (status, body) = exchange(&app, &old_key).await;
-    assert_eq!(status, 403, "{body}");
+    assert_eq!(status, 401, "{body}");
     assert!(
         body["error"].as_str().unwrap().contains("expired"),
         "{body}"

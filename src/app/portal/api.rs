@@ -100,7 +100,7 @@ pub async fn create_key(name: String) -> Result<NewKeyView, AppError> {
     ssr::create_key_for(&mut conn, &user, &name).await
 }
 
-/// Revokes one of the customer's keys at once (the API answers 403 for it
+/// Revokes one of the customer's keys at once (the API answers 401 for it
 /// from now on); an email tells the customer.
 ///
 /// Errors: also [`AppError::NotFound`] when `key_id` is not the customer's.

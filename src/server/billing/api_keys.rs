@@ -92,10 +92,10 @@ pub struct ApiKey {
     pub created_at: DateTime<Utc>,
     /// Last successful use (updated at most once a minute).
     pub last_used_at: Option<DateTime<Utc>>,
-    /// When it was revoked; a revoked key gets 403.
+    /// When it was revoked; a revoked key gets 401.
     pub revoked_at: Option<DateTime<Utc>>,
     /// For a rotated key, the end of its grace period; from then on it gets
-    /// 403. `None` for keys that were never rotated.
+    /// 401. `None` for keys that were never rotated.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -125,8 +125,9 @@ pub async fn create_api_key(
     Ok((key, generated.plain))
 }
 
-/// Why a presented key was not accepted (ACTION_API.md suggests 401 for
-/// missing/unknown, 403 for revoked keys and suspended customers).
+/// Why a presented key was not accepted. The JSON API answers 401 for a
+/// missing, unknown, revoked or expired key (issue #3: "revoke → 401";
+/// ACTION_API.md only suggests statuses) and 403 for a suspended customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum KeyRejection {
     /// No key was presented.
@@ -245,7 +246,7 @@ async fn lock_customer_key(
 }
 
 /// Revokes one of the customer's keys, at once: the next API call with it
-/// gets 403. Queues an `api_key_revoked` email in the same transaction.
+/// gets 401. Queues an `api_key_revoked` email in the same transaction.
 /// Revoking a revoked key changes nothing and returns it as it is. The
 /// email's dashboard link starts with `links`.
 ///
@@ -287,7 +288,7 @@ pub struct Rotated {
 
 /// Rotates one of the customer's keys: creates a replacement with the same
 /// name and lets the old one keep working until `now + grace` (then the API
-/// answers 403 for it). Queues an `api_key_rotated` email in the same
+/// answers 401 for it). Queues an `api_key_rotated` email in the same
 /// transaction (dashboard link from `links`). A `grace` of zero ends the
 /// old key at once.
 ///

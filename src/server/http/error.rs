@@ -74,10 +74,14 @@ impl From<BillingError> for ApiError {
 impl From<KeyRejection> for ApiError {
     fn from(rejection: KeyRejection) -> Self {
         let status = match rejection {
-            KeyRejection::Missing | KeyRejection::Unknown => StatusCode::UNAUTHORIZED,
-            KeyRejection::Revoked | KeyRejection::Expired | KeyRejection::Suspended => {
-                StatusCode::FORBIDDEN
-            }
+            // A revoked or expired key no longer authenticates anyone: 401, as
+            // issue #3 asks ("revoke → 401"), with a message saying why.
+            KeyRejection::Missing
+            | KeyRejection::Unknown
+            | KeyRejection::Revoked
+            | KeyRejection::Expired => StatusCode::UNAUTHORIZED,
+            // The key is fine but its customer may not use the service.
+            KeyRejection::Suspended => StatusCode::FORBIDDEN,
         };
         Self::new(status, rejection.to_string())
     }

@@ -33,8 +33,8 @@ pub fn presented_key(parts: &Parts) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
-/// A request authenticated by its `x-api-key` header: 401 when missing or
-/// unknown, 403 when revoked or the customer is suspended.
+/// A request authenticated by its `x-api-key` header: 401 when missing,
+/// unknown, revoked or expired, 403 when the customer is suspended.
 pub struct ApiCustomer(pub Authenticated);
 
 impl FromRequestParts<AppState> for ApiCustomer {
