@@ -353,8 +353,8 @@ async fn apply_delivery(
     delivery: &Delivery<'_>,
 ) -> Result<Outcome, DeliveryError> {
     let action = delivery.payload.get("action").and_then(Value::as_str);
-    let handled =
-        delivery.event == EVENT_MARKETPLACE_PURCHASE && action.is_some_and(|a| ACTIONS.contains(&a));
+    let handled = delivery.event == EVENT_MARKETPLACE_PURCHASE
+        && action.is_some_and(|a| ACTIONS.contains(&a));
     let status = if handled { "processed" } else { "ignored" };
     if !claim_delivery(conn, delivery, status).await? {
         return Ok(Outcome::Duplicate);
@@ -556,12 +556,11 @@ async fn provision(
                 name,
                 source: Source::GhMarketplace,
             };
-            let customer_id =
-                provision_customer(conn, &config.pricing, &new, &config.email.links)
-                    .await
-                    .map_err(provisioning_error)?
-                    .customer
-                    .id;
+            let customer_id = provision_customer(conn, &config.pricing, &new, &config.email.links)
+                .await
+                .map_err(provisioning_error)?
+                .customer
+                .id;
             // No one reads the placeholder address: drop the welcome email
             // provisioning queued for it (same transaction, never sent).
             diesel::delete(
@@ -622,7 +621,8 @@ async fn claim_placeholder(
         }
         Err(e) => return Err(e.into()),
     };
-    let (token_id, token) = issue_token(conn, user_id, TokenPurpose::Invite, LONG_TOKEN_TTL).await?;
+    let (token_id, token) =
+        issue_token(conn, user_id, TokenPurpose::Invite, LONG_TOKEN_TTL).await?;
     enqueue_email(
         conn,
         &account_email(
@@ -654,7 +654,10 @@ async fn set_plan(
 }
 
 /// Drops the customer's pending change, if any.
-async fn drop_pending(conn: &mut AsyncPgConnection, customer_id: i64) -> Result<usize, DeliveryError> {
+async fn drop_pending(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<usize, DeliveryError> {
     Ok(diesel::update(
         github_pending_changes::table
             .filter(github_pending_changes::customer_id.eq(customer_id))
@@ -898,7 +901,9 @@ pub async fn apply_pending_change_job(state: &AppState, payload: &Value) -> Resu
         .optional()
         .map_err(BillingError::from)?;
     match still_pending {
-        Some(at) => Err(JobError::retry(format!("pending change not due until {at}"))),
+        Some(at) => Err(JobError::retry(format!(
+            "pending change not due until {at}"
+        ))),
         None => Ok(()),
     }
 }

@@ -81,16 +81,11 @@ impl GitHubSettings {
                     "entry {entry:?} must be <marketplace plan id>=<plan>"
                 ))
             })?;
-            let id: i64 = id
-                .trim()
-                .parse()
-                .ok()
-                .filter(|id| *id > 0)
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "entry {entry:?}: the plan id must be a positive whole number"
-                    ))
-                })?;
+            let id: i64 = id.trim().parse().ok().filter(|id| *id > 0).ok_or_else(|| {
+                invalid(format!(
+                    "entry {entry:?}: the plan id must be a positive whole number"
+                ))
+            })?;
             let plan = Plan::parse(plan.trim()).map_err(|e| invalid(e.0))?;
             if marketplace_plans.insert(id, plan).is_some() {
                 return Err(invalid(format!("plan id {id} is listed twice")));
@@ -123,7 +118,10 @@ mod tests {
         assert!(s.webhook_secrets.is_empty() && s.marketplace_plans.is_empty());
         let s = settings(&[
             ("GITHUB_WEBHOOK_SECRET", " new-secret, old-secret ,"),
-            ("GITHUB_MARKETPLACE_PLANS", "7001=pro, 7002 = payg,7003=trial,"),
+            (
+                "GITHUB_MARKETPLACE_PLANS",
+                "7001=pro, 7002 = payg,7003=trial,",
+            ),
         ])
         .unwrap();
         assert_eq!(s.webhook_secrets, vec!["new-secret", "old-secret"]);
@@ -139,7 +137,10 @@ mod tests {
     fn bad_plan_maps_name_the_variable() {
         for bad in ["7001", "x=pro", "0=pro", "7001=gold", "1=pro,1=payg"] {
             let err = settings(&[("GITHUB_MARKETPLACE_PLANS", bad)]).unwrap_err();
-            assert!(err.to_string().contains("GITHUB_MARKETPLACE_PLANS"), "{err}");
+            assert!(
+                err.to_string().contains("GITHUB_MARKETPLACE_PLANS"),
+                "{err}"
+            );
         }
     }
 }

@@ -83,7 +83,13 @@ pub async fn receive_github_webhook(
         Outcome::Ignored => ("ignored", None),
         Outcome::Duplicate => ("duplicate", None),
     };
-    tracing::info!(delivery_id, event, status, ?customer_id, "GitHub delivery received");
+    tracing::info!(
+        delivery_id,
+        event,
+        status,
+        ?customer_id,
+        "GitHub delivery received"
+    );
     Ok(Json(json!({
         "received": true,
         "duplicate": status == "duplicate",
