@@ -68,6 +68,8 @@ pub struct Config {
     /// How long a rotated API key keeps working, in hours
     /// (`API_KEY_ROTATION_GRACE_HOURS`, default 24, 0..=720).
     pub api_key_rotation_grace_hours: i64,
+    /// GitHub Marketplace: webhook secrets, plan mapping.
+    pub github: crate::server::marketplace::GitHubSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -102,6 +104,7 @@ impl std::fmt::Debug for Config {
                 "api_key_rotation_grace_hours",
                 &self.api_key_rotation_grace_hours,
             )
+            .field("github", &self.github)
             .finish_non_exhaustive()
     }
 }
@@ -207,6 +210,7 @@ impl Config {
                 24,
                 0..=720,
             )?,
+            github: crate::server::marketplace::GitHubSettings::from_lookup(&lookup)?,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod disposable_email;
 pub mod email;
 pub mod http;
 pub mod jobs;
+pub mod marketplace;
 pub mod rate_limit;
 pub mod signup;
 pub mod state;

@@ -10,6 +10,7 @@ mod api;
 mod auth;
 mod authz;
 mod email;
+mod github;
 mod harness;
 mod money;
 mod pages;

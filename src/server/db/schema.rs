@@ -234,3 +234,56 @@ diesel::joinable!(users -> customers (customer_id));
 diesel::joinable!(user_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(users, customers, user_tokens, sessions);
+
+diesel::table! {
+    customer_github_accounts (customer_id) {
+        customer_id -> Int8,
+        github_account_id -> Int8,
+        github_account_login -> Text,
+        github_account_type -> Text,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    github_deliveries (delivery_id) {
+        delivery_id -> Text,
+        event -> Text,
+        action -> Nullable<Text>,
+        account_id -> Nullable<Int8>,
+        account_login -> Nullable<Text>,
+        customer_id -> Nullable<Int8>,
+        payload -> Jsonb,
+        status -> Text,
+        attempts -> Int4,
+        error -> Nullable<Text>,
+        received_at -> Timestamptz,
+        processed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    github_pending_changes (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        delivery_id -> Text,
+        marketplace_plan_id -> Int8,
+        plan -> Text,
+        effective_at -> Timestamptz,
+        status -> Text,
+        created_at -> Timestamptz,
+        resolved_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::joinable!(customer_github_accounts -> customers (customer_id));
+diesel::joinable!(github_deliveries -> customers (customer_id));
+diesel::joinable!(github_pending_changes -> customers (customer_id));
+diesel::joinable!(github_pending_changes -> github_deliveries (delivery_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    customer_github_accounts,
+    github_deliveries,
+    github_pending_changes,
+    customers,
+);

@@ -58,6 +58,10 @@ pub fn router(state: AppState) -> Router {
             "/webhooks/stripe",
             post(webhooks::stripe::receive_stripe_webhook),
         )
+        .route(
+            "/webhooks/github",
+            post(webhooks::github::receive_github_webhook),
+        )
         .route("/credits/export.csv", get(portal::export_ledger_csv))
         .route("/keys/create", post(portal::submit_create_key_form))
         .route("/keys/rotate", post(portal::submit_rotate_key_form))

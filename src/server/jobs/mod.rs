@@ -10,7 +10,8 @@
 //! person to look at and [`retry_now`].
 //!
 //! Kinds: `stripe.create_customer` ([`crate::server::stripe::jobs`]) and
-//! `stripe.process_event` ([`crate::server::stripe::events`]).
+//! `stripe.process_event` ([`crate::server::stripe::events`]);
+//! `github.apply_pending_change` ([`crate::server::marketplace::events`]).
 
 use crate::server::billing::BillingError;
 use crate::server::db::schema::jobs;
@@ -316,6 +317,9 @@ async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
         }
         KIND_STRIPE_PROCESS_EVENT => {
             crate::server::stripe::events::process_event_job(state, &job.payload).await
+        }
+        crate::server::marketplace::events::KIND_GITHUB_APPLY_PENDING_CHANGE => {
+            crate::server::marketplace::events::apply_pending_change_job(state, &job.payload).await
         }
         other => Err(JobError::permanent(format!("unknown job kind {other:?}"))),
     }

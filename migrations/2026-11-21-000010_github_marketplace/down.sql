@@ -1,0 +1,3 @@
+DROP TABLE github_pending_changes;
+DROP TABLE github_deliveries;
+DROP TABLE customer_github_accounts;
