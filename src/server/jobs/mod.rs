@@ -11,7 +11,8 @@
 //!
 //! Kinds: `stripe.create_customer` ([`crate::server::stripe::jobs`]) and
 //! `stripe.process_event` ([`crate::server::stripe::events`]);
-//! `github.apply_pending_change` ([`crate::server::marketplace::events`]).
+//! `github.apply_pending_change` ([`crate::server::marketplace::events`]);
+//! `github.grant_period` ([`crate::server::marketplace::credits`]).
 
 use crate::server::billing::BillingError;
 use crate::server::db::schema::jobs;
@@ -320,6 +321,9 @@ async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
         }
         crate::server::marketplace::events::KIND_GITHUB_APPLY_PENDING_CHANGE => {
             crate::server::marketplace::events::apply_pending_change_job(state, &job.payload).await
+        }
+        crate::server::marketplace::credits::KIND_GITHUB_GRANT_PERIOD => {
+            crate::server::marketplace::credits::grant_period_job(state, &job.payload).await
         }
         other => Err(JobError::permanent(format!("unknown job kind {other:?}"))),
     }

@@ -29,6 +29,11 @@
 //! `purchased`, `changed` and `cancelled` drop any recorded pending change:
 //! GitHub's latest word supersedes it.
 //!
+//! **Credits.** `purchased`, `changed` and an applied pending change onto a
+//! plan mapped to `pro` grant the current monthly period's
+//! `PRO_CREDITS_PER_PERIOD` credits and schedule the next period's grant
+//! (`github.grant_period` job); see [`super::credits`].
+//!
 //! **Email.** The owner's email is `account.organization_billing_email`,
 //! else the sender's `email` when GitHub includes it. A personal account
 //! usually has neither: the customer is then provisioned under the
@@ -36,12 +41,15 @@
 //! no-reply form, which receives no mail) with no owner user and no email
 //! sent; the first later event that carries an email replaces the
 //! placeholder and invites that address as owner (an admin can do the same
-//! by hand).
+//! by hand). No Stripe Customer is created for a placeholder: the
+//! `stripe.create_customer` job skips it, and replacing the placeholder
+//! queues the job again ([`requeue_create_customer`]).
 
 use crate::server::auth::accounts::{issue_token, TokenPurpose, LONG_TOKEN_TTL, ROLE_OWNER};
 use crate::server::auth::emails::{account_email, AccountEmail};
 use crate::server::billing::customers::{find_customer, provision_customer, NewCustomer};
 use crate::server::billing::error::is_unique_violation;
+use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
 use crate::server::db::schema::{
@@ -51,6 +59,7 @@ use crate::server::db::schema::{
 use crate::server::email::enqueue_email;
 use crate::server::email::templates::kind as email_kind;
 use crate::server::jobs::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::marketplace::credits::{grant_period, parse_github_date, Period};
 use crate::server::state::AppState;
 use crate::types::values::{CustomerName, Email, Plan, Source};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -112,6 +121,10 @@ pub struct MarketplacePurchase {
     /// `monthly` or `yearly`.
     #[serde(default)]
     pub billing_cycle: Option<String>,
+    /// When GitHub bills next (ISO 8601 or `YYYY-MM-DD`): the anchor of the
+    /// monthly credit periods ([`super::credits`]).
+    #[serde(default)]
+    pub next_billing_date: Option<String>,
     /// Seats, for per-unit plans.
     #[serde(default)]
     pub unit_count: Option<i64>,
@@ -179,6 +192,20 @@ impl MarketplacePurchaseEvent {
             })
             .map_err(|_| format!("effective_date {raw:?} is not a date"))
     }
+
+    /// The monthly credit period containing `at`, on the grid anchored at
+    /// `marketplace_purchase.next_billing_date` (else at `at` itself).
+    ///
+    /// Errors: a message for an unreadable `next_billing_date` or dates out
+    /// of range.
+    pub fn period_at(&self, at: DateTime<Utc>) -> Result<Period, String> {
+        let anchor = match self.marketplace_purchase.next_billing_date.as_deref() {
+            Some(raw) => parse_github_date(raw)
+                .ok_or_else(|| format!("next_billing_date {raw:?} is not a date"))?,
+            None => at,
+        };
+        Period::containing(anchor, at)
+    }
 }
 
 /// The placeholder email of GitHub account `id`/`login`:
@@ -187,7 +214,11 @@ pub fn placeholder_email(id: i64, login: &str) -> String {
     format!("{id}+{login}@{PLACEHOLDER_EMAIL_DOMAIN}")
 }
 
-fn is_placeholder(email: &str) -> bool {
+/// Whether `email` is a placeholder ([`placeholder_email`]): no one reads
+/// it, so nothing is mailed to it and no Stripe Customer is created with it
+/// (the `stripe.create_customer` job waits until it is replaced, see
+/// [`requeue_create_customer`]).
+pub fn is_placeholder(email: &str) -> bool {
     email
         .to_ascii_lowercase()
         .ends_with(&format!("@{PLACEHOLDER_EMAIL_DOMAIN}"))
@@ -621,6 +652,7 @@ async fn claim_placeholder(
         }
         Err(e) => return Err(e.into()),
     };
+    requeue_create_customer(conn, customer_id).await?;
     let (token_id, token) =
         issue_token(conn, user_id, TokenPurpose::Invite, LONG_TOKEN_TTL).await?;
     enqueue_email(
@@ -634,6 +666,43 @@ async fn claim_placeholder(
             token_id,
         ),
     )
+    .await?;
+    Ok(())
+}
+
+/// Makes the customer's `stripe.create_customer` job due again (or enqueues
+/// it), in the caller's transaction. Call it when a placeholder email is
+/// replaced by a real one: the job skips a customer whose email is a
+/// placeholder (no Stripe Customer is created with an address no one
+/// reads), finishing `done` without creating anything, so the real address
+/// needs another run. A running job is put back too (it may have read the
+/// placeholder). Safe: the job does nothing once `stripe_customer_id` is
+/// set.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn requeue_create_customer(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<(), BillingError> {
+    crate::server::stripe::jobs::enqueue_create_customer(conn, customer_id).await?;
+    let dedupe = format!(
+        "{}:{customer_id}",
+        crate::server::jobs::KIND_STRIPE_CREATE_CUSTOMER
+    );
+    diesel::update(
+        jobs::table
+            .filter(jobs::dedupe_key.eq(&dedupe))
+            .filter(jobs::status.eq_any(["done", "dead", "running"])),
+    )
+    .set((
+        jobs::status.eq("queued"),
+        jobs::attempts.eq(0),
+        jobs::run_at.eq(diesel::dsl::now),
+        jobs::locked_until.eq(None::<DateTime<Utc>>),
+        jobs::last_error.eq(None::<String>),
+        jobs::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
     .await?;
     Ok(())
 }
@@ -671,16 +740,32 @@ async fn drop_pending(
     .await?)
 }
 
-/// `purchased` / `changed`.
+/// `purchased` / `changed`. Onto a plan mapped to `pro`: the period
+/// containing the event's `effective_date` (else now) is granted and the
+/// next one scheduled ([`super::credits`]).
 async fn apply_purchase(
     conn: &mut AsyncPgConnection,
     config: &Config,
     event: &MarketplacePurchaseEvent,
 ) -> Result<i64, DeliveryError> {
     let plan = mapped_plan(config, &event.marketplace_purchase.plan)?;
+    let period = match plan {
+        Plan::Pro => {
+            let at = match event.effective_date {
+                Some(_) => event.effective_at().map_err(rejected)?,
+                None => Utc::now(),
+            };
+            Some(event.period_at(at).map_err(rejected)?)
+        }
+        _ => None,
+    };
     let customer_id = find_or_provision(conn, config, event).await?;
     set_plan(conn, customer_id, plan).await?;
     drop_pending(conn, customer_id).await?;
+    if let Some(period) = period {
+        let account_id = event.marketplace_purchase.account.id;
+        grant_period(conn, &config.pricing, customer_id, account_id, period).await?;
+    }
     Ok(customer_id)
 }
 
@@ -714,7 +799,7 @@ async fn apply_pending_change_event(
         .get_result(conn)
         .await?;
     if effective_at <= Utc::now() {
-        apply_pending_change(conn, pending_id, Utc::now()).await?;
+        apply_pending_change(conn, &config.pricing, pending_id, Utc::now()).await?;
         return Ok(Some(customer_id));
     }
     let dedupe = format!("{KIND_GITHUB_APPLY_PENDING_CHANGE}:{pending_id}");
@@ -793,13 +878,19 @@ async fn apply_cancellation(
 
 /// Applies pending change `pending_change_id` if it is still pending and
 /// due at `now` (its `effective_at <= now`): the customer's plan becomes the
-/// change's, the change `applied`. Returns whether it was applied. Runs in
-/// its own transaction (a savepoint inside the caller's), under the
-/// customer's row lock.
+/// change's, the change `applied`; onto `pro`, the period containing
+/// `effective_at` (on the grid of the announcing delivery's
+/// `next_billing_date`) is granted with `pricing`'s
+/// `pro_credits_per_period` and the next one scheduled
+/// ([`super::credits`]). Returns whether it was applied. Runs in its own
+/// transaction (a savepoint inside the caller's), under the customer's row
+/// lock.
 ///
-/// Errors: [`BillingError::Database`].
+/// Errors: [`BillingError::Database`]; [`BillingError::Invalid`] when the
+/// stored delivery's dates are unreadable.
 pub async fn apply_pending_change(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     pending_change_id: i64,
     now: DateTime<Utc>,
 ) -> Result<bool, BillingError> {
@@ -820,16 +911,20 @@ pub async fn apply_pending_change(
             .for_no_key_update()
             .first::<i64>(conn)
             .await?;
-        let pending: Option<String> = github_pending_changes::table
+        let pending: Option<(String, DateTime<Utc>, String)> = github_pending_changes::table
             .find(pending_change_id)
             .filter(github_pending_changes::status.eq("pending"))
             .filter(github_pending_changes::effective_at.le(now))
-            .select(github_pending_changes::plan)
+            .select((
+                github_pending_changes::plan,
+                github_pending_changes::effective_at,
+                github_pending_changes::delivery_id,
+            ))
             .for_update()
             .first(conn)
             .await
             .optional()?;
-        let Some(plan) = pending else {
+        let Some((plan, effective_at, delivery_id)) = pending else {
             return Ok(false);
         };
         diesel::update(customers::table.find(customer_id))
@@ -847,18 +942,36 @@ pub async fn apply_pending_change(
             .execute(conn)
             .await?;
         tracing::info!(customer_id, plan, "Marketplace pending change applied");
+        if plan == Plan::Pro.as_str() {
+            let payload: Value = github_deliveries::table
+                .find(&delivery_id)
+                .select(github_deliveries::payload)
+                .first(conn)
+                .await?;
+            let invalid = |e: String| {
+                BillingError::Invalid(crate::types::values::ParseError(format!(
+                    "pending change {pending_change_id}: {e}"
+                )))
+            };
+            let event: MarketplacePurchaseEvent =
+                serde_json::from_value(payload).map_err(|e| invalid(e.to_string()))?;
+            let period = event.period_at(effective_at).map_err(invalid)?;
+            let account_id = event.marketplace_purchase.account.id;
+            grant_period(conn, pricing, customer_id, account_id, period).await?;
+        }
         Ok(true)
     })
     .await
 }
 
-/// Applies every pending change due at `now`; returns how many were
-/// applied. The safety net behind the jobs (and what tests call with an
+/// Applies every pending change due at `now` ([`apply_pending_change`]
+/// with `pricing`); returns how many were applied. The safety net behind the jobs (and what tests call with an
 /// explicit clock).
 ///
 /// Errors: [`BillingError::Database`].
 pub async fn apply_due_pending_changes(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     now: DateTime<Utc>,
 ) -> Result<usize, BillingError> {
     let due: Vec<i64> = github_pending_changes::table
@@ -870,7 +983,7 @@ pub async fn apply_due_pending_changes(
         .await?;
     let mut applied = 0;
     for id in due {
-        if apply_pending_change(conn, id, now).await? {
+        if apply_pending_change(conn, pricing, id, now).await? {
             applied += 1;
         }
     }
@@ -891,7 +1004,7 @@ pub async fn apply_pending_change_job(state: &AppState, payload: &Value) -> Resu
         .ok_or_else(|| JobError::permanent("payload lacks pending_change_id"))?;
     let mut conn = state.conn().await?;
     let now = Utc::now();
-    apply_due_pending_changes(&mut conn, now).await?;
+    apply_due_pending_changes(&mut conn, &state.config.pricing, now).await?;
     let still_pending: Option<DateTime<Utc>> = github_pending_changes::table
         .find(id)
         .filter(github_pending_changes::status.eq("pending"))

@@ -3,11 +3,13 @@
 //! events at `POST /webhooks/github`
 //! ([`crate::server::http::webhooks::github`]), verify their signature
 //! ([`signature`]), record every delivery and apply it to provisioning and
-//! the plan ([`events`]).
+//! the plan ([`events`]). Customers on a plan mapped to `pro` get their
+//! monthly credits from [`credits`] (GitHub sends no renewal event).
 //!
 //! Settings: `GITHUB_WEBHOOK_SECRET` (the app's webhook secret(s)) and
 //! `GITHUB_MARKETPLACE_PLANS` (Marketplace plan id → catalog [`Plan`]).
 
+pub mod credits;
 pub mod events;
 pub mod signature;
 

@@ -56,6 +56,10 @@ pub async fn enqueue_create_customer(
 /// is stored yet. The queue's dedupe key and lease keep two runs of it from
 /// overlapping.
 ///
+/// A customer under a GitHub placeholder email gets no Stripe Customer: the
+/// job finishes without calling Stripe and runs again once the email is
+/// replaced.
+///
 /// Errors: retryable when Stripe is unreachable, answers 429/5xx, or is not
 /// configured; permanent for a malformed payload or a 4xx.
 pub async fn create_customer(state: &AppState, payload: &Value) -> Result<(), JobError> {
@@ -72,6 +76,12 @@ pub async fn create_customer(state: &AppState, payload: &Value) -> Result<(), Jo
         }
     };
     if customer.stripe_customer_id.is_some() {
+        return Ok(());
+    }
+    if crate::server::marketplace::events::is_placeholder(&customer.email) {
+        // GitHub gave no email: wait until it is replaced, which queues this
+        // job again (marketplace::events::requeue_create_customer).
+        tracing::info!(customer_id, "placeholder email: no Stripe Customer yet");
         return Ok(());
     }
     let api = StripeApi::new(&state.config.stripe)?;
