@@ -3,16 +3,21 @@
 //! `marketplace_purchase` action's effect on customers, plans, GitHub links,
 //! pending changes and the email outbox).
 
-use crate::harness::{leptos_options, test_config_with, TestApp};
+use crate::harness::{
+    leptos_options, localstripe_base, test_config_with, TestApp, STRIPE_TEST_KEY,
+};
 use chrono::{DateTime, TimeZone, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use rsolv_platform::server::billing::customers::{find_customer, Customer};
+use rsolv_platform::server::billing::pricing::PricingCatalog;
 use rsolv_platform::server::db::schema::{
-    api_keys, customer_github_accounts, customers, email_outbox, github_deliveries,
+    api_keys, credit_ledger_entries, customer_github_accounts, customers, email_outbox,
+    github_deliveries,
     github_pending_changes, jobs, users,
 };
-use rsolv_platform::server::jobs::run_until_idle;
+use rsolv_platform::server::jobs::{run_until_idle, KIND_STRIPE_CREATE_CUSTOMER};
+use rsolv_platform::server::marketplace::credits::{grant_period_job, KIND_GITHUB_GRANT_PERIOD};
 use rsolv_platform::server::marketplace::events::{
     apply_due_pending_changes, KIND_GITHUB_APPLY_PENDING_CHANGE,
 };
@@ -30,6 +35,13 @@ const VARS: &[(&str, &str)] = &[
     ),
     ("GITHUB_MARKETPLACE_PLANS", PLANS),
 ];
+
+/// Credits of a Pro period (`PRO_CREDITS_PER_PERIOD`'s default).
+const PRO_CREDITS: i64 = 60;
+
+fn pricing() -> PricingCatalog {
+    PricingCatalog::default()
+}
 
 /// The fixtures' organization.
 const ACCOUNT_ID: i64 = 18001;
@@ -218,8 +230,15 @@ async fn purchased_provisions_a_customer_with_an_invited_owner() {
         ),
         (BILLING_EMAIL, ACCOUNT_LOGIN, "gh_marketplace", "pro")
     );
-    assert_eq!(c.credit_balance, 5, "the signup bonus, as every customer");
-    assert_eq!(app.balance_and_ledger_sum(id).await, (5, 5));
+    assert_eq!(
+        c.credit_balance,
+        5 + PRO_CREDITS,
+        "the signup bonus, as every customer, and the first Pro period"
+    );
+    assert_eq!(
+        app.balance_and_ledger_sum(id).await,
+        (5 + PRO_CREDITS, 5 + PRO_CREDITS)
+    );
     assert_eq!(
         github_link(&app, id).await,
         Some((
@@ -324,12 +343,12 @@ async fn pending_change_takes_effect_at_githubs_effective_date() {
     let mut conn = app.conn().await;
     let before = effective_2030() - chrono::Duration::seconds(1);
     assert_eq!(
-        apply_due_pending_changes(&mut conn, before).await.unwrap(),
+        apply_due_pending_changes(&mut conn, &pricing(), before).await.unwrap(),
         0
     );
     assert_eq!(customer(&app, id).await.plan, "pro");
     assert_eq!(
-        apply_due_pending_changes(&mut conn, effective_2030())
+        apply_due_pending_changes(&mut conn, &pricing(), effective_2030())
             .await
             .unwrap(),
         1
@@ -337,7 +356,7 @@ async fn pending_change_takes_effect_at_githubs_effective_date() {
     assert_eq!(customer(&app, id).await.plan, "trial");
     assert_eq!(pending_changes(&app, id).await[0].2, "applied");
     assert_eq!(
-        apply_due_pending_changes(&mut conn, effective_2030())
+        apply_due_pending_changes(&mut conn, &pricing(), effective_2030())
             .await
             .unwrap(),
         0
@@ -405,7 +424,7 @@ async fn pending_change_cancelled_drops_the_recorded_change() {
     // Its date comes and goes: nothing changes.
     let later = effective_2030() + chrono::Duration::days(1);
     assert_eq!(
-        apply_due_pending_changes(&mut app.conn().await, later)
+        apply_due_pending_changes(&mut app.conn().await, &pricing(), later)
             .await
             .unwrap(),
         0
@@ -428,7 +447,8 @@ async fn cancelled_falls_back_keeps_the_customer_and_a_new_purchase_relinks() {
     let c = customer(&app, id).await;
     assert_eq!(
         (c.plan.as_str(), c.status.as_str(), c.credit_balance),
-        ("trial", "active", 5)
+        ("trial", "active", 5 + PRO_CREDITS),
+        "no clawback of the Pro period granted"
     );
     assert!(c.can_use_service(), "keys keep working on the trial rules");
     let revoked: Vec<Option<DateTime<Utc>>> = api_keys::table
@@ -759,4 +779,317 @@ async fn an_unmapped_plan_fails_the_delivery_until_redelivered_with_the_mapping(
         (row.status.as_str(), row.error, row.attempts),
         ("processed", None, 3)
     );
+}
+
+// --- Pro credits per period -------------------------------------------------
+
+/// Midnight (UTC) 20 days from today: GitHub's next billing date in the
+/// dated payloads, so the current period (a month before it → it) holds now.
+fn next_billing() -> DateTime<Utc> {
+    let today = Utc::now().date_naive().and_hms_opt(0, 0, 0).unwrap();
+    today.and_utc() + chrono::Duration::days(20)
+}
+
+fn months(at: DateTime<Utc>, n: i32) -> DateTime<Utc> {
+    let m = chrono::Months::new(n.unsigned_abs());
+    if n >= 0 {
+        at.checked_add_months(m).unwrap()
+    } else {
+        at.checked_sub_months(m).unwrap()
+    }
+}
+
+fn day(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%d").to_string()
+}
+
+/// The fixture of `action` dated now, billing next on [`next_billing`],
+/// for Marketplace plan `plan_id`.
+fn dated(action: &str, plan_id: i64) -> Value {
+    let mut p = purchase(action);
+    p["effective_date"] = Utc::now().to_rfc3339().into();
+    p["marketplace_purchase"]["next_billing_date"] = next_billing().to_rfc3339().into();
+    p["marketplace_purchase"]["plan"]["id"] = plan_id.into();
+    p
+}
+
+/// (amount, idempotency key) of the customer's subscription grants, oldest first.
+async fn grants(app: &TestApp, customer_id: i64) -> Vec<(i64, String)> {
+    credit_ledger_entries::table
+        .filter(credit_ledger_entries::customer_id.eq(customer_id))
+        .filter(credit_ledger_entries::kind.eq("subscription_grant"))
+        .order(credit_ledger_entries::id)
+        .select((
+            credit_ledger_entries::amount,
+            credit_ledger_entries::idempotency_key,
+        ))
+        .load(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
+/// (dedupe key, run_at, status) of the grant jobs, oldest first.
+async fn grant_jobs(app: &TestApp) -> Vec<(String, DateTime<Utc>, String)> {
+    jobs::table
+        .filter(jobs::kind.eq(KIND_GITHUB_GRANT_PERIOD))
+        .order(jobs::id)
+        .select((jobs::dedupe_key.assume_not_null(), jobs::run_at, jobs::status))
+        .load(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
+/// Moves the queued grant jobs to a minute ago and runs every due job;
+/// returns the grant jobs' statuses.
+async fn run_due_grant_jobs(app: &TestApp) -> Vec<String> {
+    diesel::update(
+        jobs::table
+            .filter(jobs::kind.eq(KIND_GITHUB_GRANT_PERIOD))
+            .filter(jobs::status.eq("queued")),
+    )
+    .set(jobs::run_at.eq(Utc::now() - chrono::Duration::minutes(1)))
+    .execute(&mut app.conn().await)
+    .await
+    .unwrap();
+    run_until_idle(&state(app))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.kind == KIND_GITHUB_GRANT_PERIOD)
+        .map(|r| r.status)
+        .collect()
+}
+
+async fn assert_balanced(app: &TestApp, customer_id: i64, expected: i64) {
+    assert_eq!(
+        app.balance_and_ledger_sum(customer_id).await,
+        (expected, expected),
+        "cached balance and ledger sum"
+    );
+}
+
+fn grant_key(period_start: DateTime<Utc>) -> String {
+    format!("gh:period:{ACCOUNT_ID}:{}", day(period_start))
+}
+
+fn job_key(period_start: DateTime<Utc>) -> String {
+    format!("{KIND_GITHUB_GRANT_PERIOD}:{ACCOUNT_ID}:{}", day(period_start))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pro_purchase_grants_the_period_once_and_schedules_the_next() {
+    let app = spawn().await;
+    let anchor = next_billing();
+    let bought = dated("purchased", 7001);
+    let id = deliver_ok(&app, "d-pro", &bought).await.unwrap();
+
+    let first = vec![(PRO_CREDITS, grant_key(months(anchor, -1)))];
+    assert_eq!(grants(&app, id).await, first);
+    assert_balanced(&app, id, 5 + PRO_CREDITS).await;
+    assert_eq!(
+        grant_jobs(&app).await,
+        vec![(job_key(anchor), anchor, "queued".to_owned())],
+        "the next period's grant, due at GitHub's next billing date"
+    );
+
+    // Redelivered (same GUID): a duplicate. The same purchase under a new
+    // GUID, a `changed` back to Pro, or a cancel and re-purchase within the
+    // period: the period is granted already.
+    let (_, body) = deliver(&app, "marketplace_purchase", "d-pro", &bought).await;
+    assert_eq!(body["duplicate"], true, "{body}");
+    deliver_ok(&app, "d-pro-again", &bought).await;
+    deliver_ok(&app, "d-to-payg", &dated("changed", 7002)).await;
+    deliver_ok(&app, "d-to-pro", &dated("changed", 7001)).await;
+    deliver_ok(&app, "d-cancel", &dated("cancelled", 7001)).await;
+    deliver_ok(&app, "d-rebuy", &bought).await;
+    assert_eq!(customer(&app, id).await.plan, "pro");
+    assert_eq!(grants(&app, id).await, first);
+    assert_balanced(&app, id, 5 + PRO_CREDITS).await;
+    assert_eq!(
+        grant_jobs(&app).await,
+        vec![(job_key(anchor), anchor, "queued".to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_period_job_grants_while_pro_and_schedules_the_following() {
+    let app = spawn().await;
+    let anchor = next_billing();
+    let id = deliver_ok(&app, "d-pro", &dated("purchased", 7001))
+        .await
+        .unwrap();
+
+    assert_eq!(run_due_grant_jobs(&app).await, vec!["done"]);
+    assert_eq!(
+        grants(&app, id).await,
+        vec![
+            (PRO_CREDITS, grant_key(months(anchor, -1))),
+            (PRO_CREDITS, grant_key(anchor)),
+        ]
+    );
+    assert_balanced(&app, id, 5 + 2 * PRO_CREDITS).await;
+    let jobs_now = grant_jobs(&app).await;
+    assert_eq!(jobs_now.len(), 2, "{jobs_now:?}");
+    assert_eq!(jobs_now[0].2, "done");
+    assert_eq!(
+        jobs_now[1],
+        (
+            job_key(months(anchor, 1)),
+            months(anchor, 1),
+            "queued".to_owned()
+        )
+    );
+    // Not due yet: nothing runs.
+    assert!(run_until_idle(&state(&app))
+        .await
+        .unwrap()
+        .iter()
+        .all(|r| r.kind != KIND_GITHUB_GRANT_PERIOD));
+
+    // The same period's job run again (a lost lease): nothing more.
+    let payload: Value = jobs::table
+        .filter(jobs::dedupe_key.eq(job_key(anchor)))
+        .select(jobs::payload)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap();
+    grant_period_job(&state(&app), &payload).await.unwrap();
+    assert_eq!(grants(&app, id).await.len(), 2);
+    assert_balanced(&app, id, 5 + 2 * PRO_CREDITS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_cancellation_the_period_job_grants_nothing() {
+    let app = spawn().await;
+    let id = deliver_ok(&app, "d-pro", &dated("purchased", 7001))
+        .await
+        .unwrap();
+    deliver_ok(&app, "d-cancel", &dated("cancelled", 7001)).await;
+    let c = customer(&app, id).await;
+    assert_eq!(
+        (c.plan.as_str(), c.credit_balance),
+        ("trial", 5 + PRO_CREDITS),
+        "the granted period is kept"
+    );
+
+    assert_eq!(run_due_grant_jobs(&app).await, vec!["done"]);
+    assert_eq!(grants(&app, id).await.len(), 1);
+    assert_balanced(&app, id, 5 + PRO_CREDITS).await;
+    assert!(
+        grant_jobs(&app).await.iter().all(|j| j.2 == "done"),
+        "no further period scheduled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_change_from_pro_to_payg_the_period_job_grants_nothing() {
+    let app = spawn().await;
+    let id = deliver_ok(&app, "d-pro", &dated("purchased", 7001))
+        .await
+        .unwrap();
+    deliver_ok(&app, "d-payg", &dated("changed", 7002)).await;
+    assert_eq!(customer(&app, id).await.plan, "payg");
+    assert_balanced(&app, id, 5 + PRO_CREDITS).await;
+
+    assert_eq!(run_due_grant_jobs(&app).await, vec!["done"]);
+    assert_eq!(grants(&app, id).await.len(), 1);
+    assert_balanced(&app, id, 5 + PRO_CREDITS).await;
+    assert!(grant_jobs(&app).await.iter().all(|j| j.2 == "done"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_change_to_pro_grants_when_applied() {
+    let app = spawn().await;
+    let id = deliver_ok(&app, "d-payg", &dated("purchased", 7002))
+        .await
+        .unwrap();
+    assert!(grants(&app, id).await.is_empty(), "payg: no period credits");
+    assert!(grant_jobs(&app).await.is_empty());
+
+    // Pro from 2030-01-01, GitHub billing next that day.
+    let mut upgrade = purchase("pending_change");
+    upgrade["marketplace_purchase"]["plan"]["id"] = 7001.into();
+    deliver_ok(&app, "d-pending-pro", &upgrade).await;
+    assert!(grants(&app, id).await.is_empty(), "not before the date");
+    assert_eq!(
+        apply_due_pending_changes(&mut app.conn().await, &pricing(), effective_2030())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(customer(&app, id).await.plan, "pro");
+    assert_eq!(
+        grants(&app, id).await,
+        vec![(PRO_CREDITS, grant_key(effective_2030()))]
+    );
+    assert_balanced(&app, id, 5 + PRO_CREDITS).await;
+    let next = months(effective_2030(), 1);
+    assert_eq!(
+        grant_jobs(&app).await,
+        vec![(job_key(next), next, "queued".to_owned())]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placeholder_customer_gets_its_stripe_customer_only_once_claimed() {
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_stripe(&base, VARS).await;
+    let stripe_state = app.state_with(&base, VARS);
+    let mut bought = purchase("purchased");
+    bought["marketplace_purchase"]["account"] = serde_json::json!({
+        "type": "User", "id": 583232, "login": "octocat-two"
+    });
+    bought["sender"]["email"] = Value::Null;
+    let id = deliver_ok(&app, "d-user", &bought).await.unwrap();
+    let placeholder = "583232+octocat-two@users.noreply.github.com";
+    assert_eq!(customer(&app, id).await.email, placeholder);
+
+    // The job runs and waits: no Stripe Customer under the placeholder.
+    let runs = run_until_idle(&stripe_state).await.unwrap();
+    let create: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.kind == KIND_STRIPE_CREATE_CUSTOMER)
+        .map(|r| r.status.as_str())
+        .collect();
+    assert_eq!(create, vec!["done"], "{runs:?}");
+    assert!(customer(&app, id).await.stripe_customer_id.is_none());
+    assert!(stripe_customers_with_email(&base, placeholder)
+        .await
+        .is_empty());
+
+    // GitHub gives an email: the job is due again and creates it.
+    let owner = "octocat-two-owner@example.com";
+    let mut changed = purchase("changed");
+    changed["marketplace_purchase"]["account"] = bought["marketplace_purchase"]["account"].clone();
+    changed["sender"]["email"] = owner.into();
+    deliver_ok(&app, "d-user-changed", &changed).await;
+    let runs = run_until_idle(&stripe_state).await.unwrap();
+    assert!(
+        runs.iter()
+            .any(|r| r.kind == KIND_STRIPE_CREATE_CUSTOMER && r.status == "done"),
+        "{runs:?}"
+    );
+    let stored = customer(&app, id)
+        .await
+        .stripe_customer_id
+        .expect("created once claimed");
+    let on_stripe = stripe_customers_with_email(&base, owner).await;
+    assert_eq!(on_stripe.len(), 1);
+    assert_eq!(on_stripe[0]["id"], stored.as_str());
+    assert!(stripe_customers_with_email(&base, placeholder)
+        .await
+        .is_empty());
+}
+
+async fn stripe_customers_with_email(base: &str, email: &str) -> Vec<Value> {
+    let response = reqwest::Client::new()
+        .get(format!("{base}/v1/customers"))
+        .basic_auth(STRIPE_TEST_KEY, Some(""))
+        .query(&[("email", email), ("limit", "100")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["data"].as_array().unwrap().clone()
 }
