@@ -13,8 +13,7 @@ use rsolv_platform::server::billing::customers::{find_customer, Customer};
 use rsolv_platform::server::billing::pricing::PricingCatalog;
 use rsolv_platform::server::db::schema::{
     api_keys, credit_ledger_entries, customer_github_accounts, customers, email_outbox,
-    github_deliveries,
-    github_pending_changes, jobs, users,
+    github_deliveries, github_pending_changes, jobs, users,
 };
 use rsolv_platform::server::jobs::{run_until_idle, KIND_STRIPE_CREATE_CUSTOMER};
 use rsolv_platform::server::marketplace::credits::{grant_period_job, KIND_GITHUB_GRANT_PERIOD};
@@ -343,7 +342,9 @@ async fn pending_change_takes_effect_at_githubs_effective_date() {
     let mut conn = app.conn().await;
     let before = effective_2030() - chrono::Duration::seconds(1);
     assert_eq!(
-        apply_due_pending_changes(&mut conn, &pricing(), before).await.unwrap(),
+        apply_due_pending_changes(&mut conn, &pricing(), before)
+            .await
+            .unwrap(),
         0
     );
     assert_eq!(customer(&app, id).await.plan, "pro");
@@ -833,7 +834,11 @@ async fn grant_jobs(app: &TestApp) -> Vec<(String, DateTime<Utc>, String)> {
     jobs::table
         .filter(jobs::kind.eq(KIND_GITHUB_GRANT_PERIOD))
         .order(jobs::id)
-        .select((jobs::dedupe_key.assume_not_null(), jobs::run_at, jobs::status))
+        .select((
+            jobs::dedupe_key.assume_not_null(),
+            jobs::run_at,
+            jobs::status,
+        ))
         .load(&mut app.conn().await)
         .await
         .unwrap()
@@ -873,7 +878,10 @@ fn grant_key(period_start: DateTime<Utc>) -> String {
 }
 
 fn job_key(period_start: DateTime<Utc>) -> String {
-    format!("{KIND_GITHUB_GRANT_PERIOD}:{ACCOUNT_ID}:{}", day(period_start))
+    format!(
+        "{KIND_GITHUB_GRANT_PERIOD}:{ACCOUNT_ID}:{}",
+        day(period_start)
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

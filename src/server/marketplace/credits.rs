@@ -84,8 +84,8 @@ impl Period {
     ///
     /// Errors: a message when the dates are out of chrono's range.
     pub fn containing(anchor: DateTime<Utc>, at: DateTime<Utc>) -> Result<Self, String> {
-        let mut index = (at.year() - anchor.year()) * 12 + at.month0() as i32
-            - anchor.month0() as i32;
+        let mut index =
+            (at.year() - anchor.year()) * 12 + at.month0() as i32 - anchor.month0() as i32;
         let out_of_range = || format!("billing dates out of range ({anchor}, {at})");
         // At most a step or two each way (day of month and clamping).
         while add_months(anchor, index).ok_or_else(out_of_range)? > at {
@@ -157,7 +157,7 @@ pub fn parse_github_date(raw: &str) -> Option<DateTime<Utc>> {
 /// `account_id`, which the caller has row-locked and found on `pro`) and
 /// schedules the next period's job. Call inside a transaction. Returns
 /// whether credits were written now (false: already granted, a live Stripe
-/// subscription grants instead, or `PRO_CREDITS_PER_PERIOD` is 0).
+/// subscription grants instead, or `PRICING_PRO_CREDITS_PER_PERIOD` is 0).
 ///
 /// Errors: [`BillingError`] (database; dates out of range).
 pub async fn grant_period(
@@ -282,7 +282,10 @@ pub async fn grant_period_job(state: &AppState, payload: &Value) -> Result<(), J
             .await
             .optional()?
         else {
-            tracing::info!(github_account_id = account_id, "no customer for the account: no grant");
+            tracing::info!(
+                github_account_id = account_id,
+                "no customer for the account: no grant"
+            );
             return Ok(());
         };
         let plan: String = customers::table
@@ -329,7 +332,10 @@ mod tests {
         );
         // The start itself belongs to the period it starts.
         assert_eq!(Period::containing(anchor, anchor).unwrap().index, 0);
-        assert_eq!(Period::containing(anchor, at(2026, 11, 20)).unwrap().index, -2);
+        assert_eq!(
+            Period::containing(anchor, at(2026, 11, 20)).unwrap().index,
+            -2
+        );
         // A yearly anchor still gives monthly periods.
         let p = Period::containing(at(2027, 11, 21), at(2027, 3, 22)).unwrap();
         assert_eq!(p.start(), Some(at(2027, 3, 21)));

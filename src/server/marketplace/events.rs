@@ -31,7 +31,7 @@
 //!
 //! **Credits.** `purchased`, `changed` and an applied pending change onto a
 //! plan mapped to `pro` grant the current monthly period's
-//! `PRO_CREDITS_PER_PERIOD` credits and schedule the next period's grant
+//! `PRICING_PRO_CREDITS_PER_PERIOD` credits and schedule the next period's grant
 //! (`github.grant_period` job); see [`super::credits`].
 //!
 //! **Email.** The owner's email is `account.organization_billing_email`,
