@@ -144,7 +144,7 @@ async fn signed_in(app: &TestApp, address: &str, name: &str) -> Customer {
     let mut conn = app.conn().await;
     let customer_id = users::table
         .filter(users::email.eq(address))
-        .select(users::customer_id)
+        .select(users::customer_id.assume_not_null())
         .first(&mut conn)
         .await
         .unwrap();
