@@ -24,7 +24,13 @@ pub struct FormSignupOutcome(pub Result<SignupView, AppError>);
 #[server(endpoint = "signup")]
 pub async fn signup(email: String, name: String) -> Result<SignupView, AppError> {
     let state = use_context::<crate::server::state::AppState>().ok_or(AppError::Internal)?;
-    crate::server::signup::signup(&state, &email, &name).await
+    let outcome = crate::server::signup::signup(&state, &email, &name).await;
+    // Errors answer with their status (422, 409, …) rather than 500.
+    if let (Err(error), Some(response)) = (&outcome, use_context::<leptos_axum::ResponseOptions>())
+    {
+        response.set_status(crate::server::http::portal::error_status(error));
+    }
+    outcome
 }
 
 /// `/` and `/signup`.
