@@ -95,6 +95,24 @@ function createAdmin(email: string): void {
   });
 }
 
+/** Sends a signed Stripe event fixture with the `stripe-trigger` subcommand. */
+function triggerStripeEvent(fixture: string): void {
+  const bin = process.env.RSOLV_SERVER_BIN as string;
+  const root = process.env.RSOLV_ROOT ?? path.resolve(__dirname, "..", "..");
+  execFileSync(
+    bin,
+    [
+      "stripe-trigger",
+      path.join(root, "tests", "fixtures", "stripe", `${fixture}.json`),
+      "--url",
+      `${ORIGIN}/webhooks/stripe`,
+      "--secret",
+      "whsec_e2e_admin_console",
+    ],
+    { stdio: ["ignore", "pipe", "pipe"] },
+  );
+}
+
 async function shoot(page: Page, name: string): Promise<void> {
   for (const colorScheme of ["light", "dark"] as const) {
     await page.emulateMedia({ colorScheme });
@@ -176,9 +194,13 @@ test("an admin finds a customer, adjusts credits, and the customer sees the new 
   await expect(admin.getByRole("alert")).toContainText("below zero");
   await expect(admin.getByTestId("admin-balance")).toHaveText(String(before + 7));
 
-  // The webhook log.
+  // The webhook log, with a few events signed and sent like Stripe would.
+  for (const fixture of ["invoice.payment_failed", "customer.subscription.updated", "payment_method.attached"]) {
+    triggerStripeEvent(fixture);
+  }
   await admin.goto(`${ORIGIN}/admin/webhooks`);
   await expect(admin.getByRole("heading", { name: "Stripe webhook events" })).toBeVisible();
+  await expect(admin.getByTestId("event-row")).toHaveCount(3);
   await shoot(admin, "admin-webhooks");
 
   // The customer's dashboard shows the new balance.

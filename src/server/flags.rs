@@ -214,8 +214,7 @@ impl Flags {
         };
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         runtime.spawn(async move {
-            loop {
-                let Some(inner) = weak.upgrade() else { break };
+            while let Some(inner) = weak.upgrade() {
                 let flags = Flags { inner };
                 match pool.get().await {
                     Ok(mut conn) => {

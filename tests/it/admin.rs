@@ -151,7 +151,7 @@ async fn search_finds_by_email_name_stripe_id_and_key_prefix_and_filters() {
         vec![bob_id]
     );
     assert_eq!(
-        ids(&search(vec![("cannot_use_service", "true".into())]).await),
+        ids(&search(vec![("problem", "cannot_use_service".into())]).await),
         vec![bob_id]
     );
     assert_eq!(
@@ -168,10 +168,14 @@ async fn search_finds_by_email_name_stripe_id_and_key_prefix_and_filters() {
         .await
         .unwrap();
     assert_eq!(
-        ids(&search(vec![("payment_failed", "true".into())]).await),
+        ids(&search(vec![("problem", "payment_failed".into())]).await),
         vec![ada_id]
     );
     let (status, body) = app.admin_fn(&admin, "customers", &[("plan", "gold")]).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = app
+        .admin_fn(&admin, "customers", &[("problem", "bored")])
+        .await;
     assert_eq!(status, 422, "{body}");
     let (status, body) = app
         .admin_fn(&admin, "customers", &[("sort", "random")])

@@ -17,20 +17,19 @@ use leptos::prelude::*;
 
 /// Searches customers. `q` matches email or name (substring), a Stripe
 /// Customer id (exact) or an API-key prefix; `plan`, `status`, `source`
-/// filter exactly; `cannot_use_service` / `payment_failed` (`"true"`/`"on"`)
-/// keep only those customers; `sort` is `newest` (default), `oldest`,
+/// filter exactly; `problem` is `cannot_use_service` or `payment_failed`
+/// to keep only those customers; `sort` is `newest` (default), `oldest`,
 /// `email`, `balance_desc` or `balance_asc`; `page` from 1.
 ///
 /// Errors: also [`AppError::Validation`] for an unknown plan, status,
-/// source or sort.
+/// source, problem or sort.
 #[server(endpoint = "admin/customers")]
 pub async fn admin_search_customers(
     #[server(default)] q: Option<String>,
     #[server(default)] plan: Option<String>,
     #[server(default)] status: Option<String>,
     #[server(default)] source: Option<String>,
-    #[server(default)] cannot_use_service: Option<String>,
-    #[server(default)] payment_failed: Option<String>,
+    #[server(default)] problem: Option<String>,
     #[server(default)] sort: Option<String>,
     #[server(default)] page: Option<i64>,
 ) -> Result<AdminCustomerPage, AppError> {
@@ -40,6 +39,14 @@ pub async fn admin_search_customers(
     use crate::types::values::{CustomerStatus, Plan, Source};
     let (_, mut conn) = ssr::admin().await?;
     let opt = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let problem = opt(problem);
+    if let Some(p) = problem.as_deref() {
+        if !matches!(p, "cannot_use_service" | "payment_failed") {
+            return Err(ssr::fail_app(AppError::Validation(format!(
+                "problem must be cannot_use_service or payment_failed; got {p:?}"
+            ))));
+        }
+    }
     let filter = CustomerFilter {
         q: opt(q),
         plan: opt(plan)
@@ -54,8 +61,8 @@ pub async fn admin_search_customers(
             .map(|p| Source::parse(&p))
             .transpose()
             .map_err(ssr::invalid)?,
-        cannot_use_service: ssr::checked(cannot_use_service.as_deref()),
-        payment_failed: ssr::checked(payment_failed.as_deref()),
+        cannot_use_service: problem.as_deref() == Some("cannot_use_service"),
+        payment_failed: problem.as_deref() == Some("payment_failed"),
         sort: CustomerSort::parse(opt(sort).as_deref().unwrap_or("")).map_err(ssr::fail)?,
         page: page.unwrap_or(1),
     };

@@ -108,7 +108,7 @@ fn Detail(
                     <dt class=dt>"Card on file"</dt><dd>{if c.has_payment_method { "yes" } else { "no" }}</dd>
                     <dt class=dt>"Created"</dt><dd>{short_time(&c.created_at)}</dd>
                     <dt class=dt>"Users"</dt>
-                    <dd>{d.users.iter().map(|(e, r)| view! { <div>{e.clone()} " (" {r.clone()} ")"</div> }).collect_view()}</dd>
+                    <dd class="break-all">{d.users.iter().map(|(e, r)| view! { <div>{e.clone()} " (" {r.clone()} ")"</div> }).collect_view()}</dd>
                 </dl>
             </section>
 
@@ -121,11 +121,14 @@ fn Detail(
                         <input type="hidden" name="form_token" value=d.form_token.clone() />
                         <div>
                             <label for="adj-amount" class="block text-sm font-medium">"Amount (credits; negative removes)"</label>
-                            <input id="adj-amount" name="amount" type="number" step="1" required class=INPUT />
+                            <input id="adj-amount" name="amount" type="number" step="1" required class=INPUT
+                                // Cleared after each adjustment, so a second click is a new, deliberate one.
+                                prop:value=move || { adjust.version().get(); String::new() } />
                         </div>
                         <div>
                             <label for="adj-reason" class="block text-sm font-medium">"Reason (required, kept in the ledger and audit log)"</label>
-                            <input id="adj-reason" name="reason" type="text" required maxlength="500" class=INPUT />
+                            <input id="adj-reason" name="reason" type="text" required maxlength="500" class=INPUT
+                                prop:value=move || { adjust.version().get(); String::new() } />
                         </div>
                         <button type="submit" class=BUTTON disabled=move || adjust.pending().get()>"Adjust credits"</button>
                     </div>

@@ -4,7 +4,7 @@
 
 use super::api::{admin_search_customers, AdminProvisionCustomer};
 use super::{
-    href_with, short_time, AdminNav, Badge, LoadError, Loading, Pager, BUTTON, CARD, INPUT, LINK,
+    href_with, AdminNav, Badge, LoadError, Loading, Pager, BUTTON, CARD, INPUT, LINK,
     SECONDARY_BUTTON, TABLE, TD, TH,
 };
 use crate::types::admin::AdminCustomerPage;
@@ -13,15 +13,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-const PARAMS: [&str; 7] = [
-    "q",
-    "plan",
-    "status",
-    "source",
-    "cannot_use_service",
-    "payment_failed",
-    "sort",
-];
+const PARAMS: [&str; 6] = ["q", "plan", "status", "source", "problem", "sort"];
 
 /// The customer search page.
 #[component]
@@ -41,7 +33,6 @@ pub fn AdminCustomersPage() -> impl IntoView {
                 o(&p[3]),
                 o(&p[4]),
                 o(&p[5]),
-                o(&p[6]),
                 Some(page),
             )
         },
@@ -74,17 +65,7 @@ pub fn AdminCustomersPage() -> impl IntoView {
             {select("status", "Status", &[("", "Any"), ("active", "Active"), ("suspended", "Suspended")])}
             {select("source", "Source", &[("", "Any"), ("direct", "Direct"), ("early_access", "Early access"), ("gh_marketplace", "GitHub Marketplace")])}
             {select("sort", "Sort", &[("", "Newest first"), ("oldest", "Oldest first"), ("email", "Email A–Z"), ("balance_desc", "Balance, largest first"), ("balance_asc", "Balance, smallest first")])}
-            <fieldset class="flex flex-col justify-end gap-1 text-sm">
-                <legend class="sr-only">"Problems"</legend>
-                <label class="flex items-center gap-2">
-                    <input type="checkbox" name="cannot_use_service" value="true" prop:checked=move || get("cannot_use_service") == "true" />
-                    "Cannot use service"
-                </label>
-                <label class="flex items-center gap-2">
-                    <input type="checkbox" name="payment_failed" value="true" prop:checked=move || get("payment_failed") == "true" />
-                    "Payment failed"
-                </label>
-            </fieldset>
+            {select("problem", "Problem", &[("", "Any"), ("cannot_use_service", "Cannot use service"), ("payment_failed", "Payment failed")])}
             <div class="flex items-end gap-2">
                 <button type="submit" class=BUTTON>"Search"</button>
                 <a href="/admin" class=SECONDARY_BUTTON>"Reset"</a>
@@ -145,9 +126,9 @@ fn CustomerTable(list: AdminCustomerPage, params: Vec<(&'static str, String)>) -
                         .map(|c| view! {
                             <tr data-testid="customer-row">
                                 <td class=TD>{c.id}</td>
-                                <td class=TD>
+                                <td class=format!("{TD} max-w-[16rem] truncate") title=c.email.clone()>
                                     <a class=LINK href=format!("/admin/customers/{}", c.id)>{c.email.clone()}</a>
-                                    <div class="text-xs text-slate-600 dark:text-slate-400">{c.name.clone()}</div>
+                                    <div class="truncate text-xs text-slate-600 dark:text-slate-400">{c.name.clone()}</div>
                                 </td>
                                 <td class=TD>{c.plan.clone()}</td>
                                 <td class=TD><Badge text=c.status.clone() /></td>
@@ -161,7 +142,7 @@ fn CustomerTable(list: AdminCustomerPage, params: Vec<(&'static str, String)>) -
                                         view! { <Badge text="blocked".to_owned() /> }.into_any()
                                     }}
                                 </td>
-                                <td class=TD>{short_time(&c.created_at)}</td>
+                                <td class=TD>{c.created_at.get(..10).unwrap_or_default().to_owned()}</td>
                             </tr>
                         })
                         .collect_view()}

@@ -91,7 +91,7 @@ pub enum Admission {
     /// Provision now (`auto_provision` on).
     Provision,
     /// Queued for approval; tell the caller it is pending.
-    Pending(SignupRequest),
+    Pending(Box<SignupRequest>),
     /// Refused: `signups_enabled` is off ([`SIGNUPS_CLOSED_MESSAGE`]).
     Closed,
 }
@@ -127,9 +127,9 @@ pub async fn admit(
     if flags.is_on(Flag::AutoProvision) {
         return Ok(Admission::Provision);
     }
-    Ok(Admission::Pending(
+    Ok(Admission::Pending(Box::new(
         request_signup(conn, new, channel).await?,
-    ))
+    )))
 }
 
 /// Queues a signup for approval; a second request for an email already
