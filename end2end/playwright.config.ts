@@ -97,6 +97,8 @@ export default defineConfig({
       // Every spec signs up from 127.0.0.1: keep the per-IP signup limit
       // (tested in tests/it/rate_limit.rs) out of the specs' way.
       RATE_LIMIT_SIGNUPS_PER_MINUTE: "1000",
+      // The admin spec signs events with `stripe-trigger` for the webhook log.
+      STRIPE_WEBHOOK_SECRETS: "whsec_e2e_admin_console",
     },
   },
 });

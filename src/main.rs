@@ -1,4 +1,5 @@
-//! The server binary: `serve`, `migrate`, `worker` and `stripe-trigger` (see
+//! The server binary: `serve`, `migrate`, `worker`, `create-admin` and
+//! `stripe-trigger` (see
 //! `server::cli`).
 
 use clap::Parser;
@@ -78,6 +79,7 @@ async fn run(command: Command) -> Result<(), String> {
                 .output_name("rsolv-platform")
                 .build();
             let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+            load_flags(&state).await?;
             tokio::join!(
                 run_email_worker(state.clone(), shutdown_signal()),
                 jobs::run_forever(state, shutdown_signal()),
@@ -104,6 +106,9 @@ async fn run(command: Command) -> Result<(), String> {
             let addr = leptos_options.site_addr;
             tracing::info!(?config, "configuration loaded");
             let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+            // Flags are read before the first request (maintenance mode must
+            // hold from the first answer).
+            load_flags(&state).await?;
             tokio::spawn(jobs::run_forever(state.clone(), shutdown_signal()));
             // Expired sessions and old sign-in attempts, deleted hourly.
             tokio::spawn(
@@ -138,8 +143,55 @@ async fn run(command: Command) -> Result<(), String> {
             }
             served
         }
+        Command::CreateAdmin { email, invite } => create_admin(config, &email, invite).await,
         Command::StripeTrigger { .. } => unreachable!("handled before loading the configuration"),
     }
+}
+
+/// `create-admin`: a staff admin with a password read from stdin, or an
+/// invite.
+async fn create_admin(config: Config, email: &str, invite: bool) -> Result<(), String> {
+    use rsolv_platform::server::admin::staff::{create_admin, AdminSetup};
+    use rsolv_platform::server::admin::Admin;
+    use rsolv_platform::server::auth::password::{hash_password, Password};
+    use rsolv_platform::types::values::Email;
+    let email = Email::parse(email).map_err(|e| e.0)?;
+    let setup = if invite {
+        AdminSetup::Invite
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password from stdin: {e}"))?;
+        let password = Password::parse(line.trim_end_matches(['\r', '\n'])).map_err(|e| e.0)?;
+        AdminSetup::Password(hash_password(password).await.map_err(|e| e.to_string())?)
+    };
+    let leptos_options = leptos::config::LeptosOptions::builder()
+        .output_name("rsolv-platform")
+        .build();
+    let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+    let mut conn = state.conn().await.map_err(|e| e.to_string())?;
+    let user_id = create_admin(
+        &mut conn,
+        &state.config.email.links,
+        &Admin::cli(),
+        &email,
+        setup,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    if invite {
+        println!(
+            "staff admin {user_id} created for {}; the invite email is queued",
+            email.as_str()
+        );
+    } else {
+        println!(
+            "staff admin {user_id} created for {}; sign in at /login",
+            email.as_str()
+        );
+    }
+    Ok(())
 }
 
 async fn stripe_trigger(
@@ -183,6 +235,15 @@ async fn stripe_trigger(
     } else {
         Err(format!("the endpoint answered {status}"))
     }
+}
+
+async fn load_flags(state: &AppState) -> Result<(), String> {
+    let mut conn = state.conn().await.map_err(|e| e.to_string())?;
+    state
+        .flags()
+        .refresh(&mut conn)
+        .await
+        .map_err(|e| format!("cannot read the feature flags: {e}"))
 }
 
 async fn shutdown_signal() {

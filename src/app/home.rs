@@ -127,6 +127,16 @@ fn SignupForm(
 
 #[component]
 fn SignupSuccess(view: SignupView) -> impl IntoView {
+    if view.pending_approval {
+        return view! {
+            <h2 class="text-xl font-semibold">"Thanks, your signup is waiting for approval"</h2>
+            <p class="mt-2 text-sm text-slate-700 dark:text-slate-300" role="status" data-testid="signup-pending">
+                "We will email " <span class="font-medium">{view.email.clone()}</span>
+                " as soon as your account is approved, with a link to set your password."
+            </p>
+        }
+        .into_any();
+    }
     let copied = RwSignal::new(None::<bool>);
     let key = view.api_key.clone();
     let copy = move |_| crate::app::copy_to_clipboard(key.clone(), copied);
@@ -172,4 +182,5 @@ fn SignupSuccess(view: SignupView) -> impl IntoView {
             </div>
         </dl>
     }
+    .into_any()
 }

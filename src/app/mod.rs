@@ -1,5 +1,6 @@
 //! The Leptos UI: the HTML shell, the router and one module per area.
 
+pub mod admin;
 pub mod auth;
 pub mod home;
 pub mod portal;
@@ -70,6 +71,15 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/account") view=auth::account::AccountPage ssr=SsrMode::Async />
                     <Route path=path!("/forgot-password") view=auth::forgot_password::ForgotPasswordPage ssr=SsrMode::Async />
                     <Route path=path!("/reset-password") view=auth::reset_password::ResetPasswordPage ssr=SsrMode::Async />
+                    // The admin console (staff admins; every server function checks the role).
+                    <Route path=path!("/admin") view=admin::customers::AdminCustomersPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/customers/:id") view=admin::customer::AdminCustomerPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/signups") view=admin::signups::AdminSignupsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/webhooks") view=admin::webhooks::AdminWebhooksPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/emails") view=admin::emails::AdminEmailsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/flags") view=admin::flags::AdminFlagsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/audit") view=admin::audit::AdminAuditPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/admins") view=admin::admins::AdminAdminsPage ssr=SsrMode::Async />
                     <Route path=path!("/accept-invite") view=auth::accept_invite::AcceptInvitePage ssr=SsrMode::Async />
                 </Routes>
             </main>

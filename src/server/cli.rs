@@ -38,6 +38,18 @@ pub enum Command {
         #[arg(long)]
         revert_all: bool,
     },
+    /// Create a staff admin (the first one, or any other): reads the
+    /// password from the first line of stdin, or with `--invite` emails an
+    /// invite to set one (the email worker sends it). The address must not
+    /// belong to a customer account. Recorded in the admin audit log.
+    CreateAdmin {
+        /// The admin's email.
+        #[arg(long)]
+        email: String,
+        /// Email an invite instead of reading a password from stdin.
+        #[arg(long)]
+        invite: bool,
+    },
     /// Sign a Stripe event fixture with a webhook secret and POST it to the
     /// webhook endpoint (the Stripe CLI's `trigger`, offline).
     StripeTrigger {

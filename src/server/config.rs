@@ -70,6 +70,13 @@ pub struct Config {
     pub api_key_rotation_grace_hours: i64,
     /// GitHub Marketplace: webhook secrets, plan mapping.
     pub github: crate::server::marketplace::GitHubSettings,
+    /// How often each instance reloads the feature flags from the database,
+    /// in seconds (`FLAGS_REFRESH_SECONDS`, default 5, 1..=3600).
+    pub flags_refresh_seconds: u64,
+    /// How long clients are told to wait during maintenance, in seconds
+    /// (`MAINTENANCE_RETRY_AFTER_SECONDS`, default 300): the `Retry-After`
+    /// of the Action API's 503.
+    pub maintenance_retry_after_seconds: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -105,6 +112,8 @@ impl std::fmt::Debug for Config {
                 &self.api_key_rotation_grace_hours,
             )
             .field("github", &self.github)
+            .field("flags", self.flags())
+            .field("flags_refresh_seconds", &self.flags_refresh_seconds)
             .finish_non_exhaustive()
     }
 }
@@ -211,7 +220,19 @@ impl Config {
                 0..=720,
             )?,
             github: crate::server::marketplace::GitHubSettings::from_lookup(&lookup)?,
+            flags_refresh_seconds: env.parsed("FLAGS_REFRESH_SECONDS", 5, 1..=3600)?,
+            maintenance_retry_after_seconds: env.parsed(
+                "MAINTENANCE_RETRY_AFTER_SECONDS",
+                300,
+                1..=86_400,
+            )?,
         })
+    }
+
+    /// The runtime feature flags (the cache shared with the Stripe
+    /// settings; see [`crate::server::flags`]).
+    pub fn flags(&self) -> &crate::server::flags::Flags {
+        &self.stripe.flags
     }
 }
 

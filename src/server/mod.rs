@@ -1,6 +1,7 @@
 //! Everything that never ships to the browser: configuration, the database,
 //! the billing domain, and the HTTP adapters (JSON API, Leptos SSR).
 
+pub mod admin;
 pub mod auth;
 pub mod billing;
 pub mod cli;
@@ -8,6 +9,7 @@ pub mod config;
 pub mod db;
 pub mod disposable_email;
 pub mod email;
+pub mod flags;
 pub mod http;
 pub mod jobs;
 pub mod marketplace;

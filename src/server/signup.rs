@@ -1,6 +1,7 @@
 //! Self-service signup, shared by the signup server function and the
 //! no-JavaScript form handler.
 
+use crate::server::admin::approvals::{admit, Admission, SignupChannel, SIGNUPS_CLOSED_MESSAGE};
 use crate::server::auth::accounts::{provision_with_owner, OwnerSetup};
 use crate::server::billing::customers::NewCustomer;
 use crate::server::billing::BillingError;
@@ -9,9 +10,12 @@ use crate::types::values::{CustomerName, Email, Source};
 use crate::types::views::SignupView;
 use crate::types::AppError;
 
-/// Parses the form fields and provisions a `direct` customer.
+/// Parses the form fields and provisions a `direct` customer, or queues
+/// the signup for approval while the `auto_provision` flag is off (the view
+/// says `pending_approval`).
 ///
-/// Errors: [`AppError::Validation`] naming the bad field,
+/// Errors: [`AppError::Conflict`] with the "signups are closed" message
+/// while `signups_enabled` is off; [`AppError::Validation`] naming the bad field,
 /// [`AppError::Conflict`] for a registered email, [`AppError::Internal`]
 /// (cause logged) otherwise.
 pub async fn signup(state: &AppState, email: &str, name: &str) -> Result<SignupView, AppError> {
@@ -21,6 +25,22 @@ pub async fn signup(state: &AppState, email: &str, name: &str) -> Result<SignupV
         source: Source::Direct,
     };
     let mut conn = state.conn().await.map_err(to_app_error)?;
+    match admit(&mut conn, state.flags(), &new, SignupChannel::SignupForm)
+        .await
+        .map_err(to_app_error)?
+    {
+        Admission::Provision => {}
+        Admission::Closed => return Err(AppError::Conflict(SIGNUPS_CLOSED_MESSAGE.into())),
+        Admission::Pending(request) => {
+            return Ok(SignupView {
+                customer_id: 0,
+                email: request.email,
+                api_key: String::new(),
+                credit_balance: 0,
+                pending_approval: true,
+            })
+        }
+    }
     // The owner user (no password yet) and its invite email are created in
     // the same transaction.
     let provisioned = provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Invite)
@@ -36,6 +56,7 @@ pub async fn signup(state: &AppState, email: &str, name: &str) -> Result<SignupV
         email: provisioned.customer.email,
         api_key: provisioned.plain_key.expose().to_owned(),
         credit_balance: provisioned.customer.credit_balance,
+        pending_approval: false,
     })
 }
 

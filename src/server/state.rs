@@ -32,11 +32,22 @@ impl AppState {
             config.database_pool_size,
             config.statement_timeout_seconds,
         )?;
+        // Keeps the feature-flag cache in step with the database (ends when
+        // the configuration is dropped).
+        config.flags().spawn_refresher(
+            pool.clone(),
+            std::time::Duration::from_secs(config.flags_refresh_seconds),
+        );
         Ok(Self {
             pool,
             config: Arc::new(config),
             leptos_options,
         })
+    }
+
+    /// The runtime feature flags (cached; see [`crate::server::flags`]).
+    pub fn flags(&self) -> &crate::server::flags::Flags {
+        self.config.flags()
     }
 
     /// One connection from the pool.

@@ -14,6 +14,11 @@ pub struct SignupView {
     pub api_key: String,
     /// Credit balance after the signup bonus, in credits.
     pub credit_balance: i64,
+    /// True when the signup waits for an admin's approval (the
+    /// `auto_provision` flag is off): nothing is provisioned yet, the other
+    /// fields are empty (id 0, no key).
+    #[serde(default)]
+    pub pending_approval: bool,
 }
 
 /// The billing status every adapter can read (the seeds' Billing →

@@ -531,7 +531,11 @@ async fn customers_provisioned_by_the_api_get_an_invite() {
     let mut conn = app.conn().await;
     let (user_customer, hash, role): (i64, Option<String>, String) = users::table
         .filter(users::email.eq(&address))
-        .select((users::customer_id, users::password_hash, users::role))
+        .select((
+            users::customer_id.assume_not_null(),
+            users::password_hash,
+            users::role,
+        ))
         .first(&mut conn)
         .await
         .unwrap();

@@ -47,7 +47,146 @@ const MATRIX: &[(&str, &str)] = &[
         "public: token-scoped; A's session cannot use it without B's token",
     ),
     ("signup", "public: creates a new customer"),
+    // Admin console: staff admins only; a customer session gets 403 and no
+    // session 401 ([`customer_sessions_get_403_from_every_admin_function`]).
+    ("admin/customers", "staff only: 403 for customers"),
+    ("admin/customer", "staff only: 403 for customers"),
+    (
+        "admin/customers/provision",
+        "staff only: 403, nothing provisioned",
+    ),
+    ("admin/credits/adjust", "staff only: 403, balance unchanged"),
+    ("admin/customers/suspend", "staff only: 403, still active"),
+    (
+        "admin/customers/reactivate",
+        "staff only: 403 for customers",
+    ),
+    ("admin/keys/revoke", "staff only: 403, key still works"),
+    ("admin/events", "staff only: 403 for customers"),
+    ("admin/events/replay", "staff only: 403 for customers"),
+    ("admin/emails", "staff only: 403 for customers"),
+    ("admin/emails/resend", "staff only: 403 for customers"),
+    ("admin/flags", "staff only: 403 for customers"),
+    ("admin/flags/set", "staff only: 403, flag unchanged"),
+    ("admin/audit", "staff only: 403 for customers"),
+    ("admin/signups", "staff only: 403 for customers"),
+    ("admin/signups/approve", "staff only: 403 for customers"),
+    ("admin/signups/reject", "staff only: 403 for customers"),
+    ("admin/admins", "staff only: 403 for customers"),
+    ("admin/admins/invite", "staff only: 403, no admin created"),
 ];
+
+/// Every admin server function with arguments that would succeed for a
+/// staff admin (`{customer}`, `{key}` are replaced by the caller's own ids).
+const ADMIN_CALLS: &[(&str, &[(&str, &str)])] = &[
+    ("admin/customers", &[("q", "")]),
+    ("admin/customer", &[("customer_id", "{customer}")]),
+    (
+        "admin/customers/provision",
+        &[
+            ("email", "sneaky-provision@example.com"),
+            ("name", "Sneaky"),
+            ("source", "direct"),
+        ],
+    ),
+    (
+        "admin/credits/adjust",
+        &[
+            ("customer_id", "{customer}"),
+            ("amount", "1000"),
+            ("reason", "free money"),
+            ("form_token", "attacker-token"),
+        ],
+    ),
+    (
+        "admin/customers/suspend",
+        &[("customer_id", "{customer}"), ("reason", "x")],
+    ),
+    (
+        "admin/customers/reactivate",
+        &[("customer_id", "{customer}"), ("reason", "x")],
+    ),
+    (
+        "admin/keys/revoke",
+        &[
+            ("customer_id", "{customer}"),
+            ("key_id", "{key}"),
+            ("reason", "x"),
+        ],
+    ),
+    ("admin/events", &[]),
+    ("admin/events/replay", &[("event_id", "evt_x")]),
+    ("admin/emails", &[]),
+    ("admin/emails/resend", &[("email_id", "1")]),
+    ("admin/flags", &[]),
+    (
+        "admin/flags/set",
+        &[("key", "maintenance"), ("enabled", "true")],
+    ),
+    ("admin/audit", &[]),
+    ("admin/signups", &[]),
+    ("admin/signups/approve", &[("request_id", "1")]),
+    (
+        "admin/signups/reject",
+        &[("request_id", "1"), ("reason", "x")],
+    ),
+    ("admin/admins", &[]),
+    (
+        "admin/admins/invite",
+        &[("email", "sneaky-admin@example.com")],
+    ),
+];
+
+#[tokio::test]
+async fn customer_sessions_get_403_from_every_admin_function() {
+    let app = TestApp::spawn().await;
+    let a = signed_in(&app, &email("authz-admin-a"), "Customer A").await;
+    let (customer, key) = (a.customer_id.to_string(), a.key_id.to_string());
+    let mut conn = app.conn().await;
+    let balance_before = app.balance_and_ledger_sum(a.customer_id).await;
+    let admin_fns: Vec<&str> = MATRIX
+        .iter()
+        .map(|(e, _)| *e)
+        .filter(|e| e.starts_with("admin/"))
+        .collect();
+    let called: Vec<&str> = ADMIN_CALLS.iter().map(|(e, _)| *e).collect();
+    assert_eq!(admin_fns, called, "every admin function is called below");
+    for (endpoint, fields) in ADMIN_CALLS {
+        let fields: Vec<(&str, String)> = fields
+            .iter()
+            .map(|(k, v)| {
+                (
+                    *k,
+                    v.replace("{customer}", &customer).replace("{key}", &key),
+                )
+            })
+            .collect();
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, body) = app.server_fn(&a.browser, endpoint, &fields).await;
+        assert_eq!(status, 403, "{endpoint} with a customer session: {body}");
+        let (status, _, body) = app.server_fn(&app.browser(), endpoint, &fields).await;
+        assert_eq!(status, 401, "{endpoint} without a session: {body}");
+    }
+    // Nothing changed.
+    assert_eq!(
+        app.balance_and_ledger_sum(a.customer_id).await,
+        balance_before
+    );
+    assert_eq!(exchange(&app, &a.key).await, 200);
+    assert_eq!(app.count("admin_audit_log").await, 0);
+    assert_eq!(app.count("feature_flags").await, 0);
+    let staff: i64 = users::table
+        .filter(users::role.eq("staff_admin"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(staff, 0);
+    assert!(keys_of(&mut conn, a.customer_id)
+        .await
+        .iter()
+        .all(|k| k.revoked_at.is_none()));
+}
 
 /// The endpoints of every `#[server(endpoint = "…")]` under `dir`.
 fn endpoints_in(dir: &Path, found: &mut Vec<String>) {
@@ -144,7 +283,7 @@ async fn signed_in(app: &TestApp, address: &str, name: &str) -> Customer {
     let mut conn = app.conn().await;
     let customer_id = users::table
         .filter(users::email.eq(address))
-        .select(users::customer_id)
+        .select(users::customer_id.assume_not_null())
         .first(&mut conn)
         .await
         .unwrap();

@@ -551,3 +551,82 @@ impl TestApp {
             .collect()
     }
 }
+
+// --- Admin console -------------------------------------------------------------
+
+/// The password of the staff admins [`TestApp::admin_browser`] creates.
+pub const ADMIN_PASSWORD: &str = "staff admin password 1";
+
+impl TestApp {
+    /// A staff admin with `email` (created as the `create-admin` command
+    /// does, with [`ADMIN_PASSWORD`]) signed in through `login`: returns
+    /// their browser.
+    pub async fn admin_browser(&self, email: &str) -> reqwest::Client {
+        use rsolv_platform::server::admin::staff::{create_admin, AdminSetup};
+        use rsolv_platform::server::admin::Admin;
+        use rsolv_platform::server::auth::password::{hash_password, Password};
+        let hash = hash_password(Password::parse(ADMIN_PASSWORD).unwrap())
+            .await
+            .unwrap();
+        let links = test_config_with(&self.db.url, &[]).email.links;
+        create_admin(
+            &mut self.conn().await,
+            &links,
+            &Admin::cli(),
+            &rsolv_platform::types::values::Email::parse(email).unwrap(),
+            AdminSetup::Password(hash),
+        )
+        .await
+        .unwrap();
+        let browser = self.browser();
+        let (status, location, body) = self
+            .server_fn(
+                &browser,
+                "login",
+                &[("email", email), ("password", ADMIN_PASSWORD)],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(location.as_deref(), Some("/admin"));
+        browser
+    }
+
+    /// Calls the server function `admin/<endpoint>` with `browser`; returns
+    /// status and the JSON answer.
+    pub async fn admin_fn(
+        &self,
+        browser: &reqwest::Client,
+        endpoint: &str,
+        fields: &[(&str, &str)],
+    ) -> (u16, Value) {
+        let (status, _, body) = self
+            .server_fn(browser, &format!("admin/{endpoint}"), fields)
+            .await;
+        (
+            status,
+            serde_json::from_str(&body).unwrap_or(Value::String(body)),
+        )
+    }
+
+    /// The audit entries with `action`, oldest first: (actor email,
+    /// target id, reason, before, after).
+    pub async fn audit_entries(
+        &self,
+        action: &str,
+    ) -> Vec<(
+        String,
+        Option<String>,
+        Option<String>,
+        Option<Value>,
+        Option<Value>,
+    )> {
+        use rsolv_platform::server::db::schema::admin_audit_log as a;
+        a::table
+            .filter(a::action.eq(action))
+            .order(a::id.asc())
+            .select((a::actor_email, a::target_id, a::reason, a::before, a::after))
+            .load(&mut self.conn().await)
+            .await
+            .unwrap()
+    }
+}

@@ -6,11 +6,13 @@
 //! `TEST_SMTP_PORT` / `TEST_SMTP_API_URL`; `scripts/test.sh` sets them.
 #![cfg(feature = "ssr")]
 
+mod admin;
 mod api;
 mod auth;
 mod authz;
 mod email;
 mod github;
+mod flags;
 mod harness;
 mod money;
 mod pages;

@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 pub struct UserView {
     /// The user's email.
     pub email: String,
-    /// The customer account's id.
-    pub customer_id: i64,
+    /// The customer account's id; `None` for a staff admin.
+    pub customer_id: Option<i64>,
     /// `owner` (later also `admin`, `member`).
     pub role: String,
 }
@@ -73,7 +73,7 @@ fn encode_query_value(value: &str) -> String {
 
 /// `POST /api/register` (email, name, password, password_confirm):
 /// creates the account and queues the confirmation email; redirects to
-/// `/register?sent=1`.
+/// `/register?sent=1` (`/register?pending=1` when queued for approval).
 ///
 /// Errors: 422 naming the bad field, 409 for a registered email.
 #[server(endpoint = "register")]
@@ -86,8 +86,12 @@ pub async fn register(
     use crate::server::auth::{accounts, app_state};
     let result = async {
         let state = app_state()?;
-        accounts::register(&state, &email, &name, &password, &password_confirm).await?;
-        leptos_axum::redirect("/register?sent=1");
+        let registered =
+            accounts::register(&state, &email, &name, &password, &password_confirm).await?;
+        leptos_axum::redirect(match registered {
+            accounts::Registered::ConfirmationSent(_) => "/register?sent=1",
+            accounts::Registered::PendingApproval => "/register?pending=1",
+        });
         Ok(())
     }
     .await;
@@ -111,7 +115,7 @@ pub async fn confirm_email(#[server(default)] token: String) -> Result<(), AppEr
 }
 
 /// `POST /api/login` (email, password): signs in with a new session id;
-/// redirects to `/dashboard`.
+/// redirects to `/dashboard` (a staff admin to `/admin`).
 ///
 /// Errors: 422 "incorrect email or password" (unknown email, wrong password
 /// alike) or "please confirm your email first"; 429 after too many
@@ -126,8 +130,13 @@ pub async fn login(
         let state = app_state()?;
         let session = current_session().await?;
         let ip = client_ip();
-        accounts::log_in(&state, &session, &email, &password, ip.as_deref()).await?;
-        leptos_axum::redirect("/dashboard");
+        let user = accounts::log_in(&state, &session, &email, &password, ip.as_deref()).await?;
+        // Staff admins have no dashboard: their home is the admin console.
+        leptos_axum::redirect(if user.customer_id.is_none() {
+            "/admin"
+        } else {
+            "/dashboard"
+        });
         Ok(())
     }
     .await;

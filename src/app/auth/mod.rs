@@ -146,9 +146,14 @@ pub fn AuthNav() -> impl IntoView {
         <Transition fallback=|| ()>
             {move || Suspend::new(async move {
                 match user.await {
-                    Ok(Some(_)) => view! {
+                    Ok(Some(user)) => view! {
                         <div class="flex items-center gap-2" data-testid="nav-signed-in">
-                            <a href="/dashboard" class=nav_link>"Dashboard"</a>
+                            // Staff admins have the admin console instead of a dashboard.
+                            {if user.role == "staff_admin" {
+                                view! { <a href="/admin" class=nav_link data-testid="nav-admin">"Admin"</a> }.into_any()
+                            } else {
+                                view! { <a href="/dashboard" class=nav_link>"Dashboard"</a> }.into_any()
+                            }}
                             <a href="/account" class=nav_link>"Account"</a>
                             <ActionForm action=logout>
                                 <button type="submit" class=nav_link>"Log out"</button>

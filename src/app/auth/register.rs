@@ -1,5 +1,6 @@
 //! `/register`: creates an account (customer and owner user) and asks the
-//! user to confirm the email (`?sent=1` after success).
+//! user to confirm the email (`?sent=1` after success; `?pending=1` when the
+//! signup waits for an admin's approval).
 
 use crate::app::auth::api::Register;
 use crate::app::auth::{
@@ -14,7 +15,8 @@ pub fn RegisterPage() -> impl IntoView {
     let action = ServerAction::<Register>::new();
     let error = form_error(action.value());
     let query = use_query_map();
-    let sent = move || query.read().get("sent").is_some();
+    let pending = move || query.read().get("pending").is_some();
+    let sent = move || query.read().get("sent").is_some() || pending();
     view! {
         <AuthCard title="Create your account">
             <Show
@@ -34,7 +36,11 @@ pub fn RegisterPage() -> impl IntoView {
                     <p class="mt-4 text-sm">"Already have an account? " <a href="/login" class=LINK_CLASS>"Sign in"</a></p>
                 }
             >
-                <StatusMessage text="Check your inbox: we sent you a link to confirm your email. It works once and expires in 7 days." />
+                {move || if pending() {
+                    view! { <StatusMessage text="Thanks! Your signup is waiting for approval. Once it is approved we will email you a link to set your password." /> }
+                } else {
+                    view! { <StatusMessage text="Check your inbox: we sent you a link to confirm your email. It works once and expires in 7 days." /> }
+                }}
                 <p class="mt-4 text-sm"><a href="/login" class=LINK_CLASS>"Go to sign in"</a></p>
             </Show>
         </AuthCard>

@@ -35,14 +35,19 @@ pub const RESET_TOKEN_TTL: chrono::Duration = chrono::Duration::hours(1);
 /// The role of a customer's first user.
 pub const ROLE_OWNER: &str = "owner";
 
+/// The role of RSOLV's own staff admins (no customer account; see
+/// `server::admin`).
+pub const ROLE_STAFF_ADMIN: &str = "staff_admin";
+
 /// A user row.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct User {
     /// Row id.
     pub id: i64,
-    /// The customer account.
-    pub customer_id: i64,
+    /// The customer account; `None` for a staff admin (role
+    /// [`ROLE_STAFF_ADMIN`]), who belongs to no customer.
+    pub customer_id: Option<i64>,
     /// Email as entered; unique case-insensitively.
     pub email: String,
     /// Argon2id PHC string; `None` until an invited user sets a password.
@@ -214,7 +219,7 @@ pub async fn provision_with_owner(
             &account_email(
                 which,
                 &config.email.links,
-                customer_id,
+                Some(customer_id),
                 new.email.as_str(),
                 &token,
                 token_id,
@@ -289,21 +294,42 @@ pub async fn register(
     name: &str,
     password: &str,
     confirm: &str,
-) -> Result<String, AppError> {
+) -> Result<Registered, AppError> {
+    use crate::server::admin::approvals::{
+        admit, Admission, SignupChannel, SIGNUPS_CLOSED_MESSAGE,
+    };
     let new = NewCustomer {
         email: Email::parse(email).map_err(validation)?,
         name: CustomerName::parse(name).map_err(validation)?,
         source: Source::Direct,
     };
     let password = new_password(password, confirm)?;
-    let hash = hash_password(password).await?;
     let mut conn = conn(state).await?;
+    match admit(&mut conn, state.flags(), &new, SignupChannel::Register)
+        .await
+        .map_err(to_app_error)?
+    {
+        Admission::Provision => {}
+        Admission::Closed => return Err(AppError::Conflict(SIGNUPS_CLOSED_MESSAGE.into())),
+        Admission::Pending(_) => return Ok(Registered::PendingApproval),
+    }
+    let hash = hash_password(password).await?;
     let provisioned =
         provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Password(hash))
             .await
             .map_err(to_app_error)?;
     tracing::info!(customer_id = provisioned.customer.id, "account registered");
-    Ok(provisioned.customer.email)
+    Ok(Registered::ConfirmationSent(provisioned.customer.email))
+}
+
+/// The outcome of [`register`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registered {
+    /// Provisioned; the confirmation email to this address is queued.
+    ConfirmationSent(String),
+    /// Queued for an admin's approval (`auto_provision` off); the password
+    /// is not kept: once approved, the user gets an invite to set one.
+    PendingApproval,
 }
 
 /// `/confirm-email`: consumes a confirmation token and marks the email

@@ -41,14 +41,14 @@ impl AccountEmail {
 pub fn account_email(
     which: AccountEmail,
     links: &EmailLinks,
-    customer_id: i64,
+    customer_id: Option<i64>,
     to: &str,
     token: &str,
     token_id: i64,
 ) -> OutgoingEmail {
     let link = links.with_token(which.path(), token);
     let recipient = Recipient {
-        customer_id: Some(customer_id),
+        customer_id,
         email: to,
         name: "",
     };
@@ -70,7 +70,7 @@ mod tests {
         let email = account_email(
             AccountEmail::PasswordReset,
             &links,
-            7,
+            Some(7),
             "a@example.com",
             "tok",
             42,
@@ -83,7 +83,14 @@ mod tests {
             .contains("href=\"https://rsolv.example/reset-password?token=tok\""));
         assert_eq!(email.idempotency_key, "password_reset:42");
         assert_eq!(email.kind, "password_reset");
-        let invite = account_email(AccountEmail::Invite, &links, 7, "a@example.com", "t2", 5);
+        let invite = account_email(
+            AccountEmail::Invite,
+            &links,
+            Some(7),
+            "a@example.com",
+            "t2",
+            5,
+        );
         assert!(invite
             .text_body
             .contains("https://rsolv.example/accept-invite?token=t2"));

@@ -30,13 +30,15 @@ pub struct CurrentUser {
     pub email: String,
 }
 
-impl From<&User> for CurrentUser {
-    fn from(user: &User) -> Self {
-        Self {
+impl CurrentUser {
+    /// The customer user `user`, or `None` for a staff admin (who has no
+    /// customer account).
+    pub fn of_customer(user: &User) -> Option<Self> {
+        Some(Self {
             user_id: user.id,
-            customer_id: user.customer_id,
+            customer_id: user.customer_id?,
             email: user.email.clone(),
-        }
+        })
     }
 }
 
@@ -92,9 +94,9 @@ pub async fn require_user_row() -> Result<(TypedSession, User), AppError> {
 /// of all devices"), then loads the user, who must still exist.
 ///
 /// Errors: [`AppError::Unauthorized`] when nobody is signed in;
+/// [`AppError::Forbidden`] for a staff admin (no customer account);
 /// [`AppError::Internal`] on a database or wiring failure.
 pub async fn require_user() -> Result<CurrentUser, AppError> {
-    require_user_row()
-        .await
-        .map(|(_, user)| CurrentUser::from(&user))
+    let (_, user) = require_user_row().await?;
+    CurrentUser::of_customer(&user).ok_or(AppError::Forbidden)
 }

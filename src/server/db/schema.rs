@@ -190,7 +190,7 @@ diesel::table! {
 diesel::table! {
     users (id) {
         id -> Int8,
-        customer_id -> Int8,
+        customer_id -> Nullable<Int8>,
         email -> Text,
         password_hash -> Nullable<Text>,
         role -> Text,
@@ -287,3 +287,46 @@ diesel::allow_tables_to_appear_in_same_query!(
     github_pending_changes,
     customers,
 );
+
+// --- Admin console (migration 000009) -------------------------------------
+
+diesel::table! {
+    feature_flags (key) {
+        key -> Text,
+        enabled -> Bool,
+        updated_by -> Nullable<Int8>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    admin_audit_log (id) {
+        id -> Int8,
+        actor_user_id -> Nullable<Int8>,
+        actor_email -> Text,
+        action -> Text,
+        target_type -> Text,
+        target_id -> Nullable<Text>,
+        customer_id -> Nullable<Int8>,
+        reason -> Nullable<Text>,
+        before -> Nullable<Jsonb>,
+        after -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    signup_requests (id) {
+        id -> Int8,
+        email -> Text,
+        name -> Text,
+        source -> Text,
+        channel -> Text,
+        status -> Text,
+        customer_id -> Nullable<Int8>,
+        decided_by -> Nullable<Int8>,
+        decided_at -> Nullable<Timestamptz>,
+        reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}

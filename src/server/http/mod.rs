@@ -4,6 +4,7 @@
 pub mod api_v1;
 pub mod error;
 pub mod extract;
+pub mod maintenance;
 pub mod pages;
 pub mod portal;
 pub mod rate_limit;
@@ -30,7 +31,15 @@ pub fn router(state: AppState) -> Router {
     let options = state.leptos_options.clone();
     Router::new()
         .route("/health", get(health))
-        .nest("/api/v1", api_v1::routes(&state).fallback(api_not_found))
+        .nest(
+            "/api/v1",
+            api_v1::routes(&state)
+                .fallback(api_not_found)
+                .layer(middleware::from_fn_with_state(
+                    state.clone(),
+                    maintenance::refuse_during_maintenance,
+                )),
+        )
         .route(
             "/signup",
             post(pages::submit_signup_form).route_layer(middleware::from_fn_with_state(

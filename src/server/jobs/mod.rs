@@ -36,7 +36,8 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 10;
 pub const KIND_STRIPE_CREATE_CUSTOMER: &str = "stripe.create_customer";
 /// Job kind: apply the stored Stripe event `{"event_id": "evt_…"}`.
 pub const KIND_STRIPE_PROCESS_EVENT: &str = "stripe.process_event";
-/// Kinds that call Stripe: not claimed while `BILLING_ENABLED=false` or
+/// Kinds that call Stripe: not claimed while the `billing_enabled` flag is
+/// off (runtime, or forced by `BILLING_ENABLED=false`) or
 /// `STRIPE_SECRET_KEY` is unset.
 pub const STRIPE_CALLING_KINDS: &[&str] = &[KIND_STRIPE_CREATE_CUSTOMER];
 
@@ -335,8 +336,8 @@ async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
 pub async fn run_forever(state: AppState, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
     let stripe = &state.config.stripe;
-    if !stripe.billing_enabled {
-        tracing::warn!("BILLING_ENABLED=false: Stripe jobs stay queued");
+    if !stripe.billing_enabled() {
+        tracing::warn!("billing_enabled is off: Stripe jobs stay queued");
     } else if stripe.secret_key.is_none() {
         tracing::warn!("STRIPE_SECRET_KEY is not set: Stripe jobs stay queued");
     }

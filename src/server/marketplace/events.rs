@@ -660,7 +660,7 @@ async fn claim_placeholder(
         &account_email(
             AccountEmail::Invite,
             &config.email.links,
-            customer_id,
+            Some(customer_id),
             email.as_str(),
             &token,
             token_id,

@@ -112,7 +112,7 @@ impl StripeApi {
     /// [`StripeCallError::NotConfigured`] without a key,
     /// [`StripeCallError::Transport`] for an unusable base URL.
     pub fn new(settings: &StripeSettings) -> Result<Self, StripeCallError> {
-        if !settings.billing_enabled {
+        if !settings.billing_enabled() {
             return Err(StripeCallError::Disabled);
         }
         let key = settings

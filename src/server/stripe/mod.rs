@@ -19,11 +19,13 @@ pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 /// Stripe settings from the environment (documented in `.env.example`).
 #[derive(Clone)]
 pub struct StripeSettings {
-    /// `BILLING_ENABLED` (default true): the kill switch. When false no call
-    /// is made to Stripe: `stripe.create_customer` jobs stay queued (they are
-    /// not claimed) until billing is enabled again. Webhooks are still
-    /// verified, stored and processed (processing never calls Stripe).
-    pub billing_enabled: bool,
+    /// The runtime flags (shared with `Config::flags`); the kill switch is
+    /// the `billing_enabled` flag, forced by `BILLING_ENABLED`: read it with
+    /// [`StripeSettings::billing_enabled`]. When off no call is made to
+    /// Stripe: `stripe.create_customer` jobs stay queued (they are not
+    /// claimed) until billing is enabled again. Webhooks are still verified,
+    /// stored and processed (processing never calls Stripe).
+    pub flags: crate::server::flags::Flags,
     /// `STRIPE_SECRET_KEY` (`sk_…` or `rk_…`); `None` when unset, in which
     /// case jobs that call Stripe stay queued (as with billing disabled).
     pub secret_key: Option<String>,
@@ -40,7 +42,7 @@ impl std::fmt::Debug for StripeSettings {
     // Hand-written: the secret key and webhook secrets never reach a log.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StripeSettings")
-            .field("billing_enabled", &self.billing_enabled)
+            .field("billing_enabled", &self.billing_enabled())
             .field("secret_key_set", &self.secret_key.is_some())
             .field("api_base", &self.api_base)
             .field("webhook_secrets", &self.webhook_secrets.len())
@@ -49,9 +51,15 @@ impl std::fmt::Debug for StripeSettings {
 }
 
 impl StripeSettings {
+    /// Whether billing is enabled now (the runtime `billing_enabled` flag,
+    /// or its `BILLING_ENABLED` force).
+    pub fn billing_enabled(&self) -> bool {
+        self.flags.is_on(crate::server::flags::Flag::BillingEnabled)
+    }
+
     /// Whether calls to Stripe may be made: billing enabled and a key set.
     pub fn can_call_stripe(&self) -> bool {
-        self.billing_enabled && self.secret_key.is_some()
+        self.billing_enabled() && self.secret_key.is_some()
     }
 
     /// Reads the settings through `lookup` (variable name → value).
@@ -66,17 +74,8 @@ impl StripeSettings {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let billing_enabled = match get("BILLING_ENABLED").map(|v| v.to_ascii_lowercase()) {
-            None => true,
-            Some(v) if matches!(v.as_str(), "true" | "1" | "yes" | "on") => true,
-            Some(v) if matches!(v.as_str(), "false" | "0" | "no" | "off") => false,
-            Some(_) => {
-                return Err(ConfigError::Invalid {
-                    name: "BILLING_ENABLED",
-                    reason: "must be true or false".into(),
-                })
-            }
-        };
+        // BILLING_ENABLED (and the other flags' variables) force flags.
+        let flags = crate::server::flags::Flags::from_lookup(lookup)?;
         let secret_key = get("STRIPE_SECRET_KEY");
         if let Some(key) = &secret_key {
             if !(key.starts_with("sk_") || key.starts_with("rk_")) {
@@ -113,7 +112,7 @@ impl StripeSettings {
             });
         }
         Ok(Self {
-            billing_enabled,
+            flags,
             secret_key,
             api_base,
             webhook_secrets,
@@ -147,7 +146,7 @@ mod tests {
     #[test]
     fn defaults_and_parsing() {
         let s = settings(&[]).unwrap();
-        assert!(s.billing_enabled);
+        assert!(s.billing_enabled());
         assert_eq!(s.api_base, "https://api.stripe.com");
         assert!(s.secret_key.is_none() && s.webhook_secrets.is_empty());
         let s = settings(&[
@@ -157,7 +156,7 @@ mod tests {
             ("STRIPE_WEBHOOK_SECRETS", "whsec_a, whsec_b,"),
         ])
         .unwrap();
-        assert!(!s.billing_enabled);
+        assert!(!s.billing_enabled());
         assert_eq!(s.api_base, "http://127.0.0.1:8420");
         assert_eq!(s.webhook_secrets, vec!["whsec_a", "whsec_b"]);
         let debug = format!("{s:?}");

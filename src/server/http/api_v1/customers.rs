@@ -31,11 +31,18 @@ pub struct OnboardResponse {
 
 /// Provisions a customer: 201 with the id, the API key (once) and the
 /// balance in credits; 422 for a malformed email, name or source; 409 when
-/// the email is registered (compared case-insensitively).
+/// the email is registered (compared case-insensitively). While the
+/// `signups_enabled` flag is off: 403 `{"error": ...}`; while
+/// `auto_provision` is off: 202 `{"status": "pending_approval", "message":
+/// ...}` (queued for an admin; no key yet).
 pub async fn onboard_customer(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<OnboardRequest>,
-) -> Result<(StatusCode, Json<OnboardResponse>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    use crate::server::admin::approvals::{
+        admit, Admission, SignupChannel, PENDING_APPROVAL_MESSAGE, SIGNUPS_CLOSED_MESSAGE,
+    };
+    use axum::response::IntoResponse;
     let new = NewCustomer {
         email: Email::parse(&body.email).map_err(|e| ApiError::unprocessable(e.0))?,
         name: CustomerName::parse(&body.name).map_err(|e| ApiError::unprocessable(e.0))?,
@@ -45,6 +52,22 @@ pub async fn onboard_customer(
         },
     };
     let mut conn = state.conn().await?;
+    match admit(&mut conn, state.flags(), &new, SignupChannel::ApiOnboard).await? {
+        Admission::Provision => {}
+        Admission::Closed => {
+            return Err(ApiError::new(StatusCode::FORBIDDEN, SIGNUPS_CLOSED_MESSAGE));
+        }
+        Admission::Pending(_) => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(serde_json::json!({
+                    "status": "pending_approval",
+                    "message": PENDING_APPROVAL_MESSAGE,
+                })),
+            )
+                .into_response());
+        }
+    }
     // The owner user (no password yet) and its invite email are created in
     // the same transaction.
     let provisioned =
@@ -57,7 +80,8 @@ pub async fn onboard_customer(
             api_key: provisioned.plain_key.expose().to_owned(),
             credit_balance: provisioned.customer.credit_balance,
         }),
-    ))
+    )
+        .into_response())
 }
 
 /// The caller's billing status (`{stripe_customer_id, subscription_status,

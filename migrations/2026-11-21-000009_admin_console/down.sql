@@ -1,0 +1,10 @@
+DROP INDEX IF EXISTS stripe_events_customer_idx;
+DROP TABLE signup_requests;
+DROP TABLE admin_audit_log;
+DROP FUNCTION forbid_audit_rewrite();
+DROP TABLE feature_flags;
+DELETE FROM users WHERE customer_id IS NULL;
+ALTER TABLE users DROP CONSTRAINT users_staff_admin_has_no_customer;
+ALTER TABLE users DROP CONSTRAINT users_role_check;
+ALTER TABLE users ADD CONSTRAINT users_role_check CHECK (role IN ('owner', 'admin', 'member'));
+ALTER TABLE users ALTER COLUMN customer_id SET NOT NULL;

@@ -1,0 +1,324 @@
+//! `/admin/customers/:id`: one customer's profile, plan and subscription,
+//! balance and full ledger, fixes, API keys, payment methods, emails,
+//! webhook events and audit entries, with the admin's actions: adjust
+//! credits (reason required), suspend / reactivate and revoke a key (each
+//! behind a confirmation step reached by a plain link: `?confirm=suspend`,
+//! `?confirm_revoke=<key id>`).
+
+use super::api::{
+    admin_get_customer, AdminAdjustCredits, AdminReactivateCustomer, AdminRevokeKey,
+    AdminSuspendCustomer,
+};
+use super::{
+    short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, BUTTON, CARD, DANGER_BUTTON,
+    INPUT, LINK, SECONDARY_BUTTON, SMALL_BUTTON, TABLE, TD, TH,
+};
+use crate::types::admin::AdminCustomerDetail;
+use leptos::form::ActionForm;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::{use_params_map, use_query_map};
+
+/// The customer page.
+#[component]
+pub fn AdminCustomerPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let id = move || {
+        params
+            .read()
+            .get("id")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    };
+    let adjust = ServerAction::<AdminAdjustCredits>::new();
+    let suspend = ServerAction::<AdminSuspendCustomer>::new();
+    let reactivate = ServerAction::<AdminReactivateCustomer>::new();
+    let revoke = ServerAction::<AdminRevokeKey>::new();
+    let detail = Resource::new(
+        move || {
+            (
+                id(),
+                adjust.version().get(),
+                suspend.version().get(),
+                reactivate.version().get(),
+                revoke.version().get(),
+            )
+        },
+        |(id, ..)| admin_get_customer(id),
+    );
+    let confirm = move || query.read().get("confirm").unwrap_or_default();
+    let confirm_revoke = move || {
+        query
+            .read()
+            .get("confirm_revoke")
+            .and_then(|v| v.parse::<i64>().ok())
+    };
+    view! {
+        <Title text="Customer · Admin · RSOLV" />
+        <AdminNav current="/admin" />
+        <p class="mb-2 text-sm"><a class=LINK href="/admin">"← All customers"</a></p>
+        <Transition fallback=|| view! { <Loading label="Loading the customer…" /> }>
+            {move || Suspend::new(async move {
+                match detail.await {
+                    Ok(d) => view! {
+                        <Detail d confirm=confirm() confirm_revoke=confirm_revoke() adjust suspend reactivate revoke />
+                    }
+                    .into_any(),
+                    Err(error) => view! { <LoadError error /> }.into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn Detail(
+    d: AdminCustomerDetail,
+    confirm: String,
+    confirm_revoke: Option<i64>,
+    adjust: ServerAction<AdminAdjustCredits>,
+    suspend: ServerAction<AdminSuspendCustomer>,
+    reactivate: ServerAction<AdminReactivateCustomer>,
+    revoke: ServerAction<AdminRevokeKey>,
+) -> impl IntoView {
+    let c = d.customer.clone();
+    let id = c.id;
+    let here = format!("/admin/customers/{id}");
+    let here2 = here.clone();
+    let suspended = c.status == "suspended";
+    let dt = "text-xs font-medium uppercase tracking-wide text-slate-600 dark:text-slate-400";
+    view! {
+        <div class="flex flex-wrap items-center gap-3">
+            <h1 class="text-2xl font-bold tracking-tight" data-testid="customer-name">{c.name.clone()}</h1>
+            <Badge text=c.status.clone() />
+            {(!c.can_use_service).then(|| view! { <Badge text="cannot use service".to_owned() /> })}
+        </div>
+        <p class="mt-1 text-slate-700 dark:text-slate-300">{c.email.clone()} " · customer " {id}</p>
+
+        <div class="mt-6 grid gap-4 lg:grid-cols-3">
+            <section class=CARD aria-labelledby="profile-title">
+                <h2 id="profile-title" class="font-semibold">"Profile and plan"</h2>
+                <dl class="mt-3 grid grid-cols-2 gap-x-3 gap-y-2 text-sm">
+                    <dt class=dt>"Plan"</dt><dd>{c.plan.clone()}</dd>
+                    <dt class=dt>"Source"</dt><dd>{c.source.clone()}</dd>
+                    <dt class=dt>"Stripe"</dt><dd class="font-mono text-xs">{c.stripe_customer_id.clone().unwrap_or_else(|| "—".into())}</dd>
+                    <dt class=dt>"Subscription"</dt><dd>{c.subscription_status.clone().unwrap_or_else(|| "none".into())}</dd>
+                    <dt class=dt>"Period end"</dt><dd>{d.current_period_end.as_deref().map(short_time).unwrap_or_else(|| "—".into())}</dd>
+                    <dt class=dt>"Card on file"</dt><dd>{if c.has_payment_method { "yes" } else { "no" }}</dd>
+                    <dt class=dt>"Created"</dt><dd>{short_time(&c.created_at)}</dd>
+                    <dt class=dt>"Users"</dt>
+                    <dd class="break-all">{d.users.iter().map(|(e, r)| view! { <div>{e.clone()} " (" {r.clone()} ")"</div> }).collect_view()}</dd>
+                </dl>
+            </section>
+
+            <section class=CARD aria-labelledby="credits-title">
+                <h2 id="credits-title" class="font-semibold">"Credits"</h2>
+                <p class="mt-2 text-3xl font-semibold tabular-nums" data-testid="admin-balance">{c.credit_balance}</p>
+                <ActionForm action=adjust>
+                    <div class="mt-3 space-y-2" data-testid="adjust-form">
+                        <input type="hidden" name="customer_id" value=id />
+                        <input type="hidden" name="form_token" value=d.form_token.clone() />
+                        <div>
+                            <label for="adj-amount" class="block text-sm font-medium">"Amount (credits; negative removes)"</label>
+                            <input id="adj-amount" name="amount" type="number" step="1" required class=INPUT
+                                // Cleared after each adjustment, so a second click is a new, deliberate one.
+                                prop:value=move || { adjust.version().get(); String::new() } />
+                        </div>
+                        <div>
+                            <label for="adj-reason" class="block text-sm font-medium">"Reason (required, kept in the ledger and audit log)"</label>
+                            <input id="adj-reason" name="reason" type="text" required maxlength="500" class=INPUT
+                                prop:value=move || { adjust.version().get(); String::new() } />
+                        </div>
+                        <button type="submit" class=BUTTON disabled=move || adjust.pending().get()>"Adjust credits"</button>
+                    </div>
+                </ActionForm>
+                <div class="mt-2" aria-live="polite"><ActionOutcome value=move || adjust.value().get() success="Credits adjusted." /></div>
+            </section>
+
+            <section class=CARD aria-labelledby="status-title">
+                <h2 id="status-title" class="font-semibold">"Access"</h2>
+                {if suspended {
+                    view! {
+                        <p class="mt-2 text-sm">"Suspended: the Action API answers 403 for every key."</p>
+                        <ActionForm action=reactivate>
+                            <div class="mt-3 space-y-2">
+                                <input type="hidden" name="customer_id" value=id />
+                                <label for="react-reason" class="block text-sm font-medium">"Reason"</label>
+                                <input id="react-reason" name="reason" type="text" required maxlength="500" class=INPUT />
+                                <button type="submit" class=BUTTON>"Reactivate"</button>
+                            </div>
+                        </ActionForm>
+                    }
+                    .into_any()
+                } else if confirm == "suspend" {
+                    view! {
+                        <div role="alertdialog" aria-labelledby="suspend-q" class="mt-3 rounded-md border border-red-300 p-3 dark:border-red-800">
+                            <p id="suspend-q" class="text-sm font-medium">"Suspend this customer? Every request of the Action will get 403 until reactivated."</p>
+                            <ActionForm action=suspend>
+                                <div class="mt-2 space-y-2">
+                                    <input type="hidden" name="customer_id" value=id />
+                                    <label for="susp-reason" class="block text-sm font-medium">"Reason"</label>
+                                    <input id="susp-reason" name="reason" type="text" required maxlength="500" class=INPUT />
+                                    <div class="flex gap-2">
+                                        <button type="submit" class=DANGER_BUTTON>"Suspend"</button>
+                                        <a href=here2.clone() class=SECONDARY_BUTTON>"Cancel"</a>
+                                    </div>
+                                </div>
+                            </ActionForm>
+                        </div>
+                    }
+                    .into_any()
+                } else {
+                    view! {
+                        <p class="mt-2 text-sm">"Active."</p>
+                        <a href=format!("{here2}?confirm=suspend") class=format!("{DANGER_BUTTON} mt-3")>"Suspend…"</a>
+                    }
+                    .into_any()
+                }}
+                <div class="mt-2" aria-live="polite">
+                    <ActionOutcome value=move || suspend.value().get() success="Customer suspended." />
+                    <ActionOutcome value=move || reactivate.value().get() success="Customer reactivated." />
+                </div>
+            </section>
+        </div>
+
+        <Section title="API keys">
+            <div aria-live="polite"><ActionOutcome value=move || revoke.value().get() success="Key revoked; the customer was emailed." /></div>
+            <table class=TABLE data-testid="keys-table">
+                <thead><tr>
+                    <th scope="col" class=TH>"Name"</th><th scope="col" class=TH>"Prefix"</th><th scope="col" class=TH>"Created"</th>
+                    <th scope="col" class=TH>"Last used"</th><th scope="col" class=TH>"State"</th><th scope="col" class=TH><span class="sr-only">"Actions"</span></th>
+                </tr></thead>
+                <tbody>
+                    {d.api_keys.iter().map(|k| {
+                        let state = if k.revoked_at.is_some() { "revoked" } else if k.expires_at.is_some() { "expiring" } else { "active" };
+                        let kid = k.id;
+                        let here = here.clone();
+                        view! {
+                            <tr>
+                                <td class=TD>{k.name.clone()}</td>
+                                <td class=format!("{TD} font-mono text-xs")>{k.prefix.clone()} "…"</td>
+                                <td class=TD>{short_time(&k.created_at)}</td>
+                                <td class=TD>{k.last_used_at.as_deref().map(short_time).unwrap_or_else(|| "never".into())}</td>
+                                <td class=TD><Badge text=state.to_owned() /></td>
+                                <td class=TD>
+                                    {if k.revoked_at.is_some() {
+                                        ().into_any()
+                                    } else if confirm_revoke == Some(kid) {
+                                        view! {
+                                            <ActionForm action=revoke>
+                                                <div class="flex flex-wrap items-center gap-1">
+                                                    <input type="hidden" name="customer_id" value=id />
+                                                    <input type="hidden" name="key_id" value=kid />
+                                                    <label for=format!("rv-{kid}") class="sr-only">"Reason"</label>
+                                                    <input id=format!("rv-{kid}") name="reason" type="text" required placeholder="Reason" class="rounded border border-slate-300 px-2 py-0.5 text-xs dark:border-slate-700 dark:bg-slate-950" />
+                                                    <button type="submit" class="rounded bg-red-700 px-2 py-0.5 text-xs font-semibold text-white hover:bg-red-800 focus:outline-none focus-visible:ring-2 focus-visible:ring-red-500">"Revoke now"</button>
+                                                    <a href=here class=SMALL_BUTTON>"Cancel"</a>
+                                                </div>
+                                            </ActionForm>
+                                        }
+                                        .into_any()
+                                    } else {
+                                        view! { <a href=format!("{here}?confirm_revoke={kid}") class=SMALL_BUTTON>"Revoke…"</a> }.into_any()
+                                    }}
+                                </td>
+                            </tr>
+                        }
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </Section>
+
+        <Section title="Payment methods">
+            {if d.payment_methods.is_empty() {
+                view! { <p class="text-sm text-slate-700 dark:text-slate-300">"No payment method on file."</p> }.into_any()
+            } else {
+                view! {
+                    <table class=TABLE>
+                        <thead><tr><th scope="col" class=TH>"Payment method"</th><th scope="col" class=TH>"Attached"</th><th scope="col" class=TH>"Last event"</th></tr></thead>
+                        <tbody>
+                            {d.payment_methods.iter().map(|p| view! {
+                                // TODO(billing, migration 000008): brand and last 4 instead of the id.
+                                <tr><td class=format!("{TD} font-mono text-xs")>{p.id.clone()}</td><td class=TD>{if p.attached { "yes" } else { "no" }}</td><td class=TD>{short_time(&p.last_event_at)}</td></tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }
+                .into_any()
+            }}
+        </Section>
+
+        <Section title="Invoices">
+            // TODO(lead, after merging migration 000008): the customer's invoices and charges
+            // (number, amount, status, paid at) from the billing engineer's tables.
+            <p class="text-sm text-slate-700 dark:text-slate-300" data-testid="invoices-todo">"Invoices and charges appear here once billing (migration 000008) is merged."</p>
+        </Section>
+
+        <Section title="Ledger">
+            <table class=TABLE data-testid="ledger-table">
+                <thead><tr>
+                    <th scope="col" class=TH>"When"</th><th scope="col" class=TH>"Kind"</th><th scope="col" class=format!("{TH} text-right")>"Amount"</th>
+                    <th scope="col" class=format!("{TH} text-right")>"Balance"</th><th scope="col" class=TH>"Reference"</th>
+                </tr></thead>
+                <tbody>
+                    {d.ledger.iter().map(|e| view! {
+                        <tr>
+                            <td class=TD>{short_time(&e.created_at)}</td>
+                            <td class=TD>{crate::app::portal::kind_label(&e.kind)}</td>
+                            <td class=format!("{TD} text-right tabular-nums")>{if e.amount > 0 { format!("+{}", e.amount) } else { e.amount.to_string() }}</td>
+                            <td class=format!("{TD} text-right tabular-nums")>{e.balance_after}</td>
+                            <td class=format!("{TD} whitespace-normal")>{e.reference.clone().unwrap_or_default()}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+        </Section>
+
+        <Section title="Fixes">
+            {if d.fixes.is_empty() {
+                view! { <p class="text-sm text-slate-700 dark:text-slate-300">"No fixes yet."</p> }.into_any()
+            } else {
+                view! {
+                    <table class=TABLE>
+                        <thead><tr><th scope="col" class=TH>"Fix"</th><th scope="col" class=TH>"Repository"</th><th scope="col" class=TH>"Billing"</th><th scope="col" class=TH>"When"</th></tr></thead>
+                        <tbody>
+                            {d.fixes.iter().map(|f| view! {
+                                <tr>
+                                    <td class=TD>{match &f.pr_url { Some(url) => view! { <a class=LINK href=url.clone() rel="noopener noreferrer">{f.fix_key.clone()}</a> }.into_any(), None => f.fix_key.clone().into_any() }}</td>
+                                    <td class=TD>{f.repository.clone()}</td>
+                                    <td class=TD><Badge text=f.billing_status.clone() /></td>
+                                    <td class=TD>{short_time(&f.created_at)}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }
+                .into_any()
+            }}
+        </Section>
+
+        <Section title="Emails">
+            <super::emails::EmailTable rows=d.emails.clone() resend=None />
+        </Section>
+
+        <Section title="Webhook events">
+            <super::webhooks::EventTable rows=d.events.clone() replay=None />
+        </Section>
+
+        <Section title="Audit log">
+            <super::audit::AuditTable rows=d.audit.clone() />
+        </Section>
+    }
+}
+
+/// A titled card holding a table.
+#[component]
+fn Section(title: &'static str, children: Children) -> impl IntoView {
+    view! {
+        <section class=format!("{CARD} mt-6 overflow-x-auto") aria-label=title>
+            <h2 class="mb-2 font-semibold">{title}</h2>
+            {children()}
+        </section>
+    }
+}

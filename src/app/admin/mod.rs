@@ -1,0 +1,161 @@
+//! The admin console under `/admin` (staff admins only; every server
+//! function in [`api`] checks the role on the server): customers
+//! ([`customers`], [`customer`]), the approval queue ([`signups`]), the
+//! Stripe webhook log ([`webhooks`]), the email outbox ([`emails`]), feature
+//! flags ([`flags`]), the audit log ([`audit`]) and staff admins
+//! ([`admins`]). Filters are plain GET forms (shareable URLs, no
+//! JavaScript needed); actions are `ActionForm`s.
+
+pub mod admins;
+pub mod api;
+pub mod audit;
+pub mod customer;
+pub mod customers;
+pub mod emails;
+pub mod flags;
+pub mod signups;
+pub mod webhooks;
+
+pub(crate) use crate::app::portal::{
+    short_time, Alert, LoadError, Loading, Notice, BUTTON, CARD, DANGER_BUTTON, INPUT, LINK,
+    SECONDARY_BUTTON,
+};
+use crate::types::AppError;
+use leptos::prelude::*;
+
+/// Classes of a dense table.
+pub(crate) const TABLE: &str = "min-w-full divide-y divide-slate-200 text-sm dark:divide-slate-800";
+/// Classes of a table header cell.
+pub(crate) const TH: &str = "whitespace-nowrap px-2 py-2 text-left text-xs font-semibold uppercase tracking-wide text-slate-600 dark:text-slate-400";
+/// Classes of a table cell.
+pub(crate) const TD: &str = "whitespace-nowrap px-2 py-1.5 align-top";
+/// Classes of a small button inside a table.
+pub(crate) const SMALL_BUTTON: &str =
+    "inline-flex items-center rounded border border-slate-300 px-2 py-0.5 text-xs font-medium \
+     hover:bg-slate-100 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 \
+     dark:border-slate-700 dark:hover:bg-slate-800";
+
+/// The console's section links; `current` is the section's path.
+#[component]
+pub fn AdminNav(current: &'static str) -> impl IntoView {
+    let links = [
+        ("/admin", "Customers"),
+        ("/admin/signups", "Approval queue"),
+        ("/admin/webhooks", "Webhooks"),
+        ("/admin/emails", "Emails"),
+        ("/admin/flags", "Flags"),
+        ("/admin/audit", "Audit log"),
+        ("/admin/admins", "Admins"),
+    ];
+    view! {
+        <nav aria-label="Admin" class="mb-6 flex flex-wrap gap-1 border-b border-slate-200 pb-3 dark:border-slate-800">
+            {links
+                .into_iter()
+                .map(|(href, label)| {
+                    let active = href == current;
+                    view! {
+                        <a
+                            href=href
+                            aria-current=active.then_some("page")
+                            class=if active {
+                                "rounded-md bg-indigo-50 px-3 py-1.5 text-sm font-semibold text-indigo-800 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:bg-indigo-950 dark:text-indigo-200"
+                            } else {
+                                "rounded-md px-3 py-1.5 text-sm font-medium text-slate-700 hover:bg-slate-100 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-slate-300 dark:hover:bg-slate-800"
+                            }
+                        >
+                            {label}
+                        </a>
+                    }
+                })
+                .collect_view()}
+        </nav>
+    }
+}
+
+/// A coloured status word (`active`, `suspended`, `failed`, `sent`, …).
+#[component]
+pub fn Badge(text: String) -> impl IntoView {
+    let tone = match text.as_str() {
+        "active" | "processed" | "sent" | "approved" | "done" | "on" | "credit" | "charged" => {
+            "bg-emerald-100 text-emerald-900 dark:bg-emerald-950 dark:text-emerald-200"
+        }
+        "suspended" | "failed" | "dead" | "rejected" | "unpaid" | "revoked" | "past_due" => {
+            "bg-red-100 text-red-900 dark:bg-red-950 dark:text-red-200"
+        }
+        "queued" | "sending" | "received" | "pending" | "running" | "expiring" => {
+            "bg-amber-100 text-amber-900 dark:bg-amber-950 dark:text-amber-100"
+        }
+        _ => "bg-slate-100 text-slate-800 dark:bg-slate-800 dark:text-slate-200",
+    };
+    view! { <span class=format!("inline-block rounded px-1.5 py-0.5 text-xs font-medium {tone}")>{text}</span> }
+}
+
+/// "Page N of M" with previous/next links built by `href(page)`.
+#[component]
+pub fn Pager(page: i64, total: i64, per_page: i64, href: Callback<i64, String>) -> impl IntoView {
+    let pages = ((total + per_page - 1) / per_page).max(1);
+    view! {
+        <nav aria-label="Pages" class="mt-3 flex items-center justify-between text-sm">
+            <span class="text-slate-700 dark:text-slate-300" data-testid="pager-summary">
+                {format!("{total} in all · page {page} of {pages}")}
+            </span>
+            <span class="flex gap-2">
+                {(page > 1).then(|| view! { <a class=SECONDARY_BUTTON href=href.run(page - 1) rel="prev">"Previous"</a> })}
+                {(page < pages).then(|| view! { <a class=SECONDARY_BUTTON href=href.run(page + 1) rel="next">"Next"</a> })}
+            </span>
+        </nav>
+    }
+}
+
+/// The outcome of an action: a success notice or an error alert.
+#[component]
+pub fn ActionOutcome<T, F>(value: F, success: &'static str) -> impl IntoView
+where
+    T: Clone + Send + Sync + 'static,
+    F: Fn() -> Option<Result<T, AppError>> + Send + Sync + 'static,
+{
+    move || match value() {
+        Some(Ok(_)) => view! { <Notice message=success.to_owned() /> }.into_any(),
+        Some(Err(error)) => view! { <Alert message=error.to_string() /> }.into_any(),
+        None => ().into_any(),
+    }
+}
+
+/// `path?k=v&…` from the non-empty pairs (values percent-encoded).
+pub fn href_with(path: &str, params: &[(&str, String)]) -> String {
+    let query: Vec<String> = params
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect();
+    if query.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{}", query.join("&"))
+    }
+}
+
+fn encode(raw: &str) -> String {
+    raw.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hrefs_skip_empty_values_and_encode() {
+        assert_eq!(href_with("/admin", &[("q", String::new())]), "/admin");
+        assert_eq!(
+            href_with("/admin", &[("q", "a b&c".into()), ("page", "2".into())]),
+            "/admin?q=a%20b%26c&page=2"
+        );
+    }
+}

@@ -1,0 +1,701 @@
+//! Customers as the admin console sees them: search, the detail page's
+//! data, and the admin's actions (provision, adjust credits, suspend and
+//! reactivate, revoke a key), each with its audit entry in the same
+//! transaction.
+
+use crate::server::admin::audit::{record_audit, AuditEntry};
+use crate::server::admin::{page_offset, Admin};
+use crate::server::auth::accounts::{provision_with_owner, OwnerSetup};
+use crate::server::billing::api_keys::{list_api_keys, revoke_api_key, ApiKey};
+use crate::server::billing::customers::{find_customer, Customer, NewCustomer};
+use crate::server::billing::ledger::{append_entry, LedgerEntry, NewEntry};
+use crate::server::billing::BillingError;
+use crate::server::config::Config;
+use crate::server::db::schema::{
+    credit_ledger_entries, customers, email_outbox, fixes, stripe_events, stripe_payment_methods,
+    users,
+};
+use crate::server::email::templates::EmailLinks;
+use crate::types::values::{CustomerStatus, LedgerKind, ParseError, Plan, Source};
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+
+/// Customers per page of the search.
+pub const CUSTOMERS_PER_PAGE: i64 = 25;
+/// Largest credit adjustment one admin action may make, either way.
+pub const MAX_ADJUSTMENT: i64 = 1_000_000;
+/// Longest reason accepted, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
+fn invalid(message: impl Into<String>) -> BillingError {
+    BillingError::Invalid(ParseError(message.into()))
+}
+
+/// The search's sort orders (`sort` query parameter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CustomerSort {
+    /// Newest first (default).
+    #[default]
+    Newest,
+    /// Oldest first.
+    Oldest,
+    /// Email A→Z.
+    Email,
+    /// Largest balance first.
+    BalanceDesc,
+    /// Smallest balance first.
+    BalanceAsc,
+}
+
+impl CustomerSort {
+    /// Parses the `sort` parameter (`newest`, `oldest`, `email`,
+    /// `balance_desc`, `balance_asc`; empty: newest).
+    ///
+    /// Errors: [`BillingError::Invalid`] for anything else.
+    pub fn parse(raw: &str) -> Result<Self, BillingError> {
+        Ok(match raw {
+            "" | "newest" => Self::Newest,
+            "oldest" => Self::Oldest,
+            "email" => Self::Email,
+            "balance_desc" => Self::BalanceDesc,
+            "balance_asc" => Self::BalanceAsc,
+            other => return Err(invalid(format!("unknown sort {other:?}"))),
+        })
+    }
+}
+
+/// The search's filters, parsed.
+#[derive(Debug, Clone, Default)]
+pub struct CustomerFilter {
+    /// Matches email or name (substring, any case), a Stripe Customer id
+    /// (exact) or an API key prefix (leading characters of a key).
+    pub q: Option<String>,
+    /// Only this plan.
+    pub plan: Option<Plan>,
+    /// Only this status.
+    pub status: Option<CustomerStatus>,
+    /// Only this source.
+    pub source: Option<Source>,
+    /// Only customers who cannot use the service now (suspended, or no
+    /// credits and no way to pay).
+    pub cannot_use_service: bool,
+    /// Only customers whose payment failed: a Stripe subscription
+    /// `past_due`/`unpaid`, or a fix whose charge is unpaid.
+    // TODO(billing, migration 000008): also failed invoices/charges once
+    // those tables exist.
+    pub payment_failed: bool,
+    /// Order.
+    pub sort: CustomerSort,
+    /// Page from 1.
+    pub page: i64,
+}
+
+/// One page of customers.
+#[derive(Debug, Clone)]
+pub struct CustomerPage {
+    /// The customers on this page.
+    pub rows: Vec<Customer>,
+    /// Matching customers in all.
+    pub total: i64,
+    /// This page (from 1).
+    pub page: i64,
+}
+
+/// `%`, `_` and `\` escaped for LIKE.
+fn like_escape(raw: &str) -> String {
+    raw.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+type BoxedCustomers<'a> = customers::BoxedQuery<'a, diesel::pg::Pg>;
+
+fn filtered(filter: &CustomerFilter) -> BoxedCustomers<'static> {
+    let mut query = customers::table.into_boxed();
+    if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        let pattern = format!("%{}%", like_escape(q));
+        let prefix = format!("{}%", like_escape(q));
+        query = query.filter(
+            diesel::dsl::sql::<Bool>("(customers.email ILIKE ")
+                .bind::<Text, _>(pattern.clone())
+                .sql(" OR customers.name ILIKE ")
+                .bind::<Text, _>(pattern)
+                .sql(" OR customers.stripe_customer_id = ")
+                .bind::<Text, _>(q.to_owned())
+                .sql(" OR EXISTS (SELECT 1 FROM api_keys k WHERE k.customer_id = customers.id AND k.prefix LIKE ")
+                .bind::<Text, _>(prefix)
+                .sql("))"),
+        );
+    }
+    if let Some(plan) = filter.plan {
+        query = query.filter(customers::plan.eq(plan.as_str()));
+    }
+    if let Some(status) = filter.status {
+        query = query.filter(customers::status.eq(status.as_str()));
+    }
+    if let Some(source) = filter.source {
+        query = query.filter(customers::source.eq(source.as_str()));
+    }
+    if filter.cannot_use_service {
+        // The negation of Customer::can_use_service.
+        query = query.filter(diesel::dsl::sql::<Bool>(
+            "NOT (customers.status = 'active' AND (customers.credit_balance > 0 \
+             OR customers.has_payment_method \
+             OR coalesce(customers.subscription_status IN ('active', 'trialing'), false)))",
+        ));
+    }
+    if filter.payment_failed {
+        query = query.filter(diesel::dsl::sql::<Bool>(
+            "(coalesce(customers.subscription_status IN ('past_due', 'unpaid'), false) \
+             OR EXISTS (SELECT 1 FROM fixes f WHERE f.customer_id = customers.id \
+                        AND f.billing_status = 'unpaid'))",
+        ));
+    }
+    query
+}
+
+/// Searches customers (see [`CustomerFilter`]), [`CUSTOMERS_PER_PAGE`] a
+/// page.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn search_customers(
+    conn: &mut AsyncPgConnection,
+    filter: &CustomerFilter,
+) -> Result<CustomerPage, BillingError> {
+    let (page, offset) = page_offset(filter.page, CUSTOMERS_PER_PAGE);
+    let total = filtered(filter).count().get_result(conn).await?;
+    let query = filtered(filter);
+    let query = match filter.sort {
+        CustomerSort::Newest => query.order(customers::id.desc()),
+        CustomerSort::Oldest => query.order(customers::id.asc()),
+        CustomerSort::Email => query.order((customers::email.asc(), customers::id.asc())),
+        CustomerSort::BalanceDesc => {
+            query.order((customers::credit_balance.desc(), customers::id.desc()))
+        }
+        CustomerSort::BalanceAsc => {
+            query.order((customers::credit_balance.asc(), customers::id.desc()))
+        }
+    };
+    let rows = query
+        .limit(CUSTOMERS_PER_PAGE)
+        .offset(offset)
+        .select(Customer::as_select())
+        .load(conn)
+        .await?;
+    Ok(CustomerPage { rows, total, page })
+}
+
+/// A fix as the customer page lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct FixRow {
+    /// Fix id.
+    pub id: i64,
+    /// `owner/name`.
+    pub repository: String,
+    /// `issue:<n>` or `pr:<n>`.
+    pub fix_key: String,
+    /// Pull request URL, if known.
+    pub pr_url: Option<String>,
+    /// `pending`, `credit`, `unpaid` or `charged`.
+    pub billing_status: String,
+    /// Recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A payment method on file (brand and last 4 come with the billing
+/// engineer's migration 000008).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct PaymentMethodRow {
+    /// Stripe's `pm_…` id.
+    pub id: String,
+    /// Whether it is attached now.
+    pub attached: bool,
+    /// The last Stripe event about it.
+    pub last_event_at: DateTime<Utc>,
+}
+
+/// An email of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct EmailRow {
+    /// Outbox id.
+    pub id: i64,
+    /// The customer concerned, if any.
+    pub customer_id: Option<i64>,
+    /// Template kind.
+    pub kind: String,
+    /// Recipient.
+    pub to_address: String,
+    /// Subject.
+    pub subject: String,
+    /// `queued`, `sending`, `sent` or `failed`.
+    pub status: String,
+    /// Send attempts.
+    pub attempts: i32,
+    /// Last failure.
+    pub last_error: Option<String>,
+    /// Queued at.
+    pub created_at: DateTime<Utc>,
+    /// Sent at.
+    pub sent_at: Option<DateTime<Utc>>,
+}
+
+/// The select clause of [`EmailRow`].
+pub type EmailRowColumns = (
+    email_outbox::id,
+    email_outbox::customer_id,
+    email_outbox::kind,
+    email_outbox::to_address,
+    email_outbox::subject,
+    email_outbox::status,
+    email_outbox::attempts,
+    email_outbox::last_error,
+    email_outbox::created_at,
+    email_outbox::sent_at,
+);
+
+/// The columns [`EmailRow`] is loaded from.
+pub const EMAIL_ROW_COLUMNS: EmailRowColumns = (
+    email_outbox::id,
+    email_outbox::customer_id,
+    email_outbox::kind,
+    email_outbox::to_address,
+    email_outbox::subject,
+    email_outbox::status,
+    email_outbox::attempts,
+    email_outbox::last_error,
+    email_outbox::created_at,
+    email_outbox::sent_at,
+);
+
+/// A stored Stripe event (without its payload).
+#[derive(Debug, Clone, PartialEq, Eq, Queryable)]
+pub struct EventRow {
+    /// `evt_…`.
+    pub id: String,
+    /// Event type.
+    pub type_: String,
+    /// Received.
+    pub received_at: DateTime<Utc>,
+    /// Applied.
+    pub processed_at: Option<DateTime<Utc>>,
+    /// Processing attempts.
+    pub attempts: i32,
+    /// Last processing error.
+    pub last_error: Option<String>,
+    /// `received`, `processed` or `failed`.
+    pub status: String,
+}
+
+/// The select clause of [`EventRow`].
+pub type EventRowColumns = (
+    stripe_events::id,
+    stripe_events::type_,
+    stripe_events::received_at,
+    stripe_events::processed_at,
+    stripe_events::attempts,
+    stripe_events::last_error,
+    stripe_events::status,
+);
+
+/// The columns [`EventRow`] is loaded from.
+pub const EVENT_ROW_COLUMNS: EventRowColumns = (
+    stripe_events::id,
+    stripe_events::type_,
+    stripe_events::received_at,
+    stripe_events::processed_at,
+    stripe_events::attempts,
+    stripe_events::last_error,
+    stripe_events::status,
+);
+
+/// Everything the customer page shows.
+#[derive(Debug, Clone)]
+pub struct CustomerDetail {
+    /// The customer.
+    pub customer: Customer,
+    /// Its users' emails and roles.
+    pub users: Vec<(String, String)>,
+    /// The whole ledger, newest first.
+    pub ledger: Vec<LedgerEntry>,
+    /// Its fixes, newest first (at most 200).
+    pub fixes: Vec<FixRow>,
+    /// Its API keys, newest first.
+    pub api_keys: Vec<ApiKey>,
+    /// Its payment methods.
+    pub payment_methods: Vec<PaymentMethodRow>,
+    /// Emails sent or queued to it, newest first (at most 100).
+    pub emails: Vec<EmailRow>,
+    /// Stripe events whose object names its Stripe Customer, newest first
+    /// (at most 100).
+    pub events: Vec<EventRow>,
+}
+
+/// Loads the customer page's data.
+///
+/// Errors: [`BillingError::NotFound`]; [`BillingError::Database`].
+pub async fn customer_detail(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<CustomerDetail, BillingError> {
+    let customer = find_customer(conn, customer_id).await?;
+    let users = users::table
+        .filter(users::customer_id.eq(customer_id))
+        .order(users::id.asc())
+        .select((users::email, users::role))
+        .load(conn)
+        .await?;
+    let ledger = credit_ledger_entries::table
+        .filter(credit_ledger_entries::customer_id.eq(customer_id))
+        .order(credit_ledger_entries::id.desc())
+        .select(LedgerEntry::as_select())
+        .load(conn)
+        .await?;
+    let fixes = fixes::table
+        .filter(fixes::customer_id.eq(customer_id))
+        .order(fixes::id.desc())
+        .limit(200)
+        .select((
+            fixes::id,
+            fixes::repository,
+            fixes::fix_key,
+            fixes::pr_url,
+            fixes::billing_status,
+            fixes::created_at,
+        ))
+        .load(conn)
+        .await?;
+    let api_keys = list_api_keys(conn, customer_id).await?;
+    let payment_methods = stripe_payment_methods::table
+        .filter(stripe_payment_methods::customer_id.eq(customer_id))
+        .order(stripe_payment_methods::last_event_at.desc())
+        .select((
+            stripe_payment_methods::id,
+            stripe_payment_methods::attached,
+            stripe_payment_methods::last_event_at,
+        ))
+        .load(conn)
+        .await?;
+    let emails = email_outbox::table
+        .filter(email_outbox::customer_id.eq(customer_id))
+        .order(email_outbox::id.desc())
+        .limit(100)
+        .select(EMAIL_ROW_COLUMNS)
+        .load(conn)
+        .await?;
+    let events = match &customer.stripe_customer_id {
+        Some(stripe_id) => {
+            stripe_events::table
+                .filter(
+                    diesel::dsl::sql::<Bool>(
+                        "(stripe_events.payload #>> '{data,object,customer}' = ",
+                    )
+                    .bind::<Text, _>(stripe_id.clone())
+                    .sql(" OR stripe_events.payload #>> '{data,object,id}' = ")
+                    .bind::<Text, _>(stripe_id.clone())
+                    .sql(")"),
+                )
+                .order(stripe_events::received_at.desc())
+                .limit(100)
+                .select(EVENT_ROW_COLUMNS)
+                .load(conn)
+                .await?
+        }
+        None => Vec::new(),
+    };
+    Ok(CustomerDetail {
+        customer,
+        users,
+        ledger,
+        fixes,
+        api_keys,
+        payment_methods,
+        emails,
+        events,
+    })
+}
+
+/// Checks an admin's reason: required, at most [`MAX_REASON_CHARS`].
+///
+/// Errors: [`BillingError::Invalid`].
+pub fn parse_reason(raw: &str) -> Result<String, BillingError> {
+    let reason = raw.trim();
+    if reason.is_empty() {
+        return Err(invalid("a reason is required"));
+    }
+    if reason.chars().count() > MAX_REASON_CHARS {
+        return Err(invalid(format!(
+            "the reason must be at most {MAX_REASON_CHARS} characters"
+        )));
+    }
+    Ok(reason.to_owned())
+}
+
+/// Checks a form token (the idempotency key of one form submission): 8 to
+/// 100 letters, digits, `-` or `_`.
+///
+/// Errors: [`BillingError::Invalid`].
+pub fn parse_form_token(raw: &str) -> Result<String, BillingError> {
+    let token = raw.trim();
+    if !(8..=100).contains(&token.len())
+        || !token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(invalid(
+            "the form token is missing or malformed; reload the page",
+        ));
+    }
+    Ok(token.to_owned())
+}
+
+/// The outcome of [`adjust_credits`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjusted {
+    /// The ledger entry (the earlier one when the form was submitted twice).
+    pub entry: LedgerEntry,
+    /// True for a repeated submission: nothing was written.
+    pub replayed: bool,
+}
+
+/// Moves `amount` credits (signed, non-zero, at most [`MAX_ADJUSTMENT`]
+/// either way) for `customer_id` as a ledger entry of kind
+/// `admin_adjustment` (idempotency key `admin_adjustment:<form token>`, so a
+/// double submission applies once) and writes the audit entry
+/// (`credits.adjust`, balance before/after, the reason), in one
+/// transaction.
+///
+/// Errors: [`BillingError::Invalid`] for a zero or too large amount, a
+/// missing reason or a bad token; [`BillingError::InsufficientCredits`]
+/// when the balance would go below zero (nothing written);
+/// [`BillingError::IdempotencyConflict`] when the token was used for
+/// another amount; [`BillingError::NotFound`]; [`BillingError::Database`].
+pub async fn adjust_credits(
+    conn: &mut AsyncPgConnection,
+    actor: &Admin,
+    customer_id: i64,
+    amount: i64,
+    reason: &str,
+    form_token: &str,
+) -> Result<Adjusted, BillingError> {
+    if amount == 0 || amount.abs() > MAX_ADJUSTMENT {
+        return Err(invalid(format!(
+            "the adjustment must be a non-zero number of credits between -{MAX_ADJUSTMENT} and {MAX_ADJUSTMENT}"
+        )));
+    }
+    let reason = parse_reason(reason)?;
+    let token = parse_form_token(form_token)?;
+    let key = format!("admin_adjustment:{token}");
+    conn.transaction(async |conn| {
+        let appended = append_entry(
+            conn,
+            NewEntry {
+                customer_id,
+                amount,
+                kind: LedgerKind::AdminAdjustment,
+                reference: Some(&reason),
+                idempotency_key: &key,
+            },
+        )
+        .await?;
+        if !appended.replayed {
+            let after = appended.entry.balance_after;
+            record_audit(
+                conn,
+                actor,
+                &AuditEntry {
+                    action: "credits.adjust",
+                    target_type: "customer",
+                    target_id: Some(customer_id.to_string()),
+                    customer_id: Some(customer_id),
+                    reason: Some(reason.clone()),
+                    before: Some(json!({ "credit_balance": after - amount })),
+                    after: Some(json!({
+                        "credit_balance": after,
+                        "amount": amount,
+                        "ledger_entry_id": appended.entry.id,
+                    })),
+                },
+            )
+            .await?;
+        }
+        Ok(Adjusted {
+            entry: appended.entry,
+            replayed: appended.replayed,
+        })
+    })
+    .await
+}
+
+/// Sets the customer's status (suspend: the Action API answers 403 for
+/// every key; reactivate) and writes the audit entry
+/// (`customer.suspend` / `customer.reactivate`, status before/after, the
+/// reason), in one transaction. Setting the status it already has changes
+/// nothing and records nothing.
+///
+/// Errors: [`BillingError::Invalid`] for a missing reason;
+/// [`BillingError::NotFound`]; [`BillingError::Database`].
+pub async fn set_customer_status(
+    conn: &mut AsyncPgConnection,
+    actor: &Admin,
+    customer_id: i64,
+    status: CustomerStatus,
+    reason: &str,
+) -> Result<Customer, BillingError> {
+    let reason = parse_reason(reason)?;
+    conn.transaction(async |conn| {
+        let before: String = customers::table
+            .find(customer_id)
+            .select(customers::status)
+            .for_no_key_update()
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(BillingError::NotFound("customer"))?;
+        if before != status.as_str() {
+            diesel::update(customers::table.find(customer_id))
+                .set((
+                    customers::status.eq(status.as_str()),
+                    customers::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            record_audit(
+                conn,
+                actor,
+                &AuditEntry {
+                    action: match status {
+                        CustomerStatus::Suspended => "customer.suspend",
+                        CustomerStatus::Active => "customer.reactivate",
+                    },
+                    target_type: "customer",
+                    target_id: Some(customer_id.to_string()),
+                    customer_id: Some(customer_id),
+                    reason: Some(reason.clone()),
+                    before: Some(json!({ "status": before })),
+                    after: Some(json!({ "status": status.as_str() })),
+                },
+            )
+            .await?;
+        }
+        find_customer(conn, customer_id).await
+    })
+    .await
+}
+
+/// Revokes one of the customer's API keys (the customer is emailed, as when
+/// they revoke it themselves) and writes the audit entry (`api_key.revoke`)
+/// in one transaction. Revoking a revoked key changes nothing and records
+/// nothing.
+///
+/// Errors: [`BillingError::NotFound`] when the key is not the customer's;
+/// [`BillingError::Invalid`] for a missing reason; [`BillingError::Database`].
+pub async fn admin_revoke_key(
+    conn: &mut AsyncPgConnection,
+    links: &EmailLinks,
+    actor: &Admin,
+    customer_id: i64,
+    key_id: i64,
+    reason: &str,
+) -> Result<ApiKey, BillingError> {
+    let reason = parse_reason(reason)?;
+    conn.transaction(async |conn| {
+        let was_revoked: Option<Option<DateTime<Utc>>> = crate::server::db::schema::api_keys::table
+            .find(key_id)
+            .filter(crate::server::db::schema::api_keys::customer_id.eq(customer_id))
+            .select(crate::server::db::schema::api_keys::revoked_at)
+            .first(conn)
+            .await
+            .optional()?;
+        let Some(was_revoked) = was_revoked else {
+            return Err(BillingError::NotFound("API key"));
+        };
+        let key = revoke_api_key(conn, links, customer_id, key_id).await?;
+        if was_revoked.is_none() {
+            record_audit(
+                conn,
+                actor,
+                &AuditEntry {
+                    action: "api_key.revoke",
+                    target_type: "api_key",
+                    target_id: Some(key_id.to_string()),
+                    customer_id: Some(customer_id),
+                    reason: Some(reason.clone()),
+                    before: Some(json!({ "prefix": key.prefix, "revoked": false })),
+                    after: Some(json!({ "prefix": key.prefix, "revoked": true })),
+                },
+            )
+            .await?;
+        }
+        Ok(key)
+    })
+    .await
+}
+
+/// Provisions a customer by hand: `source` must be `early_access` or
+/// `direct`; the owner gets the invite email (set a password); optional
+/// `starting_credits` (0..=[`MAX_ADJUSTMENT`]) are granted on top of the
+/// signup bonus as an `admin_adjustment` (idempotency key
+/// `admin_provision`). Writes the audit entry (`customer.provision`). One
+/// transaction; returns the customer.
+///
+/// Errors: [`BillingError::Invalid`] for another source or a bad credit
+/// amount; [`BillingError::EmailTaken`]; [`BillingError::Database`].
+pub async fn provision_by_admin(
+    conn: &mut AsyncPgConnection,
+    config: &Config,
+    actor: &Admin,
+    new: &NewCustomer,
+    starting_credits: i64,
+) -> Result<Customer, BillingError> {
+    if !matches!(new.source, Source::EarlyAccess | Source::Direct) {
+        return Err(invalid("source must be early_access or direct"));
+    }
+    if !(0..=MAX_ADJUSTMENT).contains(&starting_credits) {
+        return Err(invalid(format!(
+            "starting credits must be between 0 and {MAX_ADJUSTMENT}"
+        )));
+    }
+    conn.transaction(async |conn| {
+        let provisioned = provision_with_owner(conn, config, new, OwnerSetup::Invite).await?;
+        let customer_id = provisioned.customer.id;
+        if starting_credits > 0 {
+            append_entry(
+                conn,
+                NewEntry {
+                    customer_id,
+                    amount: starting_credits,
+                    kind: LedgerKind::AdminAdjustment,
+                    reference: Some("starting credits"),
+                    idempotency_key: "admin_provision",
+                },
+            )
+            .await?;
+        }
+        let customer = find_customer(conn, customer_id).await?;
+        record_audit(
+            conn,
+            actor,
+            &AuditEntry {
+                action: "customer.provision",
+                target_type: "customer",
+                target_id: Some(customer_id.to_string()),
+                customer_id: Some(customer_id),
+                reason: None,
+                before: None,
+                after: Some(json!({
+                    "email": customer.email,
+                    "name": customer.name,
+                    "source": customer.source,
+                    "starting_credits": starting_credits,
+                    "credit_balance": customer.credit_balance,
+                })),
+            },
+        )
+        .await?;
+        Ok(customer)
+    })
+    .await
+}

@@ -1,0 +1,66 @@
+//! The admin console's domain: staff admins ([`staff`]), the audit log
+//! ([`audit`]), customer search and actions ([`customers`]), the webhook
+//! event log and the email outbox ([`ops`]), and the manual signup approval
+//! queue ([`approvals`]). Plain async functions over
+//! `&mut AsyncPgConnection`; every action writes its audit entry in the
+//! same transaction as the change.
+//!
+//! Staff admins are users with role `staff_admin` and no customer account
+//! (`users.customer_id IS NULL`, enforced by a CHECK). The first one is
+//! created with `rsolv-platform create-admin`; admins invite others from
+//! `/admin/admins`.
+
+pub mod approvals;
+pub mod audit;
+pub mod customers;
+pub mod ops;
+pub mod staff;
+
+use crate::server::auth::accounts::ROLE_STAFF_ADMIN;
+use crate::types::AppError;
+
+/// Who performs an admin action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// The staff admin's user id; `None` for the command line.
+    pub user_id: Option<i64>,
+    /// The admin's email (`cli` for the command line), kept in the audit
+    /// log even after the user is deleted.
+    pub email: String,
+}
+
+impl Admin {
+    /// The command line as an actor (`create-admin`).
+    pub fn cli() -> Self {
+        Self {
+            user_id: None,
+            email: "cli".into(),
+        }
+    }
+}
+
+/// For server functions: the signed-in staff admin.
+///
+/// Errors: [`AppError::Unauthorized`] when nobody is signed in;
+/// [`AppError::Forbidden`] for any other user (every customer session);
+/// [`AppError::Internal`].
+pub async fn require_admin() -> Result<Admin, AppError> {
+    let (_, user) = crate::server::auth::require_user_row().await?;
+    if user.role != ROLE_STAFF_ADMIN || user.customer_id.is_some() {
+        tracing::warn!(
+            user_id = user.id,
+            "non-admin called an admin server function"
+        );
+        return Err(AppError::Forbidden);
+    }
+    Ok(Admin {
+        user_id: Some(user.id),
+        email: user.email,
+    })
+}
+
+/// Checks a page number (from 1) and gives the SQL offset for `per_page`.
+pub fn page_offset(page: i64, per_page: i64) -> (i64, i64) {
+    let page = page.clamp(1, 100_000);
+    (page, (page - 1) * per_page)
+}

@@ -1,0 +1,360 @@
+//! Runtime feature flags and kill switches (table `feature_flags`).
+//!
+//! Each [`Flag`] has a value stored in the database (a missing row means the
+//! flag's [`Flag::default_value`]) and may be *forced* by an environment
+//! variable ([`Flag::env_var`]), which always wins and cannot be switched
+//! from the admin console.
+//!
+//! The application reads a cached snapshot ([`Flags`], shared by the
+//! [`Config`](crate::server::config::Config) and the Stripe settings) so
+//! every check is a synchronous atomic load. The cache is refreshed from the
+//! database every `FLAGS_REFRESH_SECONDS` (default 5) so that several
+//! instances agree, and at once in the instance where an admin switched a
+//! flag ([`set_flag`] updates it after the commit).
+
+use crate::server::admin::audit::{record_audit, AuditEntry};
+use crate::server::billing::BillingError;
+use crate::server::config::ConfigError;
+use crate::server::db::schema::feature_flags;
+use crate::server::db::DbPool;
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use serde_json::json;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// A runtime switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flag {
+    /// `billing_enabled` (default on): off, no call is made to Stripe and
+    /// jobs that call Stripe stay queued. Forced by `BILLING_ENABLED`.
+    BillingEnabled,
+    /// `auto_provision` (default on): off, self-service signups and the
+    /// Action's onboarding go to the manual approval queue. Forced by
+    /// `FLAG_AUTO_PROVISION`.
+    AutoProvision,
+    /// `signups_enabled` (default on): off, every signup is refused. Forced
+    /// by `FLAG_SIGNUPS_ENABLED`.
+    SignupsEnabled,
+    /// `maintenance` (default off): on, the Action API (`/api/v1/*`)
+    /// answers 503 with `Retry-After`. Forced by `FLAG_MAINTENANCE`.
+    Maintenance,
+}
+
+impl Flag {
+    /// Every flag, in display order.
+    pub const ALL: [Flag; 4] = [
+        Flag::BillingEnabled,
+        Flag::AutoProvision,
+        Flag::SignupsEnabled,
+        Flag::Maintenance,
+    ];
+
+    /// The `feature_flags.key` spelling.
+    pub fn key(self) -> &'static str {
+        match self {
+            Flag::BillingEnabled => "billing_enabled",
+            Flag::AutoProvision => "auto_provision",
+            Flag::SignupsEnabled => "signups_enabled",
+            Flag::Maintenance => "maintenance",
+        }
+    }
+
+    /// The environment variable that forces the flag when set.
+    pub fn env_var(self) -> &'static str {
+        match self {
+            Flag::BillingEnabled => "BILLING_ENABLED",
+            Flag::AutoProvision => "FLAG_AUTO_PROVISION",
+            Flag::SignupsEnabled => "FLAG_SIGNUPS_ENABLED",
+            Flag::Maintenance => "FLAG_MAINTENANCE",
+        }
+    }
+
+    /// The value without a database row or an environment force.
+    pub fn default_value(self) -> bool {
+        !matches!(self, Flag::Maintenance)
+    }
+
+    /// What the flag does, for the admin console.
+    pub fn description(self) -> &'static str {
+        match self {
+            Flag::BillingEnabled => {
+                "Kill switch for Stripe: off, no call is made to Stripe and Stripe jobs stay queued."
+            }
+            Flag::AutoProvision => {
+                "Off: signups and Action onboarding wait in the approval queue instead of being provisioned."
+            }
+            Flag::SignupsEnabled => "Off: every new signup is refused.",
+            Flag::Maintenance => "On: the Action API answers 503 (Retry-After) to every request.",
+        }
+    }
+
+    /// The flag with this key.
+    pub fn parse(key: &str) -> Option<Flag> {
+        Flag::ALL.into_iter().find(|f| f.key() == key)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Parses a boolean environment value (`true/1/yes/on`, `false/0/no/off`,
+/// any case); `None` for an unset or empty variable.
+///
+/// Errors: [`ConfigError::Invalid`] naming the variable.
+fn parse_bool(name: &'static str, value: Option<String>) -> Result<Option<bool>, ConfigError> {
+    let Some(value) = value
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    match value.as_str() {
+        "true" | "1" | "yes" | "on" => Ok(Some(true)),
+        "false" | "0" | "no" | "off" => Ok(Some(false)),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: "must be true or false".into(),
+        }),
+    }
+}
+
+struct Inner {
+    forced: [Option<bool>; 4],
+    stored: [AtomicBool; 4],
+}
+
+/// The cached flag snapshot: cheap to clone (clones share the cache).
+#[derive(Clone)]
+pub struct Flags {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Flags {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut map = f.debug_map();
+        for flag in Flag::ALL {
+            map.entry(&flag.key(), &(self.is_on(flag), self.forced(flag)));
+        }
+        map.finish()
+    }
+}
+
+impl Flags {
+    /// Flags with these forces (indexed like [`Flag::ALL`]) and the default
+    /// stored values until the first [`Flags::refresh`].
+    pub fn with_forced(forced: [Option<bool>; 4]) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                forced,
+                stored: Flag::ALL.map(|f| AtomicBool::new(f.default_value())),
+            }),
+        }
+    }
+
+    /// Reads the forces from the environment through `lookup`.
+    ///
+    /// Errors: [`ConfigError::Invalid`] for a value that is not a boolean.
+    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut forced = [None; 4];
+        for flag in Flag::ALL {
+            forced[flag.index()] = parse_bool(flag.env_var(), lookup(flag.env_var()))?;
+        }
+        Ok(Self::with_forced(forced))
+    }
+
+    /// The effective value: the environment's force, else the cached
+    /// database value.
+    pub fn is_on(&self, flag: Flag) -> bool {
+        self.forced(flag).unwrap_or_else(|| self.stored(flag))
+    }
+
+    /// The environment's force, if any.
+    pub fn forced(&self, flag: Flag) -> Option<bool> {
+        self.inner.forced[flag.index()]
+    }
+
+    /// The cached database value (ignoring any force).
+    pub fn stored(&self, flag: Flag) -> bool {
+        AtomicBool::load(&self.inner.stored[flag.index()], Ordering::Relaxed)
+    }
+
+    /// Sets the cached database value (after a committed change).
+    pub fn set_stored(&self, flag: Flag, value: bool) {
+        self.inner.stored[flag.index()].store(value, Ordering::Relaxed);
+    }
+
+    /// Reloads every flag from the database (a missing row: the default).
+    ///
+    /// Errors: [`BillingError::Database`]; the cache is left unchanged.
+    pub async fn refresh(&self, conn: &mut AsyncPgConnection) -> Result<(), BillingError> {
+        let rows: Vec<(String, bool)> = feature_flags::table
+            .select((feature_flags::key, feature_flags::enabled))
+            .load(conn)
+            .await?;
+        for flag in Flag::ALL {
+            let value = rows
+                .iter()
+                .find(|(k, _)| k == flag.key())
+                .map_or(flag.default_value(), |(_, v)| *v);
+            self.set_stored(flag, value);
+        }
+        Ok(())
+    }
+
+    /// Spawns a task (when a Tokio runtime is running) that refreshes the
+    /// cache from `pool` now and then every `every`; it ends once every
+    /// clone of these flags is dropped.
+    pub fn spawn_refresher(&self, pool: DbPool, every: Duration) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        runtime.spawn(async move {
+            while let Some(inner) = weak.upgrade() {
+                let flags = Flags { inner };
+                match pool.get().await {
+                    Ok(mut conn) => {
+                        if let Err(error) = flags.refresh(&mut conn).await {
+                            tracing::warn!(%error, "feature flags not refreshed");
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "feature flags not refreshed"),
+                }
+                drop(flags);
+                tokio::time::sleep(every).await;
+            }
+        });
+    }
+}
+
+/// One flag as the admin console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagState {
+    /// Which.
+    pub flag: Flag,
+    /// Effective value.
+    pub on: bool,
+    /// The database value.
+    pub stored: bool,
+    /// The environment's force, if any (then not switchable).
+    pub forced: Option<bool>,
+}
+
+/// Every flag's state from the cache.
+pub fn flag_states(flags: &Flags) -> Vec<FlagState> {
+    Flag::ALL
+        .into_iter()
+        .map(|flag| FlagState {
+            flag,
+            on: flags.is_on(flag),
+            stored: flags.stored(flag),
+            forced: flags.forced(flag),
+        })
+        .collect()
+}
+
+/// Message when an admin tries to switch a flag the environment forces.
+pub const FORCED_MESSAGE: &str =
+    "this flag is forced by an environment variable and cannot be switched here";
+
+/// Stores `enabled` for `flag` and writes the audit entry (action
+/// `flag.set`, before/after the stored value) in one transaction, then
+/// updates this instance's cache at once.
+///
+/// Errors: [`BillingError::Invalid`] with [`FORCED_MESSAGE`] when the
+/// environment forces the flag; [`BillingError::Database`].
+pub async fn set_flag(
+    conn: &mut AsyncPgConnection,
+    flags: &Flags,
+    actor: &crate::server::admin::Admin,
+    flag: Flag,
+    enabled: bool,
+) -> Result<(), BillingError> {
+    if flags.forced(flag).is_some() {
+        return Err(BillingError::Invalid(crate::types::values::ParseError(
+            FORCED_MESSAGE.into(),
+        )));
+    }
+    conn.transaction(async |conn| {
+        let before: Option<bool> = feature_flags::table
+            .find(flag.key())
+            .select(feature_flags::enabled)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        diesel::insert_into(feature_flags::table)
+            .values((
+                feature_flags::key.eq(flag.key()),
+                feature_flags::enabled.eq(enabled),
+                feature_flags::updated_by.eq(actor.user_id),
+                feature_flags::updated_at.eq(Utc::now()),
+            ))
+            .on_conflict(feature_flags::key)
+            .do_update()
+            .set((
+                feature_flags::enabled.eq(enabled),
+                feature_flags::updated_by.eq(actor.user_id),
+                feature_flags::updated_at.eq(Utc::now()),
+            ))
+            .execute(conn)
+            .await?;
+        record_audit(
+            conn,
+            actor,
+            &AuditEntry {
+                action: "flag.set",
+                target_type: "feature_flag",
+                target_id: Some(flag.key().to_owned()),
+                customer_id: None,
+                reason: None,
+                before: Some(json!({
+                    "enabled": before.unwrap_or(flag.default_value()),
+                    "row": before.is_some(),
+                })),
+                after: Some(json!({ "enabled": enabled })),
+            },
+        )
+        .await?;
+        Ok::<_, BillingError>(())
+    })
+    .await?;
+    flags.set_stored(flag, enabled);
+    tracing::info!(
+        flag = flag.key(),
+        enabled,
+        admin = actor.user_id,
+        "feature flag switched"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_forces_win_and_defaults_apply() {
+        let flags = Flags::from_lookup(&|name| match name {
+            "FLAG_MAINTENANCE" => Some("true".into()),
+            "BILLING_ENABLED" => Some("off".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(flags.is_on(Flag::Maintenance));
+        assert!(!flags.is_on(Flag::BillingEnabled));
+        assert!(flags.is_on(Flag::AutoProvision));
+        flags.set_stored(Flag::Maintenance, false);
+        assert!(flags.is_on(Flag::Maintenance), "the force wins");
+        flags.set_stored(Flag::AutoProvision, false);
+        assert!(!flags.is_on(Flag::AutoProvision));
+        assert!(Flags::from_lookup(&|_| Some("maybe".into())).is_err());
+        for flag in Flag::ALL {
+            assert_eq!(Flag::parse(flag.key()), Some(flag));
+        }
+    }
+}

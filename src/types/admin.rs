@@ -1,0 +1,316 @@
+//! What the admin console shows (isomorphic). Times are ISO-8601 UTC
+//! strings, balances and amounts are credits.
+
+use serde::{Deserialize, Serialize};
+
+/// A customer row of the search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCustomerRow {
+    /// Customer id.
+    pub id: i64,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// `trial`, `payg` or `pro`.
+    pub plan: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    /// `direct`, `gh_marketplace` or `early_access`.
+    pub source: String,
+    /// Credits.
+    pub credit_balance: i64,
+    /// `cus_…`, once it exists.
+    pub stripe_customer_id: Option<String>,
+    /// Stripe subscription status.
+    pub subscription_status: Option<String>,
+    /// Whether a card is on file.
+    pub has_payment_method: bool,
+    /// Whether the Action may run fixes now.
+    pub can_use_service: bool,
+    /// Created.
+    pub created_at: String,
+}
+
+/// One page of the customer search.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCustomerPage {
+    /// The rows.
+    pub rows: Vec<AdminCustomerRow>,
+    /// Matches in all.
+    pub total: i64,
+    /// This page, from 1.
+    pub page: i64,
+    /// Rows per page.
+    pub per_page: i64,
+}
+
+/// A ledger entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminLedgerRow {
+    /// Entry id.
+    pub id: i64,
+    /// Ledger kind.
+    pub kind: String,
+    /// Signed credits.
+    pub amount: i64,
+    /// Balance after.
+    pub balance_after: i64,
+    /// Reference (fix, invoice, the admin's reason).
+    pub reference: Option<String>,
+    /// When.
+    pub created_at: String,
+}
+
+/// A fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminFixRow {
+    /// Fix id.
+    pub id: i64,
+    /// `owner/name`.
+    pub repository: String,
+    /// `issue:<n>` or `pr:<n>`.
+    pub fix_key: String,
+    /// Pull request URL.
+    pub pr_url: Option<String>,
+    /// `pending`, `credit`, `unpaid`, `charged`.
+    pub billing_status: String,
+    /// Recorded.
+    pub created_at: String,
+}
+
+/// An API key (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminKeyRow {
+    /// Key id.
+    pub id: i64,
+    /// Label.
+    pub name: String,
+    /// Display prefix.
+    pub prefix: String,
+    /// Created.
+    pub created_at: String,
+    /// Last used.
+    pub last_used_at: Option<String>,
+    /// Revoked at.
+    pub revoked_at: Option<String>,
+    /// Expires at (rotated keys).
+    pub expires_at: Option<String>,
+}
+
+/// A payment method (brand and last 4 come with migration 000008).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminPaymentMethodRow {
+    /// `pm_…`.
+    pub id: String,
+    /// Attached now.
+    pub attached: bool,
+    /// Last Stripe event about it.
+    pub last_event_at: String,
+}
+
+/// An outbox email.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEmailRow {
+    /// Outbox id.
+    pub id: i64,
+    /// Customer concerned.
+    pub customer_id: Option<i64>,
+    /// Template kind.
+    pub kind: String,
+    /// Recipient.
+    pub to_address: String,
+    /// Subject.
+    pub subject: String,
+    /// `queued`, `sending`, `sent`, `failed`.
+    pub status: String,
+    /// Attempts.
+    pub attempts: i32,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// Queued at.
+    pub created_at: String,
+    /// Sent at.
+    pub sent_at: Option<String>,
+}
+
+/// A stored Stripe webhook event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEventRow {
+    /// `evt_…`.
+    pub id: String,
+    /// Event type.
+    pub type_: String,
+    /// Received.
+    pub received_at: String,
+    /// Processed.
+    pub processed_at: Option<String>,
+    /// Processing attempts.
+    pub attempts: i32,
+    /// Last error.
+    pub last_error: Option<String>,
+    /// `received`, `processed`, `failed`.
+    pub status: String,
+    /// Its processing job's status (`dead`: dead-lettered).
+    pub job_status: Option<String>,
+}
+
+/// One page of events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEventPage {
+    /// Rows.
+    pub rows: Vec<AdminEventRow>,
+    /// Matches in all.
+    pub total: i64,
+    /// Page from 1.
+    pub page: i64,
+    /// Rows per page.
+    pub per_page: i64,
+    /// Every stored event type (filter choices).
+    pub types: Vec<String>,
+}
+
+/// One page of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEmailPage {
+    /// Rows.
+    pub rows: Vec<AdminEmailRow>,
+    /// Matches in all.
+    pub total: i64,
+    /// Page from 1.
+    pub page: i64,
+    /// Rows per page.
+    pub per_page: i64,
+}
+
+/// An audit log entry; `before`/`after` are JSON text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminAuditRow {
+    /// Entry id.
+    pub id: i64,
+    /// Admin's email (`cli` for the command line).
+    pub actor_email: String,
+    /// Action, e.g. `credits.adjust`.
+    pub action: String,
+    /// Target kind.
+    pub target_type: String,
+    /// Target id.
+    pub target_id: Option<String>,
+    /// Customer concerned.
+    pub customer_id: Option<i64>,
+    /// Reason.
+    pub reason: Option<String>,
+    /// State before (JSON).
+    pub before: Option<String>,
+    /// State after (JSON).
+    pub after: Option<String>,
+    /// When.
+    pub created_at: String,
+}
+
+/// One page of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminAuditPage {
+    /// Rows.
+    pub rows: Vec<AdminAuditRow>,
+    /// Matches in all.
+    pub total: i64,
+    /// Page from 1.
+    pub page: i64,
+    /// Rows per page.
+    pub per_page: i64,
+}
+
+/// Everything on a customer's page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminCustomerDetail {
+    /// The customer.
+    pub customer: AdminCustomerRow,
+    /// End of the paid period.
+    pub current_period_end: Option<String>,
+    /// Users: (email, role).
+    pub users: Vec<(String, String)>,
+    /// Full ledger, newest first.
+    pub ledger: Vec<AdminLedgerRow>,
+    /// Fixes with billing status.
+    pub fixes: Vec<AdminFixRow>,
+    /// API keys.
+    pub api_keys: Vec<AdminKeyRow>,
+    /// Payment methods.
+    pub payment_methods: Vec<AdminPaymentMethodRow>,
+    /// Emails sent to the customer.
+    pub emails: Vec<AdminEmailRow>,
+    /// Webhook events that named its Stripe Customer.
+    pub events: Vec<AdminEventRow>,
+    /// Audit entries about it.
+    pub audit: Vec<AdminAuditRow>,
+    /// A fresh token for the credit form (its idempotency key: a double
+    /// submission applies once).
+    pub form_token: String,
+}
+
+/// A feature flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminFlagRow {
+    /// Key, e.g. `maintenance`.
+    pub key: String,
+    /// What it does.
+    pub description: String,
+    /// Effective value.
+    pub on: bool,
+    /// Database value.
+    pub stored: bool,
+    /// The variable that forces it.
+    pub env_var: String,
+    /// The forced value, if the environment forces it (not switchable).
+    pub forced: Option<bool>,
+}
+
+/// A signup request of the approval queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSignupRow {
+    /// Request id.
+    pub id: i64,
+    /// Email.
+    pub email: String,
+    /// Name.
+    pub name: String,
+    /// Source.
+    pub source: String,
+    /// `signup_form`, `register`, `api_onboard`.
+    pub channel: String,
+    /// `pending`, `approved`, `rejected`.
+    pub status: String,
+    /// Provisioned customer.
+    pub customer_id: Option<i64>,
+    /// Rejection reason.
+    pub reason: Option<String>,
+    /// Received.
+    pub created_at: String,
+}
+
+/// One page of signup requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminSignupPage {
+    /// Rows.
+    pub rows: Vec<AdminSignupRow>,
+    /// Matches in all.
+    pub total: i64,
+    /// Page from 1.
+    pub page: i64,
+    /// Rows per page.
+    pub per_page: i64,
+}
+
+/// A staff admin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUserRow {
+    /// User id.
+    pub id: i64,
+    /// Email.
+    pub email: String,
+    /// Whether a password is set.
+    pub active: bool,
+    /// Created.
+    pub created_at: String,
+}
