@@ -393,7 +393,7 @@ async fn revoking_a_key_blocks_it_emails_the_customer_and_is_audited() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(status_of(&app, &key).await, 403);
+    assert_eq!(status_of(&app, &key).await, 401);
     let audit = app.audit_entries("api_key.revoke").await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].2.as_deref(), Some("leaked in a public repo"));
