@@ -8,6 +8,7 @@
 
 mod api;
 mod auth;
+mod billing;
 mod authz;
 mod email;
 mod harness;

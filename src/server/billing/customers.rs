@@ -51,6 +51,8 @@ pub struct Customer {
     pub updated_at: DateTime<Utc>,
     /// The current (or last) Stripe Subscription, `sub_…`.
     pub stripe_subscription_id: Option<String>,
+    /// Stripe time of the subscription state applied last.
+    pub subscription_updated_at: Option<DateTime<Utc>>,
     /// When a pay-as-you-go card charge was declined, until the failed
     /// charges are paid (fixes beyond the credits are refused meanwhile).
     pub payment_failed_at: Option<DateTime<Utc>>,

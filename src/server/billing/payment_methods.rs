@@ -5,7 +5,8 @@
 //! Stripe.js confirms in the browser with the card element; then
 //! [`add_card`] checks the SetupIntent on Stripe (ours, succeeded), attaches
 //! its PaymentMethod to the Stripe Customer explicitly (localstripe's
-//! confirm does not), makes it the default when there is none, and in one
+//! confirm does not), makes it the default (the card just added is the one
+//! charged from now on, which is also how a declined card is replaced), and in one
 //! transaction records the consent (text, time, IP), the card, the one-time
 //! billing bonus (via [`record_payment_method`]) and re-queues charges that
 //! a declined card left failed.
@@ -153,13 +154,12 @@ pub async fn add_card(
         .attach_payment_method(&pm_id, &cus)
         .await
         .map_err(stripe_error)?;
-    let (_, current_default) = list_cards(conn, customer_id).await?;
-    let make_default = current_default.is_none();
-    if make_default {
-        api.set_default_payment_method(&cus, &pm.id)
-            .await
-            .map_err(stripe_error)?;
-    }
+    // The card just added is the one used from now on (also the way to
+    // replace a card that was declined).
+    let make_default = true;
+    api.set_default_payment_method(&cus, &pm.id)
+        .await
+        .map_err(stripe_error)?;
     let card = pm.card.clone().unwrap_or_default();
     let now = Utc::now();
     conn.transaction(async |conn| {

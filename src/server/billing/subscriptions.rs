@@ -43,9 +43,25 @@ async fn apply(
 ) -> Result<Subscription, BillingError> {
     let subscription: Subscription = serde_json::from_value(object.clone())
         .map_err(|e| invalid(format!("unexpected subscription from Stripe: {e}")))?;
-    let now = Utc::now();
-    conn.transaction(async |conn| apply_subscription_object(conn, object, now, deleted).await)
-        .await?;
+    conn.transaction(async |conn| {
+        // Stripe's answer is the current state: it wins over any event
+        // applied so far (even one stamped a little ahead of our clock).
+        let customer_id: Option<i64> = object
+            .pointer("/metadata/rsolv_customer_id")
+            .and_then(Value::as_str)
+            .and_then(|v| v.parse().ok());
+        let last = match customer_id {
+            Some(id) => find_customer(conn, id).await?.subscription_updated_at,
+            None => None,
+        };
+        let now = Utc::now();
+        let at = match last {
+            Some(last) if last >= now => last + chrono::Duration::seconds(1),
+            _ => now,
+        };
+        apply_subscription_object(conn, object, at, deleted).await
+    })
+    .await?;
     Ok(subscription)
 }
 
