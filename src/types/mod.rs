@@ -4,6 +4,7 @@
 //! - [`views`]: what the UI shows;
 //! - [`error`]: the error type server functions return to the UI.
 
+pub mod billing;
 pub mod error;
 pub mod portal;
 pub mod values;
