@@ -346,7 +346,11 @@ async fn a_card_grants_five_credits_once_then_each_fix_is_charged_29_dollars() {
         .unwrap();
     assert_eq!(
         consents,
-        vec![(card.id.clone(), CONSENT_TEXT.to_owned(), Some("203.0.113.9".into()))]
+        vec![(
+            card.id.clone(),
+            CONSENT_TEXT.to_owned(),
+            Some("203.0.113.9".into())
+        )]
     );
     // On Stripe: attached to the customer and its default.
     let pm = b
@@ -380,7 +384,10 @@ async fn a_card_grants_five_credits_once_then_each_fix_is_charged_29_dollars() {
         assert_eq!(b.fix_status(issue).await, "charged");
     }
     let charged = b.charges().await;
-    assert!(charged.iter().all(|c| c.status == "succeeded"), "{charged:?}");
+    assert!(
+        charged.iter().all(|c| c.status == "succeeded"),
+        "{charged:?}"
+    );
     // The ledger shows each purchase and each consumption.
     assert_eq!(b.ledger("purchase").await.len(), 2);
     assert_eq!(b.ledger("fix_consumed").await.len(), 12);
@@ -398,7 +405,10 @@ async fn a_card_grants_five_credits_once_then_each_fix_is_charged_29_dollars() {
             .parse()
             .unwrap();
         let ours = charged.iter().find(|c| c.id == charge_id).unwrap();
-        assert_eq!(ours.stripe_payment_intent_id.as_deref(), intent["id"].as_str());
+        assert_eq!(
+            ours.stripe_payment_intent_id.as_deref(),
+            intent["id"].as_str()
+        );
     }
     // Running the jobs again (a lost lease) changes nothing.
     for charge in &charged {
@@ -460,9 +470,7 @@ async fn pro_grants_60_per_paid_invoice_and_bills_overage_items() {
         .await;
     assert_eq!(on_stripe["status"], "active");
     assert_eq!(on_stripe["items"]["data"][0]["plan"]["amount"], 59900);
-    let invoices = b
-        .stripe_get("/v1/invoices", &[("customer", &b.cus)])
-        .await;
+    let invoices = b.stripe_get("/v1/invoices", &[("customer", &b.cus)]).await;
     assert_eq!(invoices["data"][0]["status"], "paid");
     // Subscribing twice is refused.
     assert!(subscriptions::subscribe_pro(
@@ -564,15 +572,11 @@ async fn a_failed_renewal_is_past_due_with_an_email_until_the_card_is_fixed() {
     assert_eq!(c.subscription_status.as_deref(), Some("active"));
     assert_eq!(b.ledger("subscription_grant").await.len(), 2);
     // Stripe gives up on a later invoice: unpaid → back to pay as you go.
-    b.deliver(
-        "customer.subscription.updated",
-        "evt_it_gave_up",
-        |e| {
-            let object = e.pointer_mut("/data/object").unwrap();
-            object["id"] = json!(sub.id);
-            object["status"] = json!("unpaid");
-        },
-    )
+    b.deliver("customer.subscription.updated", "evt_it_gave_up", |e| {
+        let object = e.pointer_mut("/data/object").unwrap();
+        object["id"] = json!(sub.id);
+        object["status"] = json!("unpaid");
+    })
     .await;
     let c = b.customer().await;
     assert_eq!(c.subscription_status.as_deref(), Some("unpaid"));
@@ -600,7 +604,10 @@ async fn a_declined_card_leaves_the_fix_unpaid_and_stops_fixes_until_fixed() {
     // Further fixes: recorded, refused with a clear 402.
     let (status, body) = b.fix(12).await;
     assert_eq!(status, 402, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("declined"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("declined"),
+        "{body}"
+    );
     assert_eq!(b.fix_status(12).await, "unpaid");
     assert_eq!(b.charges().await.len(), 1);
     let (status, _) = b
@@ -660,10 +667,14 @@ async fn cancel_now_or_at_period_end_and_resume() {
     assert_eq!(c.subscription_status.as_deref(), Some("canceled"));
     assert_eq!(c.plan, "payg", "a card on file: pay as you go");
     // The webhook localstripe sends for it later changes nothing.
-    b.deliver("customer.subscription.deleted", "evt_it_deleted_late", |e| {
-        let object = e.pointer_mut("/data/object").unwrap();
-        object["id"] = json!(first.id);
-    })
+    b.deliver(
+        "customer.subscription.deleted",
+        "evt_it_deleted_late",
+        |e| {
+            let object = e.pointer_mut("/data/object").unwrap();
+            object["id"] = json!(first.id);
+        },
+    )
     .await;
     assert_eq!(b.customer().await.plan, "payg");
 
@@ -699,14 +710,10 @@ async fn cancel_now_or_at_period_end_and_resume() {
         .await
         .unwrap();
     // The period ends (localstripe has no clock: a signed event).
-    b.deliver(
-        "customer.subscription.deleted",
-        "evt_it_period_over",
-        |e| {
-            let object = e.pointer_mut("/data/object").unwrap();
-            object["id"] = json!(second.id);
-        },
-    )
+    b.deliver("customer.subscription.deleted", "evt_it_period_over", |e| {
+        let object = e.pointer_mut("/data/object").unwrap();
+        object["id"] = json!(second.id);
+    })
     .await;
     let c = b.customer().await;
     assert_eq!(c.subscription_status.as_deref(), Some("canceled"));
@@ -723,7 +730,10 @@ async fn billing_disabled_records_fixes_for_later_and_calls_no_stripe() {
     let off = b.app.state_with(&b.base, &[("BILLING_ENABLED", "false")]);
     assert!(StripeApi::new(&off.config.stripe).is_err());
     b.fixes_ok(11..=12, "unpaid").await;
-    assert!(run_until_idle(&off).await.unwrap().is_empty(), "no Stripe job runs");
+    assert!(
+        run_until_idle(&off).await.unwrap().is_empty(),
+        "no Stripe job runs"
+    );
     assert!(b.stripe_payment_intents().await.is_empty());
     assert!(b
         .charges()
@@ -776,11 +786,224 @@ async fn stripe_unreachable_during_a_charge_is_retried_into_exactly_one_payment(
     rsolv_platform::server::stripe::charges::charge_job(&b.state, &json!({"charge_id": charge_id}))
         .await
         .unwrap();
-    assert_eq!(b.stripe_payment_intents().await.len(), 1, "exactly one charge");
+    assert_eq!(
+        b.stripe_payment_intents().await.len(),
+        1,
+        "exactly one charge"
+    );
     let charge = &b.charges().await[0];
     assert_eq!(charge.status, "succeeded");
     assert!(charge.stripe_payment_intent_id.is_some());
     assert_eq!(b.ledger("purchase").await.len(), 1);
     assert_eq!(b.balance().await, 0);
     let _ = b.fix_id(11).await;
+}
+
+// --- The portal's server functions -----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_billing_functions_act_on_the_signed_in_customer_only() {
+    use crate::authz::signed_in;
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_stripe(&base, &[("STRIPE_PUBLISHABLE_KEY", "pk_test_it")]).await;
+    let state = app.state_with(&base, &[]);
+    let a = signed_in(&app, &email("bill-a"), "A").await;
+    let b = signed_in(&app, &email("bill-b"), "B").await;
+    for run in run_until_idle(&state).await.unwrap() {
+        assert_eq!(run.status, "done", "{run:?}");
+    }
+    let stripe_post = |path: String, pm: &'static str| {
+        let base = base.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(format!("{base}{path}"))
+                .basic_auth(STRIPE_TEST_KEY, Some(""))
+                .form(&[("payment_method", pm)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    // Nobody signed in: 401.
+    let (status, _, _) = app.server_fn(&app.client, "portal/billing", &[]).await;
+    assert_eq!(status, 401);
+
+    // B adds a card through the portal.
+    let (status, _, body) = app
+        .server_fn(&b.browser, "portal/billing/setup-intent", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let b_intent: Value = serde_json::from_str(&body).unwrap();
+    let b_seti = b_intent["setup_intent_id"].as_str().unwrap().to_owned();
+    assert!(b_intent["client_secret"]
+        .as_str()
+        .unwrap()
+        .starts_with(&b_seti));
+    stripe_post(
+        format!("/v1/setup_intents/{b_seti}/confirm"),
+        "pm_card_visa",
+    )
+    .await;
+    // Without the consent box: refused, nothing recorded.
+    let (status, _, body) = app
+        .server_fn(
+            &b.browser,
+            "portal/billing/cards/add",
+            &[("setup_intent_id", &b_seti)],
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(app.count("payment_method_consents").await, 0);
+    // A cannot record B's SetupIntent.
+    let (status, _, body) = app
+        .server_fn(
+            &a.browser,
+            "portal/billing/cards/add",
+            &[("setup_intent_id", &b_seti), ("consent", "on")],
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = app
+        .server_fn(
+            &b.browser,
+            "portal/billing/cards/add",
+            &[("setup_intent_id", &b_seti), ("consent", "on")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let b_card: Value = serde_json::from_str(&body).unwrap();
+    let b_pm = b_card["id"].as_str().unwrap().to_owned();
+    assert_eq!(b_card["last4"], "4242");
+    let ip: Option<String> = payment_method_consents::table
+        .filter(payment_method_consents::customer_id.eq(b.customer_id))
+        .select(payment_method_consents::ip)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(ip.as_deref(), Some("127.0.0.1"));
+
+    // A sees only A's billing, and B's card id reads as not found.
+    let (status, _, body) = app.server_fn(&a.browser, "portal/billing", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["cards"], json!([]));
+    assert_eq!(view["can_add_cards"], true);
+    assert_eq!(view["publishable_key"], "pk_test_it");
+    for endpoint in [
+        "portal/billing/cards/remove",
+        "portal/billing/cards/default",
+    ] {
+        let (status, _, body) = app
+            .server_fn(&a.browser, endpoint, &[("payment_method_id", &b_pm)])
+            .await;
+        assert_eq!(status, 404, "{endpoint}: {body}");
+    }
+    let (cards, _) = list_cards(&mut app.conn().await, b.customer_id)
+        .await
+        .unwrap();
+    assert_eq!(cards.len(), 1, "B's card is untouched");
+    // A has no subscription to cancel; B subscribes, A's view unchanged.
+    let (status, _, _) = app
+        .server_fn(&a.browser, "portal/billing/cancel", &[("when", "now")])
+        .await;
+    assert_eq!(status, 422);
+    let (status, _, body) = app
+        .server_fn(&b.browser, "portal/billing/subscribe", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = app.server_fn(&a.browser, "portal/billing", &[]).await;
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["plan"], "trial");
+    // The page, rendered on the server (works without JavaScript).
+    let html = b
+        .browser
+        .get(app.url("/billing"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("data-testid=\"subscription-status\""),
+        "{html}"
+    );
+    assert!(html.contains("Cancel at period end"), "{html}");
+    assert!(html.contains("Visa •••• 4242"), "{html}");
+    // History: B's invoice and no charges; A's empty.
+    let (status, _, body) = app
+        .server_fn(&b.browser, "portal/billing/history", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let history: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        history["invoices"].as_array().unwrap().len(),
+        1,
+        "{history}"
+    );
+    assert_eq!(history["invoices"][0]["amount"], "$599.00");
+    let (_, _, body) = app
+        .server_fn(&a.browser, "portal/billing/history", &[])
+        .await;
+    let history: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(history["invoices"], json!([]));
+    // Cancel at period end and resume, through the functions.
+    let (status, _, body) = app
+        .server_fn(
+            &b.browser,
+            "portal/billing/cancel",
+            &[("when", "period_end")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = app.server_fn(&b.browser, "portal/billing", &[]).await;
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["cancel_at_period_end"], true);
+    let (status, _, body) = app
+        .server_fn(&b.browser, "portal/billing/resume", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = app
+        .server_fn(&b.browser, "portal/billing/notice", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let notice: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(notice["past_due"], false);
+    assert_eq!(notice["billing_enabled"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_says_billing_is_paused_and_changes_nothing_on_stripe() {
+    use crate::authz::signed_in;
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_stripe(
+        &base,
+        &[
+            ("STRIPE_PUBLISHABLE_KEY", "pk_test_it"),
+            ("BILLING_ENABLED", "false"),
+        ],
+    )
+    .await;
+    let a = signed_in(&app, &email("bill-paused"), "A").await;
+    let (status, _, body) = app.server_fn(&a.browser, "portal/billing", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["billing_enabled"], false);
+    assert_eq!(view["can_add_cards"], false);
+    let (status, _, body) = app
+        .server_fn(&a.browser, "portal/billing/setup-intent", &[])
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("paused"), "{body}");
+    let (_, _, body) = app
+        .server_fn(&a.browser, "portal/billing/notice", &[])
+        .await;
+    let notice: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(notice["billing_enabled"], false);
+    assert_eq!(
+        app.count("jobs WHERE status = 'done'").await,
+        0,
+        "no Stripe job ran"
+    );
 }

@@ -8,8 +8,8 @@
 
 mod api;
 mod auth;
-mod billing;
 mod authz;
+mod billing;
 mod email;
 mod harness;
 mod money;

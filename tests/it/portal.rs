@@ -72,10 +72,16 @@ async fn seed_fix(conn: &mut AsyncPgConnection, customer_id: i64, repo: &str, is
     )
     .unwrap();
     report.pr_url = Some(format!("https://github.com/{repo}/pull/{}", issue + 100));
-    record_fix(conn, &Default::default(), customer_id, &report, &test_links())
-        .await
-        .unwrap()
-        .id
+    record_fix(
+        conn,
+        &Default::default(),
+        customer_id,
+        &report,
+        &test_links(),
+    )
+    .await
+    .unwrap()
+    .id
 }
 
 #[tokio::test]

@@ -26,6 +26,46 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
+/// Once `action` has an outcome, loads `/billing` afresh with it in the
+/// query (browser only).
+fn reload_after<A, T>(action: ServerAction<A>, ok: fn(T) -> String)
+where
+    A: leptos::server_fn::ServerFn<Output = T, Error = AppError> + Clone + Send + Sync + 'static,
+    T: Clone + Send + Sync + 'static,
+{
+    Effect::new(move |_| {
+        let Some(outcome) = action.value().get() else {
+            return;
+        };
+        let (key, text) = match outcome {
+            Ok(value) => ("notice", ok(value)),
+            Err(error) => ("error", error.to_string()),
+        };
+        #[cfg(feature = "hydrate")]
+        {
+            let query: String = js_sys_encode(&text);
+            let _ = leptos::prelude::window()
+                .location()
+                .set_href(&format!("/billing?{key}={query}"));
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (key, text);
+    });
+}
+
+/// Percent-encodes `text` for a query value.
+#[cfg(feature = "hydrate")]
+fn js_sys_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 /// What the page asks the customer to confirm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Confirm {
@@ -63,15 +103,22 @@ pub fn BillingPage() -> impl IntoView {
             _ => query.get("confirm_remove").map(Confirm::Remove),
         }
     };
-    let card_added = move || query.read().get("card_added").is_some();
-    let message = move || {
-        let text = |r: Option<Result<String, AppError>>| r;
-        text(subscribe.value().get())
-            .or_else(|| cancel.value().get())
-            .or_else(|| resume.value().get())
-            .or_else(|| set_default.value().get().map(|r| r.map(|()| "Default card changed.".to_owned())))
-            .or_else(|| remove.value().get().map(|r| r.map(|()| "Card removed.".to_owned())))
+    // After an action, the page is loaded afresh with its outcome in the
+    // query (`?notice=` / `?error=`): the server renders the new state in
+    // full, as it does for the no-JavaScript form posts.
+    reload_after(subscribe, |m: String| m);
+    reload_after(cancel, |m: String| m);
+    reload_after(resume, |m: String| m);
+    reload_after(set_default, |()| "Default card changed.".to_owned());
+    reload_after(remove, |()| "Card removed.".to_owned());
+    let notice = move || {
+        let query = query.read();
+        query
+            .get("card_added")
+            .map(|_| "Card saved.".to_owned())
+            .or_else(|| query.get("notice"))
     };
+    let error = move || query.read().get("error");
 
     view! {
         <Title text="Billing · RSOLV" />
@@ -81,11 +128,8 @@ pub fn BillingPage() -> impl IntoView {
             <a href="/billing/history" class=LINK>"Billing history"</a>
         </div>
         <div class="mt-4 space-y-3" data-testid="billing-messages">
-            {move || card_added().then(|| view! { <Notice message="Card saved.".to_owned() /> })}
-            {move || message().map(|outcome| match outcome {
-                Ok(text) => view! { <Notice message=text /> }.into_any(),
-                Err(error) => view! { <Alert message=error.to_string() /> }.into_any(),
-            })}
+            {notice().map(|text| view! { <Notice message=text /> })}
+            {error().map(|text| view! { <Alert message=text /> })}
         </div>
         <Transition fallback=|| view! { <Loading label="Loading billing…" /> }>
             {move || {
@@ -168,7 +212,11 @@ fn Plan(
         "payg" => "Pay as you go",
         _ => "Trial",
     };
-    let period_end = view.current_period_end.as_deref().map(short_time).unwrap_or_default();
+    let period_end = view
+        .current_period_end
+        .as_deref()
+        .map(short_time)
+        .unwrap_or_default();
     let pending = subscribe.pending();
     let can_subscribe = view.billing_enabled && !view.cards.is_empty();
     view! {
@@ -180,6 +228,7 @@ fn Plan(
             </p>
             {if subscribed {
                 view! {
+                    <div data-testid="subscription">
                     <dl class="mt-4 space-y-1 text-sm">
                         <div class="flex gap-2"><dt class="text-slate-600 dark:text-slate-400">"Subscription:"</dt>
                             <dd data-testid="subscription-status">{status_label(view.subscription_status.as_deref())}</dd></div>
@@ -189,6 +238,7 @@ fn Plan(
                     {if view.cancel_at_period_end {
                         let pending = resume.pending();
                         view! {
+                            <div>
                             <p class="mt-4 text-sm" data-testid="ends-at-period-end">
                                 {format!("Your subscription ends on {period_end}. Until then you keep Pro.")}
                             </p>
@@ -197,23 +247,28 @@ fn Plan(
                                     {move || if pending.get() { "Resuming…" } else { "Resume subscription" }}
                                 </button>
                             </ActionForm>
+                            </div>
                         }.into_any()
                     } else {
                         view! {
+                            <div>
                             <div class="mt-4 flex flex-wrap gap-2">
-                                <a href="/billing?confirm_cancel=period_end" class=SECONDARY_BUTTON>"Cancel at period end"</a>
-                                <a href="/billing?confirm_cancel=now" class=SECONDARY_BUTTON>"Cancel now"</a>
+                                <a href="/billing?confirm_cancel=period_end" rel="external" class=SECONDARY_BUTTON>"Cancel at period end"</a>
+                                <a href="/billing?confirm_cancel=now" rel="external" class=SECONDARY_BUTTON>"Cancel now"</a>
                             </div>
                             {match confirm {
                                 Some(Confirm::CancelNow) => view! { <ConfirmCancel when="now" action=cancel /> }.into_any(),
                                 Some(Confirm::CancelAtPeriodEnd) => view! { <ConfirmCancel when="period_end" action=cancel /> }.into_any(),
                                 _ => ().into_any(),
                             }}
+                            </div>
                         }.into_any()
                     }}
+                    </div>
                 }.into_any()
             } else {
                 view! {
+                    <div>
                     <div class="mt-4 rounded-lg border border-indigo-200 bg-indigo-50 p-4 dark:border-indigo-900 dark:bg-indigo-950">
                         <h3 class="font-semibold">{format!("Pro · {}/month", view.pro_price)}</h3>
                         <ul class="mt-2 list-disc space-y-1 pl-5 text-sm text-slate-700 dark:text-slate-300">
@@ -233,6 +288,7 @@ fn Plan(
                     <p class="mt-3 text-sm text-slate-600 dark:text-slate-400">
                         {format!("Without a subscription, each fix beyond your credits costs {} with a card on file.", view.payg_price)}
                     </p>
+                    </div>
                 }.into_any()
             }}
         </section>
@@ -264,7 +320,7 @@ fn ConfirmCancel(when: &'static str, action: ServerAction<CancelSubscription>) -
                 <button type="submit" class=DANGER_BUTTON disabled=move || pending.get()>
                     {move || if pending.get() { "Cancelling…" } else { button }}
                 </button>
-                <a href="/billing" class=SECONDARY_BUTTON>"Keep it"</a>
+                <a href="/billing" rel="external" class=SECONDARY_BUTTON>"Keep it"</a>
             </ActionForm>
         </div>
     }
@@ -316,7 +372,7 @@ fn Cards(
                                 {enabled.then(|| {
                                     let label = label.clone();
                                     view! {
-                                        <a href=format!("/billing?confirm_remove={id}") class=SECONDARY_BUTTON aria-label=format!("Remove {label}")>"Remove"</a>
+                                        <a href=format!("/billing?confirm_remove={id}") rel="external" class=SECONDARY_BUTTON aria-label=format!("Remove {label}")>"Remove"</a>
                                     }
                                 })}
                             </div>
@@ -330,7 +386,7 @@ fn Cards(
                                     <ActionForm action=remove attr:class="mt-3 flex flex-wrap gap-2">
                                         <input type="hidden" name="payment_method_id" value=id />
                                         <button type="submit" class=DANGER_BUTTON disabled=move || pending.get()>"Yes, remove it"</button>
-                                        <a href="/billing" class=SECONDARY_BUTTON>"Keep it"</a>
+                                        <a href="/billing" rel="external" class=SECONDARY_BUTTON>"Keep it"</a>
                                     </ActionForm>
                                 </div>
                             }
@@ -349,7 +405,10 @@ fn load_card_script() {
     #[cfg(feature = "hydrate")]
     {
         let document = leptos::prelude::document();
-        if document.get_element_by_id("rsolv-billing-card-js").is_none() {
+        if document
+            .get_element_by_id("rsolv-billing-card-js")
+            .is_none()
+        {
             if let Ok(script) = document.create_element("script") {
                 let _ = script.set_attribute("id", "rsolv-billing-card-js");
                 let _ = script.set_attribute("src", "/billing-card.js");
@@ -392,7 +451,7 @@ fn AddCard(view: BillingView) -> impl IntoView {
             <label class="mt-3 block text-sm font-medium" for="card-element">"Card"</label>
             <div id="card-element" data-card-element="" class="mt-1 min-h-10 rounded-md border border-slate-300 bg-white px-3 py-2 dark:border-slate-700 dark:bg-slate-950"></div>
             <div class="mt-3 flex items-start gap-2">
-                <input id="card-consent" name="consent" type="checkbox" required class="mt-1 h-4 w-4 rounded border-slate-400 text-indigo-600 focus:ring-indigo-500" />
+                <input id="card-consent" name="consent" type="checkbox" aria-required="true" class="mt-1 h-4 w-4 rounded border-slate-400 text-indigo-600 focus:ring-indigo-500" />
                 <label for="card-consent" class="text-sm text-slate-700 dark:text-slate-300">{view.consent_text.clone()}</label>
             </div>
             <p class="mt-2 min-h-5" aria-live="polite" data-card-message=""></p>

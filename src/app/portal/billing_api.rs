@@ -126,10 +126,7 @@ pub async fn subscribe_pro() -> Result<String, AppError> {
     Ok(if sub.status == "active" {
         "You are on Pro. This period's credits are on your balance.".to_owned()
     } else {
-        format!(
-            "Your subscription is {}.",
-            sub.status.replace('_', " ")
-        )
+        format!("Your subscription is {}.", sub.status.replace('_', " "))
     })
 }
 
@@ -302,7 +299,11 @@ pub(crate) mod ssr {
                                 None => "Invoice".to_owned(),
                             },
                             amount: format_money(
-                                if i.is_paid() { i.amount_paid } else { i.amount_due },
+                                if i.is_paid() {
+                                    i.amount_paid
+                                } else {
+                                    i.amount_due
+                                },
                                 i.currency.as_deref().unwrap_or("usd"),
                             ),
                             status: i.status.clone().unwrap_or_else(|| "open".into()),
@@ -333,7 +334,10 @@ pub(crate) mod ssr {
             .into_iter()
             .map(|c| HistoryItemView {
                 description: if c.kind == "overage" {
-                    format!("Fix beyond the plan's credits (fix #{}), on the next invoice", c.fix_id)
+                    format!(
+                        "Fix beyond the plan's credits (fix #{}), on the next invoice",
+                        c.fix_id
+                    )
                 } else {
                     format!("Fix #{} charged to your card", c.fix_id)
                 },

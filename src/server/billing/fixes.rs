@@ -147,10 +147,8 @@ pub async fn record_fix(
     report: &FixReport,
     links: &EmailLinks,
 ) -> Result<Fix, BillingError> {
-    conn.transaction(async |conn| {
-        record_fix_in_tx(conn, pricing, customer_id, report, links).await
-    })
-    .await
+    conn.transaction(async |conn| record_fix_in_tx(conn, pricing, customer_id, report, links).await)
+        .await
 }
 
 /// [`record_fix`] inside the caller's transaction.

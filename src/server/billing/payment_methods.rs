@@ -26,7 +26,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 /// The consent text shown next to the checkbox of the card form; stored
 /// with every card added.
-pub const CONSENT_TEXT: &str = "I authorise RSOLV to save this card and charge it for fixes beyond my \
+pub const CONSENT_TEXT: &str =
+    "I authorise RSOLV to save this card and charge it for fixes beyond my \
      credits ($29.00 per fix on pay as you go) and for my subscription, until I remove it.";
 
 /// A card on file.
@@ -68,10 +69,14 @@ fn invalid(message: impl Into<String>) -> BillingError {
 /// declined card: its message), anything else "try again later".
 pub fn stripe_error(error: StripeCallError) -> BillingError {
     match error {
-        StripeCallError::Api { status, message } if (400..500).contains(&status) && status != 429 => {
+        StripeCallError::Api { status, message }
+            if (400..500).contains(&status) && status != 429 =>
+        {
             invalid(message)
         }
-        StripeCallError::Disabled => invalid("billing is paused at the moment; please try again later"),
+        StripeCallError::Disabled => {
+            invalid("billing is paused at the moment; please try again later")
+        }
         other => {
             tracing::error!(error = %other, "Stripe call failed");
             BillingError::Pool("Stripe is unavailable; please try again in a moment".into())
@@ -89,7 +94,9 @@ pub async fn stripe_customer_id(
     find_customer(conn, customer_id)
         .await?
         .stripe_customer_id
-        .ok_or_else(|| invalid("your billing account is being set up; please try again in a minute"))
+        .ok_or_else(|| {
+            invalid("your billing account is being set up; please try again in a minute")
+        })
 }
 
 /// Creates the SetupIntent for the card form (idempotency key
@@ -198,7 +205,11 @@ pub async fn add_card(
         }
         let requeued = retry_failed_charges(conn, customer_id).await?;
         if requeued > 0 {
-            tracing::info!(customer_id, requeued, "failed charges queued again after a new card");
+            tracing::info!(
+                customer_id,
+                requeued,
+                "failed charges queued again after a new card"
+            );
         }
         Ok::<_, BillingError>(())
     })
@@ -342,7 +353,9 @@ pub async fn remove_card(
     match api.detach_payment_method(payment_method_id).await {
         Ok(_) => {}
         // Already detached on Stripe's side: record it all the same.
-        Err(StripeCallError::Api { status: 400 | 404, .. }) => {}
+        Err(StripeCallError::Api {
+            status: 400 | 404, ..
+        }) => {}
         Err(other) => return Err(stripe_error(other)),
     }
     let now = Utc::now();

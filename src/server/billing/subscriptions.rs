@@ -221,8 +221,8 @@ pub async fn ends_at_period_end(
     use diesel_async::RunQueryDsl;
     let flag: Option<bool> = customers::table
         .inner_join(
-            stripe_subscriptions::table.on(customers::stripe_subscription_id
-                .eq(stripe_subscriptions::id.nullable())),
+            stripe_subscriptions::table
+                .on(customers::stripe_subscription_id.eq(stripe_subscriptions::id.nullable())),
         )
         .filter(customers::id.eq(customer_id))
         .select(stripe_subscriptions::cancel_at_period_end)

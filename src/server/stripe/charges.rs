@@ -78,7 +78,10 @@ pub async fn charge_job(state: &AppState, payload: &Value) -> Result<(), JobErro
         let item_id = match existing {
             Some(id) => id,
             None => {
-                let description = format!("RSOLV fix beyond the plan's credits (fix {})", charge.fix_id);
+                let description = format!(
+                    "RSOLV fix beyond the plan's credits (fix {})",
+                    charge.fix_id
+                );
                 match api
                     .create_invoice_item(
                         &stripe_customer,
@@ -110,7 +113,9 @@ pub async fn charge_job(state: &AppState, payload: &Value) -> Result<(), JobErro
     let mut intent = match &charge.stripe_payment_intent_id {
         Some(id) => Some(api.get_payment_intent(id).await?),
         None if earlier_attempts => {
-            let found = api.find_payment_intents(&stripe_customer, charge.id).await?;
+            let found = api
+                .find_payment_intents(&stripe_customer, charge.id)
+                .await?;
             found
                 .iter()
                 .find(|i| is_paid(i))

@@ -371,9 +371,9 @@ pub(crate) async fn apply_subscription_object(
     match apply_subscription(conn, subscription, at, deleted).await {
         Ok(()) => Ok(()),
         Err(ApplyError::Billing(e)) => Err(e),
-        Err(ApplyError::Permanent(m)) => Err(BillingError::Invalid(
-            crate::types::values::ParseError(m),
-        )),
+        Err(ApplyError::Permanent(m)) => {
+            Err(BillingError::Invalid(crate::types::values::ParseError(m)))
+        }
     }
 }
 
@@ -487,9 +487,9 @@ pub(crate) async fn apply_paid_invoice(
     match apply_invoice_paid(conn, pricing, invoice, at).await {
         Ok(()) => Ok(()),
         Err(ApplyError::Billing(e)) => Err(e),
-        Err(ApplyError::Permanent(m)) => Err(BillingError::Invalid(
-            crate::types::values::ParseError(m),
-        )),
+        Err(ApplyError::Permanent(m)) => {
+            Err(BillingError::Invalid(crate::types::values::ParseError(m)))
+        }
     }
 }
 
@@ -590,7 +590,10 @@ async fn apply_invoice_failed(
             .get("amount_due")
             .and_then(Value::as_i64)
             .unwrap_or_default(),
-        invoice.get("currency").and_then(Value::as_str).unwrap_or("usd"),
+        invoice
+            .get("currency")
+            .and_then(Value::as_str)
+            .unwrap_or("usd"),
     );
     let invoice_id = str_field(invoice, "id").unwrap_or("unknown");
     let attempt = invoice

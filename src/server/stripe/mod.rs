@@ -250,5 +250,24 @@ mod tests {
         assert!(settings(&[("BILLING_ENABLED", "maybe")]).is_err());
         assert!(settings(&[("STRIPE_API_BASE", "ftp://x")]).is_err());
         assert!(settings(&[("STRIPE_WEBHOOK_SECRETS", "nope")]).is_err());
+        assert!(settings(&[("STRIPE_PUBLISHABLE_KEY", "sk_test_oops")]).is_err());
+        assert!(settings(&[("STRIPE_JS_URL", "javascript:alert(1)")]).is_err());
+        assert!(settings(&[("STRIPE_PRO_PRICE_ID", "a b")]).is_err());
+    }
+
+    #[test]
+    fn billing_settings() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.js_url, DEFAULT_JS_URL);
+        assert_eq!(s.pro_price_id, DEFAULT_PRO_PRICE_ID);
+        assert!(!s.pro_is_price() && !s.is_local_stand_in());
+        let s = settings(&[
+            ("STRIPE_API_BASE", "http://127.0.0.1:8420"),
+            ("STRIPE_PRO_PRICE_ID", "price_123"),
+            ("STRIPE_PUBLISHABLE_KEY", "pk_test_x"),
+        ])
+        .unwrap();
+        assert!(s.pro_is_price() && s.is_local_stand_in());
+        assert_eq!(s.publishable_key.as_deref(), Some("pk_test_x"));
     }
 }
