@@ -53,6 +53,9 @@ if [ -z "${STRIPE_API_BASE:-}" ]; then
   export STRIPE_API_BASE="$LOCALSTRIPE_URL"
   export STRIPE_SECRET_KEY="${STRIPE_SECRET_KEY:-sk_test_rsolv_dev}"
   export STRIPE_WEBHOOK_SECRETS="${STRIPE_WEBHOOK_SECRETS:-whsec_rsolv_dev_localstripe}"
+  # The portal's card form uses localstripe's stand-in for Stripe.js.
+  export STRIPE_PUBLISHABLE_KEY="${STRIPE_PUBLISHABLE_KEY:-pk_test_rsolv_dev}"
+  export STRIPE_JS_URL="${STRIPE_JS_URL:-$LOCALSTRIPE_URL/js.stripe.com/v3/}"
   register_localstripe_webhook "http://${LEPTOS_SITE_ADDR:-127.0.0.1:3000}/webhooks/stripe" \
     "${STRIPE_WEBHOOK_SECRETS%%,*}"
   log "Stripe: localstripe at $STRIPE_API_BASE (webhook secret ${STRIPE_WEBHOOK_SECRETS%%,*});"

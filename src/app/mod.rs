@@ -62,6 +62,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/dashboard") view=portal::dashboard::DashboardPage ssr=SsrMode::Async />
                     <Route path=path!("/credits") view=portal::credits::CreditsPage ssr=SsrMode::Async />
                     <Route path=path!("/keys") view=portal::keys::KeysPage ssr=SsrMode::Async />
+                    <Route path=path!("/billing") view=portal::billing::BillingPage ssr=SsrMode::Async />
+                    <Route path=path!("/billing/history") view=portal::billing::BillingHistoryPage ssr=SsrMode::Async />
                     // Account pages: Async renders every resource (header nav,
                     // account) in place, so they show
                     // without JavaScript.

@@ -5,6 +5,7 @@
 //! - [`error`]: the error type server functions return to the UI.
 
 pub mod admin;
+pub mod billing;
 pub mod error;
 pub mod portal;
 pub mod values;

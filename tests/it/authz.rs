@@ -28,6 +28,26 @@ const MATRIX: &[(&str, &str)] = &[
     ("portal/keys/create", "creates for A only"),
     ("portal/keys/revoke", "B's key id: 404, B's key still works"),
     ("portal/keys/rotate", "B's key id: 404, B's key not rotated"),
+    // Billing: session-scoped; card ids of B read as not found (billing.rs).
+    ("portal/billing", "A's plan and cards only"),
+    ("portal/billing/setup-intent", "A's Stripe Customer only"),
+    (
+        "portal/billing/cards/add",
+        "B's SetupIntent: 404 (billing.rs)",
+    ),
+    (
+        "portal/billing/cards/default",
+        "B's card id: 404 (billing.rs)",
+    ),
+    (
+        "portal/billing/cards/remove",
+        "B's card id: 404 (billing.rs)",
+    ),
+    ("portal/billing/subscribe", "subscribes A only"),
+    ("portal/billing/cancel", "cancels A's subscription only"),
+    ("portal/billing/resume", "resumes A's subscription only"),
+    ("portal/billing/history", "A's invoices and charges only"),
+    ("portal/billing/notice", "A's notice only"),
     // Account: session-scoped, act on the session's user only.
     ("current_user", "answers A"),
     ("logout", "ends A's session only"),
@@ -236,17 +256,17 @@ fn every_server_function_has_an_entry_in_the_matrix() {
 
 /// A signed-in customer: their browser, email, customer id and an API key
 /// created through the portal.
-struct Customer {
-    browser: reqwest::Client,
+pub(crate) struct Customer {
+    pub(crate) browser: reqwest::Client,
     email: String,
-    customer_id: i64,
+    pub(crate) customer_id: i64,
     key_id: i64,
     key: String,
 }
 
 /// Registers, confirms and signs in `address` named `name`, then creates
 /// an API key through the portal.
-async fn signed_in(app: &TestApp, address: &str, name: &str) -> Customer {
+pub(crate) async fn signed_in(app: &TestApp, address: &str, name: &str) -> Customer {
     let browser = app.browser();
     let (status, _, body) = app
         .server_fn(

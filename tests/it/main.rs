@@ -10,6 +10,7 @@ mod admin;
 mod api;
 mod auth;
 mod authz;
+mod billing;
 mod email;
 mod github;
 mod flags;

@@ -28,9 +28,12 @@ async fn fifty_concurrent_fixes_on_five_credits_consume_exactly_five() {
         }
     });
     let results = join_all(requests).await;
+    // Phase stores always answer 200; a fix attempt beyond the credits
+    // (no card, no subscription) is recorded and answered 402.
     for (status, body) in &results {
-        assert_eq!(*status, 200, "{body}");
+        assert!(*status == 200 || *status == 402, "{body}");
     }
+    assert!(results.iter().filter(|(s, _)| *s == 200).count() >= 25);
 
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;

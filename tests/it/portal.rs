@@ -72,10 +72,16 @@ async fn seed_fix(conn: &mut AsyncPgConnection, customer_id: i64, repo: &str, is
     )
     .unwrap();
     report.pr_url = Some(format!("https://github.com/{repo}/pull/{}", issue + 100));
-    record_fix(conn, customer_id, &report, &test_links())
-        .await
-        .unwrap()
-        .id
+    record_fix(
+        conn,
+        &Default::default(),
+        customer_id,
+        &report,
+        &test_links(),
+    )
+    .await
+    .unwrap()
+    .id
 }
 
 #[tokio::test]
@@ -319,7 +325,7 @@ async fn the_csv_export_has_a_header_every_row_and_respects_the_filter() {
     seed_fix(&mut conn, a, "acme/api", 7).await;
     let mut sneaky = FixReport::new(Repository::parse("acme/web").unwrap(), Some(8), None).unwrap();
     sneaky.pr_url = Some("=HYPERLINK(\"https://evil.example\")".into());
-    record_fix(&mut conn, a, &sneaky, &test_links())
+    record_fix(&mut conn, &Default::default(), a, &sneaky, &test_links())
         .await
         .unwrap();
     seed_fix(&mut conn, b, "other/repo", 1).await;

@@ -57,6 +57,7 @@ fn Dashboard(view: DashboardView) -> impl IntoView {
             </div>
         </dl>
         <ServiceState view=view.clone() />
+        <super::billing::BillingNotice />
         <section class=format!("mt-6 {CARD}") aria-labelledby="usage-heading">
             <h2 id="usage-heading" class="text-lg font-semibold">{format!("Last {USAGE_DAYS} days")}</h2>
             <UsageChart points=view.usage.clone() />

@@ -4,6 +4,8 @@
 //! hydration (forms are `ActionForm`s or plain GET forms).
 
 pub mod api;
+pub mod billing;
+pub mod billing_api;
 pub mod credits;
 pub mod dashboard;
 pub mod keys;
@@ -48,6 +50,7 @@ pub fn PortalNav(current: &'static str) -> impl IntoView {
         ("/dashboard", "Dashboard"),
         ("/credits", "Credits"),
         ("/keys", "API keys"),
+        ("/billing", "Billing"),
     ];
     view! {
         <nav aria-label="Account" class="mb-6 flex flex-wrap gap-2 border-b border-slate-200 pb-3 dark:border-slate-800">

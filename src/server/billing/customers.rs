@@ -49,6 +49,13 @@ pub struct Customer {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// The current (or last) Stripe Subscription, `sub_…`.
+    pub stripe_subscription_id: Option<String>,
+    /// Stripe time of the subscription state applied last.
+    pub subscription_updated_at: Option<DateTime<Utc>>,
+    /// When a pay-as-you-go card charge was declined, until the failed
+    /// charges are paid (fixes beyond the credits are refused meanwhile).
+    pub payment_failed_at: Option<DateTime<Utc>>,
 }
 
 impl Customer {
@@ -73,11 +80,14 @@ impl Customer {
     }
 
     /// Whether the Action may run fixes for this customer now: active, and
-    /// either credits left or a way to pay (a card on file or a live
-    /// subscription). The "can_use_service" of the seeds' status contract.
+    /// either credits left or a way to pay (a card on file whose last charge
+    /// was not declined, or a live subscription). The "can_use_service" of
+    /// the seeds' status contract.
     pub fn can_use_service(&self) -> bool {
         self.status() == CustomerStatus::Active
-            && (self.credit_balance > 0 || self.has_payment_method || self.has_live_subscription())
+            && (self.credit_balance > 0
+                || (self.has_payment_method && self.payment_failed_at.is_none())
+                || self.has_live_subscription())
     }
 }
 

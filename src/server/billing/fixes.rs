@@ -3,7 +3,9 @@
 //! without an issue number, the pull request number; it consumes at most one
 //! credit however many reports arrive, in whatever order.
 
+use crate::server::billing::charges::charge_for_fix_in_tx;
 use crate::server::billing::ledger::{append_entry, NewEntry};
+use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{customers, fixes};
 use crate::server::email::enqueue_email;
@@ -128,7 +130,11 @@ pub fn pr_number_from_url(url: &str) -> Option<i64> {
 /// transaction: the fix row is upserted (later reports fill in missing
 /// details); a fix seen for the first time consumes one credit (ledger kind
 /// `fix_consumed`, idempotency key `fix:<id>`) or, with no credit left, is
-/// stored as `unpaid` (never lost; billed later). Concurrent duplicates wait
+/// stored as `unpaid` (never lost) and, when the customer can pay, gets its
+/// charge and `stripe.charge` job in the same transaction
+/// ([`charge_for_fix_in_tx`]: Pro overage or pay as you go, prices from
+/// `pricing`); [`crate::server::billing::charges::refusal_for_fix`] then
+/// tells whether the fix is refused (402). Concurrent duplicates wait
 /// on the row and see it settled. A debit that leaves exactly 1 credit
 /// queues the low-credit email (idempotency key `low_credit:<ledger entry
 /// id>`, links from `links`) in the same transaction.
@@ -136,17 +142,19 @@ pub fn pr_number_from_url(url: &str) -> Option<i64> {
 /// Errors: [`BillingError::Database`] only; lack of credits is not an error.
 pub async fn record_fix(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     customer_id: i64,
     report: &FixReport,
     links: &EmailLinks,
 ) -> Result<Fix, BillingError> {
-    conn.transaction(async |conn| record_fix_in_tx(conn, customer_id, report, links).await)
+    conn.transaction(async |conn| record_fix_in_tx(conn, pricing, customer_id, report, links).await)
         .await
 }
 
 /// [`record_fix`] inside the caller's transaction.
 pub async fn record_fix_in_tx(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     customer_id: i64,
     report: &FixReport,
     links: &EmailLinks,
@@ -208,12 +216,14 @@ pub async fn record_fix_in_tx(
     if fix.billing_status() != FixBillingStatus::Pending {
         return Ok(fix);
     }
-    settle_fix(conn, fix, links).await
+    settle_fix(conn, pricing, fix, links).await
 }
 
-/// Pays for a pending fix with one credit, or marks it unpaid.
+/// Pays for a pending fix with one credit, or marks it unpaid (with a
+/// charge when the customer can pay).
 async fn settle_fix(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     fix: Fix,
     links: &EmailLinks,
 ) -> Result<Fix, BillingError> {
@@ -236,7 +246,11 @@ async fn settle_fix(
             }
             (FixBillingStatus::Credit, Some(appended.entry.id))
         }
-        Err(BillingError::InsufficientCredits { .. }) => (FixBillingStatus::Unpaid, None),
+        Err(BillingError::InsufficientCredits { .. }) => {
+            // The customer row is locked (append_entry locked it).
+            charge_for_fix_in_tx(conn, pricing, fix.customer_id, fix.id).await?;
+            (FixBillingStatus::Unpaid, None)
+        }
         Err(other) => return Err(other),
     };
     Ok(diesel::update(fixes::table.find(fix.id))

@@ -4,14 +4,17 @@
 //! (JSON API, server functions, webhooks) calls these.
 
 pub mod api_keys;
+pub mod charges;
 pub mod customers;
 pub mod error;
 pub mod fixes;
 pub mod history;
 pub mod ledger;
+pub mod payment_methods;
 pub mod phases;
 pub mod pricing;
 pub mod status;
+pub mod subscriptions;
 pub mod usage;
 
 pub use error::BillingError;

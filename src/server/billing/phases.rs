@@ -120,12 +120,14 @@ pub struct PhaseRecord {
 /// Stores a phase report (the latest report for the same repository,
 /// commit, phase and issue replaces the earlier one) and, for a deployed
 /// fix, records and settles the fix (see [`record_fix`](crate::server::billing::fixes::record_fix);
-/// `links` for the low-credit email), all in one transaction.
+/// `links` for the low-credit email, `pricing` for a charge beyond the
+/// credits), all in one transaction.
 ///
 /// Returns the record and, for a deployed fix, the fix.
 /// Errors: [`BillingError::Database`].
 pub async fn store_phase(
     conn: &mut AsyncPgConnection,
+    pricing: &crate::server::billing::pricing::PricingCatalog,
     customer_id: i64,
     report: &PhaseReport,
     links: &EmailLinks,
@@ -172,7 +174,7 @@ pub async fn store_phase(
                 .get("fixCommit")
                 .and_then(|v| v.as_str())
                 .map(str::to_owned);
-            Some(record_fix_in_tx(conn, customer_id, &fix, links).await?)
+            Some(record_fix_in_tx(conn, pricing, customer_id, &fix, links).await?)
         } else {
             None
         };

@@ -45,6 +45,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         stripe_subscription_id -> Nullable<Text>,
         subscription_updated_at -> Nullable<Timestamptz>,
+        payment_failed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -172,6 +173,11 @@ diesel::table! {
         attached -> Bool,
         last_event_at -> Timestamptz,
         updated_at -> Timestamptz,
+        brand -> Nullable<Text>,
+        last4 -> Nullable<Text>,
+        exp_month -> Nullable<Int4>,
+        exp_year -> Nullable<Int4>,
+        is_default -> Bool,
     }
 }
 
@@ -330,3 +336,53 @@ diesel::table! {
         created_at -> Timestamptz,
     }
 }
+
+// migrations/2026-11-21-000008_billing_stripe
+diesel::table! {
+    charges (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        fix_id -> Int8,
+        kind -> Text,
+        amount_cents -> Int8,
+        currency -> Text,
+        status -> Text,
+        stripe_payment_intent_id -> Nullable<Text>,
+        stripe_invoice_item_id -> Nullable<Text>,
+        failure_message -> Nullable<Text>,
+        attempts -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    payment_method_consents (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        user_id -> Nullable<Int8>,
+        payment_method_id -> Text,
+        setup_intent_id -> Text,
+        consent_text -> Text,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    stripe_subscriptions (id) {
+        id -> Text,
+        customer_id -> Int8,
+        cancel_at_period_end -> Bool,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(charges -> customers (customer_id));
+diesel::joinable!(charges -> fixes (fix_id));
+diesel::allow_tables_to_appear_in_same_query!(charges, customers);
+diesel::allow_tables_to_appear_in_same_query!(charges, fixes);
+diesel::joinable!(payment_method_consents -> customers (customer_id));
+diesel::joinable!(stripe_subscriptions -> customers (customer_id));
+diesel::allow_tables_to_appear_in_same_query!(stripe_subscriptions, customers);

@@ -9,7 +9,8 @@
 //! which it stays `dead` (the dead-letter state) with its last error for a
 //! person to look at and [`retry_now`].
 //!
-//! Kinds: `stripe.create_customer` ([`crate::server::stripe::jobs`]) and
+//! Kinds: `stripe.create_customer` ([`crate::server::stripe::jobs`]),
+//! `stripe.charge` ([`crate::server::stripe::charges`]) and
 //! `stripe.process_event` ([`crate::server::stripe::events`]);
 //! `github.apply_pending_change` ([`crate::server::marketplace::events`]);
 //! `github.grant_period` ([`crate::server::marketplace::credits`]).
@@ -36,10 +37,13 @@ pub const DEFAULT_MAX_ATTEMPTS: i32 = 10;
 pub const KIND_STRIPE_CREATE_CUSTOMER: &str = "stripe.create_customer";
 /// Job kind: apply the stored Stripe event `{"event_id": "evt_…"}`.
 pub const KIND_STRIPE_PROCESS_EVENT: &str = "stripe.process_event";
+/// Job kind: charge for a fix `{"charge_id": i64}` (PaymentIntent or
+/// invoice item; [`crate::server::stripe::charges`]).
+pub const KIND_STRIPE_CHARGE: &str = "stripe.charge";
 /// Kinds that call Stripe: not claimed while the `billing_enabled` flag is
 /// off (runtime, or forced by `BILLING_ENABLED=false`) or
 /// `STRIPE_SECRET_KEY` is unset.
-pub const STRIPE_CALLING_KINDS: &[&str] = &[KIND_STRIPE_CREATE_CUSTOMER];
+pub const STRIPE_CALLING_KINDS: &[&str] = &[KIND_STRIPE_CREATE_CUSTOMER, KIND_STRIPE_CHARGE];
 
 /// A job row.
 #[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable)]
@@ -317,6 +321,7 @@ async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
         KIND_STRIPE_CREATE_CUSTOMER => {
             crate::server::stripe::jobs::create_customer(state, &job.payload).await
         }
+        KIND_STRIPE_CHARGE => crate::server::stripe::charges::charge_job(state, &job.payload).await,
         KIND_STRIPE_PROCESS_EVENT => {
             crate::server::stripe::events::process_event_job(state, &job.payload).await
         }

@@ -96,7 +96,7 @@ struct CustomerList {
 
 /// A configured Stripe client. `Debug` shows no key.
 pub struct StripeApi {
-    client: Client,
+    pub(super) client: Client,
 }
 
 impl std::fmt::Debug for StripeApi {

@@ -13,7 +13,11 @@
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
-use crate::server::db::schema::{customers, stripe_events, stripe_payment_methods};
+use crate::server::db::schema::{
+    customers, stripe_events, stripe_payment_methods, stripe_subscriptions,
+};
+use crate::server::email::enqueue_email;
+use crate::server::email::templates::{subscription_payment_failed, EmailLinks, Recipient};
 use crate::server::jobs::{
     enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS, KIND_STRIPE_PROCESS_EVENT,
 };
@@ -143,6 +147,7 @@ pub async fn process_event_job(state: &AppState, payload: &Value) -> Result<(), 
         .ok_or_else(|| JobError::permanent("payload lacks event_id"))?
         .to_owned();
     let pricing = &state.config.pricing;
+    let links = &state.config.email.links;
     let mut conn = state.conn().await?;
     let result: Result<(), ApplyError> = conn
         .transaction(async |conn| {
@@ -164,7 +169,7 @@ pub async fn process_event_job(state: &AppState, payload: &Value) -> Result<(), 
             }
             let event: StripeEvent = serde_json::from_value(raw)
                 .map_err(|e| ApplyError::Permanent(format!("stored event unreadable: {e}")))?;
-            apply_event(conn, pricing, &event).await?;
+            apply_event(conn, pricing, links, &event).await?;
             diesel::update(stripe_events::table.find(event_id))
                 .set((
                     stripe_events::status.eq("processed"),
@@ -231,6 +236,7 @@ pub const HANDLED_TYPES: &[&str] = &[
 async fn apply_event(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
+    links: &EmailLinks,
     event: &StripeEvent,
 ) -> Result<(), ApplyError> {
     let at = event
@@ -245,9 +251,9 @@ async fn apply_event(
             apply_subscription(conn, object, at, deleted).await
         }
         "invoice.payment_succeeded" | "invoice.paid" => {
-            apply_invoice_paid(conn, pricing, object).await
+            apply_invoice_paid(conn, pricing, object, at).await
         }
-        "invoice.payment_failed" => apply_invoice_failed(conn, object, at).await,
+        "invoice.payment_failed" => apply_invoice_failed(conn, links, object, at).await,
         "payment_method.attached" => {
             let (Some(pm), Some(cus)) = (str_field(object, "id"), id_field(object, "customer"))
             else {
@@ -351,6 +357,26 @@ fn is_pro_status(status: &str) -> bool {
     matches!(status, "active" | "trialing" | "past_due")
 }
 
+/// Applies a Subscription object (from an event, or from our own call to
+/// Stripe at `at`) to its customer, unless newer state was applied already.
+/// Call inside a transaction.
+///
+/// Errors: [`BillingError::Database`].
+pub(crate) async fn apply_subscription_object(
+    conn: &mut AsyncPgConnection,
+    subscription: &Value,
+    at: DateTime<Utc>,
+    deleted: bool,
+) -> Result<(), BillingError> {
+    match apply_subscription(conn, subscription, at, deleted).await {
+        Ok(()) => Ok(()),
+        Err(ApplyError::Billing(e)) => Err(e),
+        Err(ApplyError::Permanent(m)) => {
+            Err(BillingError::Invalid(crate::types::values::ParseError(m)))
+        }
+    }
+}
+
 async fn apply_subscription(
     conn: &mut AsyncPgConnection,
     subscription: &Value,
@@ -403,6 +429,11 @@ async fn apply_subscription(
     } else {
         fallback_plan(customer.has_payment_method)
     };
+    let cancel_at_period_end = !deleted
+        && subscription
+            .get("cancel_at_period_end")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
     diesel::update(customers::table.find(customer.id))
         .set((
             customers::subscription_status.eq(status),
@@ -411,6 +442,20 @@ async fn apply_subscription(
             customers::subscription_updated_at.eq(at),
             customers::plan.eq(plan.as_str()),
             customers::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    diesel::insert_into(stripe_subscriptions::table)
+        .values((
+            stripe_subscriptions::id.eq(sub_id),
+            stripe_subscriptions::customer_id.eq(customer.id),
+            stripe_subscriptions::cancel_at_period_end.eq(cancel_at_period_end),
+        ))
+        .on_conflict(stripe_subscriptions::id)
+        .do_update()
+        .set((
+            stripe_subscriptions::cancel_at_period_end.eq(cancel_at_period_end),
+            stripe_subscriptions::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
         .await?;
@@ -427,10 +472,32 @@ fn invoice_subscription(invoice: &Value) -> Option<&str> {
     })
 }
 
+/// Grants the period's credits for a paid subscription invoice (once per
+/// invoice: ledger key `invoice:<id>`) and, when it pays the current
+/// subscription while that is `past_due`, makes it `active` again. Call
+/// inside a transaction.
+///
+/// Errors: [`BillingError::Database`].
+pub(crate) async fn apply_paid_invoice(
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    invoice: &Value,
+    at: DateTime<Utc>,
+) -> Result<(), BillingError> {
+    match apply_invoice_paid(conn, pricing, invoice, at).await {
+        Ok(()) => Ok(()),
+        Err(ApplyError::Billing(e)) => Err(e),
+        Err(ApplyError::Permanent(m)) => {
+            Err(BillingError::Invalid(crate::types::values::ParseError(m)))
+        }
+    }
+}
+
 async fn apply_invoice_paid(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
     invoice: &Value,
+    at: DateTime<Utc>,
 ) -> Result<(), ApplyError> {
     let (Some(invoice_id), Some(cus)) = (str_field(invoice, "id"), id_field(invoice, "customer"))
     else {
@@ -454,11 +521,32 @@ async fn apply_invoice_paid(
         },
     )
     .await?;
+    // Recovered: the invoice of the current subscription is paid.
+    let status: Option<String> = customers::table
+        .find(customer.id)
+        .select(customers::subscription_status)
+        .first(conn)
+        .await?;
+    if status.as_deref() == Some("past_due")
+        && customer.stripe_subscription_id.as_deref() == invoice_subscription(invoice)
+        && is_newer(at, customer.subscription_updated_at, false)
+    {
+        diesel::update(customers::table.find(customer.id))
+            .set((
+                customers::subscription_status.eq("active"),
+                customers::plan.eq(Plan::Pro.as_str()),
+                customers::subscription_updated_at.eq(at),
+                customers::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+    }
     Ok(())
 }
 
 async fn apply_invoice_failed(
     conn: &mut AsyncPgConnection,
+    links: &EmailLinks,
     invoice: &Value,
     at: DateTime<Utc>,
 ) -> Result<(), ApplyError> {
@@ -486,6 +574,34 @@ async fn apply_invoice_failed(
         ))
         .execute(conn)
         .await?;
+    // Tell the customer, in this transaction (once per invoice attempt).
+    let (email, name): (String, String) = customers::table
+        .find(customer.id)
+        .select((customers::email, customers::name))
+        .first(conn)
+        .await?;
+    let to = Recipient {
+        customer_id: Some(customer.id),
+        email: &email,
+        name: &name,
+    };
+    let amount = crate::server::billing::pricing::format_money(
+        invoice
+            .get("amount_due")
+            .and_then(Value::as_i64)
+            .unwrap_or_default(),
+        invoice
+            .get("currency")
+            .and_then(Value::as_str)
+            .unwrap_or("usd"),
+    );
+    let invoice_id = str_field(invoice, "id").unwrap_or("unknown");
+    let attempt = invoice
+        .get("attempt_count")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    let key = format!("invoice_payment_failed:{invoice_id}:{attempt}");
+    enqueue_email(conn, &subscription_payment_failed(links, &to, &amount, key)).await?;
     Ok(())
 }
 

@@ -5,6 +5,8 @@
 //! to localstripe on 127.0.0.1 through the same code (only
 //! `STRIPE_API_BASE` and the key differ).
 
+pub mod billing_api;
+pub mod charges;
 pub mod client;
 pub mod events;
 pub mod jobs;
@@ -36,7 +38,25 @@ pub struct StripeSettings {
     /// an event signed with any of them is accepted (for rotation). Empty:
     /// every webhook is rejected.
     pub webhook_secrets: Vec<String>,
+    /// `STRIPE_PUBLISHABLE_KEY` (`pk_…`): given to Stripe.js in the portal's
+    /// card form; `None` when unset (the form says cards cannot be added).
+    pub publishable_key: Option<String>,
+    /// `STRIPE_JS_URL` (default [`DEFAULT_JS_URL`]): where the portal loads
+    /// Stripe.js from; tests and development use localstripe's copy
+    /// (`<localstripe>/js.stripe.com/v3/`).
+    pub js_url: String,
+    /// `STRIPE_PRO_PRICE_ID` (default [`DEFAULT_PRO_PRICE_ID`]): the Pro
+    /// subscription's recurring price. A `price_…` id is sent as
+    /// `items[0][price]`, anything else as `items[0][plan]` (localstripe has
+    /// Plans, not Prices). Against a loopback `STRIPE_API_BASE` the app
+    /// creates the Plan (and its Product) itself when it does not exist.
+    pub pro_price_id: String,
 }
+
+/// Default Stripe.js URL.
+pub const DEFAULT_JS_URL: &str = "https://js.stripe.com/v3/";
+/// Default id of the Pro Plan/Price.
+pub const DEFAULT_PRO_PRICE_ID: &str = "plan_rsolv_pro_monthly";
 
 impl std::fmt::Debug for StripeSettings {
     // Hand-written: the secret key and webhook secrets never reach a log.
@@ -46,6 +66,9 @@ impl std::fmt::Debug for StripeSettings {
             .field("secret_key_set", &self.secret_key.is_some())
             .field("api_base", &self.api_base)
             .field("webhook_secrets", &self.webhook_secrets.len())
+            .field("publishable_key_set", &self.publishable_key.is_some())
+            .field("js_url", &self.js_url)
+            .field("pro_price_id", &self.pro_price_id)
             .finish()
     }
 }
@@ -111,11 +134,44 @@ impl StripeSettings {
                 reason: "every secret must start with whsec_".into(),
             });
         }
+        let publishable_key = get("STRIPE_PUBLISHABLE_KEY");
+        if publishable_key
+            .as_deref()
+            .is_some_and(|k| !k.starts_with("pk_"))
+        {
+            return Err(ConfigError::Invalid {
+                name: "STRIPE_PUBLISHABLE_KEY",
+                reason: "must start with pk_".into(),
+            });
+        }
+        let js_url = get("STRIPE_JS_URL").unwrap_or_else(|| DEFAULT_JS_URL.to_owned());
+        if !(js_url.starts_with("https://") || js_url.starts_with("http://"))
+            || js_url.contains(|c: char| c.is_whitespace() || c == '"' || c == '<')
+        {
+            return Err(ConfigError::Invalid {
+                name: "STRIPE_JS_URL",
+                reason: "must be an http:// or https:// URL".into(),
+            });
+        }
+        let pro_price_id =
+            get("STRIPE_PRO_PRICE_ID").unwrap_or_else(|| DEFAULT_PRO_PRICE_ID.to_owned());
+        if !pro_price_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(ConfigError::Invalid {
+                name: "STRIPE_PRO_PRICE_ID",
+                reason: "must be a Stripe Price or Plan id".into(),
+            });
+        }
         Ok(Self {
             flags,
             secret_key,
             api_base,
             webhook_secrets,
+            publishable_key,
+            js_url,
+            pro_price_id,
         })
     }
 }
@@ -128,6 +184,25 @@ pub fn customer_create_key(customer_id: i64) -> String {
 
 /// The metadata key on a Stripe Customer holding our customer id.
 pub const CUSTOMER_ID_METADATA: &str = "rsolv_customer_id";
+
+/// The metadata key on a PaymentIntent or invoice item holding our
+/// `charges.id`.
+pub const CHARGE_ID_METADATA: &str = "rsolv_charge_id";
+
+impl StripeSettings {
+    /// Whether the API base is a local Stripe stand-in (loopback http), where
+    /// the app may create its own fixtures such as the Pro Plan.
+    pub fn is_local_stand_in(&self) -> bool {
+        self.api_base.starts_with("http://127.0.0.1")
+            || self.api_base.starts_with("http://localhost")
+            || self.api_base.starts_with("http://[::1]")
+    }
+
+    /// Whether the Pro id is a Price (`price_…`) rather than a Plan.
+    pub fn pro_is_price(&self) -> bool {
+        self.pro_price_id.starts_with("price_")
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -174,5 +249,24 @@ mod tests {
         assert!(settings(&[("BILLING_ENABLED", "maybe")]).is_err());
         assert!(settings(&[("STRIPE_API_BASE", "ftp://x")]).is_err());
         assert!(settings(&[("STRIPE_WEBHOOK_SECRETS", "nope")]).is_err());
+        assert!(settings(&[("STRIPE_PUBLISHABLE_KEY", "sk_test_oops")]).is_err());
+        assert!(settings(&[("STRIPE_JS_URL", "javascript:alert(1)")]).is_err());
+        assert!(settings(&[("STRIPE_PRO_PRICE_ID", "a b")]).is_err());
+    }
+
+    #[test]
+    fn billing_settings() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.js_url, DEFAULT_JS_URL);
+        assert_eq!(s.pro_price_id, DEFAULT_PRO_PRICE_ID);
+        assert!(!s.pro_is_price() && !s.is_local_stand_in());
+        let s = settings(&[
+            ("STRIPE_API_BASE", "http://127.0.0.1:8420"),
+            ("STRIPE_PRO_PRICE_ID", "price_123"),
+            ("STRIPE_PUBLISHABLE_KEY", "pk_test_x"),
+        ])
+        .unwrap();
+        assert!(s.pro_is_price() && s.is_local_stand_in());
+        assert_eq!(s.publishable_key.as_deref(), Some("pk_test_x"));
     }
 }

@@ -2,12 +2,14 @@
 //! opens a fix pull request. Billed at most once per fix.
 
 use super::check_len;
+use crate::server::billing::charges::refusal_for_fix;
 use crate::server::billing::fixes::{record_fix, FixReport};
 use crate::server::http::error::ApiError;
 use crate::server::http::extract::{ApiCustomer, ApiJson};
 use crate::server::state::AppState;
 use crate::types::values::Repository;
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -41,7 +43,11 @@ pub struct FixAttemptResponse {
 }
 
 /// Records the fix attempt: 200 with the fix's id and its billing status
-/// (`credit` when a credit paid for it, `unpaid` when none was left).
+/// (`credit` when a credit paid for it, `unpaid` while its card charge or
+/// overage item is being made, `charged` once it is). 402 with a clear
+/// `error` when no credit is left and nothing can pay (no card and no
+/// subscription, or a declined card not yet fixed): the fix is recorded
+/// as `unpaid` all the same.
 /// 422 for a malformed repository, non-positive numbers, over-long strings
 /// or `metadata` that is not an object.
 pub async fn create_fix_attempt(
@@ -69,12 +75,19 @@ pub async fn create_fix_attempt(
     let mut conn = state.conn().await?;
     let fix = record_fix(
         &mut conn,
+        &state.config.pricing,
         auth.customer.id,
         &report,
         &state.config.email.links,
     )
     .await?;
     tracing::info!(customer_id = auth.customer.id, fix_id = fix.id, billing_status = %fix.billing_status, "fix attempt recorded");
+    // Recorded either way (never lost); refused when nothing can pay for it.
+    if let Some(reason) =
+        refusal_for_fix(&mut conn, auth.customer.id, fix.id, &fix.billing_status).await?
+    {
+        return Err(ApiError::new(StatusCode::PAYMENT_REQUIRED, reason));
+    }
     Ok(Json(FixAttemptResponse {
         id: fix.id,
         status: "recorded",

@@ -46,6 +46,7 @@ pub async fn store_phase(
     let mut conn = state.conn().await?;
     let (record, fix) = store_phase_record(
         &mut conn,
+        &state.config.pricing,
         auth.customer.id,
         &report,
         &state.config.email.links,

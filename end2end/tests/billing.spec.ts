@@ -1,0 +1,179 @@
+/**
+ * Billing in the portal against localstripe: a new customer adds a card
+ * through the fake Stripe.js (card element + SetupIntent, consent box),
+ * subscribes to Pro, cancels at the period end and sees the billing
+ * history; screenshots of /billing and of its payment methods, light and
+ * dark.
+ *
+ * Needs the server started with Stripe pointing at a running localstripe:
+ * STRIPE_API_BASE, STRIPE_SECRET_KEY (any sk_test_…),
+ * STRIPE_PUBLISHABLE_KEY (any pk_test_…) and
+ * STRIPE_JS_URL=<localstripe>/js.stripe.com/v3/ in the environment of
+ * `npx playwright test` (the webServer inherits it); email as in
+ * journeys.spec.ts (TEST_SMTP_API_URL).
+ *
+ * UI contract (src/app/portal/billing.rs): `card-form` (consent checkbox
+ * labelled with the consent text, button "Save card"; localstripe's card
+ * element renders inputs with placeholders number, exp_month, exp_year,
+ * cvc, postal_code), `card-list` / `card-item` / `default-card`,
+ * `billing-plan`, `subscription-status`, button `subscribe-pro`, links
+ * "Cancel at period end" / "Cancel now" opening `confirm-cancel`,
+ * `ends-at-period-end`, `billing-messages`.
+ */
+import { randomUUID } from "node:crypto";
+import * as path from "node:path";
+import { expect, test, type APIRequestContext, type Page } from "@playwright/test";
+
+const SCREENSHOTS = path.join(__dirname, "..", "screenshots");
+const PASSWORD = "correct horse battery";
+
+test.skip(!process.env.STRIPE_API_BASE, "needs STRIPE_API_BASE pointing at localstripe");
+
+function smtpApi(): string {
+  const url = process.env.TEST_SMTP_API_URL;
+  if (!url) throw new Error("TEST_SMTP_API_URL must name the SMTP sink's API");
+  return url;
+}
+
+interface SinkEmail {
+  to: { address: string }[];
+  text?: string;
+  date: string;
+}
+
+async function mailedLink(request: APIRequestContext, to: string, linkPath: string): Promise<string> {
+  const pattern = new RegExp(`https?://[^\\s"<>]*(${linkPath.replace(/[/-]/g, "\\$&")}\\?token=[A-Za-z0-9_-]+)`);
+  let found: string | undefined;
+  await expect
+    .poll(
+      async () => {
+        const response = await request.get(`${smtpApi()}/email`);
+        const emails = ((await response.json()) as SinkEmail[]).filter((e) =>
+          e.to.some((r) => r.address.toLowerCase() === to.toLowerCase()),
+        );
+        for (const email of emails) {
+          const match = pattern.exec(email.text ?? "");
+          if (match) {
+            found = match[1];
+            return true;
+          }
+        }
+        return false;
+      },
+      { message: `an email to ${to} with a ${linkPath} link`, timeout: 20_000 },
+    )
+    .toBe(true);
+  return found as string;
+}
+
+async function waitForHydration(page: Page): Promise<void> {
+  await expect(page.locator('main[data-app-hydrated="true"]')).toBeAttached();
+}
+
+async function signedInCustomer(page: Page, request: APIRequestContext): Promise<string> {
+  const email = `e2e-billing-${randomUUID()}@example.com`;
+  await page.goto("/register");
+  await waitForHydration(page);
+  const form = page.getByTestId("register-form");
+  await form.getByLabel("Email", { exact: true }).fill(email);
+  await form.getByLabel("Name", { exact: true }).fill("Billing Customer");
+  await form.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await form.getByLabel("Confirm password", { exact: true }).fill(PASSWORD);
+  await form.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByRole("status")).toContainText("Check your inbox");
+  await page.goto(await mailedLink(request, email, "/confirm-email"));
+  await waitForHydration(page);
+  await page.getByRole("button", { name: "Confirm my email" }).click();
+  await expect(page).toHaveURL(/\/login\?notice=confirmed$/);
+  await waitForHydration(page);
+  const login = page.getByTestId("login-form");
+  await login.getByLabel("Email", { exact: true }).fill(email);
+  await login.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await login.getByRole("button", { name: "Sign in" }).click();
+  await expect(page).toHaveURL(/\/dashboard$/);
+  return email;
+}
+
+test("add a card, subscribe to Pro, cancel at period end", async ({ page, request }) => {
+  const errors: string[] = [];
+  page.on("pageerror", (error) => errors.push(error.message));
+  page.on("console", (message) => {
+    if (message.type() === "error") errors.push(message.text());
+  });
+  await signedInCustomer(page, request);
+
+  // The Stripe Customer is made by a job right after signup: the card
+  // form appears once it exists.
+  await expect
+    .poll(
+      async () => {
+        await page.goto("/billing");
+        await waitForHydration(page);
+        return page.getByTestId("card-form").count();
+      },
+      { timeout: 20_000 },
+    )
+    .toBe(1);
+  await expect(page.getByTestId("cards-empty")).toBeVisible();
+  await expect(page.getByTestId("subscribe-pro")).toBeDisabled();
+
+  const form = page.getByTestId("card-form");
+  const save = form.getByRole("button", { name: "Save card" });
+  await expect(save).toBeEnabled(); // Stripe.js loaded and the card element mounted
+  await form.getByPlaceholder("number").fill("4242424242424242");
+  await form.getByPlaceholder("exp_month").fill("12");
+  await form.getByPlaceholder("exp_year").fill("34");
+  await form.getByPlaceholder("cvc").fill("123");
+  await form.getByPlaceholder("postal_code").fill("42424");
+  // Without consent: refused in place.
+  await save.click();
+  await expect(form.locator("[data-card-message]")).toContainText("tick the box");
+  await form.getByLabel(/I authorise RSOLV/).check();
+  await save.click();
+  await expect(page).toHaveURL(/\/billing\?card_added=1$/);
+  await waitForHydration(page);
+  await expect(page.getByTestId("billing-messages")).toContainText("Card saved.");
+  const card = page.getByTestId("card-item");
+  await expect(card).toHaveCount(1);
+  await expect(card).toContainText("4242");
+  await expect(card.getByTestId("default-card")).toBeVisible();
+  await expect(page.getByTestId("billing-plan")).toHaveText("Pay as you go");
+  await expect(page.getByTestId("plan-section")).toContainText("10 credits left");
+
+  for (const colorScheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme });
+    await page.getByTestId("payment-methods").screenshot({
+      path: path.join(SCREENSHOTS, `payment-methods-${colorScheme}.png`),
+    });
+  }
+  await page.emulateMedia({ colorScheme: "light" });
+
+  await page.getByTestId("subscribe-pro").click();
+  await expect(page.getByTestId("billing-messages"), errors.join("\n")).toContainText("You are on Pro");
+  await expect(page.getByTestId("billing-plan")).toHaveText("Pro");
+  await expect(page.getByTestId("subscription-status")).toHaveText("Active");
+  await expect(page.getByTestId("plan-section")).toContainText("70 credits left");
+
+  await page.getByRole("link", { name: "Cancel at period end" }).click();
+  const confirm = page.getByTestId("confirm-cancel");
+  await expect(confirm).toContainText("Cancel Pro at the end of the period?");
+  await confirm.getByRole("button", { name: "Yes, cancel at period end" }).click();
+  await expect(page.getByTestId("billing-messages")).toContainText("ends at the end of the period");
+  await expect(page.getByTestId("ends-at-period-end")).toBeVisible();
+  await expect(page.getByRole("button", { name: "Resume subscription" })).toBeVisible();
+  await expect(page.getByTestId("billing-plan")).toHaveText("Pro");
+
+  for (const colorScheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme });
+    await page.goto("/billing");
+    await waitForHydration(page);
+    await expect(page.getByTestId("ends-at-period-end")).toBeVisible();
+    await page.screenshot({ path: path.join(SCREENSHOTS, `billing-${colorScheme}.png`), fullPage: true });
+  }
+
+  await page.goto("/billing/history");
+  await waitForHydration(page);
+  await expect(page.getByTestId("invoices-row")).toHaveCount(1);
+  await expect(page.getByTestId("invoices")).toContainText("$599.00");
+  expect(errors).toEqual([]);
+});

@@ -1,0 +1,579 @@
+//! `/billing`: plan and Pro subscription (subscribe, cancel now or at the
+//! period end, resume), cards on file (default, remove) and the card form;
+//! `/billing/history`: invoices and charges; [`BillingNotice`] on the
+//! dashboard.
+//!
+//! Subscribing, cancelling, resuming, choosing the default card and
+//! removing a card are `ActionForm`s (they work before hydration);
+//! cancelling and removing go through a confirmation state reached by a
+//! plain link (`?confirm_cancel=now|period_end`, `?confirm_remove=<pm>`).
+//! Entering a card needs JavaScript by nature (the card number goes to
+//! Stripe through Stripe.js, never to us): `/billing-card.js` mounts the
+//! card element and runs the SetupIntent flow; the page says so without it.
+
+use super::billing_api::{
+    get_billing, get_billing_history, get_billing_notice, CancelSubscription, RemoveCard,
+    ResumeSubscription, SetDefaultCard, SubscribePro,
+};
+use super::{
+    short_time, Alert, LoadError, Loading, Notice, PortalNav, BUTTON, CARD, DANGER_BUTTON, LINK,
+    SECONDARY_BUTTON,
+};
+use crate::types::billing::{BillingView, CardView, HistoryItemView};
+use crate::types::AppError;
+use leptos::form::ActionForm;
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+/// Once `action` has an outcome, loads `/billing` afresh with it in the
+/// query (browser only).
+fn reload_after<A, T>(action: ServerAction<A>, ok: fn(T) -> String)
+where
+    A: leptos::server_fn::ServerFn<Output = T, Error = AppError> + Clone + Send + Sync + 'static,
+    T: Clone + Send + Sync + 'static,
+{
+    Effect::new(move |_| {
+        let Some(outcome) = action.value().get() else {
+            return;
+        };
+        let (key, text) = match outcome {
+            Ok(value) => ("notice", ok(value)),
+            Err(error) => ("error", error.to_string()),
+        };
+        #[cfg(feature = "hydrate")]
+        {
+            let query: String = js_sys_encode(&text);
+            let _ = leptos::prelude::window()
+                .location()
+                .set_href(&format!("/billing?{key}={query}"));
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = (key, text);
+    });
+}
+
+/// Percent-encodes `text` for a query value.
+#[cfg(feature = "hydrate")]
+fn js_sys_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// What the page asks the customer to confirm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Confirm {
+    CancelNow,
+    CancelAtPeriodEnd,
+    Remove(String),
+}
+
+/// The billing page.
+#[component]
+pub fn BillingPage() -> impl IntoView {
+    let subscribe = ServerAction::<SubscribePro>::new();
+    let cancel = ServerAction::<CancelSubscription>::new();
+    let resume = ServerAction::<ResumeSubscription>::new();
+    let set_default = ServerAction::<SetDefaultCard>::new();
+    let remove = ServerAction::<RemoveCard>::new();
+    let data = Resource::new(
+        move || {
+            (
+                subscribe.version().get(),
+                cancel.version().get(),
+                resume.version().get(),
+                set_default.version().get(),
+                remove.version().get(),
+            )
+        },
+        |_| get_billing(),
+    );
+    let query = use_query_map();
+    let confirm = move || {
+        let query = query.read();
+        match query.get("confirm_cancel").as_deref() {
+            Some("now") => Some(Confirm::CancelNow),
+            Some("period_end") => Some(Confirm::CancelAtPeriodEnd),
+            _ => query.get("confirm_remove").map(Confirm::Remove),
+        }
+    };
+    // After an action, the page is loaded afresh with its outcome in the
+    // query (`?notice=` / `?error=`): the server renders the new state in
+    // full, as it does for the no-JavaScript form posts.
+    reload_after(subscribe, |m: String| m);
+    reload_after(cancel, |m: String| m);
+    reload_after(resume, |m: String| m);
+    reload_after(set_default, |()| "Default card changed.".to_owned());
+    reload_after(remove, |()| "Card removed.".to_owned());
+    let notice = move || {
+        let query = query.read();
+        query
+            .get("card_added")
+            .map(|_| "Card saved.".to_owned())
+            .or_else(|| query.get("notice"))
+    };
+    let error = move || query.read().get("error");
+
+    view! {
+        <Title text="Billing · RSOLV" />
+        <PortalNav current="/billing" />
+        <div class="flex flex-wrap items-baseline justify-between gap-2">
+            <h1 class="text-2xl font-bold tracking-tight">"Billing"</h1>
+            <a href="/billing/history" class=LINK>"Billing history"</a>
+        </div>
+        <div class="mt-4 space-y-3" data-testid="billing-messages">
+            {notice().map(|text| view! { <Notice message=text /> })}
+            {error().map(|text| view! { <Alert message=text /> })}
+        </div>
+        <Transition fallback=|| view! { <Loading label="Loading billing…" /> }>
+            {move || {
+                let confirm = confirm();
+                Suspend::new(async move {
+                    match data.await {
+                        Ok(view) => view! {
+                            <Billing view confirm subscribe cancel resume set_default remove />
+                        }.into_any(),
+                        Err(error) => view! { <LoadError error /> }.into_any(),
+                    }
+                })
+            }}
+        </Transition>
+    }
+}
+
+#[component]
+fn Billing(
+    view: BillingView,
+    confirm: Option<Confirm>,
+    subscribe: ServerAction<SubscribePro>,
+    cancel: ServerAction<CancelSubscription>,
+    resume: ServerAction<ResumeSubscription>,
+    set_default: ServerAction<SetDefaultCard>,
+    remove: ServerAction<RemoveCard>,
+) -> impl IntoView {
+    let paused = (!view.billing_enabled).then(|| view! {
+        <p role="status" data-testid="billing-paused" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
+            <span class="font-semibold">"Billing is paused. "</span>
+            "No card is charged right now: fixes are recorded and billed when billing resumes. Cards and plans cannot be changed meanwhile."
+        </p>
+    });
+    let failed = view.payment_failed.then(|| view! {
+        <p role="alert" class="mt-4 rounded-md border border-red-300 bg-red-50 px-4 py-3 text-red-900 dark:border-red-900 dark:bg-red-950 dark:text-red-100">
+            <span class="font-semibold">"Your card was declined. "</span>
+            "Fixes beyond your credits are paused. Add a working card below: the unpaid fixes are charged to it and fixes resume."
+        </p>
+    });
+    view! {
+        {paused}
+        {failed}
+        <div class="mt-6 grid gap-6 lg:grid-cols-2">
+            <Plan view=view.clone() confirm=confirm.clone() subscribe cancel resume />
+            <section class=CARD aria-labelledby="cards-heading" data-testid="payment-methods">
+                <h2 id="cards-heading" class="text-lg font-semibold">"Payment methods"</h2>
+                <Cards cards=view.cards.clone() confirm=confirm.clone() set_default remove enabled=view.billing_enabled />
+                <AddCard view=view.clone() />
+            </section>
+        </div>
+    }
+}
+
+fn status_label(status: Option<&str>) -> &'static str {
+    match status {
+        Some("active") => "Active",
+        Some("trialing") => "Trialing",
+        Some("past_due") => "Past due: payment failed",
+        Some("incomplete") => "Incomplete",
+        Some("canceled") => "Canceled",
+        Some("unpaid") => "Ended: unpaid",
+        _ => "Not subscribed",
+    }
+}
+
+#[component]
+fn Plan(
+    view: BillingView,
+    confirm: Option<Confirm>,
+    subscribe: ServerAction<SubscribePro>,
+    cancel: ServerAction<CancelSubscription>,
+    resume: ServerAction<ResumeSubscription>,
+) -> impl IntoView {
+    let subscribed = matches!(
+        view.subscription_status.as_deref(),
+        Some("active" | "trialing" | "past_due" | "incomplete")
+    );
+    let plan = match view.plan.as_str() {
+        "pro" => "Pro",
+        "payg" => "Pay as you go",
+        _ => "Trial",
+    };
+    let period_end = view
+        .current_period_end
+        .as_deref()
+        .map(short_time)
+        .unwrap_or_default();
+    let pending = subscribe.pending();
+    let can_subscribe = view.billing_enabled && !view.cards.is_empty();
+    view! {
+        <section class=CARD aria-labelledby="plan-heading" data-testid="plan-section">
+            <h2 id="plan-heading" class="text-lg font-semibold">"Plan"</h2>
+            <p class="mt-2 text-3xl font-semibold" data-testid="billing-plan">{plan}</p>
+            <p class="mt-1 text-sm text-slate-600 dark:text-slate-400">
+                {format!("{} credits left", view.credit_balance)}
+            </p>
+            {if subscribed {
+                view! {
+                    <div data-testid="subscription">
+                    <dl class="mt-4 space-y-1 text-sm">
+                        <div class="flex gap-2"><dt class="text-slate-600 dark:text-slate-400">"Subscription:"</dt>
+                            <dd data-testid="subscription-status">{status_label(view.subscription_status.as_deref())}</dd></div>
+                        <div class="flex gap-2"><dt class="text-slate-600 dark:text-slate-400">"Current period ends:"</dt>
+                            <dd>{period_end.clone()}</dd></div>
+                    </dl>
+                    {if view.cancel_at_period_end {
+                        let pending = resume.pending();
+                        view! {
+                            <div>
+                            <p class="mt-4 text-sm" data-testid="ends-at-period-end">
+                                {format!("Your subscription ends on {period_end}. Until then you keep Pro.")}
+                            </p>
+                            <ActionForm action=resume attr:class="mt-3">
+                                <button type="submit" class=BUTTON disabled=move || pending.get() || !view.billing_enabled>
+                                    {move || if pending.get() { "Resuming…" } else { "Resume subscription" }}
+                                </button>
+                            </ActionForm>
+                            </div>
+                        }.into_any()
+                    } else {
+                        view! {
+                            <div>
+                            <div class="mt-4 flex flex-wrap gap-2">
+                                <a href="/billing?confirm_cancel=period_end" rel="external" class=SECONDARY_BUTTON>"Cancel at period end"</a>
+                                <a href="/billing?confirm_cancel=now" rel="external" class=SECONDARY_BUTTON>"Cancel now"</a>
+                            </div>
+                            {match confirm {
+                                Some(Confirm::CancelNow) => view! { <ConfirmCancel when="now" action=cancel /> }.into_any(),
+                                Some(Confirm::CancelAtPeriodEnd) => view! { <ConfirmCancel when="period_end" action=cancel /> }.into_any(),
+                                _ => ().into_any(),
+                            }}
+                            </div>
+                        }.into_any()
+                    }}
+                    </div>
+                }.into_any()
+            } else {
+                view! {
+                    <div>
+                    <div class="mt-4 rounded-lg border border-indigo-200 bg-indigo-50 p-4 dark:border-indigo-900 dark:bg-indigo-950">
+                        <h3 class="font-semibold">{format!("Pro · {}/month", view.pro_price)}</h3>
+                        <ul class="mt-2 list-disc space-y-1 pl-5 text-sm text-slate-700 dark:text-slate-300">
+                            <li>{format!("{} credits every paid month", view.pro_credits)}</li>
+                            <li>{format!("{} per fix beyond them, on the next invoice", view.overage_price)}</li>
+                            <li>"Cancel any time: now, or at the end of the period"</li>
+                        </ul>
+                        <ActionForm action=subscribe attr:class="mt-3">
+                            <button type="submit" class=BUTTON data-testid="subscribe-pro" disabled=move || pending.get() || !can_subscribe>
+                                {move || if pending.get() { "Subscribing…" } else { "Subscribe to Pro" }}
+                            </button>
+                        </ActionForm>
+                        {(!can_subscribe && view.billing_enabled).then(|| view! {
+                            <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">"Add a card first."</p>
+                        })}
+                    </div>
+                    <p class="mt-3 text-sm text-slate-600 dark:text-slate-400">
+                        {format!("Without a subscription, each fix beyond your credits costs {} with a card on file.", view.payg_price)}
+                    </p>
+                    </div>
+                }.into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn ConfirmCancel(when: &'static str, action: ServerAction<CancelSubscription>) -> impl IntoView {
+    let pending = action.pending();
+    let (title, text, button) = if when == "now" {
+        (
+            "Cancel Pro now?",
+            "Your subscription ends at once; no refund for the rest of the period. Credits you have stay.",
+            "Yes, cancel now",
+        )
+    } else {
+        (
+            "Cancel Pro at the end of the period?",
+            "You keep Pro until the period ends, then it stops. You can resume until then.",
+            "Yes, cancel at period end",
+        )
+    };
+    view! {
+        <div role="group" aria-labelledby="confirm-cancel" class="mt-3 rounded-md border border-red-300 bg-red-50 p-4 dark:border-red-900 dark:bg-red-950" data-testid="confirm-cancel">
+            <p id="confirm-cancel" class="font-semibold text-red-900 dark:text-red-100">{title}</p>
+            <p class="mt-1 text-sm text-red-900 dark:text-red-100">{text}</p>
+            <ActionForm action attr:class="mt-3 flex flex-wrap gap-2">
+                <input type="hidden" name="when" value=when />
+                <button type="submit" class=DANGER_BUTTON disabled=move || pending.get()>
+                    {move || if pending.get() { "Cancelling…" } else { button }}
+                </button>
+                <a href="/billing" rel="external" class=SECONDARY_BUTTON>"Keep it"</a>
+            </ActionForm>
+        </div>
+    }
+}
+
+#[component]
+fn Cards(
+    cards: Vec<CardView>,
+    confirm: Option<Confirm>,
+    set_default: ServerAction<SetDefaultCard>,
+    remove: ServerAction<RemoveCard>,
+    enabled: bool,
+) -> impl IntoView {
+    if cards.is_empty() {
+        return view! {
+            <p class="mt-3 text-slate-700 dark:text-slate-300" data-testid="cards-empty">"No card on file."</p>
+        }
+        .into_any();
+    }
+    view! {
+        <ul class="mt-3 divide-y divide-slate-200 dark:divide-slate-800" data-testid="card-list">
+            {cards.into_iter().map(|card| {
+                let confirming = confirm == Some(Confirm::Remove(card.id.clone()));
+                let label = format!("{} ending {}", card.brand, card.last4);
+                let id = card.id.clone();
+                view! {
+                    <li class="py-3" data-testid="card-item">
+                        <div class="flex flex-wrap items-center justify-between gap-2">
+                            <p>
+                                <span class="font-medium">{format!("{} •••• {}", card.brand, card.last4)}</span>
+                                {(!card.expiry.is_empty()).then(|| view! {
+                                    <span class="ml-2 text-sm text-slate-600 dark:text-slate-400">{format!("expires {}", card.expiry)}</span>
+                                })}
+                                {card.is_default.then(|| view! {
+                                    <span class="ml-2 rounded-full bg-indigo-100 px-2 py-0.5 text-xs font-medium text-indigo-900 dark:bg-indigo-950 dark:text-indigo-200" data-testid="default-card">"Default"</span>
+                                })}
+                            </p>
+                            <div class="flex gap-2">
+                                {(!card.is_default && enabled).then(|| {
+                                    let id = id.clone();
+                                    let label = label.clone();
+                                    view! {
+                                        <ActionForm action=set_default>
+                                            <input type="hidden" name="payment_method_id" value=id />
+                                            <button type="submit" class=SECONDARY_BUTTON aria-label=format!("Make {label} the default")>"Make default"</button>
+                                        </ActionForm>
+                                    }
+                                })}
+                                {enabled.then(|| {
+                                    let label = label.clone();
+                                    view! {
+                                        <a href=format!("/billing?confirm_remove={id}") rel="external" class=SECONDARY_BUTTON aria-label=format!("Remove {label}")>"Remove"</a>
+                                    }
+                                })}
+                            </div>
+                        </div>
+                        {confirming.then(|| {
+                            let pending = remove.pending();
+                            let id = id.clone();
+                            view! {
+                                <div role="group" aria-label=format!("Remove {label}?") class="mt-3 rounded-md border border-red-300 bg-red-50 p-4 dark:border-red-900 dark:bg-red-950" data-testid="confirm-remove">
+                                    <p class="font-semibold text-red-900 dark:text-red-100">{format!("Remove {label}?")}</p>
+                                    <ActionForm action=remove attr:class="mt-3 flex flex-wrap gap-2">
+                                        <input type="hidden" name="payment_method_id" value=id />
+                                        <button type="submit" class=DANGER_BUTTON disabled=move || pending.get()>"Yes, remove it"</button>
+                                        <a href="/billing" rel="external" class=SECONDARY_BUTTON>"Keep it"</a>
+                                    </ActionForm>
+                                </div>
+                            }
+                        })}
+                    </li>
+                }
+            }).collect_view()}
+        </ul>
+    }
+    .into_any()
+}
+
+/// Loads `/billing-card.js` once the app runs in the browser (also after
+/// client-side navigation, where server-rendered scripts would not run).
+fn load_card_script() {
+    #[cfg(feature = "hydrate")]
+    {
+        let document = leptos::prelude::document();
+        if document
+            .get_element_by_id("rsolv-billing-card-js")
+            .is_none()
+        {
+            if let Ok(script) = document.create_element("script") {
+                let _ = script.set_attribute("id", "rsolv-billing-card-js");
+                let _ = script.set_attribute("src", "/billing-card.js");
+                if let Some(head) = document.head() {
+                    let _ = head.append_child(&script);
+                }
+            }
+        }
+    }
+}
+
+#[component]
+fn AddCard(view: BillingView) -> impl IntoView {
+    if !view.can_add_cards {
+        return view! {
+            <p class="mt-4 text-sm text-slate-700 dark:text-slate-300" data-testid="cards-unavailable">
+                {if view.billing_enabled {
+                    "Cards cannot be added right now (your billing account is being set up). Please try again in a minute."
+                } else {
+                    "Cards cannot be added while billing is paused."
+                }}
+            </p>
+        }
+        .into_any();
+    }
+    Effect::new(move |_| load_card_script());
+    view! {
+        <form
+            class="mt-5 border-t border-slate-200 pt-4 dark:border-slate-800"
+            data-card-form=""
+            data-testid="card-form"
+            data-stripe-js=view.stripe_js_url.clone()
+            data-publishable-key=view.publishable_key.clone()
+            aria-labelledby="add-card-heading"
+        >
+            <h3 id="add-card-heading" class="font-semibold">"Add a card"</h3>
+            <noscript>
+                <p class="mt-2 text-sm">"Entering a card needs JavaScript: the card number goes straight to Stripe, never to us."</p>
+            </noscript>
+            <label class="mt-3 block text-sm font-medium" for="card-element">"Card"</label>
+            <div id="card-element" data-card-element="" class="mt-1 min-h-10 rounded-md border border-slate-300 bg-white px-3 py-2 dark:border-slate-700 dark:bg-slate-950"></div>
+            <div class="mt-3 flex items-start gap-2">
+                <input id="card-consent" name="consent" type="checkbox" aria-required="true" class="mt-1 h-4 w-4 rounded border-slate-400 text-indigo-600 focus:ring-indigo-500" />
+                <label for="card-consent" class="text-sm text-slate-700 dark:text-slate-300">{view.consent_text.clone()}</label>
+            </div>
+            <p class="mt-2 min-h-5" aria-live="polite" data-card-message=""></p>
+            <button type="submit" class=format!("mt-2 {BUTTON}") disabled=true data-testid="save-card">"Save card"</button>
+            <p class="mt-2 text-xs text-slate-600 dark:text-slate-400">"Your first card adds 5 free credits. Card details are handled by Stripe."</p>
+        </form>
+    }
+    .into_any()
+}
+
+/// The billing history page.
+#[component]
+pub fn BillingHistoryPage() -> impl IntoView {
+    let data = Resource::new(|| (), |_| get_billing_history());
+    view! {
+        <Title text="Billing history · RSOLV" />
+        <PortalNav current="/billing" />
+        <div class="flex flex-wrap items-baseline justify-between gap-2">
+            <h1 class="text-2xl font-bold tracking-tight">"Billing history"</h1>
+            <a href="/billing" class=LINK>"Back to billing"</a>
+        </div>
+        <Suspense fallback=|| view! { <Loading label="Loading your billing history…" /> }>
+            {move || Suspend::new(async move {
+                match data.await {
+                    Ok(history) => view! {
+                        {(!history.billing_enabled).then(|| view! {
+                            <p role="status" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
+                                "Billing is paused: fixes are recorded and billed when it resumes."
+                            </p>
+                        })}
+                        <HistoryTable title="Invoices" testid="invoices" rows=history.invoices note=history.invoices_note empty="No invoices yet." />
+                        <HistoryTable title="Charges for fixes" testid="charges" rows=history.charges note=None empty="No charges yet: fixes so far were paid with credits." />
+                    }.into_any(),
+                    Err(error) => view! { <LoadError error /> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn HistoryTable(
+    title: &'static str,
+    testid: &'static str,
+    rows: Vec<HistoryItemView>,
+    note: Option<String>,
+    empty: &'static str,
+) -> impl IntoView {
+    let body = if rows.is_empty() {
+        view! { <p class="mt-3 text-slate-700 dark:text-slate-300">{note.clone().unwrap_or_else(|| empty.to_owned())}</p> }.into_any()
+    } else {
+        view! {
+            {note.clone().map(|n| view! { <p class="mt-2 text-sm text-amber-800 dark:text-amber-200">{n}</p> })}
+            <div class="mt-3 overflow-x-auto">
+                <table class="w-full text-left text-sm">
+                    <thead class="text-slate-600 dark:text-slate-400">
+                        <tr>
+                            <th scope="col" class="py-2 pr-4 font-medium">"Date"</th>
+                            <th scope="col" class="py-2 pr-4 font-medium">"Description"</th>
+                            <th scope="col" class="py-2 pr-4 text-right font-medium">"Amount"</th>
+                            <th scope="col" class="py-2 pr-4 font-medium">"Status"</th>
+                            <th scope="col" class="py-2 font-medium">"Invoice"</th>
+                        </tr>
+                    </thead>
+                    <tbody class="divide-y divide-slate-200 dark:divide-slate-800">
+                        {rows.into_iter().map(|row| view! {
+                            <tr data-testid=format!("{testid}-row")>
+                                <td class="py-2 pr-4 whitespace-nowrap"><time datetime=row.date.clone()>{short_time(&row.date)}</time></td>
+                                <td class="py-2 pr-4">{row.description.clone()}
+                                    {row.failure.clone().map(|f| view! { <span class="block text-xs text-red-700 dark:text-red-300">{f}</span> })}
+                                </td>
+                                <td class="py-2 pr-4 text-right font-mono">{row.amount.clone()}</td>
+                                <td class="py-2 pr-4">{row.status.clone()}</td>
+                                <td class="py-2">{match row.url.clone() {
+                                    Some(url) => view! { <a href=url class=LINK rel="external noopener" target="_blank">"View"</a> }.into_any(),
+                                    None => view! { <span class="text-slate-500 dark:text-slate-400">"—"</span> }.into_any(),
+                                }}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+        }.into_any()
+    };
+    view! {
+        <section class=format!("mt-6 {CARD}") data-testid=testid>
+            <h2 class="text-lg font-semibold">{title}</h2>
+            {body}
+        </section>
+    }
+}
+
+/// The dashboard's billing notice: billing paused, a Pro payment past due,
+/// a declined card. Renders nothing when all is well.
+#[component]
+pub fn BillingNotice() -> impl IntoView {
+    let data = Resource::new(|| (), |_| get_billing_notice());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                let Ok(notice) = data.await else { return ().into_any() };
+                let mut items = Vec::new();
+                if !notice.billing_enabled {
+                    items.push(("billing-paused", "Billing is paused: no card is charged right now. Fixes are recorded and billed when billing resumes.".to_owned()));
+                }
+                if notice.past_due {
+                    items.push(("past-due", "The payment for your Pro subscription failed, so it is past due. Update your card on the Billing page; Stripe will try again.".to_owned()));
+                }
+                if notice.payment_failed {
+                    items.push(("payment-failed", "A card charge for a fix was declined: fixes beyond your credits are paused until you add a working card on the Billing page.".to_owned()));
+                }
+                if notice.charges_pending > 0 && notice.billing_enabled {
+                    items.push(("charges-pending", format!("{} fix charge(s) being processed.", notice.charges_pending)));
+                }
+                view! {
+                    {items.into_iter().map(|(id, text)| view! {
+                        <p role="status" data-testid=format!("notice-{id}") class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
+                            {text} " " <a href="/billing" class=LINK>"Billing"</a>
+                        </p>
+                    }).collect_view()}
+                }.into_any()
+            })}
+        </Suspense>
+    }
+}

@@ -1,0 +1,379 @@
+//! The billing pages' server functions (under `/api/portal/billing/…`).
+//! Like every portal function, each authenticates on its own
+//! (`require_user()`) and acts only on the signed-in user's customer; a
+//! card id of another customer reads as not found.
+//!
+//! Errors (all): [`AppError::Unauthorized`] without a session,
+//! [`AppError::Validation`] for what the customer can fix (no consent, a
+//! declined card, already subscribed, billing paused, …),
+//! [`AppError::NotFound`], [`AppError::Internal`] (cause logged; also when
+//! Stripe is unreachable).
+
+use crate::types::billing::{
+    BillingHistoryView, BillingNoticeView, BillingView, CardView, SetupIntentView,
+};
+use crate::types::AppError;
+use leptos::prelude::*;
+
+/// The billing page: plan, subscription, cards, prices, kill switch.
+#[server(endpoint = "portal/billing")]
+pub async fn get_billing() -> Result<BillingView, AppError> {
+    let (user, mut conn) = super::api::ssr::session().await?;
+    ssr::billing_view(&mut conn, user.customer_id).await
+}
+
+/// Creates a SetupIntent for the card form; its client secret goes to
+/// Stripe.js.
+#[server(endpoint = "portal/billing/setup-intent")]
+pub async fn create_setup_intent() -> Result<SetupIntentView, AppError> {
+    use crate::server::billing::payment_methods::begin_card_setup;
+    let (user, mut conn) = super::api::ssr::session().await?;
+    let api = ssr::api()?;
+    let intent = begin_card_setup(&api, &mut conn, user.customer_id)
+        .await
+        .map_err(super::api::ssr::fail)?;
+    Ok(SetupIntentView {
+        setup_intent_id: intent.id,
+        client_secret: intent.client_secret.unwrap_or_default(),
+    })
+}
+
+/// Records the card confirmed by Stripe.js for SetupIntent
+/// `setup_intent_id`; `consent` must be `on` (the ticked checkbox). The
+/// consent text, time and client IP are stored; a first card grants the
+/// billing bonus once.
+#[server(endpoint = "portal/billing/cards/add")]
+pub async fn add_card(
+    setup_intent_id: String,
+    consent: Option<String>,
+) -> Result<CardView, AppError> {
+    use crate::server::billing::payment_methods::{add_card, Consent};
+    let (user, mut conn) = super::api::ssr::session().await?;
+    let state = super::api::ssr::state()?;
+    let api = ssr::api()?;
+    let user_agent = use_context::<axum::http::request::Parts>().and_then(|p| {
+        p.headers
+            .get(axum::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(300).collect::<String>())
+    });
+    let consent = Consent {
+        given: consent.as_deref() == Some("on") || consent.as_deref() == Some("true"),
+        user_id: Some(user.user_id),
+        ip: crate::server::auth::client_ip(),
+        user_agent,
+    };
+    let card = add_card(
+        &api,
+        &mut conn,
+        &state.config.pricing,
+        user.customer_id,
+        setup_intent_id.trim(),
+        &consent,
+    )
+    .await
+    .map_err(super::api::ssr::fail)?;
+    tracing::info!(customer_id = user.customer_id, "card added");
+    Ok(ssr::card_view(card, true))
+}
+
+/// Makes one of the customer's cards the default.
+#[server(endpoint = "portal/billing/cards/default")]
+pub async fn set_default_card(payment_method_id: String) -> Result<(), AppError> {
+    use crate::server::billing::payment_methods::set_default_card;
+    let (user, mut conn) = super::api::ssr::session().await?;
+    let api = ssr::api()?;
+    set_default_card(&api, &mut conn, user.customer_id, &payment_method_id)
+        .await
+        .map_err(super::api::ssr::fail)
+}
+
+/// Removes one of the customer's cards (not the last one while a
+/// subscription needs it).
+#[server(endpoint = "portal/billing/cards/remove")]
+pub async fn remove_card(payment_method_id: String) -> Result<(), AppError> {
+    use crate::server::billing::payment_methods::remove_card;
+    let (user, mut conn) = super::api::ssr::session().await?;
+    let state = super::api::ssr::state()?;
+    let api = ssr::api()?;
+    remove_card(
+        &api,
+        &mut conn,
+        &state.config.pricing,
+        user.customer_id,
+        &payment_method_id,
+    )
+    .await
+    .map_err(super::api::ssr::fail)
+}
+
+/// Subscribes to Pro with the default card; returns a message.
+#[server(endpoint = "portal/billing/subscribe")]
+pub async fn subscribe_pro() -> Result<String, AppError> {
+    use crate::server::billing::subscriptions::subscribe_pro;
+    let (user, mut conn) = super::api::ssr::session().await?;
+    let state = super::api::ssr::state()?;
+    let api = ssr::api()?;
+    let sub = subscribe_pro(
+        &api,
+        &state.config.stripe,
+        &mut conn,
+        &state.config.pricing,
+        user.customer_id,
+    )
+    .await
+    .map_err(super::api::ssr::fail)?;
+    Ok(if sub.status == "active" {
+        "You are on Pro. This period's credits are on your balance.".to_owned()
+    } else {
+        format!("Your subscription is {}.", sub.status.replace('_', " "))
+    })
+}
+
+/// Cancels the subscription: `when` is `now` (the plan ends at once) or
+/// `period_end` (it runs to the end of the period; resumable until then).
+#[server(endpoint = "portal/billing/cancel")]
+pub async fn cancel_subscription(when: String) -> Result<String, AppError> {
+    use crate::server::billing::subscriptions::cancel;
+    let (user, mut conn) = super::api::ssr::session().await?;
+    let at_period_end = match when.as_str() {
+        "now" => false,
+        "period_end" => true,
+        _ => {
+            return Err(super::api::ssr::fail_app(AppError::Validation(
+                "choose now or period_end".into(),
+            )))
+        }
+    };
+    let api = ssr::api()?;
+    cancel(&api, &mut conn, user.customer_id, at_period_end)
+        .await
+        .map_err(super::api::ssr::fail)?;
+    Ok(if at_period_end {
+        "Your subscription ends at the end of the period. You can resume it until then.".into()
+    } else {
+        "Your subscription has ended.".into()
+    })
+}
+
+/// Resumes a subscription set to end at the period end.
+#[server(endpoint = "portal/billing/resume")]
+pub async fn resume_subscription() -> Result<String, AppError> {
+    use crate::server::billing::subscriptions::resume;
+    let (user, mut conn) = super::api::ssr::session().await?;
+    let api = ssr::api()?;
+    resume(&api, &mut conn, user.customer_id)
+        .await
+        .map_err(super::api::ssr::fail)?;
+    Ok("Your subscription continues.".into())
+}
+
+/// Billing history: Stripe invoices (with their links where Stripe gives
+/// one) and our charges for fixes.
+#[server(endpoint = "portal/billing/history")]
+pub async fn get_billing_history() -> Result<BillingHistoryView, AppError> {
+    let (user, mut conn) = super::api::ssr::session().await?;
+    ssr::history_view(&mut conn, user.customer_id).await
+}
+
+/// The dashboard's billing notice (kill switch, past due, declined card).
+#[server(endpoint = "portal/billing/notice")]
+pub async fn get_billing_notice() -> Result<BillingNoticeView, AppError> {
+    let (user, mut conn) = super::api::ssr::session().await?;
+    ssr::notice_view(&mut conn, user.customer_id).await
+}
+
+/// Server-side helpers.
+#[cfg(feature = "ssr")]
+pub(crate) mod ssr {
+    use super::super::api::ssr::{fail, fail_app, state};
+    use crate::server::billing::charges::list_charges;
+    use crate::server::billing::customers::find_customer;
+    use crate::server::billing::payment_methods::{list_cards, CardRow, CONSENT_TEXT};
+    use crate::server::billing::pricing::format_money;
+    use crate::server::billing::subscriptions::ends_at_period_end;
+    use crate::server::http::api_v1::iso_utc;
+    use crate::server::stripe::client::StripeApi;
+    use crate::types::billing::{
+        BillingHistoryView, BillingNoticeView, BillingView, CardView, HistoryItemView,
+    };
+    use crate::types::AppError;
+    use diesel_async::AsyncPgConnection;
+
+    /// The Stripe client, the single kill-switch check.
+    pub fn api() -> Result<StripeApi, AppError> {
+        let state = state()?;
+        StripeApi::new(&state.config.stripe).map_err(|e| {
+            tracing::warn!(error = %e, "billing call while Stripe is off");
+            fail_app(AppError::Validation(
+                "billing is paused at the moment: fixes are recorded and billed later".into(),
+            ))
+        })
+    }
+
+    fn brand(raw: Option<&str>) -> String {
+        let raw = raw.unwrap_or("card");
+        let mut chars = raw.chars();
+        match chars.next() {
+            Some(first) => first.to_uppercase().chain(chars).collect(),
+            None => "Card".into(),
+        }
+    }
+
+    /// A card for the page.
+    pub fn card_view(card: CardRow, is_default: bool) -> CardView {
+        CardView {
+            brand: brand(card.brand.as_deref()),
+            last4: card.last4.unwrap_or_else(|| "????".into()),
+            expiry: match (card.exp_month, card.exp_year) {
+                (Some(m), Some(y)) => format!("{m:02}/{y}"),
+                _ => String::new(),
+            },
+            is_default,
+            id: card.id,
+        }
+    }
+
+    /// The billing page's data.
+    pub async fn billing_view(
+        conn: &mut AsyncPgConnection,
+        customer_id: i64,
+    ) -> Result<BillingView, AppError> {
+        let state = state()?;
+        let stripe = &state.config.stripe;
+        let pricing = &state.config.pricing;
+        let customer = find_customer(conn, customer_id).await.map_err(fail)?;
+        let (cards, default) = list_cards(conn, customer_id).await.map_err(fail)?;
+        let ending = ends_at_period_end(conn, customer_id).await.map_err(fail)?;
+        Ok(BillingView {
+            billing_enabled: stripe.can_call_stripe(),
+            can_add_cards: stripe.can_call_stripe()
+                && stripe.publishable_key.is_some()
+                && customer.stripe_customer_id.is_some(),
+            stripe_js_url: stripe.js_url.clone(),
+            publishable_key: stripe.publishable_key.clone().unwrap_or_default(),
+            consent_text: CONSENT_TEXT.to_owned(),
+            plan: customer.plan.clone(),
+            subscription_status: customer.subscription_status.clone(),
+            cancel_at_period_end: ending,
+            current_period_end: customer.current_period_end.map(iso_utc),
+            payment_failed: customer.payment_failed_at.is_some(),
+            cards: cards
+                .into_iter()
+                .map(|c| {
+                    let is_default = default.as_deref() == Some(c.id.as_str());
+                    card_view(c, is_default)
+                })
+                .collect(),
+            pro_price: format_money(pricing.pro_monthly_cents, &pricing.currency),
+            pro_credits: pricing.pro_credits_per_period,
+            overage_price: format_money(pricing.pro_overage_cents, &pricing.currency),
+            payg_price: format_money(pricing.payg_fix_cents, &pricing.currency),
+            credit_balance: customer.credit_balance,
+        })
+    }
+
+    /// The billing history's data.
+    pub async fn history_view(
+        conn: &mut AsyncPgConnection,
+        customer_id: i64,
+    ) -> Result<BillingHistoryView, AppError> {
+        let state = state()?;
+        let customer = find_customer(conn, customer_id).await.map_err(fail)?;
+        let billing_enabled = state.config.stripe.can_call_stripe();
+        let (invoices, invoices_note) = match (
+            StripeApi::new(&state.config.stripe),
+            customer.stripe_customer_id.as_deref(),
+        ) {
+            (Err(_), _) => (
+                Vec::new(),
+                Some("Billing is paused: invoices cannot be shown right now.".to_owned()),
+            ),
+            (Ok(_), None) => (Vec::new(), None),
+            (Ok(api), Some(cus)) => match api.list_invoices(cus, 50).await {
+                Ok(list) => (
+                    list.into_iter()
+                        .map(|i| HistoryItemView {
+                            description: match &i.number {
+                                Some(n) => format!("Invoice {n}"),
+                                None => "Invoice".to_owned(),
+                            },
+                            amount: format_money(
+                                if i.is_paid() {
+                                    i.amount_paid
+                                } else {
+                                    i.amount_due
+                                },
+                                i.currency.as_deref().unwrap_or("usd"),
+                            ),
+                            status: i.status.clone().unwrap_or_else(|| "open".into()),
+                            date: i
+                                .created
+                                .or(i.date)
+                                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+                                .map(iso_utc)
+                                .unwrap_or_default(),
+                            url: i.hosted_invoice_url.clone(),
+                            failure: None,
+                        })
+                        .collect(),
+                    None,
+                ),
+                Err(error) => {
+                    tracing::warn!(%error, customer_id, "invoices unavailable");
+                    (
+                        Vec::new(),
+                        Some("Invoices cannot be read from Stripe right now; please try again later.".to_owned()),
+                    )
+                }
+            },
+        };
+        let charges = list_charges(conn, customer_id, 100)
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .map(|c| HistoryItemView {
+                description: if c.kind == "overage" {
+                    format!(
+                        "Fix beyond the plan's credits (fix #{}), on the next invoice",
+                        c.fix_id
+                    )
+                } else {
+                    format!("Fix #{} charged to your card", c.fix_id)
+                },
+                amount: format_money(c.amount_cents, &c.currency),
+                status: c.status.clone(),
+                date: iso_utc(c.created_at),
+                url: None,
+                failure: c.failure_message.clone(),
+            })
+            .collect();
+        Ok(BillingHistoryView {
+            billing_enabled,
+            invoices,
+            invoices_note,
+            charges,
+        })
+    }
+
+    /// The dashboard notice's data.
+    pub async fn notice_view(
+        conn: &mut AsyncPgConnection,
+        customer_id: i64,
+    ) -> Result<BillingNoticeView, AppError> {
+        let state = state()?;
+        let customer = find_customer(conn, customer_id).await.map_err(fail)?;
+        let charges_pending = list_charges(conn, customer_id, 1000)
+            .await
+            .map_err(fail)?
+            .iter()
+            .filter(|c| c.status == "pending")
+            .count();
+        Ok(BillingNoticeView {
+            billing_enabled: state.config.stripe.can_call_stripe(),
+            past_due: customer.subscription_status.as_deref() == Some("past_due"),
+            payment_failed: customer.payment_failed_at.is_some(),
+            charges_pending: i64::try_from(charges_pending).unwrap_or(i64::MAX),
+        })
+    }
+}

@@ -1,0 +1,397 @@
+//! Cards on file: adding one through a SetupIntent (with the customer's
+//! recorded consent), listing, choosing the default, removing.
+//!
+//! Adding: [`begin_card_setup`] creates a SetupIntent whose client secret
+//! Stripe.js confirms in the browser with the card element; then
+//! [`add_card`] checks the SetupIntent on Stripe (ours, succeeded), attaches
+//! its PaymentMethod to the Stripe Customer explicitly (localstripe's
+//! confirm does not), makes it the default (the card just added is the one
+//! charged from now on, which is also how a declined card is replaced), and in one
+//! transaction records the consent (text, time, IP), the card, the one-time
+//! billing bonus (via [`record_payment_method`]) and re-queues charges that
+//! a declined card left failed.
+
+use crate::server::billing::charges::retry_failed_charges;
+use crate::server::billing::customers::find_customer;
+use crate::server::billing::pricing::PricingCatalog;
+use crate::server::billing::BillingError;
+use crate::server::db::schema::{customers, payment_method_consents, stripe_payment_methods};
+use crate::server::stripe::billing_api::{IdRef, SetupIntent};
+use crate::server::stripe::client::{StripeApi, StripeCallError};
+use crate::server::stripe::events::record_payment_method;
+use crate::types::values::ParseError;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+/// The consent text shown next to the checkbox of the card form; stored
+/// with every card added.
+pub const CONSENT_TEXT: &str =
+    "I authorise RSOLV to save this card and charge it for fixes beyond my \
+     credits ($29.00 per fix on pay as you go) and for my subscription, until I remove it.";
+
+/// A card on file.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[diesel(table_name = stripe_payment_methods, check_for_backend(diesel::pg::Pg))]
+pub struct CardRow {
+    /// `pm_…`.
+    pub id: String,
+    /// `visa`, `mastercard`, … (if Stripe said).
+    pub brand: Option<String>,
+    /// Last four digits.
+    pub last4: Option<String>,
+    /// Expiry month.
+    pub exp_month: Option<i32>,
+    /// Expiry year.
+    pub exp_year: Option<i32>,
+    /// When we learnt of it last.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What the customer agreed to when adding a card.
+#[derive(Debug, Clone)]
+pub struct Consent {
+    /// Whether the box was ticked.
+    pub given: bool,
+    /// The signed-in user.
+    pub user_id: Option<i64>,
+    /// Client address.
+    pub ip: Option<String>,
+    /// Browser.
+    pub user_agent: Option<String>,
+}
+
+fn invalid(message: impl Into<String>) -> BillingError {
+    BillingError::Invalid(ParseError(message.into()))
+}
+
+/// A Stripe failure for the portal: a 4xx is the customer's (e.g. a
+/// declined card: its message), anything else "try again later".
+pub fn stripe_error(error: StripeCallError) -> BillingError {
+    match error {
+        StripeCallError::Api { status, message }
+            if (400..500).contains(&status) && status != 429 =>
+        {
+            invalid(message)
+        }
+        StripeCallError::Disabled => {
+            invalid("billing is paused at the moment; please try again later")
+        }
+        other => {
+            tracing::error!(error = %other, "Stripe call failed");
+            BillingError::Pool("Stripe is unavailable; please try again in a moment".into())
+        }
+    }
+}
+
+/// The customer's Stripe Customer id.
+///
+/// Errors: [`BillingError::Invalid`] while it is being created.
+pub async fn stripe_customer_id(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<String, BillingError> {
+    find_customer(conn, customer_id)
+        .await?
+        .stripe_customer_id
+        .ok_or_else(|| {
+            invalid("your billing account is being set up; please try again in a minute")
+        })
+}
+
+/// Creates the SetupIntent for the card form (idempotency key
+/// `setup_intent:<customer id>:<unix ms>`: a SetupIntent moves no money and
+/// each form load may have its own).
+///
+/// Errors: [`BillingError::Invalid`] while the Stripe Customer does not
+/// exist yet or Stripe refuses; [`BillingError::Pool`] when Stripe is
+/// unreachable.
+pub async fn begin_card_setup(
+    api: &StripeApi,
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<SetupIntent, BillingError> {
+    let cus = stripe_customer_id(conn, customer_id).await?;
+    let key = format!(
+        "setup_intent:{customer_id}:{}",
+        Utc::now().timestamp_millis()
+    );
+    api.create_setup_intent(&cus, customer_id, &key)
+        .await
+        .map_err(stripe_error)
+}
+
+/// Records the card set up by SetupIntent `setup_intent_id` (see the module
+/// docs). Returns the card.
+///
+/// Errors: [`BillingError::Invalid`] without consent, for a SetupIntent
+/// that is not this customer's or not succeeded, or a declined card;
+/// [`BillingError::Pool`] when Stripe is unreachable.
+pub async fn add_card(
+    api: &StripeApi,
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    customer_id: i64,
+    setup_intent_id: &str,
+    consent: &Consent,
+) -> Result<CardRow, BillingError> {
+    if !consent.given {
+        return Err(invalid(
+            "please tick the box to authorise charges to this card",
+        ));
+    }
+    let cus = stripe_customer_id(conn, customer_id).await?;
+    let intent = api
+        .get_setup_intent(setup_intent_id)
+        .await
+        .map_err(stripe_error)?;
+    if intent.customer.as_ref().map(|c| c.0.as_str()) != Some(cus.as_str()) {
+        return Err(BillingError::NotFound("setup intent"));
+    }
+    let Some(IdRef(pm_id)) = intent.payment_method.clone() else {
+        return Err(invalid("the card was not confirmed; please enter it again"));
+    };
+    if intent.status != "succeeded" {
+        return Err(invalid(format!(
+            "the card could not be set up ({})",
+            intent.status.replace('_', " ")
+        )));
+    }
+    let pm = api
+        .attach_payment_method(&pm_id, &cus)
+        .await
+        .map_err(stripe_error)?;
+    // The card just added is the one used from now on (also the way to
+    // replace a card that was declined).
+    let make_default = true;
+    api.set_default_payment_method(&cus, &pm.id)
+        .await
+        .map_err(stripe_error)?;
+    let card = pm.card.clone().unwrap_or_default();
+    let now = Utc::now();
+    conn.transaction(async |conn| {
+        customers::table
+            .find(customer_id)
+            .select(customers::id)
+            .for_no_key_update()
+            .first::<i64>(conn)
+            .await?;
+        diesel::insert_into(payment_method_consents::table)
+            .values((
+                payment_method_consents::customer_id.eq(customer_id),
+                payment_method_consents::user_id.eq(consent.user_id),
+                payment_method_consents::payment_method_id.eq(&pm.id),
+                payment_method_consents::setup_intent_id.eq(setup_intent_id),
+                payment_method_consents::consent_text.eq(CONSENT_TEXT),
+                payment_method_consents::ip.eq(consent.ip.as_deref()),
+                payment_method_consents::user_agent.eq(consent.user_agent.as_deref()),
+            ))
+            .on_conflict(payment_method_consents::setup_intent_id)
+            .do_nothing()
+            .execute(conn)
+            .await?;
+        record_payment_method(conn, pricing, customer_id, &pm.id, true, now).await?;
+        diesel::update(stripe_payment_methods::table.find(&pm.id))
+            .set((
+                stripe_payment_methods::brand.eq(card.brand.as_deref()),
+                stripe_payment_methods::last4.eq(card.last4.as_deref()),
+                stripe_payment_methods::exp_month.eq(card.exp_month),
+                stripe_payment_methods::exp_year.eq(card.exp_year),
+            ))
+            .execute(conn)
+            .await?;
+        if make_default {
+            mark_default(conn, customer_id, Some(&pm.id)).await?;
+        }
+        let requeued = retry_failed_charges(conn, customer_id).await?;
+        if requeued > 0 {
+            tracing::info!(
+                customer_id,
+                requeued,
+                "failed charges queued again after a new card"
+            );
+        }
+        Ok::<_, BillingError>(())
+    })
+    .await?;
+    attached_card(conn, customer_id, &pm.id)
+        .await?
+        .ok_or(BillingError::NotFound("payment method"))
+}
+
+async fn attached_card(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    id: &str,
+) -> Result<Option<CardRow>, BillingError> {
+    Ok(stripe_payment_methods::table
+        .filter(stripe_payment_methods::id.eq(id))
+        .filter(stripe_payment_methods::customer_id.eq(customer_id))
+        .filter(stripe_payment_methods::attached.eq(true))
+        .select(CardRow::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Makes `payment_method_id` the customer's only default card (`None`:
+/// no default).
+async fn mark_default(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    payment_method_id: Option<&str>,
+) -> Result<(), BillingError> {
+    diesel::update(
+        stripe_payment_methods::table
+            .filter(stripe_payment_methods::customer_id.eq(customer_id))
+            .filter(stripe_payment_methods::is_default.eq(true)),
+    )
+    .set(stripe_payment_methods::is_default.eq(false))
+    .execute(conn)
+    .await?;
+    if let Some(id) = payment_method_id {
+        diesel::update(
+            stripe_payment_methods::table
+                .filter(stripe_payment_methods::customer_id.eq(customer_id))
+                .filter(stripe_payment_methods::id.eq(id)),
+        )
+        .set(stripe_payment_methods::is_default.eq(true))
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The customer's attached cards, oldest first, and the default's id.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn list_cards(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<(Vec<CardRow>, Option<String>), BillingError> {
+    let cards: Vec<(CardRow, bool)> = stripe_payment_methods::table
+        .filter(stripe_payment_methods::customer_id.eq(customer_id))
+        .filter(stripe_payment_methods::attached.eq(true))
+        .order((
+            stripe_payment_methods::last_event_at.asc(),
+            stripe_payment_methods::id.asc(),
+        ))
+        .select((CardRow::as_select(), stripe_payment_methods::is_default))
+        .load(conn)
+        .await?;
+    let default = cards.iter().find(|(_, d)| *d).map(|(c, _)| c.id.clone());
+    Ok((cards.into_iter().map(|(c, _)| c).collect(), default))
+}
+
+/// Makes card `payment_method_id` the default (on Stripe, then here).
+///
+/// Errors: [`BillingError::NotFound`] when it is not an attached card of
+/// this customer; Stripe failures as in [`stripe_error`].
+pub async fn set_default_card(
+    api: &StripeApi,
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    payment_method_id: &str,
+) -> Result<(), BillingError> {
+    attached_card(conn, customer_id, payment_method_id)
+        .await?
+        .ok_or(BillingError::NotFound("payment method"))?;
+    let cus = stripe_customer_id(conn, customer_id).await?;
+    api.set_default_payment_method(&cus, payment_method_id)
+        .await
+        .map_err(stripe_error)?;
+    conn.transaction(async |conn| mark_default(conn, customer_id, Some(payment_method_id)).await)
+        .await
+}
+
+/// Removes card `payment_method_id`: detaches it on Stripe and records it;
+/// when it was the default, another card (if any) becomes the default.
+/// The last card cannot be removed while a subscription needs it (status
+/// `active`, `trialing`, `past_due` or `incomplete`, not ending at the
+/// period end).
+///
+/// Errors: [`BillingError::NotFound`] when it is not an attached card of
+/// this customer; [`BillingError::Invalid`] for the last card of a
+/// subscription; Stripe failures as in [`stripe_error`].
+pub async fn remove_card(
+    api: &StripeApi,
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    customer_id: i64,
+    payment_method_id: &str,
+) -> Result<(), BillingError> {
+    attached_card(conn, customer_id, payment_method_id)
+        .await?
+        .ok_or(BillingError::NotFound("payment method"))?;
+    let customer = find_customer(conn, customer_id).await?;
+    let (cards, default) = list_cards(conn, customer_id).await?;
+    let cancel_at_period_end =
+        crate::server::billing::subscriptions::ends_at_period_end(conn, customer_id).await?;
+    let subscription_needs_card = matches!(
+        customer.subscription_status.as_deref(),
+        Some("active" | "trialing" | "past_due" | "incomplete")
+    ) && !cancel_at_period_end;
+    if cards.len() <= 1 && subscription_needs_card {
+        return Err(invalid(
+            "this is the card paying for your Pro subscription: add another card first, or cancel the subscription",
+        ));
+    }
+    let cus = stripe_customer_id(conn, customer_id).await?;
+    let replacement = cards
+        .iter()
+        .rev()
+        .find(|c| c.id != payment_method_id)
+        .map(|c| c.id.clone());
+    let was_default = default.as_deref() == Some(payment_method_id);
+    if was_default {
+        if let Some(next) = &replacement {
+            api.set_default_payment_method(&cus, next)
+                .await
+                .map_err(stripe_error)?;
+        }
+    }
+    match api.detach_payment_method(payment_method_id).await {
+        Ok(_) => {}
+        // Already detached on Stripe's side: record it all the same.
+        Err(StripeCallError::Api {
+            status: 400 | 404, ..
+        }) => {}
+        Err(other) => return Err(stripe_error(other)),
+    }
+    let now = Utc::now();
+    conn.transaction(async |conn| {
+        customers::table
+            .find(customer_id)
+            .select(customers::id)
+            .for_no_key_update()
+            .first::<i64>(conn)
+            .await?;
+        record_payment_method(conn, pricing, customer_id, payment_method_id, false, now).await?;
+        if was_default {
+            mark_default(conn, customer_id, replacement.as_deref()).await?;
+        }
+        Ok::<_, BillingError>(())
+    })
+    .await
+}
+
+/// The consents recorded for the customer's cards, newest first:
+/// (payment method, text, when, ip).
+///
+/// Errors: [`BillingError::Database`].
+pub async fn list_consents(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<Vec<(String, String, DateTime<Utc>, Option<String>)>, BillingError> {
+    Ok(payment_method_consents::table
+        .filter(payment_method_consents::customer_id.eq(customer_id))
+        .order(payment_method_consents::id.desc())
+        .select((
+            payment_method_consents::payment_method_id,
+            payment_method_consents::consent_text,
+            payment_method_consents::created_at,
+            payment_method_consents::ip,
+        ))
+        .load(conn)
+        .await?)
+}

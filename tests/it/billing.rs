@@ -1,0 +1,1009 @@
+//! Billing through Stripe against the real localstripe: trial limits, cards
+//! (consent, one-time bonus), pay-as-you-go charges, Pro (credits, overage
+//! items, renewals, failed renewals), cancellation, declined cards, the
+//! kill switch and Stripe outages. Each test asserts the ledger, the
+//! balance, the fixes' billing status, the Stripe-side objects (read back
+//! from localstripe) and the emails.
+
+use crate::harness::{
+    email, localstripe_base, stripe_fixture, TestApp, STRIPE_TEST_KEY, WEBHOOK_SECRET,
+};
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use rsolv_platform::server::billing::charges::{list_charges, Charge};
+use rsolv_platform::server::billing::customers::{find_customer, Customer};
+use rsolv_platform::server::billing::payment_methods::{
+    add_card, begin_card_setup, list_cards, remove_card, CardRow, Consent, CONSENT_TEXT,
+};
+use rsolv_platform::server::billing::subscriptions;
+use rsolv_platform::server::db::schema::{
+    charges, credit_ledger_entries, email_outbox, fixes, jobs, payment_method_consents,
+};
+use rsolv_platform::server::jobs::{retry_now, run_until_idle, KIND_STRIPE_CHARGE};
+use rsolv_platform::server::state::AppState;
+use rsolv_platform::server::stripe::client::StripeApi;
+use rsolv_platform::server::stripe::trigger::{prepare_fixture, FixtureOptions};
+use serde_json::{json, Value};
+
+/// An address nothing listens on.
+fn closed_port_base() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// One customer of an app talking to localstripe, its Stripe Customer made.
+struct Billing {
+    app: TestApp,
+    state: AppState,
+    base: String,
+    id: i64,
+    key: String,
+    address: String,
+    cus: String,
+}
+
+impl Billing {
+    async fn new(tag: &str) -> Self {
+        Self::with(tag, &[]).await
+    }
+
+    async fn with(tag: &str, extra: &[(&str, &str)]) -> Self {
+        let base = localstripe_base().await;
+        let app = TestApp::spawn_with_stripe(&base, extra).await;
+        let state = app.state_with(&base, &[]);
+        let address = email(tag);
+        let (id, key) = app.onboard(&address).await;
+        for run in run_until_idle(&state).await.unwrap() {
+            assert_eq!(run.status, "done", "{run:?}");
+        }
+        let cus = find_customer(&mut app.conn().await, id)
+            .await
+            .unwrap()
+            .stripe_customer_id
+            .expect("Stripe Customer created by the job");
+        Self {
+            app,
+            state,
+            base,
+            id,
+            key,
+            address,
+            cus,
+        }
+    }
+
+    fn api(&self) -> StripeApi {
+        StripeApi::new(&self.state.config.stripe).unwrap()
+    }
+
+    async fn customer(&self) -> Customer {
+        find_customer(&mut self.app.conn().await, self.id)
+            .await
+            .unwrap()
+    }
+
+    /// What the portal does: a SetupIntent, confirmed as Stripe.js would
+    /// with `pm` (a localstripe test card), then recorded with consent.
+    async fn add_card(&self, pm: &str) -> CardRow {
+        let api = self.api();
+        let mut conn = self.app.conn().await;
+        let intent = begin_card_setup(&api, &mut conn, self.id).await.unwrap();
+        assert!(intent.client_secret.is_some());
+        let confirmed: Value = self
+            .stripe_post(
+                &format!("/v1/setup_intents/{}/confirm", intent.id),
+                &[("payment_method", pm)],
+            )
+            .await;
+        assert_eq!(confirmed["status"], "succeeded", "{confirmed}");
+        add_card(
+            &api,
+            &mut conn,
+            &self.state.config.pricing,
+            self.id,
+            &intent.id,
+            &Consent {
+                given: true,
+                user_id: None,
+                ip: Some("203.0.113.9".into()),
+                user_agent: Some("integration test".into()),
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn stripe_get(&self, path: &str, query: &[(&str, &str)]) -> Value {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .basic_auth(STRIPE_TEST_KEY, Some(""))
+            .query(query)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "GET {path}");
+        response.json().await.unwrap()
+    }
+
+    async fn stripe_post(&self, path: &str, form: &[(&str, &str)]) -> Value {
+        let response = reqwest::Client::new()
+            .post(format!("{}{path}", self.base))
+            .basic_auth(STRIPE_TEST_KEY, Some(""))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "POST {path}");
+        response.json().await.unwrap()
+    }
+
+    /// Reports fix `issue` through `POST /api/v1/fix-attempts`.
+    async fn fix(&self, issue: i64) -> (u16, Value) {
+        self.app
+            .post_json(
+                "/api/v1/fix-attempts",
+                Some(&self.key),
+                &json!({
+                    "github_org": "acme", "repo_name": "api", "issue_number": issue,
+                    "pr_number": 1000 + issue, "pr_title": "Fix", "api_key_used": self.key,
+                }),
+            )
+            .await
+    }
+
+    async fn fixes_ok(&self, issues: std::ops::RangeInclusive<i64>, status: &str) {
+        for issue in issues {
+            let (code, body) = self.fix(issue).await;
+            assert_eq!(code, 200, "fix {issue}: {body}");
+            assert_eq!(body["billing_status"], status, "fix {issue}: {body}");
+        }
+    }
+
+    async fn run_jobs(&self) {
+        for run in run_until_idle(&self.state).await.unwrap() {
+            assert_eq!(run.status, "done", "{run:?}");
+        }
+    }
+
+    async fn balance(&self) -> i64 {
+        let (balance, sum) = self.app.balance_and_ledger_sum(self.id).await;
+        assert_eq!(balance, sum, "cached balance == ledger sum");
+        balance
+    }
+
+    async fn ledger(&self, kind: &str) -> Vec<(i64, String)> {
+        credit_ledger_entries::table
+            .filter(credit_ledger_entries::customer_id.eq(self.id))
+            .filter(credit_ledger_entries::kind.eq(kind))
+            .order(credit_ledger_entries::id.asc())
+            .select((
+                credit_ledger_entries::amount,
+                credit_ledger_entries::idempotency_key,
+            ))
+            .load(&mut self.app.conn().await)
+            .await
+            .unwrap()
+    }
+
+    async fn fix_status(&self, issue: i64) -> String {
+        fixes::table
+            .filter(fixes::customer_id.eq(self.id))
+            .filter(fixes::issue_number.eq(issue))
+            .select(fixes::billing_status)
+            .first(&mut self.app.conn().await)
+            .await
+            .unwrap()
+    }
+
+    async fn fix_id(&self, issue: i64) -> i64 {
+        fixes::table
+            .filter(fixes::customer_id.eq(self.id))
+            .filter(fixes::issue_number.eq(issue))
+            .select(fixes::id)
+            .first(&mut self.app.conn().await)
+            .await
+            .unwrap()
+    }
+
+    async fn charges(&self) -> Vec<Charge> {
+        let mut list = list_charges(&mut self.app.conn().await, self.id, 100)
+            .await
+            .unwrap();
+        list.reverse();
+        list
+    }
+
+    async fn emails(&self, kind: &str) -> Vec<String> {
+        email_outbox::table
+            .filter(email_outbox::to_address.eq(&self.address))
+            .filter(email_outbox::kind.eq(kind))
+            .order(email_outbox::id.asc())
+            .select(email_outbox::text_body)
+            .load(&mut self.app.conn().await)
+            .await
+            .unwrap()
+    }
+
+    /// The PaymentIntents of this customer's charges on localstripe.
+    async fn stripe_payment_intents(&self) -> Vec<Value> {
+        let charges = self
+            .stripe_get("/v1/charges", &[("customer", &self.cus), ("limit", "100")])
+            .await;
+        let mut out = Vec::new();
+        for charge in charges["data"].as_array().unwrap() {
+            let pi = charge["payment_intent"].as_str().unwrap();
+            out.push(
+                self.stripe_get(&format!("/v1/payment_intents/{pi}"), &[])
+                    .await,
+            );
+        }
+        out
+    }
+
+    /// Signs and delivers fixture `name` about this customer, with
+    /// `edit` applied to the event, then processes it.
+    /// The event is stamped after everything applied so far, as Stripe's
+    /// next event would be.
+    async fn deliver(&self, name: &str, id: &str, edit: impl FnOnce(&mut Value)) {
+        let last = self
+            .customer()
+            .await
+            .subscription_updated_at
+            .map_or(0, |t| t.timestamp());
+        let created = (Utc::now().timestamp() + 5).max(last + 1);
+        let mut event = prepare_fixture(
+            &stripe_fixture(name),
+            &FixtureOptions {
+                customer: Some(&self.cus),
+                id: Some(id),
+                created: Some(created),
+                fresh: false,
+            },
+        )
+        .unwrap();
+        edit(&mut event);
+        let body = serde_json::to_vec(&event).unwrap();
+        let (status, answer) = self
+            .app
+            .post_stripe_event(&body, WEBHOOK_SECRET, Utc::now().timestamp())
+            .await;
+        assert_eq!(status, 200, "{answer}");
+        self.run_jobs().await;
+    }
+}
+
+/// Points an invoice fixture at subscription `sub` and gives it id `invoice`.
+fn invoice_of(event: &mut Value, invoice: &str, sub: &str) {
+    let object = event.pointer_mut("/data/object").unwrap();
+    object["id"] = json!(invoice);
+    object["parent"]["subscription_details"]["subscription"] = json!(sub);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trial_gets_five_fixes_then_a_clear_402_and_the_sixth_is_still_recorded() {
+    let b = Billing::new("bill-trial").await;
+    b.fixes_ok(1..=5, "credit").await;
+    assert_eq!(b.balance().await, 0);
+    assert_eq!(b.ledger("fix_consumed").await.len(), 5);
+    assert_eq!(b.emails("low_credit").await.len(), 1, "at 1 credit left");
+
+    let (status, body) = b.fix(6).await;
+    assert_eq!(status, 402, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("add a payment method"),
+        "{body}"
+    );
+    // Never lost: recorded as unpaid, and nothing charged.
+    assert_eq!(b.fix_status(6).await, "unpaid");
+    assert!(b.charges().await.is_empty());
+    assert_eq!(b.balance().await, 0);
+    // The same fix again: still 402, still one row.
+    assert_eq!(b.fix(6).await.0, 402);
+    assert_eq!(b.app.count("fixes").await, 6);
+    // The Action's start-up call is refused too.
+    let (status, body) = b
+        .app
+        .post_json(
+            "/api/v1/credentials/exchange",
+            Some(&b.key),
+            &json!({"api_key": b.key, "providers": ["anthropic"], "ttl_minutes": 60}),
+        )
+        .await;
+    assert_eq!(status, 402, "{body}");
+    assert!(b.stripe_payment_intents().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_grants_five_credits_once_then_each_fix_is_charged_29_dollars() {
+    let b = Billing::new("bill-payg").await;
+    let card = b.add_card("pm_card_visa").await;
+    assert_eq!(card.last4.as_deref(), Some("4242"));
+    assert_eq!(card.brand.as_deref(), Some("visa"));
+    let c = b.customer().await;
+    assert!(c.has_payment_method);
+    assert_eq!(c.plan, "payg");
+    assert_eq!(
+        b.ledger("billing_bonus").await,
+        vec![(5, "billing_bonus".to_owned())]
+    );
+    assert_eq!(b.balance().await, 10);
+    // Consent: text, time and address recorded.
+    let consents: Vec<(String, String, Option<String>)> = payment_method_consents::table
+        .filter(payment_method_consents::customer_id.eq(b.id))
+        .select((
+            payment_method_consents::payment_method_id,
+            payment_method_consents::consent_text,
+            payment_method_consents::ip,
+        ))
+        .load(&mut b.app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        consents,
+        vec![(
+            card.id.clone(),
+            CONSENT_TEXT.to_owned(),
+            Some("203.0.113.9".into())
+        )]
+    );
+    // On Stripe: attached to the customer and its default.
+    let pm = b
+        .stripe_get(&format!("/v1/payment_methods/{}", card.id), &[])
+        .await;
+    assert_eq!(pm["customer"], b.cus.as_str());
+    let cus = b.stripe_get(&format!("/v1/customers/{}", b.cus), &[]).await;
+    assert_eq!(
+        cus["invoice_settings"]["default_payment_method"],
+        card.id.as_str()
+    );
+    // A second card: no second bonus; it becomes the default.
+    let second = b.add_card("pm_card_visa").await;
+    assert_eq!(b.ledger("billing_bonus").await.len(), 1);
+    let (cards, default) = list_cards(&mut b.app.conn().await, b.id).await.unwrap();
+    assert_eq!(cards.len(), 2);
+    assert_eq!(default.as_deref(), Some(second.id.as_str()));
+
+    b.fixes_ok(1..=10, "credit").await;
+    assert_eq!(b.balance().await, 0);
+    // Beyond the credits: recorded, charged through the job queue.
+    b.fixes_ok(11..=12, "unpaid").await;
+    assert_eq!(b.fix(11).await.1["billing_status"], "unpaid", "a replay");
+    let pending = b.charges().await;
+    assert_eq!(pending.len(), 2);
+    assert!(pending
+        .iter()
+        .all(|c| c.status == "pending" && c.amount_cents == 2900 && c.kind == "payg"));
+    b.run_jobs().await;
+    for issue in [11, 12] {
+        assert_eq!(b.fix_status(issue).await, "charged");
+    }
+    let charged = b.charges().await;
+    assert!(
+        charged.iter().all(|c| c.status == "succeeded"),
+        "{charged:?}"
+    );
+    // The ledger shows each purchase and each consumption.
+    assert_eq!(b.ledger("purchase").await.len(), 2);
+    assert_eq!(b.ledger("fix_consumed").await.len(), 12);
+    assert_eq!(b.balance().await, 0);
+    // Stripe: exactly two PaymentIntents of $29.00 naming our charges.
+    let intents = b.stripe_payment_intents().await;
+    assert_eq!(intents.len(), 2, "{intents:?}");
+    for intent in &intents {
+        assert_eq!(intent["amount"], 2900);
+        assert_eq!(intent["status"], "succeeded");
+        assert_eq!(intent["payment_method"], second.id.as_str());
+        let charge_id: i64 = intent["metadata"]["rsolv_charge_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let ours = charged.iter().find(|c| c.id == charge_id).unwrap();
+        assert_eq!(
+            ours.stripe_payment_intent_id.as_deref(),
+            intent["id"].as_str()
+        );
+    }
+    // Running the jobs again (a lost lease) changes nothing.
+    for charge in &charged {
+        rsolv_platform::server::stripe::charges::charge_job(
+            &b.state,
+            &json!({"charge_id": charge.id}),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(b.stripe_payment_intents().await.len(), 2);
+    assert!(b.emails("charge_declined").await.is_empty());
+    // Either card can be removed (no subscription needs one).
+    remove_card(
+        &b.api(),
+        &mut b.app.conn().await,
+        &b.state.config.pricing,
+        b.id,
+        &card.id,
+    )
+    .await
+    .unwrap();
+    let (cards, default) = list_cards(&mut b.app.conn().await, b.id).await.unwrap();
+    assert_eq!(cards.len(), 1);
+    assert_eq!(default.as_deref(), Some(second.id.as_str()));
+    let pm = b
+        .stripe_get(&format!("/v1/payment_methods/{}", card.id), &[])
+        .await;
+    assert!(pm["customer"].is_null(), "detached on Stripe: {pm}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pro_grants_60_per_paid_invoice_and_bills_overage_items() {
+    let b = Billing::new("bill-pro").await;
+    b.add_card("pm_card_visa").await;
+    assert_eq!(b.balance().await, 10);
+    let sub = subscriptions::subscribe_pro(
+        &b.api(),
+        &b.state.config.stripe,
+        &mut b.app.conn().await,
+        &b.state.config.pricing,
+        b.id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(sub.status, "active");
+    let c = b.customer().await;
+    assert_eq!(c.plan, "pro");
+    assert_eq!(c.subscription_status.as_deref(), Some("active"));
+    assert_eq!(c.stripe_subscription_id.as_deref(), Some(sub.id.as_str()));
+    assert!(c.current_period_end.is_some());
+    let grants = b.ledger("subscription_grant").await;
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0].0, 60);
+    assert_eq!(b.balance().await, 70);
+    // On Stripe: the subscription on the $599.00/month plan, first invoice paid.
+    let on_stripe = b
+        .stripe_get(&format!("/v1/subscriptions/{}", sub.id), &[])
+        .await;
+    assert_eq!(on_stripe["status"], "active");
+    assert_eq!(on_stripe["items"]["data"][0]["plan"]["amount"], 59900);
+    let invoices = b.stripe_get("/v1/invoices", &[("customer", &b.cus)]).await;
+    assert_eq!(invoices["data"][0]["status"], "paid");
+    // Subscribing twice is refused.
+    assert!(subscriptions::subscribe_pro(
+        &b.api(),
+        &b.state.config.stripe,
+        &mut b.app.conn().await,
+        &b.state.config.pricing,
+        b.id,
+    )
+    .await
+    .is_err());
+
+    b.fixes_ok(1..=70, "credit").await;
+    assert_eq!(b.balance().await, 0);
+    b.fixes_ok(71..=71, "unpaid").await;
+    b.run_jobs().await;
+    assert_eq!(b.fix_status(71).await, "charged");
+    let charges = b.charges().await;
+    assert_eq!(charges.len(), 1);
+    assert_eq!(
+        (charges[0].kind.as_str(), charges[0].amount_cents),
+        ("overage", 1500)
+    );
+    // No card charge (the one PaymentIntent paid the first $599.00
+    // invoice): a $15.00 invoice item waits for the next invoice.
+    let intents = b.stripe_payment_intents().await;
+    assert_eq!(intents.len(), 1, "{intents:?}");
+    assert_eq!(intents[0]["amount"], 59900);
+    let items = b
+        .stripe_get("/v1/invoiceitems", &[("customer", &b.cus)])
+        .await;
+    let items = items["data"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["amount"], 1500);
+    assert_eq!(
+        items[0]["metadata"]["rsolv_charge_id"],
+        charges[0].id.to_string()
+    );
+    assert_eq!(
+        charges[0].stripe_invoice_item_id.as_deref(),
+        items[0]["id"].as_str()
+    );
+    assert_eq!(b.balance().await, 0);
+
+    // Renewal (localstripe has no clock: a signed invoice.paid), twice.
+    for evt in ["evt_it_renewal_1", "evt_it_renewal_1_again"] {
+        b.deliver("invoice.paid", evt, |e| {
+            invoice_of(e, "in_it_renewal_2", &sub.id)
+        })
+        .await;
+    }
+    assert_eq!(b.ledger("subscription_grant").await.len(), 2);
+    assert_eq!(b.balance().await, 60);
+    b.fixes_ok(72..=72, "credit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_renewal_is_past_due_with_an_email_until_the_card_is_fixed() {
+    let b = Billing::new("bill-pastdue").await;
+    b.add_card("pm_card_visa").await;
+    let sub = subscriptions::subscribe_pro(
+        &b.api(),
+        &b.state.config.stripe,
+        &mut b.app.conn().await,
+        &b.state.config.pricing,
+        b.id,
+    )
+    .await
+    .unwrap();
+    b.deliver("invoice.payment_failed", "evt_it_renewal_failed", |e| {
+        invoice_of(e, "in_it_failed_2", &sub.id)
+    })
+    .await;
+    let c = b.customer().await;
+    assert_eq!(c.subscription_status.as_deref(), Some("past_due"));
+    assert_eq!(c.plan, "pro", "Stripe retries: still Pro meanwhile");
+    let mails = b.emails("subscription_payment_failed").await;
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("$599.00"), "{}", mails[0]);
+    assert!(mails[0].contains("/billing"), "a link to fix the card");
+    // The same event again: no second email.
+    b.deliver("invoice.payment_failed", "evt_it_renewal_failed", |e| {
+        invoice_of(e, "in_it_failed_2", &sub.id)
+    })
+    .await;
+    assert_eq!(b.emails("subscription_payment_failed").await.len(), 1);
+    // The customer adds a working card; Stripe's retry succeeds.
+    let card = b.add_card("pm_card_visa").await;
+    let cus = b.stripe_get(&format!("/v1/customers/{}", b.cus), &[]).await;
+    assert_eq!(
+        cus["invoice_settings"]["default_payment_method"],
+        card.id.as_str()
+    );
+    b.deliver("invoice.paid", "evt_it_renewal_recovered", |e| {
+        invoice_of(e, "in_it_failed_2", &sub.id)
+    })
+    .await;
+    let c = b.customer().await;
+    assert_eq!(c.subscription_status.as_deref(), Some("active"));
+    assert_eq!(b.ledger("subscription_grant").await.len(), 2);
+    // Stripe gives up on a later invoice: unpaid → back to pay as you go.
+    b.deliver("customer.subscription.updated", "evt_it_gave_up", |e| {
+        let object = e.pointer_mut("/data/object").unwrap();
+        object["id"] = json!(sub.id);
+        object["status"] = json!("unpaid");
+    })
+    .await;
+    let c = b.customer().await;
+    assert_eq!(c.subscription_status.as_deref(), Some("unpaid"));
+    assert_eq!(c.plan, "payg");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declined_card_leaves_the_fix_unpaid_and_stops_fixes_until_fixed() {
+    let b = Billing::new("bill-declined").await;
+    b.add_card("pm_card_chargeCustomerFail").await;
+    assert_eq!(b.balance().await, 10);
+    b.fixes_ok(1..=10, "credit").await;
+    b.fixes_ok(11..=11, "unpaid").await;
+    b.run_jobs().await;
+    assert_eq!(b.fix_status(11).await, "unpaid", "never lost");
+    let charges = b.charges().await;
+    assert_eq!(charges[0].status, "failed");
+    assert!(charges[0].failure_message.is_some());
+    assert!(b.customer().await.payment_failed_at.is_some());
+    let mails = b.emails("charge_declined").await;
+    assert_eq!(mails.len(), 1);
+    assert!(mails[0].contains("$29.00") && mails[0].contains("/billing"));
+    assert!(b.ledger("purchase").await.is_empty());
+    assert_eq!(b.balance().await, 0);
+    // Further fixes: recorded, refused with a clear 402.
+    let (status, body) = b.fix(12).await;
+    assert_eq!(status, 402, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("declined"),
+        "{body}"
+    );
+    assert_eq!(b.fix_status(12).await, "unpaid");
+    assert_eq!(b.charges().await.len(), 1);
+    let (status, _) = b
+        .app
+        .post_json(
+            "/api/v1/credentials/exchange",
+            Some(&b.key),
+            &json!({"api_key": b.key, "providers": ["anthropic"]}),
+        )
+        .await;
+    assert_eq!(status, 402);
+    // A working card: the failed charge is tried again and succeeds.
+    let card = b.add_card("pm_card_visa").await;
+    b.run_jobs().await;
+    assert_eq!(b.fix_status(11).await, "charged");
+    assert!(b.customer().await.payment_failed_at.is_none());
+    let intents = b.stripe_payment_intents().await;
+    let succeeded: Vec<&Value> = intents
+        .iter()
+        .filter(|i| i["status"] == "succeeded")
+        .collect();
+    assert_eq!(succeeded.len(), 1, "{intents:?}");
+    assert_eq!(succeeded[0]["payment_method"], card.id.as_str());
+    assert_eq!(b.ledger("purchase").await.len(), 1);
+    assert_eq!(b.balance().await, 0);
+    // Fixes resume.
+    b.fixes_ok(13..=13, "unpaid").await;
+    b.run_jobs().await;
+    assert_eq!(b.fix_status(13).await, "charged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_now_or_at_period_end_and_resume() {
+    let b = Billing::new("bill-cancel").await;
+    let card = b.add_card("pm_card_visa").await;
+    let (api, pricing, settings) = (
+        b.api(),
+        b.state.config.pricing.clone(),
+        b.state.config.stripe.clone(),
+    );
+    let mut conn = b.app.conn().await;
+    let first = subscriptions::subscribe_pro(&api, &settings, &mut conn, &pricing, b.id)
+        .await
+        .unwrap();
+    // The only card of a subscription cannot be removed.
+    let refused = remove_card(&api, &mut conn, &pricing, b.id, &card.id).await;
+    assert!(refused.is_err());
+    // Cancel now: ends at once on Stripe and here.
+    subscriptions::cancel(&api, &mut conn, b.id, false)
+        .await
+        .unwrap();
+    let on_stripe = b
+        .stripe_get(&format!("/v1/subscriptions/{}", first.id), &[])
+        .await;
+    assert_eq!(on_stripe["status"], "canceled");
+    let c = b.customer().await;
+    assert_eq!(c.subscription_status.as_deref(), Some("canceled"));
+    assert_eq!(c.plan, "payg", "a card on file: pay as you go");
+    // The webhook localstripe sends for it later changes nothing.
+    b.deliver(
+        "customer.subscription.deleted",
+        "evt_it_deleted_late",
+        |e| {
+            let object = e.pointer_mut("/data/object").unwrap();
+            object["id"] = json!(first.id);
+        },
+    )
+    .await;
+    assert_eq!(b.customer().await.plan, "payg");
+
+    // Again, cancelling at the period end: Pro until then, resumable.
+    let second = subscriptions::subscribe_pro(&api, &settings, &mut conn, &pricing, b.id)
+        .await
+        .unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!(b.ledger("subscription_grant").await.len(), 2);
+    let ending = subscriptions::cancel(&api, &mut conn, b.id, true)
+        .await
+        .unwrap();
+    assert!(ending.cancel_at_period_end);
+    let on_stripe = b
+        .stripe_get(&format!("/v1/subscriptions/{}", second.id), &[])
+        .await;
+    assert_eq!(on_stripe["cancel_at_period_end"], true);
+    assert_eq!(on_stripe["status"], "active");
+    assert_eq!(b.customer().await.plan, "pro");
+    assert!(subscriptions::ends_at_period_end(&mut conn, b.id)
+        .await
+        .unwrap());
+    // While it ends at the period end, its only card may go.
+    subscriptions::resume(&api, &mut conn, b.id).await.unwrap();
+    assert!(!subscriptions::ends_at_period_end(&mut conn, b.id)
+        .await
+        .unwrap());
+    let on_stripe = b
+        .stripe_get(&format!("/v1/subscriptions/{}", second.id), &[])
+        .await;
+    assert_eq!(on_stripe["cancel_at_period_end"], false);
+    subscriptions::cancel(&api, &mut conn, b.id, true)
+        .await
+        .unwrap();
+    // The period ends (localstripe has no clock: a signed event).
+    b.deliver("customer.subscription.deleted", "evt_it_period_over", |e| {
+        let object = e.pointer_mut("/data/object").unwrap();
+        object["id"] = json!(second.id);
+    })
+    .await;
+    let c = b.customer().await;
+    assert_eq!(c.subscription_status.as_deref(), Some("canceled"));
+    assert_eq!(c.plan, "payg");
+    assert_eq!(b.balance().await, 130, "granted credits stay");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn billing_disabled_records_fixes_for_later_and_calls_no_stripe() {
+    let b = Billing::new("bill-off").await;
+    b.add_card("pm_card_visa").await;
+    b.fixes_ok(1..=10, "credit").await;
+    // The kill switch: the same database, billing off.
+    let off = b.app.state_with(&b.base, &[("BILLING_ENABLED", "false")]);
+    assert!(StripeApi::new(&off.config.stripe).is_err());
+    b.fixes_ok(11..=12, "unpaid").await;
+    assert!(
+        run_until_idle(&off).await.unwrap().is_empty(),
+        "no Stripe job runs"
+    );
+    assert!(b.stripe_payment_intents().await.is_empty());
+    assert!(b
+        .charges()
+        .await
+        .iter()
+        .all(|c| c.status == "pending" && c.attempts == 0));
+    // Back on: billed.
+    b.run_jobs().await;
+    assert_eq!(b.fix_status(11).await, "charged");
+    assert_eq!(b.fix_status(12).await, "charged");
+    assert_eq!(b.stripe_payment_intents().await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_unreachable_during_a_charge_is_retried_into_exactly_one_payment() {
+    let b = Billing::new("bill-outage").await;
+    b.add_card("pm_card_visa").await;
+    b.fixes_ok(1..=10, "credit").await;
+    b.fixes_ok(11..=11, "unpaid").await;
+    let down = b.app.state_with(&closed_port_base(), &[]);
+    let runs = run_until_idle(&down).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, "queued", "{runs:?}");
+    let charge = &b.charges().await[0];
+    assert_eq!((charge.status.as_str(), charge.attempts), ("pending", 1));
+    assert_eq!(b.fix_status(11).await, "unpaid");
+    // Stripe is back; the job is due after its backoff (made due now).
+    let job_id: i64 = jobs::table
+        .filter(jobs::kind.eq(KIND_STRIPE_CHARGE))
+        .select(jobs::id)
+        .first(&mut b.app.conn().await)
+        .await
+        .unwrap();
+    assert!(retry_now(&mut b.app.conn().await, job_id).await.unwrap());
+    b.run_jobs().await;
+    assert_eq!(b.fix_status(11).await, "charged");
+    assert_eq!(b.stripe_payment_intents().await.len(), 1);
+
+    // A run whose answer was lost (our row never learnt the PaymentIntent)
+    // finds it by metadata instead of charging again.
+    let charge_id = b.charges().await[0].id;
+    diesel::update(charges::table.find(charge_id))
+        .set((
+            charges::status.eq("pending"),
+            charges::stripe_payment_intent_id.eq(None::<String>),
+        ))
+        .execute(&mut b.app.conn().await)
+        .await
+        .unwrap();
+    rsolv_platform::server::stripe::charges::charge_job(&b.state, &json!({"charge_id": charge_id}))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.stripe_payment_intents().await.len(),
+        1,
+        "exactly one charge"
+    );
+    let charge = &b.charges().await[0];
+    assert_eq!(charge.status, "succeeded");
+    assert!(charge.stripe_payment_intent_id.is_some());
+    assert_eq!(b.ledger("purchase").await.len(), 1);
+    assert_eq!(b.balance().await, 0);
+    let _ = b.fix_id(11).await;
+}
+
+// --- The portal's server functions -----------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_billing_functions_act_on_the_signed_in_customer_only() {
+    use crate::authz::signed_in;
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_stripe(&base, &[("STRIPE_PUBLISHABLE_KEY", "pk_test_it")]).await;
+    let state = app.state_with(&base, &[]);
+    let a = signed_in(&app, &email("bill-a"), "A").await;
+    let b = signed_in(&app, &email("bill-b"), "B").await;
+    for run in run_until_idle(&state).await.unwrap() {
+        assert_eq!(run.status, "done", "{run:?}");
+    }
+    let stripe_post = |path: String, pm: &'static str| {
+        let base = base.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(format!("{base}{path}"))
+                .basic_auth(STRIPE_TEST_KEY, Some(""))
+                .form(&[("payment_method", pm)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    // Nobody signed in: 401.
+    let (status, _, _) = app.server_fn(&app.client, "portal/billing", &[]).await;
+    assert_eq!(status, 401);
+
+    // B adds a card through the portal.
+    let (status, _, body) = app
+        .server_fn(&b.browser, "portal/billing/setup-intent", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let b_intent: Value = serde_json::from_str(&body).unwrap();
+    let b_seti = b_intent["setup_intent_id"].as_str().unwrap().to_owned();
+    assert!(b_intent["client_secret"]
+        .as_str()
+        .unwrap()
+        .starts_with(&b_seti));
+    stripe_post(
+        format!("/v1/setup_intents/{b_seti}/confirm"),
+        "pm_card_visa",
+    )
+    .await;
+    // Without the consent box: refused, nothing recorded.
+    let (status, _, body) = app
+        .server_fn(
+            &b.browser,
+            "portal/billing/cards/add",
+            &[("setup_intent_id", &b_seti)],
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(app.count("payment_method_consents").await, 0);
+    // A cannot record B's SetupIntent.
+    let (status, _, body) = app
+        .server_fn(
+            &a.browser,
+            "portal/billing/cards/add",
+            &[("setup_intent_id", &b_seti), ("consent", "on")],
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = app
+        .server_fn(
+            &b.browser,
+            "portal/billing/cards/add",
+            &[("setup_intent_id", &b_seti), ("consent", "on")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let b_card: Value = serde_json::from_str(&body).unwrap();
+    let b_pm = b_card["id"].as_str().unwrap().to_owned();
+    assert_eq!(b_card["last4"], "4242");
+    let ip: Option<String> = payment_method_consents::table
+        .filter(payment_method_consents::customer_id.eq(b.customer_id))
+        .select(payment_method_consents::ip)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(ip.as_deref(), Some("127.0.0.1"));
+
+    // A sees only A's billing, and B's card id reads as not found.
+    let (status, _, body) = app.server_fn(&a.browser, "portal/billing", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["cards"], json!([]));
+    assert_eq!(view["can_add_cards"], true);
+    assert_eq!(view["publishable_key"], "pk_test_it");
+    for endpoint in [
+        "portal/billing/cards/remove",
+        "portal/billing/cards/default",
+    ] {
+        let (status, _, body) = app
+            .server_fn(&a.browser, endpoint, &[("payment_method_id", &b_pm)])
+            .await;
+        assert_eq!(status, 404, "{endpoint}: {body}");
+    }
+    let (cards, _) = list_cards(&mut app.conn().await, b.customer_id)
+        .await
+        .unwrap();
+    assert_eq!(cards.len(), 1, "B's card is untouched");
+    // A has no subscription to cancel; B subscribes, A's view unchanged.
+    let (status, _, _) = app
+        .server_fn(&a.browser, "portal/billing/cancel", &[("when", "now")])
+        .await;
+    assert_eq!(status, 422);
+    let (status, _, body) = app
+        .server_fn(&b.browser, "portal/billing/subscribe", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = app.server_fn(&a.browser, "portal/billing", &[]).await;
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["plan"], "trial");
+    // The page, rendered on the server (works without JavaScript).
+    let html = b
+        .browser
+        .get(app.url("/billing"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains("data-testid=\"subscription-status\""),
+        "{html}"
+    );
+    assert!(html.contains("Cancel at period end"), "{html}");
+    assert!(html.contains("Visa •••• 4242"), "{html}");
+    // History: B's invoice and no charges; A's empty.
+    let (status, _, body) = app
+        .server_fn(&b.browser, "portal/billing/history", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let history: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        history["invoices"].as_array().unwrap().len(),
+        1,
+        "{history}"
+    );
+    assert_eq!(history["invoices"][0]["amount"], "$599.00");
+    let (_, _, body) = app
+        .server_fn(&a.browser, "portal/billing/history", &[])
+        .await;
+    let history: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(history["invoices"], json!([]));
+    // Cancel at period end and resume, through the functions.
+    let (status, _, body) = app
+        .server_fn(
+            &b.browser,
+            "portal/billing/cancel",
+            &[("when", "period_end")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, body) = app.server_fn(&b.browser, "portal/billing", &[]).await;
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["cancel_at_period_end"], true);
+    let (status, _, body) = app
+        .server_fn(&b.browser, "portal/billing/resume", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = app
+        .server_fn(&b.browser, "portal/billing/notice", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let notice: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(notice["past_due"], false);
+    assert_eq!(notice["billing_enabled"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_portal_says_billing_is_paused_and_changes_nothing_on_stripe() {
+    use crate::authz::signed_in;
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_stripe(
+        &base,
+        &[
+            ("STRIPE_PUBLISHABLE_KEY", "pk_test_it"),
+            ("BILLING_ENABLED", "false"),
+        ],
+    )
+    .await;
+    let a = signed_in(&app, &email("bill-paused"), "A").await;
+    let (status, _, body) = app.server_fn(&a.browser, "portal/billing", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let view: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(view["billing_enabled"], false);
+    assert_eq!(view["can_add_cards"], false);
+    let (status, _, body) = app
+        .server_fn(&a.browser, "portal/billing/setup-intent", &[])
+        .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("paused"), "{body}");
+    let (_, _, body) = app
+        .server_fn(&a.browser, "portal/billing/notice", &[])
+        .await;
+    let notice: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(notice["billing_enabled"], false);
+    assert_eq!(
+        app.count("jobs WHERE status = 'done'").await,
+        0,
+        "no Stripe job ran"
+    );
+}
