@@ -98,11 +98,15 @@ pub struct AdminKeyRow {
     pub expires_at: Option<String>,
 }
 
-/// A payment method (brand and last 4 come with migration 000008).
+/// A payment method: brand and last 4 only, never more of the card.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdminPaymentMethodRow {
     /// `pm_…`.
     pub id: String,
+    /// E.g. `visa •••• 4242, expires 12/2030`, when Stripe told us.
+    pub card: Option<String>,
+    /// The default card (charged off-session and by invoices).
+    pub is_default: bool,
     /// Attached now.
     pub attached: bool,
     /// Last Stripe event about it.
@@ -238,6 +242,9 @@ pub struct AdminCustomerDetail {
     pub api_keys: Vec<AdminKeyRow>,
     /// Payment methods.
     pub payment_methods: Vec<AdminPaymentMethodRow>,
+    /// Invoices (from Stripe) and charges for fixes, as the customer's
+    /// billing history shows them.
+    pub billing: crate::types::billing::BillingHistoryView,
     /// Emails sent to the customer.
     pub emails: Vec<AdminEmailRow>,
     /// Webhook events that named its Stripe Customer.

@@ -650,6 +650,17 @@ pub(crate) mod ssr {
         }
     }
 
+    /// `visa •••• 4242, expires 12/2030` (brand and last 4 only), when
+    /// Stripe told us the card's details.
+    pub fn card_label(p: &crate::server::admin::customers::PaymentMethodRow) -> Option<String> {
+        let last4 = p.last4.as_deref()?;
+        let brand = p.brand.as_deref().unwrap_or("card");
+        Some(match (p.exp_month, p.exp_year) {
+            (Some(m), Some(y)) => format!("{brand} •••• {last4}, expires {m:02}/{y}"),
+            _ => format!("{brand} •••• {last4}"),
+        })
+    }
+
     /// A random form token (the credit form's idempotency key).
     pub fn form_token() -> Result<String, AppError> {
         let mut bytes = [0u8; 16];
@@ -717,11 +728,14 @@ pub(crate) mod ssr {
                 .payment_methods
                 .into_iter()
                 .map(|p| AdminPaymentMethodRow {
+                    card: card_label(&p),
                     id: p.id,
                     attached: p.attached,
+                    is_default: p.is_default,
                     last_event_at: iso(p.last_event_at),
                 })
                 .collect(),
+            billing: crate::app::portal::billing_api::ssr::history_view(conn, customer_id).await?,
             emails: d.emails.into_iter().map(email_row).collect(),
             events: d.events.into_iter().map(plain_event_row).collect(),
             audit: audit.into_iter().map(audit_row).collect(),

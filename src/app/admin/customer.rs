@@ -236,11 +236,16 @@ fn Detail(
             } else {
                 view! {
                     <table class=TABLE>
-                        <thead><tr><th scope="col" class=TH>"Payment method"</th><th scope="col" class=TH>"Attached"</th><th scope="col" class=TH>"Last event"</th></tr></thead>
+                        <thead><tr><th scope="col" class=TH>"Card"</th><th scope="col" class=TH>"Payment method"</th><th scope="col" class=TH>"Default"</th><th scope="col" class=TH>"Attached"</th><th scope="col" class=TH>"Last event"</th></tr></thead>
                         <tbody>
                             {d.payment_methods.iter().map(|p| view! {
-                                // TODO(billing, migration 000008): brand and last 4 instead of the id.
-                                <tr><td class=format!("{TD} font-mono text-xs")>{p.id.clone()}</td><td class=TD>{if p.attached { "yes" } else { "no" }}</td><td class=TD>{short_time(&p.last_event_at)}</td></tr>
+                                <tr>
+                                    <td class=TD>{p.card.clone().unwrap_or_else(|| "—".into())}</td>
+                                    <td class=format!("{TD} font-mono text-xs")>{p.id.clone()}</td>
+                                    <td class=TD>{if p.is_default { "default" } else { "" }}</td>
+                                    <td class=TD>{if p.attached { "yes" } else { "no" }}</td>
+                                    <td class=TD>{short_time(&p.last_event_at)}</td>
+                                </tr>
                             }).collect_view()}
                         </tbody>
                     </table>
@@ -249,10 +254,12 @@ fn Detail(
             }}
         </Section>
 
-        <Section title="Invoices">
-            // TODO(lead, after merging migration 000008): the customer's invoices and charges
-            // (number, amount, status, paid at) from the billing engineer's tables.
-            <p class="text-sm text-slate-700 dark:text-slate-300" data-testid="invoices-todo">"Invoices and charges appear here once billing (migration 000008) is merged."</p>
+        <Section title="Invoices and charges">
+            {d.billing.invoices_note.clone().map(|note| view! {
+                <p class="mb-2 text-sm text-amber-800 dark:text-amber-300" role="status">{note}</p>
+            })}
+            <BillingTable caption="Invoices (from Stripe)" testid="invoices-table" items=d.billing.invoices.clone() />
+            <BillingTable caption="Charges for fixes" testid="charges-table" items=d.billing.charges.clone() />
         </Section>
 
         <Section title="Ledger">
@@ -313,6 +320,45 @@ fn Detail(
 }
 
 /// A titled card holding a table.
+/// Invoices or charges: description, amount, status, date, link.
+#[component]
+fn BillingTable(
+    caption: &'static str,
+    testid: &'static str,
+    items: Vec<crate::types::billing::HistoryItemView>,
+) -> impl IntoView {
+    if items.is_empty() {
+        return view! {
+            <p class="mb-3 text-sm text-slate-700 dark:text-slate-300">{format!("{caption}: none.")}</p>
+        }
+        .into_any();
+    }
+    view! {
+        <table class=format!("{TABLE} mb-4") data-testid=testid>
+            <caption class="mb-1 text-left text-sm font-medium">{caption}</caption>
+            <thead><tr>
+                <th scope="col" class=TH>"What"</th>
+                <th scope="col" class=TH>"Amount"</th>
+                <th scope="col" class=TH>"Status"</th>
+                <th scope="col" class=TH>"Date"</th>
+                <th scope="col" class=TH>"Link"</th>
+            </tr></thead>
+            <tbody>
+                {items.into_iter().map(|i| view! {
+                    <tr>
+                        <td class=TD>{i.description}{i.failure.map(|f| view! { <span class="block text-xs text-red-700 dark:text-red-400">{f}</span> })}</td>
+                        <td class=format!("{TD} tabular-nums")>{i.amount}</td>
+                        <td class=TD>{i.status}</td>
+                        <td class=TD>{short_time(&i.date)}</td>
+                        <td class=TD>{i.url.map(|u| view! { <a class=LINK href=u rel="noopener noreferrer" target="_blank">"Invoice"</a> })}</td>
+                    </tr>
+                }).collect_view()}
+            </tbody>
+        </table>
+    }
+    .into_any()
+}
+
 #[component]
 fn Section(title: &'static str, children: Children) -> impl IntoView {
     view! {

@@ -83,9 +83,9 @@ pub struct CustomerFilter {
     /// credits and no way to pay).
     pub cannot_use_service: bool,
     /// Only customers whose payment failed: a Stripe subscription
-    /// `past_due`/`unpaid`, or a fix whose charge is unpaid.
-    // TODO(billing, migration 000008): also failed invoices/charges once
-    // those tables exist.
+    /// `past_due`/`unpaid`, a declined pay-as-you-go charge not yet
+    /// recovered (`payment_failed_at`), a failed charge, or a fix whose
+    /// charge is unpaid.
     pub payment_failed: bool,
     /// Order.
     pub sort: CustomerSort,
@@ -150,6 +150,9 @@ fn filtered(filter: &CustomerFilter) -> BoxedCustomers<'static> {
     if filter.payment_failed {
         query = query.filter(diesel::dsl::sql::<Bool>(
             "(coalesce(customers.subscription_status IN ('past_due', 'unpaid'), false) \
+             OR customers.payment_failed_at IS NOT NULL \
+             OR EXISTS (SELECT 1 FROM charges ch WHERE ch.customer_id = customers.id \
+                        AND ch.status = 'failed') \
              OR EXISTS (SELECT 1 FROM fixes f WHERE f.customer_id = customers.id \
                         AND f.billing_status = 'unpaid'))",
         ));
@@ -205,8 +208,7 @@ pub struct FixRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// A payment method on file (brand and last 4 come with the billing
-/// engineer's migration 000008).
+/// A payment method on file (card brand, last 4 and expiry only).
 #[derive(Debug, Clone, PartialEq, Eq, Queryable)]
 pub struct PaymentMethodRow {
     /// Stripe's `pm_…` id.
@@ -215,6 +217,16 @@ pub struct PaymentMethodRow {
     pub attached: bool,
     /// The last Stripe event about it.
     pub last_event_at: DateTime<Utc>,
+    /// `visa`, `mastercard`, … when Stripe said.
+    pub brand: Option<String>,
+    /// Last four digits.
+    pub last4: Option<String>,
+    /// Expiry month (1–12).
+    pub exp_month: Option<i32>,
+    /// Expiry year.
+    pub exp_year: Option<i32>,
+    /// The default card.
+    pub is_default: bool,
 }
 
 /// An email of the outbox.
@@ -375,6 +387,11 @@ pub async fn customer_detail(
             stripe_payment_methods::id,
             stripe_payment_methods::attached,
             stripe_payment_methods::last_event_at,
+            stripe_payment_methods::brand,
+            stripe_payment_methods::last4,
+            stripe_payment_methods::exp_month,
+            stripe_payment_methods::exp_year,
+            stripe_payment_methods::is_default,
         ))
         .load(conn)
         .await?;
