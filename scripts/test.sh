@@ -91,7 +91,8 @@ step() {
   return 1
 }
 
-# Playwright against the built server, on a database made for this run.
+# Playwright against the built server, on a database made for this run, with
+# Stripe pointing at localstripe (its fake Stripe.js serves the card form).
 run_end2end() {
   local db_url
   db_url="$(url_with_database "$TEST_DATABASE_URL" "$E2E_DB")"
@@ -100,6 +101,8 @@ run_end2end() {
       DATABASE_URL="$db_url" RSOLV_SERVER_BIN="$SERVER_BIN" RSOLV_ROOT="$RSOLV_ROOT" \
         EMAIL_TRANSPORT=smtp SMTP_HOST="$TEST_SMTP_HOST" SMTP_PORT="$TEST_SMTP_PORT" SMTP_TLS=none \
         EMAIL_POLL_INTERVAL_SECONDS=1 \
+        STRIPE_API_BASE="$LOCALSTRIPE_URL" STRIPE_SECRET_KEY=sk_test_rsolv_e2e \
+        STRIPE_PUBLISHABLE_KEY=pk_test_rsolv_e2e STRIPE_JS_URL="$LOCALSTRIPE_URL/js.stripe.com/v3/" \
         npx --no -- playwright test
   )
 }
