@@ -147,8 +147,14 @@ impl TestDb {
 }
 
 impl Drop for TestDb {
+    /// Drops the database, unless `KEEP_TEST_DATABASES=1` asks to keep it
+    /// for inspection (its name is printed; drop it by hand afterwards).
     fn drop(&mut self) {
         let name = self.name.clone();
+        if std::env::var("KEEP_TEST_DATABASES").is_ok_and(|v| v == "1") {
+            eprintln!("kept test database {name}");
+            return;
+        }
         // Dropping needs async I/O; do it on a runtime of its own so it
         // works whichever runtime (if any) is dropping us.
         let _ = std::thread::spawn(move || {
