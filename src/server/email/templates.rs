@@ -363,6 +363,64 @@ pub fn invite(
     )
 }
 
+// --- Billing (Stripe) ---------------------------------------------------------
+
+/// `kind` of [`charge_declined`].
+pub const KIND_CHARGE_DECLINED: &str = "charge_declined";
+/// `kind` of [`subscription_payment_failed`].
+pub const KIND_SUBSCRIPTION_PAYMENT_FAILED: &str = "subscription_payment_failed";
+/// The portal's billing page (payment methods, plan, history).
+pub const BILLING_PATH: &str = "/billing";
+
+/// A pay-as-you-go card charge of `amount` (formatted, e.g. `$29.00`) was
+/// declined with Stripe's `reason`; further fixes beyond the credits wait
+/// for a working card. Conventional key: `charge_declined:<charge id>:<attempt>`.
+pub fn charge_declined(
+    links: &EmailLinks,
+    to: &Recipient<'_>,
+    amount: &str,
+    reason: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    let billing = links.page(BILLING_PATH);
+    render(
+        KIND_CHARGE_DECLINED,
+        to,
+        format!("Your card was declined for a {amount} fix"),
+        &[
+            format!("We could not charge {amount} for a fix the RSOLV Action deployed. Your bank said: {reason}"),
+            "The fix is recorded and nothing is lost, but further fixes beyond your credits are paused until your card works again.".into(),
+        ],
+        Some(Action { label: "Update your payment method", url: &billing }),
+        &["Once a working card is on file, we charge the unpaid fixes again and fixes resume.".into()],
+        idempotency_key,
+    )
+}
+
+/// A Pro subscription invoice of `amount` could not be paid: the
+/// subscription is past due. Conventional key:
+/// `invoice_payment_failed:<invoice id>:<attempt count>`.
+pub fn subscription_payment_failed(
+    links: &EmailLinks,
+    to: &Recipient<'_>,
+    amount: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    let billing = links.page(BILLING_PATH);
+    render(
+        KIND_SUBSCRIPTION_PAYMENT_FAILED,
+        to,
+        format!("Payment of your RSOLV Pro invoice ({amount}) failed"),
+        &[
+            format!("We could not collect {amount} for your RSOLV Pro subscription, so it is past due."),
+            "Stripe will try the payment again over the next days. If it keeps failing, the subscription ends and your account falls back to pay as you go.".into(),
+        ],
+        Some(Action { label: "Fix your payment method", url: &billing }),
+        &[],
+        idempotency_key,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -511,62 +569,4 @@ mod tests {
             .contains("\"CI &lt;prod&gt;\" was rotated"));
         assert!(!rotated.html_body.contains("<prod>"));
     }
-}
-
-// --- Billing (Stripe) ---------------------------------------------------------
-
-/// `kind` of [`charge_declined`].
-pub const KIND_CHARGE_DECLINED: &str = "charge_declined";
-/// `kind` of [`subscription_payment_failed`].
-pub const KIND_SUBSCRIPTION_PAYMENT_FAILED: &str = "subscription_payment_failed";
-/// The portal's billing page (payment methods, plan, history).
-pub const BILLING_PATH: &str = "/billing";
-
-/// A pay-as-you-go card charge of `amount` (formatted, e.g. `$29.00`) was
-/// declined with Stripe's `reason`; further fixes beyond the credits wait
-/// for a working card. Conventional key: `charge_declined:<charge id>:<attempt>`.
-pub fn charge_declined(
-    links: &EmailLinks,
-    to: &Recipient<'_>,
-    amount: &str,
-    reason: &str,
-    idempotency_key: String,
-) -> OutgoingEmail {
-    let billing = links.page(BILLING_PATH);
-    render(
-        KIND_CHARGE_DECLINED,
-        to,
-        format!("Your card was declined for a {amount} fix"),
-        &[
-            format!("We could not charge {amount} for a fix the RSOLV Action deployed. Your bank said: {reason}"),
-            "The fix is recorded and nothing is lost, but further fixes beyond your credits are paused until your card works again.".into(),
-        ],
-        Some(Action { label: "Update your payment method", url: &billing }),
-        &["Once a working card is on file, we charge the unpaid fixes again and fixes resume.".into()],
-        idempotency_key,
-    )
-}
-
-/// A Pro subscription invoice of `amount` could not be paid: the
-/// subscription is past due. Conventional key:
-/// `invoice_payment_failed:<invoice id>:<attempt count>`.
-pub fn subscription_payment_failed(
-    links: &EmailLinks,
-    to: &Recipient<'_>,
-    amount: &str,
-    idempotency_key: String,
-) -> OutgoingEmail {
-    let billing = links.page(BILLING_PATH);
-    render(
-        KIND_SUBSCRIPTION_PAYMENT_FAILED,
-        to,
-        format!("Payment of your RSOLV Pro invoice ({amount}) failed"),
-        &[
-            format!("We could not collect {amount} for your RSOLV Pro subscription, so it is past due."),
-            "Stripe will try the payment again over the next days. If it keeps failing, the subscription ends and your account falls back to pay as you go.".into(),
-        ],
-        Some(Action { label: "Fix your payment method", url: &billing }),
-        &[],
-        idempotency_key,
-    )
 }

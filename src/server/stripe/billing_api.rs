@@ -226,8 +226,8 @@ impl StripeApi {
         }
         let mut request = builder.customize::<miniserde::json::Value>();
         if let Some(key) = idempotency_key {
-            let key = IdempotencyKey::new(key.to_owned())
-                .map_err(|e| StripeCallError::Transport(e.to_string()))?;
+            let key =
+                IdempotencyKey::new(key).map_err(|e| StripeCallError::Transport(e.to_string()))?;
             request = request.request_strategy(RequestStrategy::Idempotent(key));
         }
         let value = request.send(&self.client).await?;
