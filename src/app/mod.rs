@@ -104,6 +104,40 @@ fn NotFound() -> impl IntoView {
     }
 }
 
+/// A row of section links (the portal's and the admin console's), `links`
+/// as (path, label); the one whose path is `current` is marked
+/// `aria-current="page"`. `label` names the `<nav>` landmark.
+#[component]
+pub fn SectionNav(
+    label: &'static str,
+    links: Vec<(&'static str, &'static str)>,
+    current: &'static str,
+) -> impl IntoView {
+    view! {
+        <nav aria-label=label class="mb-6 flex flex-wrap gap-1 border-b border-slate-200 pb-3 dark:border-slate-800">
+            {links
+                .into_iter()
+                .map(|(href, text)| {
+                    let active = href == current;
+                    view! {
+                        <a
+                            href=href
+                            aria-current=active.then_some("page")
+                            class=if active {
+                                "rounded-md bg-indigo-50 px-3 py-1.5 text-sm font-semibold text-indigo-800 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:bg-indigo-950 dark:text-indigo-200"
+                            } else {
+                                "rounded-md px-3 py-1.5 text-sm font-medium text-slate-700 hover:bg-slate-100 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-slate-300 dark:hover:bg-slate-800"
+                            }
+                        >
+                            {text}
+                        </a>
+                    }
+                })
+                .collect_view()}
+        </nav>
+    }
+}
+
 /// Copies `text` to the clipboard and records in `copied` whether it worked
 /// (`Some(true)` / `Some(false)`). Only the hydrated app can copy: during
 /// server rendering this does nothing.

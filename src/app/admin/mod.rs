@@ -47,29 +47,7 @@ pub fn AdminNav(current: &'static str) -> impl IntoView {
         ("/admin/audit", "Audit log"),
         ("/admin/admins", "Admins"),
     ];
-    view! {
-        <nav aria-label="Admin" class="mb-6 flex flex-wrap gap-1 border-b border-slate-200 pb-3 dark:border-slate-800">
-            {links
-                .into_iter()
-                .map(|(href, label)| {
-                    let active = href == current;
-                    view! {
-                        <a
-                            href=href
-                            aria-current=active.then_some("page")
-                            class=if active {
-                                "rounded-md bg-indigo-50 px-3 py-1.5 text-sm font-semibold text-indigo-800 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:bg-indigo-950 dark:text-indigo-200"
-                            } else {
-                                "rounded-md px-3 py-1.5 text-sm font-medium text-slate-700 hover:bg-slate-100 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-slate-300 dark:hover:bg-slate-800"
-                            }
-                        >
-                            {label}
-                        </a>
-                    }
-                })
-                .collect_view()}
-        </nav>
-    }
+    view! { <crate::app::SectionNav label="Admin" links=links.to_vec() current=current /> }
 }
 
 /// A coloured status word (`active`, `suspended`, `failed`, `sent`, …).
