@@ -482,8 +482,6 @@ pub(crate) mod ssr {
     };
     use crate::types::values::{CustomerStatus, ParseError};
     use crate::types::AppError;
-    use axum::http::header::ACCEPT;
-    use axum::http::request::Parts;
     use chrono::{DateTime, Utc};
     use diesel_async::AsyncPgConnection;
     use leptos::prelude::use_context;
@@ -515,21 +513,10 @@ pub(crate) mod ssr {
     }
 
     /// Sets the HTTP status for `error` on fetch calls to `/api/admin/…`
-    /// (page renders and plain form posts are left alone) and returns it.
+    /// (page renders and plain form posts are left alone; see
+    /// [`crate::server::http::portal::set_error_status`]) and returns it.
     pub fn fail_app(error: AppError) -> AppError {
-        let is_fetch_call = use_context::<Parts>().is_some_and(|parts| {
-            let accepts_html = parts
-                .headers
-                .get(ACCEPT)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.contains("text/html"));
-            parts.uri.path().starts_with("/api/admin/") && !accepts_html
-        });
-        if is_fetch_call {
-            if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-                response.set_status(crate::server::http::portal::error_status(&error));
-            }
-        }
+        crate::server::http::portal::set_error_status(&error);
         error
     }
 
