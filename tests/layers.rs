@@ -33,16 +33,15 @@ const LAYERS: &[(&str, &[&str])] = &[
             "server::rate_limit",
         ],
     ),
-    (
-        "domain",
-        &[
-            "server::billing",
-            "server::auth",
-            "server::admin",
-            "server::signup",
-        ],
-    ),
+    ("domain", &["server::billing"]),
     ("state", &["server::state"]),
+    // Account services over the domain (README § Layout): they take the
+    // wired AppState (config, pool, flags) and the request's session, and
+    // integrations provision accounts through them; never the reverse.
+    (
+        "accounts",
+        &["server::auth", "server::admin", "server::signup"],
+    ),
     (
         "integration",
         &["server::stripe", "server::marketplace", "server::email"],
@@ -66,7 +65,18 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[(
 /// who removes it: `(importing file, imported module, reason)`. The check
 /// fails when an entry no longer matches any import, so the list only
 /// shrinks.
-const TOLERATED: &[(&str, &str, &str)] = &[];
+const TOLERATED: &[(&str, &str, &str)] = &[
+    (
+        "src/server/billing/payment_methods.rs",
+        "server::stripe",
+        "Stripe calls in the domain; removed by the payment-processor port (issue 9 scope 3)",
+    ),
+    (
+        "src/server/billing/subscriptions.rs",
+        "server::stripe",
+        "Stripe calls in the domain; removed by the payment-processor port (issue 9 scope 3)",
+    ),
+];
 
 fn main_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()
@@ -305,14 +315,14 @@ fn cycles(nodes: &BTreeSet<String>, edges: &BTreeMap<String, BTreeSet<String>>) 
     t.out
 }
 
-fn tolerated(i: &Import) -> bool {
-    TOLERATED
+fn is_tolerated(tolerated: &[(&str, &str, &str)], i: &Import) -> bool {
+    tolerated
         .iter()
         .any(|(file, to, _)| *file == i.file && *to == i.to)
 }
 
 /// Every broken rule, one line each.
-fn violations(imports: &[Import]) -> Vec<String> {
+fn violations(imports: &[Import], tolerated: &[(&str, &str, &str)]) -> Vec<String> {
     let mut out = Vec::new();
     let mut same_layer: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut nodes = BTreeSet::new();
@@ -325,7 +335,7 @@ fn violations(imports: &[Import]) -> Vec<String> {
             out.push(format!("{}:{}: module {} has no layer: add it to LAYERS in tests/layers.rs", i.file, i.line, i.to));
             continue;
         };
-        if tolerated(i) {
+        if is_tolerated(tolerated, i) {
             continue;
         }
         if to_layer > from_layer {
@@ -354,7 +364,7 @@ fn violations(imports: &[Import]) -> Vec<String> {
         let members: BTreeSet<&String> = component.iter().collect();
         let mut sites = String::new();
         for i in imports {
-            if members.contains(&i.from) && members.contains(&i.to) && !tolerated(i) {
+            if members.contains(&i.from) && members.contains(&i.to) && !is_tolerated(tolerated, i) {
                 let _ = write!(sites, "\n    {}:{}: {} -> {}", i.file, i.line, i.from, i.to);
             }
         }
@@ -363,7 +373,7 @@ fn violations(imports: &[Import]) -> Vec<String> {
             component.join(" <-> ")
         ));
     }
-    for (file, to, reason) in TOLERATED {
+    for (file, to, reason) in tolerated {
         if !imports.iter().any(|i| i.file == *file && i.to == *to) {
             out.push(format!(
                 "tolerated violation {file} -> {to} ({reason}) no longer occurs: remove it from TOLERATED"
@@ -386,7 +396,7 @@ fn imports_point_down_the_layers() {
     for (file, to, reason) in TOLERATED {
         println!("tolerated for now: {file} -> {to}: {reason}");
     }
-    let broken = violations(&imports);
+    let broken = violations(&imports, TOLERATED);
     assert!(
         broken.is_empty(),
         "{} layer rule(s) broken (STYLE.md § Layers; layers in tests/layers.rs):\n{}",
@@ -403,7 +413,7 @@ fn the_check_sees_up_imports_groups_and_cycles() {
         from: "server::billing".into(),
         to: "server::email".into(),
     };
-    let v = violations(&[up]);
+    let v = violations(&[up], &[]);
     assert_eq!(v.len(), 1, "{v:?}");
     assert!(v[0].contains("server::billing (domain) imports server::email (integration)"));
 
@@ -419,14 +429,17 @@ fn the_check_sees_up_imports_groups_and_cycles() {
         from: from.into(),
         to: to.into(),
     };
-    let v = violations(&[a("server::auth", "server::admin"), a("server::admin", "server::auth")]);
+    let v = violations(&[a("server::auth", "server::admin"), a("server::admin", "server::auth")], &[]);
     assert!(
         v.iter().any(|l| l.starts_with("cycle between modules of one layer: server::admin <-> server::auth")),
         "{v:?}"
     );
-    let v = violations(&[a("server::stripe", "server::email")]);
+    let v = violations(&[a("server::config", "server::flags"), a("server::flags", "server::config")], &[]);
+    assert!(v.iter().any(|l| l.contains("server::config <-> server::flags")), "{v:?}");
+    assert!(violations(&[a("server::stripe", "server::billing"), a("server::auth", "server::state")], &[]).is_empty());
+    let v = violations(&[a("server::stripe", "server::email")], &[]);
     assert!(v.iter().any(|l| l.contains("never imports another integration")), "{v:?}");
-    let v = violations(&[a("app", "server::http")]);
+    let v = violations(&[a("app", "server::http")], &[]);
     assert!(v.iter().any(|l| l.contains("app never imports server::http")), "{v:?}");
     assert_eq!(module_of_file("src/server/billing/fixes.rs").as_deref(), Some("server::billing"));
     assert_eq!(module_of_file("src/server/flags.rs").as_deref(), Some("server::flags"));

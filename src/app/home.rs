@@ -26,7 +26,7 @@ pub async fn signup(email: String, name: String) -> Result<SignupView, AppError>
     let state = use_context::<crate::server::state::AppState>().ok_or(AppError::Internal)?;
     crate::server::signup::signup(&state, &email, &name)
         .await
-        .inspect_err(crate::server::http::portal::set_error_status)
+        .inspect_err(crate::app::server_errors::set_error_status)
 }
 
 /// `/` and `/signup`.

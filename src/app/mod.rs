@@ -4,6 +4,8 @@ pub mod admin;
 pub mod auth;
 pub mod home;
 pub mod portal;
+#[cfg(feature = "ssr")]
+pub mod server_errors;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};

@@ -12,15 +12,11 @@
 //! instances agree, and at once in the instance where an admin switched a
 //! flag ([`set_flag`] updates it after the commit).
 
-use crate::server::admin::audit::{record_audit, AuditEntry};
-use crate::server::billing::BillingError;
-use crate::server::config::ConfigError;
 use crate::server::db::schema::feature_flags;
 use crate::server::db::DbPool;
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use serde_json::json;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -96,29 +92,9 @@ impl Flag {
         Flag::ALL.into_iter().find(|f| f.key() == key)
     }
 
-    fn index(self) -> usize {
+    /// The position in [`Flag::ALL`] (and in [`Flags::with_forced`]).
+    pub fn index(self) -> usize {
         self as usize
-    }
-}
-
-/// Parses a boolean environment value (`true/1/yes/on`, `false/0/no/off`,
-/// any case); `None` for an unset or empty variable.
-///
-/// Errors: [`ConfigError::Invalid`] naming the variable.
-fn parse_bool(name: &'static str, value: Option<String>) -> Result<Option<bool>, ConfigError> {
-    let Some(value) = value
-        .map(|v| v.trim().to_ascii_lowercase())
-        .filter(|v| !v.is_empty())
-    else {
-        return Ok(None);
-    };
-    match value.as_str() {
-        "true" | "1" | "yes" | "on" => Ok(Some(true)),
-        "false" | "0" | "no" | "off" => Ok(Some(false)),
-        _ => Err(ConfigError::Invalid {
-            name,
-            reason: "must be true or false".into(),
-        }),
     }
 }
 
@@ -155,17 +131,6 @@ impl Flags {
         }
     }
 
-    /// Reads the forces from the environment through `lookup`.
-    ///
-    /// Errors: [`ConfigError::Invalid`] for a value that is not a boolean.
-    pub fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let mut forced = [None; 4];
-        for flag in Flag::ALL {
-            forced[flag.index()] = parse_bool(flag.env_var(), lookup(flag.env_var()))?;
-        }
-        Ok(Self::with_forced(forced))
-    }
-
     /// The effective value: the environment's force, else the cached
     /// database value.
     pub fn is_on(&self, flag: Flag) -> bool {
@@ -189,8 +154,8 @@ impl Flags {
 
     /// Reloads every flag from the database (a missing row: the default).
     ///
-    /// Errors: [`BillingError::Database`]; the cache is left unchanged.
-    pub async fn refresh(&self, conn: &mut AsyncPgConnection) -> Result<(), BillingError> {
+    /// Errors: the database error; the cache is left unchanged.
+    pub async fn refresh(&self, conn: &mut AsyncPgConnection) -> Result<(), diesel::result::Error> {
         let rows: Vec<(String, bool)> = feature_flags::table
             .select((feature_flags::key, feature_flags::enabled))
             .load(conn)
@@ -261,100 +226,58 @@ pub fn flag_states(flags: &Flags) -> Vec<FlagState> {
 pub const FORCED_MESSAGE: &str =
     "this flag is forced by an environment variable and cannot be switched here";
 
-/// Stores `enabled` for `flag` and writes the audit entry (action
-/// `flag.set`, before/after the stored value) in one transaction, then
-/// updates this instance's cache at once.
+/// Stores `enabled` for `flag` (as changed by the staff user `actor_user_id`, `None` for the
+/// command line)
+/// in the caller's transaction, locking the row; returns the stored value
+/// before (`None`: no row, the default applied). The caller writes its audit
+/// entry in the same transaction and then updates the cache with
+/// [`Flags::set_stored`] after the commit (see `server::admin::flags`).
 ///
-/// Errors: [`BillingError::Invalid`] with [`FORCED_MESSAGE`] when the
-/// environment forces the flag; [`BillingError::Database`].
-pub async fn set_flag(
+/// Errors: [`StoreFlagError::Forced`] when the environment forces the flag
+/// (message [`FORCED_MESSAGE`]); [`StoreFlagError::Database`].
+pub async fn store_flag(
     conn: &mut AsyncPgConnection,
     flags: &Flags,
-    actor: &crate::server::admin::Admin,
+    actor_user_id: Option<i64>,
     flag: Flag,
     enabled: bool,
-) -> Result<(), BillingError> {
+) -> Result<Option<bool>, StoreFlagError> {
     if flags.forced(flag).is_some() {
-        return Err(BillingError::Invalid(crate::types::values::ParseError(
-            FORCED_MESSAGE.into(),
-        )));
+        return Err(StoreFlagError::Forced);
     }
-    conn.transaction(async |conn| {
-        let before: Option<bool> = feature_flags::table
-            .find(flag.key())
-            .select(feature_flags::enabled)
-            .for_update()
-            .first(conn)
-            .await
-            .optional()?;
-        diesel::insert_into(feature_flags::table)
-            .values((
-                feature_flags::key.eq(flag.key()),
-                feature_flags::enabled.eq(enabled),
-                feature_flags::updated_by.eq(actor.user_id),
-                feature_flags::updated_at.eq(Utc::now()),
-            ))
-            .on_conflict(feature_flags::key)
-            .do_update()
-            .set((
-                feature_flags::enabled.eq(enabled),
-                feature_flags::updated_by.eq(actor.user_id),
-                feature_flags::updated_at.eq(Utc::now()),
-            ))
-            .execute(conn)
-            .await?;
-        record_audit(
-            conn,
-            actor,
-            &AuditEntry {
-                action: "flag.set",
-                target_type: "feature_flag",
-                target_id: Some(flag.key().to_owned()),
-                customer_id: None,
-                reason: None,
-                before: Some(json!({
-                    "enabled": before.unwrap_or(flag.default_value()),
-                    "row": before.is_some(),
-                })),
-                after: Some(json!({ "enabled": enabled })),
-            },
-        )
+    let before: Option<bool> = feature_flags::table
+        .find(flag.key())
+        .select(feature_flags::enabled)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    diesel::insert_into(feature_flags::table)
+        .values((
+            feature_flags::key.eq(flag.key()),
+            feature_flags::enabled.eq(enabled),
+            feature_flags::updated_by.eq(actor_user_id),
+            feature_flags::updated_at.eq(Utc::now()),
+        ))
+        .on_conflict(feature_flags::key)
+        .do_update()
+        .set((
+            feature_flags::enabled.eq(enabled),
+            feature_flags::updated_by.eq(actor_user_id),
+            feature_flags::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
         .await?;
-        Ok::<_, BillingError>(())
-    })
-    .await?;
-    flags.set_stored(flag, enabled);
-    tracing::info!(
-        flag = flag.key(),
-        enabled,
-        admin = actor.user_id,
-        "feature flag switched"
-    );
-    Ok(())
+    Ok(before)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn env_forces_win_and_defaults_apply() {
-        let flags = Flags::from_lookup(&|name| match name {
-            "FLAG_MAINTENANCE" => Some("true".into()),
-            "BILLING_ENABLED" => Some("off".into()),
-            _ => None,
-        })
-        .unwrap();
-        assert!(flags.is_on(Flag::Maintenance));
-        assert!(!flags.is_on(Flag::BillingEnabled));
-        assert!(flags.is_on(Flag::AutoProvision));
-        flags.set_stored(Flag::Maintenance, false);
-        assert!(flags.is_on(Flag::Maintenance), "the force wins");
-        flags.set_stored(Flag::AutoProvision, false);
-        assert!(!flags.is_on(Flag::AutoProvision));
-        assert!(Flags::from_lookup(&|_| Some("maybe".into())).is_err());
-        for flag in Flag::ALL {
-            assert_eq!(Flag::parse(flag.key()), Some(flag));
-        }
-    }
+/// Why [`store_flag`] stored nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreFlagError {
+    /// The environment forces the flag.
+    #[error("{FORCED_MESSAGE}")]
+    Forced,
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] diesel::result::Error),
 }

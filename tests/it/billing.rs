@@ -216,15 +216,21 @@ impl Billing {
         list
     }
 
+    /// The text of each `kind` email to this customer, rendered as the
+    /// worker renders it at send time.
     async fn emails(&self, kind: &str) -> Vec<String> {
-        email_outbox::table
+        let notifications: Vec<Option<Value>> = email_outbox::table
             .filter(email_outbox::to_address.eq(&self.address))
             .filter(email_outbox::kind.eq(kind))
             .order(email_outbox::id.asc())
-            .select(email_outbox::text_body)
+            .select(email_outbox::notification)
             .load(&mut self.app.conn().await)
             .await
-            .unwrap()
+            .unwrap();
+        notifications
+            .into_iter()
+            .map(|n| crate::harness::rendered(n).text_body)
+            .collect()
     }
 
     /// The PaymentIntents of this customer's charges on localstripe.

@@ -9,7 +9,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::future::join_all;
 use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::schema::email_outbox;
-use rsolv_platform::server::email::templates::{low_credit, EmailLinks, Recipient};
+use crate::harness::rendered;
+use rsolv_platform::server::billing::notifications::{
+    low_credit, EmailLinks, Notification, Recipient,
+};
 use rsolv_platform::server::email::worker::{run_once, OutboxEmail};
 use rsolv_platform::server::email::{enqueue_email, OutgoingEmail};
 use rsolv_platform::server::state::AppState;
@@ -104,16 +107,17 @@ async fn wait_for_messages(to: &str, n: usize) -> Vec<Value> {
     }
 }
 
+/// A notification to `to` whose rendered subject names `key`.
 fn outgoing(to: &str, key: &str) -> OutgoingEmail {
-    OutgoingEmail {
+    let recipient = Recipient {
         customer_id: None,
-        kind: "test",
-        to: to.to_owned(),
-        subject: format!("Test {key}"),
-        text_body: format!("text for {key}"),
-        html_body: format!("<p>html for {key}</p>"),
-        idempotency_key: key.to_owned(),
-    }
+        email: to,
+        name: "",
+    };
+    let notification = Notification::SubscriptionPaymentFailed {
+        amount: key.to_owned(),
+    };
+    OutgoingEmail::new(&recipient, notification, key.to_owned())
 }
 
 /// Makes every queued row due now (as if its backoff had passed).
@@ -139,8 +143,15 @@ async fn provisioning_queues_exactly_one_welcome_email_and_a_failed_one_none() {
     assert_eq!(row.to_address, address);
     assert_eq!(row.idempotency_key, format!("welcome:{customer_id}"));
     assert_eq!((row.status.as_str(), row.attempts), ("queued", 0));
-    assert!(!row.text_body.contains(&key) && !row.html_body.contains(&key));
-    assert!(row.text_body.contains("http://127.0.0.1:3000/dashboard"));
+    // Queued as a typed notification: nothing is rendered until it is sent.
+    assert_eq!(row.subject, None);
+    assert_eq!(
+        row.notification,
+        Some(json!({"kind": "welcome", "recipient_name": row_name(&app, customer_id).await}))
+    );
+    let sent = rendered(row.notification.clone());
+    assert!(!sent.text_body.contains(&key) && !sent.html_body.contains(&key));
+    assert!(sent.text_body.contains("http://127.0.0.1:3000/dashboard"));
 
     // A second sign-up with the same address fails and queues nothing.
     let (status, _) = app
@@ -214,10 +225,10 @@ async fn the_worker_delivers_the_welcome_email_through_smtp_once() {
     assert_eq!(message["from"][0]["address"], "no-reply@rsolv.local");
     let text = message["text"].as_str().expect("a text part");
     let html = message["html"].as_str().expect("an HTML part");
-    // Rendered when queued, with the app's PUBLIC_BASE_URL (the default).
-    assert!(text.contains("http://127.0.0.1:3000/dashboard"), "{text}");
+    // Rendered when sent, with the worker's PUBLIC_BASE_URL.
+    assert!(text.contains("https://portal.test/dashboard"), "{text}");
     assert!(
-        html.contains("href=\"http://127.0.0.1:3000/dashboard\""),
+        html.contains("href=\"https://portal.test/dashboard\""),
         "{html}"
     );
     assert!(
@@ -231,6 +242,8 @@ async fn the_worker_delivers_the_welcome_email_through_smtp_once() {
         assert_eq!(row.customer_id, Some(customer_id));
         assert_eq!((row.status.as_str(), row.attempts), ("sent", 1));
         assert!(row.sent_at.is_some() && row.locked_until.is_none());
+        // The rendering that went out is kept on the row.
+        assert!(row.subject.is_some() && row.text_body.is_some() && row.html_body.is_some());
     }
 
     // Running again sends nothing, even when the rows look due.
@@ -426,7 +439,7 @@ async fn the_low_credit_warning_is_queued_once_when_one_credit_is_left() {
     let row = &rows[0];
     assert_eq!(row.customer_id, Some(customer_id));
     assert_eq!(row.to_address, address);
-    assert_eq!(row.subject, "You have 1 credit left");
+    assert_eq!(rendered(row.notification.clone()).subject, "You have 1 credit left");
 
     use rsolv_platform::server::db::schema::credit_ledger_entries as l;
     let entry_id: i64 = l::table
@@ -481,8 +494,19 @@ async fn the_file_transport_writes_eml_files() {
     assert_eq!(files[0].extension().unwrap(), "eml");
     let eml = std::fs::read_to_string(&files[0]).unwrap();
     assert!(eml.contains(&format!("To: {address}")), "{eml}");
-    assert!(eml.contains("Subject: Test file:1"));
+    assert!(eml.contains("Subject: Payment of your RSOLV Pro invoice (file:1) failed"));
     assert!(eml.contains("multipart/alternative"));
     assert_eq!(outbox(&db).await[0].status, "sent");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The customer's name (the welcome notification's greeting).
+async fn row_name(app: &TestApp, customer_id: i64) -> String {
+    use rsolv_platform::server::db::schema::customers;
+    customers::table
+        .find(customer_id)
+        .select(customers::name)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap()
 }

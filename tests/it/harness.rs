@@ -542,14 +542,15 @@ impl TestApp {
     pub async fn mailed_token(&self, to: &str, kind: &str) -> String {
         use rsolv_platform::server::db::schema::email_outbox;
         let mut conn = self.conn().await;
-        let text: String = email_outbox::table
+        let notification: Option<Value> = email_outbox::table
             .filter(email_outbox::to_address.eq(to))
             .filter(email_outbox::kind.eq(kind))
             .order(email_outbox::id.desc())
-            .select(email_outbox::text_body)
+            .select(email_outbox::notification)
             .first(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("no {kind} email to {to}: {e}"));
+        let text = rendered(notification).text_body;
         let start = text.find("token=").expect("a token link") + "token=".len();
         text[start..]
             .chars()
@@ -635,4 +636,14 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// An outbox row's notification rendered as the email worker renders it at
+/// send time, with the tests' `PUBLIC_BASE_URL` (`http://127.0.0.1:3000`).
+pub fn rendered(notification: Option<Value>) -> rsolv_platform::server::email::templates::Rendered {
+    use rsolv_platform::server::billing::notifications::{EmailLinks, NotificationRecord};
+    let record: NotificationRecord =
+        serde_json::from_value(notification.expect("a queued notification")).expect("a notification");
+    let links = EmailLinks::parse("http://127.0.0.1:3000").unwrap();
+    rsolv_platform::server::email::templates::render_notification(&links, &record)
 }

@@ -327,7 +327,8 @@ pub async fn admin_set_flag(
     #[server(default)] key: String,
     #[server(default)] enabled: String,
 ) -> Result<(), AppError> {
-    use crate::server::flags::{set_flag, Flag};
+    use crate::server::admin::flags::set_flag;
+    use crate::server::flags::Flag;
     let (admin, mut conn) = ssr::admin().await?;
     let flag = Flag::parse(key.trim())
         .ok_or_else(|| ssr::fail_app(AppError::Validation(format!("unknown flag {key:?}"))))?;
@@ -514,9 +515,9 @@ pub(crate) mod ssr {
 
     /// Sets the HTTP status for `error` on fetch calls to `/api/admin/…`
     /// (page renders and plain form posts are left alone; see
-    /// [`crate::server::http::portal::set_error_status`]) and returns it.
+    /// [`crate::app::server_errors::set_error_status`]) and returns it.
     pub fn fail_app(error: AppError) -> AppError {
-        crate::server::http::portal::set_error_status(&error);
+        crate::app::server_errors::set_error_status(&error);
         error
     }
 
@@ -530,7 +531,7 @@ pub(crate) mod ssr {
 
     /// ISO-8601 UTC.
     pub fn iso(at: DateTime<Utc>) -> String {
-        crate::server::http::api_v1::iso_utc(at)
+        crate::app::server_errors::iso_utc(at)
     }
 
     /// Suspends or reactivates.
@@ -597,7 +598,9 @@ pub(crate) mod ssr {
             customer_id: e.customer_id,
             kind: e.kind,
             to_address: e.to_address,
-            subject: e.subject,
+            subject: e
+                .subject
+                .unwrap_or_else(|| "(rendered when sent)".to_owned()),
             status: e.status,
             attempts: e.attempts,
             last_error: e.last_error,

@@ -46,7 +46,7 @@ fn finish<T>(result: Result<T, AppError>, page: &str) -> Result<T, AppError> {
             encode_query_value(&error.to_string())
         ));
     } else if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(crate::server::http::portal::error_status(&error));
+        response.set_status(crate::app::server_errors::error_status(&error));
     }
     Err(error)
 }
@@ -83,14 +83,14 @@ pub async fn register(
     #[server(default)] password: String,
     #[server(default)] password_confirm: String,
 ) -> Result<(), AppError> {
-    use crate::server::auth::{accounts, app_state};
+    use crate::server::auth::app_state;
     let result = async {
         let state = app_state()?;
         let registered =
-            accounts::register(&state, &email, &name, &password, &password_confirm).await?;
+            crate::server::signup::register(&state, &email, &name, &password, &password_confirm).await?;
         leptos_axum::redirect(match registered {
-            accounts::Registered::ConfirmationSent(_) => "/register?sent=1",
-            accounts::Registered::PendingApproval => "/register?pending=1",
+            crate::server::signup::Registered::ConfirmationSent(_) => "/register?sent=1",
+            crate::server::signup::Registered::PendingApproval => "/register?pending=1",
         });
         Ok(())
     }

@@ -140,7 +140,7 @@ pub(crate) mod ssr {
     use crate::server::billing::history::{HistoryRow, UsagePoint};
     use crate::server::billing::BillingError;
     use crate::server::db::DbConn;
-    use crate::server::http::api_v1::iso_utc;
+    use crate::app::server_errors::iso_utc;
     use crate::server::state::AppState;
     use crate::types::portal::{
         ApiKeyView, FixRefView, KeyStatusView, LedgerRowView, NewKeyView, UsagePointView,
@@ -174,7 +174,7 @@ pub(crate) mod ssr {
     /// Sets the HTTP status for `error` on fetch calls (plain form posts
     /// keep Leptos's redirect back to the page) and returns it.
     pub fn fail_app(error: AppError) -> AppError {
-        crate::server::http::portal::set_error_status(&error);
+        crate::app::server_errors::set_error_status(&error);
         error
     }
 

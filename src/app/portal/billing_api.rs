@@ -192,7 +192,7 @@ pub(crate) mod ssr {
     use crate::server::billing::payment_methods::{list_cards, CardRow, CONSENT_TEXT};
     use crate::server::billing::pricing::format_money;
     use crate::server::billing::subscriptions::ends_at_period_end;
-    use crate::server::http::api_v1::iso_utc;
+    use crate::app::server_errors::iso_utc;
     use crate::server::stripe::client::StripeApi;
     use crate::types::billing::{
         BillingHistoryView, BillingNoticeView, BillingView, CardView, HistoryItemView,

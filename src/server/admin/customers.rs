@@ -15,7 +15,7 @@ use crate::server::db::schema::{
     credit_ledger_entries, customers, email_outbox, fixes, stripe_events, stripe_payment_methods,
     users,
 };
-use crate::server::email::templates::EmailLinks;
+use crate::server::billing::notifications::EmailLinks;
 use crate::types::values::{CustomerStatus, LedgerKind, ParseError, Plan, Source};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -240,8 +240,9 @@ pub struct EmailRow {
     pub kind: String,
     /// Recipient.
     pub to_address: String,
-    /// Subject.
-    pub subject: String,
+    /// Subject; `None` until the worker renders the notification at send
+    /// time.
+    pub subject: Option<String>,
     /// `queued`, `sending`, `sent` or `failed`.
     pub status: String,
     /// Send attempts.

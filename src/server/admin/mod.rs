@@ -13,6 +13,7 @@
 pub mod approvals;
 pub mod audit;
 pub mod customers;
+pub mod flags;
 pub mod ops;
 pub mod staff;
 

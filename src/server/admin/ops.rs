@@ -6,9 +6,8 @@ use crate::server::admin::customers::{EmailRow, EventRow, EMAIL_ROW_COLUMNS, EVE
 use crate::server::admin::{page_offset, Admin};
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{email_outbox, jobs, stripe_events};
-use crate::server::jobs::{
-    enqueue, retry_now, NewJob, DEFAULT_MAX_ATTEMPTS, KIND_STRIPE_PROCESS_EVENT,
-};
+use crate::server::billing::work::KIND_STRIPE_PROCESS_EVENT;
+use crate::server::db::queue::{enqueue, retry_now, NewJob, DEFAULT_MAX_ATTEMPTS};
 use crate::types::values::ParseError;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -123,7 +122,7 @@ pub async fn event_types(conn: &mut AsyncPgConnection) -> Result<Vec<String>, Bi
 
 /// Replays a failed or dead-lettered event: its `stripe.process_event` job
 /// is made due now (a dead job's attempts reset; see
-/// [`crate::server::jobs::retry_now`]), or enqueued again if it is missing,
+/// [`crate::server::db::queue::retry_now`]), or enqueued again if it is missing,
 /// and the audit entry (`stripe_event.replay`) is written, in one
 /// transaction. The job worker then applies the event.
 ///

@@ -1,5 +1,4 @@
-//! The account flows behind the auth pages: registration, email
-//! confirmation, invites, sign-in, sign-out, password change and reset.
+//! The account flows behind the auth pages: email confirmation, invites, sign-in, sign-out, password change and reset.
 //! Server functions parse nothing themselves: they pass the raw form fields
 //! here, and every flow answers with [`AppError`] (internal causes logged).
 
@@ -12,8 +11,8 @@ use crate::server::billing::error::is_unique_violation;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
 use crate::server::db::schema::{sessions, user_tokens, users};
-use crate::server::email::enqueue_email;
-use crate::server::signup::to_app_error;
+use crate::server::billing::notifications::enqueue_email;
+use crate::server::billing::error::to_app_error;
 use crate::server::state::AppState;
 use crate::types::values::{CustomerName, Email, Source};
 use crate::types::AppError;
@@ -239,7 +238,11 @@ fn validation(e: crate::types::values::ParseError) -> AppError {
     AppError::Validation(e.0)
 }
 
-fn new_password(password: &str, confirm: &str) -> Result<Password, AppError> {
+/// Parses a new password and checks its confirmation.
+///
+/// Errors: [`AppError::Validation`] for a password breaking the rules or
+/// passwords not matching.
+pub fn new_password(password: &str, confirm: &str) -> Result<Password, AppError> {
     let password = Password::parse(password).map_err(validation)?;
     if password.expose() != confirm {
         return Err(AppError::Validation(
@@ -280,56 +283,6 @@ pub async fn find_user(
         .await
         .optional()
         .map_err(db)
-}
-
-/// `/register`: provisions a `direct` customer with an owner user who has
-/// this password, and queues the confirmation email; returns the email.
-///
-/// Errors: [`AppError::Validation`] naming the bad field (email, name,
-/// password rules, passwords not matching); [`AppError::Conflict`] when the
-/// email is registered; [`AppError::Internal`].
-pub async fn register(
-    state: &AppState,
-    email: &str,
-    name: &str,
-    password: &str,
-    confirm: &str,
-) -> Result<Registered, AppError> {
-    use crate::server::admin::approvals::{
-        admit, Admission, SignupChannel, SIGNUPS_CLOSED_MESSAGE,
-    };
-    let new = NewCustomer {
-        email: Email::parse(email).map_err(validation)?,
-        name: CustomerName::parse(name).map_err(validation)?,
-        source: Source::Direct,
-    };
-    let password = new_password(password, confirm)?;
-    let mut conn = conn(state).await?;
-    match admit(&mut conn, state.flags(), &new, SignupChannel::Register)
-        .await
-        .map_err(to_app_error)?
-    {
-        Admission::Provision => {}
-        Admission::Closed => return Err(AppError::Conflict(SIGNUPS_CLOSED_MESSAGE.into())),
-        Admission::Pending(_) => return Ok(Registered::PendingApproval),
-    }
-    let hash = hash_password(password).await?;
-    let provisioned =
-        provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Password(hash))
-            .await
-            .map_err(to_app_error)?;
-    tracing::info!(customer_id = provisioned.customer.id, "account registered");
-    Ok(Registered::ConfirmationSent(provisioned.customer.email))
-}
-
-/// The outcome of [`register`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Registered {
-    /// Provisioned; the confirmation email to this address is queued.
-    ConfirmationSent(String),
-    /// Queued for an admin's approval (`auto_provision` off); the password
-    /// is not kept: once approved, the user gets an invite to set one.
-    PendingApproval,
 }
 
 /// `/confirm-email`: consumes a confirmation token and marks the email

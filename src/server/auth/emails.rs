@@ -1,9 +1,8 @@
 //! The account emails (confirmation, invite, password reset): which shared
-//! template ([`crate::server::email::templates`]) and page each uses, with
+//! notification ([`crate::server::billing::notifications`]) and page each uses, with
 //! the outbox kind and idempotency key (`<kind>:<token row id>`).
 
-use crate::server::email::templates::{self, EmailLinks, Recipient};
-use crate::server::email::OutgoingEmail;
+use crate::server::billing::notifications::{self as templates, EmailLinks, OutgoingEmail, Recipient};
 
 /// What an account email is for, with the page its link opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

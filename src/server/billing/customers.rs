@@ -7,8 +7,8 @@ use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::customers;
 use crate::server::disposable_email::{is_disposable, DISPOSABLE_EMAIL_MESSAGE};
-use crate::server::email::enqueue_email;
-use crate::server::email::templates::{welcome, EmailLinks, Recipient};
+use crate::server::billing::notifications::enqueue_email;
+use crate::server::billing::notifications::{welcome, EmailLinks, Recipient};
 use crate::types::portal::ApiKeyName;
 use crate::types::values::{
     CustomerName, CustomerStatus, Email, LedgerKind, ParseError, Plan, Source,
@@ -174,7 +174,7 @@ pub async fn provision_customer(
             )
             .await?;
         }
-        crate::server::stripe::jobs::enqueue_create_customer(conn, customer_id).await?;
+        crate::server::billing::work::enqueue_create_customer(conn, customer_id).await?;
         let customer = find_customer(conn, customer_id).await?;
         let to = Recipient {
             customer_id: Some(customer_id),

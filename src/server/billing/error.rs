@@ -1,6 +1,7 @@
 //! The domain's error type.
 
 use crate::types::values::ParseError;
+use crate::types::AppError;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// Why a billing operation failed. Adapters map these to HTTP statuses and
@@ -49,4 +50,30 @@ pub fn is_unique_violation(error: &DieselError) -> bool {
         error,
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
     )
+}
+
+/// A domain failure inside a job is worth retrying later.
+impl From<BillingError> for crate::server::db::queue::JobError {
+    fn from(error: BillingError) -> Self {
+        crate::server::db::queue::JobError::retry(error.to_string())
+    }
+}
+
+/// Maps a domain error to what the UI may show; internal causes are logged
+/// here and replaced by [`AppError::Internal`].
+pub fn to_app_error(error: BillingError) -> AppError {
+    match error {
+        BillingError::Invalid(e) => AppError::Validation(e.0),
+        BillingError::EmailTaken => {
+            AppError::Conflict("an account with this email already exists".into())
+        }
+        BillingError::NotFound(_) => AppError::NotFound,
+        BillingError::InsufficientCredits { .. } | BillingError::IdempotencyConflict(_) => {
+            AppError::Conflict(error.to_string())
+        }
+        BillingError::Database(_) | BillingError::Pool(_) => {
+            tracing::error!(error = %error, "internal error in a server function");
+            AppError::Internal
+        }
+    }
 }

@@ -10,11 +10,14 @@ pub mod error;
 pub mod fixes;
 pub mod history;
 pub mod ledger;
+pub mod notifications;
 pub mod payment_methods;
 pub mod phases;
+pub mod placeholder;
 pub mod pricing;
 pub mod status;
 pub mod subscriptions;
 pub mod usage;
+pub mod work;
 
 pub use error::BillingError;

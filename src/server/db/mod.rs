@@ -1,5 +1,6 @@
 //! The PostgreSQL pool and migrations.
 
+pub mod queue;
 pub mod schema;
 
 use diesel::ConnectionError;

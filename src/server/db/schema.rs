@@ -117,9 +117,9 @@ diesel::table! {
         customer_id -> Nullable<Int8>,
         kind -> Text,
         to_address -> Text,
-        subject -> Text,
-        text_body -> Text,
-        html_body -> Text,
+        subject -> Nullable<Text>,
+        text_body -> Nullable<Text>,
+        html_body -> Nullable<Text>,
         idempotency_key -> Text,
         status -> Text,
         attempts -> Int4,
@@ -128,6 +128,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamptz,
         sent_at -> Nullable<Timestamptz>,
+        notification -> Nullable<Jsonb>,
     }
 }
 

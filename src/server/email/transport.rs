@@ -132,7 +132,7 @@ impl Mailer {
                         outbox_id = email.id,
                         kind = %email.kind,
                         to = %email.to_address,
-                        subject = %email.subject,
+                        subject = %email.subject.as_deref().unwrap_or_default(),
                         "email not sent (EMAIL_TRANSPORT=log)"
                     );
                     Ok(())
@@ -162,11 +162,11 @@ pub fn build_message(from: &Mailbox, email: &OutboxEmail) -> Result<Message, Sen
     Message::builder()
         .from(from.clone())
         .to(to)
-        .subject(email.subject.as_str())
+        .subject(email.subject.as_deref().unwrap_or_default())
         .message_id(Some(message_id))
         .multipart(MultiPart::alternative_plain_html(
-            email.text_body.clone(),
-            email.html_body.clone(),
+            email.text_body.clone().unwrap_or_default(),
+            email.html_body.clone().unwrap_or_default(),
         ))
         .map_err(|e| SendError::Build(e.to_string()))
 }
@@ -182,9 +182,9 @@ mod tests {
             customer_id: Some(1),
             kind: "welcome".into(),
             to_address: to.into(),
-            subject: "Welcome to RSOLV".into(),
-            text_body: "Hello".into(),
-            html_body: "<p>Hello</p>".into(),
+            subject: Some("Welcome to RSOLV".into()),
+            text_body: Some("Hello".into()),
+            html_body: Some("<p>Hello</p>".into()),
             idempotency_key: "welcome:1".into(),
             status: "sending".into(),
             attempts,
@@ -193,6 +193,7 @@ mod tests {
             last_error: None,
             created_at: Utc::now(),
             sent_at: None,
+            notification: None,
         }
     }
 

@@ -26,6 +26,9 @@
 use crate::server::billing::BillingError;
 use crate::server::config::EmailConfig;
 use crate::server::db::schema::email_outbox;
+use crate::server::billing::notifications::NotificationRecord;
+use crate::server::config::EmailLinks;
+use crate::server::email::templates::{render_notification, Rendered};
 use crate::server::email::transport::{Mailer, SendError};
 use crate::server::state::AppState;
 use chrono::{DateTime, Utc};
@@ -47,12 +50,12 @@ pub struct OutboxEmail {
     pub kind: String,
     /// Recipient address.
     pub to_address: String,
-    /// Subject line.
-    pub subject: String,
-    /// Plain-text body.
-    pub text_body: String,
-    /// HTML body.
-    pub html_body: String,
+    /// Subject line; `None` until rendered at send time.
+    pub subject: Option<String>,
+    /// Plain-text body; `None` until rendered at send time.
+    pub text_body: Option<String>,
+    /// HTML body; `None` until rendered at send time.
+    pub html_body: Option<String>,
     /// Unique key (`welcome:<customer id>`, …).
     pub idempotency_key: String,
     /// `queued`, `sending`, `sent` or `failed`.
@@ -69,6 +72,26 @@ pub struct OutboxEmail {
     pub created_at: DateTime<Utc>,
     /// Accepted by the transport at.
     pub sent_at: Option<DateTime<Utc>>,
+    /// What the domain queued
+    /// ([`crate::server::billing::notifications::NotificationRecord`]);
+    /// rendered into the subject and bodies at send time.
+    pub notification: Option<serde_json::Value>,
+}
+
+impl OutboxEmail {
+    /// The row's notification, rendered with `links` (`PUBLIC_BASE_URL`).
+    ///
+    /// Errors: a message when the row has no notification or it cannot be
+    /// read (the row is then failed: retrying cannot help).
+    pub fn render(&self, links: &EmailLinks) -> Result<Rendered, String> {
+        let value = self
+            .notification
+            .clone()
+            .ok_or_else(|| "the row has neither a notification nor a rendering".to_owned())?;
+        let record: NotificationRecord = serde_json::from_value(value)
+            .map_err(|e| format!("unreadable notification: {e}"))?;
+        Ok(render_notification(links, &record))
+    }
 }
 
 /// Longest `last_error` stored, in characters.
@@ -210,6 +233,14 @@ pub async fn run_once(state: &AppState) -> Result<usize, BillingError> {
             break;
         };
         processed += 1;
+        let row = match render_row(&mut conn, &config.links, row).await? {
+            Ok(row) => row,
+            Err((row, error)) => {
+                let status = mark_failed(&mut conn, config, &row, &error).await?;
+                tracing::error!(outbox_id = row.id, kind = %row.kind, status, error = %error, "email not rendered");
+                continue;
+            }
+        };
         match mailer.send(&row).await {
             Ok(()) => record_sent(&mut conn, &row).await,
             Err(error) => {
@@ -226,6 +257,39 @@ pub async fn run_once(state: &AppState) -> Result<usize, BillingError> {
         }
     }
     Ok(processed)
+}
+
+/// Renders a claimed row's notification (unless it was rendered by an
+/// earlier attempt) and stores the rendering on the row, so that a retry
+/// and the admin console see exactly what is sent. `Err((row, error))`
+/// when it cannot be rendered (a permanent failure).
+///
+/// Errors: the outer [`BillingError`] when the row cannot be updated.
+#[expect(clippy::type_complexity, reason = "the row travels back with its failure")]
+async fn render_row(
+    conn: &mut AsyncPgConnection,
+    links: &EmailLinks,
+    mut row: OutboxEmail,
+) -> Result<Result<OutboxEmail, (OutboxEmail, SendError)>, BillingError> {
+    if row.subject.is_some() && row.text_body.is_some() && row.html_body.is_some() {
+        return Ok(Ok(row));
+    }
+    let rendered = match row.render(links) {
+        Ok(rendered) => rendered,
+        Err(message) => return Ok(Err((row, SendError::Build(message)))),
+    };
+    diesel::update(email_outbox::table.find(row.id))
+        .set((
+            email_outbox::subject.eq(&rendered.subject),
+            email_outbox::text_body.eq(&rendered.text_body),
+            email_outbox::html_body.eq(&rendered.html_body),
+        ))
+        .execute(conn)
+        .await?;
+    row.subject = Some(rendered.subject);
+    row.text_body = Some(rendered.text_body);
+    row.html_body = Some(rendered.html_body);
+    Ok(Ok(row))
 }
 
 /// Marks a delivered row sent, retrying a failed update three times: every

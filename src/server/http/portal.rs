@@ -11,6 +11,10 @@
 //! `leptos_axum` does for server functions; so whatever the session layer
 //! reads from the request works here too.
 
+pub use crate::app::server_errors::{
+    error_status, set_error_status, ACTION_API_PREFIX, SERVER_FN_PREFIX,
+};
+
 use crate::app::portal::keys::FormKeyOutcome;
 use crate::server::auth::{require_user, CurrentUser};
 use crate::server::billing::history::ledger_csv;
@@ -27,50 +31,6 @@ use leptos::prelude::{provide_context, use_context};
 use leptos::reactive::computed::ScopedFuture;
 use leptos::reactive::owner::Owner;
 use serde::Deserialize;
-
-/// The status for an error of a portal server function.
-pub fn error_status(error: &AppError) -> StatusCode {
-    match error {
-        AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        AppError::Conflict(_) => StatusCode::CONFLICT,
-        AppError::Unauthorized => StatusCode::UNAUTHORIZED,
-        AppError::Forbidden => StatusCode::FORBIDDEN,
-        AppError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-        AppError::NotFound => StatusCode::NOT_FOUND,
-        AppError::Internal | AppError::Transport(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
-/// Path prefix of the server functions (`/api/<endpoint>`); the Action's
-/// JSON API under [`ACTION_API_PREFIX`] is not one of them.
-pub const SERVER_FN_PREFIX: &str = "/api/";
-
-/// Path prefix of the Action's JSON API.
-pub const ACTION_API_PREFIX: &str = "/api/v1/";
-
-/// Inside a server function (portal, home signup): sets the response status for `error` when
-/// the function was called over HTTP by `fetch` (the hydrated app or an
-/// API client). Left alone are page renders, whose server-side calls run
-/// under the page's request (the page shows the error, answered 200), and
-/// plain HTML form posts (no JavaScript), which Leptos answers with a
-/// redirect back to the page that a status would break.
-pub fn set_error_status(error: &AppError) {
-    let is_fetch_call = use_context::<Parts>().is_some_and(|parts| {
-        let accepts_html = parts
-            .headers
-            .get(ACCEPT)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.contains("text/html"));
-        let path = parts.uri.path();
-        path.starts_with(SERVER_FN_PREFIX) && !path.starts_with(ACTION_API_PREFIX) && !accepts_html
-    });
-    if !is_fetch_call {
-        return;
-    }
-    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-        response.set_status(error_status(error));
-    }
-}
 
 /// Runs `require_user()` for a plain axum handler: under a fresh Leptos
 /// owner with the request's parts, the state and response options in

@@ -46,7 +46,7 @@ use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{customer_github_accounts, customers, jobs};
-use crate::server::jobs::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::db::queue::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
 use crate::server::state::AppState;
 use crate::types::values::{LedgerKind, Plan};
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};

@@ -56,9 +56,9 @@ use crate::server::db::schema::{
     customer_github_accounts, customers, email_outbox, github_deliveries, github_pending_changes,
     jobs, users,
 };
-use crate::server::email::enqueue_email;
-use crate::server::email::templates::kind as email_kind;
-use crate::server::jobs::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::billing::notifications::enqueue_email;
+use crate::server::billing::notifications::kind as email_kind;
+use crate::server::db::queue::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
 use crate::server::marketplace::credits::{grant_period, parse_github_date, Period};
 use crate::server::state::AppState;
 use crate::types::values::{CustomerName, Email, Plan, Source};
@@ -75,8 +75,7 @@ pub const EVENT_MARKETPLACE_PURCHASE: &str = "marketplace_purchase";
 /// Job kind: apply the pending change `{"pending_change_id": i64}` once due.
 pub const KIND_GITHUB_APPLY_PENDING_CHANGE: &str = "github.apply_pending_change";
 
-/// Domain of the placeholder email of a customer GitHub gave no email for.
-pub const PLACEHOLDER_EMAIL_DOMAIN: &str = "users.noreply.github.com";
+pub use crate::server::billing::placeholder::{is_placeholder, placeholder_email, PLACEHOLDER_EMAIL_DOMAIN};
 
 // --- Payload ---------------------------------------------------------------
 
@@ -206,22 +205,6 @@ impl MarketplacePurchaseEvent {
         };
         Period::containing(anchor, at)
     }
-}
-
-/// The placeholder email of GitHub account `id`/`login`:
-/// `<id>+<login>@users.noreply.github.com`.
-pub fn placeholder_email(id: i64, login: &str) -> String {
-    format!("{id}+{login}@{PLACEHOLDER_EMAIL_DOMAIN}")
-}
-
-/// Whether `email` is a placeholder ([`placeholder_email`]): no one reads
-/// it, so nothing is mailed to it and no Stripe Customer is created with it
-/// (the `stripe.create_customer` job waits until it is replaced, see
-/// [`requeue_create_customer`]).
-pub fn is_placeholder(email: &str) -> bool {
-    email
-        .to_ascii_lowercase()
-        .ends_with(&format!("@{PLACEHOLDER_EMAIL_DOMAIN}"))
 }
 
 // --- Deliveries --------------------------------------------------------------
@@ -684,10 +667,10 @@ pub async fn requeue_create_customer(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
 ) -> Result<(), BillingError> {
-    crate::server::stripe::jobs::enqueue_create_customer(conn, customer_id).await?;
+    crate::server::billing::work::enqueue_create_customer(conn, customer_id).await?;
     let dedupe = format!(
         "{}:{customer_id}",
-        crate::server::jobs::KIND_STRIPE_CREATE_CUSTOMER
+        crate::server::billing::work::KIND_STRIPE_CREATE_CUSTOMER
     );
     diesel::update(
         jobs::table

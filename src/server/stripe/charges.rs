@@ -7,7 +7,7 @@ use crate::server::billing::charges::{
 };
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{customers, stripe_payment_methods};
-use crate::server::jobs::JobError;
+use crate::server::db::queue::JobError;
 use crate::server::state::AppState;
 use crate::server::stripe::billing_api::PaymentIntent;
 use crate::server::stripe::client::{StripeApi, StripeCallError};

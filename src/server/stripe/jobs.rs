@@ -3,9 +3,8 @@
 use crate::server::billing::customers::find_customer;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::customers;
-use crate::server::jobs::{
-    enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS, KIND_STRIPE_CREATE_CUSTOMER,
-};
+pub use crate::server::billing::work::enqueue_create_customer;
+use crate::server::db::queue::JobError;
 use crate::server::state::AppState;
 use crate::server::stripe::client::{StripeApi, StripeCallError};
 use diesel::prelude::*;
@@ -20,29 +19,6 @@ impl From<StripeCallError> for JobError {
             JobError::permanent(error.to_string())
         }
     }
-}
-
-/// Enqueues, in the caller's transaction, the job that creates the Stripe
-/// Customer of `customer_id` (dedupe key `stripe.create_customer:<id>`, so
-/// at most one such job ever exists per customer).
-///
-/// Errors: [`BillingError::Database`].
-pub async fn enqueue_create_customer(
-    conn: &mut AsyncPgConnection,
-    customer_id: i64,
-) -> Result<(), BillingError> {
-    let dedupe = format!("{KIND_STRIPE_CREATE_CUSTOMER}:{customer_id}");
-    enqueue(
-        conn,
-        &NewJob {
-            kind: KIND_STRIPE_CREATE_CUSTOMER,
-            payload: json!({ "customer_id": customer_id }),
-            dedupe_key: Some(&dedupe),
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// The `stripe.create_customer` job (`{"customer_id": i64}`): gives our
@@ -78,7 +54,7 @@ pub async fn create_customer(state: &AppState, payload: &Value) -> Result<(), Jo
     if customer.stripe_customer_id.is_some() {
         return Ok(());
     }
-    if crate::server::marketplace::events::is_placeholder(&customer.email) {
+    if crate::server::billing::placeholder::is_placeholder(&customer.email) {
         // GitHub gave no email: wait until it is replaced, which queues this
         // job again (marketplace::events::requeue_create_customer).
         tracing::info!(customer_id, "placeholder email: no Stripe Customer yet");

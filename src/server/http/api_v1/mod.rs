@@ -45,11 +45,7 @@ fn action_routes() -> Router<AppState> {
         .route("/fix-attempts", post(fix_attempts::create_fix_attempt))
 }
 
-/// ISO-8601 UTC with a `Z` and whole seconds, as in the contract's examples
-/// (`2026-11-21T13:00:00Z`).
-pub(crate) fn iso_utc(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
+pub(crate) use crate::app::server_errors::iso_utc;
 
 /// Rejects strings longer than `max` characters with a 422 naming `field`.
 pub(crate) fn check_len(

@@ -2,8 +2,15 @@
 //! documented in `.env.example`; a missing or malformed value fails start-up
 //! with a message naming the variable.
 
-use crate::server::billing::pricing::PricingCatalog;
-use crate::server::email::templates::EmailLinks;
+pub mod github;
+pub mod links;
+pub mod pricing;
+pub mod stripe;
+
+pub use links::EmailLinks;
+
+use crate::server::flags::{Flag, Flags};
+pub use pricing::PricingCatalog;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -51,7 +58,7 @@ pub struct Config {
     /// Prices and credit grants.
     pub pricing: PricingCatalog,
     /// Stripe: kill switch, key, API base, webhook secrets.
-    pub stripe: crate::server::stripe::StripeSettings,
+    pub stripe: stripe::StripeSettings,
     /// Signups (onboarding API, signup form and server function) allowed
     /// per client IP per minute, across all instances
     /// (`RATE_LIMIT_SIGNUPS_PER_MINUTE`, default 10).
@@ -69,7 +76,7 @@ pub struct Config {
     /// (`API_KEY_ROTATION_GRACE_HOURS`, default 24, 0..=720).
     pub api_key_rotation_grace_hours: i64,
     /// GitHub Marketplace: webhook secrets, plan mapping.
-    pub github: crate::server::marketplace::GitHubSettings,
+    pub github: github::GitHubSettings,
     /// How often each instance reloads the feature flags from the database,
     /// in seconds (`FLAGS_REFRESH_SECONDS`, default 5, 1..=3600).
     pub flags_refresh_seconds: u64,
@@ -198,7 +205,7 @@ impl Config {
             )?,
             provider_credentials,
             pricing,
-            stripe: crate::server::stripe::StripeSettings::from_lookup(&lookup)?,
+            stripe: stripe::StripeSettings::from_lookup(&lookup)?,
             rate_limit_signups_per_minute: env.parsed(
                 "RATE_LIMIT_SIGNUPS_PER_MINUTE",
                 10,
@@ -219,7 +226,7 @@ impl Config {
                 24,
                 0..=720,
             )?,
-            github: crate::server::marketplace::GitHubSettings::from_lookup(&lookup)?,
+            github: github::GitHubSettings::from_lookup(&lookup)?,
             flags_refresh_seconds: env.parsed("FLAGS_REFRESH_SECONDS", 5, 1..=3600)?,
             maintenance_retry_after_seconds: env.parsed(
                 "MAINTENANCE_RETRY_AFTER_SECONDS",
@@ -231,8 +238,42 @@ impl Config {
 
     /// The runtime feature flags (the cache shared with the Stripe
     /// settings; see [`crate::server::flags`]).
-    pub fn flags(&self) -> &crate::server::flags::Flags {
+    pub fn flags(&self) -> &Flags {
         &self.stripe.flags
+    }
+}
+
+/// The runtime flags with the forces read from the environment through
+/// `lookup` (`BILLING_ENABLED`, `FLAG_*`; see [`Flag::env_var`]), the stored
+/// values at their defaults until the first refresh.
+///
+/// Errors: [`ConfigError::Invalid`] for a value that is not a boolean.
+pub fn flags_from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Flags, ConfigError> {
+    let mut forced = [None; 4];
+    for flag in Flag::ALL {
+        forced[flag.index()] = parse_bool(flag.env_var(), lookup(flag.env_var()))?;
+    }
+    Ok(Flags::with_forced(forced))
+}
+
+/// Parses a boolean environment value (`true/1/yes/on`, `false/0/no/off`,
+/// any case); `None` for an unset or empty variable.
+///
+/// Errors: [`ConfigError::Invalid`] naming the variable.
+fn parse_bool(name: &'static str, value: Option<String>) -> Result<Option<bool>, ConfigError> {
+    let Some(value) = value
+        .map(|v| v.trim().to_ascii_lowercase())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    match value.as_str() {
+        "true" | "1" | "yes" | "on" => Ok(Some(true)),
+        "false" | "0" | "no" | "off" => Ok(Some(false)),
+        _ => Err(ConfigError::Invalid {
+            name,
+            reason: "must be true or false".into(),
+        }),
     }
 }
 
@@ -739,6 +780,28 @@ mod tests {
             ]));
             let err = Config::from_lookup(lookup(vars)).unwrap_err();
             assert!(err.to_string().contains("PUBLIC_BASE_URL"), "{bad}: {err}");
+        }
+    }
+
+
+    #[test]
+    fn env_forces_win_and_defaults_apply() {
+        let flags = flags_from_lookup(&|name| match name {
+            "FLAG_MAINTENANCE" => Some("true".into()),
+            "BILLING_ENABLED" => Some("off".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(flags.is_on(Flag::Maintenance));
+        assert!(!flags.is_on(Flag::BillingEnabled));
+        assert!(flags.is_on(Flag::AutoProvision));
+        flags.set_stored(Flag::Maintenance, false);
+        assert!(flags.is_on(Flag::Maintenance), "the force wins");
+        flags.set_stored(Flag::AutoProvision, false);
+        assert!(!flags.is_on(Flag::AutoProvision));
+        assert!(flags_from_lookup(&|_| Some("maybe".into())).is_err());
+        for flag in Flag::ALL {
+            assert_eq!(Flag::parse(flag.key()), Some(flag));
         }
     }
 }

@@ -1,0 +1,360 @@
+//! Emails as typed notifications (issue 9, scope 5): the domain (billing,
+//! auth, admin, and the integrations applying webhooks) queues *what
+//! happened* — a [`Notification`] with the facts its email needs — into the
+//! outbox (`email_outbox.notification`), in the transaction that causes it.
+//! It never renders a template: the email integration
+//! (`server::email::templates`) renders subject and bodies at send time and
+//! stores the rendering on the row.
+//!
+//! The constructors ([`welcome`], [`low_credit`], …) keep the signatures of
+//! the templates they replace, so a call site reads as before:
+//! `enqueue_email(conn, &low_credit(links, &to, 1, key))`.
+//!
+//! Secrets: the account notifications ([`Notification::EmailConfirmation`],
+//! [`Notification::PasswordReset`], [`Notification::Invite`]) carry their
+//! link *with its token*, as the rendered body did before; the token is
+//! single-use and expires, and the row is never logged. None carries an API
+//! key (a key is shown once; see README § Email).
+
+use crate::server::billing::BillingError;
+use crate::server::db::schema::email_outbox;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+
+pub use crate::server::config::links::EmailLinks;
+
+/// The `kind` column of each notification (the email's kind).
+pub mod kind {
+    /// [`super::Notification::Welcome`].
+    pub const WELCOME: &str = "welcome";
+    /// [`super::Notification::EmailConfirmation`].
+    pub const EMAIL_CONFIRMATION: &str = "email_confirmation";
+    /// [`super::Notification::PasswordReset`].
+    pub const PASSWORD_RESET: &str = "password_reset";
+    /// [`super::Notification::LowCredit`].
+    pub const LOW_CREDIT: &str = "low_credit";
+    /// [`super::Notification::ApiKeyRevoked`].
+    pub const API_KEY_REVOKED: &str = "api_key_revoked";
+    /// [`super::Notification::ApiKeyRotated`].
+    pub const API_KEY_ROTATED: &str = "api_key_rotated";
+    /// [`super::Notification::Invite`].
+    pub const INVITE: &str = "invite";
+    /// [`super::Notification::ChargeDeclined`].
+    pub const CHARGE_DECLINED: &str = "charge_declined";
+    /// [`super::Notification::SubscriptionPaymentFailed`].
+    pub const SUBSCRIPTION_PAYMENT_FAILED: &str = "subscription_payment_failed";
+}
+
+/// `kind` of [`charge_declined`].
+pub const KIND_CHARGE_DECLINED: &str = kind::CHARGE_DECLINED;
+/// `kind` of [`subscription_payment_failed`].
+pub const KIND_SUBSCRIPTION_PAYMENT_FAILED: &str = kind::SUBSCRIPTION_PAYMENT_FAILED;
+
+/// Path of the email-confirmation page (`?token=`).
+pub const CONFIRM_EMAIL_PATH: &str = "/confirm-email";
+/// Path of the password-reset page (`?token=`).
+pub const RESET_PASSWORD_PATH: &str = "/reset-password";
+/// Path of the set-a-password page for invitations (`?token=`).
+pub const ACCEPT_INVITE_PATH: &str = "/accept-invite";
+
+/// What happened, with the facts its email needs. Stored as JSON tagged by
+/// `kind` (the same spelling as the outbox's `kind` column).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Notification {
+    /// Welcome after sign-up (links the dashboard, never the key).
+    Welcome,
+    /// Confirm the address: `link` is the confirmation page with the token.
+    EmailConfirmation {
+        /// `/confirm-email?token=…` on the public base URL (a secret).
+        link: String,
+    },
+    /// Reset the password: `link` is the reset page with the token.
+    PasswordReset {
+        /// `/reset-password?token=…` on the public base URL (a secret).
+        link: String,
+    },
+    /// The balance is down to `credits_left` credits.
+    LowCredit {
+        /// Credits left (whole credits).
+        credits_left: i64,
+    },
+    /// An API key was revoked.
+    ApiKeyRevoked {
+        /// The key's name.
+        key_name: String,
+        /// Its display prefix (`rsolv_` + 6 characters), never the key.
+        key_prefix: String,
+    },
+    /// An API key was rotated; the old one works until `grace_ends_at`.
+    ApiKeyRotated {
+        /// The key's name.
+        key_name: String,
+        /// The old key's display prefix.
+        old_prefix: String,
+        /// The new key's display prefix.
+        new_prefix: String,
+        /// End of the old key's grace period.
+        grace_ends_at: DateTime<Utc>,
+    },
+    /// An account was created for the recipient: `link` sets a password.
+    Invite {
+        /// `/accept-invite?token=…` on the public base URL (a secret).
+        link: String,
+    },
+    /// A pay-as-you-go card charge was declined.
+    ChargeDeclined {
+        /// The amount, formatted (e.g. `$29.00`, `billing::pricing::format_money`).
+        amount: String,
+        /// The processor's decline message.
+        reason: String,
+    },
+    /// A Pro subscription invoice could not be paid (past due).
+    SubscriptionPaymentFailed {
+        /// The invoice amount, formatted.
+        amount: String,
+    },
+}
+
+impl Notification {
+    /// The outbox `kind` (one of [`kind`]).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Welcome => kind::WELCOME,
+            Self::EmailConfirmation { .. } => kind::EMAIL_CONFIRMATION,
+            Self::PasswordReset { .. } => kind::PASSWORD_RESET,
+            Self::LowCredit { .. } => kind::LOW_CREDIT,
+            Self::ApiKeyRevoked { .. } => kind::API_KEY_REVOKED,
+            Self::ApiKeyRotated { .. } => kind::API_KEY_ROTATED,
+            Self::Invite { .. } => kind::INVITE,
+            Self::ChargeDeclined { .. } => kind::CHARGE_DECLINED,
+            Self::SubscriptionPaymentFailed { .. } => kind::SUBSCRIPTION_PAYMENT_FAILED,
+        }
+    }
+}
+
+/// The JSON stored in `email_outbox.notification`: the notification and the
+/// recipient's display name (for the greeting).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRecord {
+    /// Display name used in the greeting; empty for a plain "Hello,".
+    #[serde(default)]
+    pub recipient_name: String,
+    /// What happened.
+    #[serde(flatten)]
+    pub notification: Notification,
+}
+
+/// Who an email goes to.
+#[derive(Debug, Clone, Copy)]
+pub struct Recipient<'a> {
+    /// The customer it concerns, if any.
+    pub customer_id: Option<i64>,
+    /// Address.
+    pub email: &'a str,
+    /// Display name, used in the greeting.
+    pub name: &'a str,
+}
+
+/// One notification to queue for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingEmail {
+    /// The customer it concerns, if any (for the admin's view).
+    pub customer_id: Option<i64>,
+    /// Recipient address.
+    pub to: String,
+    /// What happened and the recipient's name.
+    pub record: NotificationRecord,
+    /// Unique across the outbox: queuing the same key twice queues one
+    /// email (e.g. `welcome:<customer id>`, `low_credit:<ledger entry id>`).
+    pub idempotency_key: String,
+}
+
+impl OutgoingEmail {
+    /// `notification` for `to`, deduplicated by `idempotency_key`.
+    pub fn new(to: &Recipient<'_>, notification: Notification, idempotency_key: String) -> Self {
+        Self {
+            customer_id: to.customer_id,
+            to: to.email.to_owned(),
+            record: NotificationRecord {
+                recipient_name: to.name.to_owned(),
+                notification,
+            },
+            idempotency_key,
+        }
+    }
+
+    /// The outbox `kind`.
+    pub fn kind(&self) -> &'static str {
+        self.record.notification.kind()
+    }
+
+    /// The notification.
+    pub fn notification(&self) -> &Notification {
+        &self.record.notification
+    }
+}
+
+/// Queues `email` inside the caller's transaction (subject and bodies are
+/// left empty: the email worker renders them at send time); returns the
+/// outbox id, or `None` when an email with the same idempotency key was
+/// already queued.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn enqueue_email(
+    conn: &mut AsyncPgConnection,
+    email: &OutgoingEmail,
+) -> Result<Option<i64>, BillingError> {
+    let record = serde_json::to_value(&email.record)
+        .map_err(|e| BillingError::Database(diesel::result::Error::SerializationError(Box::new(e))))?;
+    Ok(diesel::insert_into(email_outbox::table)
+        .values((
+            email_outbox::customer_id.eq(email.customer_id),
+            email_outbox::kind.eq(email.kind()),
+            email_outbox::to_address.eq(&email.to),
+            email_outbox::notification.eq(Some(record)),
+            email_outbox::idempotency_key.eq(&email.idempotency_key),
+        ))
+        .on_conflict(email_outbox::idempotency_key)
+        .do_nothing()
+        .returning(email_outbox::id)
+        .get_result(conn)
+        .await
+        .optional()?)
+}
+
+/// Welcome after sign-up. Conventional key: `welcome:<customer id>`.
+/// (`_links`: the dashboard link is built at send time.)
+pub fn welcome(_links: &EmailLinks, to: &Recipient<'_>, idempotency_key: String) -> OutgoingEmail {
+    OutgoingEmail::new(to, Notification::Welcome, idempotency_key)
+}
+
+/// Asks the recipient to confirm their address by opening `confirm_link`
+/// (built with [`EmailLinks::with_token`]).
+pub fn email_confirmation(
+    to: &Recipient<'_>,
+    confirm_link: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    let link = confirm_link.to_owned();
+    OutgoingEmail::new(to, Notification::EmailConfirmation { link }, idempotency_key)
+}
+
+/// A password-reset link (`reset_link`, built with
+/// [`EmailLinks::with_token`]).
+pub fn password_reset(to: &Recipient<'_>, reset_link: &str, idempotency_key: String) -> OutgoingEmail {
+    let link = reset_link.to_owned();
+    OutgoingEmail::new(to, Notification::PasswordReset { link }, idempotency_key)
+}
+
+/// The balance is down to `credits_left` credits. Conventional key:
+/// `low_credit:<ledger entry id>` of the debit that left it there.
+pub fn low_credit(
+    _links: &EmailLinks,
+    to: &Recipient<'_>,
+    credits_left: i64,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    OutgoingEmail::new(to, Notification::LowCredit { credits_left }, idempotency_key)
+}
+
+/// A key was revoked. `key_prefix` is the key's display prefix, never the key.
+pub fn api_key_revoked(
+    _links: &EmailLinks,
+    to: &Recipient<'_>,
+    key_name: &str,
+    key_prefix: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    let notification = Notification::ApiKeyRevoked {
+        key_name: key_name.to_owned(),
+        key_prefix: key_prefix.to_owned(),
+    };
+    OutgoingEmail::new(to, notification, idempotency_key)
+}
+
+/// A key was rotated: the old one keeps working until `grace_ends_at`.
+pub fn api_key_rotated(
+    _links: &EmailLinks,
+    to: &Recipient<'_>,
+    key_name: &str,
+    old_prefix: &str,
+    new_prefix: &str,
+    grace_ends_at: DateTime<Utc>,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    let notification = Notification::ApiKeyRotated {
+        key_name: key_name.to_owned(),
+        old_prefix: old_prefix.to_owned(),
+        new_prefix: new_prefix.to_owned(),
+        grace_ends_at,
+    };
+    OutgoingEmail::new(to, notification, idempotency_key)
+}
+
+/// Invites the recipient to set a password by opening `set_password_link`
+/// (built with [`EmailLinks::with_token`]).
+pub fn invite(to: &Recipient<'_>, set_password_link: &str, idempotency_key: String) -> OutgoingEmail {
+    let link = set_password_link.to_owned();
+    OutgoingEmail::new(to, Notification::Invite { link }, idempotency_key)
+}
+
+/// A pay-as-you-go card charge of `amount` (formatted, e.g. `$29.00`) was
+/// declined with the processor's `reason`. Conventional key:
+/// `charge_declined:<charge id>:<attempt>`.
+pub fn charge_declined(
+    _links: &EmailLinks,
+    to: &Recipient<'_>,
+    amount: &str,
+    reason: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    let notification = Notification::ChargeDeclined {
+        amount: amount.to_owned(),
+        reason: reason.to_owned(),
+    };
+    OutgoingEmail::new(to, notification, idempotency_key)
+}
+
+/// A Pro subscription invoice of `amount` could not be paid. Conventional
+/// key: `invoice_payment_failed:<invoice id>:<attempt count>`.
+pub fn subscription_payment_failed(
+    _links: &EmailLinks,
+    to: &Recipient<'_>,
+    amount: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    let amount = amount.to_owned();
+    OutgoingEmail::new(to, Notification::SubscriptionPaymentFailed { amount }, idempotency_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn notifications_are_stored_tagged_by_kind_with_the_name() {
+        let to = Recipient {
+            customer_id: Some(7),
+            email: "ada@example.com",
+            name: "Ada",
+        };
+        let links = EmailLinks::parse("https://app.rsolv.dev").unwrap();
+        let email = low_credit(&links, &to, 1, "low_credit:9".into());
+        assert_eq!(email.kind(), kind::LOW_CREDIT);
+        let json = serde_json::to_value(&email.record).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "low_credit", "credits_left": 1, "recipient_name": "Ada"})
+        );
+        let back: NotificationRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back, email.record);
+        let welcome = welcome(&links, &to, "welcome:7".into());
+        assert_eq!(
+            serde_json::to_value(&welcome.record).unwrap(),
+            serde_json::json!({"kind": "welcome", "recipient_name": "Ada"})
+        );
+    }
+}
