@@ -275,7 +275,7 @@ pub async fn store_flag(
 #[derive(Debug, thiserror::Error)]
 pub enum StoreFlagError {
     /// The environment forces the flag.
-    #[error("{FORCED_MESSAGE}")]
+    #[error("{}", FORCED_MESSAGE)]
     Forced,
     /// The database failed.
     #[error(transparent)]

@@ -15,6 +15,7 @@ mod email;
 mod flags;
 mod github;
 mod harness;
+mod jobs;
 mod money;
 mod pages;
 mod portal;

@@ -62,6 +62,7 @@ pub fn account_email(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::billing::notifications::Notification;
 
     #[test]
     fn the_link_carries_the_token_and_the_key_is_per_token() {
@@ -74,14 +75,15 @@ mod tests {
             "tok",
             42,
         );
-        assert!(email
-            .text_body
-            .contains("https://rsolv.example/reset-password?token=tok"));
-        assert!(email
-            .html_body
-            .contains("href=\"https://rsolv.example/reset-password?token=tok\""));
+        assert_eq!(
+            email.notification(),
+            &Notification::PasswordReset {
+                link: "https://rsolv.example/reset-password?token=tok".into()
+            }
+        );
         assert_eq!(email.idempotency_key, "password_reset:42");
-        assert_eq!(email.kind, "password_reset");
+        assert_eq!(email.kind(), "password_reset");
+        assert_eq!(email.customer_id, Some(7));
         let invite = account_email(
             AccountEmail::Invite,
             &links,
@@ -90,9 +92,12 @@ mod tests {
             "t2",
             5,
         );
-        assert!(invite
-            .text_body
-            .contains("https://rsolv.example/accept-invite?token=t2"));
+        assert_eq!(
+            invite.notification(),
+            &Notification::Invite {
+                link: "https://rsolv.example/accept-invite?token=t2".into()
+            }
+        );
         assert_eq!(invite.idempotency_key, "invite:5");
     }
 }

@@ -58,7 +58,7 @@ pub struct Config {
     /// Prices and credit grants.
     pub pricing: PricingCatalog,
     /// Stripe: kill switch, key, API base, webhook secrets.
-    pub stripe: stripe::StripeSettings,
+    pub stripe: self::stripe::StripeSettings,
     /// Signups (onboarding API, signup form and server function) allowed
     /// per client IP per minute, across all instances
     /// (`RATE_LIMIT_SIGNUPS_PER_MINUTE`, default 10).
@@ -205,7 +205,7 @@ impl Config {
             )?,
             provider_credentials,
             pricing,
-            stripe: stripe::StripeSettings::from_lookup(&lookup)?,
+            stripe: self::stripe::StripeSettings::from_lookup(&lookup)?,
             rate_limit_signups_per_minute: env.parsed(
                 "RATE_LIMIT_SIGNUPS_PER_MINUTE",
                 10,

@@ -152,6 +152,27 @@ pub async fn complete(conn: &mut AsyncPgConnection, job: &Job) -> Result<(), die
     Ok(())
 }
 
+/// Extends the lease of a job this worker is running (same attempt) to
+/// now + [`LEASE`]; false when the job is no longer this worker's (its lease
+/// expired and another worker claimed it, or it finished).
+///
+/// Errors: the database error.
+pub async fn renew_lease(
+    conn: &mut AsyncPgConnection,
+    job: &Job,
+) -> Result<bool, diesel::result::Error> {
+    let changed = diesel::sql_query(
+        "UPDATE jobs SET locked_until = now() + $3, updated_at = now() \
+         WHERE id = $1 AND status = 'running' AND attempts = $2",
+    )
+    .bind::<Int8, _>(job.id)
+    .bind::<diesel::sql_types::Int4, _>(job.attempts)
+    .bind::<Interval, _>(pg_interval(LEASE))
+    .execute(conn)
+    .await?;
+    Ok(changed > 0)
+}
+
 /// Records a failed run: back to `queued` after [`backoff`], or `dead` when
 /// the error is permanent or attempts are used up. Returns the new status.
 ///
@@ -219,6 +240,13 @@ impl JobError {
             message: message.into(),
             retryable: false,
         }
+    }
+}
+
+/// A database failure while running a job is worth retrying later.
+impl From<diesel::result::Error> for JobError {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::retry(error.to_string())
     }
 }
 

@@ -234,8 +234,8 @@ pub async fn run_once(state: &AppState) -> Result<usize, BillingError> {
         };
         processed += 1;
         let row = match render_row(&mut conn, &config.links, row).await? {
-            Ok(row) => row,
-            Err((row, error)) => {
+            Rendering::Ready(row) => row,
+            Rendering::Failed(row, error) => {
                 let status = mark_failed(&mut conn, config, &row, &error).await?;
                 tracing::error!(outbox_id = row.id, kind = %row.kind, status, error = %error, "email not rendered");
                 continue;
@@ -261,22 +261,21 @@ pub async fn run_once(state: &AppState) -> Result<usize, BillingError> {
 
 /// Renders a claimed row's notification (unless it was rendered by an
 /// earlier attempt) and stores the rendering on the row, so that a retry
-/// and the admin console see exactly what is sent. `Err((row, error))`
+/// and the admin console see exactly what is sent; [`Rendering::Failed`]
 /// when it cannot be rendered (a permanent failure).
 ///
-/// Errors: the outer [`BillingError`] when the row cannot be updated.
-#[expect(clippy::type_complexity, reason = "the row travels back with its failure")]
+/// Errors: [`BillingError`] when the row cannot be updated.
 async fn render_row(
     conn: &mut AsyncPgConnection,
     links: &EmailLinks,
     mut row: OutboxEmail,
-) -> Result<Result<OutboxEmail, (OutboxEmail, SendError)>, BillingError> {
+) -> Result<Rendering, BillingError> {
     if row.subject.is_some() && row.text_body.is_some() && row.html_body.is_some() {
-        return Ok(Ok(row));
+        return Ok(Rendering::Ready(row));
     }
     let rendered = match row.render(links) {
         Ok(rendered) => rendered,
-        Err(message) => return Ok(Err((row, SendError::Build(message)))),
+        Err(message) => return Ok(Rendering::Failed(row, SendError::Build(message))),
     };
     diesel::update(email_outbox::table.find(row.id))
         .set((
@@ -289,7 +288,15 @@ async fn render_row(
     row.subject = Some(rendered.subject);
     row.text_body = Some(rendered.text_body);
     row.html_body = Some(rendered.html_body);
-    Ok(Ok(row))
+    Ok(Rendering::Ready(row))
+}
+
+/// What [`render_row`] made of a claimed row.
+enum Rendering {
+    /// Rendered (now or by an earlier attempt): send it.
+    Ready(OutboxEmail),
+    /// Cannot be rendered: fail it with this error.
+    Failed(OutboxEmail, SendError),
 }
 
 /// Marks a delivered row sent, retrying a failed update three times: every

@@ -1,7 +1,8 @@
 //! The job worker (wiring, above the integrations): claims due jobs from the
 //! queue's storage ([`crate::server::db::queue`], re-exported here) and runs
-//! the handler registered for each kind. Nothing below imports this module:
-//! the domain and the integrations enqueue through the storage.
+//! the handler its [`Registry`] holds for each kind, renewing the job's lease
+//! while it runs. Nothing below imports this module: the domain and the
+//! integrations enqueue through the storage, and the queue knows no handler.
 //!
 //! Kinds: `stripe.create_customer` ([`crate::server::stripe::jobs`]),
 //! `stripe.charge` ([`crate::server::stripe::charges`]) and
@@ -18,9 +19,88 @@ pub use crate::server::db::queue::{
 };
 
 use crate::server::billing::BillingError;
+use crate::server::db::queue::renew_lease;
 use crate::server::state::AppState;
+use serde_json::Value;
+use std::collections::HashMap;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::LazyLock;
 use std::time::Duration;
+
+/// How often a running job renews its lease ([`LEASE`] / 3), so a job that
+/// works longer than the lease is not claimed by a second worker.
+pub const LEASE_RENEWAL: Duration = Duration::from_secs(LEASE.as_secs() / 3);
+
+/// What a handler returns: its run, borrowing the state and the payload.
+pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
+
+/// A job handler: runs the job of one kind from its JSON payload.
+pub type Handler = for<'a> fn(&'a AppState, &'a Value) -> HandlerFuture<'a>;
+
+/// The kinds this worker runs and their handlers. The queue
+/// ([`crate::server::db::queue`]) stores `(kind, payload)` and knows no
+/// handler; a kind nobody registered fails permanently (`dead`) with
+/// "unknown job kind".
+#[derive(Clone, Default)]
+pub struct Registry {
+    handlers: HashMap<&'static str, Handler>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers `handler` for `kind` (replacing an earlier one).
+    #[must_use]
+    pub fn register(mut self, kind: &'static str, handler: Handler) -> Self {
+        self.handlers.insert(kind, handler);
+        self
+    }
+
+    /// The kinds registered, sorted.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        let mut kinds: Vec<_> = self.handlers.keys().copied().collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    /// Every job of the platform: the Stripe and GitHub Marketplace
+    /// handlers.
+    pub fn platform() -> Self {
+        use crate::server::marketplace::{credits, events as github};
+        use crate::server::stripe::{charges, events as stripe_events, jobs as stripe_jobs};
+        Self::new()
+            .register(KIND_STRIPE_CREATE_CUSTOMER, |s, p| {
+                Box::pin(stripe_jobs::create_customer(s, p))
+            })
+            .register(KIND_STRIPE_CHARGE, |s, p| Box::pin(charges::charge_job(s, p)))
+            .register(KIND_STRIPE_PROCESS_EVENT, |s, p| {
+                Box::pin(stripe_events::process_event_job(s, p))
+            })
+            .register(github::KIND_GITHUB_APPLY_PENDING_CHANGE, |s, p| {
+                Box::pin(github::apply_pending_change_job(s, p))
+            })
+            .register(credits::KIND_GITHUB_GRANT_PERIOD, |s, p| {
+                Box::pin(credits::grant_period_job(s, p))
+            })
+    }
+
+    async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
+        match self.handlers.get(job.kind.as_str()) {
+            Some(handler) => handler(state, &job.payload).await,
+            None => Err(JobError::permanent(format!(
+                "unknown job kind {:?}",
+                job.kind
+            ))),
+        }
+    }
+}
+
+/// [`Registry::platform`], built once.
+static PLATFORM: LazyLock<Registry> = LazyLock::new(Registry::platform);
 
 /// How long [`run_forever`] sleeps when no job is due.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
@@ -49,6 +129,17 @@ pub struct JobRun {
 /// Errors: [`BillingError`] when the queue itself cannot be read or written
 /// (a failing job is not an error: see [`JobRun::status`]).
 pub async fn run_once(state: &AppState) -> Result<Option<JobRun>, BillingError> {
+    run_once_with(&PLATFORM, state).await
+}
+
+/// [`run_once`] with the handlers of `registry`. While the handler runs,
+/// the job's lease is renewed every [`LEASE_RENEWAL`].
+///
+/// Errors: as [`run_once`].
+pub async fn run_once_with(
+    registry: &Registry,
+    state: &AppState,
+) -> Result<Option<JobRun>, BillingError> {
     let skip: &[&str] = if state.config.stripe.can_call_stripe() {
         &[]
     } else {
@@ -61,7 +152,7 @@ pub async fn run_once(state: &AppState) -> Result<Option<JobRun>, BillingError> 
             None => return Ok(None),
         }
     };
-    let result = dispatch(state, &job).await;
+    let result = run_keeping_lease(registry, state, &job).await;
     let mut conn = state.conn().await?;
     let (status, error) = match result {
         Ok(()) => {
@@ -99,22 +190,34 @@ pub async fn run_until_idle(state: &AppState) -> Result<Vec<JobRun>, BillingErro
     Ok(runs)
 }
 
-async fn dispatch(state: &AppState, job: &Job) -> Result<(), JobError> {
-    match job.kind.as_str() {
-        KIND_STRIPE_CREATE_CUSTOMER => {
-            crate::server::stripe::jobs::create_customer(state, &job.payload).await
+/// Runs `job`'s handler, renewing the lease every [`LEASE_RENEWAL`] until
+/// it finishes (a renewal that fails is logged; the handler keeps running,
+/// and must be safe to run twice anyway).
+async fn run_keeping_lease(
+    registry: &Registry,
+    state: &AppState,
+    job: &Job,
+) -> Result<(), JobError> {
+    let work = registry.run(state, job);
+    tokio::pin!(work);
+    let mut renew = tokio::time::interval(LEASE_RENEWAL);
+    renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    renew.tick().await; // the first tick is immediate: the claim just set the lease
+    loop {
+        tokio::select! {
+            result = &mut work => return result,
+            _ = renew.tick() => {
+                let renewed = match state.conn().await {
+                    Ok(mut conn) => renew_lease(&mut conn, job).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match renewed {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(job_id = job.id, "job lease lost while running"),
+                    Err(error) => tracing::warn!(job_id = job.id, %error, "job lease not renewed"),
+                }
+            }
         }
-        KIND_STRIPE_CHARGE => crate::server::stripe::charges::charge_job(state, &job.payload).await,
-        KIND_STRIPE_PROCESS_EVENT => {
-            crate::server::stripe::events::process_event_job(state, &job.payload).await
-        }
-        crate::server::marketplace::events::KIND_GITHUB_APPLY_PENDING_CHANGE => {
-            crate::server::marketplace::events::apply_pending_change_job(state, &job.payload).await
-        }
-        crate::server::marketplace::credits::KIND_GITHUB_GRANT_PERIOD => {
-            crate::server::marketplace::credits::grant_period_job(state, &job.payload).await
-        }
-        other => Err(JobError::permanent(format!("unknown job kind {other:?}"))),
     }
 }
 
