@@ -142,7 +142,12 @@ fn targets(rest: &str) -> Vec<String> {
         let end = group.find('}').unwrap_or(group.len());
         return group[..end]
             .split(',')
-            .map(|item| item.trim().chars().take_while(|c| is_ident(*c)).collect::<String>())
+            .map(|item| {
+                item.trim()
+                    .chars()
+                    .take_while(|c| is_ident(*c))
+                    .collect::<String>()
+            })
             .filter(|m| !m.is_empty())
             .map(|m| format!("server::{m}"))
             .collect();
@@ -190,7 +195,11 @@ fn imports() -> Vec<Import> {
                 search = start + "crate::".len();
                 // `rsolv_platform::crate` cannot occur; skip `$crate::` and
                 // identifiers ending in `crate` (`foo_crate::`).
-                if line[..start].chars().next_back().is_some_and(|c| is_ident(c) || c == '$') {
+                if line[..start]
+                    .chars()
+                    .next_back()
+                    .is_some_and(|c| is_ident(c) || c == '$')
+                {
                     continue;
                 }
                 // A `use crate::server::{…}` group may span lines.
@@ -249,7 +258,10 @@ fn render(g: &BTreeMap<String, BTreeMap<String, usize>>) -> String {
 }
 
 /// Strongly connected components (Tarjan) with more than one module.
-fn cycles(nodes: &BTreeSet<String>, edges: &BTreeMap<String, BTreeSet<String>>) -> Vec<Vec<String>> {
+fn cycles(
+    nodes: &BTreeSet<String>,
+    edges: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<Vec<String>> {
     struct Tarjan<'a> {
         edges: &'a BTreeMap<String, BTreeSet<String>>,
         index: BTreeMap<String, usize>,
@@ -328,11 +340,17 @@ fn violations(imports: &[Import], tolerated: &[(&str, &str, &str)]) -> Vec<Strin
     let mut nodes = BTreeSet::new();
     for i in imports {
         let Some((from_layer, from_name)) = layer_of(&i.from) else {
-            out.push(format!("{}:{}: module {} has no layer: add it to LAYERS in tests/layers.rs", i.file, i.line, i.from));
+            out.push(format!(
+                "{}:{}: module {} has no layer: add it to LAYERS in tests/layers.rs",
+                i.file, i.line, i.from
+            ));
             continue;
         };
         let Some((to_layer, to_name)) = layer_of(&i.to) else {
-            out.push(format!("{}:{}: module {} has no layer: add it to LAYERS in tests/layers.rs", i.file, i.line, i.to));
+            out.push(format!(
+                "{}:{}: module {} has no layer: add it to LAYERS in tests/layers.rs",
+                i.file, i.line, i.to
+            ));
             continue;
         };
         if is_tolerated(tolerated, i) {
@@ -350,13 +368,19 @@ fn violations(imports: &[Import], tolerated: &[(&str, &str, &str)]) -> Vec<Strin
                     i.file, i.line, i.from, i.to
                 ));
             }
-            same_layer.entry(i.from.clone()).or_default().insert(i.to.clone());
+            same_layer
+                .entry(i.from.clone())
+                .or_default()
+                .insert(i.to.clone());
             nodes.insert(i.from.clone());
             nodes.insert(i.to.clone());
         }
         for (from, to, rule) in FORBIDDEN {
             if i.from == *from && i.to == *to {
-                out.push(format!("{}:{}: {} imports {}: {rule}", i.file, i.line, i.from, i.to));
+                out.push(format!(
+                    "{}:{}: {} imports {}: {rule}",
+                    i.file, i.line, i.from, i.to
+                ));
             }
         }
     }
@@ -429,20 +453,62 @@ fn the_check_sees_up_imports_groups_and_cycles() {
         from: from.into(),
         to: to.into(),
     };
-    let v = violations(&[a("server::auth", "server::admin"), a("server::admin", "server::auth")], &[]);
+    let v = violations(
+        &[
+            a("server::auth", "server::admin"),
+            a("server::admin", "server::auth"),
+        ],
+        &[],
+    );
     assert!(
-        v.iter().any(|l| l.starts_with("cycle between modules of one layer: server::admin <-> server::auth")),
+        v.iter()
+            .any(|l| l
+                .starts_with("cycle between modules of one layer: server::admin <-> server::auth")),
         "{v:?}"
     );
-    let v = violations(&[a("server::config", "server::flags"), a("server::flags", "server::config")], &[]);
-    assert!(v.iter().any(|l| l.contains("server::config <-> server::flags")), "{v:?}");
-    assert!(violations(&[a("server::stripe", "server::billing"), a("server::auth", "server::state")], &[]).is_empty());
+    let v = violations(
+        &[
+            a("server::config", "server::flags"),
+            a("server::flags", "server::config"),
+        ],
+        &[],
+    );
+    assert!(
+        v.iter()
+            .any(|l| l.contains("server::config <-> server::flags")),
+        "{v:?}"
+    );
+    assert!(violations(
+        &[
+            a("server::stripe", "server::billing"),
+            a("server::auth", "server::state")
+        ],
+        &[]
+    )
+    .is_empty());
     let v = violations(&[a("server::stripe", "server::email")], &[]);
-    assert!(v.iter().any(|l| l.contains("never imports another integration")), "{v:?}");
+    assert!(
+        v.iter()
+            .any(|l| l.contains("never imports another integration")),
+        "{v:?}"
+    );
     let v = violations(&[a("app", "server::http")], &[]);
-    assert!(v.iter().any(|l| l.contains("app never imports server::http")), "{v:?}");
-    assert_eq!(module_of_file("src/server/billing/fixes.rs").as_deref(), Some("server::billing"));
-    assert_eq!(module_of_file("src/server/flags.rs").as_deref(), Some("server::flags"));
-    assert_eq!(module_of_file("src/app/portal/api.rs").as_deref(), Some("app"));
+    assert!(
+        v.iter()
+            .any(|l| l.contains("app never imports server::http")),
+        "{v:?}"
+    );
+    assert_eq!(
+        module_of_file("src/server/billing/fixes.rs").as_deref(),
+        Some("server::billing")
+    );
+    assert_eq!(
+        module_of_file("src/server/flags.rs").as_deref(),
+        Some("server::flags")
+    );
+    assert_eq!(
+        module_of_file("src/app/portal/api.rs").as_deref(),
+        Some("app")
+    );
     assert_eq!(module_of_file("src/main.rs").as_deref(), Some("main"));
 }

@@ -3,16 +3,16 @@
 //! 127.0.0.1, started by `scripts/test.sh`), retried with backoff, never
 //! sent twice.
 
+use crate::harness::rendered;
 use crate::harness::{email, leptos_options, TestApp, TestDb};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::future::join_all;
-use rsolv_platform::server::config::Config;
-use rsolv_platform::server::db::schema::email_outbox;
-use crate::harness::rendered;
 use rsolv_platform::server::billing::notifications::{
     low_credit, EmailLinks, Notification, Recipient,
 };
+use rsolv_platform::server::config::Config;
+use rsolv_platform::server::db::schema::email_outbox;
 use rsolv_platform::server::email::worker::{run_once, OutboxEmail};
 use rsolv_platform::server::email::{enqueue_email, OutgoingEmail};
 use rsolv_platform::server::state::AppState;
@@ -439,7 +439,10 @@ async fn the_low_credit_warning_is_queued_once_when_one_credit_is_left() {
     let row = &rows[0];
     assert_eq!(row.customer_id, Some(customer_id));
     assert_eq!(row.to_address, address);
-    assert_eq!(rendered(row.notification.clone()).subject, "You have 1 credit left");
+    assert_eq!(
+        rendered(row.notification.clone()).subject,
+        "You have 1 credit left"
+    );
 
     use rsolv_platform::server::db::schema::credit_ledger_entries as l;
     let entry_id: i64 = l::table

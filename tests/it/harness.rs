@@ -643,7 +643,8 @@ impl TestApp {
 pub fn rendered(notification: Option<Value>) -> rsolv_platform::server::email::templates::Rendered {
     use rsolv_platform::server::billing::notifications::{EmailLinks, NotificationRecord};
     let record: NotificationRecord =
-        serde_json::from_value(notification.expect("a queued notification")).expect("a notification");
+        serde_json::from_value(notification.expect("a queued notification"))
+            .expect("a notification");
     let links = EmailLinks::parse("http://127.0.0.1:3000").unwrap();
     rsolv_platform::server::email::templates::render_notification(&links, &record)
 }

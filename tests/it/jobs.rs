@@ -40,7 +40,10 @@ async fn a_running_job_renews_its_lease_only_while_it_holds_it() {
         .await
         .unwrap();
     let until = until.expect("leased");
-    assert!(until > Utc::now() + chrono::Duration::seconds(200), "{until}");
+    assert!(
+        until > Utc::now() + chrono::Duration::seconds(200),
+        "{until}"
+    );
     // Another attempt's worker (a stale claim) cannot renew it.
     let stale = Job {
         attempts: claimed.attempts + 1,
@@ -74,13 +77,16 @@ async fn the_worker_runs_registered_kinds_and_buries_unknown_ones() {
         })
     });
     assert_eq!(registry.kinds(), vec!["test.ok"]);
-    enqueue(&mut app.conn().await, &job("test.ok")).await.unwrap();
+    enqueue(&mut app.conn().await, &job("test.ok"))
+        .await
+        .unwrap();
     let run = run_once_with(&registry, &state)
         .await
         .unwrap()
         .expect("a due job");
-    assert_eq!((run.kind.as_str(), run.status.as_str()), ("test.ok", "done"));
-    assert!(Registry::platform()
-        .kinds()
-        .contains(&"stripe.charge"));
+    assert_eq!(
+        (run.kind.as_str(), run.status.as_str()),
+        ("test.ok", "done")
+    );
+    assert!(Registry::platform().kinds().contains(&"stripe.charge"));
 }

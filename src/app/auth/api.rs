@@ -87,7 +87,8 @@ pub async fn register(
     let result = async {
         let state = app_state()?;
         let registered =
-            crate::server::signup::register(&state, &email, &name, &password, &password_confirm).await?;
+            crate::server::signup::register(&state, &email, &name, &password, &password_confirm)
+                .await?;
         leptos_axum::redirect(match registered {
             crate::server::signup::Registered::ConfirmationSent(_) => "/register?sent=1",
             crate::server::signup::Registered::PendingApproval => "/register?pending=1",

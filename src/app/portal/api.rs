@@ -135,12 +135,12 @@ pub async fn rotate_key(key_id: i64) -> Result<NewKeyView, AppError> {
 /// Server-side helpers of the functions above.
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
+    use crate::app::server_errors::iso_utc;
     use crate::server::auth::{require_user, CurrentUser};
     use crate::server::billing::api_keys::ApiKey;
     use crate::server::billing::history::{HistoryRow, UsagePoint};
     use crate::server::billing::BillingError;
     use crate::server::db::DbConn;
-    use crate::app::server_errors::iso_utc;
     use crate::server::state::AppState;
     use crate::types::portal::{
         ApiKeyView, FixRefView, KeyStatusView, LedgerRowView, NewKeyView, UsagePointView,

@@ -187,12 +187,12 @@ pub async fn get_billing_notice() -> Result<BillingNoticeView, AppError> {
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
     use super::super::api::ssr::{fail, fail_app, state};
+    use crate::app::server_errors::iso_utc;
     use crate::server::billing::charges::list_charges;
     use crate::server::billing::customers::find_customer;
     use crate::server::billing::payment_methods::{list_cards, CardRow, CONSENT_TEXT};
     use crate::server::billing::pricing::format_money;
     use crate::server::billing::subscriptions::ends_at_period_end;
-    use crate::app::server_errors::iso_utc;
     use crate::server::stripe::client::StripeApi;
     use crate::types::billing::{
         BillingHistoryView, BillingNoticeView, BillingView, CardView, HistoryItemView,

@@ -9,13 +9,13 @@ use crate::server::auth::accounts::{provision_with_owner, OwnerSetup};
 use crate::server::billing::api_keys::{list_api_keys, revoke_api_key, ApiKey};
 use crate::server::billing::customers::{find_customer, Customer, NewCustomer};
 use crate::server::billing::ledger::{append_entry, LedgerEntry, NewEntry};
+use crate::server::billing::notifications::EmailLinks;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
 use crate::server::db::schema::{
     credit_ledger_entries, customers, email_outbox, fixes, stripe_events, stripe_payment_methods,
     users,
 };
-use crate::server::billing::notifications::EmailLinks;
 use crate::types::values::{CustomerStatus, LedgerKind, ParseError, Plan, Source};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

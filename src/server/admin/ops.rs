@@ -4,10 +4,10 @@
 use crate::server::admin::audit::{record_audit, AuditEntry};
 use crate::server::admin::customers::{EmailRow, EventRow, EMAIL_ROW_COLUMNS, EVENT_ROW_COLUMNS};
 use crate::server::admin::{page_offset, Admin};
-use crate::server::billing::BillingError;
-use crate::server::db::schema::{email_outbox, jobs, stripe_events};
 use crate::server::billing::work::KIND_STRIPE_PROCESS_EVENT;
+use crate::server::billing::BillingError;
 use crate::server::db::queue::{enqueue, retry_now, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::db::schema::{email_outbox, jobs, stripe_events};
 use crate::types::values::ParseError;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};

@@ -2,7 +2,9 @@
 //! notification ([`crate::server::billing::notifications`]) and page each uses, with
 //! the outbox kind and idempotency key (`<kind>:<token row id>`).
 
-use crate::server::billing::notifications::{self as templates, EmailLinks, OutgoingEmail, Recipient};
+use crate::server::billing::notifications::{
+    self as templates, EmailLinks, OutgoingEmail, Recipient,
+};
 
 /// What an account email is for, with the page its link opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,11 @@
 //! once (ACTION_API.md § Authentication; crates.io's `utils/token.rs`).
 
 use crate::server::billing::customers::Customer;
+use crate::server::billing::notifications::{
+    self as templates, enqueue_email, EmailLinks, Recipient,
+};
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{api_keys, customers};
-use crate::server::billing::notifications::{self as templates, enqueue_email, EmailLinks, Recipient};
 use crate::types::portal::ApiKeyName;
 use crate::types::values::CustomerStatus;
 use base64::Engine;

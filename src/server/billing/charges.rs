@@ -23,13 +23,13 @@
 //! card added later re-queues the failed charges ([`retry_failed_charges`]).
 
 use crate::server::billing::ledger::{append_entry, NewEntry};
-use crate::server::billing::pricing::PricingCatalog;
-use crate::server::billing::BillingError;
-use crate::server::db::schema::{charges, customers, fixes};
 use crate::server::billing::notifications::enqueue_email;
 use crate::server::billing::notifications::{charge_declined, EmailLinks, Recipient};
+use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::work::KIND_STRIPE_CHARGE;
+use crate::server::billing::BillingError;
 use crate::server::db::queue::{enqueue, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::db::schema::{charges, customers, fixes};
 use crate::types::values::{FixBillingStatus, LedgerKind};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

@@ -3,12 +3,12 @@
 use crate::server::billing::api_keys::{create_api_key, ApiKey, PlainApiKey};
 use crate::server::billing::error::is_unique_violation;
 use crate::server::billing::ledger::{append_entry, NewEntry};
+use crate::server::billing::notifications::enqueue_email;
+use crate::server::billing::notifications::{welcome, EmailLinks, Recipient};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::customers;
 use crate::server::disposable_email::{is_disposable, DISPOSABLE_EMAIL_MESSAGE};
-use crate::server::billing::notifications::enqueue_email;
-use crate::server::billing::notifications::{welcome, EmailLinks, Recipient};
 use crate::types::portal::ApiKeyName;
 use crate::types::values::{
     CustomerName, CustomerStatus, Email, LedgerKind, ParseError, Plan, Source,

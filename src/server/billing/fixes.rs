@@ -5,11 +5,11 @@
 
 use crate::server::billing::charges::charge_for_fix_in_tx;
 use crate::server::billing::ledger::{append_entry, NewEntry};
+use crate::server::billing::notifications::enqueue_email;
+use crate::server::billing::notifications::{low_credit, EmailLinks, Recipient};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{customers, fixes};
-use crate::server::billing::notifications::enqueue_email;
-use crate::server::billing::notifications::{low_credit, EmailLinks, Recipient};
 use crate::types::values::{FixBillingStatus, LedgerKind, Repository};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

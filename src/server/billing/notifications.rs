@@ -207,8 +207,9 @@ pub async fn enqueue_email(
     conn: &mut AsyncPgConnection,
     email: &OutgoingEmail,
 ) -> Result<Option<i64>, BillingError> {
-    let record = serde_json::to_value(&email.record)
-        .map_err(|e| BillingError::Database(diesel::result::Error::SerializationError(Box::new(e))))?;
+    let record = serde_json::to_value(&email.record).map_err(|e| {
+        BillingError::Database(diesel::result::Error::SerializationError(Box::new(e)))
+    })?;
     Ok(diesel::insert_into(email_outbox::table)
         .values((
             email_outbox::customer_id.eq(email.customer_id),
@@ -239,12 +240,20 @@ pub fn email_confirmation(
     idempotency_key: String,
 ) -> OutgoingEmail {
     let link = confirm_link.to_owned();
-    OutgoingEmail::new(to, Notification::EmailConfirmation { link }, idempotency_key)
+    OutgoingEmail::new(
+        to,
+        Notification::EmailConfirmation { link },
+        idempotency_key,
+    )
 }
 
 /// A password-reset link (`reset_link`, built with
 /// [`EmailLinks::with_token`]).
-pub fn password_reset(to: &Recipient<'_>, reset_link: &str, idempotency_key: String) -> OutgoingEmail {
+pub fn password_reset(
+    to: &Recipient<'_>,
+    reset_link: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
     let link = reset_link.to_owned();
     OutgoingEmail::new(to, Notification::PasswordReset { link }, idempotency_key)
 }
@@ -257,7 +266,11 @@ pub fn low_credit(
     credits_left: i64,
     idempotency_key: String,
 ) -> OutgoingEmail {
-    OutgoingEmail::new(to, Notification::LowCredit { credits_left }, idempotency_key)
+    OutgoingEmail::new(
+        to,
+        Notification::LowCredit { credits_left },
+        idempotency_key,
+    )
 }
 
 /// A key was revoked. `key_prefix` is the key's display prefix, never the key.
@@ -296,7 +309,11 @@ pub fn api_key_rotated(
 
 /// Invites the recipient to set a password by opening `set_password_link`
 /// (built with [`EmailLinks::with_token`]).
-pub fn invite(to: &Recipient<'_>, set_password_link: &str, idempotency_key: String) -> OutgoingEmail {
+pub fn invite(
+    to: &Recipient<'_>,
+    set_password_link: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
     let link = set_password_link.to_owned();
     OutgoingEmail::new(to, Notification::Invite { link }, idempotency_key)
 }
@@ -327,7 +344,11 @@ pub fn subscription_payment_failed(
     idempotency_key: String,
 ) -> OutgoingEmail {
     let amount = amount.to_owned();
-    OutgoingEmail::new(to, Notification::SubscriptionPaymentFailed { amount }, idempotency_key)
+    OutgoingEmail::new(
+        to,
+        Notification::SubscriptionPaymentFailed { amount },
+        idempotency_key,
+    )
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 //! stored).
 
 use crate::server::billing::fixes::{pr_number_from_url, record_fix_in_tx, Fix, FixReport};
+use crate::server::billing::notifications::EmailLinks;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::phase_records;
-use crate::server::billing::notifications::EmailLinks;
 use crate::types::values::{ParseError, Phase, Repository};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

@@ -73,6 +73,10 @@ mod tests {
     use super::*;
 
     const DASHBOARD_PATH: &str = "/dashboard";
+
+    fn links() -> EmailLinks {
+        EmailLinks::parse("https://app.rsolv.dev/").unwrap()
+    }
     const CONFIRM_EMAIL_PATH: &str = "/confirm-email";
 
     #[test]

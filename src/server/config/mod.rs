@@ -783,7 +783,6 @@ mod tests {
         }
     }
 
-
     #[test]
     fn env_forces_win_and_defaults_apply() {
         let flags = flags_from_lookup(&|name| match name {

@@ -139,7 +139,10 @@ pub fn backoff(attempts: i32) -> Duration {
 /// Marks the job done (only while this worker still holds it).
 ///
 /// Errors: the database error.
-pub async fn complete(conn: &mut AsyncPgConnection, job: &Job) -> Result<(), diesel::result::Error> {
+pub async fn complete(
+    conn: &mut AsyncPgConnection,
+    job: &Job,
+) -> Result<(), diesel::result::Error> {
     diesel::update(jobs::table.find(job.id).filter(jobs::status.eq("running")))
         .set((
             jobs::status.eq("done"),
@@ -203,7 +206,10 @@ pub async fn fail(
 /// gets its attempts reset. Returns whether a job changed.
 ///
 /// Errors: the database error.
-pub async fn retry_now(conn: &mut AsyncPgConnection, job_id: i64) -> Result<bool, diesel::result::Error> {
+pub async fn retry_now(
+    conn: &mut AsyncPgConnection,
+    job_id: i64,
+) -> Result<bool, diesel::result::Error> {
     let changed = diesel::sql_query(
         "UPDATE jobs SET run_at = now(), updated_at = now(), \
                 attempts = CASE WHEN status = 'dead' THEN 0 ELSE attempts END, \

@@ -55,7 +55,14 @@ pub fn render_notification(links: &EmailLinks, record: &NotificationRecord) -> R
             old_prefix,
             new_prefix,
             grace_ends_at,
-        } => api_key_rotated(links, name, key_name, old_prefix, new_prefix, *grace_ends_at),
+        } => api_key_rotated(
+            links,
+            name,
+            key_name,
+            old_prefix,
+            new_prefix,
+            *grace_ends_at,
+        ),
         Notification::Invite { link } => invite(name, link),
         Notification::ChargeDeclined { amount, reason } => {
             charge_declined(links, name, amount, reason)
@@ -154,10 +161,7 @@ fn welcome(links: &EmailLinks, name: &str) -> Rendered {
 
 /// Asks the recipient to confirm their address by opening `confirm_link`
 /// (built with [`EmailLinks::with_token`]).
-fn email_confirmation(
-    name: &str,
-    confirm_link: &str,
-) -> Rendered {
+fn email_confirmation(name: &str, confirm_link: &str) -> Rendered {
     render(
         name,
         "Confirm your email address".into(),
@@ -173,10 +177,7 @@ fn email_confirmation(
 /// A password-reset link (`reset_link`, built with
 /// [`EmailLinks::with_token`]) that expires after
 /// [`PASSWORD_RESET_TTL_MINUTES`].
-fn password_reset(
-    name: &str,
-    reset_link: &str,
-) -> Rendered {
+fn password_reset(name: &str, reset_link: &str) -> Rendered {
     render(
         name,
         "Reset your RSOLV password".into(),
@@ -197,11 +198,7 @@ fn password_reset(
 
 /// Warns that the balance is down to `credits_left` credits. Conventional
 /// key: `low_credit:<ledger entry id>` of the debit that left it there.
-fn low_credit(
-    links: &EmailLinks,
-    name: &str,
-    credits_left: i64,
-) -> Rendered {
+fn low_credit(links: &EmailLinks, name: &str, credits_left: i64) -> Rendered {
     let dashboard = links.page(DASHBOARD_PATH);
     let credits = if credits_left == 1 {
         "1 credit".to_owned()
@@ -222,12 +219,7 @@ fn low_credit(
 
 /// Tells the customer a key was revoked. `key_prefix` is the key's display
 /// prefix (`rsolv_` + 6 characters), never the key.
-fn api_key_revoked(
-    links: &EmailLinks,
-    name: &str,
-    key_name: &str,
-    key_prefix: &str,
-) -> Rendered {
+fn api_key_revoked(links: &EmailLinks, name: &str, key_name: &str, key_prefix: &str) -> Rendered {
     let dashboard = links.page(DASHBOARD_PATH);
     render(
         name,
@@ -267,10 +259,7 @@ fn api_key_rotated(
 
 /// Invites the recipient to set a password by opening `set_password_link`
 /// (built with [`EmailLinks::with_token`]).
-fn invite(
-    name: &str,
-    set_password_link: &str,
-) -> Rendered {
+fn invite(name: &str, set_password_link: &str) -> Rendered {
     render(
         name,
         "Set a password for your RSOLV account".into(),
@@ -288,16 +277,10 @@ fn invite(
 
 // --- Billing (Stripe) ---------------------------------------------------------
 
-
 /// A pay-as-you-go card charge of `amount` (formatted, e.g. `$29.00`) was
 /// declined with Stripe's `reason`; further fixes beyond the credits wait
 /// for a working card. Conventional key: `charge_declined:<charge id>:<attempt>`.
-fn charge_declined(
-    links: &EmailLinks,
-    name: &str,
-    amount: &str,
-    reason: &str,
-) -> Rendered {
+fn charge_declined(links: &EmailLinks, name: &str, amount: &str, reason: &str) -> Rendered {
     let billing = links.page(BILLING_PATH);
     render(
         name,
@@ -314,11 +297,7 @@ fn charge_declined(
 /// A Pro subscription invoice of `amount` could not be paid: the
 /// subscription is past due. Conventional key:
 /// `invoice_payment_failed:<invoice id>:<attempt count>`.
-fn subscription_payment_failed(
-    links: &EmailLinks,
-    name: &str,
-    amount: &str,
-) -> Rendered {
+fn subscription_payment_failed(links: &EmailLinks, name: &str, amount: &str) -> Rendered {
     let billing = links.page(BILLING_PATH);
     render(
         name,

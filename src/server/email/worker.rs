@@ -23,11 +23,11 @@
 //! too; a row whose lease expired after its last allowed attempt is marked
 //! `failed` rather than sent again.
 
+use crate::server::billing::notifications::NotificationRecord;
 use crate::server::billing::BillingError;
 use crate::server::config::EmailConfig;
-use crate::server::db::schema::email_outbox;
-use crate::server::billing::notifications::NotificationRecord;
 use crate::server::config::EmailLinks;
+use crate::server::db::schema::email_outbox;
 use crate::server::email::templates::{render_notification, Rendered};
 use crate::server::email::transport::{Mailer, SendError};
 use crate::server::state::AppState;
@@ -88,8 +88,8 @@ impl OutboxEmail {
             .notification
             .clone()
             .ok_or_else(|| "the row has neither a notification nor a rendering".to_owned())?;
-        let record: NotificationRecord = serde_json::from_value(value)
-            .map_err(|e| format!("unreadable notification: {e}"))?;
+        let record: NotificationRecord =
+            serde_json::from_value(value).map_err(|e| format!("unreadable notification: {e}"))?;
         Ok(render_notification(links, &record))
     }
 }

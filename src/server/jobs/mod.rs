@@ -76,7 +76,9 @@ impl Registry {
             .register(KIND_STRIPE_CREATE_CUSTOMER, |s, p| {
                 Box::pin(stripe_jobs::create_customer(s, p))
             })
-            .register(KIND_STRIPE_CHARGE, |s, p| Box::pin(charges::charge_job(s, p)))
+            .register(KIND_STRIPE_CHARGE, |s, p| {
+                Box::pin(charges::charge_job(s, p))
+            })
             .register(KIND_STRIPE_PROCESS_EVENT, |s, p| {
                 Box::pin(stripe_events::process_event_job(s, p))
             })

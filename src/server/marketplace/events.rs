@@ -49,16 +49,16 @@ use crate::server::auth::accounts::{issue_token, TokenPurpose, LONG_TOKEN_TTL, R
 use crate::server::auth::emails::{account_email, AccountEmail};
 use crate::server::billing::customers::{find_customer, provision_customer, NewCustomer};
 use crate::server::billing::error::is_unique_violation;
+use crate::server::billing::notifications::enqueue_email;
+use crate::server::billing::notifications::kind as email_kind;
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
+use crate::server::db::queue::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
 use crate::server::db::schema::{
     customer_github_accounts, customers, email_outbox, github_deliveries, github_pending_changes,
     jobs, users,
 };
-use crate::server::billing::notifications::enqueue_email;
-use crate::server::billing::notifications::kind as email_kind;
-use crate::server::db::queue::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
 use crate::server::marketplace::credits::{grant_period, parse_github_date, Period};
 use crate::server::state::AppState;
 use crate::types::values::{CustomerName, Email, Plan, Source};
@@ -75,7 +75,9 @@ pub const EVENT_MARKETPLACE_PURCHASE: &str = "marketplace_purchase";
 /// Job kind: apply the pending change `{"pending_change_id": i64}` once due.
 pub const KIND_GITHUB_APPLY_PENDING_CHANGE: &str = "github.apply_pending_change";
 
-pub use crate::server::billing::placeholder::{is_placeholder, placeholder_email, PLACEHOLDER_EMAIL_DOMAIN};
+pub use crate::server::billing::placeholder::{
+    is_placeholder, placeholder_email, PLACEHOLDER_EMAIL_DOMAIN,
+};
 
 // --- Payload ---------------------------------------------------------------
 

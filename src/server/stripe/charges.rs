@@ -6,8 +6,8 @@ use crate::server::billing::charges::{
     KIND_OVERAGE,
 };
 use crate::server::billing::BillingError;
-use crate::server::db::schema::{customers, stripe_payment_methods};
 use crate::server::db::queue::JobError;
+use crate::server::db::schema::{customers, stripe_payment_methods};
 use crate::server::state::AppState;
 use crate::server::stripe::billing_api::PaymentIntent;
 use crate::server::stripe::client::{StripeApi, StripeCallError};

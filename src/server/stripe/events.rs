@@ -11,15 +11,15 @@
 //! idempotency keys (`invoice:<invoice id>`, `billing_bonus`).
 
 use crate::server::billing::ledger::{append_entry, NewEntry};
+use crate::server::billing::notifications::enqueue_email;
+use crate::server::billing::notifications::{subscription_payment_failed, EmailLinks, Recipient};
 use crate::server::billing::pricing::PricingCatalog;
+use crate::server::billing::work::KIND_STRIPE_PROCESS_EVENT;
 use crate::server::billing::BillingError;
+use crate::server::db::queue::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
 use crate::server::db::schema::{
     customers, stripe_events, stripe_payment_methods, stripe_subscriptions,
 };
-use crate::server::billing::notifications::enqueue_email;
-use crate::server::billing::notifications::{subscription_payment_failed, EmailLinks, Recipient};
-use crate::server::billing::work::KIND_STRIPE_PROCESS_EVENT;
-use crate::server::db::queue::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
 use crate::server::state::AppState;
 use crate::types::values::{LedgerKind, Plan};
 use chrono::{DateTime, Utc};

@@ -1,15 +1,15 @@
 //! Jobs that call Stripe.
 
 use crate::server::billing::customers::find_customer;
-use crate::server::billing::BillingError;
-use crate::server::db::schema::customers;
 pub use crate::server::billing::work::enqueue_create_customer;
+use crate::server::billing::BillingError;
 use crate::server::db::queue::JobError;
+use crate::server::db::schema::customers;
 use crate::server::state::AppState;
 use crate::server::stripe::client::{StripeApi, StripeCallError};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use serde_json::{json, Value};
+use diesel_async::RunQueryDsl;
+use serde_json::Value;
 
 impl From<StripeCallError> for JobError {
     fn from(error: StripeCallError) -> Self {

@@ -13,7 +13,6 @@ use crate::server::state::AppState;
 use axum::middleware;
 use axum::routing::{get, post};
 use axum::Router;
-use chrono::{DateTime, SecondsFormat, Utc};
 
 /// The `/api/v1` routes. Onboarding counts against the client IP's signup
 /// rate limit; the key-authenticated routes against the key's hourly limit
