@@ -78,7 +78,7 @@ pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     job: &NewJob<'_>,
 ) -> Result<Option<i64>, diesel::result::Error> {
-    Ok(diesel::insert_into(jobs::table)
+    diesel::insert_into(jobs::table)
         .values((
             jobs::kind.eq(job.kind),
             jobs::payload.eq(&job.payload),
@@ -90,7 +90,7 @@ pub async fn enqueue(
         .returning(jobs::id)
         .get_result(conn)
         .await
-        .optional()?)
+        .optional()
 }
 
 /// Claims the next due job (queued with `run_at <= now()`, or running with
@@ -103,7 +103,7 @@ pub async fn claim(
     skip_kinds: &[&str],
 ) -> Result<Option<Job>, diesel::result::Error> {
     let skip: Vec<String> = skip_kinds.iter().map(|k| (*k).to_owned()).collect();
-    Ok(diesel::sql_query(
+    diesel::sql_query(
         "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
                 locked_until = now() + $2, updated_at = now() \
          WHERE id = ( \
@@ -120,7 +120,7 @@ pub async fn claim(
     .bind::<Interval, _>(pg_interval(LEASE))
     .get_result::<Job>(conn)
     .await
-    .optional()?)
+    .optional()
 }
 
 fn pg_interval(duration: Duration) -> diesel::pg::data_types::PgInterval {
