@@ -13,7 +13,8 @@
 # when TEST_DATABASE_URL is not set, a local PostgreSQL. Then it runs, in order:
 #   1. cargo fmt --check
 #   2. cargo clippy --features ssr --all-targets -- -D warnings
-#   3. cargo test --features ssr            (TEST_DATABASE_URL: an admin database)
+#   3. cargo test --features ssr            (unit tests, the layer check tests/layers.rs,
+#                                            integration tests; TEST_DATABASE_URL: an admin database)
 #   4. cargo leptos build
 #   5. Playwright in end2end/ against the built server, on a fresh database
 # Every step runs even when an earlier one failed (except 5, which needs 4);
