@@ -20,3 +20,4 @@ mod pages;
 mod portal;
 mod rate_limit;
 mod stripe;
+mod unpaid;
