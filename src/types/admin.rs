@@ -73,10 +73,12 @@ pub struct AdminFixRow {
     pub fix_key: String,
     /// Pull request URL.
     pub pr_url: Option<String>,
-    /// `pending`, `credit`, `unpaid`, `charged`.
+    /// `pending`, `credit`, `unpaid`, `charged` or `written_off`.
     pub billing_status: String,
     /// Recorded.
     pub created_at: String,
+    /// Why an admin wrote it off (only when `written_off`).
+    pub written_off_reason: Option<String>,
 }
 
 /// An API key (never its secret).

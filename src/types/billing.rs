@@ -95,6 +95,23 @@ pub struct BillingHistoryView {
     pub invoices_note: Option<String>,
     /// Our charges for fixes, newest first.
     pub charges: Vec<HistoryItemView>,
+    /// Fixes not paid yet, oldest first, with what will happen to them.
+    pub unpaid_fixes: Vec<UnpaidFixView>,
+}
+
+/// A fix recorded but not paid yet (issue 9: the customer sees it and what
+/// will happen to it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnpaidFixView {
+    /// Fix id.
+    pub id: i64,
+    /// E.g. `acme/api issue #17 (PR #42)`.
+    pub label: String,
+    /// When it was first reported (ISO 8601).
+    pub date: String,
+    /// What happens next, e.g. "Billed when you add a card or when credits
+    /// arrive."
+    pub next: String,
 }
 
 /// The dashboard's billing notice.

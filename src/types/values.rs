@@ -173,7 +173,8 @@ string_enum!(
 string_enum!(
     /// How a fix has been paid for.
     FixBillingStatus, "billing_status" {
-        /// Recorded, not yet settled (transient, inside the recording transaction).
+        /// Recorded, not yet billed: inside the recording transaction or,
+        /// when fixes are billed on merge, until the Action's billing call.
         Pending => "pending",
         /// Paid with one credit from the ledger.
         Credit => "credit",
@@ -181,6 +182,8 @@ string_enum!(
         Unpaid => "unpaid",
         /// Paid by a card charge or invoice item.
         Charged => "charged",
+        /// Never to be billed: an admin wrote it off with a reason (issue 9).
+        WrittenOff => "written_off",
     }
 );
 

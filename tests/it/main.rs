@@ -21,3 +21,4 @@ mod pages;
 mod portal;
 mod rate_limit;
 mod stripe;
+mod unpaid;

@@ -147,7 +147,18 @@ pub async fn admin_adjust_credits(
             "the amount must be a whole number of credits, e.g. 10 or -5".into(),
         ))
     })?;
-    match adjust_credits(&mut conn, &admin, customer_id, amount, &reason, &form_token).await {
+    let state = ssr::state()?;
+    match adjust_credits(
+        &mut conn,
+        &state.config.pricing,
+        &admin,
+        customer_id,
+        amount,
+        &reason,
+        &form_token,
+    )
+    .await
+    {
         Ok(adjusted) => Ok(adjusted.entry.balance_after),
         Err(BillingError::InsufficientCredits { available, .. }) => {
             Err(ssr::fail_app(AppError::Conflict(format!(
@@ -157,6 +168,24 @@ pub async fn admin_adjust_credits(
         }
         Err(e) => Err(ssr::fail(e)),
     }
+}
+
+/// Writes off the customer's unpaid fix `fix_id` with a mandatory reason
+/// (issue 9): it is never billed; the audit log records who and why.
+///
+/// Errors: also [`AppError::Validation`] for a missing reason or a fix that
+/// is not unpaid or has a card charge; [`AppError::NotFound`].
+#[server(endpoint = "admin/fixes/write-off")]
+pub async fn admin_write_off_fix(
+    customer_id: i64,
+    fix_id: i64,
+    #[server(default)] reason: String,
+) -> Result<(), AppError> {
+    use crate::server::admin::customers::write_off_fix;
+    let (admin, mut conn) = ssr::admin().await?;
+    write_off_fix(&mut conn, &admin, customer_id, fix_id, &reason)
+        .await
+        .map_err(ssr::fail)
 }
 
 /// Suspends the customer (the Action API answers 403 for its keys) with a
@@ -699,6 +728,7 @@ pub(crate) mod ssr {
                     pr_url: f.pr_url,
                     billing_status: f.billing_status,
                     created_at: iso(f.created_at),
+                    written_off_reason: f.written_off_reason,
                 })
                 .collect(),
             api_keys: d

@@ -1,13 +1,14 @@
 //! `/admin/customers/:id`: one customer's profile, plan and subscription,
 //! balance and full ledger, fixes, API keys, payment methods, emails,
 //! webhook events and audit entries, with the admin's actions: adjust
-//! credits (reason required), suspend / reactivate and revoke a key (each
+//! credits (reason required), write off an unpaid fix (reason required),
+//! suspend / reactivate and revoke a key (each
 //! behind a confirmation step reached by a plain link: `?confirm=suspend`,
 //! `?confirm_revoke=<key id>`).
 
 use super::api::{
     admin_get_customer, AdminAdjustCredits, AdminReactivateCustomer, AdminRevokeKey,
-    AdminSuspendCustomer,
+    AdminSuspendCustomer, AdminWriteOffFix,
 };
 use super::{
     short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, BUTTON, CARD, DANGER_BUTTON,
@@ -35,6 +36,7 @@ pub fn AdminCustomerPage() -> impl IntoView {
     let suspend = ServerAction::<AdminSuspendCustomer>::new();
     let reactivate = ServerAction::<AdminReactivateCustomer>::new();
     let revoke = ServerAction::<AdminRevokeKey>::new();
+    let write_off = ServerAction::<AdminWriteOffFix>::new();
     let detail = Resource::new(
         move || {
             (
@@ -43,6 +45,7 @@ pub fn AdminCustomerPage() -> impl IntoView {
                 suspend.version().get(),
                 reactivate.version().get(),
                 revoke.version().get(),
+                write_off.version().get(),
             )
         },
         |(id, ..)| admin_get_customer(id),
@@ -62,7 +65,7 @@ pub fn AdminCustomerPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Ok(d) => view! {
-                        <Detail d confirm=confirm() confirm_revoke=confirm_revoke() adjust suspend reactivate revoke />
+                        <Detail d confirm=confirm() confirm_revoke=confirm_revoke() adjust suspend reactivate revoke write_off />
                     }
                     .into_any(),
                     Err(error) => view! { <LoadError error /> }.into_any(),
@@ -81,6 +84,7 @@ fn Detail(
     suspend: ServerAction<AdminSuspendCustomer>,
     reactivate: ServerAction<AdminReactivateCustomer>,
     revoke: ServerAction<AdminRevokeKey>,
+    write_off: ServerAction<AdminWriteOffFix>,
 ) -> impl IntoView {
     let c = d.customer.clone();
     let id = c.id;
@@ -288,18 +292,37 @@ fn Detail(
             } else {
                 view! {
                     <table class=TABLE>
-                        <thead><tr><th scope="col" class=TH>"Fix"</th><th scope="col" class=TH>"Repository"</th><th scope="col" class=TH>"Billing"</th><th scope="col" class=TH>"When"</th></tr></thead>
-                        <tbody>
-                            {d.fixes.iter().map(|f| view! {
+                        <thead><tr><th scope="col" class=TH>"Fix"</th><th scope="col" class=TH>"Repository"</th><th scope="col" class=TH>"Billing"</th><th scope="col" class=TH>"When"</th><th scope="col" class=TH><span class="sr-only">"Actions"</span></th></tr></thead>
+                        <tbody data-testid="fixes-table">
+                            {d.fixes.iter().map(|f| {
+                                let fid = f.id;
+                                view! {
                                 <tr>
                                     <td class=TD>{match &f.pr_url { Some(url) => view! { <a class=LINK href=url.clone() rel="noopener noreferrer">{f.fix_key.clone()}</a> }.into_any(), None => f.fix_key.clone().into_any() }}</td>
                                     <td class=TD>{f.repository.clone()}</td>
-                                    <td class=TD><Badge text=f.billing_status.clone() /></td>
+                                    <td class=format!("{TD} whitespace-normal")>
+                                        <Badge text=f.billing_status.clone() />
+                                        {f.written_off_reason.clone().map(|r| view! { <span class="ml-1 text-xs">{r}</span> })}
+                                    </td>
                                     <td class=TD>{short_time(&f.created_at)}</td>
+                                    <td class=TD>
+                                        {(f.billing_status == "unpaid").then(|| view! {
+                                            <ActionForm action=write_off>
+                                                <div class="flex flex-wrap items-center gap-1">
+                                                    <input type="hidden" name="customer_id" value=id />
+                                                    <input type="hidden" name="fix_id" value=fid />
+                                                    <label for=format!("wo-{fid}") class="sr-only">"Reason for writing off"</label>
+                                                    <input id=format!("wo-{fid}") name="reason" type="text" required placeholder="Reason" class="rounded border border-slate-300 px-2 py-0.5 text-xs dark:border-slate-700 dark:bg-slate-950" />
+                                                    <button type="submit" class=SMALL_BUTTON>"Write off"</button>
+                                                </div>
+                                            </ActionForm>
+                                        })}
+                                    </td>
                                 </tr>
-                            }).collect_view()}
+                            }}).collect_view()}
                         </tbody>
                     </table>
+                    <ActionOutcome value=move || write_off.value().get() success="Fix written off." />
                 }
                 .into_any()
             }}

@@ -19,7 +19,7 @@ use super::{
     short_time, Alert, LoadError, Loading, Notice, PortalNav, BUTTON, CARD, DANGER_BUTTON, LINK,
     SECONDARY_BUTTON,
 };
-use crate::types::billing::{BillingView, CardView, HistoryItemView};
+use crate::types::billing::{BillingView, CardView, HistoryItemView, UnpaidFixView};
 use crate::types::AppError;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -476,20 +476,50 @@ pub fn BillingHistoryPage() -> impl IntoView {
         <Suspense fallback=|| view! { <Loading label="Loading your billing history…" /> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(history) => view! {
+                    Ok(history) => {
+                        let empty = if history.unpaid_fixes.is_empty() {
+                            "No charges yet: fixes so far were paid with credits."
+                        } else {
+                            "No charges yet."
+                        };
+                        view! {
                         {(!history.billing_enabled).then(|| view! {
                             <p role="status" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
                                 "Billing is paused: fixes are recorded and billed when it resumes."
                             </p>
                         })}
                         <HistoryTable title="Invoices" testid="invoices" rows=history.invoices note=history.invoices_note empty="No invoices yet." />
-                        <HistoryTable title="Charges for fixes" testid="charges" rows=history.charges note=None empty="No charges yet: fixes so far were paid with credits." />
-                    }.into_any(),
+                        <UnpaidFixes rows=history.unpaid_fixes.clone() />
+                        <HistoryTable title="Charges for fixes" testid="charges" rows=history.charges note=None empty />
+                    }.into_any()
+                    }
                     Err(error) => view! { <LoadError error /> }.into_any(),
                 }
             })}
         </Suspense>
     }
+}
+
+/// Fixes recorded but not paid yet, with what will happen to each (issue 9).
+#[component]
+fn UnpaidFixes(rows: Vec<UnpaidFixView>) -> impl IntoView {
+    (!rows.is_empty()).then(|| view! {
+        <section class=format!("mt-6 {CARD}") data-testid="unpaid-fixes">
+            <h2 class="text-lg font-semibold">"Fixes waiting for payment"</h2>
+            <p class="mt-1 text-sm text-slate-700 dark:text-slate-300">
+                "These fixes were delivered when you had no credits left and no way to pay. Each is billed once, oldest first, as soon as you can pay."
+            </p>
+            <ul class="mt-3 divide-y divide-slate-200 text-sm dark:divide-slate-800">
+                {rows.into_iter().map(|row| view! {
+                    <li class="py-2" data-testid="unpaid-fix-row">
+                        <time datetime=row.date.clone() class="mr-2 whitespace-nowrap">{short_time(&row.date)}</time>
+                        <span class="font-medium">{row.label}</span>
+                        <span class="block text-slate-700 dark:text-slate-300">{row.next}</span>
+                    </li>
+                }).collect_view()}
+            </ul>
+        </section>
+    })
 }
 
 #[component]

@@ -190,12 +190,14 @@ pub(crate) mod ssr {
     use crate::app::server_errors::iso_utc;
     use crate::server::billing::charges::list_charges;
     use crate::server::billing::customers::find_customer;
+    use crate::server::billing::fixes::list_unpaid_fixes;
     use crate::server::billing::payment_methods::{list_cards, CardRow, CONSENT_TEXT};
     use crate::server::billing::pricing::format_money;
     use crate::server::billing::subscriptions::ends_at_period_end;
     use crate::server::stripe::client::StripeApi;
     use crate::types::billing::{
         BillingHistoryView, BillingNoticeView, BillingView, CardView, HistoryItemView,
+        UnpaidFixView,
     };
     use crate::types::AppError;
     use diesel_async::AsyncPgConnection;
@@ -348,12 +350,52 @@ pub(crate) mod ssr {
                 failure: c.failure_message.clone(),
             })
             .collect();
+        let unpaid_fixes = list_unpaid_fixes(conn, customer_id, 100)
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .map(|(fix, charging)| UnpaidFixView {
+                id: fix.id,
+                label: fix_label(&fix),
+                date: iso_utc(fix.created_at),
+                next: unpaid_next_step(&customer, charging, billing_enabled).to_owned(),
+            })
+            .collect();
         Ok(BillingHistoryView {
             billing_enabled,
             invoices,
             invoices_note,
             charges,
+            unpaid_fixes,
         })
+    }
+
+    /// `acme/api issue #17 (PR #42)`, `acme/api PR #42`.
+    fn fix_label(fix: &crate::server::billing::fixes::Fix) -> String {
+        match (fix.issue_number, fix.pr_number) {
+            (Some(i), Some(p)) => format!("{} issue #{i} (PR #{p})", fix.repository),
+            (Some(i), None) => format!("{} issue #{i}", fix.repository),
+            (None, Some(p)) => format!("{} PR #{p}", fix.repository),
+            (None, None) => fix.repository.clone(),
+        }
+    }
+
+    /// What happens next to an unpaid fix, for the customer (the rules of
+    /// [`crate::server::billing::fixes::settle_unpaid_fixes`]).
+    fn unpaid_next_step(
+        customer: &crate::server::billing::customers::Customer,
+        charging: bool,
+        billing_enabled: bool,
+    ) -> &'static str {
+        if charging && !billing_enabled {
+            "A charge is recorded and made when billing resumes."
+        } else if charging {
+            "A card charge is being made."
+        } else if customer.payment_failed_at.is_some() {
+            "Your card was declined: billed when you add a working card, or with a credit when credits arrive."
+        } else {
+            "Billed with a credit when credits arrive, or charged when you add a card or subscribe to Pro."
+        }
     }
 
     /// The dashboard notice's data.

@@ -8,15 +8,19 @@ use crate::server::admin::{page_offset, Admin};
 use crate::server::auth::accounts::{provision_with_owner, OwnerSetup};
 use crate::server::billing::api_keys::{list_api_keys, revoke_api_key, ApiKey};
 use crate::server::billing::customers::{find_customer, Customer, NewCustomer};
+use crate::server::billing::fixes::{lock_customer, settle_unpaid_fixes};
 use crate::server::billing::ledger::{append_entry, LedgerEntry, NewEntry};
 use crate::server::billing::notifications::EmailLinks;
+use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
 use crate::server::db::schema::{
-    credit_ledger_entries, customers, email_outbox, fixes, stripe_events, stripe_payment_methods,
-    users,
+    charges, credit_ledger_entries, customers, email_outbox, fix_write_offs, fixes, stripe_events,
+    stripe_payment_methods, users,
 };
-use crate::types::values::{CustomerStatus, LedgerKind, ParseError, Plan, Source};
+use crate::types::values::{
+    CustomerStatus, FixBillingStatus, LedgerKind, ParseError, Plan, Source,
+};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
@@ -202,10 +206,12 @@ pub struct FixRow {
     pub fix_key: String,
     /// Pull request URL, if known.
     pub pr_url: Option<String>,
-    /// `pending`, `credit`, `unpaid` or `charged`.
+    /// A [`FixBillingStatus`] spelling.
     pub billing_status: String,
     /// Recorded.
     pub created_at: DateTime<Utc>,
+    /// Why it was written off (only when `written_off`).
+    pub written_off_reason: Option<String>,
 }
 
 /// A payment method on file (card brand, last 4 and expiry only).
@@ -367,6 +373,7 @@ pub async fn customer_detail(
         .load(conn)
         .await?;
     let fixes = fixes::table
+        .left_join(fix_write_offs::table)
         .filter(fixes::customer_id.eq(customer_id))
         .order(fixes::id.desc())
         .limit(200)
@@ -377,6 +384,7 @@ pub async fn customer_detail(
             fixes::pr_url,
             fixes::billing_status,
             fixes::created_at,
+            fix_write_offs::reason.nullable(),
         ))
         .load(conn)
         .await?;
@@ -483,7 +491,8 @@ pub struct Adjusted {
 /// `admin_adjustment` (idempotency key `admin_adjustment:<form token>`, so a
 /// double submission applies once) and writes the audit entry
 /// (`credits.adjust`, balance before/after, the reason), in one
-/// transaction.
+/// transaction; credits added then pay the customer's unpaid fixes
+/// ([`settle_unpaid_fixes`], same transaction; issue 9).
 ///
 /// Errors: [`BillingError::Invalid`] for a zero or too large amount, a
 /// missing reason or a bad token; [`BillingError::InsufficientCredits`]
@@ -492,6 +501,7 @@ pub struct Adjusted {
 /// another amount; [`BillingError::NotFound`]; [`BillingError::Database`].
 pub async fn adjust_credits(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     actor: &Admin,
     customer_id: i64,
     amount: i64,
@@ -539,10 +549,96 @@ pub async fn adjust_credits(
             )
             .await?;
         }
+        if amount > 0 {
+            settle_unpaid_fixes(conn, pricing, customer_id).await?;
+        }
         Ok(Adjusted {
             entry: appended.entry,
             replayed: appended.replayed,
         })
+    })
+    .await
+}
+
+/// Writes off the customer's `unpaid` fix `fix_id` with a mandatory
+/// `reason` (issue 9): the fix becomes `written_off` (reason and time in
+/// `fix_write_offs`) and is never billed; the audit entry (`fix.write_off`, status
+/// before/after, the reason) is written in the same transaction, under the
+/// customer's lock (so it cannot race a settlement). Writing off a fix
+/// already written off changes nothing and records nothing.
+///
+/// Errors: [`BillingError::Invalid`] for a missing reason, a fix that is
+/// not `unpaid` (paid, or pending its billing call) or one that has a card
+/// charge (settle or refund that charge instead); [`BillingError::NotFound`]
+/// when the fix is not this customer's; [`BillingError::Database`].
+pub async fn write_off_fix(
+    conn: &mut AsyncPgConnection,
+    actor: &Admin,
+    customer_id: i64,
+    fix_id: i64,
+    reason: &str,
+) -> Result<(), BillingError> {
+    let reason = parse_reason(reason)?;
+    conn.transaction(async |conn| {
+        lock_customer(conn, customer_id).await?;
+        let status: String = fixes::table
+            .find(fix_id)
+            .filter(fixes::customer_id.eq(customer_id))
+            .select(fixes::billing_status)
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(BillingError::NotFound("fix"))?;
+        let status = FixBillingStatus::parse(&status)?;
+        match status {
+            FixBillingStatus::WrittenOff => return Ok(()),
+            FixBillingStatus::Unpaid => {}
+            other => {
+                return Err(invalid(format!(
+                    "only an unpaid fix can be written off; this one is {other}"
+                )))
+            }
+        }
+        let has_charge: bool = diesel::select(diesel::dsl::exists(
+            charges::table.filter(charges::fix_id.eq(fix_id)),
+        ))
+        .get_result(conn)
+        .await?;
+        if has_charge {
+            return Err(invalid(
+                "this fix has a card charge; settle or refund the charge instead",
+            ));
+        }
+        diesel::update(fixes::table.find(fix_id))
+            .set((
+                fixes::billing_status.eq(FixBillingStatus::WrittenOff.as_str()),
+                fixes::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        diesel::insert_into(fix_write_offs::table)
+            .values((
+                fix_write_offs::fix_id.eq(fix_id),
+                fix_write_offs::customer_id.eq(customer_id),
+                fix_write_offs::reason.eq(&reason),
+            ))
+            .execute(conn)
+            .await?;
+        record_audit(
+            conn,
+            actor,
+            &AuditEntry {
+                action: "fix.write_off",
+                target_type: "fix",
+                target_id: Some(fix_id.to_string()),
+                customer_id: Some(customer_id),
+                reason: Some(reason.clone()),
+                before: Some(json!({ "billing_status": status.as_str() })),
+                after: Some(json!({ "billing_status": FixBillingStatus::WrittenOff.as_str() })),
+            },
+        )
+        .await?;
+        Ok(())
     })
     .await
 }

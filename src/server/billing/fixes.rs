@@ -3,13 +3,13 @@
 //! without an issue number, the pull request number; it consumes at most one
 //! credit however many reports arrive, in whatever order.
 
-use crate::server::billing::charges::charge_for_fix_in_tx;
+use crate::server::billing::charges::{charge_for_fix_in_tx, NoCreditOutcome};
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::notifications::enqueue_email;
 use crate::server::billing::notifications::{low_credit, EmailLinks, Recipient};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
-use crate::server::db::schema::{customers, fixes};
+use crate::server::db::schema::{charges, customers, fixes};
 use crate::types::values::{FixBillingStatus, LedgerKind, Repository};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -126,20 +126,14 @@ pub fn pr_number_from_url(url: &str) -> Option<i64> {
     digits.parse().ok().filter(|n| *n > 0)
 }
 
-/// Records a report of a fix and settles it at most once, in one
-/// transaction: the fix row is upserted (later reports fill in missing
-/// details); a fix seen for the first time consumes one credit (ledger kind
-/// `fix_consumed`, idempotency key `fix:<id>`) or, with no credit left, is
-/// stored as `unpaid` (never lost) and, when the customer can pay, gets its
-/// charge and `stripe.charge` job in the same transaction
-/// ([`charge_for_fix_in_tx`]: Pro overage or pay as you go, prices from
-/// `pricing`); [`crate::server::billing::charges::refusal_for_fix`] then
-/// tells whether the fix is refused (402). Concurrent duplicates wait
-/// on the row and see it settled. A debit that leaves exactly 1 credit
-/// queues the low-credit email (idempotency key `low_credit:<ledger entry
-/// id>`, links from `links`) in the same transaction.
+/// Records a report of a fix and bills it at most once, in one
+/// transaction (see [`record_fix_in_tx`] for the identity rules). Under
+/// [`BillableEvent::Deployed`](crate::server::billing::pricing::BillableEvent)
+/// a fix seen for the first time is paid at once; under
+/// `Merged` it is stored `pending` and [`bill_fix`] bills it later.
 ///
-/// Errors: [`BillingError::Database`] only; lack of credits is not an error.
+/// Errors: [`BillingError::Database`]; [`BillingError::NotFound`] for an
+/// unknown customer; lack of credits is not an error.
 pub async fn record_fix(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
@@ -151,7 +145,61 @@ pub async fn record_fix(
         .await
 }
 
+/// Locks the customer's row `FOR NO KEY UPDATE` (the ledger's lock), which
+/// serialises every fix report, settlement and balance movement of one
+/// customer. Call inside a transaction.
+///
+/// Errors: [`BillingError::NotFound`] for an unknown customer.
+pub async fn lock_customer(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<(), BillingError> {
+    customers::table
+        .find(customer_id)
+        .select(customers::id)
+        .for_no_key_update()
+        .first::<i64>(conn)
+        .await
+        .optional()?
+        .ok_or(BillingError::NotFound("customer"))?;
+    Ok(())
+}
+
 /// [`record_fix`] inside the caller's transaction.
+///
+/// One fix, one charge (ACTION_API.md; issue 9). Under the customer's row
+/// lock ([`lock_customer`]), so racing reports queue behind each other, the
+/// report is matched against the customer's fixes in the same repository by
+/// issue number OR pull request number (partial unique indexes
+/// `fixes_customer_issue_key` and `fixes_customer_pr_key` back it):
+/// - nothing matches: a new fix (`fix_key` `issue:<n>`, else `pr:<n>`);
+/// - one fix matches: the report attaches to it, filling in a missing issue
+///   or pull request number and the details it carries (numbers already
+///   set are never changed; a report naming another pull request for the
+///   same issue keeps the first one);
+/// - the issue matches fix A and the pull request a different, PR-only fix
+///   B (the fix was reported by its pull request, then separately by its
+///   issue): A and B are one fix and are merged. The survivor is the one
+///   with a card charge, else the one paid with a credit, else the older;
+///   the other row is deleted and, if a credit paid for it, that credit is
+///   given back (ledger `refund`, +1, idempotency key `fix_merged:<deleted
+///   id>`, reference `fix:<survivor id>`), and unpaid fixes are then settled
+///   ([`settle_unpaid_fixes`]). If both carry a card charge they are left
+///   apart (money back is an admin's refund) and the report attaches to A;
+/// - the issue matches A and the pull request a fix B that has another
+///   issue: the report attaches to A, the pull request stays with B.
+///
+/// A new (or still `pending`) fix is then settled when reports bill
+/// ([`BillableEvent::bills_on_report`](crate::server::billing::pricing::BillableEvent::bills_on_report)):
+/// one credit (ledger `fix_consumed`, key `fix:<id>`) or, with none left,
+/// `unpaid` with a charge when the customer can pay
+/// ([`charge_for_fix_in_tx`]); [`crate::server::billing::charges::refusal_for_fix`]
+/// then tells whether it is refused (402). A debit that leaves exactly 1
+/// credit queues the low-credit email (key `low_credit:<ledger entry id>`,
+/// links from `links`) in the same transaction.
+///
+/// Errors: [`BillingError::Database`]; [`BillingError::NotFound`] for an
+/// unknown customer; [`BillingError::Invalid`] for a report without numbers.
 pub async fn record_fix_in_tx(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
@@ -159,22 +207,87 @@ pub async fn record_fix_in_tx(
     report: &FixReport,
     links: &EmailLinks,
 ) -> Result<Fix, BillingError> {
-    let repository = &report.repository;
+    if report.issue_number.is_none() && report.pr_number.is_none() {
+        return Err(crate::types::values::ParseError(
+            "a fix needs an issue number or a pull request number".into(),
+        )
+        .into());
+    }
+    lock_customer(conn, customer_id).await?;
+    let repository = report.repository.as_str();
+    let by_issue = match report.issue_number {
+        Some(issue) => find_by(conn, customer_id, repository, Identity::Issue(issue)).await?,
+        None => None,
+    };
+    let by_pr = match report.pr_number {
+        Some(pr) => find_by(conn, customer_id, repository, Identity::Pr(pr)).await?,
+        None => None,
+    };
+    let (target, issue, pr) = match (by_issue, by_pr) {
+        (None, None) => {
+            let fix = insert_fix(conn, customer_id, report).await?;
+            return settle_if_due(conn, pricing, fix, links).await;
+        }
+        (Some(a), None) => (a, None, report.pr_number),
+        (None, Some(b)) => (b, report.issue_number, None),
+        (Some(a), Some(b)) if a.id == b.id => (a, None, None),
+        (Some(a), Some(b)) => {
+            if b.issue_number.is_none() {
+                match merge_fixes(conn, a, b).await? {
+                    Merged::Into(survivor, refunded) => {
+                        let fix = attach(conn, survivor.id, report, None, None).await?;
+                        if refunded {
+                            settle_unpaid_fixes(conn, pricing, customer_id).await?;
+                            return reload(conn, fix.id).await;
+                        }
+                        return settle_if_due(conn, pricing, fix, links).await;
+                    }
+                    Merged::Apart(a) => (a, None, None),
+                }
+            } else {
+                (a, None, None)
+            }
+        }
+    };
+    let fix = attach(conn, target.id, report, issue, pr).await?;
+    settle_if_due(conn, pricing, fix, links).await
+}
+
+/// Which number a lookup matches.
+#[derive(Debug, Clone, Copy)]
+enum Identity {
+    Issue(i64),
+    Pr(i64),
+}
+
+/// The customer's fix in `repository` with this issue or pull request
+/// number, if any (at most one: unique indexes).
+async fn find_by(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    repository: &str,
+    identity: Identity,
+) -> Result<Option<Fix>, BillingError> {
+    let mut query = fixes::table
+        .filter(fixes::customer_id.eq(customer_id))
+        .filter(fixes::repository.eq(repository))
+        .select(Fix::as_select())
+        .into_boxed();
+    query = match identity {
+        Identity::Issue(n) => query.filter(fixes::issue_number.eq(n)),
+        Identity::Pr(n) => query.filter(fixes::pr_number.eq(n)),
+    };
+    Ok(query.first(conn).await.optional()?)
+}
+
+async fn insert_fix(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    report: &FixReport,
+) -> Result<Fix, BillingError> {
     let fix_key = match (report.issue_number, report.pr_number) {
         (Some(issue), _) => format!("issue:{issue}"),
-        (None, Some(pr)) => {
-            // A pull request already known under its issue is the same fix.
-            fixes::table
-                .filter(fixes::customer_id.eq(customer_id))
-                .filter(fixes::repository.eq(repository.as_str()))
-                .filter(fixes::pr_number.eq(pr))
-                .order(fixes::id.asc())
-                .select(fixes::fix_key)
-                .first::<String>(conn)
-                .await
-                .optional()?
-                .unwrap_or_else(|| format!("pr:{pr}"))
-        }
+        (None, Some(pr)) => format!("pr:{pr}"),
         (None, None) => {
             return Err(crate::types::values::ParseError(
                 "a fix needs an issue number or a pull request number".into(),
@@ -182,28 +295,54 @@ pub async fn record_fix_in_tx(
             .into())
         }
     };
+    Ok(diesel::insert_into(fixes::table)
+        .values((
+            fixes::customer_id.eq(customer_id),
+            fixes::repository.eq(report.repository.as_str()),
+            fixes::fix_key.eq(fix_key),
+            fixes::issue_number.eq(report.issue_number),
+            fixes::pr_number.eq(report.pr_number),
+            fixes::pr_url.eq(report.pr_url.as_deref()),
+            fixes::pr_title.eq(report.pr_title.as_deref()),
+            fixes::issue_title.eq(report.issue_title.as_deref()),
+            fixes::issue_url.eq(report.issue_url.as_deref()),
+            fixes::fix_commit.eq(report.fix_commit.as_deref()),
+            fixes::metadata.eq(report.metadata.as_ref()),
+        ))
+        .returning(Fix::as_returning())
+        .get_result(conn)
+        .await?)
+}
 
-    let fix: Fix = diesel::sql_query(
-        "INSERT INTO fixes (customer_id, repository, fix_key, issue_number, pr_number, pr_url, pr_title, \
-                            issue_title, issue_url, fix_commit, metadata) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (customer_id, repository, fix_key) DO UPDATE SET \
-             issue_number = COALESCE(fixes.issue_number, EXCLUDED.issue_number), \
-             pr_number    = COALESCE(EXCLUDED.pr_number, fixes.pr_number), \
-             pr_url       = COALESCE(EXCLUDED.pr_url, fixes.pr_url), \
-             pr_title     = COALESCE(EXCLUDED.pr_title, fixes.pr_title), \
-             issue_title  = COALESCE(EXCLUDED.issue_title, fixes.issue_title), \
-             issue_url    = COALESCE(EXCLUDED.issue_url, fixes.issue_url), \
-             fix_commit   = COALESCE(EXCLUDED.fix_commit, fixes.fix_commit), \
-             metadata     = COALESCE(EXCLUDED.metadata, fixes.metadata), \
+/// Attaches a report to fix `id`: fills in `issue` / `pr` where the fix has
+/// none (callers pass only numbers no other fix holds), and the details the
+/// report carries (later reports win for titles, links, commit, metadata).
+/// A fix that gains its issue number gets the key `issue:<n>`.
+async fn attach(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    report: &FixReport,
+    issue: Option<i64>,
+    pr: Option<i64>,
+) -> Result<Fix, BillingError> {
+    Ok(diesel::sql_query(
+        "UPDATE fixes SET \
+             issue_number = COALESCE(issue_number, $2), \
+             pr_number    = COALESCE(pr_number, $3), \
+             fix_key      = CASE WHEN COALESCE(issue_number, $2) IS NOT NULL \
+                                 THEN 'issue:' || COALESCE(issue_number, $2) ELSE fix_key END, \
+             pr_url       = COALESCE($4, pr_url), \
+             pr_title     = COALESCE($5, pr_title), \
+             issue_title  = COALESCE($6, issue_title), \
+             issue_url    = COALESCE($7, issue_url), \
+             fix_commit   = COALESCE($8, fix_commit), \
+             metadata     = COALESCE($9, metadata), \
              updated_at   = now() \
-         RETURNING *",
+         WHERE id = $1 RETURNING *",
     )
-    .bind::<BigInt, _>(customer_id)
-    .bind::<Text, _>(repository.as_str())
-    .bind::<Text, _>(&fix_key)
-    .bind::<Nullable<BigInt>, _>(report.issue_number)
-    .bind::<Nullable<BigInt>, _>(report.pr_number)
+    .bind::<BigInt, _>(id)
+    .bind::<Nullable<BigInt>, _>(issue)
+    .bind::<Nullable<BigInt>, _>(pr)
     .bind::<Nullable<Text>, _>(report.pr_url.as_deref())
     .bind::<Nullable<Text>, _>(report.pr_title.as_deref())
     .bind::<Nullable<Text>, _>(report.issue_title.as_deref())
@@ -211,22 +350,141 @@ pub async fn record_fix_in_tx(
     .bind::<Nullable<Text>, _>(report.fix_commit.as_deref())
     .bind::<Nullable<Jsonb>, _>(report.metadata.as_ref())
     .get_result(conn)
-    .await?;
-
-    if fix.billing_status() != FixBillingStatus::Pending {
-        return Ok(fix);
-    }
-    settle_fix(conn, pricing, fix, links).await
+    .await?)
 }
 
-/// Pays for a pending fix with one credit, or marks it unpaid (with a
-/// charge when the customer can pay).
-async fn settle_fix(
+async fn reload(conn: &mut AsyncPgConnection, id: i64) -> Result<Fix, BillingError> {
+    Ok(fixes::table
+        .find(id)
+        .select(Fix::as_select())
+        .first(conn)
+        .await?)
+}
+
+/// The outcome of [`merge_fixes`].
+enum Merged {
+    /// The survivor (with both numbers) and whether a credit was given back.
+    Into(Fix, bool),
+    /// Both carry a charge: left apart; the issue's fix.
+    Apart(Fix),
+}
+
+/// Whether fix `id` has a charge row (any status).
+async fn has_charge(conn: &mut AsyncPgConnection, id: i64) -> Result<bool, BillingError> {
+    Ok(diesel::select(diesel::dsl::exists(
+        charges::table.filter(charges::fix_id.eq(id)),
+    ))
+    .get_result(conn)
+    .await?)
+}
+
+/// Merges the issue's fix `a` and the PR-only fix `b` (see
+/// [`record_fix_in_tx`]). Under the customer's lock.
+async fn merge_fixes(conn: &mut AsyncPgConnection, a: Fix, b: Fix) -> Result<Merged, BillingError> {
+    let a_charge = has_charge(conn, a.id).await?;
+    let b_charge = has_charge(conn, b.id).await?;
+    if a_charge && b_charge {
+        tracing::warn!(
+            customer_id = a.customer_id,
+            fix_a = a.id,
+            fix_b = b.id,
+            "one fix with two card charges; left apart for an admin"
+        );
+        return Ok(Merged::Apart(a));
+    }
+    let rank = |fix: &Fix, charge: bool| {
+        (
+            charge,
+            fix.billing_status() == FixBillingStatus::Credit,
+            std::cmp::Reverse(fix.id),
+        )
+    };
+    let (survivor, loser) = if rank(&a, a_charge) >= rank(&b, b_charge) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    diesel::delete(fixes::table.find(loser.id))
+        .execute(conn)
+        .await?;
+    let refunded = loser.billing_status() == FixBillingStatus::Credit;
+    if refunded {
+        let key = format!("fix_merged:{}", loser.id);
+        let reference = format!("fix:{}", survivor.id);
+        append_entry(
+            conn,
+            NewEntry {
+                customer_id: survivor.customer_id,
+                amount: 1,
+                kind: LedgerKind::Refund,
+                reference: Some(&reference),
+                idempotency_key: &key,
+            },
+        )
+        .await?;
+    }
+    let merged = diesel::update(fixes::table.find(survivor.id))
+        .set((
+            fixes::issue_number.eq(survivor.issue_number.or(loser.issue_number)),
+            fixes::pr_number.eq(survivor.pr_number.or(loser.pr_number)),
+            fixes::pr_url.eq(survivor.pr_url.clone().or(loser.pr_url)),
+            fixes::pr_title.eq(survivor.pr_title.clone().or(loser.pr_title)),
+            fixes::issue_title.eq(survivor.issue_title.clone().or(loser.issue_title)),
+            fixes::issue_url.eq(survivor.issue_url.clone().or(loser.issue_url)),
+            fixes::fix_commit.eq(survivor.fix_commit.clone().or(loser.fix_commit)),
+            fixes::metadata.eq(survivor.metadata.clone().or(loser.metadata)),
+            fixes::created_at.eq(survivor.created_at.min(loser.created_at)),
+        ))
+        .returning(Fix::as_returning())
+        .get_result(conn)
+        .await?;
+    tracing::info!(
+        customer_id = merged.customer_id,
+        survivor = merged.id,
+        merged = loser.id,
+        refunded,
+        "two reports of one fix merged"
+    );
+    Ok(Merged::Into(merged, refunded))
+}
+
+/// Settles `fix` when it is `pending` and reports bill it.
+async fn settle_if_due(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
     fix: Fix,
     links: &EmailLinks,
 ) -> Result<Fix, BillingError> {
+    if fix.billing_status() != FixBillingStatus::Pending
+        || !pricing.billable_event.bills_on_report()
+    {
+        return Ok(fix);
+    }
+    Ok(settle_fix(conn, pricing, fix, Some(links)).await?.0)
+}
+
+/// How [`pay_fix`] paid (or did not pay) a fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Payment {
+    /// One credit: the `fix_consumed` ledger entry's id.
+    Credit(i64),
+    /// No credit left: a charge (its id) is on its way.
+    Charging(i64),
+    /// Nothing can pay for it now; the customer-facing reason.
+    Refused(String),
+}
+
+/// Pays fix `fix` (not yet paid, no charge) with one credit (ledger
+/// `fix_consumed`, key `fix:<id>`; with `links`, the low-credit email when
+/// it leaves exactly 1 credit) or, with none left, through
+/// [`charge_for_fix_in_tx`]. Under the customer's lock (append_entry takes
+/// it). Does not update the fix row.
+async fn pay_fix(
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    fix: &Fix,
+    links: Option<&EmailLinks>,
+) -> Result<Payment, BillingError> {
     let key = format!("fix:{}", fix.id);
     let debit = append_entry(
         conn,
@@ -239,28 +497,207 @@ async fn settle_fix(
         },
     )
     .await;
-    let (status, entry_id) = match debit {
+    match debit {
         Ok(appended) => {
-            if !appended.replayed && appended.entry.balance_after == 1 {
-                queue_low_credit_email(conn, links, &appended.entry).await?;
+            if let Some(links) = links {
+                if !appended.replayed && appended.entry.balance_after == 1 {
+                    queue_low_credit_email(conn, links, &appended.entry).await?;
+                }
             }
-            (FixBillingStatus::Credit, Some(appended.entry.id))
+            Ok(Payment::Credit(appended.entry.id))
         }
         Err(BillingError::InsufficientCredits { .. }) => {
-            // The customer row is locked (append_entry locked it).
-            charge_for_fix_in_tx(conn, pricing, fix.customer_id, fix.id).await?;
-            (FixBillingStatus::Unpaid, None)
+            match charge_for_fix_in_tx(conn, pricing, fix.customer_id, fix.id).await? {
+                NoCreditOutcome::Charging(id) => Ok(Payment::Charging(id)),
+                NoCreditOutcome::Refused(reason) => Ok(Payment::Refused(reason)),
+            }
         }
-        Err(other) => return Err(other),
+        Err(other) => Err(other),
+    }
+}
+
+/// Pays for a fix ([`pay_fix`]) and stores the outcome: `credit` with its
+/// ledger entry, or `unpaid` (with or without a charge on its way).
+async fn settle_fix(
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    fix: Fix,
+    links: Option<&EmailLinks>,
+) -> Result<(Fix, Payment), BillingError> {
+    let payment = pay_fix(conn, pricing, &fix, links).await?;
+    let (status, entry_id) = match &payment {
+        Payment::Credit(entry) => (FixBillingStatus::Credit, Some(*entry)),
+        Payment::Charging(_) | Payment::Refused(_) => (FixBillingStatus::Unpaid, None),
     };
-    Ok(diesel::update(fixes::table.find(fix.id))
+    let fix = diesel::update(fixes::table.find(fix.id))
         .set((
             fixes::billing_status.eq(status.as_str()),
             fixes::ledger_entry_id.eq(entry_id),
+            fixes::updated_at.eq(diesel::dsl::now),
         ))
         .returning(Fix::as_returning())
         .get_result(conn)
-        .await?)
+        .await?;
+    Ok((fix, payment))
+}
+
+/// Bills the customer's `unpaid` fixes that have no charge, oldest first,
+/// now that the customer may be able to pay (credits granted, card added,
+/// Pro started; issue 9: "billed exactly once as soon as the customer can
+/// pay"). Each is paid exactly as a reported fix is: one credit (ledger
+/// `fix_consumed`, key `fix:<id>`; the fix becomes `credit`) or, with no
+/// credit left, a charge through [`charge_for_fix_in_tx`] (the fix stays
+/// `unpaid` until the charge succeeds). Stops at the first fix that still
+/// cannot be paid. Fixes with a charge of any status are the charge path's
+/// (a declined one is retried when the card is replaced); `pending` fixes
+/// (bill on merge) wait for their billing call; `written_off` ones are
+/// never billed. Call it inside the caller's transaction: it locks the
+/// customer. Returns how many fixes were paid or given a charge.
+///
+/// Errors: [`BillingError::NotFound`] for an unknown customer;
+/// [`BillingError::Database`].
+pub async fn settle_unpaid_fixes(
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    customer_id: i64,
+) -> Result<usize, BillingError> {
+    lock_customer(conn, customer_id).await?;
+    let unpaid: Vec<Fix> = fixes::table
+        .filter(fixes::customer_id.eq(customer_id))
+        .filter(fixes::billing_status.eq(FixBillingStatus::Unpaid.as_str()))
+        .filter(
+            fixes::id.ne_all(
+                charges::table
+                    .filter(charges::customer_id.eq(customer_id))
+                    .select(charges::fix_id),
+            ),
+        )
+        .order(fixes::id.asc())
+        .select(Fix::as_select())
+        .load(conn)
+        .await?;
+    let mut settled = 0;
+    for fix in unpaid {
+        let (_, payment) = settle_fix(conn, pricing, fix, None).await?;
+        if let Payment::Refused(_) = payment {
+            break;
+        }
+        settled += 1;
+    }
+    if settled > 0 {
+        tracing::info!(customer_id, settled, "unpaid fixes settled");
+    }
+    Ok(settled)
+}
+
+/// The outcome of [`bill_fix`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum BillOutcome {
+    /// Paid before this call (credit or charge).
+    AlreadyBilled(Fix),
+    /// A charge was already on its way before this call.
+    AlreadyCharging(Fix),
+    /// Written off by an admin: never billed.
+    WrittenOff(Fix),
+    /// Billed by this call.
+    Billed(Fix, Payment),
+}
+
+/// The Action's billing call (ACTION_API.md § 6; issue 9 "Bill on merge"):
+/// bills fix `fix_id` of `customer_id`, idempotently, in one transaction
+/// under the customer's lock. A `pending` fix (billed on merge) is paid as
+/// a reported fix is ([`pay_fix`]); an `unpaid` fix without a charge is
+/// tried again (credits may have arrived); anything else answers what was
+/// already decided. [`Payment::Refused`] inside [`BillOutcome::Billed`]
+/// means nothing can pay (the adapter answers 402); the fix is `unpaid`.
+///
+/// Errors: [`BillingError::NotFound`] when the fix is not this customer's;
+/// [`BillingError::Database`].
+pub async fn bill_fix(
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    customer_id: i64,
+    fix_id: i64,
+    links: &EmailLinks,
+) -> Result<BillOutcome, BillingError> {
+    conn.transaction(async |conn| {
+        lock_customer(conn, customer_id).await?;
+        let fix = fixes::table
+            .find(fix_id)
+            .filter(fixes::customer_id.eq(customer_id))
+            .select(Fix::as_select())
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(BillingError::NotFound("fix"))?;
+        let charging = has_charge(conn, fix.id).await?;
+        match fix.billing_status() {
+            FixBillingStatus::Credit | FixBillingStatus::Charged => {
+                Ok(BillOutcome::AlreadyBilled(fix))
+            }
+            FixBillingStatus::WrittenOff => Ok(BillOutcome::WrittenOff(fix)),
+            FixBillingStatus::Unpaid if charging => Ok(BillOutcome::AlreadyCharging(fix)),
+            FixBillingStatus::Pending | FixBillingStatus::Unpaid => {
+                let (fix, payment) = settle_fix(conn, pricing, fix, Some(links)).await?;
+                Ok(BillOutcome::Billed(fix, payment))
+            }
+        }
+    })
+    .await
+}
+
+/// The customer's fix in `repository` whose pull request is `pr_number`
+/// (the Action's lookup before its billing call, ACTION_API.md § 6).
+///
+/// Errors: [`BillingError::NotFound`] when there is none;
+/// [`BillingError::Database`].
+pub async fn find_fix_by_pr(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    repository: &Repository,
+    pr_number: i64,
+) -> Result<Fix, BillingError> {
+    find_by(
+        conn,
+        customer_id,
+        repository.as_str(),
+        Identity::Pr(pr_number),
+    )
+    .await?
+    .ok_or(BillingError::NotFound("fix"))
+}
+
+/// The customer's `unpaid` fixes, oldest first (at most `limit`), each
+/// with whether a charge is on its way (for the portal and the admin).
+///
+/// Errors: [`BillingError::Database`].
+pub async fn list_unpaid_fixes(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    limit: i64,
+) -> Result<Vec<(Fix, bool)>, BillingError> {
+    let unpaid: Vec<Fix> = fixes::table
+        .filter(fixes::customer_id.eq(customer_id))
+        .filter(fixes::billing_status.eq(FixBillingStatus::Unpaid.as_str()))
+        .order(fixes::id.asc())
+        .limit(limit)
+        .select(Fix::as_select())
+        .load(conn)
+        .await?;
+    let ids: Vec<i64> = unpaid.iter().map(|f| f.id).collect();
+    let charged: Vec<i64> = charges::table
+        .filter(charges::fix_id.eq_any(&ids))
+        .filter(charges::status.ne("failed"))
+        .select(charges::fix_id)
+        .load(conn)
+        .await?;
+    Ok(unpaid
+        .into_iter()
+        .map(|f| {
+            let charging = charged.contains(&f.id);
+            (f, charging)
+        })
+        .collect())
 }
 
 /// Queues the low-credit warning for the debit `entry` (key

@@ -211,6 +211,7 @@ pub async fn add_card(
                 "failed charges queued again after a new card"
             );
         }
+        crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer_id).await?;
         Ok::<_, BillingError>(())
     })
     .await?;

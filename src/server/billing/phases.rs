@@ -119,7 +119,8 @@ pub struct PhaseRecord {
 
 /// Stores a phase report (the latest report for the same repository,
 /// commit, phase and issue replaces the earlier one) and, for a deployed
-/// fix, records and settles the fix (see [`record_fix`](crate::server::billing::fixes::record_fix);
+/// fix, records the fix and bills it when reports bill (under bill on
+/// merge it stays `pending`) (see [`record_fix`](crate::server::billing::fixes::record_fix);
 /// `links` for the low-credit email, `pricing` for a charge beyond the
 /// credits), all in one transaction.
 ///

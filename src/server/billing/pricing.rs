@@ -4,7 +4,7 @@
 //! the seeds' prices; operators override them through `PRICING_*`
 //! environment variables (see `.env.example`).
 
-pub use crate::server::config::pricing::PricingCatalog;
+pub use crate::server::config::pricing::{BillableEvent, PricingCatalog};
 
 /// Formats an amount of minor units for people, e.g. `2900, "usd"` →
 /// `"$29.00"`, `1500, "eur"` → `"15.00 EUR"`. Integer arithmetic only.
@@ -29,5 +29,20 @@ mod tests {
         assert_eq!(format_money(59900, "usd"), "$599.00");
         assert_eq!(format_money(5, "usd"), "$0.05");
         assert_eq!(format_money(-1500, "eur"), "-15.00 EUR");
+    }
+
+    #[test]
+    fn billable_event_spellings() {
+        assert_eq!(
+            BillableEvent::parse("merged").unwrap(),
+            BillableEvent::Merged
+        );
+        assert_eq!(
+            BillableEvent::parse("deployed").unwrap(),
+            BillableEvent::Deployed
+        );
+        assert!(BillableEvent::parse("Merged").is_err());
+        assert!(BillableEvent::Deployed.bills_on_report());
+        assert!(!BillableEvent::Merged.bills_on_report());
     }
 }

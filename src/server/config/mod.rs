@@ -188,6 +188,17 @@ impl Config {
                 1..,
             )?,
             currency: env.currency("PRICING_CURRENCY", &defaults.currency)?,
+            billable_event: match env.optional("PRICING_BILLABLE_EVENT") {
+                None => defaults.billable_event,
+                Some(raw) => {
+                    pricing::BillableEvent::parse(&raw).map_err(|e| {
+                        ConfigError::Invalid {
+                            name: "PRICING_BILLABLE_EVENT",
+                            reason: e.0,
+                        }
+                    })?
+                }
+            },
         };
         Ok(Self {
             database_url,

@@ -21,6 +21,41 @@ pub struct PricingCatalog {
     pub pro_overage_cents: i64,
     /// ISO 4217 currency code, lower case as Stripe writes it (seed: `usd`).
     pub currency: String,
+    /// Which event bills a fix (seed: [`BillableEvent::Deployed`]);
+    /// `PRICING_BILLABLE_EVENT`.
+    pub billable_event: BillableEvent,
+}
+
+/// The event that makes a fix billable (issue 9 "Bill on merge";
+/// ACTION_API.md §§ 3, 5, 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BillableEvent {
+    /// The seeds' rule: a stored mitigation with `fixed: true` or a fix
+    /// attempt bills the fix when it is reported.
+    #[default]
+    Deployed,
+    /// Reports record the fix as `pending`; the Action's billing call
+    /// (`POST /api/v1/fix-attempts/{id}/billing`, sent when the pull request
+    /// is merged) bills it.
+    Merged,
+}
+
+impl BillableEvent {
+    /// Parses `deployed` or `merged` (the `PRICING_BILLABLE_EVENT` spelling).
+    pub fn parse(input: &str) -> Result<Self, crate::types::values::ParseError> {
+        match input.trim() {
+            "deployed" => Ok(Self::Deployed),
+            "merged" => Ok(Self::Merged),
+            other => Err(crate::types::values::ParseError(format!(
+                "PRICING_BILLABLE_EVENT must be deployed or merged; got {other:?}"
+            ))),
+        }
+    }
+
+    /// Whether a report of the fix bills it (otherwise the billing call does).
+    pub fn bills_on_report(self) -> bool {
+        self == Self::Deployed
+    }
 }
 
 impl Default for PricingCatalog {
@@ -33,6 +68,7 @@ impl Default for PricingCatalog {
             pro_credits_per_period: 60,
             pro_overage_cents: 1500,
             currency: "usd".to_owned(),
+            billable_event: BillableEvent::Deployed,
         }
     }
 }

@@ -50,6 +50,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    fix_write_offs (fix_id) {
+        fix_id -> Int8,
+        customer_id -> Int8,
+        reason -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     fixes (id) {
         id -> Int8,
         customer_id -> Int8,
@@ -98,6 +107,8 @@ diesel::table! {
 
 diesel::joinable!(api_keys -> customers (customer_id));
 diesel::joinable!(credit_ledger_entries -> customers (customer_id));
+diesel::joinable!(fix_write_offs -> customers (customer_id));
+diesel::joinable!(fix_write_offs -> fixes (fix_id));
 diesel::joinable!(fixes -> customers (customer_id));
 diesel::joinable!(phase_records -> customers (customer_id));
 diesel::joinable!(usage_reports -> customers (customer_id));
@@ -106,6 +117,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     credit_ledger_entries,
     customers,
+    fix_write_offs,
     fixes,
     phase_records,
     usage_reports,

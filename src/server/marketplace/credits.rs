@@ -186,6 +186,7 @@ pub async fn grant_period(
         .replayed
     };
     if granted {
+        crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer_id).await?;
         tracing::info!(
             customer_id,
             github_account_id = account_id,

@@ -520,6 +520,7 @@ async fn apply_invoice_paid(
         },
     )
     .await?;
+    crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer.id).await?;
     // Recovered: the invoice of the current subscription is paid.
     let status: Option<String> = customers::table
         .find(customer.id)
@@ -724,5 +725,6 @@ pub async fn record_payment_method(
         )
         .await?;
     }
+    crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer_id).await?;
     Ok(has_payment_method)
 }

@@ -1,18 +1,23 @@
 //! `POST /api/v1/fix-attempts` (ACTION_API.md § 5): recorded when the Action
-//! opens a fix pull request. Billed at most once per fix.
+//! opens a fix pull request. Billed at most once per fix. And the billing
+//! mode on a merged pull request (ACTION_API.md § 6, issue 9 "Bill on
+//! merge"): `GET /api/v1/fix-attempts?github_org=&repo_name=&pr_number=` and
+//! `POST /api/v1/fix-attempts/{id}/billing`.
 
 use super::check_len;
 use crate::server::billing::charges::refusal_for_fix;
-use crate::server::billing::fixes::{record_fix, FixReport};
+use crate::server::billing::fixes::{
+    bill_fix, find_fix_by_pr, record_fix, BillOutcome, Fix, FixReport, Payment,
+};
 use crate::server::http::error::ApiError;
-use crate::server::http::extract::{ApiCustomer, ApiJson};
+use crate::server::http::extract::{ApiCustomer, ApiJson, ApiQuery};
 use crate::server::state::AppState;
 use crate::types::values::Repository;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// Request body. `api_key_used` is the raw key: it is accepted so the body
 /// parses, and is never stored or logged.
@@ -44,7 +49,10 @@ pub struct FixAttemptResponse {
 
 /// Records the fix attempt: 200 with the fix's id and its billing status
 /// (`credit` when a credit paid for it, `unpaid` while its card charge or
-/// overage item is being made, `charged` once it is). 402 with a clear
+/// overage item is being made, `charged` once it is, `pending` while it
+/// waits for the billing call when fixes are billed on merge). Reports of
+/// the same fix by issue or pull request, in any order, give the same fix
+/// ([`record_fix`]). 402 with a clear
 /// `error` when no credit is left and nothing can pay (no card and no
 /// subscription, or a declined card not yet fixed): the fix is recorded
 /// as `unpaid` all the same.
@@ -96,4 +104,139 @@ pub async fn create_fix_attempt(
         pr_number: body.pr_number,
         billing_status: fix.billing_status,
     }))
+}
+
+/// The largest issue or pull request number accepted (GitHub's are far
+/// smaller; the bound keeps garbage out).
+pub const MAX_NUMBER: i64 = 1 << 40;
+
+/// The lookup's query string. Numbers arrive as text and are parsed here so
+/// a malformed one gets a clear 422.
+#[derive(Debug, Deserialize)]
+pub struct FindFixQuery {
+    github_org: Option<String>,
+    repo_name: Option<String>,
+    pr_number: Option<String>,
+}
+
+fn fix_json(fix: &Fix) -> Value {
+    let (org, name) = fix
+        .repository
+        .split_once('/')
+        .unwrap_or((fix.repository.as_str(), ""));
+    json!({
+        "id": fix.id,
+        "status": "recorded",
+        "github_org": org,
+        "repo_name": name,
+        "pr_number": fix.pr_number,
+        "issue_number": fix.issue_number,
+        "billing_status": fix.billing_status,
+    })
+}
+
+/// Parses a positive number no larger than [`MAX_NUMBER`].
+fn parse_number(field: &str, raw: Option<&str>) -> Result<i64, ApiError> {
+    let raw = raw.ok_or_else(|| ApiError::unprocessable(format!("{field} is required")))?;
+    raw.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (1..=MAX_NUMBER).contains(n))
+        .ok_or_else(|| ApiError::unprocessable(format!("{field} must be a positive integer")))
+}
+
+/// `GET /api/v1/fix-attempts?github_org=acme&repo_name=api&pr_number=42`:
+/// 200 with the key's customer's fix for that pull request
+/// (`{"id", "status", "github_org", "repo_name", "pr_number",
+/// "issue_number", "billing_status"}`), 404 `{"error"}` when there is none
+/// (the Action then skips billing). 422 for a missing or malformed
+/// parameter.
+pub async fn find_fix_attempt(
+    State(state): State<AppState>,
+    ApiCustomer(auth): ApiCustomer,
+    ApiQuery(query): ApiQuery<FindFixQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let org = query
+        .github_org
+        .ok_or_else(|| ApiError::unprocessable("github_org is required"))?;
+    let name = query
+        .repo_name
+        .ok_or_else(|| ApiError::unprocessable("repo_name is required"))?;
+    let repository =
+        Repository::from_parts(&org, &name).map_err(|e| ApiError::unprocessable(e.0))?;
+    let pr_number = parse_number("pr_number", query.pr_number.as_deref())?;
+    let mut conn = state.conn().await?;
+    let fix = find_fix_by_pr(&mut conn, auth.customer.id, &repository, pr_number)
+        .await
+        .map_err(|e| match e {
+            crate::server::billing::BillingError::NotFound(_) => {
+                ApiError::not_found("no RSOLV fix attempt for this pull request")
+            }
+            other => other.into(),
+        })?;
+    Ok(Json(fix_json(&fix)))
+}
+
+/// `POST /api/v1/fix-attempts/{id}/billing` (no body): bills the key's
+/// customer's fix `id`, idempotently ([`bill_fix`]). 200 answers:
+/// - billed by this call: `billing_status` `credit` (one credit used) or
+///   `unpaid` with a message saying a card charge is being made;
+/// - already billed: `{"billing_status": "billed", "message": "Already billed"}`;
+/// - a charge already under way, or written off: a message starting
+///   "Already" and the stored `billing_status`.
+///
+/// 402 `{"error"}` when nothing can pay (no credits, no card, no
+/// subscription, or a declined card): the fix stays `unpaid` and is billed
+/// as soon as the customer can pay. 404 for an id that is not this
+/// customer's fix (or not a number).
+pub async fn bill_fix_attempt(
+    State(state): State<AppState>,
+    ApiCustomer(auth): ApiCustomer,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let not_found = || ApiError::not_found("fix attempt not found");
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(not_found)?;
+    let mut conn = state.conn().await?;
+    let outcome = bill_fix(
+        &mut conn,
+        &state.config.pricing,
+        auth.customer.id,
+        id,
+        &state.config.email.links,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::server::billing::BillingError::NotFound(_) => not_found(),
+        other => other.into(),
+    })?;
+    let (fix, message) = match outcome {
+        BillOutcome::AlreadyBilled(fix) => {
+            let mut body = fix_json(&fix);
+            body["billing_status"] = json!("billed");
+            body["message"] = json!("Already billed");
+            return Ok(Json(body));
+        }
+        BillOutcome::AlreadyCharging(fix) => (fix, "Already billing: a card charge is being made"),
+        BillOutcome::WrittenOff(fix) => (fix, "Already settled: written off, never billed"),
+        BillOutcome::Billed(fix, Payment::Credit(_)) => (fix, "Billed: one credit used"),
+        BillOutcome::Billed(fix, Payment::Charging(_)) => {
+            (fix, "Billing: a card charge is being made")
+        }
+        BillOutcome::Billed(fix, Payment::Refused(reason)) => {
+            tracing::info!(
+                customer_id = auth.customer.id,
+                fix_id = fix.id,
+                "billing call refused: nothing can pay"
+            );
+            return Err(ApiError::new(StatusCode::PAYMENT_REQUIRED, reason));
+        }
+    };
+    tracing::info!(customer_id = auth.customer.id, fix_id = fix.id, billing_status = %fix.billing_status, "billing call answered");
+    let mut body = fix_json(&fix);
+    body["message"] = json!(message);
+    Ok(Json(body))
 }

@@ -41,7 +41,14 @@ fn action_routes() -> Router<AppState> {
         .route("/usage/report", post(usage::report_usage))
         .route("/phases/store", post(phases::store_phase))
         .route("/phases/retrieve", get(phases::retrieve_phases))
-        .route("/fix-attempts", post(fix_attempts::create_fix_attempt))
+        .route(
+            "/fix-attempts",
+            post(fix_attempts::create_fix_attempt).get(fix_attempts::find_fix_attempt),
+        )
+        .route(
+            "/fix-attempts/{id}/billing",
+            post(fix_attempts::bill_fix_attempt),
+        )
 }
 
 pub(crate) use crate::app::server_errors::iso_utc;
