@@ -110,6 +110,11 @@ async fn run(command: Command) -> Result<(), String> {
             // hold from the first answer).
             load_flags(&state).await?;
             tokio::spawn(jobs::run_forever(state.clone(), shutdown_signal()));
+            // Charges stuck pending without a live job get a new one.
+            rsolv_platform::server::stripe::charges::spawn_sweeper(
+                state.clone(),
+                rsolv_platform::server::stripe::charges::SWEEP_EVERY,
+            );
             // Expired sessions and old sign-in attempts, deleted hourly.
             tokio::spawn(
                 rsolv_platform::server::auth::store::delete_expired_periodically(

@@ -1,5 +1,6 @@
 //! The application state shared by every handler.
 
+use crate::server::billing::ports::PaymentProcessor;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
 use crate::server::db::{build_pool, DbConn, DbPool, DbSetupError};
@@ -7,7 +8,8 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
 
-/// Pool, configuration and Leptos options; cheap to clone.
+/// Pool, configuration, the payment processor and Leptos options; cheap
+/// to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// The PostgreSQL pool.
@@ -16,6 +18,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Leptos's runtime settings (from `Leptos.toml`).
     pub leptos_options: LeptosOptions,
+    /// The payment processor (the one instance; Stripe by default, built
+    /// from `config.stripe`; replace it with [`AppState::with_processor`]).
+    pub processor: Arc<dyn PaymentProcessor>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -38,11 +43,22 @@ impl AppState {
             pool.clone(),
             std::time::Duration::from_secs(config.flags_refresh_seconds),
         );
+        let processor: Arc<dyn PaymentProcessor> = Arc::new(
+            crate::server::stripe::processor::StripeProcessor::new(config.stripe.clone()),
+        );
         Ok(Self {
             pool,
             config: Arc::new(config),
             leptos_options,
+            processor,
         })
+    }
+
+    /// The same state with another payment processor (e.g. an in-memory
+    /// one for model-based tests).
+    pub fn with_processor(mut self, processor: Arc<dyn PaymentProcessor>) -> Self {
+        self.processor = processor;
+        self
     }
 
     /// The runtime feature flags (cached; see [`crate::server::flags`]).

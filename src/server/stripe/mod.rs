@@ -10,6 +10,7 @@ pub mod charges;
 pub mod client;
 pub mod events;
 pub mod jobs;
+pub mod processor;
 pub mod signature;
 pub mod trigger;
 
