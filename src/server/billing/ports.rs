@@ -40,7 +40,7 @@ pub enum ProcessorError {
     /// or failed (5xx), or answered something unreadable. The call may have
     /// taken effect: retry with the same idempotency key, and look for the
     /// object before creating it again.
-    #[error("the payment processor is unavailable: {0}")]
+    #[error("the payment processor is unreachable or unavailable: {0}")]
     Unavailable(String),
     /// Another request with the same idempotency key is in flight, or the
     /// object is locked (Stripe 409): retry soon.
