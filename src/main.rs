@@ -10,6 +10,7 @@ use rsolv_platform::server::email::worker::run_forever as run_email_worker;
 use rsolv_platform::server::http::router;
 use rsolv_platform::server::jobs;
 use rsolv_platform::server::rate_limit;
+use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::state::AppState;
 use rsolv_platform::server::stripe::trigger;
 use std::net::SocketAddr;
@@ -78,7 +79,7 @@ async fn run(command: Command) -> Result<(), String> {
             let leptos_options = leptos::config::LeptosOptions::builder()
                 .output_name("rsolv-platform")
                 .build();
-            let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+            let state = platform_state(config, leptos_options).map_err(|e| e.to_string())?;
             load_flags(&state).await?;
             tokio::join!(
                 run_email_worker(state.clone(), shutdown_signal()),
@@ -105,11 +106,16 @@ async fn run(command: Command) -> Result<(), String> {
                 .leptos_options;
             let addr = leptos_options.site_addr;
             tracing::info!(?config, "configuration loaded");
-            let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+            let state = platform_state(config, leptos_options).map_err(|e| e.to_string())?;
             // Flags are read before the first request (maintenance mode must
             // hold from the first answer).
             load_flags(&state).await?;
             tokio::spawn(jobs::run_forever(state.clone(), shutdown_signal()));
+            // Charges stuck pending without a live job get a new one.
+            rsolv_platform::server::stripe::charges::spawn_sweeper(
+                state.clone(),
+                rsolv_platform::server::stripe::charges::SWEEP_EVERY,
+            );
             // Expired sessions and old sign-in attempts, deleted hourly.
             tokio::spawn(
                 rsolv_platform::server::auth::store::delete_expired_periodically(
@@ -169,7 +175,7 @@ async fn create_admin(config: Config, email: &str, invite: bool) -> Result<(), S
     let leptos_options = leptos::config::LeptosOptions::builder()
         .output_name("rsolv-platform")
         .build();
-    let state = AppState::new(config, leptos_options).map_err(|e| e.to_string())?;
+    let state = platform_state(config, leptos_options).map_err(|e| e.to_string())?;
     let mut conn = state.conn().await.map_err(|e| e.to_string())?;
     let user_id = create_admin(
         &mut conn,

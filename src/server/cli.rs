@@ -1,6 +1,25 @@
 //! The binary's subcommands.
 
+use crate::server::config::Config;
+use crate::server::db::DbSetupError;
+use crate::server::state::AppState;
+use crate::server::stripe::processor::StripeProcessor;
 use clap::{Parser, Subcommand};
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+
+/// The platform's [`AppState`]: the pool and configuration with the Stripe
+/// implementation of the payment-processor port (built from
+/// `config.stripe`). The wiring's one place that picks the processor.
+///
+/// Errors: [`DbSetupError`] for an unusable database URL.
+pub fn platform_state(
+    config: Config,
+    leptos_options: LeptosOptions,
+) -> Result<AppState, DbSetupError> {
+    let processor = Arc::new(StripeProcessor::new(config.stripe.clone()));
+    AppState::new(config, leptos_options, processor)
+}
 
 /// rsolv-platform: billing, provisioning and the customer portal behind the
 /// RSOLV GitHub Action. Configuration comes from environment variables

@@ -1,5 +1,6 @@
 //! The application state shared by every handler.
 
+use crate::server::billing::ports::PaymentProcessor;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
 use crate::server::db::{build_pool, DbConn, DbPool, DbSetupError};
@@ -7,7 +8,8 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
 
-/// Pool, configuration and Leptos options; cheap to clone.
+/// Pool, configuration, the payment processor and Leptos options; cheap
+/// to clone.
 #[derive(Clone)]
 pub struct AppState {
     /// The PostgreSQL pool.
@@ -16,6 +18,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Leptos's runtime settings (from `Leptos.toml`).
     pub leptos_options: LeptosOptions,
+    /// The payment processor (the one instance: Stripe, built from
+    /// `config.stripe` by the wiring; tests may pass another one).
+    pub processor: Arc<dyn PaymentProcessor>,
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -25,8 +30,16 @@ impl FromRef<AppState> for LeptosOptions {
 }
 
 impl AppState {
-    /// Builds the state and its pool (connections open lazily).
-    pub fn new(config: Config, leptos_options: LeptosOptions) -> Result<Self, DbSetupError> {
+    /// Builds the state and its pool (connections open lazily) around
+    /// `processor`, the one payment processor. The wiring
+    /// ([`crate::server::cli::platform_state`]) passes the Stripe one.
+    ///
+    /// Errors: [`DbSetupError`] for an unusable database URL.
+    pub fn new(
+        config: Config,
+        leptos_options: LeptosOptions,
+        processor: Arc<dyn PaymentProcessor>,
+    ) -> Result<Self, DbSetupError> {
         let pool = build_pool(
             &config.database_url,
             config.database_pool_size,
@@ -42,7 +55,15 @@ impl AppState {
             pool,
             config: Arc::new(config),
             leptos_options,
+            processor,
         })
+    }
+
+    /// The same state with another payment processor (e.g. an in-memory
+    /// one for model-based tests).
+    pub fn with_processor(mut self, processor: Arc<dyn PaymentProcessor>) -> Self {
+        self.processor = processor;
+        self
     }
 
     /// The runtime feature flags (cached; see [`crate::server::flags`]).

@@ -726,7 +726,7 @@ async fn a_plain_form_post_is_redirected_to_a_page_with_the_outcome() {
 #[tokio::test]
 async fn expired_sessions_and_old_attempts_are_cleaned_up() {
     use rsolv_platform::server::auth::store::{delete_expired_rows, session_key};
-    use rsolv_platform::server::state::AppState;
+    use rsolv_platform::server::cli::platform_state;
     let app = TestApp::spawn().await;
     let address = email("cleanup");
     register_and_confirm(&app, &address).await;
@@ -761,7 +761,7 @@ async fn expired_sessions_and_old_attempts_are_cleaned_up() {
         .await
         .unwrap();
 
-    let state = AppState::new(
+    let state = platform_state(
         crate::harness::test_config_with(&app.db.url, &[]),
         crate::harness::leptos_options(),
     )

@@ -11,7 +11,9 @@ use crate::harness::{
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use rsolv_platform::server::billing::charges::{list_charges, Charge};
+use rsolv_platform::server::billing::charges::{
+    find_charge_by_invoice_item, list_charges, settle_invoiced_overage, Charge, ChargeStatus,
+};
 use rsolv_platform::server::billing::customers::{find_customer, Customer};
 use rsolv_platform::server::billing::payment_methods::{
     add_card, begin_card_setup, list_cards, remove_card, CardRow, Consent, CONSENT_TEXT,
@@ -88,9 +90,11 @@ impl Billing {
     /// What the portal does: a SetupIntent, confirmed as Stripe.js would
     /// with `pm` (a localstripe test card), then recorded with consent.
     async fn add_card(&self, pm: &str) -> CardRow {
-        let api = self.api();
+        let processor = self.state.processor.clone();
         let mut conn = self.app.conn().await;
-        let intent = begin_card_setup(&api, &mut conn, self.id).await.unwrap();
+        let intent = begin_card_setup(processor.as_ref(), &mut conn, self.id)
+            .await
+            .unwrap();
         assert!(intent.client_secret.is_some());
         let confirmed: Value = self
             .stripe_post(
@@ -100,7 +104,7 @@ impl Billing {
             .await;
         assert_eq!(confirmed["status"], "succeeded", "{confirmed}");
         add_card(
-            &api,
+            processor.as_ref(),
             &mut conn,
             &self.state.config.pricing,
             self.id,
@@ -384,14 +388,14 @@ async fn a_card_grants_five_credits_once_then_each_fix_is_charged_29_dollars() {
     assert_eq!(pending.len(), 2);
     assert!(pending
         .iter()
-        .all(|c| c.status == "pending" && c.amount_cents == 2900 && c.kind == "payg"));
+        .all(|c| c.status == ChargeStatus::Pending && c.amount_cents == 2900 && c.kind == "payg"));
     b.run_jobs().await;
     for issue in [11, 12] {
         assert_eq!(b.fix_status(issue).await, "charged");
     }
     let charged = b.charges().await;
     assert!(
-        charged.iter().all(|c| c.status == "succeeded"),
+        charged.iter().all(|c| c.status == ChargeStatus::Succeeded),
         "{charged:?}"
     );
     // The ledger shows each purchase and each consumption.
@@ -429,7 +433,7 @@ async fn a_card_grants_five_credits_once_then_each_fix_is_charged_29_dollars() {
     assert!(b.emails("charge_declined").await.is_empty());
     // Either card can be removed (no subscription needs one).
     remove_card(
-        &b.api(),
+        b.state.processor.as_ref(),
         &mut b.app.conn().await,
         &b.state.config.pricing,
         b.id,
@@ -493,9 +497,11 @@ async fn pro_grants_60_per_paid_invoice_and_bills_overage_items() {
     assert_eq!(b.balance().await, 0);
     b.fixes_ok(71..=71, "unpaid").await;
     b.run_jobs().await;
-    assert_eq!(b.fix_status(71).await, "charged");
+    // The overage item exists; the charge waits for its invoice.
+    assert_eq!(b.fix_status(71).await, "unpaid");
     let charges = b.charges().await;
     assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0].status, ChargeStatus::Invoiced);
     assert_eq!(
         (charges[0].kind.as_str(), charges[0].amount_cents),
         ("overage", 1500)
@@ -519,6 +525,32 @@ async fn pro_grants_60_per_paid_invoice_and_bills_overage_items() {
         charges[0].stripe_invoice_item_id.as_deref(),
         items[0]["id"].as_str()
     );
+    assert_eq!(b.balance().await, 0);
+    assert!(b.ledger("purchase").await.is_empty(), "not paid yet");
+    // Its invoice is paid (what the invoice.paid handler calls): paid once.
+    let item = items[0]["id"].as_str().unwrap();
+    let mut conn = b.app.conn().await;
+    let found = find_charge_by_invoice_item(&mut conn, item)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, charges[0].id);
+    assert!(
+        settle_invoiced_overage(&mut conn, found.id, "in_it_overage")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !settle_invoiced_overage(&mut conn, found.id, "in_it_overage")
+            .await
+            .unwrap()
+    );
+    drop(conn);
+    assert_eq!(b.fix_status(71).await, "charged");
+    let settled = &b.charges().await[0];
+    assert_eq!(settled.status, ChargeStatus::Succeeded);
+    assert_eq!(settled.stripe_invoice_id.as_deref(), Some("in_it_overage"));
+    assert_eq!(b.ledger("purchase").await.len(), 1);
     assert_eq!(b.balance().await, 0);
 
     // Renewal (localstripe has no clock: a signed invoice.paid), twice.
@@ -599,12 +631,34 @@ async fn a_declined_card_leaves_the_fix_unpaid_and_stops_fixes_until_fixed() {
     b.run_jobs().await;
     assert_eq!(b.fix_status(11).await, "unpaid", "never lost");
     let charges = b.charges().await;
-    assert_eq!(charges[0].status, "failed");
+    assert_eq!(charges[0].status, ChargeStatus::Failed);
     assert!(charges[0].failure_message.is_some());
     assert!(b.customer().await.payment_failed_at.is_some());
     let mails = b.emails("charge_declined").await;
     assert_eq!(mails.len(), 1);
     assert!(mails[0].contains("$29.00") && mails[0].contains("/billing"));
+    // Our words, not the processor's: what happened and what to do.
+    assert!(
+        mails[0].contains("declined") && mails[0].contains("another card"),
+        "{}",
+        mails[0]
+    );
+    let declined_pi = b.stripe_payment_intents().await;
+    for raw in declined_pi
+        .iter()
+        .filter_map(|pi| pi["last_payment_error"]["message"].as_str())
+    {
+        assert!(!mails[0].contains(raw), "quotes Stripe: {raw}");
+    }
+    // Running the job again changes nothing: a decline is final.
+    rsolv_platform::server::stripe::charges::charge_job(
+        &b.state,
+        &json!({"charge_id": charges[0].id}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(b.charges().await[0].status, ChargeStatus::Failed);
+    assert_eq!(b.emails("charge_declined").await.len(), 1);
     assert!(b.ledger("purchase").await.is_empty());
     assert_eq!(b.balance().await, 0);
     // Further fixes: recorded, refused with a clear 402.
@@ -625,11 +679,20 @@ async fn a_declined_card_leaves_the_fix_unpaid_and_stops_fixes_until_fixed() {
         )
         .await;
     assert_eq!(status, 402);
-    // A working card: the failed charge is tried again and succeeds.
+    // A working card: the unpaid fix gets a NEW charge (new id, so a new
+    // idempotency key); the declined one stays failed.
+    let declined = b.charges().await[0].clone();
     let card = b.add_card("pm_card_visa").await;
     b.run_jobs().await;
     assert_eq!(b.fix_status(11).await, "charged");
     assert!(b.customer().await.payment_failed_at.is_none());
+    let after = b.charges().await;
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[0].id, declined.id);
+    assert_eq!(after[0].status, ChargeStatus::Failed);
+    assert_eq!(after[1].fix_id, declined.fix_id);
+    assert_eq!(after[1].status, ChargeStatus::Succeeded);
+    assert_ne!(after[1].idempotency_key(), declined.idempotency_key());
     let intents = b.stripe_payment_intents().await;
     let succeeded: Vec<&Value> = intents
         .iter()
@@ -659,7 +722,14 @@ async fn cancel_now_or_at_period_end_and_resume() {
         .await
         .unwrap();
     // The only card of a subscription cannot be removed.
-    let refused = remove_card(&api, &mut conn, &pricing, b.id, &card.id).await;
+    let refused = remove_card(
+        b.state.processor.as_ref(),
+        &mut conn,
+        &pricing,
+        b.id,
+        &card.id,
+    )
+    .await;
     assert!(refused.is_err());
     // Cancel now: ends at once on Stripe and here.
     subscriptions::cancel(&api, &mut conn, b.id, false)
@@ -745,7 +815,7 @@ async fn billing_disabled_records_fixes_for_later_and_calls_no_stripe() {
         .charges()
         .await
         .iter()
-        .all(|c| c.status == "pending" && c.attempts == 0));
+        .all(|c| c.status == ChargeStatus::Pending && c.attempts == 0));
     // Back on: billed.
     b.run_jobs().await;
     assert_eq!(b.fix_status(11).await, "charged");
@@ -764,7 +834,7 @@ async fn stripe_unreachable_during_a_charge_is_retried_into_exactly_one_payment(
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].status, "queued", "{runs:?}");
     let charge = &b.charges().await[0];
-    assert_eq!((charge.status.as_str(), charge.attempts), ("pending", 1));
+    assert_eq!((charge.status, charge.attempts), (ChargeStatus::Pending, 1));
     assert_eq!(b.fix_status(11).await, "unpaid");
     // Stripe is back; the job is due after its backoff (made due now).
     let job_id: i64 = jobs::table
@@ -798,7 +868,7 @@ async fn stripe_unreachable_during_a_charge_is_retried_into_exactly_one_payment(
         "exactly one charge"
     );
     let charge = &b.charges().await[0];
-    assert_eq!(charge.status, "succeeded");
+    assert_eq!(charge.status, ChargeStatus::Succeeded);
     assert!(charge.stripe_payment_intent_id.is_some());
     assert_eq!(b.ledger("purchase").await.len(), 1);
     assert_eq!(b.balance().await, 0);
@@ -1012,4 +1082,284 @@ async fn the_portal_says_billing_is_paused_and_changes_nothing_on_stripe() {
         0,
         "no Stripe job ran"
     );
+}
+
+// --- Charges: declines vs outages, one key, one PaymentIntent ---------------
+
+/// A tiny Stripe stand-in on 127.0.0.1: every GET answers an empty list,
+/// every POST the error status chosen with [`FakeStripe::answer`]; it
+/// records each request's method, path and `Idempotency-Key`.
+struct FakeStripe {
+    base: String,
+    status: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<SeenRequest>>>,
+}
+
+/// Method, path and `Idempotency-Key` of a request the fake saw.
+type SeenRequest = (String, String, Option<String>);
+
+impl FakeStripe {
+    async fn start() -> Self {
+        use axum::http::{HeaderMap, Method, StatusCode, Uri};
+        use std::sync::atomic::{AtomicU16, Ordering};
+        use std::sync::{Arc, Mutex};
+        let status = Arc::new(AtomicU16::new(500));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (answer, log) = (status.clone(), seen.clone());
+        let app =
+            axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+                let (answer, log) = (answer.clone(), log.clone());
+                async move {
+                    let key = headers
+                        .get("idempotency-key")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    log.lock()
+                        .unwrap()
+                        .push((method.to_string(), uri.path().to_owned(), key));
+                    if method == Method::GET {
+                        return (
+                            StatusCode::OK,
+                            axum::Json(json!({"object": "list", "data": [], "has_more": false})),
+                        );
+                    }
+                    let code = AtomicU16::load(&answer, Ordering::SeqCst);
+                    let kind = match code {
+                        409 => "idempotency_error",
+                        500..=599 => "api_error",
+                        _ => "invalid_request_error",
+                    };
+                    (
+                        StatusCode::from_u16(code).unwrap(),
+                        axum::Json(json!({"error": {"type": kind, "message": "fake failure"}})),
+                    )
+                }
+            });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { base, status, seen }
+    }
+
+    fn answer(&self, status: u16) {
+        self.status
+            .store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The idempotency keys of the PaymentIntent creations seen so far.
+    fn payment_intent_keys(&self) -> Vec<Option<String>> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(m, path, _)| m == "POST" && path == "/v1/payment_intents")
+            .map(|(_, _, key)| key.clone())
+            .collect()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outages_conflicts_and_rejected_keys_leave_the_charge_pending_and_never_email() {
+    let b = Billing::new("bill-not-a-decline").await;
+    b.add_card("pm_card_visa").await;
+    b.fixes_ok(1..=10, "credit").await;
+    b.fixes_ok(11..=11, "unpaid").await;
+    let charge_id = b.charges().await[0].id;
+    let fake = FakeStripe::start().await;
+    let broken = b.app.state_with(&fake.base, &[]);
+
+    // 500 through the queue: the job is put back to retry.
+    fake.answer(500);
+    let runs = run_until_idle(&broken).await.unwrap();
+    let run = runs.iter().find(|r| r.kind == KIND_STRIPE_CHARGE).unwrap();
+    assert_eq!(run.status, "queued", "{runs:?}");
+    // 409 (a concurrent request), 401 (a rotated key), 403, 400, 429: each
+    // run is a retryable failure.
+    for status in [409, 401, 403, 400, 429, 503] {
+        fake.answer(status);
+        let outcome = rsolv_platform::server::stripe::charges::charge_job(
+            &broken,
+            &json!({ "charge_id": charge_id }),
+        )
+        .await;
+        let error = outcome.expect_err("not done");
+        assert!(error.retryable, "{status}: {error:?}");
+    }
+    // Nothing listening at all.
+    let down = b.app.state_with(&closed_port_base(), &[]);
+    let error = rsolv_platform::server::stripe::charges::charge_job(
+        &down,
+        &json!({ "charge_id": charge_id }),
+    )
+    .await
+    .expect_err("unreachable");
+    assert!(error.retryable);
+
+    let charge = &b.charges().await[0];
+    assert_eq!(charge.status, ChargeStatus::Pending, "never failed");
+    assert_eq!(charge.attempts, 8);
+    assert!(charge.failure_message.is_none());
+    assert!(b.customer().await.payment_failed_at.is_none());
+    assert!(b.emails("charge_declined").await.is_empty(), "no email");
+    assert_eq!(b.fix_status(11).await, "unpaid");
+    // Every creating call carried the charge's one key.
+    let keys = fake.payment_intent_keys();
+    assert_eq!(keys.len(), 7, "{keys:?}");
+    let expected = format!("charge:{charge_id}");
+    assert!(
+        keys.iter().all(|k| k.as_deref() == Some(expected.as_str())),
+        "{keys:?}"
+    );
+    assert_eq!(charge.idempotency_key(), expected);
+    // Further fixes are not refused: the card was never declined.
+    b.fixes_ok(12..=12, "unpaid").await;
+
+    // Stripe is back: the retried job charges exactly once.
+    let job_id: i64 = jobs::table
+        .filter(jobs::kind.eq(KIND_STRIPE_CHARGE))
+        .filter(jobs::status.eq("queued"))
+        .order(jobs::id.asc())
+        .select(jobs::id)
+        .first(&mut b.app.conn().await)
+        .await
+        .unwrap();
+    assert!(retry_now(&mut b.app.conn().await, job_id).await.unwrap());
+    b.run_jobs().await;
+    assert_eq!(b.fix_status(11).await, "charged");
+    assert_eq!(b.fix_status(12).await, "charged");
+    let intents = b.stripe_payment_intents().await;
+    assert_eq!(intents.len(), 2, "{intents:?}");
+    let for_charge: Vec<&Value> = intents
+        .iter()
+        .filter(|i| {
+            i["metadata"]["rsolv_charge_id"].as_str() == Some(charge_id.to_string().as_str())
+        })
+        .collect();
+    assert_eq!(for_charge.len(), 1);
+    assert!(b.emails("charge_declined").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_workers_and_retries_make_one_payment_intent_per_charge() {
+    let b = Billing::new("bill-race").await;
+    b.add_card("pm_card_visa").await;
+    b.fixes_ok(1..=10, "credit").await;
+    b.fixes_ok(11..=11, "unpaid").await;
+    let charge_id = b.charges().await[0].id;
+    // Four workers run the same charge's job at the same moment.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let state = b.state.clone();
+        tasks.push(tokio::spawn(async move {
+            rsolv_platform::server::stripe::charges::charge_job(
+                &state,
+                &json!({ "charge_id": charge_id }),
+            )
+            .await
+        }));
+    }
+    let mut done = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => done += 1,
+            Err(error) => assert!(error.retryable, "{error:?}"),
+        }
+    }
+    assert!(done >= 1);
+    // The queued job, and a retry after a failure elsewhere, find it paid.
+    b.run_jobs().await;
+    rsolv_platform::server::stripe::charges::charge_job(
+        &b.state,
+        &json!({ "charge_id": charge_id }),
+    )
+    .await
+    .unwrap();
+    let intents = b.stripe_payment_intents().await;
+    assert_eq!(intents.len(), 1, "one PaymentIntent: {intents:?}");
+    assert_eq!(
+        intents[0]["metadata"]["rsolv_charge_id"],
+        charge_id.to_string()
+    );
+    let charges = b.charges().await;
+    assert_eq!(charges.len(), 1);
+    assert_eq!(charges[0].status, ChargeStatus::Succeeded);
+    assert_eq!(
+        charges[0].stripe_payment_intent_id.as_deref(),
+        intents[0]["id"].as_str()
+    );
+    assert_eq!(b.ledger("purchase").await.len(), 1);
+    assert_eq!(b.balance().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_stuck_pending_without_a_live_job_is_requeued_once_per_round() {
+    use rsolv_platform::server::billing::charges::sweep_stuck_charges;
+    let b = Billing::new("bill-sweep").await;
+    b.add_card("pm_card_visa").await;
+    b.fixes_ok(1..=10, "credit").await;
+    b.fixes_ok(11..=12, "unpaid").await;
+    let charges = b.charges().await;
+    let (stuck, fresh) = (charges[0].id, charges[1].id);
+    let mut conn = b.app.conn().await;
+    // Its job died (attempts used up), an hour ago.
+    diesel::update(
+        jobs::table
+            .filter(jobs::kind.eq(KIND_STRIPE_CHARGE))
+            .filter(
+                jobs::payload
+                    .retrieve_as_text("charge_id")
+                    .eq(stuck.to_string()),
+            ),
+    )
+    .set(jobs::status.eq("dead"))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::update(charges::table.find(stuck))
+        .set(charges::updated_at.eq(Utc::now() - chrono::Duration::hours(1)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // The other one's job is still queued: not swept even when old.
+    diesel::update(charges::table.find(fresh))
+        .set(charges::updated_at.eq(Utc::now() - chrono::Duration::hours(1)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        sweep_stuck_charges(&mut conn, 30, 1).await.unwrap(),
+        vec![stuck]
+    );
+    assert!(sweep_stuck_charges(&mut conn, 30, 1)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(
+        sweep_stuck_charges(&mut conn, 30, 2)
+            .await
+            .unwrap()
+            .is_empty(),
+        "its new job is queued"
+    );
+    let dedupe: Vec<Option<String>> = jobs::table
+        .filter(jobs::kind.eq(KIND_STRIPE_CHARGE))
+        .filter(jobs::status.eq("queued"))
+        .order(jobs::id.asc())
+        .select(jobs::dedupe_key)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        dedupe.contains(&Some(format!("stripe.charge:{stuck}:sweep:1"))),
+        "{dedupe:?}"
+    );
+    drop(conn);
+    b.run_jobs().await;
+    assert_eq!(b.fix_status(11).await, "charged");
+    assert_eq!(b.fix_status(12).await, "charged");
+    assert!(sweep_stuck_charges(&mut b.app.conn().await, 0, 3)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(b.stripe_payment_intents().await.len(), 2);
 }

@@ -15,6 +15,7 @@ use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::schema::email_outbox;
 use rsolv_platform::server::email::worker::{run_once, OutboxEmail};
 use rsolv_platform::server::email::{enqueue_email, OutgoingEmail};
+use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::state::AppState;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -63,7 +64,7 @@ fn smtp_config(database_url: &str, smtp_port: u16, extra: &[(&str, &str)]) -> Co
 /// A worker state over `db` delivering to the sink.
 fn worker_state(db: &TestDb, extra: &[(&str, &str)]) -> AppState {
     let (port, _) = sink();
-    AppState::new(smtp_config(&db.url, port, extra), leptos_options()).expect("state")
+    platform_state(smtp_config(&db.url, port, extra), leptos_options()).expect("state")
 }
 
 async fn connect(db: &TestDb) -> AsyncPgConnection {
@@ -262,7 +263,7 @@ async fn a_down_smtp_server_backs_off_and_finally_fails_the_row() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap().port()
     };
-    let state = AppState::new(
+    let state = platform_state(
         smtp_config(
             &db.url,
             closed_port,
@@ -483,7 +484,7 @@ async fn the_file_transport_writes_eml_files() {
         }
     })
     .unwrap();
-    let state = AppState::new(config, leptos_options()).unwrap();
+    let state = platform_state(config, leptos_options()).unwrap();
     let address = email("file");
     enqueue_email(&mut connect(&db).await, &outgoing(&address, "file:1"))
         .await

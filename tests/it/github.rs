@@ -21,6 +21,7 @@ use rsolv_platform::server::marketplace::events::{
     apply_due_pending_changes, KIND_GITHUB_APPLY_PENDING_CHANGE,
 };
 use rsolv_platform::server::marketplace::signature::sign;
+use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::state::AppState;
 use serde_json::Value;
 
@@ -67,7 +68,7 @@ async fn spawn() -> TestApp {
 /// A state over the app's database (for jobs), without Stripe: Stripe
 /// jobs stay queued.
 fn state(app: &TestApp) -> AppState {
-    AppState::new(test_config_with(&app.db.url, VARS), leptos_options()).expect("state")
+    platform_state(test_config_with(&app.db.url, VARS), leptos_options()).expect("state")
 }
 
 /// POSTs raw `body` with the given headers (`None` leaves one out).

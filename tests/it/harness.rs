@@ -5,6 +5,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::run_pending_migrations;
 use rsolv_platform::server::http::router;
+use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::state::AppState;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -246,7 +247,7 @@ impl TestApp {
 
     async fn serve(db: std::sync::Arc<TestDb>, overrides: &[(&str, &str)]) -> Self {
         let config = test_config_with(&db.url, overrides);
-        let state = AppState::new(config, leptos_options()).expect("state");
+        let state = platform_state(config, leptos_options()).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -451,7 +452,7 @@ impl TestApp {
     /// A state over this app's database (for running jobs) with the Stripe
     /// configuration for `api_base` and `extra` variables.
     pub fn state_with(&self, api_base: &str, extra: &[(&str, &str)]) -> AppState {
-        AppState::new(
+        platform_state(
             stripe_config(&self.db.url, api_base, extra),
             leptos_options(),
         )

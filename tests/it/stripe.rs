@@ -700,3 +700,206 @@ async fn without_a_secret_key_stripe_jobs_stay_queued() {
     let (_, status, attempts) = create_customer_job(&app, customer_id).await;
     assert_eq!((status.as_str(), attempts), ("queued", 0));
 }
+
+// --- The PaymentProcessor port's Stripe implementation --------------------
+
+async fn localstripe_post(base: &str, path: &str, form: &[(&str, &str)]) -> Value {
+    let response = reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .basic_auth(STRIPE_TEST_KEY, Some(""))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "POST {path}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stripe_processor_speaks_domain_types_against_localstripe() {
+    use rsolv_platform::server::billing::ports::{
+        CancelMode, ChargeRequest, InvoiceItemRequest, NewProcessorCustomer, ProcessorChargeStatus,
+        ProcessorError, SetupStatus, SubscribeRequest,
+    };
+    use rsolv_platform::server::stripe::client::StripeApi;
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_stripe(&base, &[]).await;
+    let state = app.state_with(&base, &[]);
+    let processor = state.processor.clone();
+    let started = Utc::now() - chrono::Duration::minutes(5);
+    let address = email("port");
+    // A made-up id of ours (no row needed: the processor is below the DB).
+    let ours = 900_000 + i64::from(fastrand_id());
+
+    // Customer: created once, found again by our id in its metadata.
+    let customer = processor
+        .create_customer(&NewProcessorCustomer {
+            customer_id: ours,
+            email: address.clone(),
+            name: "Port Test".into(),
+            idempotency_key: format!("customer:create:{ours}"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(customer.customer_id, Some(ours));
+    let found = processor.find_customers(ours, &address).await.unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, customer.id);
+    let cus = customer.id.clone();
+
+    // A card through a SetupIntent (localstripe's confirm does not attach).
+    let setup = processor
+        .create_setup_intent(&cus, ours, &format!("setup_intent:{ours}:1"))
+        .await
+        .unwrap();
+    assert!(setup.client_secret.is_some());
+    localstripe_post(
+        &base,
+        &format!("/v1/setup_intents/{}/confirm", setup.id),
+        &[("payment_method", "pm_card_visa")],
+    )
+    .await;
+    let setup = processor.setup_intent(&setup.id).await.unwrap();
+    assert_eq!(setup.status, SetupStatus::Succeeded);
+    assert_eq!(setup.customer.as_deref(), Some(cus.as_str()));
+    let pm = setup.payment_method.unwrap();
+    let card = processor.attach_payment_method(&pm, &cus).await.unwrap();
+    assert_eq!(card.last4.as_deref(), Some("4242"));
+    processor
+        .set_default_payment_method(&cus, &card.id)
+        .await
+        .unwrap();
+
+    // An off-session charge: succeeded, found again by our charge id.
+    let charge = ChargeRequest {
+        charge_id: ours,
+        customer: cus.clone(),
+        payment_method: card.id.clone(),
+        amount_cents: 2900,
+        currency: "usd".into(),
+        idempotency_key: format!("charge:{ours}"),
+        metadata: [("rsolv_fix_id".to_owned(), "1".to_owned())].into(),
+    };
+    let paid = processor.charge_off_session(&charge).await.unwrap();
+    assert_eq!(paid.status, ProcessorChargeStatus::Succeeded);
+    assert_eq!((paid.amount_cents, paid.charge_id), (2900, Some(ours)));
+    let again = processor.payment_intent(&paid.id).await.unwrap();
+    assert_eq!(again.status, ProcessorChargeStatus::Succeeded);
+    let by_ours = processor.find_charges(&cus, ours).await.unwrap();
+    assert_eq!(by_ours.len(), 1);
+    assert_eq!(by_ours[0].id, paid.id);
+    assert!(processor
+        .find_charges(&cus, ours + 1)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // A card that attaches, then declines: a decline, nothing else.
+    let failing = processor
+        .attach_payment_method("pm_card_chargeCustomerFail", &cus)
+        .await
+        .unwrap();
+    let declined = processor
+        .charge_off_session(&ChargeRequest {
+            charge_id: ours + 1,
+            payment_method: failing.id.clone(),
+            idempotency_key: format!("charge:{}", ours + 1),
+            ..charge.clone()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(declined, ProcessorError::Declined { .. }),
+        "{declined:?}"
+    );
+    // Unknown objects are NotFound, not declines.
+    let missing = processor
+        .payment_intent("pi_doesnotexist")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(missing, ProcessorError::NotFound(_)),
+        "{missing:?}"
+    );
+
+    // Overage items, found by our charge id.
+    let item = processor
+        .create_invoice_item(&InvoiceItemRequest {
+            charge_id: ours + 2,
+            customer: cus.clone(),
+            subscription: None,
+            amount_cents: 1500,
+            currency: "usd".into(),
+            description: "port test".into(),
+            idempotency_key: format!("charge:{}", ours + 2),
+        })
+        .await
+        .unwrap();
+    assert_eq!(item.charge_id, Some(ours + 2));
+    let items = processor.find_invoice_items(&cus, ours + 2).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].id, item.id);
+
+    // Subscriptions: subscribe, read back, cancel at period end, resume,
+    // cancel now collecting pending items.
+    let api = StripeApi::new(&state.config.stripe).unwrap();
+    api.ensure_local_pro_plan(&state.config.stripe, 59900, "usd")
+        .await
+        .unwrap();
+    let sub = processor
+        .subscribe(&SubscribeRequest {
+            customer_id: ours,
+            customer: cus.clone(),
+            price: state.config.stripe.pro_price_id.clone(),
+            idempotency_key: format!("subscription:create:{ours}:after:none"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(sub.status, "active");
+    assert_eq!(sub.customer_id, Some(ours));
+    assert!(sub.current_period_end.is_some());
+    let read = processor.subscription(&sub.id).await.unwrap();
+    assert_eq!(
+        (read.id.as_str(), read.status.as_str()),
+        (sub.id.as_str(), "active")
+    );
+    let invoice = processor
+        .invoice(sub.latest_invoice.as_deref().unwrap())
+        .await
+        .unwrap();
+    assert!(invoice.paid, "{invoice:?}");
+    assert_eq!(invoice.subscription_id.as_deref(), Some(sub.id.as_str()));
+    // The pending overage item went onto this first invoice.
+    assert_eq!(invoice.amount_paid_cents, 59900 + 1500);
+    assert!(invoice.invoice_item_ids.contains(&item.id), "{invoice:?}");
+    let ending = processor
+        .cancel_subscription(&sub.id, CancelMode::AtPeriodEnd)
+        .await
+        .unwrap();
+    assert!(ending.cancel_at_period_end);
+    let resumed = processor.resume_subscription(&sub.id).await.unwrap();
+    assert!(!resumed.cancel_at_period_end);
+    let ended = processor
+        .cancel_subscription(&sub.id, CancelMode::Now { invoice_now: true })
+        .await
+        .unwrap();
+    assert_eq!(ended.status, "canceled");
+    let listed = processor.list_invoices(&cus, 10).await.unwrap();
+    assert!(listed.iter().any(|i| i.id == invoice.id));
+
+    // Reconciliation lists.
+    let intents = processor.payment_intents_since(started).await.unwrap();
+    assert!(intents.iter().any(|i| i.id == paid.id), "{intents:?}");
+    let invoices = processor.invoices_since(started).await.unwrap();
+    assert!(invoices.iter().any(|i| i.id == invoice.id));
+
+    // Detaching twice is fine (already detached is the wanted state).
+    processor.detach_payment_method(&failing.id).await.unwrap();
+    processor.detach_payment_method(&failing.id).await.unwrap();
+}
+
+/// A number unlikely to repeat between runs sharing one localstripe.
+fn fastrand_id() -> u32 {
+    let nanos = Utc::now().timestamp_subsec_nanos();
+    (nanos / 1000) % 90_000_000
+}

@@ -7,13 +7,12 @@
 use crate::harness::{email, localstripe_base, TestApp, STRIPE_TEST_KEY};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use rsolv_platform::server::billing::charges::list_charges;
+use rsolv_platform::server::billing::charges::{list_charges, ChargeStatus};
 use rsolv_platform::server::billing::fixes::list_unpaid_fixes;
 use rsolv_platform::server::billing::payment_methods::{add_card, begin_card_setup, Consent};
 use rsolv_platform::server::db::schema::{credit_ledger_entries, fixes};
 use rsolv_platform::server::jobs::run_until_idle;
 use rsolv_platform::server::state::AppState;
-use rsolv_platform::server::stripe::client::StripeApi;
 use serde_json::{json, Value};
 
 /// No free credits at all: the first fix finds none.
@@ -61,9 +60,9 @@ async fn run_jobs(state: &AppState) {
 /// What the portal does to add a card: a SetupIntent confirmed on
 /// localstripe with `pm`, recorded with consent.
 async fn add_test_card(app: &TestApp, state: &AppState, base: &str, customer_id: i64, pm: &str) {
-    let api = StripeApi::new(&state.config.stripe).unwrap();
+    let api = state.processor.clone();
     let mut conn = app.conn().await;
-    let intent = begin_card_setup(&api, &mut conn, customer_id)
+    let intent = begin_card_setup(api.as_ref(), &mut conn, customer_id)
         .await
         .unwrap();
     let confirmed: Value = reqwest::Client::new()
@@ -78,7 +77,7 @@ async fn add_test_card(app: &TestApp, state: &AppState, base: &str, customer_id:
         .unwrap();
     assert_eq!(confirmed["status"], "succeeded", "{confirmed}");
     add_card(
-        &api,
+        api.as_ref(),
         &mut conn,
         &state.config.pricing,
         customer_id,
@@ -135,7 +134,7 @@ async fn a_fix_refused_at_zero_credits_is_charged_once_when_a_card_is_added() {
         .await
         .unwrap();
     assert_eq!(charges.len(), 1, "{charges:?}");
-    assert_eq!(charges[0].status, "succeeded");
+    assert_eq!(charges[0].status, ChargeStatus::Succeeded);
     assert_eq!(app.balance_and_ledger_sum(customer_id).await, (0, 0));
     assert!(list_unpaid_fixes(&mut app.conn().await, customer_id, 10)
         .await

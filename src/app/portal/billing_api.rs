@@ -28,8 +28,8 @@ pub async fn get_billing() -> Result<BillingView, AppError> {
 pub async fn create_setup_intent() -> Result<SetupIntentView, AppError> {
     use crate::server::billing::payment_methods::begin_card_setup;
     let (user, mut conn) = super::api::ssr::session().await?;
-    let api = ssr::api()?;
-    let intent = begin_card_setup(&api, &mut conn, user.customer_id)
+    let processor = ssr::processor()?;
+    let intent = begin_card_setup(processor.as_ref(), &mut conn, user.customer_id)
         .await
         .map_err(super::api::ssr::fail)?;
     Ok(SetupIntentView {
@@ -50,7 +50,7 @@ pub async fn add_card(
     use crate::server::billing::payment_methods::{add_card, Consent};
     let (user, mut conn) = super::api::ssr::session().await?;
     let state = super::api::ssr::state()?;
-    let api = ssr::api()?;
+    let processor = ssr::processor()?;
     let user_agent = use_context::<axum::http::request::Parts>().and_then(|p| {
         p.headers
             .get(axum::http::header::USER_AGENT)
@@ -64,7 +64,7 @@ pub async fn add_card(
         user_agent,
     };
     let card = add_card(
-        &api,
+        processor.as_ref(),
         &mut conn,
         &state.config.pricing,
         user.customer_id,
@@ -82,10 +82,15 @@ pub async fn add_card(
 pub async fn set_default_card(payment_method_id: String) -> Result<(), AppError> {
     use crate::server::billing::payment_methods::set_default_card;
     let (user, mut conn) = super::api::ssr::session().await?;
-    let api = ssr::api()?;
-    set_default_card(&api, &mut conn, user.customer_id, &payment_method_id)
-        .await
-        .map_err(super::api::ssr::fail)
+    let processor = ssr::processor()?;
+    set_default_card(
+        processor.as_ref(),
+        &mut conn,
+        user.customer_id,
+        &payment_method_id,
+    )
+    .await
+    .map_err(super::api::ssr::fail)
 }
 
 /// Removes one of the customer's cards (not the last one while a
@@ -95,9 +100,9 @@ pub async fn remove_card(payment_method_id: String) -> Result<(), AppError> {
     use crate::server::billing::payment_methods::remove_card;
     let (user, mut conn) = super::api::ssr::session().await?;
     let state = super::api::ssr::state()?;
-    let api = ssr::api()?;
+    let processor = ssr::processor()?;
     remove_card(
-        &api,
+        processor.as_ref(),
         &mut conn,
         &state.config.pricing,
         user.customer_id,
@@ -202,6 +207,19 @@ pub(crate) mod ssr {
     use crate::types::AppError;
     use diesel_async::AsyncPgConnection;
 
+    /// The payment processor, after the kill-switch check.
+    pub fn processor(
+    ) -> Result<std::sync::Arc<dyn crate::server::billing::ports::PaymentProcessor>, AppError> {
+        let state = state()?;
+        if !state.config.stripe.can_call_stripe() {
+            tracing::warn!("billing call while Stripe is off");
+            return Err(fail_app(AppError::Validation(
+                "billing is paused at the moment: fixes are recorded and billed later".into(),
+            )));
+        }
+        Ok(state.processor.clone())
+    }
+
     /// The Stripe client, the single kill-switch check.
     pub fn api() -> Result<StripeApi, AppError> {
         let state = state()?;
@@ -284,15 +302,15 @@ pub(crate) mod ssr {
         let customer = find_customer(conn, customer_id).await.map_err(fail)?;
         let billing_enabled = state.config.stripe.can_call_stripe();
         let (invoices, invoices_note) = match (
-            StripeApi::new(&state.config.stripe),
+            billing_enabled,
             customer.stripe_customer_id.as_deref(),
         ) {
-            (Err(_), _) => (
+            (false, _) => (
                 Vec::new(),
                 Some("Billing is paused: invoices cannot be shown right now.".to_owned()),
             ),
-            (Ok(_), None) => (Vec::new(), None),
-            (Ok(api), Some(cus)) => match api.list_invoices(cus, 50).await {
+            (true, None) => (Vec::new(), None),
+            (true, Some(cus)) => match state.processor.list_invoices(cus, 50).await {
                 Ok(list) => (
                     list.into_iter()
                         .map(|i| HistoryItemView {
@@ -301,21 +319,16 @@ pub(crate) mod ssr {
                                 None => "Invoice".to_owned(),
                             },
                             amount: format_money(
-                                if i.is_paid() {
-                                    i.amount_paid
+                                if i.paid {
+                                    i.amount_paid_cents
                                 } else {
-                                    i.amount_due
+                                    i.amount_due_cents
                                 },
                                 i.currency.as_deref().unwrap_or("usd"),
                             ),
                             status: i.status.clone().unwrap_or_else(|| "open".into()),
-                            date: i
-                                .created
-                                .or(i.date)
-                                .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
-                                .map(iso_utc)
-                                .unwrap_or_default(),
-                            url: i.hosted_invoice_url.clone(),
+                            date: i.created.map(iso_utc).unwrap_or_default(),
+                            url: i.hosted_url.clone(),
                             failure: None,
                         })
                         .collect(),
@@ -344,7 +357,7 @@ pub(crate) mod ssr {
                     format!("Fix #{} charged to your card", c.fix_id)
                 },
                 amount: format_money(c.amount_cents, &c.currency),
-                status: c.status.clone(),
+                status: c.status.to_string(),
                 date: iso_utc(c.created_at),
                 url: None,
                 failure: c.failure_message.clone(),
@@ -409,7 +422,7 @@ pub(crate) mod ssr {
             .await
             .map_err(fail)?
             .iter()
-            .filter(|c| c.status == "pending")
+            .filter(|c| c.status.awaits_processor())
             .count();
         Ok(BillingNoticeView {
             billing_enabled: state.config.stripe.can_call_stripe(),

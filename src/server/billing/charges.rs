@@ -1,45 +1,155 @@
-//! Money for fixes beyond the credits: one `charges` row per such fix.
+//! Money for fixes beyond the credits: `charges` rows, and how one becomes
+//! exactly one charge at the payment processor.
 //!
 //! The flow (chosen so the Action's request stays fast and no fix is lost):
 //! the request that records the fix, in its one transaction, stores the fix
 //! as `unpaid`, writes its charge row (`pending`) and enqueues the
-//! `stripe.charge` job; it never calls Stripe. The job
-//! ([`crate::server::stripe::charges`]) then charges: pay-as-you-go, an
-//! off-session PaymentIntent (idempotency key `fix:charge:<fix id>`); Pro
-//! beyond the period's credits, an invoice item billed with the next invoice
-//! (idempotency key `overage:charge:<charge id>`). When Stripe is unreachable
-//! the job retries with backoff, and before creating anything it looks for
-//! the object an earlier attempt may have made (stored id, then our charge
-//! id in Stripe metadata), so one fix gives exactly one Stripe charge. With
-//! billing disabled the job stays queued: the fix is recorded for later
-//! billing.
+//! `stripe.charge` job; it never calls the processor. The job runs
+//! [`process_charge`] through the [`PaymentProcessor`] port: pay-as-you-go,
+//! an off-session charge of the default card; Pro beyond the period's
+//! credits, an invoice item billed with the next invoice (the charge is then
+//! `invoiced` until that invoice is paid: [`settle_invoiced_overage`]).
 //!
-//! On success ([`settle_succeeded`]) the ledger shows the purchase (+1,
+//! One idempotency key per charge for its whole life (issue 9):
+//! `charge:<charge id>`, on every creating call for it; before creating
+//! again after an attempt whose answer was lost, the job looks the object up
+//! by our charge id in the processor's metadata. Two workers never charge
+//! the same row at once: a worker takes a short lease on the row
+//! (`processing_until`) for the duration of its processor calls.
+//!
+//! Only a real card decline ([`ProcessorError::Declined`]) fails a charge
+//! ([`settle_failed`]): the charge stays `failed` for good, the customer is
+//! marked (`payment_failed_at`, so further fixes beyond the credits are
+//! refused with 402) and told by email what to do (never the processor's
+//! raw message). Every other error (outage, 409, 401, 400, …) leaves the
+//! charge `pending` and the job retries. When the customer adds a working
+//! card, each still-unpaid fix gets a NEW charge (new id, new key:
+//! [`retry_failed_charges`]). At most one charge per fix is not `failed`
+//! (a partial unique index).
+//!
+//! On payment ([`settle_succeeded`]) the ledger shows the purchase (+1,
 //! kind `purchase`, key `purchase:charge:<id>`) and the consumption (−1,
 //! kind `fix_consumed`, key `fix:<fix id>`) and the fix becomes `charged`.
-//! A declined pay-as-you-go card ([`settle_failed`]) leaves the fix `unpaid`,
-//! marks the customer (`payment_failed_at`) so further fixes beyond the
-//! credits are refused (the Action gets 402), and emails the customer; a
-//! card added later re-queues the failed charges ([`retry_failed_charges`]).
+//! A charge stuck `pending` without a live job is re-queued by
+//! [`sweep_stuck_charges`].
 
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::notifications::enqueue_email;
 use crate::server::billing::notifications::{charge_declined, EmailLinks, Recipient};
+use crate::server::billing::ports::{
+    decline_advice, ChargeRequest, InvoiceItemRequest, PaymentProcessor, ProcessorCharge,
+    ProcessorChargeStatus, ProcessorError,
+};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::work::KIND_STRIPE_CHARGE;
 use crate::server::billing::BillingError;
 use crate::server::db::queue::{enqueue, NewJob, DEFAULT_MAX_ATTEMPTS};
-use crate::server::db::schema::{charges, customers, fixes};
+use crate::server::db::schema::{charges, customers, fixes, jobs, stripe_payment_methods};
 use crate::types::values::{FixBillingStatus, LedgerKind};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::deserialize::{FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel::serialize::{Output, ToSql};
+use diesel::sql_types::Text;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
+use std::collections::BTreeMap;
 
-/// Charge kind: an off-session PaymentIntent (pay as you go).
+/// Charge kind: an off-session card charge (pay as you go).
 pub const KIND_PAYG: &str = "payg";
 /// Charge kind: an invoice item on the Pro subscription's next invoice.
 pub const KIND_OVERAGE: &str = "overage";
+
+/// How long a worker holds a charge while it talks to the processor
+/// (longer than the processor calls of one run take).
+pub const CHARGE_LEASE_SECONDS: i64 = 120;
+
+/// Where a charge stands (the `charges.status` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub enum ChargeStatus {
+    /// Written; the `stripe.charge` job has not finished with it.
+    Pending,
+    /// Overage: the invoice item exists, waiting for its invoice to be
+    /// paid ([`settle_invoiced_overage`]).
+    Invoiced,
+    /// Paid; the ledger shows it and the fix is `charged`.
+    Succeeded,
+    /// The card was declined: final. A new charge pays the fix later.
+    Failed,
+    /// Paid, then refunded.
+    Refunded,
+}
+
+impl ChargeStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [Self; 5] = [
+        Self::Pending,
+        Self::Invoiced,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Refunded,
+    ];
+
+    /// The stored word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Invoiced => "invoiced",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Refunded => "refunded",
+        }
+    }
+
+    /// Parses the stored word.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == word)
+    }
+
+    /// Whether this charge is the fix's one live charge (every status but
+    /// `failed`; the partial unique index allows one per fix).
+    pub fn is_live(self) -> bool {
+        self != Self::Failed
+    }
+
+    /// Whether the charge job still has work to do with it.
+    pub fn awaits_processor(self) -> bool {
+        self == Self::Pending
+    }
+
+    /// Whether a payment may still settle it as paid (`pending`, or
+    /// `invoiced` waiting for its invoice).
+    pub fn can_settle_paid(self) -> bool {
+        matches!(self, Self::Pending | Self::Invoiced)
+    }
+
+    /// Whether money was received for it (and not given back).
+    pub fn is_paid(self) -> bool {
+        self == Self::Succeeded
+    }
+}
+
+impl std::fmt::Display for ChargeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql<Text, Pg> for ChargeStatus {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
+        <str as ToSql<Text, Pg>>::to_sql(self.as_str(), &mut out.reborrow())
+    }
+}
+
+impl FromSql<Text, Pg> for ChargeStatus {
+    fn from_sql(bytes: PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        let word = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+        Self::parse(&word).ok_or_else(|| format!("unknown charge status {word:?}").into())
+    }
+}
 
 /// A stored charge. Amounts in minor units of `currency`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
@@ -49,7 +159,7 @@ pub struct Charge {
     pub id: i64,
     /// Who pays.
     pub customer_id: i64,
-    /// The fix it pays for (one charge per fix).
+    /// The fix it pays for (one live charge per fix).
     pub fix_id: i64,
     /// [`KIND_PAYG`] or [`KIND_OVERAGE`].
     pub kind: String,
@@ -57,15 +167,17 @@ pub struct Charge {
     pub amount_cents: i64,
     /// Lower-case ISO 4217.
     pub currency: String,
-    /// `pending`, `succeeded` or `failed`.
-    pub status: String,
+    /// Where it stands.
+    pub status: ChargeStatus,
     /// The PaymentIntent, once known.
     pub stripe_payment_intent_id: Option<String>,
     /// The invoice item, once known.
     pub stripe_invoice_item_id: Option<String>,
-    /// Why it failed (Stripe's message, for people).
+    /// The invoice that paid an overage item.
+    pub stripe_invoice_id: Option<String>,
+    /// Why it failed (our words, for people; never the processor's).
     pub failure_message: Option<String>,
-    /// Attempts that reached for Stripe.
+    /// Runs of the job that reached for the processor.
     pub attempts: i32,
     /// Written.
     pub created_at: DateTime<Utc>,
@@ -73,18 +185,16 @@ pub struct Charge {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The idempotency key of every creating processor call for charge
+/// `charge_id`: `charge:<charge id>`, for the charge's whole life.
+pub fn charge_idempotency_key(charge_id: i64) -> String {
+    format!("charge:{charge_id}")
+}
+
 impl Charge {
-    /// The Stripe idempotency key of this charge's creating call:
-    /// `fix:charge:<fix id>` for the first pay-as-you-go attempt,
-    /// `fix:charge:<fix id>:retry:<attempts>` after a decline (Stripe would
-    /// replay the decline for the same key), `overage:charge:<id>` for
-    /// overage items.
+    /// See [`charge_idempotency_key`].
     pub fn idempotency_key(&self) -> String {
-        match (self.kind.as_str(), &self.failure_message) {
-            (KIND_OVERAGE, _) => format!("overage:charge:{}", self.id),
-            (_, None) => format!("fix:charge:{}", self.fix_id),
-            (_, Some(_)) => format!("fix:charge:{}:retry:{}", self.fix_id, self.attempts),
-        }
+        charge_idempotency_key(self.id)
     }
 }
 
@@ -101,7 +211,8 @@ struct PayFacts {
 /// How a fix with no credit left is paid.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoCreditOutcome {
-    /// A charge row and its job were written.
+    /// A live charge pays for it (just written with its job, or already
+    /// there).
     Charging(i64),
     /// Nothing can pay for it now: stored `unpaid`; the message says why
     /// (the Action gets it with a 402).
@@ -115,10 +226,29 @@ pub const NO_WAY_TO_PAY: &str =
 pub const PAYMENT_FAILED: &str =
     "your last card payment was declined: update your payment method in the RSOLV portal (Billing)";
 
+/// The fix's live charge (any status but `failed`), if any.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn live_charge_for_fix(
+    conn: &mut AsyncPgConnection,
+    fix_id: i64,
+) -> Result<Option<Charge>, BillingError> {
+    Ok(charges::table
+        .filter(charges::fix_id.eq(fix_id))
+        .filter(charges::status.ne(ChargeStatus::Failed))
+        .select(Charge::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
 /// For fix `fix_id` of `customer_id` that found no credit: writes its
 /// charge and enqueues the `stripe.charge` job (dedupe key
-/// `stripe.charge:<charge id>`), or refuses. Call inside the transaction that
-/// records the fix, with the customer's row locked.
+/// `stripe.charge:<charge id>`), or refuses. Idempotent: a fix that already
+/// has a live charge answers [`NoCreditOutcome::Charging`] with it. Call
+/// inside the transaction that records the fix, with the customer's row
+/// locked (the lock serialises the check and the insert; the partial unique
+/// index on live charges backs it).
 ///
 /// Pro (a subscription `active`, `trialing` or `past_due`): an overage charge
 /// of `pricing.pro_overage_cents`. A card on file and no declined charge: a
@@ -131,6 +261,9 @@ pub async fn charge_for_fix_in_tx(
     customer_id: i64,
     fix_id: i64,
 ) -> Result<NoCreditOutcome, BillingError> {
+    if let Some(live) = live_charge_for_fix(conn, fix_id).await? {
+        return Ok(NoCreditOutcome::Charging(live.id));
+    }
     let facts: PayFacts = customers::table
         .find(customer_id)
         .select((
@@ -155,46 +288,38 @@ pub async fn charge_for_fix_in_tx(
     } else {
         return Ok(NoCreditOutcome::Refused(NO_WAY_TO_PAY.into()));
     };
-    let charge_id: Option<i64> = diesel::insert_into(charges::table)
+    let charge_id: i64 = diesel::insert_into(charges::table)
         .values((
             charges::customer_id.eq(customer_id),
             charges::fix_id.eq(fix_id),
             charges::kind.eq(kind),
             charges::amount_cents.eq(amount),
             charges::currency.eq(&pricing.currency),
+            charges::status.eq(ChargeStatus::Pending),
         ))
-        .on_conflict(charges::fix_id)
-        .do_nothing()
         .returning(charges::id)
         .get_result(conn)
-        .await
-        .optional()?;
-    let charge_id = match charge_id {
-        Some(id) => {
-            enqueue_charge_job(conn, id, None).await?;
-            id
-        }
-        None => {
-            charges::table
-                .filter(charges::fix_id.eq(fix_id))
-                .select(charges::id)
-                .first(conn)
-                .await?
-        }
-    };
+        .await?;
+    enqueue_charge_job(conn, charge_id, None).await?;
     Ok(NoCreditOutcome::Charging(charge_id))
+}
+
+/// The dedupe key of a charge's job: `stripe.charge:<id>`, and
+/// `stripe.charge:<id>:sweep:<round>` for a re-queue by the sweeper.
+fn charge_job_dedupe(charge_id: i64, sweep_round: Option<i64>) -> String {
+    match sweep_round {
+        None => format!("{KIND_STRIPE_CHARGE}:{charge_id}"),
+        Some(n) => format!("{KIND_STRIPE_CHARGE}:{charge_id}:sweep:{n}"),
+    }
 }
 
 async fn enqueue_charge_job(
     conn: &mut AsyncPgConnection,
     charge_id: i64,
-    round: Option<i32>,
-) -> Result<(), BillingError> {
-    let dedupe = match round {
-        None => format!("{KIND_STRIPE_CHARGE}:{charge_id}"),
-        Some(n) => format!("{KIND_STRIPE_CHARGE}:{charge_id}:retry:{n}"),
-    };
-    enqueue(
+    sweep_round: Option<i64>,
+) -> Result<bool, BillingError> {
+    let dedupe = charge_job_dedupe(charge_id, sweep_round);
+    Ok(enqueue(
         conn,
         &NewJob {
             kind: KIND_STRIPE_CHARGE,
@@ -203,11 +328,11 @@ async fn enqueue_charge_job(
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         },
     )
-    .await?;
-    Ok(())
+    .await?
+    .is_some())
 }
 
-/// Why fix `fix_id` is refused, if it is: `unpaid` with no charge (see
+/// Why fix `fix_id` is refused, if it is: `unpaid` with no live charge (see
 /// [`NoCreditOutcome::Refused`]). The Action's adapters answer 402 with it.
 ///
 /// Errors: [`BillingError::Database`].
@@ -220,12 +345,7 @@ pub async fn refusal_for_fix(
     if billing_status != FixBillingStatus::Unpaid.as_str() {
         return Ok(None);
     }
-    let has_charge: bool = diesel::select(diesel::dsl::exists(
-        charges::table.filter(charges::fix_id.eq(fix_id)),
-    ))
-    .get_result(conn)
-    .await?;
-    if has_charge {
+    if live_charge_for_fix(conn, fix_id).await?.is_some() {
         return Ok(None);
     }
     let failed: Option<DateTime<Utc>> = customers::table
@@ -256,6 +376,22 @@ pub async fn find_charge(
         .ok_or(BillingError::NotFound("charge"))
 }
 
+/// The charge whose overage invoice item is `invoice_item_id` (`ii_…`), if
+/// any: how an `invoice.paid` finds the charges it pays.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn find_charge_by_invoice_item(
+    conn: &mut AsyncPgConnection,
+    invoice_item_id: &str,
+) -> Result<Option<Charge>, BillingError> {
+    Ok(charges::table
+        .filter(charges::stripe_invoice_item_id.eq(invoice_item_id))
+        .select(Charge::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
 /// The customer's charges, newest first (at most `limit`).
 ///
 /// Errors: [`BillingError::Database`].
@@ -273,28 +409,57 @@ pub async fn list_charges(
         .await?)
 }
 
-/// Counts an attempt and stores Stripe ids learnt so far (committed before
-/// the next Stripe call, so a crash after it is found on retry).
-///
-/// Errors: [`BillingError::Database`].
-pub async fn note_attempt(
+/// Takes the worker's lease on a pending charge and counts the attempt:
+/// `Some((charge, lease end))` when taken, `None` when the charge is not
+/// pending or another worker holds it.
+async fn take_lease(
     conn: &mut AsyncPgConnection,
     charge_id: i64,
-) -> Result<Charge, BillingError> {
-    Ok(diesel::update(charges::table.find(charge_id))
-        .set((
-            charges::attempts.eq(charges::attempts + 1),
-            charges::updated_at.eq(diesel::dsl::now),
-        ))
-        .returning(Charge::as_returning())
-        .get_result(conn)
-        .await?)
+) -> Result<Option<(Charge, DateTime<Utc>)>, BillingError> {
+    // Microseconds, as PostgreSQL keeps them (the release compares it).
+    let until = (Utc::now() + chrono::Duration::seconds(CHARGE_LEASE_SECONDS)).trunc_subsecs(6);
+    let charge = diesel::update(
+        charges::table
+            .find(charge_id)
+            .filter(charges::status.eq(ChargeStatus::Pending))
+            .filter(
+                charges::processing_until
+                    .is_null()
+                    .or(charges::processing_until.lt(Utc::now())),
+            ),
+    )
+    .set((
+        charges::attempts.eq(charges::attempts + 1),
+        charges::processing_until.eq(until),
+        charges::updated_at.eq(diesel::dsl::now),
+    ))
+    .returning(Charge::as_returning())
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(charge.map(|c| (c, until)))
 }
 
-/// Stores the Stripe object's id on a pending charge.
-///
-/// Errors: [`BillingError::Database`].
-pub async fn store_stripe_id(
+/// Gives the lease back (only if it is still ours).
+async fn release_lease(
+    conn: &mut AsyncPgConnection,
+    charge_id: i64,
+    until: DateTime<Utc>,
+) -> Result<(), BillingError> {
+    diesel::update(
+        charges::table
+            .find(charge_id)
+            .filter(charges::processing_until.eq(until)),
+    )
+    .set(charges::processing_until.eq(None::<DateTime<Utc>>))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Stores the processor's object id on a pending charge, before anything
+/// else happens to it (so a crash after it is found on retry).
+async fn store_processor_ids(
     conn: &mut AsyncPgConnection,
     charge_id: i64,
     payment_intent: Option<&str>,
@@ -311,23 +476,315 @@ pub async fn store_stripe_id(
     Ok(())
 }
 
-/// Settles a charge that Stripe accepted, once (a charge no longer
-/// `pending` is left alone): the charge `succeeded`, ledger +1 `purchase`
-/// and −1 `fix_consumed`, the fix `charged`; the customer's
-/// `payment_failed_at` cleared when no failed charge remains. One
-/// transaction (the caller's), under the customer's row lock.
+/// What one run of [`process_charge`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChargeRun {
+    /// The charge reached `status` in this run (`succeeded`, `invoiced` or
+    /// `failed`).
+    Settled(ChargeStatus),
+    /// Nothing to do: the charge is gone or no longer pending.
+    NotPending,
+    /// Still pending: run again later (the reason is for logs: an outage,
+    /// another worker holding it, a misconfiguration, a payment still
+    /// processing, no processor customer yet).
+    RetryLater(String),
+}
+
+/// The job's work for charge `charge_id` (see the module docs): takes the
+/// row's lease, finds the processor object an earlier attempt made or
+/// creates it with key `charge:<id>`, and settles the charge. Pay as you
+/// go: paid → `succeeded`; declined (or no card on file) → `failed`;
+/// anything else stays `pending`. Overage: the invoice item made →
+/// `invoiced`.
 ///
-/// Errors: [`BillingError::Database`].
-pub async fn settle_succeeded(
+/// `conn` must not be inside a transaction (each step commits on its own,
+/// so what was learnt survives a crash).
+///
+/// Errors: [`BillingError::Database`]; processor failures are not errors
+/// but [`ChargeRun::RetryLater`].
+pub async fn process_charge(
     conn: &mut AsyncPgConnection,
+    processor: &dyn PaymentProcessor,
+    links: &EmailLinks,
+    charge_id: i64,
+) -> Result<ChargeRun, BillingError> {
+    let charge = match find_charge(conn, charge_id).await {
+        Ok(c) => c,
+        Err(BillingError::NotFound(_)) => return Ok(ChargeRun::NotPending),
+        Err(e) => return Err(e),
+    };
+    if !charge.status.awaits_processor() {
+        return Ok(ChargeRun::NotPending);
+    }
+    let (customer, subscription): (Option<String>, Option<String>) = customers::table
+        .find(charge.customer_id)
+        .select((
+            customers::stripe_customer_id,
+            customers::stripe_subscription_id,
+        ))
+        .first(conn)
+        .await?;
+    let Some(customer) = customer else {
+        return Ok(ChargeRun::RetryLater(
+            "the processor's customer does not exist yet".into(),
+        ));
+    };
+    let Some((charge, until)) = take_lease(conn, charge_id).await? else {
+        let now = find_charge(conn, charge_id).await?;
+        return Ok(if now.status.awaits_processor() {
+            ChargeRun::RetryLater("another worker is charging it".into())
+        } else {
+            ChargeRun::NotPending
+        });
+    };
+    let earlier_attempts = charge.attempts > 1;
+    let result = if charge.kind == KIND_OVERAGE {
+        overage(
+            conn,
+            processor,
+            &charge,
+            &customer,
+            subscription,
+            earlier_attempts,
+        )
+        .await
+    } else {
+        pay_as_you_go(conn, processor, links, &charge, &customer, earlier_attempts).await
+    };
+    // Given back whatever happened (a crash leaves it to expire).
+    let released = release_lease(conn, charge_id, until).await;
+    let run = result?;
+    released?;
+    if let ChargeRun::RetryLater(reason) = &run {
+        tracing::warn!(
+            charge_id,
+            customer_id = charge.customer_id,
+            reason,
+            "charge stays pending"
+        );
+    }
+    Ok(run)
+}
+
+/// Logs a processor failure at the level it deserves and turns it into a
+/// retry.
+fn retry_after(charge: &Charge, error: &ProcessorError) -> ChargeRun {
+    match error {
+        ProcessorError::Misconfigured(_) | ProcessorError::NotFound(_) => tracing::error!(
+            charge_id = charge.id,
+            %error,
+            "the payment processor refused the charge request: check the configuration"
+        ),
+        _ => tracing::warn!(charge_id = charge.id, %error, "payment processor call failed"),
+    }
+    ChargeRun::RetryLater(error.to_string())
+}
+
+async fn overage(
+    conn: &mut AsyncPgConnection,
+    processor: &dyn PaymentProcessor,
+    charge: &Charge,
+    customer: &str,
+    subscription: Option<String>,
+    earlier_attempts: bool,
+) -> Result<ChargeRun, BillingError> {
+    let existing = match &charge.stripe_invoice_item_id {
+        Some(id) => Some(id.clone()),
+        None if earlier_attempts => match processor.find_invoice_items(customer, charge.id).await {
+            Ok(found) => found.into_iter().next().map(|i| i.id),
+            Err(e) => return Ok(retry_after(charge, &e)),
+        },
+        None => None,
+    };
+    let item_id = match existing {
+        Some(id) => id,
+        None => {
+            let request = InvoiceItemRequest {
+                charge_id: charge.id,
+                customer: customer.to_owned(),
+                subscription,
+                amount_cents: charge.amount_cents,
+                currency: charge.currency.clone(),
+                description: format!(
+                    "RSOLV fix beyond the plan's credits (fix {})",
+                    charge.fix_id
+                ),
+                idempotency_key: charge.idempotency_key(),
+            };
+            match processor.create_invoice_item(&request).await {
+                Ok(item) => item.id,
+                Err(e) => return Ok(retry_after(charge, &e)),
+            }
+        }
+    };
+    let updated = diesel::update(
+        charges::table
+            .find(charge.id)
+            .filter(charges::status.eq(ChargeStatus::Pending)),
+    )
+    .set((
+        charges::status.eq(ChargeStatus::Invoiced),
+        charges::stripe_invoice_item_id.eq(&item_id),
+        charges::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(if updated == 1 {
+        ChargeRun::Settled(ChargeStatus::Invoiced)
+    } else {
+        ChargeRun::NotPending
+    })
+}
+
+/// Chooses, among the processor charges found for one of our charges, the
+/// one that tells its outcome: a paid one, else one in flight, else any.
+fn best_found(found: Vec<ProcessorCharge>) -> Option<ProcessorCharge> {
+    let rank = |c: &ProcessorCharge| match c.status {
+        ProcessorChargeStatus::Succeeded => 0,
+        ProcessorChargeStatus::Processing => 1,
+        _ => 2,
+    };
+    found.into_iter().min_by_key(rank)
+}
+
+async fn pay_as_you_go(
+    conn: &mut AsyncPgConnection,
+    processor: &dyn PaymentProcessor,
+    links: &EmailLinks,
+    charge: &Charge,
+    customer: &str,
+    earlier_attempts: bool,
+) -> Result<ChargeRun, BillingError> {
+    let found = match &charge.stripe_payment_intent_id {
+        Some(id) => match processor.payment_intent(id).await {
+            Ok(pi) => Some(pi),
+            Err(e) => return Ok(retry_after(charge, &e)),
+        },
+        None if earlier_attempts => match processor.find_charges(customer, charge.id).await {
+            Ok(found) => best_found(found),
+            Err(e) => return Ok(retry_after(charge, &e)),
+        },
+        None => None,
+    };
+    let processed = match found {
+        Some(pi) => pi,
+        None => {
+            // The default card, else the most recent one.
+            let payment_method: Option<String> = stripe_payment_methods::table
+                .filter(stripe_payment_methods::customer_id.eq(charge.customer_id))
+                .filter(stripe_payment_methods::attached.eq(true))
+                .order((
+                    stripe_payment_methods::is_default.desc(),
+                    stripe_payment_methods::updated_at.desc(),
+                ))
+                .select(stripe_payment_methods::id)
+                .first::<String>(conn)
+                .await
+                .optional()?;
+            let Some(payment_method) = payment_method else {
+                settle_failed_tx(
+                    conn,
+                    links,
+                    charge.id,
+                    None,
+                    Some("no_payment_method"),
+                    None,
+                )
+                .await?;
+                return Ok(ChargeRun::Settled(ChargeStatus::Failed));
+            };
+            let request = ChargeRequest {
+                charge_id: charge.id,
+                customer: customer.to_owned(),
+                payment_method,
+                amount_cents: charge.amount_cents,
+                currency: charge.currency.clone(),
+                idempotency_key: charge.idempotency_key(),
+                metadata: BTreeMap::from([("rsolv_fix_id".to_owned(), charge.fix_id.to_string())]),
+            };
+            match processor.charge_off_session(&request).await {
+                Ok(pi) => {
+                    store_processor_ids(conn, charge.id, Some(&pi.id), None).await?;
+                    pi
+                }
+                Err(ProcessorError::Declined { code, decline_code }) => {
+                    settle_failed_tx(
+                        conn,
+                        links,
+                        charge.id,
+                        None,
+                        code.as_deref(),
+                        decline_code.as_deref(),
+                    )
+                    .await?;
+                    return Ok(ChargeRun::Settled(ChargeStatus::Failed));
+                }
+                Err(e) => return Ok(retry_after(charge, &e)),
+            }
+        }
+    };
+    match processed.status {
+        ProcessorChargeStatus::Succeeded => {
+            conn.transaction(async |conn| {
+                settle_succeeded(conn, charge.id, Some(&processed.id), None).await
+            })
+            .await?;
+            Ok(ChargeRun::Settled(ChargeStatus::Succeeded))
+        }
+        ProcessorChargeStatus::Declined { code, decline_code } => {
+            settle_failed_tx(
+                conn,
+                links,
+                charge.id,
+                Some(&processed.id),
+                code.as_deref(),
+                decline_code.as_deref(),
+            )
+            .await?;
+            Ok(ChargeRun::Settled(ChargeStatus::Failed))
+        }
+        ProcessorChargeStatus::Processing => Ok(ChargeRun::RetryLater(
+            "the payment is still processing".into(),
+        )),
+        ProcessorChargeStatus::Canceled | ProcessorChargeStatus::Incomplete(_) => {
+            tracing::error!(
+                charge_id = charge.id,
+                payment_intent = %processed.id,
+                status = ?processed.status,
+                "a charge's payment is neither paid nor declined: look at it"
+            );
+            Ok(ChargeRun::RetryLater(format!(
+                "payment {} is {:?}",
+                processed.id, processed.status
+            )))
+        }
+    }
+}
+
+async fn settle_failed_tx(
+    conn: &mut AsyncPgConnection,
+    links: &EmailLinks,
     charge_id: i64,
     payment_intent: Option<&str>,
-    invoice_item: Option<&str>,
+    code: Option<&str>,
+    decline_code: Option<&str>,
 ) -> Result<(), BillingError> {
-    let charge = lock_pending(conn, charge_id).await?;
-    let Some(charge) = charge else {
-        return Ok(());
-    };
+    conn.transaction(async |conn| {
+        settle_failed(conn, links, charge_id, payment_intent, code, decline_code).await
+    })
+    .await
+}
+
+/// Books a paid charge: ledger +1 `purchase` (key `purchase:charge:<id>`)
+/// and −1 `fix_consumed` (key `fix:<fix id>`), the fix `charged`, the
+/// charge `succeeded` with the processor ids given.
+async fn book_paid(
+    conn: &mut AsyncPgConnection,
+    charge: &Charge,
+    payment_intent: Option<&str>,
+    invoice_item: Option<&str>,
+    invoice: Option<&str>,
+) -> Result<(), BillingError> {
     let purchase_key = format!("purchase:charge:{}", charge.id);
     let fix_ref = format!("fix:{}", charge.fix_id);
     append_entry(
@@ -354,11 +811,12 @@ pub async fn settle_succeeded(
     .await?;
     diesel::update(charges::table.find(charge.id))
         .set((
-            charges::status.eq("succeeded"),
+            charges::status.eq(ChargeStatus::Succeeded),
             charges::stripe_payment_intent_id
                 .eq(payment_intent.or(charge.stripe_payment_intent_id.as_deref())),
             charges::stripe_invoice_item_id
                 .eq(invoice_item.or(charge.stripe_invoice_item_id.as_deref())),
+            charges::stripe_invoice_id.eq(invoice.or(charge.stripe_invoice_id.as_deref())),
             charges::failure_message.eq(None::<String>),
             charges::updated_at.eq(diesel::dsl::now),
         ))
@@ -372,50 +830,98 @@ pub async fn settle_succeeded(
         ))
         .execute(conn)
         .await?;
-    let still_failed: bool = diesel::select(diesel::dsl::exists(
-        charges::table
-            .filter(charges::customer_id.eq(charge.customer_id))
-            .filter(charges::status.eq("failed")),
-    ))
-    .get_result(conn)
-    .await?;
-    if !still_failed {
-        diesel::update(customers::table.find(charge.customer_id))
-            .set(customers::payment_failed_at.eq(None::<DateTime<Utc>>))
-            .execute(conn)
-            .await?;
-    }
     Ok(())
 }
 
-/// Records a charge Stripe refused (e.g. a declined card), once: the charge
-/// `failed` with `message`; for a pay-as-you-go charge the customer's
-/// `payment_failed_at` is set and the `charge_declined` email queued (key
-/// `charge_declined:<charge id>:<attempts>`) in the same transaction. The
-/// fix stays `unpaid`.
+/// Settles a pay-as-you-go charge the processor accepted, once (a charge no
+/// longer `pending` is left alone): see [`book_paid`]. One transaction (the
+/// caller's), under the customer's row lock.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn settle_succeeded(
+    conn: &mut AsyncPgConnection,
+    charge_id: i64,
+    payment_intent: Option<&str>,
+    invoice_item: Option<&str>,
+) -> Result<(), BillingError> {
+    let Some(charge) = lock_charge(conn, charge_id).await? else {
+        return Ok(());
+    };
+    if charge.status != ChargeStatus::Pending {
+        return Ok(());
+    }
+    book_paid(conn, &charge, payment_intent, invoice_item, None).await
+}
+
+/// Settles an overage charge whose invoice `invoice_id` (`in_…`) was paid:
+/// `invoiced` (or still `pending` when the invoice beat the job) →
+/// `succeeded`, with the ledger entries and the fix `charged` as for any
+/// paid charge. Idempotent: a charge already settled (or failed, refunded)
+/// is left alone and `Ok(false)` is answered. Opens its own transaction
+/// (nested as a savepoint inside the caller's). For the `invoice.paid`
+/// handler: find the charges with [`find_charge_by_invoice_item`] from the
+/// invoice's line items.
+///
+/// Errors: [`BillingError::NotFound`] for an unknown charge;
+/// [`BillingError::Database`].
+pub async fn settle_invoiced_overage(
+    conn: &mut AsyncPgConnection,
+    charge_id: i64,
+    invoice_id: &str,
+) -> Result<bool, BillingError> {
+    conn.transaction(async |conn| {
+        let charge = lock_charge(conn, charge_id)
+            .await?
+            .ok_or(BillingError::NotFound("charge"))?;
+        if charge.kind != KIND_OVERAGE || !charge.status.can_settle_paid() {
+            return Ok(false);
+        }
+        book_paid(conn, &charge, None, None, Some(invoice_id)).await?;
+        Ok(true)
+    })
+    .await
+}
+
+/// Records a charge the processor declined, once (a charge no longer
+/// `pending` is left alone): the charge `failed` for good, with our words
+/// for why ([`decline_advice`], never the processor's message); for a
+/// pay-as-you-go charge the customer's `payment_failed_at` is set and the
+/// `charge_declined` email queued (key `charge_declined:<charge id>`) in
+/// the same transaction (the caller's). The fix stays `unpaid`.
 ///
 /// Errors: [`BillingError::Database`].
 pub async fn settle_failed(
     conn: &mut AsyncPgConnection,
-    pricing: &PricingCatalog,
     links: &EmailLinks,
     charge_id: i64,
     payment_intent: Option<&str>,
-    message: &str,
+    code: Option<&str>,
+    decline_code: Option<&str>,
 ) -> Result<(), BillingError> {
-    let Some(charge) = lock_pending(conn, charge_id).await? else {
+    let Some(charge) = lock_charge(conn, charge_id).await? else {
         return Ok(());
     };
+    if charge.status != ChargeStatus::Pending {
+        return Ok(());
+    }
+    let advice = decline_advice(code, decline_code);
     diesel::update(charges::table.find(charge.id))
         .set((
-            charges::status.eq("failed"),
-            charges::failure_message.eq(message),
+            charges::status.eq(ChargeStatus::Failed),
+            charges::failure_message.eq(advice),
             charges::stripe_payment_intent_id
                 .eq(payment_intent.or(charge.stripe_payment_intent_id.as_deref())),
             charges::updated_at.eq(diesel::dsl::now),
         ))
         .execute(conn)
         .await?;
+    tracing::info!(
+        charge_id,
+        customer_id = charge.customer_id,
+        code,
+        decline_code,
+        "card declined"
+    );
     if charge.kind == KIND_PAYG {
         diesel::update(customers::table.find(charge.customer_id))
             .set(customers::payment_failed_at.eq(diesel::dsl::now))
@@ -433,64 +939,146 @@ pub async fn settle_failed(
         };
         let amount =
             crate::server::billing::pricing::format_money(charge.amount_cents, &charge.currency);
-        let key = format!("charge_declined:{}:{}", charge.id, charge.attempts);
-        let _ = pricing;
-        enqueue_email(conn, &charge_declined(links, &to, &amount, message, key)).await?;
+        let key = format!("charge_declined:{}", charge.id);
+        enqueue_email(conn, &charge_declined(links, &to, &amount, advice, key)).await?;
     }
     Ok(())
 }
 
-/// Locks the customer, then the charge; `None` unless it is `pending`.
-async fn lock_pending(
+/// Locks the customer, then the charge; `None` for an unknown charge.
+async fn lock_charge(
     conn: &mut AsyncPgConnection,
     charge_id: i64,
 ) -> Result<Option<Charge>, BillingError> {
-    let customer_id: i64 = charges::table
+    let Some(customer_id) = charges::table
         .find(charge_id)
         .select(charges::customer_id)
-        .first(conn)
-        .await?;
+        .first::<i64>(conn)
+        .await
+        .optional()?
+    else {
+        return Ok(None);
+    };
     customers::table
         .find(customer_id)
         .select(customers::id)
         .for_no_key_update()
         .first::<i64>(conn)
         .await?;
-    let charge: Charge = charges::table
-        .find(charge_id)
-        .select(Charge::as_select())
-        .for_update()
-        .first(conn)
-        .await?;
-    Ok((charge.status == "pending").then_some(charge))
+    Ok(Some(
+        charges::table
+            .find(charge_id)
+            .select(Charge::as_select())
+            .for_update()
+            .first(conn)
+            .await?,
+    ))
 }
 
-/// After the customer fixed their card: puts every `failed` pay-as-you-go
-/// charge back to `pending` with a new `stripe.charge` job (they are tried
-/// again with a new idempotency key). Returns how many. Call in the
-/// transaction that records the new card.
+/// After the customer added a working card: clears `payment_failed_at` (a
+/// new card is a new chance) and gives every still-unpaid fix whose charge
+/// was declined a NEW charge (new id, new idempotency key, new job) through
+/// [`charge_for_fix_in_tx`]; declined charges stay `failed`. Returns how
+/// many fixes are now being charged. Call in the transaction that records
+/// the new card, with the customer's row locked.
 ///
 /// Errors: [`BillingError::Database`].
 pub async fn retry_failed_charges(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     customer_id: i64,
 ) -> Result<usize, BillingError> {
-    let failed: Vec<(i64, i32)> = diesel::update(
-        charges::table
-            .filter(charges::customer_id.eq(customer_id))
-            .filter(charges::status.eq("failed"))
-            .filter(charges::kind.eq(KIND_PAYG)),
-    )
-    .set((
-        charges::status.eq("pending"),
-        charges::stripe_payment_intent_id.eq(None::<String>),
-        charges::updated_at.eq(diesel::dsl::now),
-    ))
-    .returning((charges::id, charges::attempts))
-    .get_results(conn)
-    .await?;
-    for (id, attempts) in &failed {
-        enqueue_charge_job(conn, *id, Some(*attempts)).await?;
+    diesel::update(customers::table.find(customer_id))
+        .set(customers::payment_failed_at.eq(None::<DateTime<Utc>>))
+        .execute(conn)
+        .await?;
+    let fix_ids: Vec<i64> = charges::table
+        .inner_join(fixes::table)
+        .filter(charges::customer_id.eq(customer_id))
+        .filter(charges::status.eq(ChargeStatus::Failed))
+        .filter(fixes::billing_status.eq(FixBillingStatus::Unpaid.as_str()))
+        .select(charges::fix_id)
+        .distinct()
+        .order(charges::fix_id.asc())
+        .load(conn)
+        .await?;
+    let mut charging = 0;
+    for fix_id in fix_ids {
+        if let NoCreditOutcome::Charging(_) =
+            charge_for_fix_in_tx(conn, pricing, customer_id, fix_id).await?
+        {
+            charging += 1;
+        }
     }
-    Ok(failed.len())
+    Ok(charging)
+}
+
+/// Re-queues the job of every charge stuck `pending` for more than
+/// `older_than_minutes` minutes (by `updated_at`) with no `stripe.charge`
+/// job queued or running for it (its job died, or was lost). The new job's
+/// dedupe key is `stripe.charge:<id>:sweep:<round>`, so a sweep round
+/// enqueues at most one job per charge. Returns the ids re-queued. Run
+/// periodically by `serve` (see `server::stripe::charges::spawn_sweeper`).
+///
+/// Errors: [`BillingError::Database`].
+pub async fn sweep_stuck_charges(
+    conn: &mut AsyncPgConnection,
+    older_than_minutes: i64,
+    round: i64,
+) -> Result<Vec<i64>, BillingError> {
+    let cutoff = Utc::now() - chrono::Duration::minutes(older_than_minutes);
+    let stuck: Vec<i64> = charges::table
+        .filter(charges::status.eq(ChargeStatus::Pending))
+        .filter(charges::updated_at.lt(cutoff))
+        .order(charges::id.asc())
+        .select(charges::id)
+        .load(conn)
+        .await?;
+    let mut requeued = Vec::new();
+    for id in stuck {
+        let live_job: bool = diesel::select(diesel::dsl::exists(
+            jobs::table
+                .filter(jobs::kind.eq(KIND_STRIPE_CHARGE))
+                .filter(jobs::status.eq_any(["queued", "running"]))
+                .filter(
+                    jobs::payload
+                        .retrieve_as_text("charge_id")
+                        .eq(id.to_string()),
+                ),
+        ))
+        .get_result(conn)
+        .await?;
+        if !live_job && enqueue_charge_job(conn, id, Some(round)).await? {
+            tracing::warn!(charge_id = id, round, "stuck pending charge re-queued");
+            requeued.push(id);
+        }
+    }
+    Ok(requeued)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_rules_hold() {
+        for status in ChargeStatus::ALL {
+            assert_eq!(ChargeStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(ChargeStatus::parse("declined"), None);
+        assert!(!ChargeStatus::Failed.is_live());
+        assert!(ChargeStatus::Invoiced.is_live() && ChargeStatus::Refunded.is_live());
+        assert!(ChargeStatus::Pending.awaits_processor());
+        assert!(!ChargeStatus::Invoiced.awaits_processor());
+        assert!(ChargeStatus::Invoiced.can_settle_paid());
+        assert!(!ChargeStatus::Failed.can_settle_paid());
+        assert!(ChargeStatus::Succeeded.is_paid() && !ChargeStatus::Refunded.is_paid());
+    }
+
+    #[test]
+    fn the_key_depends_on_the_charge_alone() {
+        assert_eq!(charge_idempotency_key(42), "charge:42");
+        assert_eq!(charge_job_dedupe(42, None), "stripe.charge:42");
+        assert_eq!(charge_job_dedupe(42, Some(3)), "stripe.charge:42:sweep:3");
+    }
 }

@@ -1,5 +1,6 @@
 //! The billing domain: customers, API keys, the credit ledger, fixes, phase
-//! records, usage and pricing. Plain async functions over
+//! records, usage, pricing, charges and the ports it needs from the outside
+//! ([`ports::PaymentProcessor`]). Plain async functions over
 //! `&mut AsyncPgConnection`: no HTTP, no sessions, no Leptos. Every adapter
 //! (JSON API, server functions, webhooks) calls these.
 
@@ -14,6 +15,7 @@ pub mod notifications;
 pub mod payment_methods;
 pub mod phases;
 pub mod placeholder;
+pub mod ports;
 pub mod pricing;
 pub mod status;
 pub mod subscriptions;

@@ -1,23 +1,28 @@
 //! Cards on file: adding one through a SetupIntent (with the customer's
 //! recorded consent), listing, choosing the default, removing.
 //!
+//! Every processor call goes through the [`PaymentProcessor`] port.
+//!
 //! Adding: [`begin_card_setup`] creates a SetupIntent whose client secret
 //! Stripe.js confirms in the browser with the card element; then
-//! [`add_card`] checks the SetupIntent on Stripe (ours, succeeded), attaches
-//! its PaymentMethod to the Stripe Customer explicitly (localstripe's
+//! [`add_card`] checks the SetupIntent at the processor (ours, succeeded),
+//! attaches its card to the processor's customer explicitly (localstripe's
 //! confirm does not), makes it the default (the card just added is the one
-//! charged from now on, which is also how a declined card is replaced), and in one
-//! transaction records the consent (text, time, IP), the card, the one-time
-//! billing bonus (via [`record_payment_method`]) and re-queues charges that
-//! a declined card left failed.
+//! charged from now on, which is also how a declined card is replaced), and
+//! in one transaction records the consent (text, time, IP), the card, the
+//! one-time billing bonus (via [`record_payment_method`]) and gives the
+//! fixes a declined card left unpaid new charges
+//! ([`retry_failed_charges`]).
 
 use crate::server::billing::charges::retry_failed_charges;
 use crate::server::billing::customers::find_customer;
+use crate::server::billing::ports::{
+    decline_advice, PaymentProcessor, ProcessorError, SetupIntentSnapshot, SetupStatus,
+};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{customers, payment_method_consents, stripe_payment_methods};
-use crate::server::stripe::billing_api::{IdRef, SetupIntent};
-use crate::server::stripe::client::{StripeApi, StripeCallError};
+use crate::server::stripe::client::StripeCallError;
 use crate::server::stripe::events::record_payment_method;
 use crate::types::values::ParseError;
 use chrono::{DateTime, Utc};
@@ -69,17 +74,39 @@ fn invalid(message: impl Into<String>) -> BillingError {
 /// declined card: its message), anything else "try again later".
 pub fn stripe_error(error: StripeCallError) -> BillingError {
     match error {
-        StripeCallError::Api { status, message }
-            if (400..500).contains(&status) && status != 429 =>
-        {
-            invalid(message)
-        }
+        StripeCallError::Api {
+            status, message, ..
+        } if (400..500).contains(&status) && status != 429 => invalid(message),
         StripeCallError::Disabled => {
             invalid("billing is paused at the moment; please try again later")
         }
         other => {
             tracing::error!(error = %other, "Stripe call failed");
             BillingError::Pool("Stripe is unavailable; please try again in a moment".into())
+        }
+    }
+}
+
+/// A processor failure for the portal: a declined card says so and what
+/// to do; billing paused says so; anything else is logged and answered
+/// "try again later" (the customer is never blamed for our outage or
+/// configuration).
+pub fn processor_error(error: ProcessorError) -> BillingError {
+    match error {
+        ProcessorError::Declined { code, decline_code } => invalid(format!(
+            "the card was declined: {}",
+            decline_advice(code.as_deref(), decline_code.as_deref())
+        )),
+        ProcessorError::Disabled => {
+            invalid("billing is paused at the moment; please try again later")
+        }
+        ProcessorError::NotFound(what) => {
+            tracing::warn!(%what, "payment processor object not found");
+            invalid("the card could not be found; please enter it again")
+        }
+        other => {
+            tracing::error!(error = %other, "payment processor call failed");
+            BillingError::Pool("billing is unavailable; please try again in a moment".into())
         }
     }
 }
@@ -104,21 +131,22 @@ pub async fn stripe_customer_id(
 /// each form load may have its own).
 ///
 /// Errors: [`BillingError::Invalid`] while the Stripe Customer does not
-/// exist yet or Stripe refuses; [`BillingError::Pool`] when Stripe is
-/// unreachable.
+/// exist yet or the processor refuses; [`BillingError::Pool`] when it is
+/// unreachable (see [`processor_error`]).
 pub async fn begin_card_setup(
-    api: &StripeApi,
+    processor: &dyn PaymentProcessor,
     conn: &mut AsyncPgConnection,
     customer_id: i64,
-) -> Result<SetupIntent, BillingError> {
+) -> Result<SetupIntentSnapshot, BillingError> {
     let cus = stripe_customer_id(conn, customer_id).await?;
     let key = format!(
         "setup_intent:{customer_id}:{}",
         Utc::now().timestamp_millis()
     );
-    api.create_setup_intent(&cus, customer_id, &key)
+    processor
+        .create_setup_intent(&cus, customer_id, &key)
         .await
-        .map_err(stripe_error)
+        .map_err(processor_error)
 }
 
 /// Records the card set up by SetupIntent `setup_intent_id` (see the module
@@ -128,7 +156,7 @@ pub async fn begin_card_setup(
 /// that is not this customer's or not succeeded, or a declined card;
 /// [`BillingError::Pool`] when Stripe is unreachable.
 pub async fn add_card(
-    api: &StripeApi,
+    processor: &dyn PaymentProcessor,
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
     customer_id: i64,
@@ -141,33 +169,34 @@ pub async fn add_card(
         ));
     }
     let cus = stripe_customer_id(conn, customer_id).await?;
-    let intent = api
-        .get_setup_intent(setup_intent_id)
-        .await
-        .map_err(stripe_error)?;
-    if intent.customer.as_ref().map(|c| c.0.as_str()) != Some(cus.as_str()) {
+    let intent = match processor.setup_intent(setup_intent_id).await {
+        Err(ProcessorError::NotFound(_)) => return Err(BillingError::NotFound("setup intent")),
+        other => other.map_err(processor_error)?,
+    };
+    if intent.customer.as_deref() != Some(cus.as_str()) {
         return Err(BillingError::NotFound("setup intent"));
     }
-    let Some(IdRef(pm_id)) = intent.payment_method.clone() else {
+    let Some(pm_id) = intent.payment_method.clone() else {
         return Err(invalid("the card was not confirmed; please enter it again"));
     };
-    if intent.status != "succeeded" {
+    if let SetupStatus::Other(status) = &intent.status {
         return Err(invalid(format!(
             "the card could not be set up ({})",
-            intent.status.replace('_', " ")
+            status.replace('_', " ")
         )));
     }
-    let pm = api
+    let card = processor
         .attach_payment_method(&pm_id, &cus)
         .await
-        .map_err(stripe_error)?;
+        .map_err(processor_error)?;
     // The card just added is the one used from now on (also the way to
     // replace a card that was declined).
     let make_default = true;
-    api.set_default_payment_method(&cus, &pm.id)
+    processor
+        .set_default_payment_method(&cus, &card.id)
         .await
-        .map_err(stripe_error)?;
-    let card = pm.card.clone().unwrap_or_default();
+        .map_err(processor_error)?;
+    let pm = &card;
     let now = Utc::now();
     conn.transaction(async |conn| {
         customers::table
@@ -203,12 +232,12 @@ pub async fn add_card(
         if make_default {
             mark_default(conn, customer_id, Some(&pm.id)).await?;
         }
-        let requeued = retry_failed_charges(conn, customer_id).await?;
-        if requeued > 0 {
+        let recharged = retry_failed_charges(conn, pricing, customer_id).await?;
+        if recharged > 0 {
             tracing::info!(
                 customer_id,
-                requeued,
-                "failed charges queued again after a new card"
+                recharged,
+                "declined fixes charged anew after a new card"
             );
         }
         crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer_id).await?;
@@ -287,9 +316,9 @@ pub async fn list_cards(
 /// Makes card `payment_method_id` the default (on Stripe, then here).
 ///
 /// Errors: [`BillingError::NotFound`] when it is not an attached card of
-/// this customer; Stripe failures as in [`stripe_error`].
+/// this customer; processor failures as in [`processor_error`].
 pub async fn set_default_card(
-    api: &StripeApi,
+    processor: &dyn PaymentProcessor,
     conn: &mut AsyncPgConnection,
     customer_id: i64,
     payment_method_id: &str,
@@ -298,9 +327,10 @@ pub async fn set_default_card(
         .await?
         .ok_or(BillingError::NotFound("payment method"))?;
     let cus = stripe_customer_id(conn, customer_id).await?;
-    api.set_default_payment_method(&cus, payment_method_id)
+    processor
+        .set_default_payment_method(&cus, payment_method_id)
         .await
-        .map_err(stripe_error)?;
+        .map_err(processor_error)?;
     conn.transaction(async |conn| mark_default(conn, customer_id, Some(payment_method_id)).await)
         .await
 }
@@ -313,9 +343,9 @@ pub async fn set_default_card(
 ///
 /// Errors: [`BillingError::NotFound`] when it is not an attached card of
 /// this customer; [`BillingError::Invalid`] for the last card of a
-/// subscription; Stripe failures as in [`stripe_error`].
+/// subscription; processor failures as in [`processor_error`].
 pub async fn remove_card(
-    api: &StripeApi,
+    processor: &dyn PaymentProcessor,
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
     customer_id: i64,
@@ -346,19 +376,18 @@ pub async fn remove_card(
     let was_default = default.as_deref() == Some(payment_method_id);
     if was_default {
         if let Some(next) = &replacement {
-            api.set_default_payment_method(&cus, next)
+            processor
+                .set_default_payment_method(&cus, next)
                 .await
-                .map_err(stripe_error)?;
+                .map_err(processor_error)?;
         }
     }
-    match api.detach_payment_method(payment_method_id).await {
-        Ok(_) => {}
-        // Already detached on Stripe's side: record it all the same.
-        Err(StripeCallError::Api {
-            status: 400 | 404, ..
-        }) => {}
-        Err(other) => return Err(stripe_error(other)),
-    }
+    // Already detached at the processor counts as done (its implementation
+    // says so).
+    processor
+        .detach_payment_method(payment_method_id)
+        .await
+        .map_err(processor_error)?;
     let now = Utc::now();
     conn.transaction(async |conn| {
         customers::table

@@ -366,6 +366,8 @@ diesel::table! {
         attempts -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        stripe_invoice_id -> Nullable<Text>,
+        processing_until -> Nullable<Timestamptz>,
     }
 }
 

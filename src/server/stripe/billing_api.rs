@@ -90,9 +90,14 @@ pub struct PaymentMethod {
 /// An error of a PaymentIntent's last attempt.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentError {
+    /// `card_error` for a decline (localstripe may omit it).
+    #[serde(rename = "type")]
+    pub error_type: Option<String>,
     /// E.g. `card_declined`.
     pub code: Option<String>,
-    /// For people.
+    /// The issuer's reason, e.g. `insufficient_funds`.
+    pub decline_code: Option<String>,
+    /// For people (logs only: never shown to customers).
     pub message: Option<String>,
 }
 
@@ -105,6 +110,12 @@ pub struct PaymentIntent {
     pub status: String,
     /// Minor units.
     pub amount: i64,
+    /// Lower case.
+    pub currency: Option<String>,
+    /// Its Stripe Customer.
+    pub customer: Option<IdRef>,
+    /// Created, unix seconds.
+    pub created: Option<i64>,
     /// Metadata; ours holds `rsolv_charge_id`.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
@@ -122,6 +133,8 @@ pub struct InvoiceItem {
     /// Metadata; ours holds `rsolv_charge_id`.
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// The invoice that billed it, once billed.
+    pub invoice: Option<IdRef>,
 }
 
 /// A Subscription (`sub_…`).
@@ -131,6 +144,13 @@ pub struct Subscription {
     pub id: String,
     /// `active`, `past_due`, `canceled`, `incomplete`, …
     pub status: String,
+    /// Its Stripe Customer.
+    pub customer: Option<IdRef>,
+    /// Metadata; ours holds `rsolv_customer_id`.
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// Start of the current period, unix seconds (older API versions).
+    pub current_period_start: Option<i64>,
     /// Ends at the period end when true.
     #[serde(default)]
     pub cancel_at_period_end: bool,
@@ -145,6 +165,16 @@ pub struct Subscription {
 }
 
 impl Subscription {
+    /// The period start, wherever the API version keeps it.
+    pub fn period_start(&self) -> Option<i64> {
+        self.current_period_start.or_else(|| {
+            self.items
+                .as_ref()?
+                .pointer("/data/0/current_period_start")?
+                .as_i64()
+        })
+    }
+
     /// The period end, wherever the API version keeps it.
     pub fn period_end(&self) -> Option<i64> {
         self.current_period_end.or_else(|| {
@@ -183,12 +213,66 @@ pub struct Invoice {
     pub subscription: Option<IdRef>,
     /// Whether it is paid (older API versions).
     pub paid: Option<bool>,
+    /// Its Stripe Customer.
+    pub customer: Option<IdRef>,
+    /// `subscription_create`, `subscription_cycle`, `manual`, …
+    pub billing_reason: Option<String>,
+    /// Billing period start, unix seconds.
+    pub period_start: Option<i64>,
+    /// Billing period end, unix seconds.
+    pub period_end: Option<i64>,
+    /// Newer API versions name the subscription here.
+    pub parent: Option<serde_json::Value>,
+    /// Its lines (first page).
+    pub lines: Option<serde_json::Value>,
 }
 
 impl Invoice {
     /// Whether it has been paid.
     pub fn is_paid(&self) -> bool {
         self.status.as_deref() == Some("paid") || self.paid == Some(true)
+    }
+
+    /// The subscription it bills, wherever the API version keeps it.
+    pub fn subscription_id(&self) -> Option<String> {
+        if let Some(IdRef(id)) = &self.subscription {
+            return Some(id.clone());
+        }
+        let parent = self.parent.as_ref()?;
+        parent
+            .pointer("/subscription_details/subscription")
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| v.get("id")?.as_str().map(str::to_owned))
+            })
+    }
+
+    /// The invoice items (`ii_…`) on its lines, wherever the API version
+    /// names them (`invoice_item`, or a line whose own id is `ii_…`).
+    pub fn invoice_item_ids(&self) -> Vec<String> {
+        let Some(lines) = self.lines.as_ref().and_then(|l| l.get("data")?.as_array()) else {
+            return Vec::new();
+        };
+        lines
+            .iter()
+            .filter_map(|line| {
+                let nested = line
+                    .pointer("/parent/invoice_item_details/invoice_item")
+                    .or_else(|| line.get("invoice_item"))
+                    .and_then(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .or_else(|| v.get("id")?.as_str().map(str::to_owned))
+                    });
+                nested.or_else(|| {
+                    line.get("id")
+                        .and_then(|v| v.as_str())
+                        .filter(|id| id.starts_with("ii_"))
+                        .map(str::to_owned)
+                })
+            })
+            .collect()
     }
 }
 
@@ -202,9 +286,14 @@ pub struct ChargeRef {
     pub payment_intent: Option<IdRef>,
 }
 
+/// One page of a Stripe list.
 #[derive(Deserialize)]
-struct List<T> {
-    data: Vec<T>,
+pub struct List<T> {
+    /// The objects.
+    pub data: Vec<T>,
+    /// Whether more pages follow.
+    #[serde(default)]
+    pub has_more: bool,
 }
 
 impl StripeApi {
@@ -343,7 +432,8 @@ impl StripeApi {
     }
 
     /// Creates and confirms an off-session PaymentIntent of `amount_cents`
-    /// on `payment_method_id`, with our charge id in its metadata.
+    /// on `payment_method_id`, with our charge id and `metadata` in its
+    /// metadata.
     ///
     /// Errors: [`StripeCallError`]; a declined card is
     /// `Api { status: 402, .. }`.
@@ -355,25 +445,28 @@ impl StripeApi {
         amount_cents: i64,
         currency: &str,
         charge_id: i64,
-        fix_id: i64,
+        metadata: &BTreeMap<String, String>,
         idempotency_key: &str,
     ) -> Result<PaymentIntent, StripeCallError> {
+        let mut params = p(&[
+            ("amount", &amount_cents.to_string()),
+            ("currency", currency),
+            ("customer", stripe_customer_id),
+            ("payment_method", payment_method_id),
+            ("confirm", "true"),
+            ("off_session", "true"),
+            (
+                &format!("metadata[{CHARGE_ID_METADATA}]"),
+                &charge_id.to_string(),
+            ),
+        ]);
+        for (k, v) in metadata {
+            params.push((format!("metadata[{k}]"), v.clone()));
+        }
         self.call(
             StripeMethod::Post,
             "/payment_intents",
-            &p(&[
-                ("amount", &amount_cents.to_string()),
-                ("currency", currency),
-                ("customer", stripe_customer_id),
-                ("payment_method", payment_method_id),
-                ("confirm", "true"),
-                ("off_session", "true"),
-                (
-                    &format!("metadata[{CHARGE_ID_METADATA}]"),
-                    &charge_id.to_string(),
-                ),
-                ("metadata[rsolv_fix_id]", &fix_id.to_string()),
-            ]),
+            &params,
             Some(idempotency_key),
         )
         .await
@@ -583,7 +676,8 @@ impl StripeApi {
     }
 }
 
-fn p(pairs: &[(&str, &str)]) -> Params {
+/// Form parameters from string pairs.
+pub(super) fn p(pairs: &[(&str, &str)]) -> Params {
     pairs
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -591,13 +685,10 @@ fn p(pairs: &[(&str, &str)]) -> Params {
 }
 
 /// A Stripe id safe to put in a path (letters, digits, `_`).
-fn path_id(id: &str) -> Result<&str, StripeCallError> {
+pub(super) fn path_id(id: &str) -> Result<&str, StripeCallError> {
     if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         Ok(id)
     } else {
-        Err(StripeCallError::Api {
-            status: 400,
-            message: "malformed Stripe id".into(),
-        })
+        Err(StripeCallError::api(400, "malformed Stripe id"))
     }
 }

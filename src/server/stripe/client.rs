@@ -28,8 +28,15 @@ pub enum StripeCallError {
     Api {
         /// HTTP status.
         status: u16,
-        /// Stripe's error message.
+        /// Stripe's error message (for logs; never shown to customers).
         message: String,
+        /// Stripe's error type: `card_error`, `invalid_request_error`,
+        /// `idempotency_error`, `api_error`, …
+        error_type: Option<String>,
+        /// Stripe's error code, e.g. `card_declined`, `resource_missing`.
+        code: Option<String>,
+        /// The card issuer's reason for a decline, e.g. `insufficient_funds`.
+        decline_code: Option<String>,
     },
     /// Stripe could not be reached, timed out, or answered something we
     /// could not read. The call may have taken effect: retry with the same
@@ -49,6 +56,19 @@ impl StripeCallError {
     }
 }
 
+impl StripeCallError {
+    /// An API error with only a status and a message (for our own checks).
+    pub fn api(status: u16, message: impl Into<String>) -> Self {
+        Self::Api {
+            status,
+            message: message.into(),
+            error_type: None,
+            code: None,
+            decline_code: None,
+        }
+    }
+}
+
 impl From<StripeError> for StripeCallError {
     fn from(error: StripeError) -> Self {
         match error {
@@ -58,6 +78,9 @@ impl From<StripeError> for StripeCallError {
                     .message
                     .clone()
                     .unwrap_or_else(|| "no message".into()),
+                error_type: Some(errors.type_.to_string()),
+                code: errors.code.as_ref().map(|c| c.to_string()),
+                decline_code: errors.decline_code.clone(),
             },
             StripeError::Timeout => Self::Transport("timeout".into()),
             StripeError::JSONDeserialize(m)

@@ -2,17 +2,31 @@
 
 use crate::server::billing::customers::find_customer;
 pub use crate::server::billing::work::enqueue_create_customer;
+use crate::server::billing::ports::{NewProcessorCustomer, ProcessorError};
 use crate::server::billing::BillingError;
 use crate::server::db::queue::JobError;
 use crate::server::db::schema::customers;
 use crate::server::state::AppState;
-use crate::server::stripe::client::{StripeApi, StripeCallError};
+use crate::server::stripe::client::StripeCallError;
+use crate::server::stripe::customer_create_key;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::Value;
 
 impl From<StripeCallError> for JobError {
     fn from(error: StripeCallError) -> Self {
+        if error.is_retryable() {
+            JobError::retry(error.to_string())
+        } else {
+            JobError::permanent(error.to_string())
+        }
+    }
+}
+
+impl From<ProcessorError> for JobError {
+    /// A decline cannot be retried into success; everything else can
+    /// (outages, conflicts, and with backoff a configuration being fixed).
+    fn from(error: ProcessorError) -> Self {
         if error.is_retryable() {
             JobError::retry(error.to_string())
         } else {
@@ -36,8 +50,9 @@ impl From<StripeCallError> for JobError {
 /// job finishes without calling Stripe and runs again once the email is
 /// replaced.
 ///
-/// Errors: retryable when Stripe is unreachable, answers 429/5xx, or is not
-/// configured; permanent for a malformed payload or a 4xx.
+/// Errors: retryable for every processor failure (outage, 429/5xx, 409,
+/// a rejected key or request, not configured: see [`ProcessorError`]);
+/// permanent for a malformed payload.
 pub async fn create_customer(state: &AppState, payload: &Value) -> Result<(), JobError> {
     let customer_id = payload
         .get("customer_id")
@@ -60,15 +75,23 @@ pub async fn create_customer(state: &AppState, payload: &Value) -> Result<(), Jo
         tracing::info!(customer_id, "placeholder email: no Stripe Customer yet");
         return Ok(());
     }
-    let api = StripeApi::new(&state.config.stripe)?;
-    let existing = api.find_customers(customer_id, &customer.email).await?;
+    let processor = state.processor.as_ref();
+    let existing = processor
+        .find_customers(customer_id, &customer.email)
+        .await?;
     let stripe_id = match existing.into_iter().next() {
         Some(found) => {
             tracing::info!(customer_id, "reusing the Stripe Customer found by metadata");
             found.id
         }
         None => {
-            api.create_customer(customer_id, &customer.email, &customer.name)
+            processor
+                .create_customer(&NewProcessorCustomer {
+                    customer_id,
+                    email: customer.email.clone(),
+                    name: customer.name.clone(),
+                    idempotency_key: customer_create_key(customer_id),
+                })
                 .await?
                 .id
         }

@@ -11,6 +11,7 @@ pub mod charges;
 pub mod client;
 pub mod events;
 pub mod jobs;
+pub mod processor;
 pub mod signature;
 pub mod trigger;
 

@@ -1,0 +1,508 @@
+//! What billing needs from the outside world, named by the domain (STYLE.md
+//! "Ports"): the [`PaymentProcessor`]. Domain types in, domain types out;
+//! no Stripe wire structs. The Stripe implementation lives in
+//! `server::stripe::processor` with every localstripe quirk; `AppState`
+//! holds one `Arc<dyn PaymentProcessor>`.
+//!
+//! Ids of the processor's objects (customer `cus_…`, payment method `pm_…`,
+//! subscription `sub_…`, …) are passed as `&str`: the domain stores them and
+//! gives them back, it never interprets them. Amounts are integer minor
+//! units (cents) with a lower-case ISO 4217 currency.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
+/// Why a call to the payment processor failed. Only [`Declined`] is the
+/// card's (or the customer's) fault; everything else is ours or the
+/// processor's, and is retried without telling the customer (issue 9:
+/// "only a real card decline marks the card declined").
+///
+/// Messages hold no secret and are for logs and operators, never for the
+/// customer.
+///
+/// [`Declined`]: ProcessorError::Declined
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProcessorError {
+    /// The card issuer (or the processor's fraud checks) refused the card:
+    /// Stripe's `card_error` (HTTP 402), or a PaymentIntent whose
+    /// `last_payment_error` is a card error. `code` is Stripe's error code
+    /// (e.g. `card_declined`, `expired_card`, `authentication_required`),
+    /// `decline_code` the issuer's reason (e.g. `insufficient_funds`).
+    #[error("the card was declined (code {code:?}, decline code {decline_code:?})")]
+    Declined {
+        /// Stripe's error code.
+        code: Option<String>,
+        /// The issuer's reason, when given.
+        decline_code: Option<String>,
+    },
+    /// The processor could not be reached, timed out, rate-limited us (429)
+    /// or failed (5xx), or answered something unreadable. The call may have
+    /// taken effect: retry with the same idempotency key, and look for the
+    /// object before creating it again.
+    #[error("the payment processor is unreachable or unavailable: {0}")]
+    Unavailable(String),
+    /// Another request with the same idempotency key is in flight, or the
+    /// object is locked (Stripe 409): retry soon.
+    #[error("a concurrent request holds this object at the payment processor: {0}")]
+    Conflict(String),
+    /// The processor refused our request: bad key (401), not allowed (403)
+    /// or an invalid request (400). A configuration mistake or a bug: retry
+    /// with backoff, log loudly, never blame the card.
+    #[error("the payment processor refused our request (configuration or a bug): {0}")]
+    Misconfigured(String),
+    /// The object does not exist at the processor (404, `resource_missing`).
+    #[error("not found at the payment processor: {0}")]
+    NotFound(String),
+    /// Billing is switched off (the `billing_enabled` flag) or no key is
+    /// configured: no call was made. Retry once billing is back.
+    #[error("billing is paused (disabled or not configured): no call was made")]
+    Disabled,
+}
+
+impl ProcessorError {
+    /// Whether this is a real card decline (the only error that marks a
+    /// charge failed and tells the customer).
+    pub fn is_decline(&self) -> bool {
+        matches!(self, Self::Declined { .. })
+    }
+
+    /// Whether trying again (same idempotency key) may succeed: every error
+    /// but a decline. [`ProcessorError::Misconfigured`] and
+    /// [`ProcessorError::NotFound`] need a person, but retrying with backoff
+    /// is harmless and picks up a fixed configuration.
+    pub fn is_retryable(&self) -> bool {
+        !self.is_decline()
+    }
+}
+
+/// What the customer is told about a declined card: what happened and what
+/// to do, never the processor's raw message. `code` / `decline_code` as in
+/// [`ProcessorError::Declined`].
+pub fn decline_advice(code: Option<&str>, decline_code: Option<&str>) -> &'static str {
+    match (code, decline_code) {
+        (Some("expired_card"), _) | (_, Some("expired_card")) => {
+            "the card has expired. Please add a card that is valid."
+        }
+        (_, Some("insufficient_funds")) => {
+            "the card has insufficient funds. Please use another card or contact your bank."
+        }
+        (Some("authentication_required"), _) | (_, Some("authentication_required")) => {
+            "your bank asks you to confirm payments with this card. Please add the card again \
+             (confirming it with your bank) or use another card."
+        }
+        (Some("incorrect_cvc" | "invalid_cvc"), _) | (_, Some("incorrect_cvc")) => {
+            "the card's security code was not accepted. Please add the card again or use another card."
+        }
+        (Some("no_payment_method"), _) => "no card is on file. Please add a card.",
+        _ => "the card was declined. Please use another card or contact your bank.",
+    }
+}
+
+/// A Customer at the processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorCustomer {
+    /// The processor's id (`cus_…`).
+    pub id: String,
+    /// Our `customers.id`, from the processor's metadata, when present.
+    pub customer_id: Option<i64>,
+    /// The email on it.
+    pub email: Option<String>,
+}
+
+/// A Customer to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProcessorCustomer {
+    /// Our `customers.id` (stored in the processor's metadata).
+    pub customer_id: i64,
+    /// Billing email.
+    pub email: String,
+    /// Display name.
+    pub name: String,
+    /// Stable for the life of the customer (`customer:create:<id>`).
+    pub idempotency_key: String,
+}
+
+/// State of a SetupIntent (saving a card for later off-session charges).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupStatus {
+    /// Confirmed: the card can be charged off-session.
+    Succeeded,
+    /// Anything else, as the processor names it (e.g.
+    /// `requires_payment_method`, `requires_action`).
+    Other(String),
+}
+
+/// A SetupIntent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetupIntentSnapshot {
+    /// `seti_…`.
+    pub id: String,
+    /// Given to the browser's card form (secret for the customer only;
+    /// never logged).
+    pub client_secret: Option<String>,
+    /// The processor's customer id.
+    pub customer: Option<String>,
+    /// Where it stands.
+    pub status: SetupStatus,
+    /// The card it set up, once confirmed.
+    pub payment_method: Option<String>,
+}
+
+/// A card (payment method) at the processor.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CardSnapshot {
+    /// `pm_…`.
+    pub id: String,
+    /// The processor's customer it is attached to.
+    pub customer: Option<String>,
+    /// `visa`, `mastercard`, …
+    pub brand: Option<String>,
+    /// Last four digits.
+    pub last4: Option<String>,
+    /// Expiry month, 1–12.
+    pub exp_month: Option<i32>,
+    /// Expiry year, four digits.
+    pub exp_year: Option<i32>,
+}
+
+/// An off-session charge of a saved card.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChargeRequest {
+    /// Our `charges.id` (stored in the processor's metadata as
+    /// `rsolv_charge_id`, which is how [`PaymentProcessor::find_charges`]
+    /// finds it again).
+    pub charge_id: i64,
+    /// The processor's customer id.
+    pub customer: String,
+    /// The card to charge (`pm_…`).
+    pub payment_method: String,
+    /// Minor units (cents), > 0.
+    pub amount_cents: i64,
+    /// Lower-case ISO 4217.
+    pub currency: String,
+    /// `charge:<charge id>`, the same for every attempt of this charge.
+    pub idempotency_key: String,
+    /// More metadata (e.g. `rsolv_fix_id`).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Where a charge stands at the processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessorChargeStatus {
+    /// Money taken (or authorised and captured automatically).
+    Succeeded,
+    /// Still being processed (e.g. a bank debit): look again later.
+    Processing,
+    /// The card was declined (see [`ProcessorError::Declined`]).
+    Declined {
+        /// Stripe's error code.
+        code: Option<String>,
+        /// The issuer's reason.
+        decline_code: Option<String>,
+    },
+    /// Cancelled at the processor: no money will come from it.
+    Canceled,
+    /// Created but neither paid nor declined (e.g. not confirmed yet); the
+    /// processor's status word.
+    Incomplete(String),
+}
+
+/// A charge (PaymentIntent) at the processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorCharge {
+    /// `pi_…`.
+    pub id: String,
+    /// Where it stands.
+    pub status: ProcessorChargeStatus,
+    /// Minor units.
+    pub amount_cents: i64,
+    /// Lower-case ISO 4217 (when the processor said).
+    pub currency: Option<String>,
+    /// Our `charges.id` from its metadata, when present.
+    pub charge_id: Option<i64>,
+    /// The processor's customer id.
+    pub customer: Option<String>,
+    /// Created.
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// An amount added to the customer's next subscription invoice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceItemRequest {
+    /// Our `charges.id` (metadata `rsolv_charge_id`).
+    pub charge_id: i64,
+    /// The processor's customer id.
+    pub customer: String,
+    /// The subscription whose next invoice bills it.
+    pub subscription: Option<String>,
+    /// Minor units, > 0.
+    pub amount_cents: i64,
+    /// Lower-case ISO 4217.
+    pub currency: String,
+    /// Shown on the invoice.
+    pub description: String,
+    /// `charge:<charge id>`.
+    pub idempotency_key: String,
+}
+
+/// An invoice item at the processor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessorInvoiceItem {
+    /// `ii_…`.
+    pub id: String,
+    /// Minor units.
+    pub amount_cents: i64,
+    /// Our `charges.id` from its metadata.
+    pub charge_id: Option<i64>,
+    /// The invoice it was billed on, once billed.
+    pub invoice: Option<String>,
+}
+
+/// A new Pro subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscribeRequest {
+    /// Our `customers.id` (metadata `rsolv_customer_id`).
+    pub customer_id: i64,
+    /// The processor's customer id (its default card pays).
+    pub customer: String,
+    /// The recurring price (`price_…`) or plan id.
+    pub price: String,
+    /// Stable for this subscription attempt.
+    pub idempotency_key: String,
+}
+
+/// How a subscription is cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelMode {
+    /// Ends now. With `invoice_now` the pending invoice items (overage) are
+    /// billed on a final invoice instead of being left uncollected.
+    Now {
+        /// Bill pending items now (Stripe's `invoice_now`).
+        invoice_now: bool,
+    },
+    /// Ends at the end of the paid period (can be resumed until then).
+    AtPeriodEnd,
+}
+
+/// A subscription as the processor has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionSnapshot {
+    /// `sub_…`.
+    pub id: String,
+    /// The processor's customer id.
+    pub customer: Option<String>,
+    /// Our `customers.id` from its metadata.
+    pub customer_id: Option<i64>,
+    /// The processor's status word (`active`, `trialing`, `past_due`,
+    /// `canceled`, `incomplete`, `unpaid`, …); the domain parses it.
+    pub status: String,
+    /// Ends at the period end.
+    pub cancel_at_period_end: bool,
+    /// Current period start.
+    pub current_period_start: Option<DateTime<Utc>>,
+    /// Current period end.
+    pub current_period_end: Option<DateTime<Utc>>,
+    /// The most recent invoice.
+    pub latest_invoice: Option<String>,
+    /// Created.
+    pub created: Option<DateTime<Utc>>,
+}
+
+/// An invoice as the processor has it now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvoiceSnapshot {
+    /// `in_…`.
+    pub id: String,
+    /// Human number.
+    pub number: Option<String>,
+    /// The processor's customer id.
+    pub customer: Option<String>,
+    /// The subscription it bills.
+    pub subscription_id: Option<String>,
+    /// `subscription_create`, `subscription_cycle`, `subscription_update`,
+    /// `manual`, … (Stripe's `billing_reason`).
+    pub billing_reason: Option<String>,
+    /// `draft`, `open`, `paid`, `void`, `uncollectible`.
+    pub status: Option<String>,
+    /// Whether it is paid.
+    pub paid: bool,
+    /// Minor units due.
+    pub amount_due_cents: i64,
+    /// Minor units paid.
+    pub amount_paid_cents: i64,
+    /// Lower-case ISO 4217.
+    pub currency: Option<String>,
+    /// Billing period start.
+    pub period_start: Option<DateTime<Utc>>,
+    /// Billing period end.
+    pub period_end: Option<DateTime<Utc>>,
+    /// The invoice items (`ii_…`) on its lines.
+    pub invoice_item_ids: Vec<String>,
+    /// Created.
+    pub created: Option<DateTime<Utc>>,
+    /// The processor's page for it (none on localstripe).
+    pub hosted_url: Option<String>,
+}
+
+/// What billing needs from a payment processor (issue 9 § 3). Implemented
+/// for Stripe by `server::stripe::processor::StripeProcessor`.
+///
+/// Every creating call takes an idempotency key that is stable for the life
+/// of the thing it creates; callers also look the object up (by our id in
+/// its metadata) before creating it again after an error, since a failed
+/// answer may hide a success.
+///
+/// Errors: [`ProcessorError`] on every method; only
+/// [`PaymentProcessor::charge_off_session`] (and attaching a card) can
+/// answer [`ProcessorError::Declined`].
+#[async_trait]
+pub trait PaymentProcessor: Send + Sync {
+    /// Creates the processor's Customer for our customer.
+    async fn create_customer(
+        &self,
+        customer: &NewProcessorCustomer,
+    ) -> Result<ProcessorCustomer, ProcessorError>;
+
+    /// The processor's Customers with `email` whose metadata names our
+    /// `customer_id` (finds one an earlier, lost call created).
+    async fn find_customers(
+        &self,
+        customer_id: i64,
+        email: &str,
+    ) -> Result<Vec<ProcessorCustomer>, ProcessorError>;
+
+    /// Creates a SetupIntent for saving a card for off-session charges.
+    async fn create_setup_intent(
+        &self,
+        customer: &str,
+        customer_id: i64,
+        idempotency_key: &str,
+    ) -> Result<SetupIntentSnapshot, ProcessorError>;
+
+    /// Reads a SetupIntent.
+    async fn setup_intent(&self, id: &str) -> Result<SetupIntentSnapshot, ProcessorError>;
+
+    /// Attaches card `payment_method` to `customer` (a no-op when already
+    /// attached to it).
+    async fn attach_payment_method(
+        &self,
+        payment_method: &str,
+        customer: &str,
+    ) -> Result<CardSnapshot, ProcessorError>;
+
+    /// Detaches a card from its customer.
+    async fn detach_payment_method(&self, payment_method: &str) -> Result<(), ProcessorError>;
+
+    /// Makes `payment_method` the customer's default (charged by invoices).
+    async fn set_default_payment_method(
+        &self,
+        customer: &str,
+        payment_method: &str,
+    ) -> Result<(), ProcessorError>;
+
+    /// Charges a saved card off-session, confirming at once. A decline is
+    /// [`ProcessorError::Declined`] (or, for a charge found later, status
+    /// [`ProcessorChargeStatus::Declined`]).
+    async fn charge_off_session(
+        &self,
+        charge: &ChargeRequest,
+    ) -> Result<ProcessorCharge, ProcessorError>;
+
+    /// The customer's charges whose metadata names our `charge_id` (recent
+    /// ones; finds the charge of an attempt whose answer was lost).
+    async fn find_charges(
+        &self,
+        customer: &str,
+        charge_id: i64,
+    ) -> Result<Vec<ProcessorCharge>, ProcessorError>;
+
+    /// Reads a charge (PaymentIntent `pi_…`).
+    async fn payment_intent(&self, id: &str) -> Result<ProcessorCharge, ProcessorError>;
+
+    /// Adds an amount to the subscription's next invoice.
+    async fn create_invoice_item(
+        &self,
+        item: &InvoiceItemRequest,
+    ) -> Result<ProcessorInvoiceItem, ProcessorError>;
+
+    /// The customer's invoice items whose metadata names our `charge_id`.
+    async fn find_invoice_items(
+        &self,
+        customer: &str,
+        charge_id: i64,
+    ) -> Result<Vec<ProcessorInvoiceItem>, ProcessorError>;
+
+    /// Subscribes the customer (its default card pays the first invoice).
+    async fn subscribe(
+        &self,
+        request: &SubscribeRequest,
+    ) -> Result<SubscriptionSnapshot, ProcessorError>;
+
+    /// Cancels a subscription now (optionally invoicing pending items) or
+    /// at the period end.
+    async fn cancel_subscription(
+        &self,
+        id: &str,
+        mode: CancelMode,
+    ) -> Result<SubscriptionSnapshot, ProcessorError>;
+
+    /// Undoes a cancellation at the period end.
+    async fn resume_subscription(&self, id: &str) -> Result<SubscriptionSnapshot, ProcessorError>;
+
+    /// Reads a subscription as it is now.
+    async fn subscription(&self, id: &str) -> Result<SubscriptionSnapshot, ProcessorError>;
+
+    /// Reads an invoice as it is now.
+    async fn invoice(&self, id: &str) -> Result<InvoiceSnapshot, ProcessorError>;
+
+    /// The customer's invoices, newest first (at most `limit`, ≤ 100).
+    async fn list_invoices(
+        &self,
+        customer: &str,
+        limit: u8,
+    ) -> Result<Vec<InvoiceSnapshot>, ProcessorError>;
+
+    /// Every charge (PaymentIntent) created at or after `since`, for
+    /// reconciliation.
+    async fn payment_intents_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ProcessorCharge>, ProcessorError>;
+
+    /// Every invoice created at or after `since`, for reconciliation.
+    async fn invoices_since(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<InvoiceSnapshot>, ProcessorError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_decline_is_the_cards_fault() {
+        let declined = ProcessorError::Declined {
+            code: Some("card_declined".into()),
+            decline_code: None,
+        };
+        assert!(declined.is_decline() && !declined.is_retryable());
+        for other in [
+            ProcessorError::Unavailable("503".into()),
+            ProcessorError::Conflict("409".into()),
+            ProcessorError::Misconfigured("401".into()),
+            ProcessorError::NotFound("pi".into()),
+            ProcessorError::Disabled,
+        ] {
+            assert!(!other.is_decline() && other.is_retryable(), "{other:?}");
+        }
+    }
+
+    #[test]
+    fn advice_says_what_to_do_and_never_echoes_the_processor() {
+        assert!(decline_advice(None, Some("insufficient_funds")).contains("insufficient funds"));
+        assert!(decline_advice(Some("expired_card"), None).contains("expired"));
+        assert!(decline_advice(Some("weird_code"), Some("weird")).contains("another card"));
+    }
+}
