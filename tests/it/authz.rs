@@ -76,6 +76,7 @@ const MATRIX: &[(&str, &str)] = &[
         "staff only: 403, nothing provisioned",
     ),
     ("admin/credits/adjust", "staff only: 403, balance unchanged"),
+    ("admin/fixes/write-off", "staff only: 403, fix still unpaid"),
     ("admin/customers/suspend", "staff only: 403, still active"),
     (
         "admin/customers/reactivate",
@@ -116,6 +117,14 @@ const ADMIN_CALLS: &[(&str, &[(&str, &str)])] = &[
             ("amount", "1000"),
             ("reason", "free money"),
             ("form_token", "attacker-token"),
+        ],
+    ),
+    (
+        "admin/fixes/write-off",
+        &[
+            ("customer_id", "{customer}"),
+            ("fix_id", "1"),
+            ("reason", "x"),
         ],
     ),
     (
