@@ -685,9 +685,14 @@ async fn a_declined_card_leaves_the_fix_unpaid_and_stops_fixes_until_fixed() {
     let card = b.add_card("pm_card_visa").await;
     b.run_jobs().await;
     assert_eq!(b.fix_status(11).await, "charged");
+    // Fix 12, refused while the card was declined, is billed now too
+    // (issue 9: an unpaid fix is billed as soon as the customer can pay).
+    assert_eq!(b.fix_status(12).await, "charged");
     assert!(b.customer().await.payment_failed_at.is_none());
     let after = b.charges().await;
-    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_eq!(after[2].fix_id, b.fix_id(12).await);
+    assert_eq!(after[2].status, ChargeStatus::Succeeded);
     assert_eq!(after[0].id, declined.id);
     assert_eq!(after[0].status, ChargeStatus::Failed);
     assert_eq!(after[1].fix_id, declined.fix_id);
@@ -698,9 +703,9 @@ async fn a_declined_card_leaves_the_fix_unpaid_and_stops_fixes_until_fixed() {
         .iter()
         .filter(|i| i["status"] == "succeeded")
         .collect();
-    assert_eq!(succeeded.len(), 1, "{intents:?}");
-    assert_eq!(succeeded[0]["payment_method"], card.id.as_str());
-    assert_eq!(b.ledger("purchase").await.len(), 1);
+    assert_eq!(succeeded.len(), 2, "{intents:?}");
+    assert!(succeeded.iter().all(|i| i["payment_method"] == card.id.as_str()));
+    assert_eq!(b.ledger("purchase").await.len(), 2);
     assert_eq!(b.balance().await, 0);
     // Fixes resume.
     b.fixes_ok(13..=13, "unpaid").await;
