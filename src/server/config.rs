@@ -181,6 +181,7 @@ impl Config {
                 1..,
             )?,
             currency: env.currency("PRICING_CURRENCY", &defaults.currency)?,
+            ..defaults
         };
         Ok(Self {
             database_url,

@@ -2,6 +2,8 @@
 //! the seeds' prices; operators override them through `PRICING_*`
 //! environment variables (see `.env.example`).
 
+use crate::types::values::LedgerKind;
+
 /// Prices in integer minor units of [`PricingCatalog::currency`] (cents for
 /// USD) and grants in whole credits. One credit pays for one fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +22,31 @@ pub struct PricingCatalog {
     pub pro_overage_cents: i64,
     /// ISO 4217 currency code, lower case as Stripe writes it (seed: `usd`).
     pub currency: String,
+    /// Credit policy (issue 9): whether the credits of a paid Pro period
+    /// (ledger kind `subscription_grant`) expire at the end of their period
+    /// (seed: true). They expire when the next period's credits are
+    /// granted: a ledger entry of kind `expired` takes back what is left of
+    /// the previous grant. Trial, billing-bonus, purchased and
+    /// admin-granted credits never expire.
+    pub pro_period_credits_expire: bool,
+}
+
+impl PricingCatalog {
+    /// Whether credits granted with ledger kind `kind` expire under this
+    /// catalog (only Pro period grants can).
+    pub fn credits_expire(&self, kind: LedgerKind) -> bool {
+        kind == LedgerKind::SubscriptionGrant && self.pro_period_credits_expire
+    }
+
+    /// The credit policy in one sentence for people (the portal's billing
+    /// page shows it; the README says the same).
+    pub fn credit_policy(&self) -> String {
+        if self.pro_period_credits_expire {
+            "Pro credits are valid for the billing period they come with: what is left expires when the next period's credits are granted. Trial, bonus and purchased credits never expire.".to_owned()
+        } else {
+            "Credits never expire.".to_owned()
+        }
+    }
 }
 
 impl Default for PricingCatalog {
@@ -32,6 +59,7 @@ impl Default for PricingCatalog {
             pro_credits_per_period: 60,
             pro_overage_cents: 1500,
             currency: "usd".to_owned(),
+            pro_period_credits_expire: true,
         }
     }
 }

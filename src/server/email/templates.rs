@@ -421,6 +421,36 @@ pub fn subscription_payment_failed(
     )
 }
 
+/// Email kind of [`dispute_opened`].
+pub const KIND_DISPUTE_OPENED: &str = "dispute_opened";
+
+/// To a staff admin: a customer disputed a charge of `amount` (Stripe's
+/// `charge.dispute.created`, reason `reason`). Conventional key:
+/// `dispute_opened:<dispute id>:<admin user id>`.
+pub fn dispute_opened(
+    links: &EmailLinks,
+    to: &Recipient<'_>,
+    customer_id: i64,
+    customer_email: &str,
+    amount: &str,
+    reason: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    let page = links.page(&format!("/admin/customers/{customer_id}"));
+    render(
+        KIND_DISPUTE_OPENED,
+        to,
+        format!("Dispute opened: {amount} by {customer_email}"),
+        &[
+            format!("The customer {customer_email} disputed a charge of {amount} with their bank (reason: {reason})."),
+            "Answer it in the Stripe Dashboard with the evidence before its due date; the customer is flagged in the admin console meanwhile.".into(),
+        ],
+        Some(Action { label: "Open the customer", url: &page }),
+        &[],
+        idempotency_key,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
