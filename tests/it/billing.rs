@@ -722,7 +722,15 @@ async fn cancel_now_or_at_period_end_and_resume() {
     subscriptions::cancel(&api, &mut conn, b.id, true)
         .await
         .unwrap();
-    // The period ends (localstripe has no clock: a signed event).
+    // The period ends (localstripe has no clock: Stripe's side ends the
+    // subscription by hand, then its signed event arrives).
+    let response = reqwest::Client::new()
+        .delete(format!("{}/v1/subscriptions/{}", b.base, second.id))
+        .basic_auth(STRIPE_TEST_KEY, Some(""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
     b.deliver("customer.subscription.deleted", "evt_it_period_over", |e| {
         let object = e.pointer_mut("/data/object").unwrap();
         object["id"] = json!(second.id);
@@ -731,7 +739,14 @@ async fn cancel_now_or_at_period_end_and_resume() {
     let c = b.customer().await;
     assert_eq!(c.subscription_status.map(|s| s.as_str()), Some("canceled"));
     assert_eq!(c.plan.as_str(), "payg");
-    assert_eq!(b.balance().await, 130, "granted credits stay");
+    // The second subscription's grant expired what was left of the first
+    // period's 60 (credit policy); the trial and card bonus stay.
+    assert_eq!(
+        b.balance().await,
+        70,
+        "granted credits of the current period stay"
+    );
+    assert_eq!(b.ledger("expired").await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -581,6 +581,7 @@ async fn bad_signatures_stale_timestamps_and_bad_bodies_are_rejected_and_store_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_signed_with_the_previous_secret_is_accepted() {
     let (app, state, id, cus) = webhook_app().await;
+    subscribed(&app, &state, &cus).await;
     let body = event("invoice.paid", &cus, None, None);
     let (status, answer) = app
         .post_stripe_event(&body, WEBHOOK_SECRET_PREVIOUS, Utc::now().timestamp())
@@ -719,6 +720,7 @@ async fn a_job_out_of_attempts_is_dead_until_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_loop_processes_events_and_stops_on_shutdown() {
     let (app, state, id, cus) = webhook_app().await;
+    subscribed(&app, &state, &cus).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(rsolv_platform::server::jobs::run_forever(
         state,

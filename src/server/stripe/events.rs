@@ -344,13 +344,16 @@ fn safe_id(id: &str) -> Option<&str> {
 async fn reread(state: &AppState, event: &StripeEvent) -> Result<Fresh, ApplyError> {
     let object = &event.data.object;
     let at = event.created_at()?;
+    // What we read now is at least as new as the event that made us read
+    // it, whatever the skew between Stripe's clock and ours.
+    let now = || Utc::now().max(at);
     if is_subscription_event(&event.type_) {
         let current = match str_field(object, "id").and_then(safe_id) {
             Some(id) => fetch(state, &format!("/subscriptions/{id}")).await?,
             None => None,
         };
         let snapshot = match current {
-            Some(current) => subscription_snapshot(&current, Utc::now())?,
+            Some(current) => subscription_snapshot(&current, now())?,
             None => {
                 let mut own = subscription_snapshot(object, at)?;
                 if event.type_ == "customer.subscription.deleted" {
@@ -369,10 +372,10 @@ async fn reread(state: &AppState, event: &StripeEvent) -> Result<Fresh, ApplyErr
         let Some(current) = current else {
             return Ok(Fresh::Invoice(invoice_snapshot(object, at)?, None));
         };
-        let invoice = invoice_snapshot(&current, Utc::now())?;
+        let invoice = invoice_snapshot(&current, now())?;
         let subscription = match invoice.subscription_id.as_deref().and_then(safe_id) {
             Some(id) => match fetch(state, &format!("/subscriptions/{id}")).await? {
-                Some(sub) => Some(subscription_snapshot(&sub, Utc::now())?),
+                Some(sub) => Some(subscription_snapshot(&sub, now())?),
                 None => None,
             },
             None => None,
