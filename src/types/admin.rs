@@ -28,6 +28,9 @@ pub struct AdminCustomerRow {
     pub has_payment_method: bool,
     /// Whether the Action may run fixes now.
     pub can_use_service: bool,
+    /// When a dispute (chargeback) was last opened against the customer's
+    /// payments, if ever.
+    pub disputed_at: Option<String>,
     /// Created.
     pub created_at: String,
 }
@@ -43,6 +46,9 @@ pub struct AdminCustomerPage {
     pub page: i64,
     /// Rows per page.
     pub per_page: i64,
+    /// Customers with a dispute still open, whatever the filters (the
+    /// console's notice).
+    pub open_disputes: i64,
 }
 
 /// A ledger entry.

@@ -56,6 +56,9 @@ pub struct BillingView {
     pub payg_price: String,
     /// Credits left.
     pub credit_balance: i64,
+    /// Which credits expire, one sentence from the pricing catalog
+    /// (issue 9's credit policy).
+    pub credit_policy: String,
 }
 
 /// A SetupIntent for the card form.

@@ -128,8 +128,46 @@ string_enum!(
     }
 );
 
+/// Gives a [`string_enum!`] type diesel conversions to and from `Text`
+/// (server only), so rows hold the enum, never a loose string. A stored
+/// value outside the enum is a deserialization error (the columns' CHECK
+/// constraints keep that from happening).
+macro_rules! diesel_text_enum {
+    ($name:ident) => {
+        #[cfg(feature = "ssr")]
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+            ) -> diesel::serialize::Result {
+                <str as diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg>>::to_sql(
+                    self.as_str(),
+                    out,
+                )
+            }
+        }
+
+        #[cfg(feature = "ssr")]
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for $name {
+            fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                let text = <String as diesel::deserialize::FromSql<
+                    diesel::sql_types::Text,
+                    diesel::pg::Pg,
+                >>::from_sql(bytes)?;
+                Ok($name::parse(&text)?)
+            }
+        }
+    };
+}
+
 string_enum!(
     /// The customer's plan (see the pricing catalog for what each costs).
+    /// Written only by `server::billing::plan::change_plan`.
+    #[cfg_attr(
+        feature = "ssr",
+        derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow),
+        diesel(sql_type = diesel::sql_types::Text)
+    )]
     Plan, "plan" {
         /// Free signup credits only.
         Trial => "trial",
@@ -139,6 +177,88 @@ string_enum!(
         Pro => "pro",
     }
 );
+
+diesel_text_enum!(Plan);
+
+string_enum!(
+    /// A Stripe Subscription's `status` (Stripe's list, API 2025-03-31), as
+    /// stored in `customers.subscription_status`. The rules that depend on
+    /// it are the methods below, each written once.
+    #[cfg_attr(
+        feature = "ssr",
+        derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow),
+        diesel(sql_type = diesel::sql_types::Text)
+    )]
+    SubscriptionStatus, "subscription_status" {
+        /// Created; the first payment has not succeeded yet (23 hours to pay).
+        Incomplete => "incomplete",
+        /// The first payment never succeeded; the subscription is over.
+        IncompleteExpired => "incomplete_expired",
+        /// In a free trial period.
+        Trialing => "trialing",
+        /// Paid and running.
+        Active => "active",
+        /// The latest invoice failed; Stripe is retrying (dunning).
+        PastDue => "past_due",
+        /// Ended.
+        Canceled => "canceled",
+        /// Dunning gave up without cancelling; invoices are no longer paid.
+        Unpaid => "unpaid",
+        /// A trial ended without a payment method; paused until one is added.
+        Paused => "paused",
+    }
+);
+
+diesel_text_enum!(SubscriptionStatus);
+
+impl SubscriptionStatus {
+    /// Whether a subscription in this status keeps the customer on Pro
+    /// (credits per paid period, overage beyond them): `active`,
+    /// `trialing`, and `past_due` while Stripe retries the payment
+    /// (issue 9: the one list of "counts as Pro").
+    pub fn counts_as_pro(self) -> bool {
+        matches!(self, Self::Active | Self::Trialing | Self::PastDue)
+    }
+
+    /// Whether the subscription is still open: Pro, or `incomplete`
+    /// (awaiting its first payment). While one is open a second
+    /// subscription is refused, it can be cancelled, and its last card
+    /// cannot be removed.
+    pub fn is_open(self) -> bool {
+        self.counts_as_pro() || self == Self::Incomplete
+    }
+
+    /// Whether Stripe reports the subscription's payments failing
+    /// (`past_due`, `unpaid`): the admin console's "payment failed" filter.
+    pub fn payment_failing(self) -> bool {
+        matches!(self, Self::PastDue | Self::Unpaid)
+    }
+
+    /// The spellings of the statuses for which `rule` holds, for SQL
+    /// filters that must agree with the methods above.
+    pub fn spellings_where(rule: fn(Self) -> bool) -> Vec<&'static str> {
+        Self::ALL
+            .iter()
+            .copied()
+            .filter(|s| rule(*s))
+            .map(Self::as_str)
+            .collect()
+    }
+
+    /// A label for people, e.g. "Past due: payment failed".
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Incomplete => "Incomplete",
+            Self::IncompleteExpired => "Expired before the first payment",
+            Self::Trialing => "Trialing",
+            Self::Active => "Active",
+            Self::PastDue => "Past due: payment failed",
+            Self::Canceled => "Canceled",
+            Self::Unpaid => "Ended: unpaid",
+            Self::Paused => "Paused",
+        }
+    }
+}
 
 string_enum!(
     /// Whether the customer may use the service at all.
@@ -165,8 +285,11 @@ string_enum!(
         Purchase => "purchase",
         /// Manual correction by an admin (±).
         AdminAdjustment => "admin_adjustment",
-        /// Credits returned (+).
+        /// Credits returned (+), or a bought credit taken back when its
+        /// payment was refunded (−).
         Refund => "refund",
+        /// Unused Pro period credits expired at the next period's grant (−).
+        Expired => "expired",
     }
 );
 
@@ -184,6 +307,8 @@ string_enum!(
         Charged => "charged",
         /// Never to be billed: an admin wrote it off with a reason (issue 9).
         WrittenOff => "written_off",
+        /// Its card charge was refunded in full: not paid for, no credit kept.
+        Refunded => "refunded",
     }
 );
 
@@ -302,6 +427,25 @@ mod tests {
                 .contains("phase must be one of scan, validation, mitigation"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn subscription_status_rules_are_written_once() {
+        use SubscriptionStatus as S;
+        for s in S::ALL {
+            assert_eq!(S::parse(s.as_str()).unwrap(), *s);
+        }
+        assert_eq!(
+            S::spellings_where(S::counts_as_pro),
+            vec!["trialing", "active", "past_due"]
+        );
+        assert_eq!(
+            S::spellings_where(S::is_open),
+            vec!["incomplete", "trialing", "active", "past_due"]
+        );
+        assert!(!S::Canceled.counts_as_pro() && !S::Unpaid.counts_as_pro());
+        assert!(!S::Incomplete.counts_as_pro() && S::Incomplete.is_open());
+        assert!(S::Unpaid.payment_failing() && !S::Canceled.payment_failing());
     }
 
     #[test]

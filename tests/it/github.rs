@@ -298,7 +298,7 @@ async fn changed_sets_the_new_plan_now() {
         deliver_ok(&app, "d-changed", &purchase("changed")).await,
         Some(id)
     );
-    assert_eq!(customer(&app, id).await.plan, "payg");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "payg");
     assert_eq!(app.count("customers").await, 1);
     assert_eq!(outbox(&app).await, emails, "a plan change sends nothing");
     let row = delivery_row(&app, "d-changed").await.unwrap();
@@ -318,7 +318,7 @@ async fn pending_change_takes_effect_at_githubs_effective_date() {
         Some(id)
     );
     // Recorded, not applied.
-    assert_eq!(customer(&app, id).await.plan, "pro");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "pro");
     assert_eq!(
         pending_changes(&app, id).await,
         vec![("trial".to_owned(), effective_2030(), "pending".to_owned())]
@@ -337,7 +337,7 @@ async fn pending_change_takes_effect_at_githubs_effective_date() {
             .all(|r| r.kind != KIND_GITHUB_APPLY_PENDING_CHANGE),
         "{runs:?}"
     );
-    assert_eq!(customer(&app, id).await.plan, "pro");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "pro");
 
     // A second before the date: nothing; at the date: applied, once.
     let mut conn = app.conn().await;
@@ -348,14 +348,14 @@ async fn pending_change_takes_effect_at_githubs_effective_date() {
             .unwrap(),
         0
     );
-    assert_eq!(customer(&app, id).await.plan, "pro");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "pro");
     assert_eq!(
         apply_due_pending_changes(&mut conn, &pricing(), effective_2030())
             .await
             .unwrap(),
         1
     );
-    assert_eq!(customer(&app, id).await.plan, "trial");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "trial");
     assert_eq!(pending_changes(&app, id).await[0].2, "applied");
     assert_eq!(
         apply_due_pending_changes(&mut conn, &pricing(), effective_2030())
@@ -400,7 +400,7 @@ async fn the_pending_change_job_applies_it_once_due() {
     make_pending_change_due(&app).await;
 
     assert_eq!(pending_job_runs(&app).await, vec!["done"]);
-    assert_eq!(customer(&app, id).await.plan, "trial");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "trial");
     assert_eq!(pending_changes(&app, id).await[0].2, "applied");
 }
 
@@ -433,7 +433,7 @@ async fn pending_change_cancelled_drops_the_recorded_change() {
     );
     make_pending_change_due(&app).await;
     assert_eq!(pending_job_runs(&app).await, vec!["done"]);
-    assert_eq!(customer(&app, id).await.plan, "pro");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "pro");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -476,7 +476,7 @@ async fn cancelled_falls_back_keeps_the_customer_and_a_new_purchase_relinks() {
         Some(id)
     );
     assert_eq!(app.count("customers").await, 1);
-    assert_eq!(customer(&app, id).await.plan, "payg");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "payg");
     assert_eq!(outbox(&app).await, emails);
 
     // With a card on file, a cancellation falls back to pay-as-you-go.
@@ -486,7 +486,7 @@ async fn cancelled_falls_back_keeps_the_customer_and_a_new_purchase_relinks() {
         .await
         .unwrap();
     deliver_ok(&app, "d-cancelled-2", &purchase("cancelled")).await;
-    assert_eq!(customer(&app, id).await.plan, "payg");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "payg");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -681,7 +681,7 @@ async fn a_duplicate_delivery_is_acknowledged_and_applied_once() {
     assert_eq!(app.count("customers").await, 1);
     assert_eq!(app.count("api_keys").await, 1);
     assert_eq!(app.count("github_deliveries").await, 1);
-    assert_eq!(customer(&app, id).await.plan, "pro");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "pro");
     assert_eq!(outbox(&app).await, emails);
     assert_eq!(delivery_row(&app, "d-purchased").await.unwrap().attempts, 1);
 
@@ -700,7 +700,7 @@ async fn a_duplicate_delivery_is_acknowledged_and_applied_once() {
         .filter(|(s, b)| *s == 200 && b["duplicate"] == true)
         .count();
     assert_eq!((applied, duplicates), (1, 3), "{replies:?}");
-    assert_eq!(customer(&app, id).await.plan, "payg");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "payg");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -775,7 +775,7 @@ async fn an_unmapped_plan_fails_the_delivery_until_redelivered_with_the_mapping(
     let id = deliver_ok(&fixed, "d-purchased", &purchase("purchased"))
         .await
         .unwrap();
-    assert_eq!(customer(&fixed, id).await.plan, "pro");
+    assert_eq!(customer(&fixed, id).await.plan.as_str(), "pro");
     let row = delivery_row(&fixed, "d-purchased").await.unwrap();
     assert_eq!(
         (row.status.as_str(), row.error, row.attempts),
@@ -911,7 +911,7 @@ async fn a_pro_purchase_grants_the_period_once_and_schedules_the_next() {
     deliver_ok(&app, "d-to-pro", &dated("changed", 7001)).await;
     deliver_ok(&app, "d-cancel", &dated("cancelled", 7001)).await;
     deliver_ok(&app, "d-rebuy", &bought).await;
-    assert_eq!(customer(&app, id).await.plan, "pro");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "pro");
     assert_eq!(grants(&app, id).await, first);
     assert_balanced(&app, id, 5 + PRO_CREDITS).await;
     assert_eq!(
@@ -997,7 +997,7 @@ async fn after_a_change_from_pro_to_payg_the_period_job_grants_nothing() {
         .await
         .unwrap();
     deliver_ok(&app, "d-payg", &dated("changed", 7002)).await;
-    assert_eq!(customer(&app, id).await.plan, "payg");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "payg");
     assert_balanced(&app, id, 5 + PRO_CREDITS).await;
 
     assert_eq!(run_due_grant_jobs(&app).await, vec!["done"]);
@@ -1026,7 +1026,7 @@ async fn a_pending_change_to_pro_grants_when_applied() {
             .unwrap(),
         1
     );
-    assert_eq!(customer(&app, id).await.plan, "pro");
+    assert_eq!(customer(&app, id).await.plan.as_str(), "pro");
     assert_eq!(
         grants(&app, id).await,
         vec![(PRO_CREDITS, grant_key(effective_2030()))]
@@ -1101,4 +1101,129 @@ async fn stripe_customers_with_email(base: &str, email: &str) -> Vec<Value> {
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     body["data"].as_array().unwrap().clone()
+}
+
+// --- Issue 9: free trials and one grant per period ------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_free_trial_purchase_grants_no_paid_credits_until_the_trial_ends() {
+    let app = spawn().await;
+    let trial_end = next_billing();
+    let mut bought = dated("purchased", 7001);
+    bought["marketplace_purchase"]["on_free_trial"] = true.into();
+    bought["marketplace_purchase"]["free_trial_ends_on"] = trial_end.to_rfc3339().into();
+    let id = deliver_ok(&app, "d-trial", &bought).await.unwrap();
+
+    let c = customer(&app, id).await;
+    assert_eq!(c.plan.as_str(), "trial", "on the trial rules meanwhile");
+    assert!(grants(&app, id).await.is_empty(), "no paid Pro credits");
+    assert_balanced(&app, id, 5).await;
+    assert!(grant_jobs(&app).await.is_empty());
+    let pending: Vec<(String, DateTime<Utc>)> = github_pending_changes::table
+        .filter(github_pending_changes::customer_id.eq(id))
+        .filter(github_pending_changes::status.eq("pending"))
+        .select((
+            github_pending_changes::plan,
+            github_pending_changes::effective_at,
+        ))
+        .load(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(pending, vec![("pro".to_owned(), trial_end)]);
+    // A redelivery under a new GUID changes nothing.
+    deliver_ok(&app, "d-trial-again", &bought).await;
+    assert!(grants(&app, id).await.is_empty());
+
+    // Not before the trial's end.
+    assert_eq!(
+        apply_due_pending_changes(
+            &mut app.conn().await,
+            &pricing(),
+            trial_end - chrono::Duration::hours(1)
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    assert!(grants(&app, id).await.is_empty());
+    // The trial ends: Pro, and the first paid period is granted, once.
+    assert_eq!(
+        apply_due_pending_changes(&mut app.conn().await, &pricing(), trial_end)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(customer(&app, id).await.plan.as_str(), "pro");
+    assert_eq!(
+        grants(&app, id).await,
+        vec![(PRO_CREDITS, grant_key(trial_end))]
+    );
+    assert_balanced(&app, id, 5 + PRO_CREDITS).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_free_trial_never_grants() {
+    let app = spawn().await;
+    let mut bought = dated("purchased", 7001);
+    bought["marketplace_purchase"]["on_free_trial"] = true.into();
+    bought["marketplace_purchase"]["free_trial_ends_on"] = next_billing().to_rfc3339().into();
+    let id = deliver_ok(&app, "d-trial", &bought).await.unwrap();
+    deliver_ok(&app, "d-cancel", &dated("cancelled", 7001)).await;
+    assert_eq!(
+        apply_due_pending_changes(
+            &mut app.conn().await,
+            &pricing(),
+            next_billing() + chrono::Duration::days(1)
+        )
+        .await
+        .unwrap(),
+        0
+    );
+    assert_eq!(customer(&app, id).await.plan.as_str(), "trial");
+    assert!(grants(&app, id).await.is_empty());
+    assert_balanced(&app, id, 5).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_next_billing_date_grants_once_per_period() {
+    let app = spawn().await;
+    let anchor = next_billing();
+    let id = deliver_ok(&app, "d-pro", &dated("purchased", 7001))
+        .await
+        .unwrap();
+    assert_eq!(grants(&app, id).await.len(), 1);
+    // GitHub moves the billing date later, then earlier, within the period
+    // (a plan change, a redelivery of an older payload): the period is paid.
+    for (delivery, shift) in [("d-later", 5), ("d-earlier", -5), ("d-much-earlier", -12)] {
+        let mut changed = dated("changed", 7001);
+        changed["marketplace_purchase"]["next_billing_date"] =
+            (anchor + chrono::Duration::days(shift)).to_rfc3339().into();
+        deliver_ok(&app, delivery, &changed).await;
+        assert_eq!(grants(&app, id).await.len(), 1, "after {delivery}");
+    }
+    assert_balanced(&app, id, 5 + PRO_CREDITS).await;
+    // The next grant is due no earlier than the end of what was granted
+    // (the last grid moved 12 days earlier: at the old period's end).
+    let jobs_now: Vec<_> = grant_jobs(&app)
+        .await
+        .into_iter()
+        .filter(|j| j.2 == "queued")
+        .collect();
+    assert_eq!(jobs_now.len(), 1, "{jobs_now:?}");
+    assert_eq!(jobs_now[0].1, anchor);
+    // It grants one period, and the chain goes on from there.
+    assert_eq!(run_due_grant_jobs(&app).await, vec!["done"]);
+    assert_eq!(grants(&app, id).await.len(), 2);
+    assert_balanced(&app, id, 5 + 2 * PRO_CREDITS).await;
+    // Running it again grants nothing more.
+    let payload: Value = jobs::table
+        .filter(jobs::kind.eq(KIND_GITHUB_GRANT_PERIOD))
+        .filter(jobs::status.eq("done"))
+        .order(jobs::id.desc())
+        .select(jobs::payload)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap();
+    grant_period_job(&state(&app), &payload).await.unwrap();
+    assert_eq!(grants(&app, id).await.len(), 2);
 }

@@ -224,6 +224,18 @@ fn event(name: &str, customer: &str, id: Option<&str>, created: Option<i64>) -> 
     serde_json::to_vec(&value).unwrap()
 }
 
+/// Delivers and processes the fixture subscription's creation (Pro,
+/// `sub_1RsFixtureSub001`, active), so its invoices are the current Pro
+/// subscription's.
+async fn subscribed(app: &TestApp, state: &AppState, cus: &str) {
+    deliver(
+        app,
+        &event("customer.subscription.created", cus, None, None),
+    )
+    .await;
+    process(state).await;
+}
+
 async fn deliver(app: &TestApp, body: &[u8]) -> Value {
     let (status, answer) = app
         .post_stripe_event(body, WEBHOOK_SECRET, Utc::now().timestamp())
@@ -270,8 +282,8 @@ async fn subscription_lifecycle_events_set_status_plan_and_period() {
     .await;
     process(&state).await;
     let c = customer(&app, id).await;
-    assert_eq!(c.subscription_status.as_deref(), Some("active"));
-    assert_eq!(c.plan, "pro");
+    assert_eq!(c.subscription_status.map(|s| s.as_str()), Some("active"));
+    assert_eq!(c.plan.as_str(), "pro");
     assert_eq!(
         c.current_period_end.unwrap().timestamp(),
         1_795_000_000 + 30 * 86_400
@@ -292,7 +304,10 @@ async fn subscription_lifecycle_events_set_status_plan_and_period() {
     deliver(&app, &event("invoice.payment_failed", &cus, None, None)).await;
     process(&state).await;
     assert_eq!(
-        customer(&app, id).await.subscription_status.as_deref(),
+        customer(&app, id)
+            .await
+            .subscription_status
+            .map(|s| s.as_str()),
         Some("past_due")
     );
 
@@ -303,8 +318,8 @@ async fn subscription_lifecycle_events_set_status_plan_and_period() {
     .await;
     process(&state).await;
     let c = customer(&app, id).await;
-    assert_eq!(c.subscription_status.as_deref(), Some("canceled"));
-    assert_eq!(c.plan, "trial", "no card on file: back to trial");
+    assert_eq!(c.subscription_status.map(|s| s.as_str()), Some("canceled"));
+    assert_eq!(c.plan.as_str(), "trial", "no card on file: back to trial");
     assert_eq!(
         event_status(&app, "evt_1RsFixSubDeleted").await,
         "processed"
@@ -315,6 +330,7 @@ async fn subscription_lifecycle_events_set_status_plan_and_period() {
 async fn invoice_paid_and_payment_succeeded_grant_the_period_credits_once() {
     let (app, state, id, cus) = webhook_app().await;
     assert_eq!(app.balance_and_ledger_sum(id).await, (5, 5));
+    subscribed(&app, &state, &cus).await;
     deliver(&app, &event("invoice.paid", &cus, None, None)).await;
     deliver(&app, &event("invoice.payment_succeeded", &cus, None, None)).await;
     // invoice.paid again, as a new event about the same invoice.
@@ -346,7 +362,7 @@ async fn payment_methods_set_the_flag_and_grant_the_billing_bonus_once() {
     process(&state).await;
     let c = customer(&app, id).await;
     assert!(c.has_payment_method);
-    assert_eq!(c.plan, "payg");
+    assert_eq!(c.plan.as_str(), "payg");
     assert_eq!(
         grants(&app, id, "billing_bonus").await,
         vec![(5, "billing_bonus".to_owned())]
@@ -357,7 +373,7 @@ async fn payment_methods_set_the_flag_and_grant_the_billing_bonus_once() {
     process(&state).await;
     let c = customer(&app, id).await;
     assert!(!c.has_payment_method);
-    assert_eq!(c.plan, "trial");
+    assert_eq!(c.plan.as_str(), "trial");
     // Attached again later: no second bonus.
     let later = 1_795_000_000 + 60 * 86_400;
     deliver(
@@ -422,13 +438,18 @@ async fn payment_intents_and_unknown_types_are_recorded_without_effect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_event_delivered_five_times_concurrently_has_one_effect() {
     let (app, state, id, cus) = webhook_app().await;
+    subscribed(&app, &state, &cus).await;
     let body = event("invoice.paid", &cus, None, None);
     let answers = join_all((0..5).map(|_| deliver(&app, &body))).await;
     let fresh = answers.iter().filter(|a| a["duplicate"] == false).count();
     assert_eq!(fresh, 1, "{answers:?}");
-    assert_eq!(app.count("stripe_events").await, 1);
     assert_eq!(
-        app.count("jobs WHERE kind = 'stripe.process_event'").await,
+        app.count("stripe_events WHERE type = 'invoice.paid'").await,
+        1
+    );
+    assert_eq!(
+        app.count("jobs WHERE kind = 'stripe.process_event' AND status = 'queued'")
+            .await,
         1
     );
     // Two workers at once.
@@ -473,8 +494,8 @@ async fn shuffled_subscription_updates_leave_the_newest_state() {
         process(&state).await;
     }
     let c = customer(&app, id).await;
-    assert_eq!(c.subscription_status.as_deref(), Some("active"));
-    assert_eq!(c.plan, "pro");
+    assert_eq!(c.subscription_status.map(|s| s.as_str()), Some("active"));
+    assert_eq!(c.plan.as_str(), "pro");
     assert_eq!(c.current_period_end.unwrap().timestamp(), t0 + 1005);
     // An older "deleted" does not cancel the newer state either.
     deliver(
@@ -484,7 +505,10 @@ async fn shuffled_subscription_updates_leave_the_newest_state() {
     .await;
     process(&state).await;
     assert_eq!(
-        customer(&app, id).await.subscription_status.as_deref(),
+        customer(&app, id)
+            .await
+            .subscription_status
+            .map(|s| s.as_str()),
         Some("active")
     );
     assert_eq!(
@@ -557,6 +581,7 @@ async fn bad_signatures_stale_timestamps_and_bad_bodies_are_rejected_and_store_n
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_signed_with_the_previous_secret_is_accepted() {
     let (app, state, id, cus) = webhook_app().await;
+    subscribed(&app, &state, &cus).await;
     let body = event("invoice.paid", &cus, None, None);
     let (status, answer) = app
         .post_stripe_event(&body, WEBHOOK_SECRET_PREVIOUS, Utc::now().timestamp())
@@ -567,16 +592,45 @@ async fn an_event_signed_with_the_previous_secret_is_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_event_for_an_unknown_customer_is_stored_and_processed_without_effect() {
+async fn an_event_for_an_unknown_customer_waits_and_applies_once_the_id_is_recorded() {
     let (app, state, id, _cus) = webhook_app().await;
+    let later = format!("cus_it_later_{id}_{}", std::process::id());
     deliver(
         &app,
-        &event("invoice.paid", "cus_nobody_we_know", None, None),
+        &event("customer.subscription.created", &later, None, None),
     )
     .await;
+    let runs = run_until_idle(&state).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].status, "queued", "retried later: {runs:?}");
+    assert!(runs[0]
+        .error
+        .as_deref()
+        .unwrap_or("")
+        .contains("not known yet"));
+    assert_eq!(event_status(&app, "evt_1RsFixSubCreated").await, "failed");
+    // The customer's Stripe id is recorded: the event is re-driven at once
+    // (not after its backoff) and applied.
+    diesel::update(customers::table.find(id))
+        .set(customers::stripe_customer_id.eq(&later))
+        .execute(&mut app.conn().await)
+        .await
+        .unwrap();
+    let redriven = rsolv_platform::server::stripe::events::redrive_waiting_events(
+        &mut app.conn().await,
+        &later,
+    )
+    .await
+    .unwrap();
+    assert_eq!(redriven, 1);
     process(&state).await;
-    assert_eq!(event_status(&app, "evt_1RsFixInvPaid").await, "processed");
-    assert_eq!(app.balance_and_ledger_sum(id).await, (5, 5));
+    assert_eq!(
+        event_status(&app, "evt_1RsFixSubCreated").await,
+        "processed"
+    );
+    let c = customer(&app, id).await;
+    assert_eq!(c.plan.as_str(), "pro");
+    assert_eq!(c.subscription_status.map(|s| s.as_str()), Some("active"));
 }
 
 // --- The job queue ----------------------------------------------------------
@@ -584,6 +638,7 @@ async fn an_event_for_an_unknown_customer_is_stored_and_processed_without_effect
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn four_workers_run_each_of_twenty_jobs_exactly_once() {
     let (app, state, id, cus) = webhook_app().await;
+    subscribed(&app, &state, &cus).await;
     for i in 0..20 {
         let body = event(
             "invoice.paid",
@@ -604,15 +659,15 @@ async fn four_workers_run_each_of_twenty_jobs_exactly_once() {
         .load(&mut app.conn().await)
         .await
         .unwrap();
-    assert_eq!(attempts.len(), 20);
+    assert_eq!(attempts.len(), 21);
     assert!(
         attempts.iter().all(|(s, a)| s == "done" && *a == 1),
         "{attempts:?}"
     );
-    assert_eq!(
-        app.balance_and_ledger_sum(id).await,
-        (5 + 20 * 60, 5 + 20 * 60)
-    );
+    // Twenty grants, each expiring the unused credits of the one before.
+    assert_eq!(grants(&app, id, "subscription_grant").await.len(), 20);
+    assert_eq!(grants(&app, id, "expired").await.len(), 19);
+    assert_eq!(app.balance_and_ledger_sum(id).await, (5 + 60, 5 + 60));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,6 +720,7 @@ async fn a_job_out_of_attempts_is_dead_until_retried() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_loop_processes_events_and_stops_on_shutdown() {
     let (app, state, id, cus) = webhook_app().await;
+    subscribed(&app, &state, &cus).await;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let worker = tokio::spawn(rsolv_platform::server::jobs::run_forever(
         state,
@@ -902,4 +958,561 @@ async fn the_stripe_processor_speaks_domain_types_against_localstripe() {
 fn fastrand_id() -> u32 {
     let nanos = Utc::now().timestamp_subsec_nanos();
     (nanos / 1000) % 90_000_000
+}
+
+// --- Issue 9: current state, Pro credit rules, refunds, disputes ----------------
+
+/// A fixture event about `cus` with `edit` applied to `data.object`.
+fn event_with(
+    name: &str,
+    cus: &str,
+    id: &str,
+    created: Option<i64>,
+    edit: impl FnOnce(&mut Value),
+) -> Vec<u8> {
+    let mut value: Value = serde_json::from_slice(&event(name, cus, Some(id), created)).unwrap();
+    edit(value.pointer_mut("/data/object").unwrap());
+    serde_json::to_vec(&value).unwrap()
+}
+
+async fn stripe_call(
+    base: &str,
+    method: reqwest::Method,
+    path: &str,
+    form: &[(&str, &str)],
+) -> Value {
+    let response = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .basic_auth(STRIPE_TEST_KEY, Some(""))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{path}");
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn same_second_subscription_updates_converge_on_stripes_current_state_in_either_order() {
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_stripe(&base, &[]).await;
+    let state = app.state_with(&base, &[]);
+    let settings = &state.config.stripe;
+    let api = rsolv_platform::server::stripe::client::StripeApi::new(settings).unwrap();
+    api.ensure_local_pro_plan(settings, 59900, "usd")
+        .await
+        .unwrap();
+    for (round, order) in [[0_usize, 1], [1, 0]].into_iter().enumerate() {
+        let (id, _) = app.onboard(&email(&format!("same-second-{round}"))).await;
+        process(&state).await;
+        let cus = customer(&app, id).await.stripe_customer_id.unwrap();
+        let pm = stripe_call(
+            &base,
+            reqwest::Method::POST,
+            "/v1/payment_methods/pm_card_visa/attach",
+            &[("customer", &cus)],
+        )
+        .await;
+        stripe_call(
+            &base,
+            reqwest::Method::POST,
+            &format!("/v1/customers/{cus}"),
+            &[(
+                "invoice_settings[default_payment_method]",
+                pm["id"].as_str().unwrap(),
+            )],
+        )
+        .await;
+        let sub = stripe_call(
+            &base,
+            reqwest::Method::POST,
+            "/v1/subscriptions",
+            &[
+                ("customer", &cus),
+                ("items[0][plan]", &settings.pro_price_id),
+            ],
+        )
+        .await;
+        let sub = sub["id"].as_str().unwrap().to_owned();
+        // Dunning ends: Stripe cancels the subscription. Its last two
+        // updates arrive in the same second, each carrying a stale status.
+        stripe_call(
+            &base,
+            reqwest::Method::DELETE,
+            &format!("/v1/subscriptions/{sub}"),
+            &[],
+        )
+        .await;
+        let second = Utc::now().timestamp();
+        let bodies: Vec<Vec<u8>> = ["past_due", "active"]
+            .iter()
+            .map(|status| {
+                event_with(
+                    "customer.subscription.updated",
+                    &cus,
+                    &format!("evt_it_same_{id}_{status}"),
+                    Some(second),
+                    |o| {
+                        o["id"] = json!(sub);
+                        o["status"] = json!(status);
+                    },
+                )
+            })
+            .collect();
+        for i in order {
+            deliver(&app, &bodies[i]).await;
+            process(&state).await;
+        }
+        let c = customer(&app, id).await;
+        assert_eq!(
+            c.subscription_status.map(|s| s.as_str()),
+            Some("canceled"),
+            "order {order:?}"
+        );
+        assert_eq!(c.plan.as_str(), "trial", "order {order:?}");
+        assert_eq!(c.stripe_subscription_id.as_deref(), Some(sub.as_str()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_before_the_stripe_customer_is_recorded_is_applied_when_it_is() {
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_stripe(&base, &[]).await;
+    let paused = app.state_with(&base, &[("BILLING_ENABLED", "false")]);
+    let live = app.state_with(&base, &[]);
+    let address = email("early-event");
+    let (id, _) = app.onboard(&address).await;
+    // The Stripe Customer exists on Stripe (an earlier attempt of the job
+    // made it and its answer was lost); we do not know its id yet.
+    let made = stripe_call(
+        &base,
+        reqwest::Method::POST,
+        "/v1/customers",
+        &[
+            ("email", &address),
+            ("metadata[rsolv_customer_id]", &id.to_string()),
+        ],
+    )
+    .await;
+    let cus = made["id"].as_str().unwrap().to_owned();
+    deliver(
+        &app,
+        &event_with(
+            "customer.subscription.created",
+            &cus,
+            &format!("evt_it_early_{id}"),
+            None,
+            |o| o["id"] = json!(format!("sub_it_early_{id}")),
+        ),
+    )
+    .await;
+    // Billing paused: the customer job waits, the event cannot apply.
+    let runs = run_until_idle(&paused).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, "queued", "{runs:?}");
+    assert_ne!(
+        event_status(&app, &format!("evt_it_early_{id}")).await,
+        "processed"
+    );
+    assert!(customer(&app, id).await.subscription_status.is_none());
+    // The job records the id; the waiting event is re-driven in the same
+    // run and applied.
+    let runs = run_until_idle(&live).await.unwrap();
+    assert!(runs.iter().all(|r| r.status == "done"), "{runs:?}");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(
+        event_status(&app, &format!("evt_it_early_{id}")).await,
+        "processed"
+    );
+    let c = customer(&app, id).await;
+    assert_eq!(c.stripe_customer_id.as_deref(), Some(cus.as_str()));
+    assert_eq!(c.plan.as_str(), "pro");
+}
+
+/// Onboards a customer linked to a made-up Stripe Customer, returning its
+/// API key too (for fixes).
+async fn webhook_app_with_key() -> (TestApp, AppState, i64, String, String) {
+    let closed = closed_port_base().await;
+    let app = TestApp::spawn_with_stripe(&closed, &[]).await;
+    let state = app.state_with(&closed, &[("BILLING_ENABLED", "false")]);
+    let (customer_id, key) = app.onboard(&email("hook-key")).await;
+    let stripe_id = format!("cus_itk_{customer_id}_{}", std::process::id());
+    diesel::update(customers::table.find(customer_id))
+        .set(customers::stripe_customer_id.eq(&stripe_id))
+        .execute(&mut app.conn().await)
+        .await
+        .unwrap();
+    (app, state, customer_id, stripe_id, key)
+}
+
+async fn fix(app: &TestApp, key: &str, issue: i64) -> (u16, Value) {
+    app.post_json(
+        "/api/v1/fix-attempts",
+        Some(key),
+        &json!({
+            "github_org": "acme", "repo_name": "api", "issue_number": issue,
+            "pr_number": 1000 + issue, "pr_title": "Fix", "api_key_used": key,
+        }),
+    )
+    .await
+}
+
+async fn fixes_ok(app: &TestApp, key: &str, issues: std::ops::RangeInclusive<i64>, status: &str) {
+    for issue in issues {
+        let (code, body) = fix(app, key, issue).await;
+        assert_eq!(code, 200, "fix {issue}: {body}");
+        assert_eq!(body["billing_status"], status, "fix {issue}: {body}");
+    }
+}
+
+fn paid_invoice(
+    cus: &str,
+    event_id: &str,
+    invoice: &str,
+    edit: impl FnOnce(&mut Value),
+) -> Vec<u8> {
+    event_with("invoice.paid", cus, event_id, None, |o| {
+        o["id"] = json!(invoice);
+        edit(o);
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_paid_creation_or_renewal_invoices_of_the_current_subscription_grant() {
+    let (app, state, id, cus) = webhook_app().await;
+    subscribed(&app, &state, &cus).await;
+    // An older subscription of the customer, ended.
+    deliver(
+        &app,
+        &event_with(
+            "customer.subscription.deleted",
+            &cus,
+            "evt_it_old_sub",
+            None,
+            |o| {
+                o["id"] = json!("sub_it_old");
+            },
+        ),
+    )
+    .await;
+    process(&state).await;
+    type Edit = Box<dyn FnOnce(&mut Value)>;
+    let no_grant: Vec<(&str, Edit)> = vec![
+        (
+            "in_it_proration",
+            Box::new(|o| o["billing_reason"] = json!("subscription_update")),
+        ),
+        (
+            "in_it_manual",
+            Box::new(|o| o["billing_reason"] = json!("manual")),
+        ),
+        (
+            "in_it_zero",
+            Box::new(|o| {
+                o["billing_reason"] = json!("subscription_cycle");
+                o["amount_paid"] = json!(0);
+                o["amount_due"] = json!(0);
+            }),
+        ),
+        (
+            "in_it_open",
+            Box::new(|o| {
+                o["status"] = json!("open");
+                o["paid"] = json!(false);
+            }),
+        ),
+        (
+            "in_it_old_sub",
+            Box::new(|o| {
+                o["parent"]["subscription_details"]["subscription"] = json!("sub_it_old");
+            }),
+        ),
+    ];
+    for (invoice, edit) in no_grant {
+        deliver(
+            &app,
+            &paid_invoice(&cus, &format!("evt_{invoice}"), invoice, edit),
+        )
+        .await;
+        process(&state).await;
+        assert_eq!(
+            event_status(&app, &format!("evt_{invoice}")).await,
+            "processed"
+        );
+        assert!(
+            grants(&app, id, "subscription_grant").await.is_empty(),
+            "{invoice} granted"
+        );
+    }
+    for evt in ["evt_it_create", "evt_it_create_again"] {
+        deliver(&app, &paid_invoice(&cus, evt, "in_it_create", |_| {})).await;
+        process(&state).await;
+    }
+    assert_eq!(
+        grants(&app, id, "subscription_grant").await,
+        vec![(60, "invoice:in_it_create".to_owned())]
+    );
+    assert_eq!(app.balance_and_ledger_sum(id).await, (65, 65));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_periods_grant_expires_what_is_left_of_the_previous_one() {
+    let (app, state, id, cus, key) = webhook_app_with_key().await;
+    subscribed(&app, &state, &cus).await;
+    deliver(&app, &paid_invoice(&cus, "evt_it_p1", "in_it_p1", |_| {})).await;
+    process(&state).await;
+    assert_eq!(app.balance_and_ledger_sum(id).await, (65, 65));
+    fixes_ok(&app, &key, 1..=10, "credit").await;
+    assert_eq!(app.balance_and_ledger_sum(id).await, (55, 55));
+    // A $0 invoice expires nothing (it grants nothing).
+    deliver(
+        &app,
+        &paid_invoice(&cus, "evt_it_p1_zero", "in_it_p1_zero", |o| {
+            o["amount_paid"] = json!(0);
+        }),
+    )
+    .await;
+    process(&state).await;
+    assert!(grants(&app, id, "expired").await.is_empty());
+    // The renewal: 60 − 10 used = 50 of the first period's credits expire;
+    // the trial's 5 never do.
+    for evt in ["evt_it_p2", "evt_it_p2_again"] {
+        deliver(
+            &app,
+            &paid_invoice(&cus, evt, "in_it_p2", |o| {
+                o["billing_reason"] = json!("subscription_cycle");
+            }),
+        )
+        .await;
+        process(&state).await;
+    }
+    assert_eq!(
+        grants(&app, id, "expired").await,
+        vec![(-50, "expire:invoice:in_it_p1".to_owned())]
+    );
+    assert_eq!(grants(&app, id, "subscription_grant").await.len(), 2);
+    assert_eq!(app.balance_and_ledger_sum(id).await, (65, 65));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overage_starts_only_after_the_periods_credits_are_granted_and_used() {
+    let (app, state, id, cus, key) = webhook_app_with_key().await;
+    subscribed(&app, &state, &cus).await;
+    fixes_ok(&app, &key, 1..=5, "credit").await;
+    // Pro, no credit left, the period's credits not granted yet: recorded
+    // unpaid, not refused, no overage charge.
+    let (code, body) = fix(&app, &key, 6).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["billing_status"], "unpaid");
+    assert_eq!(app.count("charges").await, 0);
+    // The period's invoice is paid: 60 credits.
+    deliver(
+        &app,
+        &paid_invoice(&cus, "evt_it_period", "in_it_period", |_| {}),
+    )
+    .await;
+    process(&state).await;
+    assert_eq!(grants(&app, id, "subscription_grant").await.len(), 1);
+    assert_eq!(app.count("charges").await, 0);
+    let (left, _) = app.balance_and_ledger_sum(id).await;
+    assert!((59..=60).contains(&left), "{left}");
+    fixes_ok(&app, &key, 7..=(6 + left), "credit").await;
+    assert_eq!(app.balance_and_ledger_sum(id).await, (0, 0));
+    // Granted and used: now overage.
+    let (code, body) = fix(&app, &key, 100).await;
+    assert_eq!(code, 200, "{body}");
+    let kinds: Vec<(String, i64)> = rsolv_platform::server::db::schema::charges::table
+        .select((
+            rsolv_platform::server::db::schema::charges::kind,
+            rsolv_platform::server::db::schema::charges::amount_cents,
+        ))
+        .load(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(kinds, vec![("overage".to_owned(), 1500)]);
+}
+
+/// A paid pay-as-you-go charge of a fix, as the charge job leaves it:
+/// returns (fix id, charge id, PaymentIntent id).
+async fn paid_charge(app: &TestApp, customer_id: i64, n: i64) -> (i64, i64, String) {
+    use rsolv_platform::server::billing::ledger::{append_entry, NewEntry};
+    use rsolv_platform::server::db::schema::{charges, fixes};
+    use rsolv_platform::types::values::LedgerKind;
+    let mut conn = app.conn().await;
+    let fix_id: i64 = diesel::insert_into(fixes::table)
+        .values((
+            fixes::customer_id.eq(customer_id),
+            fixes::repository.eq("acme/api"),
+            fixes::fix_key.eq(format!("issue:{n}")),
+            fixes::issue_number.eq(n),
+            fixes::billing_status.eq("charged"),
+        ))
+        .returning(fixes::id)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    let pi = format!("pi_it_{customer_id}_{n}");
+    let charge_id: i64 = diesel::insert_into(charges::table)
+        .values((
+            charges::customer_id.eq(customer_id),
+            charges::fix_id.eq(fix_id),
+            charges::kind.eq("payg"),
+            charges::amount_cents.eq(2900),
+            charges::currency.eq("usd"),
+            charges::status.eq("succeeded"),
+            charges::stripe_payment_intent_id.eq(&pi),
+        ))
+        .returning(charges::id)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    for (amount, kind, key) in [
+        (
+            1,
+            LedgerKind::Purchase,
+            format!("purchase:charge:{charge_id}"),
+        ),
+        (-1, LedgerKind::FixConsumed, format!("fix:{fix_id}")),
+    ] {
+        append_entry(
+            &mut conn,
+            NewEntry {
+                customer_id,
+                amount,
+                kind,
+                reference: None,
+                idempotency_key: &key,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    (fix_id, charge_id, pi)
+}
+
+async fn charge_and_fix_status(app: &TestApp, charge_id: i64) -> (String, String) {
+    use rsolv_platform::server::db::schema::{charges, fixes};
+    charges::table
+        .inner_join(fixes::table)
+        .filter(charges::id.eq(charge_id))
+        .select((charges::status, fixes::billing_status))
+        .first(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_refunded_in_full_marks_the_fix_refunded_once_and_keeps_no_credit() {
+    let (app, state, id, cus) = webhook_app().await;
+    let (_, full, pi_full) = paid_charge(&app, id, 1).await;
+    let (_, partial, pi_partial) = paid_charge(&app, id, 2).await;
+    let ledger_before = app.count("credit_ledger_entries").await;
+    for evt in ["evt_it_refund", "evt_it_refund_again"] {
+        deliver(
+            &app,
+            &event_with("charge.refunded", &cus, evt, None, |o| {
+                o["payment_intent"] = json!(pi_full);
+            }),
+        )
+        .await;
+    }
+    deliver(
+        &app,
+        &event_with(
+            "charge.refunded",
+            &cus,
+            "evt_it_refund_partial",
+            None,
+            |o| {
+                o["payment_intent"] = json!(pi_partial);
+                o["amount_refunded"] = json!(1000);
+                o["refunded"] = json!(false);
+            },
+        ),
+    )
+    .await;
+    process(&state).await;
+    assert_eq!(
+        charge_and_fix_status(&app, full).await,
+        ("refunded".to_owned(), "refunded".to_owned())
+    );
+    assert_eq!(
+        charge_and_fix_status(&app, partial).await,
+        ("succeeded".to_owned(), "charged".to_owned()),
+        "a partial refund is left to the admins"
+    );
+    // The credit the charge bought was used by the refunded fix: no ledger
+    // entry, the balance is what it was.
+    assert_eq!(app.count("credit_ledger_entries").await, ledger_before);
+    assert!(grants(&app, id, "refund").await.is_empty());
+    assert_eq!(app.balance_and_ledger_sum(id).await, (5, 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dispute_flags_the_customer_tells_the_admins_once_and_records_the_outcome() {
+    use rsolv_platform::server::db::schema::{email_outbox, stripe_disputes, users};
+    let (app, state, id, cus) = webhook_app().await;
+    let (_, charge_id, pi) = paid_charge(&app, id, 1).await;
+    let admin = email("dispute-admin");
+    diesel::insert_into(users::table)
+        .values((users::email.eq(&admin), users::role.eq("staff_admin")))
+        .execute(&mut app.conn().await)
+        .await
+        .unwrap();
+    for evt in ["evt_it_dispute", "evt_it_dispute_again"] {
+        deliver(
+            &app,
+            &event_with("charge.dispute.created", &cus, evt, None, |o| {
+                o["payment_intent"] = json!(pi);
+            }),
+        )
+        .await;
+        process(&state).await;
+    }
+    let c = customer(&app, id).await;
+    assert!(c.disputed_at.is_some());
+    // The notification carries the facts; the subject is rendered at send time.
+    let mails: Vec<(String, Option<Value>)> = email_outbox::table
+        .filter(email_outbox::kind.eq("dispute_opened"))
+        .select((email_outbox::to_address, email_outbox::notification))
+        .load(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].0, admin);
+    let notification = mails[0].1.as_ref().expect("a typed notification");
+    assert_eq!(notification["amount"], "$29.00", "{mails:?}");
+    assert_eq!(notification["customer_id"], id, "{mails:?}");
+    deliver(
+        &app,
+        &event_with(
+            "charge.dispute.closed",
+            &cus,
+            "evt_it_dispute_closed",
+            None,
+            |o| {
+                o["payment_intent"] = json!(pi);
+            },
+        ),
+    )
+    .await;
+    process(&state).await;
+    let (status, closed, linked): (String, Option<DateTime<Utc>>, Option<i64>) =
+        stripe_disputes::table
+            .find("dp_1RsFixtureDisp01")
+            .select((
+                stripe_disputes::status,
+                stripe_disputes::closed_at,
+                stripe_disputes::charge_id,
+            ))
+            .first(&mut app.conn().await)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), linked), ("won", Some(charge_id)));
+    assert!(closed.is_some());
+    assert_eq!(
+        app.count("email_outbox WHERE kind = 'dispute_opened'")
+            .await,
+        1
+    );
 }

@@ -17,7 +17,8 @@ use leptos::prelude::*;
 
 /// Searches customers. `q` matches email or name (substring), a Stripe
 /// Customer id (exact) or an API-key prefix; `plan`, `status`, `source`
-/// filter exactly; `problem` is `cannot_use_service` or `payment_failed`
+/// filter exactly; `problem` is `cannot_use_service`, `payment_failed` or
+/// `disputed`
 /// to keep only those customers; `sort` is `newest` (default), `oldest`,
 /// `email`, `balance_desc` or `balance_asc`; `page` from 1.
 ///
@@ -41,9 +42,9 @@ pub async fn admin_search_customers(
     let opt = |v: Option<String>| v.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
     let problem = opt(problem);
     if let Some(p) = problem.as_deref() {
-        if !matches!(p, "cannot_use_service" | "payment_failed") {
+        if !matches!(p, "cannot_use_service" | "payment_failed" | "disputed") {
             return Err(ssr::fail_app(AppError::Validation(format!(
-                "problem must be cannot_use_service or payment_failed; got {p:?}"
+                "problem must be cannot_use_service, payment_failed or disputed; got {p:?}"
             ))));
         }
     }
@@ -63,6 +64,7 @@ pub async fn admin_search_customers(
             .map_err(ssr::invalid)?,
         cannot_use_service: problem.as_deref() == Some("cannot_use_service"),
         payment_failed: problem.as_deref() == Some("payment_failed"),
+        disputed: problem.as_deref() == Some("disputed"),
         sort: CustomerSort::parse(opt(sort).as_deref().unwrap_or("")).map_err(ssr::fail)?,
         page: page.unwrap_or(1),
     };
@@ -74,6 +76,7 @@ pub async fn admin_search_customers(
         total: found.total,
         page: found.page,
         per_page: CUSTOMERS_PER_PAGE,
+        open_disputes: found.open_disputes,
     })
 }
 
@@ -588,14 +591,15 @@ pub(crate) mod ssr {
             id: c.id,
             email: c.email.clone(),
             name: c.name.clone(),
-            plan: c.plan.clone(),
+            plan: c.plan.as_str().to_owned(),
             status: c.status.clone(),
             source: c.source.clone(),
             credit_balance: c.credit_balance,
             stripe_customer_id: c.stripe_customer_id.clone(),
-            subscription_status: c.subscription_status.clone(),
+            subscription_status: c.subscription_status.map(|s| s.as_str().to_owned()),
             has_payment_method: c.has_payment_method,
             can_use_service: c.can_use_service(),
+            disputed_at: c.disputed_at.map(iso),
             created_at: iso(c.created_at),
         }
     }

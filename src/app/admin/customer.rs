@@ -97,6 +97,7 @@ fn Detail(
             <h1 class="text-2xl font-bold tracking-tight" data-testid="customer-name">{c.name.clone()}</h1>
             <Badge text=c.status.clone() />
             {(!c.can_use_service).then(|| view! { <Badge text="cannot use service".to_owned() /> })}
+            {c.disputed_at.as_deref().map(|at| view! { <span data-testid="disputed"><Badge text=format!("disputed {}", short_time(at)) /></span> })}
         </div>
         <p class="mt-1 text-slate-700 dark:text-slate-300">{c.email.clone()} " · customer " {id}</p>
 

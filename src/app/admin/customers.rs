@@ -65,7 +65,7 @@ pub fn AdminCustomersPage() -> impl IntoView {
             {select("status", "Status", &[("", "Any"), ("active", "Active"), ("suspended", "Suspended")])}
             {select("source", "Source", &[("", "Any"), ("direct", "Direct"), ("early_access", "Early access"), ("gh_marketplace", "GitHub Marketplace")])}
             {select("sort", "Sort", &[("", "Newest first"), ("oldest", "Oldest first"), ("email", "Email A–Z"), ("balance_desc", "Balance, largest first"), ("balance_asc", "Balance, smallest first")])}
-            {select("problem", "Problem", &[("", "Any"), ("cannot_use_service", "Cannot use service"), ("payment_failed", "Payment failed")])}
+            {select("problem", "Problem", &[("", "Any"), ("cannot_use_service", "Cannot use service"), ("payment_failed", "Payment failed"), ("disputed", "Disputed")])}
             <div class="flex items-end gap-2">
                 <button type="submit" class=BUTTON>"Search"</button>
                 <a href="/admin" class=SECONDARY_BUTTON>"Reset"</a>
@@ -77,7 +77,16 @@ pub fn AdminCustomersPage() -> impl IntoView {
                     match found.await {
                         Ok(list) => {
                             let params: Vec<(&'static str, String)> = PARAMS.iter().map(|k| (*k, get(k))).collect();
-                            view! { <CustomerTable list params /> }.into_any()
+                            let disputes = list.open_disputes;
+                            view! {
+                                {(disputes > 0).then(|| view! {
+                                    <div role="alert" data-testid="disputes-notice" class="mb-4 rounded-lg border border-red-300 bg-red-50 p-3 text-sm text-red-900 dark:border-red-800 dark:bg-red-950 dark:text-red-200">
+                                        {format!("{disputes} customer(s) with an open payment dispute: answer it in the Stripe Dashboard before its due date. ")}
+                                        <a class=LINK href="/admin?problem=disputed">"Show them"</a>
+                                    </div>
+                                })}
+                                <CustomerTable list params />
+                            }.into_any()
                         }
                         Err(error) => view! { <LoadError error /> }.into_any(),
                     }
@@ -131,7 +140,10 @@ fn CustomerTable(list: AdminCustomerPage, params: Vec<(&'static str, String)>) -
                                     <div class="truncate text-xs text-slate-600 dark:text-slate-400">{c.name.clone()}</div>
                                 </td>
                                 <td class=TD>{c.plan.clone()}</td>
-                                <td class=TD><Badge text=c.status.clone() /></td>
+                                <td class=TD>
+                                    <Badge text=c.status.clone() />
+                                    {c.disputed_at.is_some().then(|| view! { <Badge text="disputed".to_owned() /> })}
+                                </td>
                                 <td class=TD>{c.source.clone()}</td>
                                 <td class=format!("{TD} text-right tabular-nums")>{c.credit_balance}</td>
                                 <td class=format!("{TD} font-mono text-xs")>{c.stripe_customer_id.clone().unwrap_or_else(|| "—".into())}</td>

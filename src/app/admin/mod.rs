@@ -57,9 +57,8 @@ pub fn Badge(text: String) -> impl IntoView {
         "active" | "processed" | "sent" | "approved" | "done" | "on" | "credit" | "charged" => {
             "bg-emerald-100 text-emerald-900 dark:bg-emerald-950 dark:text-emerald-200"
         }
-        "suspended" | "failed" | "dead" | "rejected" | "unpaid" | "revoked" | "past_due" => {
-            "bg-red-100 text-red-900 dark:bg-red-950 dark:text-red-200"
-        }
+        "suspended" | "failed" | "dead" | "rejected" | "unpaid" | "revoked" | "past_due"
+        | "disputed" => "bg-red-100 text-red-900 dark:bg-red-950 dark:text-red-200",
         "queued" | "sending" | "received" | "pending" | "running" | "expiring" => {
             "bg-amber-100 text-amber-900 dark:bg-amber-950 dark:text-amber-100"
         }

@@ -39,9 +39,9 @@ pub async fn get_dashboard() -> Result<DashboardView, AppError> {
         suspended: customer.status() == CustomerStatus::Suspended,
         name: customer.name.clone(),
         credit_balance: customer.credit_balance,
-        plan: customer.plan.clone(),
+        plan: customer.plan.as_str().to_owned(),
         has_payment_method: customer.has_payment_method,
-        subscription_status: customer.subscription_status.clone(),
+        subscription_status: customer.subscription_status.map(|s| s.as_str().to_owned()),
         fixes_total,
         usage: usage.into_iter().map(ssr::usage_point).collect(),
     })

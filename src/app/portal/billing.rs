@@ -20,6 +20,7 @@ use super::{
     SECONDARY_BUTTON,
 };
 use crate::types::billing::{BillingView, CardView, HistoryItemView, UnpaidFixView};
+use crate::types::values::SubscriptionStatus;
 use crate::types::AppError;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -184,15 +185,9 @@ fn Billing(
 }
 
 fn status_label(status: Option<&str>) -> &'static str {
-    match status {
-        Some("active") => "Active",
-        Some("trialing") => "Trialing",
-        Some("past_due") => "Past due: payment failed",
-        Some("incomplete") => "Incomplete",
-        Some("canceled") => "Canceled",
-        Some("unpaid") => "Ended: unpaid",
-        _ => "Not subscribed",
-    }
+    status
+        .and_then(|s| SubscriptionStatus::parse(s).ok())
+        .map_or("Not subscribed", SubscriptionStatus::label)
 }
 
 #[component]
@@ -203,10 +198,11 @@ fn Plan(
     cancel: ServerAction<CancelSubscription>,
     resume: ServerAction<ResumeSubscription>,
 ) -> impl IntoView {
-    let subscribed = matches!(
-        view.subscription_status.as_deref(),
-        Some("active" | "trialing" | "past_due" | "incomplete")
-    );
+    let subscribed = view
+        .subscription_status
+        .as_deref()
+        .and_then(|s| SubscriptionStatus::parse(s).ok())
+        .is_some_and(SubscriptionStatus::is_open);
     let plan = match view.plan.as_str() {
         "pro" => "Pro",
         "payg" => "Pay as you go",
@@ -225,6 +221,9 @@ fn Plan(
             <p class="mt-2 text-3xl font-semibold" data-testid="billing-plan">{plan}</p>
             <p class="mt-1 text-sm text-slate-600 dark:text-slate-400">
                 {format!("{} credits left", view.credit_balance)}
+            </p>
+            <p class="mt-1 text-sm text-slate-600 dark:text-slate-400" data-testid="credit-policy">
+                {view.credit_policy.clone()}
             </p>
             {if subscribed {
                 view! {

@@ -128,11 +128,15 @@ pub async fn subscribe_pro() -> Result<String, AppError> {
     )
     .await
     .map_err(super::api::ssr::fail)?;
-    Ok(if sub.status == "active" {
-        "You are on Pro. This period's credits are on your balance.".to_owned()
-    } else {
-        format!("Your subscription is {}.", sub.status.replace('_', " "))
-    })
+    Ok(
+        if crate::types::values::SubscriptionStatus::parse(&sub.status)
+            == Ok(crate::types::values::SubscriptionStatus::Active)
+        {
+            "You are on Pro. This period's credits are on your balance.".to_owned()
+        } else {
+            format!("Your subscription is {}.", sub.status.replace('_', " "))
+        },
+    )
 }
 
 /// Cancels the subscription: `when` is `now` (the plan ends at once) or
@@ -273,8 +277,8 @@ pub(crate) mod ssr {
             stripe_js_url: stripe.js_url.clone(),
             publishable_key: stripe.publishable_key.clone().unwrap_or_default(),
             consent_text: CONSENT_TEXT.to_owned(),
-            plan: customer.plan.clone(),
-            subscription_status: customer.subscription_status.clone(),
+            plan: customer.plan.as_str().to_owned(),
+            subscription_status: customer.subscription_status.map(|s| s.as_str().to_owned()),
             cancel_at_period_end: ending,
             current_period_end: customer.current_period_end.map(iso_utc),
             payment_failed: customer.payment_failed_at.is_some(),
@@ -290,6 +294,7 @@ pub(crate) mod ssr {
             overage_price: format_money(pricing.pro_overage_cents, &pricing.currency),
             payg_price: format_money(pricing.payg_fix_cents, &pricing.currency),
             credit_balance: customer.credit_balance,
+            credit_policy: pricing.credit_policy(),
         })
     }
 
@@ -426,7 +431,8 @@ pub(crate) mod ssr {
             .count();
         Ok(BillingNoticeView {
             billing_enabled: state.config.stripe.can_call_stripe(),
-            past_due: customer.subscription_status.as_deref() == Some("past_due"),
+            past_due: customer.subscription_status
+                == Some(crate::types::values::SubscriptionStatus::PastDue),
             payment_failed: customer.payment_failed_at.is_some(),
             charges_pending: i64::try_from(charges_pending).unwrap_or(i64::MAX),
         })

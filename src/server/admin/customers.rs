@@ -21,6 +21,7 @@ use crate::server::db::schema::{
 use crate::types::values::{
     CustomerStatus, FixBillingStatus, LedgerKind, ParseError, Plan, Source,
 };
+use crate::types::values::SubscriptionStatus;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
@@ -91,6 +92,8 @@ pub struct CustomerFilter {
     /// recovered (`payment_failed_at`), a failed charge, or a fix whose
     /// charge is unpaid.
     pub payment_failed: bool,
+    /// Only customers flagged by a dispute (`disputed_at`).
+    pub disputed: bool,
     /// Order.
     pub sort: CustomerSort,
     /// Page from 1.
@@ -106,6 +109,8 @@ pub struct CustomerPage {
     pub total: i64,
     /// This page (from 1).
     pub page: i64,
+    /// Customers with a dispute still open (any filter).
+    pub open_disputes: i64,
 }
 
 /// `%`, `_` and `\` escaped for LIKE.
@@ -135,7 +140,7 @@ fn filtered(filter: &CustomerFilter) -> BoxedCustomers<'static> {
         );
     }
     if let Some(plan) = filter.plan {
-        query = query.filter(customers::plan.eq(plan.as_str()));
+        query = query.filter(customers::plan.eq(plan));
     }
     if let Some(status) = filter.status {
         query = query.filter(customers::status.eq(status.as_str()));
@@ -145,21 +150,37 @@ fn filtered(filter: &CustomerFilter) -> BoxedCustomers<'static> {
     }
     if filter.cannot_use_service {
         // The negation of Customer::can_use_service.
-        query = query.filter(diesel::dsl::sql::<Bool>(
-            "NOT (customers.status = 'active' AND (customers.credit_balance > 0 \
-             OR customers.has_payment_method \
-             OR coalesce(customers.subscription_status IN ('active', 'trialing'), false)))",
-        ));
+        // (SubscriptionStatus::counts_as_pro's spellings, bound.)
+        query = query.filter(
+            diesel::dsl::sql::<Bool>(
+                "NOT (customers.status = 'active' AND (customers.credit_balance > 0 \
+                 OR (customers.has_payment_method AND customers.payment_failed_at IS NULL) \
+                 OR coalesce(customers.subscription_status = ANY(",
+            )
+            .bind::<diesel::sql_types::Array<Text>, _>(SubscriptionStatus::spellings_where(
+                SubscriptionStatus::counts_as_pro,
+            ))
+            .sql("), false)))"),
+        );
+    }
+    if filter.disputed {
+        query = query.filter(customers::disputed_at.is_not_null());
     }
     if filter.payment_failed {
-        query = query.filter(diesel::dsl::sql::<Bool>(
-            "(coalesce(customers.subscription_status IN ('past_due', 'unpaid'), false) \
+        query = query.filter(
+            diesel::dsl::sql::<Bool>("(coalesce(customers.subscription_status = ANY(")
+                .bind::<diesel::sql_types::Array<Text>, _>(SubscriptionStatus::spellings_where(
+                    SubscriptionStatus::payment_failing,
+                ))
+                .sql(
+                    "), false) \
              OR customers.payment_failed_at IS NOT NULL \
              OR EXISTS (SELECT 1 FROM charges ch WHERE ch.customer_id = customers.id \
                         AND ch.status = 'failed') \
              OR EXISTS (SELECT 1 FROM fixes f WHERE f.customer_id = customers.id \
                         AND f.billing_status = 'unpaid'))",
-        ));
+                ),
+        );
     }
     query
 }
@@ -192,7 +213,19 @@ pub async fn search_customers(
         .select(Customer::as_select())
         .load(conn)
         .await?;
-    Ok(CustomerPage { rows, total, page })
+    let open_disputes: i64 = crate::server::db::schema::stripe_disputes::table
+        .filter(crate::server::db::schema::stripe_disputes::closed_at.is_null())
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "count(DISTINCT customer_id)",
+        ))
+        .first(conn)
+        .await?;
+    Ok(CustomerPage {
+        rows,
+        total,
+        page,
+        open_disputes,
+    })
 }
 
 /// A fix as the customer page lists it.

@@ -45,7 +45,7 @@ use crate::server::billing::work::KIND_STRIPE_CHARGE;
 use crate::server::billing::BillingError;
 use crate::server::db::queue::{enqueue, NewJob, DEFAULT_MAX_ATTEMPTS};
 use crate::server::db::schema::{charges, customers, fixes, jobs, stripe_payment_methods};
-use crate::types::values::{FixBillingStatus, LedgerKind};
+use crate::types::values::{FixBillingStatus, LedgerKind, SubscriptionStatus};
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::deserialize::{FromSql, FromSqlRow};
 use diesel::expression::AsExpression;
@@ -203,7 +203,7 @@ impl Charge {
 #[derive(Debug, Clone, Queryable)]
 struct PayFacts {
     has_payment_method: bool,
-    subscription_status: Option<String>,
+    subscription_status: Option<SubscriptionStatus>,
     stripe_subscription_id: Option<String>,
     payment_failed_at: Option<DateTime<Utc>>,
 }
@@ -217,6 +217,10 @@ pub enum NoCreditOutcome {
     /// Nothing can pay for it now: stored `unpaid`; the message says why
     /// (the Action gets it with a 402).
     Refused(String),
+    /// Pro, but the current period's credits are not granted yet (their
+    /// invoice is not paid yet): stored `unpaid` without a charge, not
+    /// refused; paid from the credits once they are granted (issue 9).
+    AwaitingPeriodCredits,
 }
 
 /// Message for a customer without credits and without a way to pay.
@@ -275,10 +279,16 @@ pub async fn charge_for_fix_in_tx(
         .first(conn)
         .await?;
     let pro = facts.stripe_subscription_id.is_some()
-        && matches!(
-            facts.subscription_status.as_deref(),
-            Some("active" | "trialing" | "past_due")
-        );
+        && facts
+            .subscription_status
+            .is_some_and(SubscriptionStatus::counts_as_pro);
+    // Issue 9: no overage before the current period's credits are granted;
+    // the fix stays `unpaid` and is settled at the grant.
+    if pro
+        && !crate::server::billing::subscriptions::period_credits_granted(conn, customer_id).await?
+    {
+        return Ok(NoCreditOutcome::AwaitingPeriodCredits);
+    }
     let (kind, amount) = if pro {
         (KIND_OVERAGE, pricing.pro_overage_cents)
     } else if facts.payment_failed_at.is_some() {
@@ -348,11 +358,15 @@ pub async fn refusal_for_fix(
     if live_charge_for_fix(conn, fix_id).await?.is_some() {
         return Ok(None);
     }
-    let failed: Option<DateTime<Utc>> = customers::table
-        .find(customer_id)
-        .select(customers::payment_failed_at)
-        .first(conn)
-        .await?;
+    let (failed, subscription): (Option<DateTime<Utc>>, Option<SubscriptionStatus>) =
+        customers::table
+            .find(customer_id)
+            .select((customers::payment_failed_at, customers::subscription_status))
+            .first(conn)
+            .await?;
+    if subscription.is_some_and(SubscriptionStatus::counts_as_pro) {
+        return Ok(None); // awaiting the period's credits: not refused
+    }
     Ok(Some(if failed.is_some() {
         PAYMENT_FAILED
     } else {

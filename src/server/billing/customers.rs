@@ -11,7 +11,7 @@ use crate::server::db::schema::customers;
 use crate::server::disposable_email::{is_disposable, DISPOSABLE_EMAIL_MESSAGE};
 use crate::types::portal::ApiKeyName;
 use crate::types::values::{
-    CustomerName, CustomerStatus, Email, LedgerKind, ParseError, Plan, Source,
+    CustomerName, CustomerStatus, Email, LedgerKind, ParseError, Plan, Source, SubscriptionStatus,
 };
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -31,16 +31,16 @@ pub struct Customer {
     pub name: String,
     /// A [`Source`] spelling.
     pub source: String,
-    /// A [`Plan`] spelling.
-    pub plan: String,
+    /// The plan (written only by [`crate::server::billing::plan::change_plan`]).
+    pub plan: Plan,
     /// A [`CustomerStatus`] spelling.
     pub status: String,
     /// Cached balance in credits (never negative).
     pub credit_balance: i64,
     /// Stripe's `cus_…` id once the Stripe Customer exists.
     pub stripe_customer_id: Option<String>,
-    /// Stripe's subscription status (`active`, `past_due`, …) if subscribed.
-    pub subscription_status: Option<String>,
+    /// Stripe's subscription status if the customer has (had) a subscription.
+    pub subscription_status: Option<SubscriptionStatus>,
     /// Whether a payment method is on file (pay-as-you-go possible).
     pub has_payment_method: bool,
     /// End of the current paid period, if subscribed.
@@ -56,14 +56,12 @@ pub struct Customer {
     /// When a pay-as-you-go card charge was declined, until the failed
     /// charges are paid (fixes beyond the credits are refused meanwhile).
     pub payment_failed_at: Option<DateTime<Utc>>,
+    /// When a dispute (chargeback) was last opened against one of the
+    /// customer's charges (`charge.dispute.created`); shown to admins.
+    pub disputed_at: Option<DateTime<Utc>>,
 }
 
 impl Customer {
-    /// The parsed plan (the database CHECK guarantees a known value).
-    pub fn plan(&self) -> Plan {
-        Plan::parse(&self.plan).unwrap_or(Plan::Trial)
-    }
-
     /// The parsed status (the database CHECK guarantees a known value;
     /// anything else is treated as suspended, the safe side).
     pub fn status(&self) -> CustomerStatus {
@@ -71,23 +69,15 @@ impl Customer {
     }
 
     /// Whether a Stripe subscription currently pays for fixes
-    /// (Stripe statuses `active` and `trialing`).
+    /// ([`SubscriptionStatus::counts_as_pro`]).
     pub fn has_live_subscription(&self) -> bool {
-        matches!(
-            self.subscription_status.as_deref(),
-            Some("active" | "trialing")
-        )
+        crate::server::billing::plan::has_pro_subscription(self)
     }
 
-    /// Whether the Action may run fixes for this customer now: active, and
-    /// either credits left or a way to pay (a card on file whose last charge
-    /// was not declined, or a live subscription). The "can_use_service" of
-    /// the seeds' status contract.
+    /// Whether the Action may run fixes for this customer now; see
+    /// [`crate::server::billing::plan::can_use_service`].
     pub fn can_use_service(&self) -> bool {
-        self.status() == CustomerStatus::Active
-            && (self.credit_balance > 0
-                || (self.has_payment_method && self.payment_failed_at.is_none())
-                || self.has_live_subscription())
+        crate::server::billing::plan::can_use_service(self)
     }
 }
 
@@ -149,7 +139,7 @@ pub async fn provision_customer(
                 customers::email.eq(new.email.as_str()),
                 customers::name.eq(new.name.as_str()),
                 customers::source.eq(new.source.as_str()),
-                customers::plan.eq(Plan::Trial.as_str()),
+                customers::plan.eq(Plan::Trial),
             ))
             .returning(customers::id)
             .get_result::<i64>(conn)

@@ -472,6 +472,9 @@ pub enum Payment {
     Charging(i64),
     /// Nothing can pay for it now; the customer-facing reason.
     Refused(String),
+    /// A Pro customer whose current period's credits are not granted yet:
+    /// left `unpaid` (no charge, not refused) and settled at the grant.
+    AwaitingPeriodCredits,
 }
 
 /// Pays fix `fix` (not yet paid, no charge) with one credit (ledger
@@ -510,6 +513,7 @@ async fn pay_fix(
             match charge_for_fix_in_tx(conn, pricing, fix.customer_id, fix.id).await? {
                 NoCreditOutcome::Charging(id) => Ok(Payment::Charging(id)),
                 NoCreditOutcome::Refused(reason) => Ok(Payment::Refused(reason)),
+                NoCreditOutcome::AwaitingPeriodCredits => Ok(Payment::AwaitingPeriodCredits),
             }
         }
         Err(other) => Err(other),
@@ -527,7 +531,9 @@ async fn settle_fix(
     let payment = pay_fix(conn, pricing, &fix, links).await?;
     let (status, entry_id) = match &payment {
         Payment::Credit(entry) => (FixBillingStatus::Credit, Some(*entry)),
-        Payment::Charging(_) | Payment::Refused(_) => (FixBillingStatus::Unpaid, None),
+        Payment::Charging(_) | Payment::Refused(_) | Payment::AwaitingPeriodCredits => {
+            (FixBillingStatus::Unpaid, None)
+        }
     };
     let fix = diesel::update(fixes::table.find(fix.id))
         .set((
@@ -579,7 +585,10 @@ pub async fn settle_unpaid_fixes(
     let mut settled = 0;
     for fix in unpaid {
         let (_, payment) = settle_fix(conn, pricing, fix, None).await?;
-        if let Payment::Refused(_) = payment {
+        if matches!(
+            payment,
+            Payment::Refused(_) | Payment::AwaitingPeriodCredits
+        ) {
             break;
         }
         settled += 1;
@@ -632,7 +641,7 @@ pub async fn bill_fix(
             .ok_or(BillingError::NotFound("fix"))?;
         let charging = has_charge(conn, fix.id).await?;
         match fix.billing_status() {
-            FixBillingStatus::Credit | FixBillingStatus::Charged => {
+            FixBillingStatus::Credit | FixBillingStatus::Charged | FixBillingStatus::Refunded => {
                 Ok(BillOutcome::AlreadyBilled(fix))
             }
             FixBillingStatus::WrittenOff => Ok(BillOutcome::WrittenOff(fix)),

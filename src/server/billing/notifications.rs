@@ -45,6 +45,8 @@ pub mod kind {
     pub const CHARGE_DECLINED: &str = "charge_declined";
     /// [`super::Notification::SubscriptionPaymentFailed`].
     pub const SUBSCRIPTION_PAYMENT_FAILED: &str = "subscription_payment_failed";
+    /// [`super::Notification::DisputeOpened`].
+    pub const DISPUTE_OPENED: &str = "dispute_opened";
 }
 
 /// `kind` of [`charge_declined`].
@@ -116,6 +118,18 @@ pub enum Notification {
         /// The invoice amount, formatted.
         amount: String,
     },
+    /// To a staff admin: a customer disputed a charge (Stripe's
+    /// `charge.dispute.created`).
+    DisputeOpened {
+        /// The disputing customer.
+        customer_id: i64,
+        /// Their email address.
+        customer_email: String,
+        /// The disputed amount, formatted.
+        amount: String,
+        /// Stripe's dispute reason (e.g. `fraudulent`).
+        reason: String,
+    },
 }
 
 impl Notification {
@@ -131,6 +145,7 @@ impl Notification {
             Self::Invite { .. } => kind::INVITE,
             Self::ChargeDeclined { .. } => kind::CHARGE_DECLINED,
             Self::SubscriptionPaymentFailed { .. } => kind::SUBSCRIPTION_PAYMENT_FAILED,
+            Self::DisputeOpened { .. } => kind::DISPUTE_OPENED,
         }
     }
 }
@@ -378,4 +393,27 @@ mod tests {
             serde_json::json!({"kind": "welcome", "recipient_name": "Ada"})
         );
     }
+}
+
+/// To a staff admin `to`: customer `customer_id` (`customer_email`)
+/// disputed a charge of `amount` (formatted) for `reason`. Conventional key:
+/// `dispute_opened:<dispute id>:<admin user id>`.
+pub fn dispute_opened(
+    to: &Recipient<'_>,
+    customer_id: i64,
+    customer_email: &str,
+    amount: &str,
+    reason: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    OutgoingEmail::new(
+        to,
+        Notification::DisputeOpened {
+            customer_id,
+            customer_email: customer_email.to_owned(),
+            amount: amount.to_owned(),
+            reason: reason.to_owned(),
+        },
+        idempotency_key,
+    )
 }

@@ -337,9 +337,8 @@ pub async fn set_default_card(
 
 /// Removes card `payment_method_id`: detaches it on Stripe and records it;
 /// when it was the default, another card (if any) becomes the default.
-/// The last card cannot be removed while a subscription needs it (status
-/// `active`, `trialing`, `past_due` or `incomplete`, not ending at the
-/// period end).
+/// The last card cannot be removed while a subscription needs it (an open
+/// one, `SubscriptionStatus::is_open`, not ending at the period end).
 ///
 /// Errors: [`BillingError::NotFound`] when it is not an attached card of
 /// this customer; [`BillingError::Invalid`] for the last card of a
@@ -358,10 +357,10 @@ pub async fn remove_card(
     let (cards, default) = list_cards(conn, customer_id).await?;
     let cancel_at_period_end =
         crate::server::billing::subscriptions::ends_at_period_end(conn, customer_id).await?;
-    let subscription_needs_card = matches!(
-        customer.subscription_status.as_deref(),
-        Some("active" | "trialing" | "past_due" | "incomplete")
-    ) && !cancel_at_period_end;
+    let subscription_needs_card = customer
+        .subscription_status
+        .is_some_and(crate::types::values::SubscriptionStatus::is_open)
+        && !cancel_at_period_end;
     if cards.len() <= 1 && subscription_needs_card {
         return Err(invalid(
             "this is the card paying for your Pro subscription: add another card first, or cancel the subscription",

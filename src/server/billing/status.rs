@@ -22,9 +22,9 @@ pub async fn billing_status(
             credit_balance: customer.credit_balance,
             fixes_total,
             fixes_unpaid,
-            plan: customer.plan.clone(),
+            plan: customer.plan.as_str().to_owned(),
         },
         stripe_customer_id: customer.stripe_customer_id,
-        subscription_status: customer.subscription_status,
+        subscription_status: customer.subscription_status.map(|s| s.as_str().to_owned()),
     })
 }

@@ -199,6 +199,7 @@ impl Config {
                     })?
                 }
             },
+            ..defaults
         };
         Ok(Self {
             database_url,

@@ -3,6 +3,8 @@
 //! environment variables (see `.env.example`). The domain re-exports it as
 //! `billing::pricing::PricingCatalog`.
 
+use crate::types::values::LedgerKind;
+
 /// Prices in integer minor units of [`PricingCatalog::currency`] (cents for
 /// USD) and grants in whole credits. One credit pays for one fix.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +26,13 @@ pub struct PricingCatalog {
     /// Which event bills a fix (seed: [`BillableEvent::Deployed`]);
     /// `PRICING_BILLABLE_EVENT`.
     pub billable_event: BillableEvent,
+    /// Credit policy (issue 9): whether the credits of a paid Pro period
+    /// (ledger kind `subscription_grant`) expire at the end of their period
+    /// (seed: true). They expire when the next period's credits are
+    /// granted: a ledger entry of kind `expired` takes back what is left of
+    /// the previous grant. Trial, billing-bonus, purchased and
+    /// admin-granted credits never expire.
+    pub pro_period_credits_expire: bool,
 }
 
 /// The event that makes a fix billable (issue 9 "Bill on merge";
@@ -58,6 +67,24 @@ impl BillableEvent {
     }
 }
 
+impl PricingCatalog {
+    /// Whether credits granted with ledger kind `kind` expire under this
+    /// catalog (only Pro period grants can).
+    pub fn credits_expire(&self, kind: LedgerKind) -> bool {
+        kind == LedgerKind::SubscriptionGrant && self.pro_period_credits_expire
+    }
+
+    /// The credit policy in one sentence for people (the portal's billing
+    /// page shows it; the README says the same).
+    pub fn credit_policy(&self) -> String {
+        if self.pro_period_credits_expire {
+            "Pro credits are valid for the billing period they come with: what is left expires when the next period's credits are granted. Trial, bonus and purchased credits never expire.".to_owned()
+        } else {
+            "Credits never expire.".to_owned()
+        }
+    }
+}
+
 impl Default for PricingCatalog {
     fn default() -> Self {
         Self {
@@ -69,6 +96,7 @@ impl Default for PricingCatalog {
             pro_overage_cents: 1500,
             currency: "usd".to_owned(),
             billable_event: BillableEvent::Deployed,
+            pro_period_credits_expire: true,
         }
     }
 }

@@ -46,6 +46,8 @@ diesel::table! {
         stripe_subscription_id -> Nullable<Text>,
         subscription_updated_at -> Nullable<Timestamptz>,
         payment_failed_at -> Nullable<Timestamptz>,
+        pro_credits_period_end -> Nullable<Timestamptz>,
+        disputed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -262,6 +264,7 @@ diesel::table! {
         github_account_type -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        granted_through -> Nullable<Timestamptz>,
     }
 }
 
@@ -386,6 +389,23 @@ diesel::table! {
 }
 
 diesel::table! {
+    stripe_disputes (id) {
+        id -> Text,
+        customer_id -> Int8,
+        charge_id -> Nullable<Int8>,
+        stripe_charge_id -> Text,
+        amount_cents -> Int8,
+        currency -> Text,
+        reason -> Text,
+        status -> Text,
+        opened_at -> Timestamptz,
+        closed_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     stripe_subscriptions (id) {
         id -> Text,
         customer_id -> Int8,
@@ -399,5 +419,7 @@ diesel::joinable!(charges -> fixes (fix_id));
 diesel::allow_tables_to_appear_in_same_query!(charges, customers);
 diesel::allow_tables_to_appear_in_same_query!(charges, fixes);
 diesel::joinable!(payment_method_consents -> customers (customer_id));
+diesel::joinable!(stripe_disputes -> charges (charge_id));
+diesel::joinable!(stripe_disputes -> customers (customer_id));
 diesel::joinable!(stripe_subscriptions -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(stripe_subscriptions, customers);

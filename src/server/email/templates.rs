@@ -70,6 +70,12 @@ pub fn render_notification(links: &EmailLinks, record: &NotificationRecord) -> R
         Notification::SubscriptionPaymentFailed { amount } => {
             subscription_payment_failed(links, name, amount)
         }
+        Notification::DisputeOpened {
+            customer_id,
+            customer_email,
+            amount,
+            reason,
+        } => dispute_opened(links, name, *customer_id, customer_email, amount, reason),
     }
 }
 
@@ -307,6 +313,28 @@ fn subscription_payment_failed(links: &EmailLinks, name: &str, amount: &str) -> 
             "Stripe will try the payment again over the next days. If it keeps failing, the subscription ends and your account falls back to pay as you go.".into(),
         ],
         Some(Action { label: "Fix your payment method", url: &billing }),
+        &[],
+    )
+}
+
+/// To a staff admin: a customer disputed a charge.
+fn dispute_opened(
+    links: &EmailLinks,
+    name: &str,
+    customer_id: i64,
+    customer_email: &str,
+    amount: &str,
+    reason: &str,
+) -> Rendered {
+    let page = links.page(&format!("/admin/customers/{customer_id}"));
+    render(
+        name,
+        format!("Dispute opened: {amount} by {customer_email}"),
+        &[
+            format!("The customer {customer_email} disputed a charge of {amount} with their bank (reason: {reason})."),
+            "Answer it in the Stripe Dashboard with the evidence before its due date; the customer is flagged in the admin console meanwhile.".into(),
+        ],
+        Some(Action { label: "Open the customer", url: &page }),
         &[],
     )
 }

@@ -29,11 +29,21 @@
 //!   more grants until a new purchase of a `pro` plan starts a new one.
 //!   Scheduling a period drops the account's other queued grant jobs (a new
 //!   `next_billing_date` moves the grid).
-//! - **Once.** The ledger idempotency key is
-//!   `gh:period:<GitHub account id>:<period start date>`, derived from
-//!   GitHub's data only: a redelivery, a `changed` back to `pro` within the
-//!   period, a re-purchase in the same period or the job running twice
-//!   grant nothing more.
+//! - **Once per period, whatever `next_billing_date` does.** The account
+//!   remembers the end of the last period granted
+//!   (`customer_github_accounts.granted_through`): a moment before it is
+//!   already paid for, so a redelivery, a `changed` back to `pro` within the
+//!   period, a re-purchase in the same period, a `next_billing_date` that
+//!   moved, or the job running twice grant nothing more. The next grant is
+//!   due at the later of the next period's start and `granted_through`.
+//!   The ledger idempotency key is
+//!   `gh:period:<GitHub account id>:<period start date>`.
+//! - **Free trials.** A purchase or change `on_free_trial` grants no paid
+//!   credits: the customer stays on its fallback plan (`trial`, or `payg`
+//!   with a card) with the trial credits it has, and the move to the
+//!   purchased plan is scheduled as a pending change at
+//!   `free_trial_ends_on` (else `next_billing_date`), which then grants the
+//!   first paid period.
 //! - **No clawback.** A customer moving from `pro` to a lower plan (or
 //!   cancelling) keeps the credits already granted, as Stripe customers keep
 //!   their invoice grants.
@@ -153,11 +163,22 @@ pub fn parse_github_date(raw: &str) -> Option<DateTime<Utc>> {
         })
 }
 
-/// Grants `period` to `customer_id` (linked to GitHub account
-/// `account_id`, which the caller has row-locked and found on `pro`) and
-/// schedules the next period's job. Call inside a transaction. Returns
-/// whether credits were written now (false: already granted, a live Stripe
-/// subscription grants instead, or `PRICING_PRO_CREDITS_PER_PERIOD` is 0).
+/// Grants the period containing `at` on `period`'s grid to `customer_id`
+/// (linked to GitHub account `account_id`, which the caller has row-locked
+/// and found on `pro`) and schedules the next grant. Call inside a
+/// transaction. Returns whether credits were written now (false: the
+/// moment is already paid for, a live Stripe subscription grants instead,
+/// or `PRICING_PRO_CREDITS_PER_PERIOD` is 0).
+///
+/// **One grant per billing period, whatever `next_billing_date` does**
+/// (issue 9): the account remembers the end of the last period granted
+/// (`customer_github_accounts.granted_through`); a moment before it is
+/// already paid for, so a redelivery, a re-purchase, a plan flip or a
+/// `next_billing_date` that moved within the period grants nothing. The
+/// next grant is due at the later of the next period's start and
+/// `granted_through`, so a grid moved earlier delays the next grant to the
+/// end of what was granted instead of granting twice, and one moved later
+/// leaves no period unpaid.
 ///
 /// Errors: [`BillingError`] (database; dates out of range).
 pub async fn grant_period(
@@ -166,26 +187,50 @@ pub async fn grant_period(
     customer_id: i64,
     account_id: i64,
     period: Period,
+    at: DateTime<Utc>,
 ) -> Result<bool, BillingError> {
+    let out_of_range = |e: String| BillingError::Invalid(crate::types::values::ParseError(e));
+    let period = Period::containing(period.anchor, at).map_err(out_of_range)?;
+    let period_end = period
+        .next()
+        .start()
+        .ok_or_else(|| out_of_range("period end out of range".into()))?;
+    let granted_through: Option<DateTime<Utc>> = customer_github_accounts::table
+        .filter(customer_github_accounts::github_account_id.eq(account_id))
+        .select(customer_github_accounts::granted_through)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .flatten();
+    let covered = granted_through.is_some_and(|through| at < through);
     let customer = find_customer(conn, customer_id).await?;
     let key = period.grant_key(account_id)?;
-    let granted = if customer.has_live_subscription() || pricing.pro_credits_per_period <= 0 {
-        false
-    } else {
-        !append_entry(
-            conn,
-            NewEntry {
-                customer_id,
-                amount: pricing.pro_credits_per_period,
-                kind: LedgerKind::SubscriptionGrant,
-                reference: Some(&key),
-                idempotency_key: &key,
-            },
+    let granted =
+        if covered || customer.has_live_subscription() || pricing.pro_credits_per_period <= 0 {
+            false
+        } else {
+            !append_entry(
+                conn,
+                NewEntry {
+                    customer_id,
+                    amount: pricing.pro_credits_per_period,
+                    kind: LedgerKind::SubscriptionGrant,
+                    reference: Some(&key),
+                    idempotency_key: &key,
+                },
+            )
+            .await?
+            .replayed
+        };
+    let through = if granted {
+        diesel::update(
+            customer_github_accounts::table
+                .filter(customer_github_accounts::github_account_id.eq(account_id)),
         )
-        .await?
-        .replayed
-    };
-    if granted {
+        .set(customer_github_accounts::granted_through.eq(period_end))
+        .execute(conn)
+        .await?;
         crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer_id).await?;
         tracing::info!(
             customer_id,
@@ -193,24 +238,31 @@ pub async fn grant_period(
             key,
             "Marketplace Pro period granted"
         );
-    }
-    schedule(conn, account_id, period.next()).await?;
+        Some(period_end)
+    } else {
+        granted_through
+    };
+    let next_at = through.map_or(period_end, |t| t.max(period_end));
+    schedule(conn, account_id, period.anchor, next_at).await?;
     Ok(granted)
 }
 
-/// Enqueues the `github.grant_period` job of `period` (due at its start)
-/// unless it exists, and retires the account's other queued grant jobs.
+/// Enqueues the `github.grant_period` job due at `at` (dedupe key
+/// `github.grant_period:<account id>:<date of at>`) unless it exists, and
+/// retires the account's other queued grant jobs.
 async fn schedule(
     conn: &mut AsyncPgConnection,
     account_id: i64,
-    period: Period,
+    anchor: DateTime<Utc>,
+    at: DateTime<Utc>,
 ) -> Result<(), BillingError> {
-    let dedupe = period.job_key(account_id)?;
-    let run_at = period.start().ok_or_else(|| {
-        BillingError::Invalid(crate::types::values::ParseError(
-            "next period out of range".into(),
-        ))
-    })?;
+    let period = Period::containing(anchor, at)
+        .map_err(|e| BillingError::Invalid(crate::types::values::ParseError(e)))?;
+    let dedupe = format!(
+        "{KIND_GITHUB_GRANT_PERIOD}:{account_id}:{}",
+        at.date_naive()
+    );
+    let run_at = at;
     diesel::update(
         jobs::table
             .filter(jobs::kind.eq(KIND_GITHUB_GRANT_PERIOD))
@@ -225,25 +277,50 @@ async fn schedule(
     ))
     .execute(conn)
     .await?;
-    if let Some(job_id) = enqueue(
+    let payload = json!({
+        "github_account_id": account_id,
+        "anchor": period.anchor.to_rfc3339(),
+        "index": period.index,
+        "at": at.to_rfc3339(),
+    });
+    match enqueue(
         conn,
         &NewJob {
             kind: KIND_GITHUB_GRANT_PERIOD,
-            payload: json!({
-                "github_account_id": account_id,
-                "anchor": period.anchor.to_rfc3339(),
-                "index": period.index,
-            }),
+            payload: payload.clone(),
             dedupe_key: Some(&dedupe),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
         },
     )
     .await?
     {
-        diesel::update(jobs::table.find(job_id))
-            .set(jobs::run_at.eq(run_at))
+        Some(job_id) => {
+            diesel::update(jobs::table.find(job_id))
+                .set(jobs::run_at.eq(run_at))
+                .execute(conn)
+                .await?;
+        }
+        None => {
+            // The same moment was scheduled before (and maybe superseded
+            // since, when the grid moved back): due again. Running it twice
+            // grants once (granted_through).
+            diesel::update(
+                jobs::table
+                    .filter(jobs::dedupe_key.eq(&dedupe))
+                    .filter(jobs::status.eq_any(["queued", "done", "dead"])),
+            )
+            .set((
+                jobs::status.eq("queued"),
+                jobs::payload.eq(&payload),
+                jobs::run_at.eq(run_at),
+                jobs::attempts.eq(0),
+                jobs::locked_until.eq(None::<DateTime<Utc>>),
+                jobs::last_error.eq(None::<String>),
+                jobs::updated_at.eq(diesel::dsl::now),
+            ))
             .execute(conn)
             .await?;
+        }
     }
     Ok(())
 }
@@ -273,6 +350,15 @@ pub async fn grant_period_job(state: &AppState, payload: &Value) -> Result<(), J
         .and_then(|i| i32::try_from(i).ok())
         .ok_or_else(|| JobError::permanent("payload lacks index"))?;
     let period = Period { anchor, index };
+    // When the grant is due (jobs queued before `at` existed: the period's
+    // start).
+    let at = match payload.get("at").and_then(Value::as_str) {
+        Some(raw) => parse_github_date(raw)
+            .ok_or_else(|| JobError::permanent("payload has an unreadable at"))?,
+        None => period
+            .start()
+            .ok_or_else(|| JobError::permanent("period out of range"))?,
+    };
     let pricing = &state.config.pricing;
     let mut conn = state.conn().await?;
     conn.transaction(async |conn| {
@@ -289,22 +375,22 @@ pub async fn grant_period_job(state: &AppState, payload: &Value) -> Result<(), J
             );
             return Ok(());
         };
-        let plan: String = customers::table
+        let plan: Plan = customers::table
             .find(customer_id)
             .select(customers::plan)
             .for_no_key_update()
             .first(conn)
             .await?;
-        if plan != Plan::Pro.as_str() {
+        if plan != Plan::Pro {
             tracing::info!(
                 customer_id,
                 github_account_id = account_id,
-                plan,
+                %plan,
                 "no longer on Marketplace Pro: no grant, no next period"
             );
             return Ok(());
         }
-        grant_period(conn, pricing, customer_id, account_id, period).await?;
+        grant_period(conn, pricing, customer_id, account_id, period, at).await?;
         Ok::<_, BillingError>(())
     })
     .await?;

@@ -47,10 +47,11 @@
 
 use crate::server::auth::accounts::{issue_token, TokenPurpose, LONG_TOKEN_TTL, ROLE_OWNER};
 use crate::server::auth::emails::{account_email, AccountEmail};
-use crate::server::billing::customers::{find_customer, provision_customer, NewCustomer};
+use crate::server::billing::customers::{provision_customer, NewCustomer};
 use crate::server::billing::error::is_unique_violation;
 use crate::server::billing::notifications::enqueue_email;
 use crate::server::billing::notifications::kind as email_kind;
+use crate::server::billing::plan::{change_plan, PlanChange};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
@@ -132,6 +133,9 @@ pub struct MarketplacePurchase {
     /// Whether the account is on the plan's free trial.
     #[serde(default)]
     pub on_free_trial: Option<bool>,
+    /// When the free trial ends (ISO 8601 or `YYYY-MM-DD`), if on one.
+    #[serde(default)]
+    pub free_trial_ends_on: Option<String>,
     /// The Marketplace plan.
     pub plan: MarketplacePlan,
 }
@@ -192,6 +196,25 @@ impl MarketplacePurchaseEvent {
                     .map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc())
             })
             .map_err(|_| format!("effective_date {raw:?} is not a date"))
+    }
+
+    /// When the free trial ends: `free_trial_ends_on`, else
+    /// `next_billing_date` (the first day GitHub bills); `None` without
+    /// either.
+    ///
+    /// Errors: a message for an unreadable date.
+    pub fn trial_ends_at(&self) -> Result<Option<DateTime<Utc>>, String> {
+        let purchase = &self.marketplace_purchase;
+        match purchase
+            .free_trial_ends_on
+            .as_deref()
+            .or(purchase.next_billing_date.as_deref())
+        {
+            Some(raw) => parse_github_date(raw)
+                .map(Some)
+                .ok_or_else(|| format!("free trial end {raw:?} is not a date")),
+            None => Ok(None),
+        }
     }
 
     /// The monthly credit period containing `at`, on the grid anchored at
@@ -381,7 +404,7 @@ async fn apply_delivery(
     let event: MarketplacePurchaseEvent = serde_json::from_value(delivery.payload.clone())
         .map_err(|e| rejected(format!("not a marketplace_purchase event: {e}")))?;
     let customer_id = match event.action.as_str() {
-        "purchased" | "changed" => Some(apply_purchase(conn, config, &event).await?),
+        "purchased" | "changed" => Some(apply_purchase(conn, config, delivery, &event).await?),
         "pending_change" => apply_pending_change_event(conn, config, delivery, &event).await?,
         "pending_change_cancelled" => cancel_pending_change_event(conn, &event).await?,
         "cancelled" => apply_cancellation(conn, &event).await?,
@@ -697,13 +720,7 @@ async fn set_plan(
     customer_id: i64,
     plan: Plan,
 ) -> Result<(), DeliveryError> {
-    diesel::update(customers::table.find(customer_id))
-        .set((
-            customers::plan.eq(plan.as_str()),
-            customers::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    change_plan(conn, customer_id, &PlanChange::Marketplace(plan)).await?;
     Ok(())
 }
 
@@ -727,29 +744,42 @@ async fn drop_pending(
 
 /// `purchased` / `changed`. Onto a plan mapped to `pro`: the period
 /// containing the event's `effective_date` (else now) is granted and the
-/// next one scheduled ([`super::credits`]).
+/// next one scheduled ([`super::credits`]). On GitHub's free trial
+/// (`on_free_trial`) nothing paid is granted: the customer keeps its
+/// fallback plan and the purchased plan becomes a pending change at the
+/// trial's end ([`trial_ends_at`]).
 async fn apply_purchase(
     conn: &mut AsyncPgConnection,
     config: &Config,
+    delivery: &Delivery<'_>,
     event: &MarketplacePurchaseEvent,
 ) -> Result<i64, DeliveryError> {
     let plan = mapped_plan(config, &event.marketplace_purchase.plan)?;
-    let period = match plan {
-        Plan::Pro => {
-            let at = match event.effective_date {
-                Some(_) => event.effective_at().map_err(rejected)?,
-                None => Utc::now(),
-            };
-            Some(event.period_at(at).map_err(rejected)?)
-        }
-        _ => None,
-    };
     let customer_id = find_or_provision(conn, config, event).await?;
-    set_plan(conn, customer_id, plan).await?;
     drop_pending(conn, customer_id).await?;
-    if let Some(period) = period {
+    if event.marketplace_purchase.on_free_trial == Some(true) && plan != Plan::Trial {
+        change_plan(conn, customer_id, &PlanChange::MarketplaceEnded).await?;
+        match event.trial_ends_at().map_err(rejected)? {
+            Some(ends) => {
+                schedule_pending_change(conn, config, delivery, event, customer_id, plan, ends)
+                    .await?;
+            }
+            None => tracing::warn!(
+                customer_id,
+                "Marketplace free trial without an end date: the plan follows GitHub's next change"
+            ),
+        }
+        return Ok(customer_id);
+    }
+    set_plan(conn, customer_id, plan).await?;
+    if plan == Plan::Pro {
+        let at = match event.effective_date {
+            Some(_) => event.effective_at().map_err(rejected)?,
+            None => Utc::now(),
+        };
+        let period = event.period_at(at).map_err(rejected)?;
         let account_id = event.marketplace_purchase.account.id;
-        grant_period(conn, &config.pricing, customer_id, account_id, period).await?;
+        grant_period(conn, &config.pricing, customer_id, account_id, period, at).await?;
     }
     Ok(customer_id)
 }
@@ -772,6 +802,31 @@ async fn apply_pending_change_event(
         )));
     };
     drop_pending(conn, customer_id).await?;
+    schedule_pending_change(
+        conn,
+        config,
+        delivery,
+        event,
+        customer_id,
+        plan,
+        effective_at,
+    )
+    .await?;
+    Ok(Some(customer_id))
+}
+
+/// Records a change of `customer_id` to `plan` at `effective_at` (from
+/// `delivery`) and schedules its `github.apply_pending_change` job; applies
+/// it at once when the date has passed.
+async fn schedule_pending_change(
+    conn: &mut AsyncPgConnection,
+    config: &Config,
+    delivery: &Delivery<'_>,
+    event: &MarketplacePurchaseEvent,
+    customer_id: i64,
+    plan: Plan,
+    effective_at: DateTime<Utc>,
+) -> Result<(), DeliveryError> {
     let pending_id: i64 = diesel::insert_into(github_pending_changes::table)
         .values((
             github_pending_changes::customer_id.eq(customer_id),
@@ -785,7 +840,7 @@ async fn apply_pending_change_event(
         .await?;
     if effective_at <= Utc::now() {
         apply_pending_change(conn, &config.pricing, pending_id, Utc::now()).await?;
-        return Ok(Some(customer_id));
+        return Ok(());
     }
     let dedupe = format!("{KIND_GITHUB_APPLY_PENDING_CHANGE}:{pending_id}");
     if let Some(job_id) = enqueue(
@@ -804,7 +859,7 @@ async fn apply_pending_change_event(
             .execute(conn)
             .await?;
     }
-    Ok(Some(customer_id))
+    Ok(())
 }
 
 /// `pending_change_cancelled`.
@@ -824,16 +879,6 @@ async fn cancel_pending_change_event(
     Ok(Some(customer_id))
 }
 
-/// The plan a customer falls back to without a paid plan (the rule of the
-/// Stripe side: `payg` with a card on file, else `trial`).
-fn fallback_plan(has_payment_method: bool) -> Plan {
-    if has_payment_method {
-        Plan::Payg
-    } else {
-        Plan::Trial
-    }
-}
-
 /// `cancelled`.
 async fn apply_cancellation(
     conn: &mut AsyncPgConnection,
@@ -847,14 +892,9 @@ async fn apply_cancellation(
         );
         return Ok(None);
     };
-    let customer = find_customer(conn, customer_id).await?;
-    let plan = if customer.has_live_subscription() {
-        Plan::Pro // paid through Stripe, not GitHub
-    } else {
-        fallback_plan(customer.has_payment_method)
-    };
     link_account(conn, customer_id, account).await?;
-    set_plan(conn, customer_id, plan).await?;
+    // Falls back to payg/trial unless a Stripe subscription pays for Pro.
+    change_plan(conn, customer_id, &PlanChange::MarketplaceEnded).await?;
     drop_pending(conn, customer_id).await?;
     Ok(Some(customer_id))
 }
@@ -912,13 +952,8 @@ pub async fn apply_pending_change(
         let Some((plan, effective_at, delivery_id)) = pending else {
             return Ok(false);
         };
-        diesel::update(customers::table.find(customer_id))
-            .set((
-                customers::plan.eq(&plan),
-                customers::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
+        let plan = Plan::parse(&plan)?;
+        change_plan(conn, customer_id, &PlanChange::Marketplace(plan)).await?;
         diesel::update(github_pending_changes::table.find(pending_change_id))
             .set((
                 github_pending_changes::status.eq("applied"),
@@ -926,8 +961,8 @@ pub async fn apply_pending_change(
             ))
             .execute(conn)
             .await?;
-        tracing::info!(customer_id, plan, "Marketplace pending change applied");
-        if plan == Plan::Pro.as_str() {
+        tracing::info!(customer_id, %plan, "Marketplace pending change applied");
+        if plan == Plan::Pro {
             let payload: Value = github_deliveries::table
                 .find(&delivery_id)
                 .select(github_deliveries::payload)
@@ -942,7 +977,7 @@ pub async fn apply_pending_change(
                 serde_json::from_value(payload).map_err(|e| invalid(e.to_string()))?;
             let period = event.period_at(effective_at).map_err(invalid)?;
             let account_id = event.marketplace_purchase.account.id;
-            grant_period(conn, pricing, customer_id, account_id, period).await?;
+            grant_period(conn, pricing, customer_id, account_id, period, effective_at).await?;
         }
         Ok(true)
     })

@@ -2,26 +2,48 @@
 //! ([`record_event`]: once per Stripe event id, with its processing job) and
 //! applying them to customers ([`process_event_job`]).
 //!
+//! This is an adapter: it parses, re-reads, and calls domain commands.
+//! Events can arrive late, twice, out of order or several in one second, so
+//! for subscription and invoice events the job re-reads the object from
+//! Stripe (`GET /v1/subscriptions/{id}`, `/v1/invoices/{id}` and the
+//! invoice's subscription) and hands the domain a snapshot of the current
+//! state (`billing::subscriptions::apply_subscription_snapshot`,
+//! `apply_invoice_snapshot`), as Pay and dj-stripe do: whatever the order,
+//! the customer ends in Stripe's current state. A re-read that fails
+//! (network, 429, 5xx, a rejected key) retries the job; an object Stripe no
+//! longer has (404), or no call possible (`BILLING_ENABLED=false`, no key),
+//! applies the event's own object, stamped with the event's time.
+//!
 //! Applying one event, its effects and its `processed` mark commit in one
-//! transaction, under the customer's row lock. Events can arrive late, twice
-//! or out of order, so every effect is guarded: subscription state carries
-//! the Stripe timestamp it came from (`customers.subscription_updated_at`)
-//! and an older event never overwrites it; payment methods carry theirs
+//! transaction, under the customer's row lock. An event whose Stripe
+//! Customer is not known yet (or an invoice whose subscription is not) is
+//! not marked processed: the job retries with backoff, and recording the
+//! customer's Stripe id re-drives it at once ([`redrive_waiting_events`]).
+//! Payment methods carry the time of their last event
 //! (`stripe_payment_methods.last_event_at`); credit grants use ledger
 //! idempotency keys (`invoice:<invoice id>`, `billing_bonus`).
 
+use crate::server::billing::customers::find_customer;
 use crate::server::billing::ledger::{append_entry, NewEntry};
-use crate::server::billing::notifications::enqueue_email;
-use crate::server::billing::notifications::{subscription_payment_failed, EmailLinks, Recipient};
+use crate::server::billing::notifications::{
+    enqueue_email, subscription_payment_failed, EmailLinks, Recipient,
+};
+use crate::server::billing::plan::{change_plan, PlanChange};
 use crate::server::billing::pricing::PricingCatalog;
+use crate::server::billing::refunds::{
+    apply_refund, close_dispute, open_dispute, DisputeOutcome, DisputeSnapshot, RefundSnapshot,
+};
+use crate::server::billing::subscriptions::{
+    apply_invoice_snapshot, apply_subscription_snapshot, lock_by_processor_customer, Applied,
+    BillingReason, InvoiceSnapshot, SubscriptionSnapshot,
+};
 use crate::server::billing::work::KIND_STRIPE_PROCESS_EVENT;
 use crate::server::billing::BillingError;
-use crate::server::db::queue::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
-use crate::server::db::schema::{
-    customers, stripe_events, stripe_payment_methods, stripe_subscriptions,
-};
+use crate::server::db::queue::{enqueue, retry_now, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::db::schema::{jobs, stripe_events, stripe_payment_methods};
 use crate::server::state::AppState;
-use crate::types::values::{LedgerKind, Plan};
+use crate::server::stripe::client::{StripeApi, StripeCallError};
+use crate::types::values::{LedgerKind, SubscriptionStatus};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -133,12 +155,15 @@ pub async fn record_event(
 }
 
 /// The `stripe.process_event` job (`{"event_id": "evt_…"}`): applies the
-/// stored event once. Its effects and `status = 'processed'` commit
-/// together; a failure rolls the effects back, counts the attempt on the
-/// event (`status = 'failed'`, `last_error`) and the job retries.
+/// stored event once. For subscription and invoice events it first
+/// re-reads the object from Stripe (module doc), outside any transaction.
+/// Its effects and `status = 'processed'` commit together; a failure rolls
+/// the effects back, counts the attempt on the event (`status = 'failed'`,
+/// `last_error`) and the job retries.
 ///
 /// Errors: permanent when the payload or the stored event is unusable;
-/// retryable for database failures.
+/// retryable for database failures, failed re-reads and events waiting for
+/// their customer or subscription to be known.
 pub async fn process_event_job(state: &AppState, payload: &Value) -> Result<(), JobError> {
     let event_id = payload
         .get("event_id")
@@ -147,44 +172,61 @@ pub async fn process_event_job(state: &AppState, payload: &Value) -> Result<(), 
         .to_owned();
     let pricing = &state.config.pricing;
     let links = &state.config.email.links;
-    let mut conn = state.conn().await?;
-    let result: Result<(), ApplyError> = conn
-        .transaction(async |conn| {
-            let event_id = &event_id;
-            let stored: Option<(Value, String)> = stripe_events::table
-                .find(event_id)
-                .select((stripe_events::payload, stripe_events::status))
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?;
-            let Some((raw, status)) = stored else {
-                return Err(ApplyError::Permanent(format!(
-                    "event {event_id} is not stored"
-                )));
-            };
-            if status == "processed" {
-                return Ok(());
-            }
-            let event: StripeEvent = serde_json::from_value(raw)
-                .map_err(|e| ApplyError::Permanent(format!("stored event unreadable: {e}")))?;
-            apply_event(conn, pricing, links, &event).await?;
-            diesel::update(stripe_events::table.find(event_id))
-                .set((
-                    stripe_events::status.eq("processed"),
-                    stripe_events::processed_at.eq(diesel::dsl::now),
-                    stripe_events::attempts.eq(stripe_events::attempts + 1),
-                    stripe_events::last_error.eq(None::<String>),
-                ))
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-        .await;
+    let stored: Option<(Value, String)> = {
+        let mut conn = state.conn().await?;
+        stripe_events::table
+            .find(&event_id)
+            .select((stripe_events::payload, stripe_events::status))
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(BillingError::from)?
+    };
+    let result = match stored {
+        None => Err(ApplyError::Permanent(format!(
+            "event {event_id} is not stored"
+        ))),
+        Some((_, status)) if status == "processed" => return Ok(()),
+        Some((raw, _)) => match serde_json::from_value::<StripeEvent>(raw) {
+            Err(e) => Err(ApplyError::Permanent(format!(
+                "stored event unreadable: {e}"
+            ))),
+            Ok(event) => match reread(state, &event).await {
+                Err(e) => Err(e),
+                Ok(fresh) => {
+                    let mut conn = state.conn().await?;
+                    conn.transaction(async |conn| {
+                        let status: String = stripe_events::table
+                            .find(&event_id)
+                            .select(stripe_events::status)
+                            .for_update()
+                            .first(conn)
+                            .await?;
+                        if status == "processed" {
+                            return Ok(());
+                        }
+                        apply_event(conn, pricing, links, &event, fresh).await?;
+                        diesel::update(stripe_events::table.find(&event_id))
+                            .set((
+                                stripe_events::status.eq("processed"),
+                                stripe_events::processed_at.eq(diesel::dsl::now),
+                                stripe_events::attempts.eq(stripe_events::attempts + 1),
+                                stripe_events::last_error.eq(None::<String>),
+                            ))
+                            .execute(conn)
+                            .await?;
+                        Ok(())
+                    })
+                    .await
+                }
+            },
+        },
+    };
     match result {
         Ok(()) => Ok(()),
         Err(error) => {
             let message = error.to_string();
+            let mut conn = state.conn().await?;
             diesel::update(stripe_events::table.find(&event_id))
                 .set((
                     stripe_events::status.eq("failed"),
@@ -196,6 +238,8 @@ pub async fn process_event_job(state: &AppState, payload: &Value) -> Result<(), 
                 .map_err(BillingError::from)?;
             Err(match error {
                 ApplyError::Permanent(m) => JobError::permanent(m),
+                ApplyError::Waiting(m) => JobError::retry(m),
+                ApplyError::Reread(m) => JobError::retry(m),
                 ApplyError::Billing(e) => JobError::retry(e.to_string()),
             })
         }
@@ -206,6 +250,12 @@ pub async fn process_event_job(state: &AppState, payload: &Value) -> Result<(), 
 enum ApplyError {
     #[error("{0}")]
     Permanent(String),
+    /// Not applicable yet (customer or subscription unknown): retried.
+    #[error("waiting: {0}")]
+    Waiting(String),
+    /// Stripe could not be asked for the current state: retried.
+    #[error("cannot re-read from Stripe: {0}")]
+    Reread(String),
     #[error(transparent)]
     Billing(#[from] BillingError),
 }
@@ -213,6 +263,12 @@ enum ApplyError {
 impl From<diesel::result::Error> for ApplyError {
     fn from(error: diesel::result::Error) -> Self {
         Self::Billing(error.into())
+    }
+}
+
+impl From<EventParseError> for ApplyError {
+    fn from(error: EventParseError) -> Self {
+        Self::Permanent(error.0)
     }
 }
 
@@ -230,29 +286,245 @@ pub const HANDLED_TYPES: &[&str] = &[
     "setup_intent.succeeded",
     "payment_intent.succeeded",
     "payment_intent.payment_failed",
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
 ];
+
+/// The current state of an event's object, read before applying it.
+#[derive(Debug)]
+enum Fresh {
+    /// Not a subscription or invoice event.
+    Nothing,
+    /// A subscription event's subscription.
+    Subscription(SubscriptionSnapshot),
+    /// An invoice event's invoice and, when it has one, its subscription
+    /// (`None` when only the event's own object could be used).
+    Invoice(InvoiceSnapshot, Option<SubscriptionSnapshot>),
+    /// A dispute event's dispute, with the disputed charge's customer when
+    /// Stripe could be asked.
+    Dispute(DisputeSnapshot),
+}
+
+fn is_subscription_event(type_: &str) -> bool {
+    type_.starts_with("customer.subscription.")
+}
+
+fn is_invoice_event(type_: &str) -> bool {
+    matches!(
+        type_,
+        "invoice.paid" | "invoice.payment_succeeded" | "invoice.payment_failed"
+    )
+}
+
+/// Reads `path` from Stripe: `Ok(Some)` the current object, `Ok(None)`
+/// when no call is possible (billing off, no key) or Stripe no longer has
+/// it (404).
+async fn fetch(state: &AppState, path: &str) -> Result<Option<Value>, ApplyError> {
+    if !state.config.stripe.can_call_stripe() {
+        return Ok(None);
+    }
+    let api =
+        StripeApi::new(&state.config.stripe).map_err(|e| ApplyError::Reread(e.to_string()))?;
+    match api
+        .call::<Value>(stripe_client_core::StripeMethod::Get, path, &[], None)
+        .await
+    {
+        Ok(object) => Ok(Some(object)),
+        Err(StripeCallError::Api { status: 404, .. }) => Ok(None),
+        Err(e) => Err(ApplyError::Reread(e.to_string())),
+    }
+}
+
+/// A Stripe id usable in a path (letters, digits, `_`).
+fn safe_id(id: &str) -> Option<&str> {
+    (!id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then_some(id)
+}
+
+async fn reread(state: &AppState, event: &StripeEvent) -> Result<Fresh, ApplyError> {
+    let object = &event.data.object;
+    let at = event.created_at()?;
+    // What we read now is at least as new as the event that made us read
+    // it, whatever the skew between Stripe's clock and ours.
+    let now = || Utc::now().max(at);
+    if is_subscription_event(&event.type_) {
+        let current = match str_field(object, "id").and_then(safe_id) {
+            Some(id) => fetch(state, &format!("/subscriptions/{id}")).await?,
+            None => None,
+        };
+        let snapshot = match current {
+            Some(current) => subscription_snapshot(&current, now())?,
+            None => {
+                let mut own = subscription_snapshot(object, at)?;
+                if event.type_ == "customer.subscription.deleted" {
+                    own.status = SubscriptionStatus::Canceled;
+                }
+                own
+            }
+        };
+        return Ok(Fresh::Subscription(snapshot));
+    }
+    if is_invoice_event(&event.type_) {
+        let current = match str_field(object, "id").and_then(safe_id) {
+            Some(id) => fetch(state, &format!("/invoices/{id}")).await?,
+            None => None,
+        };
+        let Some(current) = current else {
+            return Ok(Fresh::Invoice(invoice_snapshot(object, at)?, None));
+        };
+        let invoice = invoice_snapshot(&current, now())?;
+        let subscription = match invoice.subscription_id.as_deref().and_then(safe_id) {
+            Some(id) => match fetch(state, &format!("/subscriptions/{id}")).await? {
+                Some(sub) => Some(subscription_snapshot(&sub, now())?),
+                None => None,
+            },
+            None => None,
+        };
+        return Ok(Fresh::Invoice(invoice, subscription));
+    }
+    if event.type_.starts_with("charge.dispute.") {
+        let mut dispute = dispute_snapshot(object, at)?;
+        if dispute.processor_customer_id.is_none() {
+            if let Some(id) = safe_id(&dispute.processor_charge_id) {
+                if let Some(charge) = fetch(state, &format!("/charges/{id}")).await? {
+                    dispute.processor_customer_id =
+                        id_field(&charge, "customer").map(str::to_owned);
+                }
+            }
+        }
+        return Ok(Fresh::Dispute(dispute));
+    }
+    Ok(Fresh::Nothing)
+}
+
+/// A Stripe Dispute object (`dp_…`) as a domain snapshot.
+///
+/// Errors: [`EventParseError`] without an id or charge.
+fn dispute_snapshot(
+    object: &Value,
+    observed_at: DateTime<Utc>,
+) -> Result<DisputeSnapshot, EventParseError> {
+    let (Some(id), Some(charge)) = (str_field(object, "id"), id_field(object, "charge")) else {
+        return Err(EventParseError("dispute without id or charge".into()));
+    };
+    Ok(DisputeSnapshot {
+        id: id.to_owned(),
+        processor_charge_id: charge.to_owned(),
+        payment_intent_id: id_field(object, "payment_intent").map(str::to_owned),
+        processor_customer_id: object
+            .get("charge")
+            .filter(|c| c.is_object())
+            .and_then(|c| id_field(c, "customer"))
+            .map(str::to_owned),
+        amount_cents: object.get("amount").and_then(Value::as_i64).unwrap_or(0),
+        currency: str_field(object, "currency").unwrap_or("usd").to_owned(),
+        reason: str_field(object, "reason").unwrap_or("general").to_owned(),
+        status: str_field(object, "status")
+            .unwrap_or("needs_response")
+            .to_owned(),
+        observed_at,
+    })
+}
+
+/// Tells every staff admin about a new dispute: one email each (key
+/// `dispute_opened:<dispute id>:<user id>`), in the event's transaction.
+/// The admin console shows the flagged customer (the console's notice).
+async fn notify_admins_of_dispute(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    dispute: &DisputeSnapshot,
+) -> Result<(), ApplyError> {
+    use crate::server::db::schema::users;
+    let customer = find_customer(conn, customer_id).await?;
+    let admins: Vec<(i64, String)> = users::table
+        .filter(users::role.eq(crate::server::auth::accounts::ROLE_STAFF_ADMIN))
+        .filter(users::customer_id.is_null())
+        .select((users::id, users::email))
+        .load(conn)
+        .await?;
+    let amount =
+        crate::server::billing::pricing::format_money(dispute.amount_cents, &dispute.currency);
+    for (user_id, email) in admins {
+        let to = Recipient {
+            customer_id: None,
+            email: &email,
+            name: "",
+        };
+        let key = format!("dispute_opened:{}:{user_id}", dispute.id);
+        enqueue_email(
+            conn,
+            &crate::server::billing::notifications::dispute_opened(
+                &to,
+                customer_id,
+                &customer.email,
+                &amount,
+                &dispute.reason,
+                key,
+            ),
+        )
+        .await?;
+    }
+    tracing::warn!(customer_id, dispute = %dispute.id, "dispute opened; admins told");
+    Ok(())
+}
+
+fn waiting(applied: &Applied) -> Result<(), ApplyError> {
+    match applied {
+        Applied::Waiting(why) => Err(ApplyError::Waiting((*why).to_owned())),
+        Applied::Skipped(why) => {
+            tracing::info!(why, "Stripe state not applied");
+            Ok(())
+        }
+        Applied::Done => Ok(()),
+    }
+}
 
 async fn apply_event(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
     links: &EmailLinks,
     event: &StripeEvent,
+    fresh: Fresh,
 ) -> Result<(), ApplyError> {
-    let at = event
-        .created_at()
-        .map_err(|e| ApplyError::Permanent(e.to_string()))?;
+    let at = event.created_at()?;
     let object = &event.data.object;
+    match fresh {
+        Fresh::Subscription(snapshot) => {
+            return waiting(&apply_subscription_snapshot(conn, &snapshot).await?);
+        }
+        Fresh::Invoice(invoice, subscription) => {
+            let outcome =
+                apply_invoice_snapshot(conn, pricing, &invoice, subscription.as_ref()).await?;
+            waiting(&outcome.applied)?;
+            if let (Some(customer_id), true) = (outcome.customer_id, outcome.notify_payment_failed)
+            {
+                notify_payment_failed(conn, links, customer_id, &invoice).await?;
+            }
+            return Ok(());
+        }
+        Fresh::Dispute(dispute) => {
+            let closing = event.type_ == "charge.dispute.closed";
+            let outcome = if closing {
+                close_dispute(conn, &dispute).await?
+            } else {
+                open_dispute(conn, &dispute).await?
+            };
+            return match outcome {
+                DisputeOutcome::Waiting => Err(ApplyError::Waiting(
+                    "the disputed charge's customer is not known yet".into(),
+                )),
+                DisputeOutcome::Ignored => Ok(()),
+                DisputeOutcome::Recorded { customer_id, new } => {
+                    if new && !closing {
+                        notify_admins_of_dispute(conn, customer_id, &dispute).await?;
+                    }
+                    Ok(())
+                }
+            };
+        }
+        Fresh::Nothing => {}
+    }
     match event.type_.as_str() {
-        "customer.subscription.created"
-        | "customer.subscription.updated"
-        | "customer.subscription.deleted" => {
-            let deleted = event.type_ == "customer.subscription.deleted";
-            apply_subscription(conn, object, at, deleted).await
-        }
-        "invoice.payment_succeeded" | "invoice.paid" => {
-            apply_invoice_paid(conn, pricing, object, at).await
-        }
-        "invoice.payment_failed" => apply_invoice_failed(conn, links, object, at).await,
         "payment_method.attached" => {
             let (Some(pm), Some(cus)) = (str_field(object, "id"), id_field(object, "customer"))
             else {
@@ -280,7 +552,22 @@ async fn apply_event(
                 .and_then(|p| id_field(p, "customer"));
             apply_payment_method_detached(conn, pricing, pm, previous, at).await
         }
-        // Recorded (the stored event is the record); charging is a later slice.
+        "charge.refunded" => {
+            let refund = RefundSnapshot {
+                processor_charge_id: str_field(object, "id").unwrap_or_default().to_owned(),
+                payment_intent_id: id_field(object, "payment_intent").map(str::to_owned),
+                amount_cents: object.get("amount").and_then(Value::as_i64).unwrap_or(0),
+                amount_refunded_cents: object
+                    .get("amount_refunded")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+            };
+            let outcome = apply_refund(conn, &refund).await?;
+            tracing::info!(?outcome, charge = %refund.processor_charge_id, "refund applied");
+            Ok(())
+        }
+        // Recorded (the stored event is the record); the charge job reads
+        // the PaymentIntent itself.
         "payment_intent.succeeded" | "payment_intent.payment_failed" => Ok(()),
         _ => Ok(()),
     }
@@ -300,165 +587,42 @@ fn id_field<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-/// Our customer's current state, locked for the rest of the transaction.
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = customers, check_for_backend(diesel::pg::Pg))]
-struct Locked {
-    id: i64,
-    has_payment_method: bool,
-    stripe_subscription_id: Option<String>,
-    subscription_updated_at: Option<DateTime<Utc>>,
-}
-
-/// Finds and locks (`FOR NO KEY UPDATE`, as the ledger does) our customer
-/// with this Stripe Customer id. `None` (logged) for a customer we do not
-/// know: the event is kept and marked processed.
-async fn lock_customer(
-    conn: &mut AsyncPgConnection,
-    stripe_customer_id: &str,
-) -> Result<Option<Locked>, ApplyError> {
-    let row: Option<Locked> = customers::table
-        .filter(customers::stripe_customer_id.eq(stripe_customer_id))
-        .select(Locked::as_select())
-        .for_no_key_update()
-        .first(conn)
-        .await
-        .optional()?;
-    if row.is_none() {
-        tracing::warn!(
-            stripe_customer_id,
-            "Stripe event for an unknown customer; ignored"
-        );
-    }
-    Ok(row)
-}
-
-/// Whether state from an event at `at` may replace state applied from an
-/// event at `last`: strictly newer, or (same second) when `wins_ties`.
-fn is_newer(at: DateTime<Utc>, last: Option<DateTime<Utc>>, wins_ties: bool) -> bool {
-    match last {
-        None => true,
-        Some(last) => at > last || (wins_ties && at == last),
-    }
-}
-
-/// The plan a customer falls back to without a live subscription.
-fn fallback_plan(has_payment_method: bool) -> Plan {
-    if has_payment_method {
-        Plan::Payg
-    } else {
-        Plan::Trial
-    }
-}
-
-/// Subscription statuses that keep the Pro plan.
-fn is_pro_status(status: &str) -> bool {
-    matches!(status, "active" | "trialing" | "past_due")
-}
-
-/// Applies a Subscription object (from an event, or from our own call to
-/// Stripe at `at`) to its customer, unless newer state was applied already.
-/// Call inside a transaction.
-///
-/// Errors: [`BillingError::Database`].
-pub(crate) async fn apply_subscription_object(
-    conn: &mut AsyncPgConnection,
-    subscription: &Value,
-    at: DateTime<Utc>,
-    deleted: bool,
-) -> Result<(), BillingError> {
-    match apply_subscription(conn, subscription, at, deleted).await {
-        Ok(()) => Ok(()),
-        Err(ApplyError::Billing(e)) => Err(e),
-        Err(ApplyError::Permanent(m)) => {
-            Err(BillingError::Invalid(crate::types::values::ParseError(m)))
-        }
-    }
-}
-
-async fn apply_subscription(
-    conn: &mut AsyncPgConnection,
-    subscription: &Value,
-    at: DateTime<Utc>,
-    deleted: bool,
-) -> Result<(), ApplyError> {
-    let (Some(sub_id), Some(cus)) = (
-        str_field(subscription, "id"),
-        id_field(subscription, "customer"),
-    ) else {
-        return Ok(());
-    };
-    let Some(customer) = lock_customer(conn, cus).await? else {
-        return Ok(());
-    };
-    if !is_newer(at, customer.subscription_updated_at, deleted) {
-        tracing::info!(
-            customer_id = customer.id,
-            "older subscription event skipped"
-        );
-        return Ok(());
-    }
-    if deleted
-        && customer
-            .stripe_subscription_id
-            .as_deref()
-            .is_some_and(|current| current != sub_id)
-    {
-        // An old subscription ended; the current one is unaffected.
-        return Ok(());
-    }
-    let status = if deleted {
-        "canceled"
-    } else {
-        str_field(subscription, "status").unwrap_or("incomplete")
-    };
-    // Newer API versions keep the period on the items, older ones on the
-    // subscription.
-    let period_end = subscription
-        .get("current_period_end")
+fn time_field(object: &Value, pointer: &str) -> Option<DateTime<Utc>> {
+    object
+        .pointer(pointer)
         .and_then(Value::as_i64)
-        .or_else(|| {
-            subscription
-                .pointer("/items/data/0/current_period_end")
-                .and_then(Value::as_i64)
-        })
-        .and_then(|t| DateTime::from_timestamp(t, 0));
-    let plan = if is_pro_status(status) {
-        Plan::Pro
-    } else {
-        fallback_plan(customer.has_payment_method)
+        .and_then(|t| DateTime::from_timestamp(t, 0))
+}
+
+/// A Stripe Subscription object (API versions before and after
+/// 2025-03-31, whose period lives on the items) as a domain snapshot
+/// observed at `observed_at`.
+///
+/// Errors: [`EventParseError`] without an id or customer, or for a status
+/// outside Stripe's list.
+pub fn subscription_snapshot(
+    object: &Value,
+    observed_at: DateTime<Utc>,
+) -> Result<SubscriptionSnapshot, EventParseError> {
+    let (Some(id), Some(customer)) = (str_field(object, "id"), id_field(object, "customer")) else {
+        return Err(EventParseError(
+            "subscription without id or customer".into(),
+        ));
     };
-    let cancel_at_period_end = !deleted
-        && subscription
+    let status = SubscriptionStatus::parse(str_field(object, "status").unwrap_or("incomplete"))
+        .map_err(|e| EventParseError(e.0))?;
+    Ok(SubscriptionSnapshot {
+        id: id.to_owned(),
+        processor_customer_id: customer.to_owned(),
+        status,
+        cancel_at_period_end: object
             .get("cancel_at_period_end")
             .and_then(Value::as_bool)
-            .unwrap_or(false);
-    diesel::update(customers::table.find(customer.id))
-        .set((
-            customers::subscription_status.eq(status),
-            customers::stripe_subscription_id.eq(sub_id),
-            customers::current_period_end.eq(period_end),
-            customers::subscription_updated_at.eq(at),
-            customers::plan.eq(plan.as_str()),
-            customers::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    diesel::insert_into(stripe_subscriptions::table)
-        .values((
-            stripe_subscriptions::id.eq(sub_id),
-            stripe_subscriptions::customer_id.eq(customer.id),
-            stripe_subscriptions::cancel_at_period_end.eq(cancel_at_period_end),
-        ))
-        .on_conflict(stripe_subscriptions::id)
-        .do_update()
-        .set((
-            stripe_subscriptions::cancel_at_period_end.eq(cancel_at_period_end),
-            stripe_subscriptions::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
+            .unwrap_or(false),
+        current_period_end: time_field(object, "/current_period_end")
+            .or_else(|| time_field(object, "/items/data/0/current_period_end")),
+        observed_at,
+    })
 }
 
 /// The subscription an invoice belongs to, across API versions: top-level
@@ -471,138 +635,153 @@ fn invoice_subscription(invoice: &Value) -> Option<&str> {
     })
 }
 
-/// Grants the period's credits for a paid subscription invoice (once per
-/// invoice: ledger key `invoice:<id>`) and, when it pays the current
-/// subscription while that is `past_due`, makes it `active` again. Call
-/// inside a transaction.
+/// The invoice item a line bills, across API versions
+/// (`parent.invoice_item_details.invoice_item`, or `invoice_item`, or an
+/// `ii_…` line id on old versions and localstripe).
+fn line_invoice_item(line: &Value) -> Option<&str> {
+    line.pointer("/parent/invoice_item_details/invoice_item")
+        .and_then(Value::as_str)
+        .or_else(|| id_field(line, "invoice_item"))
+        .or_else(|| str_field(line, "id").filter(|id| id.starts_with("ii_")))
+}
+
+/// A Stripe Invoice object as a domain snapshot observed at `observed_at`.
 ///
-/// Errors: [`BillingError::Database`].
-pub(crate) async fn apply_paid_invoice(
-    conn: &mut AsyncPgConnection,
-    pricing: &PricingCatalog,
-    invoice: &Value,
-    at: DateTime<Utc>,
-) -> Result<(), BillingError> {
-    match apply_invoice_paid(conn, pricing, invoice, at).await {
-        Ok(()) => Ok(()),
-        Err(ApplyError::Billing(e)) => Err(e),
-        Err(ApplyError::Permanent(m)) => {
-            Err(BillingError::Invalid(crate::types::values::ParseError(m)))
-        }
-    }
-}
-
-async fn apply_invoice_paid(
-    conn: &mut AsyncPgConnection,
-    pricing: &PricingCatalog,
-    invoice: &Value,
-    at: DateTime<Utc>,
-) -> Result<(), ApplyError> {
-    let (Some(invoice_id), Some(cus)) = (str_field(invoice, "id"), id_field(invoice, "customer"))
-    else {
-        return Ok(());
+/// Errors: [`EventParseError`] without an id or customer.
+pub fn invoice_snapshot(
+    object: &Value,
+    observed_at: DateTime<Utc>,
+) -> Result<InvoiceSnapshot, EventParseError> {
+    let (Some(id), Some(customer)) = (str_field(object, "id"), id_field(object, "customer")) else {
+        return Err(EventParseError("invoice without id or customer".into()));
     };
-    if invoice_subscription(invoice).is_none() || pricing.pro_credits_per_period <= 0 {
-        return Ok(()); // one-off invoices grant nothing
-    }
-    let Some(customer) = lock_customer(conn, cus).await? else {
-        return Ok(());
-    };
-    let key = format!("invoice:{invoice_id}");
-    append_entry(
-        conn,
-        NewEntry {
-            customer_id: customer.id,
-            amount: pricing.pro_credits_per_period,
-            kind: LedgerKind::SubscriptionGrant,
-            reference: Some(&key),
-            idempotency_key: &key,
-        },
-    )
-    .await?;
-    crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer.id).await?;
-    // Recovered: the invoice of the current subscription is paid.
-    let status: Option<String> = customers::table
-        .find(customer.id)
-        .select(customers::subscription_status)
-        .first(conn)
-        .await?;
-    if status.as_deref() == Some("past_due")
-        && customer.stripe_subscription_id.as_deref() == invoice_subscription(invoice)
-        && is_newer(at, customer.subscription_updated_at, false)
-    {
-        diesel::update(customers::table.find(customer.id))
-            .set((
-                customers::subscription_status.eq("active"),
-                customers::plan.eq(Plan::Pro.as_str()),
-                customers::subscription_updated_at.eq(at),
-                customers::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-    }
-    Ok(())
-}
-
-async fn apply_invoice_failed(
-    conn: &mut AsyncPgConnection,
-    links: &EmailLinks,
-    invoice: &Value,
-    at: DateTime<Utc>,
-) -> Result<(), ApplyError> {
-    let (Some(sub_id), Some(cus)) = (invoice_subscription(invoice), id_field(invoice, "customer"))
-    else {
-        return Ok(());
-    };
-    let Some(customer) = lock_customer(conn, cus).await? else {
-        return Ok(());
-    };
-    if !is_newer(at, customer.subscription_updated_at, false)
-        || customer
-            .stripe_subscription_id
-            .as_deref()
-            .is_some_and(|current| current != sub_id)
-    {
-        return Ok(());
-    }
-    diesel::update(customers::table.find(customer.id))
-        .set((
-            customers::subscription_status.eq("past_due"),
-            customers::stripe_subscription_id.eq(sub_id),
-            customers::subscription_updated_at.eq(at),
-            customers::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    // Tell the customer, in this transaction (once per invoice attempt).
-    let (email, name): (String, String) = customers::table
-        .find(customer.id)
-        .select((customers::email, customers::name))
-        .first(conn)
-        .await?;
-    let to = Recipient {
-        customer_id: Some(customer.id),
-        email: &email,
-        name: &name,
-    };
-    let amount = crate::server::billing::pricing::format_money(
-        invoice
-            .get("amount_due")
-            .and_then(Value::as_i64)
-            .unwrap_or_default(),
-        invoice
-            .get("currency")
-            .and_then(Value::as_str)
-            .unwrap_or("usd"),
-    );
-    let invoice_id = str_field(invoice, "id").unwrap_or("unknown");
-    let attempt = invoice
+    let status = str_field(object, "status");
+    let paid = status == Some("paid") || object.get("paid").and_then(Value::as_bool) == Some(true);
+    let attempt_count = object
         .get("attempt_count")
         .and_then(Value::as_i64)
-        .unwrap_or(1);
-    let key = format!("invoice_payment_failed:{invoice_id}:{attempt}");
+        .unwrap_or(0);
+    let attempted =
+        object.get("attempted").and_then(Value::as_bool) == Some(true) || attempt_count > 0;
+    let lines: &[Value] = object
+        .pointer("/lines/data")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let invoice_item_ids: Vec<String> = lines
+        .iter()
+        .filter_map(line_invoice_item)
+        .map(str::to_owned)
+        .collect();
+    let period_end = lines
+        .iter()
+        .filter(|line| line_invoice_item(line).is_none())
+        .filter_map(|line| time_field(line, "/period/end"))
+        .max();
+    Ok(InvoiceSnapshot {
+        id: id.to_owned(),
+        processor_customer_id: customer.to_owned(),
+        subscription_id: invoice_subscription(object).map(str::to_owned),
+        paid,
+        payment_failed: !paid && attempted && status == Some("open"),
+        billing_reason: str_field(object, "billing_reason")
+            .map(BillingReason::parse)
+            .or_else(|| {
+                // localstripe leaves `billing_reason` null: a subscription
+                // line that is not a proration means a period is paid.
+                lines
+                    .iter()
+                    .any(|line| {
+                        str_field(line, "type") == Some("subscription")
+                            && line.get("proration").and_then(Value::as_bool) != Some(true)
+                    })
+                    .then_some(BillingReason::SubscriptionCycle)
+            }),
+        amount_paid_cents: object
+            .get("amount_paid")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        amount_due_cents: object
+            .get("amount_due")
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+        currency: str_field(object, "currency").unwrap_or("usd").to_owned(),
+        attempt_count,
+        period_end,
+        invoice_item_ids,
+        observed_at,
+    })
+}
+
+/// Queues the `subscription_payment_failed` email (key
+/// `invoice_payment_failed:<invoice id>:<attempt>`), in the event's
+/// transaction.
+async fn notify_payment_failed(
+    conn: &mut AsyncPgConnection,
+    links: &EmailLinks,
+    customer_id: i64,
+    invoice: &InvoiceSnapshot,
+) -> Result<(), ApplyError> {
+    let customer = find_customer(conn, customer_id).await?;
+    let to = Recipient {
+        customer_id: Some(customer_id),
+        email: &customer.email,
+        name: &customer.name,
+    };
+    let amount =
+        crate::server::billing::pricing::format_money(invoice.amount_due_cents, &invoice.currency);
+    let key = format!(
+        "invoice_payment_failed:{}:{}",
+        invoice.id,
+        invoice.attempt_count.max(1)
+    );
     enqueue_email(conn, &subscription_payment_failed(links, &to, &amount, key)).await?;
     Ok(())
+}
+
+/// Makes the jobs of stored, unprocessed events about Stripe Customer
+/// `stripe_customer_id` due now (dead ones revived): call it where the
+/// customer's Stripe id is recorded, so events that arrived before it are
+/// applied at once instead of at their next backoff. Returns how many jobs
+/// were re-driven.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn redrive_waiting_events(
+    conn: &mut AsyncPgConnection,
+    stripe_customer_id: &str,
+) -> Result<usize, BillingError> {
+    let waiting: Vec<String> = stripe_events::table
+        .filter(stripe_events::status.ne("processed"))
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>(
+                "coalesce(payload #>> '{data,object,customer}', payload #>> '{data,object,customer,id}') = ",
+            )
+            .bind::<diesel::sql_types::Text, _>(stripe_customer_id),
+        )
+        .select(stripe_events::id)
+        .load(conn)
+        .await?;
+    let mut redriven = 0;
+    for event_id in waiting {
+        let dedupe = format!("{KIND_STRIPE_PROCESS_EVENT}:{event_id}");
+        let job: Option<i64> = jobs::table
+            .filter(jobs::dedupe_key.eq(&dedupe))
+            .select(jobs::id)
+            .first(conn)
+            .await
+            .optional()?;
+        if let Some(job_id) = job {
+            if retry_now(conn, job_id).await? {
+                redriven += 1;
+            }
+        }
+    }
+    if redriven > 0 {
+        tracing::info!(
+            redriven,
+            "Stripe events waiting for their customer re-driven"
+        );
+    }
+    Ok(redriven)
 }
 
 async fn apply_payment_method(
@@ -613,8 +792,10 @@ async fn apply_payment_method(
     attached: bool,
     at: DateTime<Utc>,
 ) -> Result<(), ApplyError> {
-    let Some(customer) = lock_customer(conn, stripe_customer_id).await? else {
-        return Ok(());
+    let Some(customer) = lock_by_processor_customer(conn, stripe_customer_id).await? else {
+        return Err(ApplyError::Waiting(
+            "the Stripe customer is not known yet".into(),
+        ));
     };
     record_payment_method(conn, pricing, customer.id, payment_method_id, attached, at).await?;
     Ok(())
@@ -636,16 +817,20 @@ async fn apply_payment_method_detached(
     let customer_id = match (known, previous_customer) {
         (Some(id), _) => {
             // Lock the customer first, as everywhere else.
-            customers::table
+            crate::server::db::schema::customers::table
                 .find(id)
-                .select(customers::id)
+                .select(crate::server::db::schema::customers::id)
                 .for_no_key_update()
                 .first::<i64>(conn)
                 .await?
         }
-        (None, Some(cus)) => match lock_customer(conn, cus).await? {
+        (None, Some(cus)) => match lock_by_processor_customer(conn, cus).await? {
             Some(c) => c.id,
-            None => return Ok(()),
+            None => {
+                return Err(ApplyError::Waiting(
+                    "the Stripe customer is not known yet".into(),
+                ))
+            }
         },
         (None, None) => return Ok(()),
     };
@@ -658,7 +843,7 @@ async fn apply_payment_method_detached(
 /// Stripe event's time), unless a newer event about it was already applied
 /// (at the same second, a detach wins). Then derives
 /// `customers.has_payment_method` (any attached method) and the plan (trial
-/// ↔ payg; Pro is left alone), and on a first payment method grants the
+/// ↔ payg; Pro is left alone; through `billing::plan::change_plan`), and on a first payment method grants the
 /// one-time `pricing.billing_bonus_credits` (ledger kind `billing_bonus`,
 /// idempotency key `billing_bonus`). Call it inside a transaction holding
 /// the customer's row lock. Returns whether the customer has a payment
@@ -694,24 +879,12 @@ pub async fn record_payment_method(
     ))
     .get_result(conn)
     .await?;
-    let plan: String = customers::table
-        .find(customer_id)
-        .select(customers::plan)
-        .first(conn)
-        .await?;
-    let new_plan = if plan == Plan::Pro.as_str() {
-        Plan::Pro
-    } else {
-        fallback_plan(has_payment_method)
-    };
-    diesel::update(customers::table.find(customer_id))
-        .set((
-            customers::has_payment_method.eq(has_payment_method),
-            customers::plan.eq(new_plan.as_str()),
-            customers::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    change_plan(
+        conn,
+        customer_id,
+        &PlanChange::PaymentMethod { has_payment_method },
+    )
+    .await?;
     if has_payment_method && pricing.billing_bonus_credits > 0 {
         append_entry(
             conn,

@@ -114,6 +114,9 @@ pub async fn create_customer(state: &AppState, payload: &Value) -> Result<(), Jo
             customer_id,
             "stripe_customer_id was set meanwhile; kept the stored one"
         );
+    } else {
+        // Events that arrived before the id was known apply now.
+        crate::server::stripe::events::redrive_waiting_events(&mut conn, &stripe_id).await?;
     }
     Ok(())
 }

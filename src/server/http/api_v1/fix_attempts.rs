@@ -226,6 +226,10 @@ pub async fn bill_fix_attempt(
         BillOutcome::Billed(fix, Payment::Charging(_)) => {
             (fix, "Billing: a card charge is being made")
         }
+        BillOutcome::Billed(fix, Payment::AwaitingPeriodCredits) => (
+            fix,
+            "Billing: waits for this Pro period's credits (billed when they are granted)",
+        ),
         BillOutcome::Billed(fix, Payment::Refused(reason)) => {
             tracing::info!(
                 customer_id = auth.customer.id,
