@@ -110,6 +110,8 @@ async fn run(command: Command) -> Result<(), String> {
             // hold from the first answer).
             load_flags(&state).await?;
             tokio::spawn(jobs::run_forever(state.clone(), shutdown_signal()));
+            // The nightly reconciliation, enqueued once per UTC day.
+            tokio::spawn(jobs::nightly::run_periodically(state.clone()));
             // Expired sessions and old sign-in attempts, deleted hourly.
             tokio::spawn(
                 rsolv_platform::server::auth::store::delete_expired_periodically(

@@ -154,6 +154,7 @@ async fn the_worker_runs_registered_kinds_and_buries_unknown_ones() {
     assert_eq!(
         Registry::platform().kinds(),
         vec![
+            "billing.reconcile",
             "github.apply_pending_change",
             "github.grant_period",
             "stripe.charge",

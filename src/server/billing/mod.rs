@@ -15,6 +15,7 @@ pub mod payment_methods;
 pub mod phases;
 pub mod placeholder;
 pub mod pricing;
+pub mod reconciliation;
 pub mod status;
 pub mod subscriptions;
 pub mod usage;

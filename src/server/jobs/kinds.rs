@@ -9,8 +9,12 @@
 //! | `stripe.process_event` | [`ProcessStripeEventJob`] | [`stripe_events::process_event_job`] |
 //! | `github.apply_pending_change` | [`ApplyPendingChangeJob`] | [`github_events::apply_pending_change_job`] |
 //! | `github.grant_period` | [`GrantPeriodJob`] | [`credits::grant_period_job`] |
+//! | `billing.reconcile` | [`ReconcileJob`] | [`reconciliation::run`] |
 
-use crate::server::billing::work::{ChargeJob, CreateCustomerJob, ProcessStripeEventJob};
+use crate::server::billing::reconciliation;
+use crate::server::billing::work::{
+    ChargeJob, CreateCustomerJob, ProcessStripeEventJob, ReconcileJob,
+};
 use crate::server::jobs::{BackgroundJob, Job, JobError, Registry};
 use crate::server::marketplace::jobs::{ApplyPendingChangeJob, GrantPeriodJob};
 use crate::server::marketplace::{credits, events as github_events};
@@ -26,6 +30,7 @@ pub fn register_all(registry: Registry) -> Registry {
         .register::<ProcessStripeEventJob>()
         .register::<ApplyPendingChangeJob>()
         .register::<GrantPeriodJob>()
+        .register::<ReconcileJob>()
 }
 
 /// The job as the JSON payload its handler parses.
@@ -61,5 +66,27 @@ impl Job for ApplyPendingChangeJob {
 impl Job for GrantPeriodJob {
     async fn run(&self, ctx: &AppState) -> Result<(), JobError> {
         credits::grant_period_job(ctx, &payload(self)?).await
+    }
+}
+
+impl Job for ReconcileJob {
+    async fn run(&self, ctx: &AppState) -> Result<(), JobError> {
+        let mut conn = ctx
+            .conn()
+            .await
+            .map_err(|e| JobError::retry(e.to_string()))?;
+        let summary = reconciliation::run(&mut conn)
+            .await
+            .map_err(|e| JobError::retry(e.to_string()))?;
+        if summary.findings.is_empty() {
+            tracing::info!(run_id = summary.run_id, "reconciliation: no drift");
+        } else {
+            tracing::warn!(
+                run_id = summary.run_id,
+                findings = summary.findings.len(),
+                "reconciliation found drift; see /admin/reconciliation"
+            );
+        }
+        Ok(())
     }
 }

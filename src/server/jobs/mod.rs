@@ -16,6 +16,7 @@ pub use crate::server::db::queue::{
 };
 
 pub mod kinds;
+pub mod nightly;
 
 use crate::server::billing::work::{ChargeJob, CreateCustomerJob};
 use crate::server::billing::BillingError;
