@@ -116,6 +116,8 @@ async fn run(command: Command) -> Result<(), String> {
                 state.clone(),
                 rsolv_platform::server::stripe::charges::SWEEP_EVERY,
             );
+            // The nightly reconciliation, enqueued once per UTC day.
+            tokio::spawn(jobs::nightly::run_periodically(state.clone()));
             // Expired sessions and old sign-in attempts, deleted hourly.
             tokio::spawn(
                 rsolv_platform::server::auth::store::delete_expired_periodically(

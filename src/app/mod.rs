@@ -80,6 +80,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/customers/:id") view=admin::customer::AdminCustomerPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/signups") view=admin::signups::AdminSignupsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/webhooks") view=admin::webhooks::AdminWebhooksPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/jobs") view=admin::jobs::AdminJobsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/reconciliation") view=admin::reconciliation::AdminReconciliationPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/emails") view=admin::emails::AdminEmailsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/flags") view=admin::flags::AdminFlagsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/audit") view=admin::audit::AdminAuditPage ssr=SsrMode::Async />

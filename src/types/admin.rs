@@ -329,3 +329,79 @@ pub struct AdminUserRow {
     /// Created.
     pub created_at: String,
 }
+
+/// One job of the queue in the admin console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminJobRow {
+    /// Row id.
+    pub id: i64,
+    /// Job name, e.g. `stripe.charge`.
+    pub kind: String,
+    /// `dead`, `queued`, `running` or `done`.
+    pub status: String,
+    /// Runs started.
+    pub attempts: i32,
+    /// Runs allowed before `dead`.
+    pub max_attempts: i32,
+    /// The last failure (our own message, never a secret).
+    pub last_error: Option<String>,
+    /// Enqueued (ISO 8601).
+    pub created_at: String,
+    /// Due (ISO 8601).
+    pub run_at: String,
+    /// The payload, JSON text (ids only).
+    pub payload: String,
+}
+
+/// One page of the job queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminJobPage {
+    /// Rows, dead first.
+    pub rows: Vec<AdminJobRow>,
+    /// Matches in all.
+    pub total: i64,
+    /// Page from 1.
+    pub page: i64,
+    /// Rows per page.
+    pub per_page: i64,
+    /// Every job kind present (filter choices).
+    pub kinds: Vec<String>,
+}
+
+/// One reconciliation finding in the admin console.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminFindingRow {
+    /// Row id.
+    pub id: i64,
+    /// The run that found it.
+    pub run_id: i64,
+    /// `ledger_drift`, `fix_payment`, `missing_grant`, `duplicate_grant`
+    /// or `refund_not_applied`.
+    pub kind: String,
+    /// The customer concerned.
+    pub customer_id: Option<i64>,
+    /// What it is about, e.g. `invoice:in_1`.
+    pub subject: String,
+    /// The facts, JSON text.
+    pub details: String,
+    /// Whether "Repair" applies.
+    pub repairable: bool,
+    /// When it was resolved (ISO 8601).
+    pub resolved_at: Option<String>,
+    /// Who resolved it.
+    pub resolved_by: Option<String>,
+    /// Found (ISO 8601).
+    pub created_at: String,
+}
+
+/// The reconciliation page: the latest run and its findings plus every
+/// older unresolved one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminReconciliation {
+    /// The latest run's id.
+    pub latest_run_id: Option<i64>,
+    /// When it finished (ISO 8601).
+    pub latest_run_at: Option<String>,
+    /// Findings, newest first.
+    pub findings: Vec<AdminFindingRow>,
+}

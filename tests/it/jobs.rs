@@ -8,9 +8,32 @@ use diesel::prelude::*;
 use diesel::sql_types::Int8;
 use diesel_async::RunQueryDsl;
 use rsolv_platform::server::db::queue::{claim, complete, enqueue, renew_lease, Job, NewJob};
+use rsolv_platform::server::db::queue::{BackgroundJob, JobError};
 use rsolv_platform::server::db::schema::jobs;
-use rsolv_platform::server::jobs::{run_once_with, run_until_idle, Registry};
+use rsolv_platform::server::jobs::{run_once_with, run_until_idle, Job as RunnableJob, Registry};
+use rsolv_platform::server::state::AppState;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
+
+/// A job type of the tests: fails permanently when told to.
+#[derive(Debug, Serialize, Deserialize)]
+struct EchoJob {
+    fail: bool,
+}
+
+impl BackgroundJob for EchoJob {
+    const JOB_NAME: &'static str = "test.echo";
+}
+
+impl RunnableJob for EchoJob {
+    async fn run(&self, _ctx: &AppState) -> Result<(), JobError> {
+        if self.fail {
+            Err(JobError::permanent("told to fail"))
+        } else {
+            Ok(())
+        }
+    }
+}
 
 fn job(kind: &str) -> NewJob<'_> {
     NewJob {
@@ -70,14 +93,11 @@ async fn the_worker_runs_registered_kinds_and_buries_unknown_ones() {
         .as_deref()
         .is_some_and(|e| e.contains("unknown job kind")));
 
-    let registry = Registry::new().register("test.ok", |_, payload| {
-        Box::pin(async move {
-            assert_eq!(payload, &json!({}));
-            Ok(())
-        })
-    });
-    assert_eq!(registry.kinds(), vec!["test.ok"]);
-    enqueue(&mut app.conn().await, &job("test.ok"))
+    let registry = Registry::new().register::<EchoJob>();
+    assert_eq!(registry.kinds(), vec!["test.echo"]);
+    let mut conn = app.conn().await;
+    EchoJob { fail: false }
+        .enqueue(&mut conn, None)
         .await
         .unwrap();
     let run = run_once_with(&registry, &state)
@@ -86,7 +106,60 @@ async fn the_worker_runs_registered_kinds_and_buries_unknown_ones() {
         .expect("a due job");
     assert_eq!(
         (run.kind.as_str(), run.status.as_str()),
-        ("test.ok", "done")
+        ("test.echo", "done")
     );
-    assert!(Registry::platform().kinds().contains(&"stripe.charge"));
+    // The typed payload is what the job runs with.
+    EchoJob { fail: true }
+        .enqueue(&mut conn, None)
+        .await
+        .unwrap();
+    let run = run_once_with(&registry, &state)
+        .await
+        .unwrap()
+        .expect("due");
+    assert_eq!(run.status, "dead");
+    assert_eq!(run.error.as_deref(), Some("told to fail"));
+    // A payload that is not the type's shape is buried, not retried.
+    enqueue(
+        &mut conn,
+        &NewJob {
+            kind: "test.echo",
+            payload: json!({ "fail": "sometimes" }),
+            dedupe_key: None,
+            max_attempts: 3,
+        },
+    )
+    .await
+    .unwrap();
+    let run = run_once_with(&registry, &state)
+        .await
+        .unwrap()
+        .expect("due");
+    assert_eq!(run.status, "dead");
+    assert!(run
+        .error
+        .as_deref()
+        .is_some_and(|e| e.contains("malformed test.echo payload")));
+    // A dedupe key makes a second enqueue a no-op.
+    assert!(EchoJob { fail: false }
+        .enqueue(&mut conn, Some("echo:1"))
+        .await
+        .unwrap()
+        .is_some());
+    assert!(EchoJob { fail: false }
+        .enqueue(&mut conn, Some("echo:1"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        Registry::platform().kinds(),
+        vec![
+            "billing.reconcile",
+            "github.apply_pending_change",
+            "github.grant_period",
+            "stripe.charge",
+            "stripe.create_customer",
+            "stripe.process_event",
+        ]
+    );
 }

@@ -17,6 +17,7 @@ mod github;
 mod harness;
 mod jobs;
 mod money;
+mod ops;
 mod pages;
 mod portal;
 mod rate_limit;

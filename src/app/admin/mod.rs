@@ -13,6 +13,8 @@ pub mod customer;
 pub mod customers;
 pub mod emails;
 pub mod flags;
+pub mod jobs;
+pub mod reconciliation;
 pub mod signups;
 pub mod webhooks;
 
@@ -43,6 +45,8 @@ pub fn AdminNav(current: &'static str) -> impl IntoView {
         ("/admin/signups", "Approval queue"),
         ("/admin/webhooks", "Webhooks"),
         ("/admin/emails", "Emails"),
+        ("/admin/jobs", "Jobs"),
+        ("/admin/reconciliation", "Reconciliation"),
         ("/admin/flags", "Flags"),
         ("/admin/audit", "Audit log"),
         ("/admin/admins", "Admins"),

@@ -14,7 +14,9 @@ pub mod approvals;
 pub mod audit;
 pub mod customers;
 pub mod flags;
+pub mod jobs;
 pub mod ops;
+pub mod reconciliation;
 pub mod staff;
 
 use crate::server::auth::accounts::ROLE_STAFF_ADMIN;

@@ -4,9 +4,9 @@
 use crate::server::admin::audit::{record_audit, AuditEntry};
 use crate::server::admin::customers::{EmailRow, EventRow, EMAIL_ROW_COLUMNS, EVENT_ROW_COLUMNS};
 use crate::server::admin::{page_offset, Admin};
-use crate::server::billing::work::KIND_STRIPE_PROCESS_EVENT;
+use crate::server::billing::work::{ProcessStripeEventJob, KIND_STRIPE_PROCESS_EVENT};
 use crate::server::billing::BillingError;
-use crate::server::db::queue::{enqueue, retry_now, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::db::queue::{retry_now, BackgroundJob};
 use crate::server::db::schema::{email_outbox, jobs, stripe_events};
 use crate::types::values::ParseError;
 use diesel::prelude::*;
@@ -171,15 +171,10 @@ pub async fn replay_event(
                 ));
             }
             None => {
-                enqueue(
-                    conn,
-                    &NewJob {
-                        kind: KIND_STRIPE_PROCESS_EVENT,
-                        payload: json!({ "event_id": event_id }),
-                        dedupe_key: Some(&key),
-                        max_attempts: DEFAULT_MAX_ATTEMPTS,
-                    },
-                )
+                ProcessStripeEventJob {
+                    event_id: event_id.to_owned(),
+                }
+                .enqueue(conn, Some(&key))
                 .await?;
             }
         }

@@ -18,6 +18,7 @@ pub mod placeholder;
 pub mod plan;
 pub mod ports;
 pub mod pricing;
+pub mod reconciliation;
 pub mod refunds;
 pub mod status;
 pub mod subscriptions;

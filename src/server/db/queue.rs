@@ -10,15 +10,21 @@
 //! which it stays `dead` (the dead-letter state) with its last error for a
 //! person to look at and [`retry_now`].
 //!
-//! The queue stores `(kind, payload)` and knows no handler: the worker
-//! (`server::jobs`) maps kinds to the handlers it registers.
+//! The queue stores `(kind, payload)` and knows no handler: a job's type
+//! implements [`BackgroundJob`] (its name and its payload, the struct
+//! itself, serialised as JSON) and is enqueued with
+//! [`BackgroundJob::enqueue`]; the worker (`server::jobs`) registers the
+//! types it runs (`server::jobs::Job`, which adds `run`).
 
 use crate::server::db::schema::jobs;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, Int8, Interval, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value;
+use std::future::Future;
 use std::time::Duration;
 
 /// How long a claimed job is reserved for its worker.
@@ -68,6 +74,47 @@ pub struct NewJob<'a> {
     pub dedupe_key: Option<&'a str>,
     /// Failed runs allowed before `dead`.
     pub max_attempts: i32,
+}
+
+/// A job's type, as the queue sees it (crates.io's `BackgroundJob` without
+/// `run`): the struct is the payload, stored as JSON under
+/// [`Self::JOB_NAME`]. What runs it (`server::jobs::Job::run`) is declared
+/// by the worker, above every layer that enqueues, so the domain enqueues a
+/// typed job without knowing its handler.
+pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The kind stored in `jobs.kind`, e.g. `stripe.charge`; unique across
+    /// job types.
+    const JOB_NAME: &'static str;
+    /// Failed runs allowed before the job is `dead`.
+    const MAX_ATTEMPTS: i32 = DEFAULT_MAX_ATTEMPTS;
+
+    /// Enqueues this job in the caller's transaction, with an optional
+    /// dedupe key (unique across all jobs: enqueueing it again adds
+    /// nothing). Returns the job's id, or `None` when the dedupe key exists.
+    ///
+    /// Errors: the database error; a payload that cannot be serialised as
+    /// [`diesel::result::Error::SerializationError`].
+    fn enqueue<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        dedupe_key: Option<&'a str>,
+    ) -> impl Future<Output = Result<Option<i64>, diesel::result::Error>> + Send + 'a {
+        let payload = serde_json::to_value(self);
+        async move {
+            let payload =
+                payload.map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+            enqueue(
+                conn,
+                &NewJob {
+                    kind: Self::JOB_NAME,
+                    payload,
+                    dedupe_key,
+                    max_attempts: Self::MAX_ATTEMPTS,
+                },
+            )
+            .await
+        }
+    }
 }
 
 /// Enqueues `job` in the caller's transaction; returns its id, or `None`

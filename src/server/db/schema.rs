@@ -414,6 +414,30 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    reconciliation_findings (id) {
+        id -> Int8,
+        run_id -> Int8,
+        kind -> Text,
+        customer_id -> Nullable<Int8>,
+        subject -> Text,
+        details -> Jsonb,
+        repairable -> Bool,
+        resolved_at -> Nullable<Timestamptz>,
+        resolved_by -> Nullable<Text>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    reconciliation_runs (id) {
+        id -> Int8,
+        started_at -> Timestamptz,
+        finished_at -> Nullable<Timestamptz>,
+        findings -> Int4,
+    }
+}
+
 diesel::joinable!(charges -> customers (customer_id));
 diesel::joinable!(charges -> fixes (fix_id));
 diesel::allow_tables_to_appear_in_same_query!(charges, customers);
@@ -423,3 +447,4 @@ diesel::joinable!(stripe_disputes -> charges (charge_id));
 diesel::joinable!(stripe_disputes -> customers (customer_id));
 diesel::joinable!(stripe_subscriptions -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(stripe_subscriptions, customers);
+diesel::joinable!(reconciliation_findings -> reconciliation_runs (run_id));

@@ -1,25 +1,26 @@
 //! The job worker (wiring, above the integrations): claims due jobs from the
 //! queue's storage ([`crate::server::db::queue`], re-exported here) and runs
-//! the handler its [`Registry`] holds for each kind, renewing the job's lease
-//! while it runs. Nothing below imports this module: the domain and the
-//! integrations enqueue through the storage, and the queue knows no handler.
+//! them through its [`Registry`] of typed jobs ([`Job`]), renewing the job's
+//! lease while it runs. Nothing below imports this module: the domain and
+//! the integrations enqueue typed jobs ([`BackgroundJob::enqueue`]), and the
+//! queue knows no handler.
 //!
-//! Kinds: `stripe.create_customer` ([`crate::server::stripe::jobs`]),
-//! `stripe.charge` ([`crate::server::stripe::charges`]) and
-//! `stripe.process_event` ([`crate::server::stripe::events`]);
-//! `github.apply_pending_change` ([`crate::server::marketplace::events`]);
-//! `github.grant_period` ([`crate::server::marketplace::credits`]).
+//! The job types and what runs each: [`kinds`].
 
 pub use crate::server::billing::work::{
     KIND_STRIPE_CHARGE, KIND_STRIPE_CREATE_CUSTOMER, KIND_STRIPE_PROCESS_EVENT,
 };
 pub use crate::server::db::queue::{
-    backoff, claim, complete, enqueue, fail, retry_now, Job, JobError, NewJob,
+    backoff, claim, complete, enqueue, fail, retry_now, BackgroundJob, JobError, NewJob,
     DEFAULT_MAX_ATTEMPTS, LEASE,
 };
 
+pub mod kinds;
+pub mod nightly;
+
+use crate::server::billing::work::{ChargeJob, CreateCustomerJob};
 use crate::server::billing::BillingError;
-use crate::server::db::queue::renew_lease;
+use crate::server::db::queue::{renew_lease, Job as QueuedJob};
 use crate::server::state::AppState;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -32,16 +33,40 @@ use std::time::Duration;
 /// works longer than the lease is not claimed by a second worker.
 pub const LEASE_RENEWAL: Duration = Duration::from_secs(LEASE.as_secs() / 3);
 
-/// What a handler returns: its run, borrowing the state and the payload.
+/// A job the worker can run (crates.io's `BackgroundJob`): its type is the
+/// payload and names its kind ([`BackgroundJob::JOB_NAME`], below the
+/// domain so the domain can enqueue it); this trait adds what runs it,
+/// with the wired [`AppState`]. Every job must be safe to run twice (a
+/// worker that dies mid-job loses its lease).
+pub trait Job: BackgroundJob {
+    /// Runs the job.
+    ///
+    /// Errors: [`JobError::retry`] to run it again after a backoff,
+    /// [`JobError::permanent`] to bury it (`dead`).
+    fn run(&self, ctx: &AppState) -> impl Future<Output = Result<(), JobError>> + Send;
+}
+
+/// What a registered runner returns: its run, borrowing the state and the
+/// payload.
 pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = Result<(), JobError>> + Send + 'a>>;
 
-/// A job handler: runs the job of one kind from its JSON payload.
-pub type Handler = for<'a> fn(&'a AppState, &'a Value) -> HandlerFuture<'a>;
+/// A registered runner: parses the payload as its job type and runs it.
+type Handler = for<'a> fn(&'a AppState, &'a Value) -> HandlerFuture<'a>;
 
-/// The kinds this worker runs and their handlers. The queue
-/// ([`crate::server::db::queue`]) stores `(kind, payload)` and knows no
-/// handler; a kind nobody registered fails permanently (`dead`) with
-/// "unknown job kind".
+/// Deserialises `payload` as `J` (a payload that does not parse is buried:
+/// no retry can fix it) and runs it.
+fn run_typed<'a, J: Job>(state: &'a AppState, payload: &'a Value) -> HandlerFuture<'a> {
+    Box::pin(async move {
+        let job: J = serde_json::from_value(payload.clone())
+            .map_err(|e| JobError::permanent(format!("malformed {} payload: {e}", J::JOB_NAME)))?;
+        job.run(state).await
+    })
+}
+
+/// The job types this worker runs, by [`BackgroundJob::JOB_NAME`]. The
+/// queue ([`crate::server::db::queue`]) stores `(job_name, payload)` and
+/// knows no handler; a kind nobody registered fails permanently (`dead`)
+/// with "unknown job kind".
 #[derive(Clone, Default)]
 pub struct Registry {
     handlers: HashMap<&'static str, Handler>,
@@ -53,10 +78,10 @@ impl Registry {
         Self::default()
     }
 
-    /// Registers `handler` for `kind` (replacing an earlier one).
+    /// Registers job type `J` (replacing an earlier one of the same name).
     #[must_use]
-    pub fn register(mut self, kind: &'static str, handler: Handler) -> Self {
-        self.handlers.insert(kind, handler);
+    pub fn register<J: Job>(mut self) -> Self {
+        self.handlers.insert(J::JOB_NAME, run_typed::<J>);
         self
     }
 
@@ -67,30 +92,12 @@ impl Registry {
         kinds
     }
 
-    /// Every job of the platform: the Stripe and GitHub Marketplace
-    /// handlers.
+    /// Every job of the platform (see [`kinds`]).
     pub fn platform() -> Self {
-        use crate::server::marketplace::{credits, events as github};
-        use crate::server::stripe::{charges, events as stripe_events, jobs as stripe_jobs};
-        Self::new()
-            .register(KIND_STRIPE_CREATE_CUSTOMER, |s, p| {
-                Box::pin(stripe_jobs::create_customer(s, p))
-            })
-            .register(KIND_STRIPE_CHARGE, |s, p| {
-                Box::pin(charges::charge_job(s, p))
-            })
-            .register(KIND_STRIPE_PROCESS_EVENT, |s, p| {
-                Box::pin(stripe_events::process_event_job(s, p))
-            })
-            .register(github::KIND_GITHUB_APPLY_PENDING_CHANGE, |s, p| {
-                Box::pin(github::apply_pending_change_job(s, p))
-            })
-            .register(credits::KIND_GITHUB_GRANT_PERIOD, |s, p| {
-                Box::pin(credits::grant_period_job(s, p))
-            })
+        kinds::register_all(Self::new())
     }
 
-    async fn run(&self, state: &AppState, job: &Job) -> Result<(), JobError> {
+    async fn run(&self, state: &AppState, job: &QueuedJob) -> Result<(), JobError> {
         match self.handlers.get(job.kind.as_str()) {
             Some(handler) => handler(state, &job.payload).await,
             None => Err(JobError::permanent(format!(
@@ -109,7 +116,7 @@ pub const IDLE_POLL: Duration = Duration::from_secs(1);
 /// Kinds that call Stripe: not claimed while the `billing_enabled` flag is
 /// off (runtime, or forced by `BILLING_ENABLED=false`) or
 /// `STRIPE_SECRET_KEY` is unset.
-pub const STRIPE_CALLING_KINDS: &[&str] = &[KIND_STRIPE_CREATE_CUSTOMER, KIND_STRIPE_CHARGE];
+pub const STRIPE_CALLING_KINDS: &[&str] = &[CreateCustomerJob::JOB_NAME, ChargeJob::JOB_NAME];
 
 /// What [`run_once`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,7 +205,7 @@ pub async fn run_until_idle(state: &AppState) -> Result<Vec<JobRun>, BillingErro
 async fn run_keeping_lease(
     registry: &Registry,
     state: &AppState,
-    job: &Job,
+    job: &QueuedJob,
 ) -> Result<(), JobError> {
     let work = registry.run(state, job);
     tokio::pin!(work);

@@ -12,6 +12,7 @@
 
 pub mod credits;
 pub mod events;
+pub mod jobs;
 pub mod signature;
 
 pub use crate::server::config::github::GitHubSettings;

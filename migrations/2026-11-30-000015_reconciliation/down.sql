@@ -1,0 +1,2 @@
+DROP TABLE reconciliation_findings;
+DROP TABLE reconciliation_runs;

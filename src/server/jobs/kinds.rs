@@ -1,0 +1,92 @@
+//! What runs each job type: thin [`Job`] implementations over the
+//! integrations' handlers, which keep parsing their JSON payload (the typed
+//! payload is serialised back for them, so their bodies are unchanged).
+//!
+//! | job (`JOB_NAME`) | type | runs |
+//! |---|---|---|
+//! | `stripe.create_customer` | [`CreateCustomerJob`] | [`stripe_jobs::create_customer`] |
+//! | `stripe.charge` | [`ChargeJob`] | [`charges::charge_job`] |
+//! | `stripe.process_event` | [`ProcessStripeEventJob`] | [`stripe_events::process_event_job`] |
+//! | `github.apply_pending_change` | [`ApplyPendingChangeJob`] | [`github_events::apply_pending_change_job`] |
+//! | `github.grant_period` | [`GrantPeriodJob`] | [`credits::grant_period_job`] |
+//! | `billing.reconcile` | [`ReconcileJob`] | [`reconciliation::run`] |
+
+use crate::server::billing::reconciliation;
+use crate::server::billing::work::{
+    ChargeJob, CreateCustomerJob, ProcessStripeEventJob, ReconcileJob,
+};
+use crate::server::jobs::{BackgroundJob, Job, JobError, Registry};
+use crate::server::marketplace::jobs::{ApplyPendingChangeJob, GrantPeriodJob};
+use crate::server::marketplace::{credits, events as github_events};
+use crate::server::state::AppState;
+use crate::server::stripe::{charges, events as stripe_events, jobs as stripe_jobs};
+use serde_json::Value;
+
+/// Registers every job type of the platform in `registry`.
+pub fn register_all(registry: Registry) -> Registry {
+    registry
+        .register::<CreateCustomerJob>()
+        .register::<ChargeJob>()
+        .register::<ProcessStripeEventJob>()
+        .register::<ApplyPendingChangeJob>()
+        .register::<GrantPeriodJob>()
+        .register::<ReconcileJob>()
+}
+
+/// The job as the JSON payload its handler parses.
+fn payload<J: BackgroundJob>(job: &J) -> Result<Value, JobError> {
+    serde_json::to_value(job)
+        .map_err(|e| JobError::permanent(format!("{} payload not serialisable: {e}", J::JOB_NAME)))
+}
+
+impl Job for CreateCustomerJob {
+    async fn run(&self, ctx: &AppState) -> Result<(), JobError> {
+        stripe_jobs::create_customer(ctx, &payload(self)?).await
+    }
+}
+
+impl Job for ChargeJob {
+    async fn run(&self, ctx: &AppState) -> Result<(), JobError> {
+        charges::charge_job(ctx, &payload(self)?).await
+    }
+}
+
+impl Job for ProcessStripeEventJob {
+    async fn run(&self, ctx: &AppState) -> Result<(), JobError> {
+        stripe_events::process_event_job(ctx, &payload(self)?).await
+    }
+}
+
+impl Job for ApplyPendingChangeJob {
+    async fn run(&self, ctx: &AppState) -> Result<(), JobError> {
+        github_events::apply_pending_change_job(ctx, &payload(self)?).await
+    }
+}
+
+impl Job for GrantPeriodJob {
+    async fn run(&self, ctx: &AppState) -> Result<(), JobError> {
+        credits::grant_period_job(ctx, &payload(self)?).await
+    }
+}
+
+impl Job for ReconcileJob {
+    async fn run(&self, ctx: &AppState) -> Result<(), JobError> {
+        let mut conn = ctx
+            .conn()
+            .await
+            .map_err(|e| JobError::retry(e.to_string()))?;
+        let summary = reconciliation::run(&mut conn)
+            .await
+            .map_err(|e| JobError::retry(e.to_string()))?;
+        if summary.findings.is_empty() {
+            tracing::info!(run_id = summary.run_id, "reconciliation: no drift");
+        } else {
+            tracing::warn!(
+                run_id = summary.run_id,
+                findings = summary.findings.len(),
+                "reconciliation found drift; see /admin/reconciliation"
+            );
+        }
+        Ok(())
+    }
+}
