@@ -3,11 +3,7 @@ DROP TABLE stripe_disputes;
 UPDATE fixes SET billing_status = 'charged' WHERE billing_status = 'refunded';
 ALTER TABLE fixes DROP CONSTRAINT fixes_billing_status_check;
 ALTER TABLE fixes ADD CONSTRAINT fixes_billing_status_check
-    CHECK (billing_status IN ('pending', 'credit', 'unpaid', 'charged'));
-UPDATE charges SET status = 'succeeded' WHERE status IN ('refunded', 'invoiced');
-ALTER TABLE charges DROP CONSTRAINT charges_status_check;
-ALTER TABLE charges ADD CONSTRAINT charges_status_check
-    CHECK (status IN ('pending', 'succeeded', 'failed'));
+    CHECK (billing_status IN ('pending', 'credit', 'unpaid', 'charged', 'written_off'));
 -- Ledger entries are append-only (a trigger forbids rewriting them), so
 -- 'expired' entries cannot be removed: the old constraint comes back NOT VALID.
 ALTER TABLE credit_ledger_entries DROP CONSTRAINT credit_ledger_entries_kind_check;

@@ -20,12 +20,10 @@ ALTER TABLE credit_ledger_entries ADD CONSTRAINT credit_ledger_entries_kind_chec
 
 -- A pay-as-you-go charge refunded in full: the charge 'refunded', its fix
 -- 'refunded'. ('invoiced' is the overage state of issue 9's charges slice.)
-ALTER TABLE charges DROP CONSTRAINT charges_status_check;
-ALTER TABLE charges ADD CONSTRAINT charges_status_check
-    CHECK (status IN ('pending', 'invoiced', 'succeeded', 'failed', 'refunded'));
+-- charges.status already allows 'refunded' (migration 000012).
 ALTER TABLE fixes DROP CONSTRAINT fixes_billing_status_check;
 ALTER TABLE fixes ADD CONSTRAINT fixes_billing_status_check
-    CHECK (billing_status IN ('pending', 'credit', 'unpaid', 'charged', 'refunded'));
+    CHECK (billing_status IN ('pending', 'credit', 'unpaid', 'charged', 'written_off', 'refunded'));
 
 -- Disputes (chargebacks) as Stripe reports them: opened by
 -- charge.dispute.created, outcome ('won', 'lost', …) by charge.dispute.closed.

@@ -28,6 +28,11 @@ pub struct GrantPeriodJob {
     pub anchor: String,
     /// The period's index from the anchor (0 = the first).
     pub index: i32,
+    /// When the grant is due, RFC 3339 (the later of the period's start and
+    /// what was already granted through); absent in jobs queued before it
+    /// existed, which fall back to the period's start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
 }
 
 impl BackgroundJob for GrantPeriodJob {
