@@ -366,6 +366,29 @@ pub fn subscription_payment_failed(
     )
 }
 
+/// To a staff admin `to`: customer `customer_id` (`customer_email`)
+/// disputed a charge of `amount` (formatted) for `reason`. Conventional key:
+/// `dispute_opened:<dispute id>:<admin user id>`.
+pub fn dispute_opened(
+    to: &Recipient<'_>,
+    customer_id: i64,
+    customer_email: &str,
+    amount: &str,
+    reason: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    OutgoingEmail::new(
+        to,
+        Notification::DisputeOpened {
+            customer_id,
+            customer_email: customer_email.to_owned(),
+            amount: amount.to_owned(),
+            reason: reason.to_owned(),
+        },
+        idempotency_key,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,27 +416,4 @@ mod tests {
             serde_json::json!({"kind": "welcome", "recipient_name": "Ada"})
         );
     }
-}
-
-/// To a staff admin `to`: customer `customer_id` (`customer_email`)
-/// disputed a charge of `amount` (formatted) for `reason`. Conventional key:
-/// `dispute_opened:<dispute id>:<admin user id>`.
-pub fn dispute_opened(
-    to: &Recipient<'_>,
-    customer_id: i64,
-    customer_email: &str,
-    amount: &str,
-    reason: &str,
-    idempotency_key: String,
-) -> OutgoingEmail {
-    OutgoingEmail::new(
-        to,
-        Notification::DisputeOpened {
-            customer_id,
-            customer_email: customer_email.to_owned(),
-            amount: amount.to_owned(),
-            reason: reason.to_owned(),
-        },
-        idempotency_key,
-    )
 }
