@@ -25,13 +25,14 @@
 
 use crate::server::billing::customers::{find_customer, Customer};
 use crate::server::billing::ledger::{append_entry, NewEntry};
-use crate::server::billing::payment_methods::{stripe_customer_id, stripe_error};
+use crate::server::billing::payment_methods::stripe_customer_id;
 use crate::server::billing::plan::{change_plan, PlanChange, SubscriptionState};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{charges, credit_ledger_entries, customers, stripe_subscriptions};
 use crate::server::stripe::billing_api::Subscription;
 use crate::server::stripe::client::StripeApi;
+use crate::server::stripe::client::StripeCallError;
 use crate::server::stripe::StripeSettings;
 use crate::types::values::{LedgerKind, ParseError, SubscriptionStatus};
 use chrono::{DateTime, Utc};
@@ -793,6 +794,23 @@ pub async fn ends_at_period_end(
         .await
         .optional()?;
     Ok(flag.unwrap_or(false))
+}
+
+/// A Stripe failure for the portal: a 4xx is the customer's (e.g. a
+/// declined card: its message), anything else "try again later".
+pub fn stripe_error(error: StripeCallError) -> BillingError {
+    match error {
+        StripeCallError::Api {
+            status, message, ..
+        } if (400..500).contains(&status) && status != 429 => invalid(message),
+        StripeCallError::Disabled => {
+            invalid("billing is paused at the moment; please try again later")
+        }
+        other => {
+            tracing::error!(error = %other, "Stripe call failed");
+            BillingError::Pool("Stripe is unavailable; please try again in a moment".into())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,11 +24,10 @@
 //! idempotency keys (`invoice:<invoice id>`, `billing_bonus`).
 
 use crate::server::billing::customers::find_customer;
-use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::notifications::{
     enqueue_email, subscription_payment_failed, EmailLinks, Recipient,
 };
-use crate::server::billing::plan::{change_plan, PlanChange};
+use crate::server::billing::payment_methods::record_payment_method;
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::refunds::{
     apply_refund, close_dispute, open_dispute, DisputeOutcome, DisputeSnapshot, RefundSnapshot,
@@ -43,7 +42,7 @@ use crate::server::db::queue::{enqueue, retry_now, JobError, NewJob, DEFAULT_MAX
 use crate::server::db::schema::{jobs, stripe_events, stripe_payment_methods};
 use crate::server::state::AppState;
 use crate::server::stripe::client::{StripeApi, StripeCallError};
-use crate::types::values::{LedgerKind, SubscriptionStatus};
+use crate::types::values::SubscriptionStatus;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -836,68 +835,4 @@ async fn apply_payment_method_detached(
     };
     record_payment_method(conn, pricing, customer_id, payment_method_id, false, at).await?;
     Ok(())
-}
-
-/// Records that Stripe payment method `payment_method_id` of our customer
-/// `customer_id` was attached (`attached = true`) or detached at `at` (the
-/// Stripe event's time), unless a newer event about it was already applied
-/// (at the same second, a detach wins). Then derives
-/// `customers.has_payment_method` (any attached method) and the plan (trial
-/// ↔ payg; Pro is left alone; through `billing::plan::change_plan`), and on a first payment method grants the
-/// one-time `pricing.billing_bonus_credits` (ledger kind `billing_bonus`,
-/// idempotency key `billing_bonus`). Call it inside a transaction holding
-/// the customer's row lock. Returns whether the customer has a payment
-/// method now.
-///
-/// Errors: [`BillingError::Database`].
-pub async fn record_payment_method(
-    conn: &mut AsyncPgConnection,
-    pricing: &PricingCatalog,
-    customer_id: i64,
-    payment_method_id: &str,
-    attached: bool,
-    at: DateTime<Utc>,
-) -> Result<bool, BillingError> {
-    diesel::sql_query(
-        "INSERT INTO stripe_payment_methods (id, customer_id, attached, last_event_at) \
-         VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (id) DO UPDATE SET customer_id = EXCLUDED.customer_id, \
-             attached = EXCLUDED.attached, last_event_at = EXCLUDED.last_event_at, updated_at = now() \
-         WHERE stripe_payment_methods.last_event_at < EXCLUDED.last_event_at \
-            OR (stripe_payment_methods.last_event_at = EXCLUDED.last_event_at AND NOT EXCLUDED.attached)",
-    )
-    .bind::<diesel::sql_types::Text, _>(payment_method_id)
-    .bind::<diesel::sql_types::Int8, _>(customer_id)
-    .bind::<diesel::sql_types::Bool, _>(attached)
-    .bind::<diesel::sql_types::Timestamptz, _>(at)
-    .execute(conn)
-    .await?;
-    let has_payment_method: bool = diesel::select(diesel::dsl::exists(
-        stripe_payment_methods::table
-            .filter(stripe_payment_methods::customer_id.eq(customer_id))
-            .filter(stripe_payment_methods::attached.eq(true)),
-    ))
-    .get_result(conn)
-    .await?;
-    change_plan(
-        conn,
-        customer_id,
-        &PlanChange::PaymentMethod { has_payment_method },
-    )
-    .await?;
-    if has_payment_method && pricing.billing_bonus_credits > 0 {
-        append_entry(
-            conn,
-            NewEntry {
-                customer_id,
-                amount: pricing.billing_bonus_credits,
-                kind: LedgerKind::BillingBonus,
-                reference: Some(payment_method_id),
-                idempotency_key: "billing_bonus",
-            },
-        )
-        .await?;
-    }
-    crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer_id).await?;
-    Ok(has_payment_method)
 }
