@@ -3,6 +3,7 @@
 //! `server::cli`).
 
 use clap::Parser;
+use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::cli::{Cli, Command};
 use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::{revert_all_migrations, run_pending_migrations};
@@ -10,7 +11,6 @@ use rsolv_platform::server::email::worker::run_forever as run_email_worker;
 use rsolv_platform::server::http::router;
 use rsolv_platform::server::jobs;
 use rsolv_platform::server::rate_limit;
-use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::state::AppState;
 use rsolv_platform::server::stripe::trigger;
 use std::net::SocketAddr;

@@ -717,7 +717,9 @@ async fn a_declined_card_leaves_the_fix_unpaid_and_stops_fixes_until_fixed() {
         .filter(|i| i["status"] == "succeeded")
         .collect();
     assert_eq!(succeeded.len(), 2, "{intents:?}");
-    assert!(succeeded.iter().all(|i| i["payment_method"] == card.id.as_str()));
+    assert!(succeeded
+        .iter()
+        .all(|i| i["payment_method"] == card.id.as_str()));
     assert_eq!(b.ledger("purchase").await.len(), 2);
     assert_eq!(b.balance().await, 0);
     // Fixes resume.

@@ -11,11 +11,11 @@ use futures::future::join_all;
 use rsolv_platform::server::billing::notifications::{
     low_credit, EmailLinks, Notification, Recipient,
 };
+use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::schema::email_outbox;
 use rsolv_platform::server::email::worker::{run_once, OutboxEmail};
 use rsolv_platform::server::email::{enqueue_email, OutgoingEmail};
-use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::state::AppState;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};

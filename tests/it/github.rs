@@ -11,6 +11,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use rsolv_platform::server::billing::customers::{find_customer, Customer};
 use rsolv_platform::server::billing::pricing::PricingCatalog;
+use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::db::schema::{
     api_keys, credit_ledger_entries, customer_github_accounts, customers, email_outbox,
     github_deliveries, github_pending_changes, jobs, users,
@@ -21,7 +22,6 @@ use rsolv_platform::server::marketplace::events::{
     apply_due_pending_changes, KIND_GITHUB_APPLY_PENDING_CHANGE,
 };
 use rsolv_platform::server::marketplace::signature::sign;
-use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::state::AppState;
 use serde_json::Value;
 

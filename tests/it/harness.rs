@@ -2,10 +2,10 @@
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::config::Config;
 use rsolv_platform::server::db::run_pending_migrations;
 use rsolv_platform::server::http::router;
-use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::state::AppState;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};

@@ -18,10 +18,10 @@ use crate::server::db::schema::{
     charges, credit_ledger_entries, customers, email_outbox, fix_write_offs, fixes, stripe_events,
     stripe_payment_methods, users,
 };
+use crate::types::values::SubscriptionStatus;
 use crate::types::values::{
     CustomerStatus, FixBillingStatus, LedgerKind, ParseError, Plan, Source,
 };
-use crate::types::values::SubscriptionStatus;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};

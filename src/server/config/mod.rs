@@ -191,11 +191,9 @@ impl Config {
             billable_event: match env.optional("PRICING_BILLABLE_EVENT") {
                 None => defaults.billable_event,
                 Some(raw) => {
-                    pricing::BillableEvent::parse(&raw).map_err(|e| {
-                        ConfigError::Invalid {
-                            name: "PRICING_BILLABLE_EVENT",
-                            reason: e.0,
-                        }
+                    pricing::BillableEvent::parse(&raw).map_err(|e| ConfigError::Invalid {
+                        name: "PRICING_BILLABLE_EVENT",
+                        reason: e.0,
                     })?
                 }
             },

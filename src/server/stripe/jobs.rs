@@ -1,8 +1,8 @@
 //! Jobs that call Stripe.
 
 use crate::server::billing::customers::find_customer;
-pub use crate::server::billing::work::enqueue_create_customer;
 use crate::server::billing::ports::{NewProcessorCustomer, ProcessorError};
+pub use crate::server::billing::work::enqueue_create_customer;
 use crate::server::billing::BillingError;
 use crate::server::db::queue::JobError;
 use crate::server::db::schema::customers;
