@@ -16,6 +16,7 @@ mod flags;
 mod github;
 mod harness;
 mod jobs;
+mod model;
 mod money;
 mod ops;
 mod pages;
