@@ -43,7 +43,9 @@ function mailedToken(to: string, kind: string): string {
       encoding: "utf8",
       // psql interpolates :'var' only in scripts it reads, not in -c.
       input:
-        "SELECT text_body FROM email_outbox WHERE to_address = :'to' AND kind = :'kind' ORDER BY id DESC LIMIT 1;\n",
+        // The typed notification carries the link at once; the rendered
+        // text exists only after the email worker has sent it.
+        "SELECT coalesce(text_body, notification->>'link') FROM email_outbox WHERE to_address = :'to' AND kind = :'kind' ORDER BY id DESC LIMIT 1;\n",
     },
   );
   const match = /token=([A-Za-z0-9_-]+)/.exec(text);
