@@ -65,13 +65,7 @@ const FORBIDDEN: &[(&str, &str, &str)] = &[(
 /// who removes it: `(importing file, imported module, reason)`. The check
 /// fails when an entry no longer matches any import, so the list only
 /// shrinks.
-const TOLERATED: &[(&str, &str, &str)] = &[
-    (
-        "src/server/billing/subscriptions.rs",
-        "server::stripe",
-        "subscribe/cancel/resume still call StripeApi; to move behind the PaymentProcessor port (issue 9 scope 3)",
-    ),
-];
+const TOLERATED: &[(&str, &str, &str)] = &[];
 
 fn main_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf()

@@ -294,7 +294,12 @@ string_enum!(
 );
 
 string_enum!(
-    /// How a fix has been paid for.
+    /// How a fix has been paid for (`fixes.billing_status`).
+    #[cfg_attr(
+        feature = "ssr",
+        derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow),
+        diesel(sql_type = diesel::sql_types::Text)
+    )]
     FixBillingStatus, "billing_status" {
         /// Recorded, not yet billed: inside the recording transaction or,
         /// when fixes are billed on merge, until the Action's billing call.
@@ -311,6 +316,8 @@ string_enum!(
         Refunded => "refunded",
     }
 );
+
+diesel_text_enum!(FixBillingStatus);
 
 string_enum!(
     /// A stage of the Action's scan → validate → mitigate pipeline

@@ -77,10 +77,6 @@ impl Billing {
         }
     }
 
-    fn api(&self) -> StripeApi {
-        StripeApi::new(&self.state.config.stripe).unwrap()
-    }
-
     async fn customer(&self) -> Customer {
         find_customer(&mut self.app.conn().await, self.id)
             .await
@@ -456,15 +452,15 @@ async fn pro_grants_60_per_paid_invoice_and_bills_overage_items() {
     b.add_card("pm_card_visa").await;
     assert_eq!(b.balance().await, 10);
     let sub = subscriptions::subscribe_pro(
-        &b.api(),
-        &b.state.config.stripe,
+        b.state.processor.as_ref(),
+        &b.state.config.stripe.pro_price_id,
         &mut b.app.conn().await,
         &b.state.config.pricing,
         b.id,
     )
     .await
     .unwrap();
-    assert_eq!(sub.status, "active");
+    assert_eq!(sub.status.as_str(), "active");
     let c = b.customer().await;
     assert_eq!(c.plan.as_str(), "pro");
     assert_eq!(c.subscription_status.map(|s| s.as_str()), Some("active"));
@@ -484,8 +480,8 @@ async fn pro_grants_60_per_paid_invoice_and_bills_overage_items() {
     assert_eq!(invoices["data"][0]["status"], "paid");
     // Subscribing twice is refused.
     assert!(subscriptions::subscribe_pro(
-        &b.api(),
-        &b.state.config.stripe,
+        b.state.processor.as_ref(),
+        &b.state.config.stripe.pro_price_id,
         &mut b.app.conn().await,
         &b.state.config.pricing,
         b.id,
@@ -570,8 +566,8 @@ async fn a_failed_renewal_is_past_due_with_an_email_until_the_card_is_fixed() {
     let b = Billing::new("bill-pastdue").await;
     b.add_card("pm_card_visa").await;
     let sub = subscriptions::subscribe_pro(
-        &b.api(),
-        &b.state.config.stripe,
+        b.state.processor.as_ref(),
+        &b.state.config.stripe.pro_price_id,
         &mut b.app.conn().await,
         &b.state.config.pricing,
         b.id,
@@ -732,13 +728,14 @@ async fn a_declined_card_leaves_the_fix_unpaid_and_stops_fixes_until_fixed() {
 async fn cancel_now_or_at_period_end_and_resume() {
     let b = Billing::new("bill-cancel").await;
     let card = b.add_card("pm_card_visa").await;
-    let (api, pricing, settings) = (
-        b.api(),
+    let (processor, pricing, price) = (
+        b.state.processor.clone(),
         b.state.config.pricing.clone(),
-        b.state.config.stripe.clone(),
+        b.state.config.stripe.pro_price_id.clone(),
     );
+    let api = processor.as_ref();
     let mut conn = b.app.conn().await;
-    let first = subscriptions::subscribe_pro(&api, &settings, &mut conn, &pricing, b.id)
+    let first = subscriptions::subscribe_pro(api, &price, &mut conn, &pricing, b.id)
         .await
         .unwrap();
     // The only card of a subscription cannot be removed.
@@ -752,7 +749,7 @@ async fn cancel_now_or_at_period_end_and_resume() {
     .await;
     assert!(refused.is_err());
     // Cancel now: ends at once on Stripe and here.
-    subscriptions::cancel(&api, &mut conn, b.id, false)
+    subscriptions::cancel(api, &mut conn, b.id, false)
         .await
         .unwrap();
     let on_stripe = b
@@ -775,12 +772,12 @@ async fn cancel_now_or_at_period_end_and_resume() {
     assert_eq!(b.customer().await.plan.as_str(), "payg");
 
     // Again, cancelling at the period end: Pro until then, resumable.
-    let second = subscriptions::subscribe_pro(&api, &settings, &mut conn, &pricing, b.id)
+    let second = subscriptions::subscribe_pro(api, &price, &mut conn, &pricing, b.id)
         .await
         .unwrap();
     assert_ne!(first.id, second.id);
     assert_eq!(b.ledger("subscription_grant").await.len(), 2);
-    let ending = subscriptions::cancel(&api, &mut conn, b.id, true)
+    let ending = subscriptions::cancel(api, &mut conn, b.id, true)
         .await
         .unwrap();
     assert!(ending.cancel_at_period_end);
@@ -794,7 +791,7 @@ async fn cancel_now_or_at_period_end_and_resume() {
         .await
         .unwrap());
     // While it ends at the period end, its only card may go.
-    subscriptions::resume(&api, &mut conn, b.id).await.unwrap();
+    subscriptions::resume(api, &mut conn, b.id).await.unwrap();
     assert!(!subscriptions::ends_at_period_end(&mut conn, b.id)
         .await
         .unwrap());
@@ -802,7 +799,7 @@ async fn cancel_now_or_at_period_end_and_resume() {
         .stripe_get(&format!("/v1/subscriptions/{}", second.id), &[])
         .await;
     assert_eq!(on_stripe["cancel_at_period_end"], false);
-    subscriptions::cancel(&api, &mut conn, b.id, true)
+    subscriptions::cancel(api, &mut conn, b.id, true)
         .await
         .unwrap();
     // The period ends (localstripe has no clock: Stripe's side ends the
@@ -1397,4 +1394,71 @@ async fn a_charge_stuck_pending_without_a_live_job_is_requeued_once_per_round() 
         .unwrap()
         .is_empty());
     assert_eq!(b.stripe_payment_intents().await.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_compares_charges_and_grants_with_the_processor() {
+    use rsolv_platform::server::billing::ports::SubscribeRequest;
+    use rsolv_platform::server::billing::reconciliation::{run, FindingKind};
+    use rsolv_platform::server::db::schema::stripe_subscriptions;
+    let b = Billing::new("bill-recon").await;
+    b.add_card("pm_card_visa").await;
+    let balance = b.balance().await;
+    b.fixes_ok(1..=balance, "credit").await;
+    b.fixes_ok(balance + 1..=balance + 1, "unpaid").await;
+    b.run_jobs().await;
+    let processor = b.state.processor.clone();
+    let mut conn = b.app.conn().await;
+    // Our charge and its PaymentIntent agree: no drift.
+    let clean = run(&mut conn, processor.as_ref()).await.unwrap();
+    assert_eq!(clean.findings, vec![], "a clean account");
+
+    // A Pro invoice paid at the processor whose grant never came (its
+    // subscription known here, its `invoice.paid` never delivered).
+    let sub = processor
+        .subscribe(&SubscribeRequest {
+            customer_id: b.id,
+            customer: b.cus.clone(),
+            price: b.state.config.stripe.pro_price_id.clone(),
+            amount_cents: 59900,
+            currency: "usd".into(),
+            idempotency_key: format!("recon-test:{}", b.id),
+        })
+        .await
+        .unwrap();
+    diesel::insert_into(stripe_subscriptions::table)
+        .values((
+            stripe_subscriptions::id.eq(&sub.id),
+            stripe_subscriptions::customer_id.eq(b.id),
+        ))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    // And our charge row pointing at another PaymentIntent than the one the
+    // processor holds for it (as if a retry had made a second one).
+    let charge = list_charges(&mut conn, b.id, 10).await.unwrap().remove(0);
+    let real_pi = charge.stripe_payment_intent_id.clone().unwrap();
+    diesel::update(charges::table.find(charge.id))
+        .set(charges::stripe_payment_intent_id.eq("pi_not_at_the_processor"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let found = run(&mut conn, processor.as_ref()).await.unwrap().findings;
+    let invoice = sub.latest_invoice.clone().unwrap();
+    let mut subjects: Vec<(&str, String)> = found
+        .iter()
+        .map(|f| (f.kind.as_str(), f.subject.clone()))
+        .collect();
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        vec![
+            ("fix_payment", format!("charge:{}", charge.id)),
+            ("fix_payment", format!("payment_intent:{real_pi}")),
+            ("missing_grant", format!("invoice:{invoice}")),
+        ],
+        "{found:#?}"
+    );
+    assert!(FindingKind::MissingGrant.repairable());
 }

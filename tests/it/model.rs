@@ -33,17 +33,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Known domain bug, skipped so main stays green (remove once fixed): a
-/// fix whose card charge was written before credits were granted and then
-/// declined stays `unpaid` although the customer has credits. Minimal case:
-/// `Report(issue 1)` (no credit, no card: refused), `AddCard { declines:
-/// true }` (the fix gets a pending charge), `Grant { n: 1 }`
-/// (`settle_unpaid_fixes` skips fixes with a charge), run the jobs (the
-/// charge is declined): balance 1, fix `unpaid`. `settle_failed` should pay
-/// the fix from a credit when there is one (issue 9: billed as soon as the
-/// customer can pay).
-const KNOWN_BUG_DECLINED_FIX_IGNORES_CREDITS: bool = true;
-
 const SHA: &str = "4b825dc642cb6eb9a060e54bf8d69288fbee4904";
 
 // --- The in-memory payment processor ------------------------------------------
@@ -858,18 +847,7 @@ async fn run_case(env: &Env, ops: &[Op]) {
     let s = snapshot(&mut conn, customer_id).await;
     check(&s, &mut model, &env.mem, "after the drain");
     let can_pay = s.balance > 0 || (model.card == Card::Working && !s.payment_failed);
-    let card_pays = model.card == Card::Working && !s.payment_failed;
-    let unpaid: Vec<_> = s
-        .fixes
-        .iter()
-        .filter(|f| f.3 == "unpaid")
-        .filter(|f| {
-            // See KNOWN_BUG_DECLINED_FIX_IGNORES_CREDITS.
-            let declined_only =
-                s.live_charges(f.0) == 0 && s.charges.iter().any(|c| c.1 == f.0 && c.2 == "failed");
-            !(KNOWN_BUG_DECLINED_FIX_IGNORES_CREDITS && declined_only && !card_pays)
-        })
-        .collect();
+    let unpaid: Vec<_> = s.fixes.iter().filter(|f| f.3 == "unpaid").collect();
     assert!(
         !can_pay || unpaid.is_empty(),
         "after the drain: fixes {unpaid:?} unpaid although the customer can pay \

@@ -135,6 +135,11 @@ async fn reconciliation_finds_drift_and_repairs_a_missed_grant_once() {
     let admin = app.admin_browser(&email("recon-admin")).await;
     let (customer_id, _) = app.onboard(&email("recon-customer")).await;
     let mut conn = app.conn().await;
+    // No processor to compare with here (billing off): the local checks only.
+    let processor = app
+        .state_with("http://127.0.0.1:9", &[("BILLING_ENABLED", "false")])
+        .processor;
+    let processor = processor.as_ref();
     let stripe_id = format!("cus_recon_{customer_id}_{}", std::process::id());
     diesel::update(customers::table.find(customer_id))
         .set(customers::stripe_customer_id.eq(&stripe_id))
@@ -142,7 +147,7 @@ async fn reconciliation_finds_drift_and_repairs_a_missed_grant_once() {
         .await
         .unwrap();
     // A clean database has no drift.
-    assert_eq!(run(&mut conn).await.unwrap().findings, vec![]);
+    assert_eq!(run(&mut conn, processor).await.unwrap().findings, vec![]);
 
     // Drift by hand: the cached balance moved without a ledger entry, and a
     // paid Pro renewal invoice stored without its grant.
@@ -169,7 +174,7 @@ async fn reconciliation_finds_drift_and_repairs_a_missed_grant_once() {
     .execute(&mut conn)
     .await
     .unwrap();
-    let summary = run(&mut conn).await.unwrap();
+    let summary = run(&mut conn, processor).await.unwrap();
     let kinds: Vec<_> = summary
         .findings
         .iter()
@@ -233,7 +238,7 @@ async fn reconciliation_finds_drift_and_repairs_a_missed_grant_once() {
     .unwrap();
     assert!(late.replayed);
     // The next run no longer lists the invoice; the drift stays listed.
-    let again: Vec<_> = run(&mut conn)
+    let again: Vec<_> = run(&mut conn, processor)
         .await
         .unwrap()
         .findings

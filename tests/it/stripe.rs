@@ -777,7 +777,6 @@ async fn the_stripe_processor_speaks_domain_types_against_localstripe() {
         CancelMode, ChargeRequest, InvoiceItemRequest, NewProcessorCustomer, ProcessorChargeStatus,
         ProcessorError, SetupStatus, SubscribeRequest,
     };
-    use rsolv_platform::server::stripe::client::StripeApi;
     let base = localstripe_base().await;
     let app = TestApp::spawn_with_stripe(&base, &[]).await;
     let state = app.state_with(&base, &[]);
@@ -898,20 +897,19 @@ async fn the_stripe_processor_speaks_domain_types_against_localstripe() {
 
     // Subscriptions: subscribe, read back, cancel at period end, resume,
     // cancel now collecting pending items.
-    let api = StripeApi::new(&state.config.stripe).unwrap();
-    api.ensure_local_pro_plan(&state.config.stripe, 59900, "usd")
-        .await
-        .unwrap();
+    // The plan does not exist on localstripe yet: the processor creates it.
     let sub = processor
         .subscribe(&SubscribeRequest {
             customer_id: ours,
             customer: cus.clone(),
             price: state.config.stripe.pro_price_id.clone(),
+            amount_cents: 59900,
+            currency: "usd".into(),
             idempotency_key: format!("subscription:create:{ours}:after:none"),
         })
         .await
         .unwrap();
-    assert_eq!(sub.status, "active");
+    assert_eq!(sub.status.as_str(), "active");
     assert_eq!(sub.customer_id, Some(ours));
     assert!(sub.current_period_end.is_some());
     let read = processor.subscription(&sub.id).await.unwrap();
@@ -939,7 +937,7 @@ async fn the_stripe_processor_speaks_domain_types_against_localstripe() {
         .cancel_subscription(&sub.id, CancelMode::Now { invoice_now: true })
         .await
         .unwrap();
-    assert_eq!(ended.status, "canceled");
+    assert_eq!(ended.status.as_str(), "canceled");
     let listed = processor.list_invoices(&cus, 10).await.unwrap();
     assert!(listed.iter().any(|i| i.id == invoice.id));
 
@@ -999,7 +997,7 @@ async fn same_second_subscription_updates_converge_on_stripes_current_state_in_e
     let state = app.state_with(&base, &[]);
     let settings = &state.config.stripe;
     let api = rsolv_platform::server::stripe::client::StripeApi::new(settings).unwrap();
-    api.ensure_local_pro_plan(settings, 59900, "usd")
+    api.ensure_local_plan(&settings.pro_price_id, 59900, "usd")
         .await
         .unwrap();
     for (round, order) in [[0_usize, 1], [1, 0]].into_iter().enumerate() {

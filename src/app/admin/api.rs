@@ -730,7 +730,7 @@ pub(crate) mod ssr {
                     repository: f.repository,
                     fix_key: f.fix_key,
                     pr_url: f.pr_url,
-                    billing_status: f.billing_status,
+                    billing_status: f.billing_status.as_str().to_owned(),
                     created_at: iso(f.created_at),
                     written_off_reason: f.written_off_reason,
                 })

@@ -118,10 +118,10 @@ pub async fn subscribe_pro() -> Result<String, AppError> {
     use crate::server::billing::subscriptions::subscribe_pro;
     let (user, mut conn) = super::api::ssr::session().await?;
     let state = super::api::ssr::state()?;
-    let api = ssr::api()?;
+    let processor = ssr::processor()?;
     let sub = subscribe_pro(
-        &api,
-        &state.config.stripe,
+        processor.as_ref(),
+        &state.config.stripe.pro_price_id,
         &mut conn,
         &state.config.pricing,
         user.customer_id,
@@ -129,12 +129,13 @@ pub async fn subscribe_pro() -> Result<String, AppError> {
     .await
     .map_err(super::api::ssr::fail)?;
     Ok(
-        if crate::types::values::SubscriptionStatus::parse(&sub.status)
-            == Ok(crate::types::values::SubscriptionStatus::Active)
-        {
+        if sub.status == crate::types::values::SubscriptionStatus::Active {
             "You are on Pro. This period's credits are on your balance.".to_owned()
         } else {
-            format!("Your subscription is {}.", sub.status.replace('_', " "))
+            format!(
+                "Your subscription is {}.",
+                sub.status.as_str().replace('_', " ")
+            )
         },
     )
 }
@@ -154,10 +155,15 @@ pub async fn cancel_subscription(when: String) -> Result<String, AppError> {
             )))
         }
     };
-    let api = ssr::api()?;
-    cancel(&api, &mut conn, user.customer_id, at_period_end)
-        .await
-        .map_err(super::api::ssr::fail)?;
+    let processor = ssr::processor()?;
+    cancel(
+        processor.as_ref(),
+        &mut conn,
+        user.customer_id,
+        at_period_end,
+    )
+    .await
+    .map_err(super::api::ssr::fail)?;
     Ok(if at_period_end {
         "Your subscription ends at the end of the period. You can resume it until then.".into()
     } else {
@@ -170,8 +176,8 @@ pub async fn cancel_subscription(when: String) -> Result<String, AppError> {
 pub async fn resume_subscription() -> Result<String, AppError> {
     use crate::server::billing::subscriptions::resume;
     let (user, mut conn) = super::api::ssr::session().await?;
-    let api = ssr::api()?;
-    resume(&api, &mut conn, user.customer_id)
+    let processor = ssr::processor()?;
+    resume(processor.as_ref(), &mut conn, user.customer_id)
         .await
         .map_err(super::api::ssr::fail)?;
     Ok("Your subscription continues.".into())
@@ -203,7 +209,6 @@ pub(crate) mod ssr {
     use crate::server::billing::payment_methods::{list_cards, CardRow, CONSENT_TEXT};
     use crate::server::billing::pricing::format_money;
     use crate::server::billing::subscriptions::ends_at_period_end;
-    use crate::server::stripe::client::StripeApi;
     use crate::types::billing::{
         BillingHistoryView, BillingNoticeView, BillingView, CardView, HistoryItemView,
         UnpaidFixView,
@@ -222,17 +227,6 @@ pub(crate) mod ssr {
             )));
         }
         Ok(state.processor.clone())
-    }
-
-    /// The Stripe client, the single kill-switch check.
-    pub fn api() -> Result<StripeApi, AppError> {
-        let state = state()?;
-        StripeApi::new(&state.config.stripe).map_err(|e| {
-            tracing::warn!(error = %e, "billing call while Stripe is off");
-            fail_app(AppError::Validation(
-                "billing is paused at the moment: fixes are recorded and billed later".into(),
-            ))
-        })
     }
 
     fn brand(raw: Option<&str>) -> String {
@@ -329,7 +323,7 @@ pub(crate) mod ssr {
                                 } else {
                                     i.amount_due_cents
                                 },
-                                i.currency.as_deref().unwrap_or("usd"),
+                                &i.currency,
                             ),
                             status: i.status.clone().unwrap_or_else(|| "open".into()),
                             date: i.created.map(iso_utc).unwrap_or_default(),

@@ -15,7 +15,7 @@ use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
 use crate::server::db::schema::{
-    charges, credit_ledger_entries, customers, email_outbox, fix_write_offs, fixes, stripe_events,
+    credit_ledger_entries, customers, email_outbox, fix_write_offs, fixes, stripe_events,
     stripe_payment_methods, users,
 };
 use crate::types::values::SubscriptionStatus;
@@ -239,8 +239,8 @@ pub struct FixRow {
     pub fix_key: String,
     /// Pull request URL, if known.
     pub pr_url: Option<String>,
-    /// A [`FixBillingStatus`] spelling.
-    pub billing_status: String,
+    /// How it has been paid for.
+    pub billing_status: FixBillingStatus,
     /// Recorded.
     pub created_at: DateTime<Utc>,
     /// Why it was written off (only when `written_off`).
@@ -614,7 +614,7 @@ pub async fn write_off_fix(
     let reason = parse_reason(reason)?;
     conn.transaction(async |conn| {
         lock_customer(conn, customer_id).await?;
-        let status: String = fixes::table
+        let status: FixBillingStatus = fixes::table
             .find(fix_id)
             .filter(fixes::customer_id.eq(customer_id))
             .select(fixes::billing_status)
@@ -622,7 +622,6 @@ pub async fn write_off_fix(
             .await
             .optional()?
             .ok_or(BillingError::NotFound("fix"))?;
-        let status = FixBillingStatus::parse(&status)?;
         match status {
             FixBillingStatus::WrittenOff => return Ok(()),
             FixBillingStatus::Unpaid => {}
@@ -632,14 +631,14 @@ pub async fn write_off_fix(
                 )))
             }
         }
-        let has_charge: bool = diesel::select(diesel::dsl::exists(
-            charges::table.filter(charges::fix_id.eq(fix_id)),
-        ))
-        .get_result(conn)
-        .await?;
-        if has_charge {
+        // A declined charge does not stand in the way; one on its way or
+        // paid does.
+        if crate::server::billing::charges::live_charge_for_fix(conn, fix_id)
+            .await?
+            .is_some()
+        {
             return Err(invalid(
-                "this fix has a card charge; settle or refund the charge instead",
+                "this fix has a card charge on its way or paid; settle or refund the charge instead",
             ));
         }
         diesel::update(fixes::table.find(fix_id))

@@ -350,9 +350,9 @@ pub async fn refusal_for_fix(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
     fix_id: i64,
-    billing_status: &str,
+    billing_status: FixBillingStatus,
 ) -> Result<Option<&'static str>, BillingError> {
-    if billing_status != FixBillingStatus::Unpaid.as_str() {
+    if billing_status != FixBillingStatus::Unpaid {
         return Ok(None);
     }
     if live_charge_for_fix(conn, fix_id).await?.is_some() {
@@ -901,7 +901,9 @@ pub async fn settle_invoiced_overage(
 /// for why ([`decline_advice`], never the processor's message); for a
 /// pay-as-you-go charge the customer's `payment_failed_at` is set and the
 /// `charge_declined` email queued (key `charge_declined:<charge id>`) in
-/// the same transaction (the caller's). The fix stays `unpaid`.
+/// the same transaction (the caller's). The fix stays `unpaid` unless the
+/// customer now holds a credit, which pays for it
+/// ([`crate::server::billing::fixes::settle_unpaid_fixes_from_credits`]).
 ///
 /// Errors: [`BillingError::Database`].
 pub async fn settle_failed(
@@ -956,6 +958,10 @@ pub async fn settle_failed(
         let key = format!("charge_declined:{}", charge.id);
         enqueue_email(conn, &charge_declined(links, &to, &amount, advice, key)).await?;
     }
+    // Credits granted while the charge was on its way pay for the fix now
+    // (issue 9: billed as soon as the customer can pay).
+    crate::server::billing::fixes::settle_unpaid_fixes_from_credits(conn, charge.customer_id)
+        .await?;
     Ok(())
 }
 
@@ -990,11 +996,12 @@ async fn lock_charge(
 }
 
 /// After the customer added a working card: clears `payment_failed_at` (a
-/// new card is a new chance) and gives every still-unpaid fix whose charge
-/// was declined a NEW charge (new id, new idempotency key, new job) through
+/// new card is a new chance) and settles every unpaid fix without a live
+/// charge ([`crate::server::billing::fixes::settle_unpaid_fixes`]): a credit
+/// first, else a NEW charge (new id, new idempotency key, new job) through
 /// [`charge_for_fix_in_tx`]; declined charges stay `failed`. Returns how
-/// many fixes are now being charged. Call in the transaction that records
-/// the new card, with the customer's row locked.
+/// many fixes were paid or given a charge. Call in the transaction that
+/// records the new card.
 ///
 /// Errors: [`BillingError::Database`].
 pub async fn retry_failed_charges(
@@ -1006,25 +1013,7 @@ pub async fn retry_failed_charges(
         .set(customers::payment_failed_at.eq(None::<DateTime<Utc>>))
         .execute(conn)
         .await?;
-    let fix_ids: Vec<i64> = charges::table
-        .inner_join(fixes::table)
-        .filter(charges::customer_id.eq(customer_id))
-        .filter(charges::status.eq(ChargeStatus::Failed))
-        .filter(fixes::billing_status.eq(FixBillingStatus::Unpaid.as_str()))
-        .select(charges::fix_id)
-        .distinct()
-        .order(charges::fix_id.asc())
-        .load(conn)
-        .await?;
-    let mut charging = 0;
-    for fix_id in fix_ids {
-        if let NoCreditOutcome::Charging(_) =
-            charge_for_fix_in_tx(conn, pricing, customer_id, fix_id).await?
-        {
-            charging += 1;
-        }
-    }
-    Ok(charging)
+    crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer_id).await
 }
 
 /// Re-queues the job of every charge stuck `pending` for more than

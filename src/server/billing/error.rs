@@ -35,6 +35,10 @@ pub enum BillingError {
     /// No connection could be had from the pool.
     #[error("database pool error: {0}")]
     Pool(String),
+    /// The payment processor failed (internal: never shown to customers
+    /// as such; its message holds no secret).
+    #[error("payment processor: {0}")]
+    Processor(crate::server::billing::ports::ProcessorError),
 }
 
 impl From<DieselError> for BillingError {
@@ -71,7 +75,7 @@ pub fn to_app_error(error: BillingError) -> AppError {
         BillingError::InsufficientCredits { .. } | BillingError::IdempotencyConflict(_) => {
             AppError::Conflict(error.to_string())
         }
-        BillingError::Database(_) | BillingError::Pool(_) => {
+        BillingError::Database(_) | BillingError::Pool(_) | BillingError::Processor(_) => {
             tracing::error!(error = %error, "internal error in a server function");
             AppError::Internal
         }

@@ -3,7 +3,9 @@
 //! without an issue number, the pull request number; it consumes at most one
 //! credit however many reports arrive, in whatever order.
 
-use crate::server::billing::charges::{charge_for_fix_in_tx, NoCreditOutcome};
+use crate::server::billing::charges::{
+    charge_for_fix_in_tx, live_charge_for_fix, ChargeStatus, NoCreditOutcome,
+};
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::notifications::enqueue_email;
 use crate::server::billing::notifications::{low_credit, EmailLinks, Recipient};
@@ -44,21 +46,14 @@ pub struct Fix {
     pub fix_commit: Option<String>,
     /// Extra client metadata (branch, labels, AI provider).
     pub metadata: Option<serde_json::Value>,
-    /// A [`FixBillingStatus`] spelling.
-    pub billing_status: String,
+    /// How it has been paid for.
+    pub billing_status: FixBillingStatus,
     /// The `fix_consumed` ledger entry that paid for it, if paid by credit.
     pub ledger_entry_id: Option<i64>,
     /// First reported.
     pub created_at: DateTime<Utc>,
     /// Last reported.
     pub updated_at: DateTime<Utc>,
-}
-
-impl Fix {
-    /// The parsed billing status.
-    pub fn billing_status(&self) -> FixBillingStatus {
-        FixBillingStatus::parse(&self.billing_status).unwrap_or(FixBillingStatus::Pending)
-    }
 }
 
 /// One report of a fix, from a mitigation phase store or a fix attempt.
@@ -369,20 +364,18 @@ enum Merged {
     Apart(Fix),
 }
 
-/// Whether fix `id` has a charge row (any status).
-async fn has_charge(conn: &mut AsyncPgConnection, id: i64) -> Result<bool, BillingError> {
-    Ok(diesel::select(diesel::dsl::exists(
-        charges::table.filter(charges::fix_id.eq(id)),
-    ))
-    .get_result(conn)
-    .await?)
+/// Whether fix `id` has a live charge (any status but `failed`): a charge
+/// that is paying, or has paid, for it. A declined charge does not count: the
+/// fix can still be paid from a credit or by a new charge.
+async fn has_live_charge(conn: &mut AsyncPgConnection, id: i64) -> Result<bool, BillingError> {
+    Ok(live_charge_for_fix(conn, id).await?.is_some())
 }
 
 /// Merges the issue's fix `a` and the PR-only fix `b` (see
 /// [`record_fix_in_tx`]). Under the customer's lock.
 async fn merge_fixes(conn: &mut AsyncPgConnection, a: Fix, b: Fix) -> Result<Merged, BillingError> {
-    let a_charge = has_charge(conn, a.id).await?;
-    let b_charge = has_charge(conn, b.id).await?;
+    let a_charge = has_live_charge(conn, a.id).await?;
+    let b_charge = has_live_charge(conn, b.id).await?;
     if a_charge && b_charge {
         tracing::warn!(
             customer_id = a.customer_id,
@@ -395,7 +388,7 @@ async fn merge_fixes(conn: &mut AsyncPgConnection, a: Fix, b: Fix) -> Result<Mer
     let rank = |fix: &Fix, charge: bool| {
         (
             charge,
-            fix.billing_status() == FixBillingStatus::Credit,
+            fix.billing_status == FixBillingStatus::Credit,
             std::cmp::Reverse(fix.id),
         )
     };
@@ -404,10 +397,16 @@ async fn merge_fixes(conn: &mut AsyncPgConnection, a: Fix, b: Fix) -> Result<Mer
     } else {
         (b, a)
     };
+    // The loser has no live charge (the rank puts one first); its declined
+    // charges, if any, stay as the survivor's history.
+    diesel::update(charges::table.filter(charges::fix_id.eq(loser.id)))
+        .set(charges::fix_id.eq(survivor.id))
+        .execute(conn)
+        .await?;
     diesel::delete(fixes::table.find(loser.id))
         .execute(conn)
         .await?;
-    let refunded = loser.billing_status() == FixBillingStatus::Credit;
+    let refunded = loser.billing_status == FixBillingStatus::Credit;
     if refunded {
         let key = format!("fix_merged:{}", loser.id);
         let reference = format!("fix:{}", survivor.id);
@@ -455,12 +454,11 @@ async fn settle_if_due(
     fix: Fix,
     links: &EmailLinks,
 ) -> Result<Fix, BillingError> {
-    if fix.billing_status() != FixBillingStatus::Pending
-        || !pricing.billable_event.bills_on_report()
+    if fix.billing_status != FixBillingStatus::Pending || !pricing.billable_event.bills_on_report()
     {
         return Ok(fix);
     }
-    Ok(settle_fix(conn, pricing, fix, Some(links)).await?.0)
+    Ok(settle_fix(conn, Some(pricing), fix, Some(links)).await?.0)
 }
 
 /// How [`pay_fix`] paid (or did not pay) a fix.
@@ -477,14 +475,18 @@ pub enum Payment {
     AwaitingPeriodCredits,
 }
 
-/// Pays fix `fix` (not yet paid, no charge) with one credit (ledger
+/// Why a credits-only settlement left a fix unpaid.
+const NO_CREDIT_LEFT: &str = "no credit left";
+
+/// Pays fix `fix` (not yet paid, no live charge) with one credit (ledger
 /// `fix_consumed`, key `fix:<id>`; with `links`, the low-credit email when
-/// it leaves exactly 1 credit) or, with none left, through
-/// [`charge_for_fix_in_tx`]. Under the customer's lock (append_entry takes
+/// it leaves exactly 1 credit) or, with none left and `pricing` given,
+/// through [`charge_for_fix_in_tx`] (without `pricing`: credits only, else
+/// [`Payment::Refused`]). Under the customer's lock (append_entry takes
 /// it). Does not update the fix row.
 async fn pay_fix(
     conn: &mut AsyncPgConnection,
-    pricing: &PricingCatalog,
+    pricing: Option<&PricingCatalog>,
     fix: &Fix,
     links: Option<&EmailLinks>,
 ) -> Result<Payment, BillingError> {
@@ -510,6 +512,9 @@ async fn pay_fix(
             Ok(Payment::Credit(appended.entry.id))
         }
         Err(BillingError::InsufficientCredits { .. }) => {
+            let Some(pricing) = pricing else {
+                return Ok(Payment::Refused(NO_CREDIT_LEFT.into()));
+            };
             match charge_for_fix_in_tx(conn, pricing, fix.customer_id, fix.id).await? {
                 NoCreditOutcome::Charging(id) => Ok(Payment::Charging(id)),
                 NoCreditOutcome::Refused(reason) => Ok(Payment::Refused(reason)),
@@ -524,7 +529,7 @@ async fn pay_fix(
 /// ledger entry, or `unpaid` (with or without a charge on its way).
 async fn settle_fix(
     conn: &mut AsyncPgConnection,
-    pricing: &PricingCatalog,
+    pricing: Option<&PricingCatalog>,
     fix: Fix,
     links: Option<&EmailLinks>,
 ) -> Result<(Fix, Payment), BillingError> {
@@ -547,24 +552,47 @@ async fn settle_fix(
     Ok((fix, payment))
 }
 
-/// Bills the customer's `unpaid` fixes that have no charge, oldest first,
-/// now that the customer may be able to pay (credits granted, card added,
-/// Pro started; issue 9: "billed exactly once as soon as the customer can
-/// pay"). Each is paid exactly as a reported fix is: one credit (ledger
+/// Bills the customer's `unpaid` fixes that have no live charge, oldest
+/// first, now that the customer may be able to pay (credits granted, card
+/// added, Pro started; issue 9: "billed exactly once as soon as the customer
+/// can pay"). Each is paid exactly as a reported fix is: one credit (ledger
 /// `fix_consumed`, key `fix:<id>`; the fix becomes `credit`) or, with no
 /// credit left, a charge through [`charge_for_fix_in_tx`] (the fix stays
 /// `unpaid` until the charge succeeds). Stops at the first fix that still
-/// cannot be paid. Fixes with a charge of any status are the charge path's
-/// (a declined one is retried when the card is replaced); `pending` fixes
-/// (bill on merge) wait for their billing call; `written_off` ones are
-/// never billed. Call it inside the caller's transaction: it locks the
-/// customer. Returns how many fixes were paid or given a charge.
+/// cannot be paid. A fix whose charge was declined is billed again like any
+/// other (a credit first; a new charge, with a new idempotency key, only
+/// once the card works again); a fix with a charge pending or paid is the
+/// charge path's; `pending` fixes (bill on merge) wait for their billing
+/// call; `written_off` ones are never billed. Call it inside the caller's
+/// transaction: it locks the customer. Returns how many fixes were paid or
+/// given a charge.
 ///
 /// Errors: [`BillingError::NotFound`] for an unknown customer;
 /// [`BillingError::Database`].
 pub async fn settle_unpaid_fixes(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
+    customer_id: i64,
+) -> Result<usize, BillingError> {
+    settle_unpaid(conn, Some(pricing), customer_id).await
+}
+
+/// [`settle_unpaid_fixes`] with credits only: no charge is written. For
+/// the moment a charge is declined (the customer may have been granted
+/// credits while it was on its way), where a new charge would only be
+/// declined again.
+///
+/// Errors: as [`settle_unpaid_fixes`].
+pub async fn settle_unpaid_fixes_from_credits(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<usize, BillingError> {
+    settle_unpaid(conn, None, customer_id).await
+}
+
+async fn settle_unpaid(
+    conn: &mut AsyncPgConnection,
+    pricing: Option<&PricingCatalog>,
     customer_id: i64,
 ) -> Result<usize, BillingError> {
     lock_customer(conn, customer_id).await?;
@@ -575,6 +603,7 @@ pub async fn settle_unpaid_fixes(
             fixes::id.ne_all(
                 charges::table
                     .filter(charges::customer_id.eq(customer_id))
+                    .filter(charges::status.ne(ChargeStatus::Failed))
                     .select(charges::fix_id),
             ),
         )
@@ -639,15 +668,15 @@ pub async fn bill_fix(
             .await
             .optional()?
             .ok_or(BillingError::NotFound("fix"))?;
-        let charging = has_charge(conn, fix.id).await?;
-        match fix.billing_status() {
+        let charging = has_live_charge(conn, fix.id).await?;
+        match fix.billing_status {
             FixBillingStatus::Credit | FixBillingStatus::Charged | FixBillingStatus::Refunded => {
                 Ok(BillOutcome::AlreadyBilled(fix))
             }
             FixBillingStatus::WrittenOff => Ok(BillOutcome::WrittenOff(fix)),
             FixBillingStatus::Unpaid if charging => Ok(BillOutcome::AlreadyCharging(fix)),
             FixBillingStatus::Pending | FixBillingStatus::Unpaid => {
-                let (fix, payment) = settle_fix(conn, pricing, fix, Some(links)).await?;
+                let (fix, payment) = settle_fix(conn, Some(pricing), fix, Some(links)).await?;
                 Ok(BillOutcome::Billed(fix, payment))
             }
         }

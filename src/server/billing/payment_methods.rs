@@ -215,15 +215,10 @@ pub async fn add_card(
         if make_default {
             mark_default(conn, customer_id, Some(&pm.id)).await?;
         }
-        let recharged = retry_failed_charges(conn, pricing, customer_id).await?;
-        if recharged > 0 {
-            tracing::info!(
-                customer_id,
-                recharged,
-                "declined fixes charged anew after a new card"
-            );
+        let settled = retry_failed_charges(conn, pricing, customer_id).await?;
+        if settled > 0 {
+            tracing::info!(customer_id, settled, "unpaid fixes billed after a new card");
         }
-        crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer_id).await?;
         Ok::<_, BillingError>(())
     })
     .await?;

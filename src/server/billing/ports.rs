@@ -9,6 +9,7 @@
 //! gives them back, it never interprets them. Amounts are integer minor
 //! units (cents) with a lower-case ISO 4217 currency.
 
+use crate::types::values::SubscriptionStatus;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -268,6 +269,11 @@ pub struct SubscribeRequest {
     pub customer: String,
     /// The recurring price (`price_…`) or plan id.
     pub price: String,
+    /// What the price charges per period, in cents of `currency`: used only
+    /// to create the plan on a local stand-in that does not have it yet.
+    pub amount_cents: i64,
+    /// Lower-case ISO 4217.
+    pub currency: String,
     /// Stable for this subscription attempt.
     pub idempotency_key: String,
 }
@@ -285,64 +291,111 @@ pub enum CancelMode {
     AtPeriodEnd,
 }
 
-/// A subscription as the processor has it now.
+/// A subscription as the payment processor reports it now. The Stripe
+/// adapter builds it from a `sub_…` object, whether re-read through this
+/// port or taken from a webhook event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionSnapshot {
-    /// `sub_…`.
+    /// The processor's id, `sub_…`.
     pub id: String,
-    /// The processor's customer id.
-    pub customer: Option<String>,
-    /// Our `customers.id` from its metadata.
+    /// The processor's customer id, `cus_…`.
+    pub processor_customer_id: String,
+    /// Our `customers.id` from its metadata, when it carries one.
     pub customer_id: Option<i64>,
-    /// The processor's status word (`active`, `trialing`, `past_due`,
-    /// `canceled`, `incomplete`, `unpaid`, …); the domain parses it.
-    pub status: String,
-    /// Ends at the period end.
+    /// Its status.
+    pub status: SubscriptionStatus,
+    /// Ends at the period end (resumable until then).
     pub cancel_at_period_end: bool,
-    /// Current period start.
+    /// Start of the current period.
     pub current_period_start: Option<DateTime<Utc>>,
-    /// Current period end.
+    /// End of the current period.
     pub current_period_end: Option<DateTime<Utc>>,
-    /// The most recent invoice.
+    /// Its most recent invoice, `in_…`.
     pub latest_invoice: Option<String>,
     /// Created.
     pub created: Option<DateTime<Utc>>,
+    /// When this state was true: our clock when read from the processor,
+    /// the event's time when taken from an event.
+    pub observed_at: DateTime<Utc>,
 }
 
-/// An invoice as the processor has it now.
+/// Why an invoice was made (Stripe's `billing_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillingReason {
+    /// The subscription's first invoice.
+    SubscriptionCreate,
+    /// A renewal: a new period.
+    SubscriptionCycle,
+    /// A change (proration, e.g. a plan switch or a cancel with
+    /// `invoice_now`).
+    SubscriptionUpdate,
+    /// A usage threshold was reached.
+    SubscriptionThreshold,
+    /// Made by hand (one-off).
+    Manual,
+    /// Anything else (`upcoming`, `quote_accept`, …).
+    Other,
+}
+
+impl BillingReason {
+    /// Reads Stripe's spelling; unknown values are [`BillingReason::Other`].
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "subscription_create" => Self::SubscriptionCreate,
+            "subscription_cycle" => Self::SubscriptionCycle,
+            "subscription_update" => Self::SubscriptionUpdate,
+            "subscription_threshold" => Self::SubscriptionThreshold,
+            "manual" => Self::Manual,
+            _ => Self::Other,
+        }
+    }
+
+    /// Whether a paid invoice for this reason pays for a new Pro period
+    /// (issue 9: creation or renewal only).
+    pub fn starts_a_period(self) -> bool {
+        matches!(self, Self::SubscriptionCreate | Self::SubscriptionCycle)
+    }
+}
+
+/// An invoice as the payment processor reports it now. Amounts in minor
+/// units (cents) of `currency`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvoiceSnapshot {
-    /// `in_…`.
+    /// The processor's id, `in_…`.
     pub id: String,
-    /// Human number.
+    /// Its human number, e.g. `RSOLV-0001`.
     pub number: Option<String>,
-    /// The processor's customer id.
-    pub customer: Option<String>,
-    /// The subscription it bills.
+    /// The processor's customer id, `cus_…`.
+    pub processor_customer_id: String,
+    /// The subscription it bills, if any.
     pub subscription_id: Option<String>,
-    /// `subscription_create`, `subscription_cycle`, `subscription_update`,
-    /// `manual`, … (Stripe's `billing_reason`).
-    pub billing_reason: Option<String>,
     /// `draft`, `open`, `paid`, `void`, `uncollectible`.
     pub status: Option<String>,
-    /// Whether it is paid.
+    /// Paid in full.
     pub paid: bool,
-    /// Minor units due.
-    pub amount_due_cents: i64,
-    /// Minor units paid.
+    /// A collection attempt failed and the invoice is still open.
+    pub payment_failed: bool,
+    /// Why it was made; `None` when the processor did not say.
+    pub billing_reason: Option<BillingReason>,
+    /// Cents collected.
     pub amount_paid_cents: i64,
+    /// Cents due.
+    pub amount_due_cents: i64,
     /// Lower-case ISO 4217.
-    pub currency: Option<String>,
-    /// Billing period start.
-    pub period_start: Option<DateTime<Utc>>,
-    /// Billing period end.
+    pub currency: String,
+    /// Collection attempts so far.
+    pub attempt_count: i64,
+    /// End of the subscription period its subscription line pays for.
     pub period_end: Option<DateTime<Utc>>,
-    /// The invoice items (`ii_…`) on its lines.
+    /// The processor ids of the invoice items on it (`ii_…`): our overage
+    /// charges among them are paid when it is.
     pub invoice_item_ids: Vec<String>,
     /// Created.
     pub created: Option<DateTime<Utc>>,
     /// The processor's page for it (none on localstripe).
     pub hosted_url: Option<String>,
+    /// When this state was true (as for [`SubscriptionSnapshot`]).
+    pub observed_at: DateTime<Utc>,
 }
 
 /// What billing needs from a payment processor (issue 9 § 3). Implemented
@@ -504,5 +557,23 @@ mod tests {
         assert!(decline_advice(None, Some("insufficient_funds")).contains("insufficient funds"));
         assert!(decline_advice(Some("expired_card"), None).contains("expired"));
         assert!(decline_advice(Some("weird_code"), Some("weird")).contains("another card"));
+    }
+
+    #[test]
+    fn only_creation_and_renewal_start_a_period() {
+        for (text, starts) in [
+            ("subscription_create", true),
+            ("subscription_cycle", true),
+            ("subscription_update", false),
+            ("subscription_threshold", false),
+            ("manual", false),
+            ("upcoming", false),
+        ] {
+            assert_eq!(
+                BillingReason::parse(text).starts_a_period(),
+                starts,
+                "{text}"
+            );
+        }
     }
 }

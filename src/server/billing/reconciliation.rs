@@ -19,16 +19,28 @@
 //! - `refund_not_applied`: every stored `charge.refunded` event was
 //!   processed (not repairable here: replay it from the webhook log).
 //!
-//! What the payment processor itself says (its payment intents and
-//! invoices) is compared by [`compare_with_processor`], the extension point
-//! for the `PaymentProcessor` port: it takes the processor's listings and
-//! our charges and returns findings; [`run`] does not call it yet because
-//! the port (issue 9, scope 3) that lists them has not landed.
+//! - what the payment processor itself says, through the
+//!   [`PaymentProcessor`] port, over the last [`PROCESSOR_WINDOW_DAYS`]
+//!   days ([`processor_findings`]): every PaymentIntent carrying our charge
+//!   id matches that charge (one PaymentIntent per charge, same amount, same
+//!   outcome) and every succeeded pay-as-you-go charge has its
+//!   PaymentIntent (`fix_payment`, not repairable); every paid creation or
+//!   renewal invoice of a subscription we recorded for the customer, with
+//!   money collected, has its grant (`missing_grant`, repairable), even when
+//!   its webhook never arrived. With billing off the processor is skipped;
+//!   when it cannot be reached the run stores what it found locally and
+//!   says so in the log.
 
 use crate::server::billing::ledger::{append_entry, NewEntry};
+use crate::server::billing::ports::{
+    InvoiceSnapshot, PaymentProcessor, ProcessorCharge, ProcessorChargeStatus, ProcessorError,
+};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
-use crate::server::db::schema::{reconciliation_findings, reconciliation_runs};
+use crate::server::db::schema::{
+    charges, credit_ledger_entries, customers, reconciliation_findings, reconciliation_runs,
+    stripe_subscriptions,
+};
 use crate::types::values::{LedgerKind, ParseError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -190,11 +202,19 @@ const INVOICES: &str = "
              WHERE l.idempotency_key = 'invoice:' || p.invoice_id) AS grants
     FROM paid p JOIN customers c ON c.stripe_customer_id = p.cus";
 
-/// Runs every check, stores the run and its findings, and returns them.
-/// Reads only (besides its own tables); safe to run any time and twice.
+/// How far back [`run`] lists the processor's payments and invoices, in
+/// days: one monthly billing period and a few days of slack.
+pub const PROCESSOR_WINDOW_DAYS: i64 = 35;
+
+/// Runs every check (the local ones and [`processor_findings`]), stores
+/// the run and its findings, and returns them. Reads only (besides its own
+/// tables); safe to run any time and twice.
 ///
 /// Errors: [`BillingError::Database`].
-pub async fn run(conn: &mut AsyncPgConnection) -> Result<RunSummary, BillingError> {
+pub async fn run(
+    conn: &mut AsyncPgConnection,
+    processor: &dyn PaymentProcessor,
+) -> Result<RunSummary, BillingError> {
     let mut findings = Vec::new();
 
     let drifts: Vec<Drift> = diesel::sql_query(
@@ -274,8 +294,148 @@ pub async fn run(conn: &mut AsyncPgConnection) -> Result<RunSummary, BillingErro
         details: json!({ "event_id": r.event_id, "event_status": r.status, "charge": r.charge }),
     }));
 
+    let since = Utc::now() - chrono::Duration::days(PROCESSOR_WINDOW_DAYS);
+    match processor_findings(conn, processor, since).await {
+        Ok(more) => {
+            for finding in more {
+                if !findings.iter().any(|f| f.subject == finding.subject) {
+                    findings.push(finding);
+                }
+            }
+        }
+        Err(BillingError::Processor(ProcessorError::Disabled)) => {}
+        Err(BillingError::Processor(error)) => {
+            tracing::warn!(%error, "reconciliation: the payment processor could not be compared");
+        }
+        Err(other) => return Err(other),
+    }
+
     let run_id = store_run(conn, &findings).await?;
     Ok(RunSummary { run_id, findings })
+}
+
+/// Compares our charges and grants since `since` with the processor's
+/// PaymentIntents and invoices since then (see the module docs).
+///
+/// Errors: [`BillingError::Processor`] when a listing fails;
+/// [`BillingError::Database`].
+pub async fn processor_findings(
+    conn: &mut AsyncPgConnection,
+    processor: &dyn PaymentProcessor,
+    since: DateTime<Utc>,
+) -> Result<Vec<NewFinding>, BillingError> {
+    let listed = processor
+        .payment_intents_since(since)
+        .await
+        .map_err(BillingError::Processor)?;
+    // Only our customers' payments (the account may serve other systems).
+    let ours_at_processor: std::collections::HashSet<String> = customers::table
+        .filter(
+            customers::stripe_customer_id.eq_any(
+                listed
+                    .iter()
+                    .filter_map(|p| p.customer.clone())
+                    .collect::<Vec<_>>(),
+            ),
+        )
+        .select(customers::stripe_customer_id)
+        .load::<Option<String>>(conn)
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    let theirs: Vec<ProcessorCharge> = listed
+        .into_iter()
+        .filter(|p| {
+            p.customer
+                .as_ref()
+                .is_some_and(|c| ours_at_processor.contains(c))
+        })
+        .collect();
+    let ours: Vec<OurCharge> = charges::table
+        .filter(charges::kind.eq(crate::server::billing::charges::KIND_PAYG))
+        .filter(
+            charges::created_at.ge(since).or(charges::id.eq_any(
+                theirs
+                    .iter()
+                    .filter_map(|p| p.charge_id)
+                    .collect::<Vec<_>>(),
+            )),
+        )
+        .order(charges::id.asc())
+        .select((
+            charges::id,
+            charges::customer_id,
+            charges::amount_cents,
+            charges::status,
+            charges::stripe_payment_intent_id,
+        ))
+        .load::<(i64, i64, i64, String, Option<String>)>(conn)
+        .await?
+        .into_iter()
+        .map(
+            |(charge_id, customer_id, amount_cents, status, payment_intent_id)| OurCharge {
+                charge_id,
+                customer_id,
+                amount_cents,
+                status,
+                payment_intent_id,
+            },
+        )
+        .collect();
+    let mut findings = compare_with_processor(&ours, &theirs);
+
+    let invoices = processor
+        .invoices_since(since)
+        .await
+        .map_err(BillingError::Processor)?;
+    for invoice in invoices.iter().filter(|i| grants_a_period(i)) {
+        let Some(subscription) = invoice.subscription_id.as_deref() else {
+            continue;
+        };
+        let customer_id: Option<i64> = customers::table
+            .inner_join(
+                stripe_subscriptions::table.on(stripe_subscriptions::customer_id.eq(customers::id)),
+            )
+            .filter(customers::stripe_customer_id.eq(&invoice.processor_customer_id))
+            .filter(stripe_subscriptions::id.eq(subscription))
+            .select(customers::id)
+            .first(conn)
+            .await
+            .optional()?;
+        let Some(customer_id) = customer_id else {
+            continue;
+        };
+        let key = format!("invoice:{}", invoice.id);
+        let granted: bool = diesel::select(diesel::dsl::exists(
+            credit_ledger_entries::table
+                .filter(credit_ledger_entries::customer_id.eq(customer_id))
+                .filter(credit_ledger_entries::idempotency_key.eq(&key)),
+        ))
+        .get_result(conn)
+        .await?;
+        if !granted {
+            findings.push(NewFinding {
+                kind: FindingKind::MissingGrant,
+                customer_id: Some(customer_id),
+                subject: key,
+                details: json!({
+                    "invoice_id": invoice.id, "subscription": subscription,
+                    "amount_paid_cents": invoice.amount_paid_cents, "source": "processor",
+                }),
+            });
+        }
+    }
+    Ok(findings)
+}
+
+/// Whether a paid invoice pays for a new Pro period (the grant rule of
+/// `subscriptions::apply_invoice_snapshot`: creation or renewal, money
+/// collected).
+fn grants_a_period(invoice: &InvoiceSnapshot) -> bool {
+    invoice.paid
+        && invoice.amount_paid_cents > 0
+        && invoice.billing_reason.is_some_and(|r| r.starts_a_period())
 }
 
 /// Stores a run and its findings in one transaction; returns the run's id.
@@ -437,61 +597,71 @@ pub struct OurCharge {
     pub payment_intent_id: Option<String>,
 }
 
-/// One payment the processor lists (a Stripe PaymentIntent).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessorPayment {
-    /// The processor's id (`pi_…`).
-    pub id: String,
-    /// Cents.
-    pub amount_cents: i64,
-    /// Whether the processor considers it paid.
-    pub succeeded: bool,
-}
-
-/// **Extension point** for the `PaymentProcessor` port (issue 9, scope 3):
-/// compares our charges with the processor's listing of payments and
-/// returns the drift as `fix_payment` findings (a payment we do not know
-/// of, one whose amount or outcome differs from our row, a succeeded row
-/// without a payment). Pure: the caller lists both sides (the port's
-/// "list charges for reconciliation") and stores the findings with
-/// [`store_run`]. Invoices and invoice items belong here too once the port
-/// lists them.
-pub fn compare_with_processor(ours: &[OurCharge], theirs: &[ProcessorPayment]) -> Vec<NewFinding> {
+/// Compares our pay-as-you-go charges with the processor's PaymentIntents
+/// and returns the drift as `fix_payment` findings. Only PaymentIntents
+/// carrying our charge id in their metadata are ours (subscription invoices
+/// make PaymentIntents too). Drift: a PaymentIntent for a charge we do not
+/// have, a second PaymentIntent for one charge (issue 9: one idempotency key
+/// per charge), a different amount, a different outcome (succeeded there
+/// and not here, or the reverse), and a succeeded charge whose stored
+/// PaymentIntent the processor does not list. Pure.
+pub fn compare_with_processor(ours: &[OurCharge], theirs: &[ProcessorCharge]) -> Vec<NewFinding> {
     use std::collections::HashMap;
-    let by_id: HashMap<&str, &ProcessorPayment> =
-        theirs.iter().map(|p| (p.id.as_str(), p)).collect();
-    let mut known = std::collections::HashSet::new();
+    let by_charge: HashMap<i64, &OurCharge> = ours.iter().map(|c| (c.charge_id, c)).collect();
+    let listed: std::collections::HashSet<&str> = theirs.iter().map(|p| p.id.as_str()).collect();
     let mut findings = Vec::new();
-    for c in ours {
-        let theirs = c.payment_intent_id.as_deref().and_then(|id| by_id.get(id));
-        if let Some(id) = c.payment_intent_id.as_deref() {
-            known.insert(id);
-        }
-        let drift = match theirs {
-            None => c.status == "succeeded",
-            Some(p) => p.amount_cents != c.amount_cents || p.succeeded != (c.status == "succeeded"),
+    for p in theirs {
+        let Some(charge_id) = p.charge_id else {
+            continue;
         };
-        if drift {
+        let succeeded = p.status == ProcessorChargeStatus::Succeeded;
+        let problem = match by_charge.get(&charge_id) {
+            None => Some("a payment for a charge we do not have"),
+            Some(c)
+                if c.payment_intent_id
+                    .as_deref()
+                    .is_some_and(|ours| ours != p.id) =>
+            {
+                Some("a second payment for one charge")
+            }
+            Some(c) if c.amount_cents != p.amount_cents => Some("amounts differ"),
+            Some(c) if succeeded != (c.status == "succeeded") && c.status != "pending" => {
+                Some("outcomes differ")
+            }
+            Some(c) if succeeded && c.status == "pending" => None, // being recorded now
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            let ours = by_charge.get(&charge_id);
+            findings.push(NewFinding {
+                kind: FindingKind::FixPayment,
+                customer_id: ours.map(|c| c.customer_id),
+                subject: format!("payment_intent:{}", p.id),
+                details: json!({
+                    "problem": problem, "charge_id": charge_id,
+                    "processor_amount_cents": p.amount_cents, "processor_succeeded": succeeded,
+                    "our_status": ours.map(|c| c.status.clone()),
+                    "our_amount_cents": ours.map(|c| c.amount_cents),
+                    "our_payment_intent": ours.and_then(|c| c.payment_intent_id.clone()),
+                }),
+            });
+        }
+    }
+    for c in ours.iter().filter(|c| c.status == "succeeded") {
+        if c.payment_intent_id
+            .as_deref()
+            .is_none_or(|pi| !listed.contains(pi))
+        {
             findings.push(NewFinding {
                 kind: FindingKind::FixPayment,
                 customer_id: Some(c.customer_id),
                 subject: format!("charge:{}", c.charge_id),
                 details: json!({
-                    "our_status": c.status, "our_amount_cents": c.amount_cents,
-                    "payment_intent": c.payment_intent_id,
-                    "processor_amount_cents": theirs.map(|p| p.amount_cents),
-                    "processor_succeeded": theirs.map(|p| p.succeeded),
+                    "problem": "succeeded here, no such payment at the processor",
+                    "our_amount_cents": c.amount_cents, "payment_intent": c.payment_intent_id,
                 }),
             });
         }
-    }
-    for p in theirs.iter().filter(|p| !known.contains(p.id.as_str())) {
-        findings.push(NewFinding {
-            kind: FindingKind::FixPayment,
-            customer_id: None,
-            subject: format!("payment_intent:{}", p.id),
-            details: json!({ "processor_amount_cents": p.amount_cents, "processor_succeeded": p.succeeded, "ours": null }),
-        });
     }
     findings
 }
@@ -500,45 +670,65 @@ pub fn compare_with_processor(ours: &[OurCharge], theirs: &[ProcessorPayment]) -
 mod tests {
     use super::*;
 
+    fn ours(charge_id: i64, status: &str, pi: Option<&str>) -> OurCharge {
+        OurCharge {
+            charge_id,
+            customer_id: 7,
+            amount_cents: 2900,
+            status: status.into(),
+            payment_intent_id: pi.map(str::to_owned),
+        }
+    }
+
+    fn theirs(id: &str, charge_id: Option<i64>, amount: i64, succeeded: bool) -> ProcessorCharge {
+        ProcessorCharge {
+            id: id.into(),
+            status: if succeeded {
+                ProcessorChargeStatus::Succeeded
+            } else {
+                ProcessorChargeStatus::Declined {
+                    code: None,
+                    decline_code: None,
+                }
+            },
+            amount_cents: amount,
+            currency: Some("usd".into()),
+            charge_id,
+            customer: Some("cus_1".into()),
+            created: None,
+        }
+    }
+
     #[test]
-    fn the_processor_comparison_lists_unknown_and_differing_payments() {
+    fn the_processor_comparison_lists_unknown_second_and_differing_payments() {
         let ours = [
-            OurCharge {
-                charge_id: 1,
-                customer_id: 7,
-                amount_cents: 1500,
-                status: "succeeded".into(),
-                payment_intent_id: Some("pi_a".into()),
-            },
-            OurCharge {
-                charge_id: 2,
-                customer_id: 7,
-                amount_cents: 1500,
-                status: "succeeded".into(),
-                payment_intent_id: Some("pi_b".into()),
-            },
+            ours(1, "succeeded", Some("pi_a")),
+            ours(2, "succeeded", Some("pi_b")),
+            ours(3, "failed", Some("pi_d")),
+            ours(4, "succeeded", Some("pi_gone")),
+            ours(5, "pending", None),
         ];
         let theirs = [
-            ProcessorPayment {
-                id: "pi_a".into(),
-                amount_cents: 1500,
-                succeeded: true,
-            },
-            ProcessorPayment {
-                id: "pi_b".into(),
-                amount_cents: 1500,
-                succeeded: false,
-            },
-            ProcessorPayment {
-                id: "pi_c".into(),
-                amount_cents: 900,
-                succeeded: true,
-            },
+            theirs("pi_a", Some(1), 2900, true),  // matches
+            theirs("pi_b", Some(2), 2900, false), // outcome differs
+            theirs("pi_c", Some(9), 900, true),   // no such charge
+            theirs("pi_d", Some(3), 2900, false), // matches (declined)
+            theirs("pi_e", Some(1), 2900, true),  // a second payment for charge 1
+            theirs("pi_f", None, 59900, true),    // not ours (an invoice's)
+            theirs("pi_g", Some(5), 2900, true),  // being recorded now
         ];
         let subjects: Vec<_> = compare_with_processor(&ours, &theirs)
             .into_iter()
             .map(|f| f.subject)
             .collect();
-        assert_eq!(subjects, vec!["charge:2", "payment_intent:pi_c"]);
+        assert_eq!(
+            subjects,
+            vec![
+                "payment_intent:pi_b",
+                "payment_intent:pi_c",
+                "payment_intent:pi_e",
+                "charge:4"
+            ]
+        );
     }
 }

@@ -27,114 +27,20 @@ use crate::server::billing::customers::{find_customer, Customer};
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::payment_methods::stripe_customer_id;
 use crate::server::billing::plan::{change_plan, PlanChange, SubscriptionState};
+use crate::server::billing::ports::{
+    BillingReason, CancelMode, InvoiceSnapshot, PaymentProcessor, ProcessorError, SubscribeRequest,
+    SubscriptionSnapshot,
+};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{charges, credit_ledger_entries, customers, stripe_subscriptions};
-use crate::server::stripe::billing_api::Subscription;
-use crate::server::stripe::client::StripeApi;
-use crate::server::stripe::client::StripeCallError;
-use crate::server::stripe::StripeSettings;
 use crate::types::values::{LedgerKind, ParseError, SubscriptionStatus};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use serde_json::Value;
-use stripe_client_core::StripeMethod;
 
 fn invalid(message: impl Into<String>) -> BillingError {
     BillingError::Invalid(ParseError(message.into()))
-}
-
-// --- Snapshots -------------------------------------------------------------------
-
-/// A subscription as the payment processor reports it now (domain type;
-/// the Stripe adapter builds it from a `sub_…` object).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionSnapshot {
-    /// The processor's id, `sub_…`.
-    pub id: String,
-    /// The processor's customer id, `cus_…`.
-    pub processor_customer_id: String,
-    /// Its status.
-    pub status: SubscriptionStatus,
-    /// Ends at the period end (resumable until then).
-    pub cancel_at_period_end: bool,
-    /// End of the current period.
-    pub current_period_end: Option<DateTime<Utc>>,
-    /// When this state was true: our clock when re-read from the processor,
-    /// the event's time when taken from an event.
-    pub observed_at: DateTime<Utc>,
-}
-
-/// Why an invoice was made (Stripe's `billing_reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BillingReason {
-    /// The subscription's first invoice.
-    SubscriptionCreate,
-    /// A renewal: a new period.
-    SubscriptionCycle,
-    /// A change (proration, e.g. a plan switch or a cancel with
-    /// `invoice_now`).
-    SubscriptionUpdate,
-    /// A usage threshold was reached.
-    SubscriptionThreshold,
-    /// Made by hand (one-off).
-    Manual,
-    /// Anything else (`upcoming`, `quote_accept`, …).
-    Other,
-}
-
-impl BillingReason {
-    /// Reads Stripe's spelling; unknown values are [`BillingReason::Other`].
-    pub fn parse(text: &str) -> Self {
-        match text {
-            "subscription_create" => Self::SubscriptionCreate,
-            "subscription_cycle" => Self::SubscriptionCycle,
-            "subscription_update" => Self::SubscriptionUpdate,
-            "subscription_threshold" => Self::SubscriptionThreshold,
-            "manual" => Self::Manual,
-            _ => Self::Other,
-        }
-    }
-
-    /// Whether a paid invoice for this reason pays for a new Pro period
-    /// (issue 9: creation or renewal only).
-    pub fn starts_a_period(self) -> bool {
-        matches!(self, Self::SubscriptionCreate | Self::SubscriptionCycle)
-    }
-}
-
-/// An invoice as the payment processor reports it now (domain type).
-/// Amounts in minor units (cents) of `currency`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InvoiceSnapshot {
-    /// The processor's id, `in_…`.
-    pub id: String,
-    /// The processor's customer id, `cus_…`.
-    pub processor_customer_id: String,
-    /// The subscription it bills, if any.
-    pub subscription_id: Option<String>,
-    /// Paid in full.
-    pub paid: bool,
-    /// A collection attempt failed and the invoice is still open.
-    pub payment_failed: bool,
-    /// Why it was made; `None` when the processor did not say.
-    pub billing_reason: Option<BillingReason>,
-    /// Cents collected.
-    pub amount_paid_cents: i64,
-    /// Cents due.
-    pub amount_due_cents: i64,
-    /// Lower-case ISO 4217.
-    pub currency: String,
-    /// Collection attempts so far.
-    pub attempt_count: i64,
-    /// End of the subscription period its subscription line pays for.
-    pub period_end: Option<DateTime<Utc>>,
-    /// The processor ids of the invoice items on it (`ii_…`): our overage
-    /// charges among them are paid when it is.
-    pub invoice_item_ids: Vec<String>,
-    /// When this state was true (as for [`SubscriptionSnapshot`]).
-    pub observed_at: DateTime<Utc>,
 }
 
 /// What applying a snapshot did.
@@ -595,39 +501,39 @@ async fn observation_time(
     })
 }
 
+/// Applies a subscription the processor answered with, observed now (after
+/// anything recorded), as a webhook would.
 async fn apply_answer(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
-    object: &Value,
-) -> Result<Subscription, BillingError> {
-    let subscription: Subscription = serde_json::from_value(object.clone())
-        .map_err(|e| invalid(format!("unexpected subscription from Stripe: {e}")))?;
+    mut snapshot: SubscriptionSnapshot,
+) -> Result<SubscriptionSnapshot, BillingError> {
     conn.transaction(async |conn| {
-        let at = observation_time(conn, customer_id).await?;
-        let snapshot = crate::server::stripe::events::subscription_snapshot(object, at)
-            .map_err(|e| invalid(e.to_string()))?;
+        snapshot.observed_at = observation_time(conn, customer_id).await?;
         apply_subscription_snapshot(conn, &snapshot).await
     })
     .await?;
-    Ok(subscription)
+    Ok(snapshot)
 }
 
-/// Subscribes the customer to Pro (the Plan/Price
-/// `settings.pro_price_id`, created on a local stand-in if missing),
-/// charging the default card, and applies the answer and the first invoice
-/// as the webhooks would. Idempotency key
-/// `subscription:create:<customer id>:after:<previous subscription id or none>`.
+/// Subscribes the customer to Pro at the processor's recurring price
+/// `price` (`price_…`, or a plan id on a local stand-in, where it is
+/// created at `pricing.pro_monthly_cents` if missing), charging the
+/// default card, and applies the answer and the first invoice as the
+/// webhooks would. Idempotency key
+/// `subscription:create:<customer id>:after:<previous subscription id or none>`,
+/// stable for this subscription attempt.
 ///
 /// Errors: [`BillingError::Invalid`] without a card on file, while a
-/// subscription is open, or when Stripe refuses (e.g. a declined card);
-/// [`BillingError::Pool`] when Stripe is unreachable.
+/// subscription is open, or when the card is declined; others as in
+/// [`processor_error`].
 pub async fn subscribe_pro(
-    api: &StripeApi,
-    settings: &StripeSettings,
+    processor: &dyn PaymentProcessor,
+    price: &str,
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
     customer_id: i64,
-) -> Result<Subscription, BillingError> {
+) -> Result<SubscriptionSnapshot, BillingError> {
     let customer = find_customer(conn, customer_id).await?;
     if customer
         .subscription_status
@@ -638,142 +544,97 @@ pub async fn subscribe_pro(
     if !customer.has_payment_method {
         return Err(invalid("add a card before subscribing to Pro"));
     }
-    let cus = stripe_customer_id(conn, customer_id).await?;
-    api.ensure_local_pro_plan(settings, pricing.pro_monthly_cents, &pricing.currency)
-        .await
-        .map_err(stripe_error)?;
-    let key = format!(
-        "subscription:create:{customer_id}:after:{}",
-        customer.stripe_subscription_id.as_deref().unwrap_or("none")
-    );
-    let item = if settings.pro_is_price() {
-        "items[0][price]"
-    } else {
-        "items[0][plan]"
+    let request = SubscribeRequest {
+        customer_id,
+        customer: stripe_customer_id(conn, customer_id).await?,
+        price: price.to_owned(),
+        amount_cents: pricing.pro_monthly_cents,
+        currency: pricing.currency.clone(),
+        idempotency_key: format!(
+            "subscription:create:{customer_id}:after:{}",
+            customer.stripe_subscription_id.as_deref().unwrap_or("none")
+        ),
     };
-    let object: Value = api
-        .call(
-            StripeMethod::Post,
-            "/subscriptions",
-            &[
-                ("customer".to_owned(), cus.clone()),
-                (item.to_owned(), settings.pro_price_id.clone()),
-                (
-                    format!("metadata[{}]", crate::server::stripe::CUSTOMER_ID_METADATA),
-                    customer_id.to_string(),
-                ),
-            ],
-            Some(&key),
-        )
+    let answer = processor
+        .subscribe(&request)
         .await
-        .map_err(stripe_error)?;
-    let subscription = apply_answer(conn, customer_id, &object).await?;
-    if let Some(crate::server::stripe::billing_api::IdRef(invoice_id)) =
-        &subscription.latest_invoice
-    {
-        let invoice: Value = api
-            .call(
-                StripeMethod::Get,
-                &format!("/invoices/{invoice_id}"),
-                &[],
-                None,
-            )
+        .map_err(processor_error)?;
+    let subscription = apply_answer(conn, customer_id, answer).await?;
+    if let Some(invoice_id) = &subscription.latest_invoice {
+        let mut invoice = processor
+            .invoice(invoice_id)
             .await
-            .map_err(stripe_error)?;
+            .map_err(processor_error)?;
         conn.transaction(async |conn| {
-            let at = observation_time(conn, customer_id).await?;
-            let snapshot = crate::server::stripe::events::invoice_snapshot(&invoice, at)
-                .map_err(|e| invalid(e.to_string()))?;
-            apply_invoice_snapshot(conn, pricing, &snapshot, None).await
+            invoice.observed_at = observation_time(conn, customer_id).await?;
+            apply_invoice_snapshot(conn, pricing, &invoice, None).await
         })
         .await?;
     }
-    tracing::info!(customer_id, subscription = %subscription.id, status = %subscription.status, "subscribed to Pro");
+    tracing::info!(customer_id, subscription = %subscription.id, status = subscription.status.as_str(), "subscribed to Pro");
     Ok(subscription)
 }
 
-/// The form parameters of cancelling now (`DELETE /v1/subscriptions/{id}`):
-/// a final invoice collects the pending overage items at once
-/// (`invoice_now=true`) and the unused part of the period is not credited
-/// back (`prorate=false`). Issue 9: "cancelling now collects pending
-/// overage".
-pub fn cancel_now_params() -> Vec<(String, String)> {
-    vec![
-        ("invoice_now".to_owned(), "true".to_owned()),
-        ("prorate".to_owned(), "false".to_owned()),
-    ]
-}
-
 /// Cancels the customer's subscription: `at_period_end` false ends it now
-/// (with [`cancel_now_params`]: pending overage is invoiced at once; the
-/// plan falls back to pay as you go or trial); true lets it run to the
-/// period end (resumable until then with [`resume`]).
+/// ([`CancelMode::Now`] with `invoice_now`: pending overage items are
+/// billed on a final invoice at once, issue 9 "cancelling now collects
+/// pending overage"; the plan falls back to pay as you go or trial); true
+/// lets it run to the period end (resumable until then with [`resume`]).
 ///
-/// Errors: [`BillingError::Invalid`] without an open subscription; Stripe
-/// failures as in [`stripe_error`].
+/// Errors: [`BillingError::Invalid`] without an open subscription; others
+/// as in [`processor_error`].
 pub async fn cancel(
-    api: &StripeApi,
+    processor: &dyn PaymentProcessor,
     conn: &mut AsyncPgConnection,
     customer_id: i64,
     at_period_end: bool,
-) -> Result<Subscription, BillingError> {
-    let customer = find_customer(conn, customer_id).await?;
-    let Some(sub_id) = customer.stripe_subscription_id.filter(|_| {
-        customer
-            .subscription_status
-            .is_some_and(SubscriptionStatus::is_open)
-    }) else {
-        return Err(invalid("you have no subscription to cancel"));
-    };
-    let object: Value = if at_period_end {
-        api.call(
-            StripeMethod::Post,
-            &format!("/subscriptions/{sub_id}"),
-            &[("cancel_at_period_end".to_owned(), "true".to_owned())],
-            None,
-        )
-        .await
+) -> Result<SubscriptionSnapshot, BillingError> {
+    let sub_id = open_subscription(conn, customer_id, "you have no subscription to cancel").await?;
+    let mode = if at_period_end {
+        CancelMode::AtPeriodEnd
     } else {
-        api.call(
-            StripeMethod::Delete,
-            &format!("/subscriptions/{sub_id}"),
-            &cancel_now_params(),
-            None,
-        )
+        CancelMode::Now { invoice_now: true }
+    };
+    let answer = processor
+        .cancel_subscription(&sub_id, mode)
         .await
-    }
-    .map_err(stripe_error)?;
-    apply_answer(conn, customer_id, &object).await
+        .map_err(processor_error)?;
+    apply_answer(conn, customer_id, answer).await
 }
 
 /// Undoes a cancel-at-period-end before the period ends.
 ///
 /// Errors: [`BillingError::Invalid`] when there is no open subscription;
-/// Stripe failures as in [`stripe_error`].
+/// others as in [`processor_error`].
 pub async fn resume(
-    api: &StripeApi,
+    processor: &dyn PaymentProcessor,
     conn: &mut AsyncPgConnection,
     customer_id: i64,
-) -> Result<Subscription, BillingError> {
-    let customer = find_customer(conn, customer_id).await?;
-    let _ = stripe_customer_id(conn, customer_id).await?;
-    let Some(sub_id) = customer.stripe_subscription_id.filter(|_| {
-        customer
-            .subscription_status
-            .is_some_and(SubscriptionStatus::is_open)
-    }) else {
-        return Err(invalid("you have no subscription to resume"));
-    };
-    let object: Value = api
-        .call(
-            StripeMethod::Post,
-            &format!("/subscriptions/{sub_id}"),
-            &[("cancel_at_period_end".to_owned(), "false".to_owned())],
-            None,
-        )
+) -> Result<SubscriptionSnapshot, BillingError> {
+    let sub_id = open_subscription(conn, customer_id, "you have no subscription to resume").await?;
+    let answer = processor
+        .resume_subscription(&sub_id)
         .await
-        .map_err(stripe_error)?;
-    apply_answer(conn, customer_id, &object).await
+        .map_err(processor_error)?;
+    apply_answer(conn, customer_id, answer).await
+}
+
+/// The customer's open subscription's id, else [`BillingError::Invalid`]
+/// with `none_message`.
+async fn open_subscription(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    none_message: &str,
+) -> Result<String, BillingError> {
+    let customer = find_customer(conn, customer_id).await?;
+    customer
+        .stripe_subscription_id
+        .filter(|_| {
+            customer
+                .subscription_status
+                .is_some_and(SubscriptionStatus::is_open)
+        })
+        .ok_or_else(|| invalid(none_message))
 }
 
 /// Whether the customer's current subscription ends at its period end.
@@ -796,49 +657,20 @@ pub async fn ends_at_period_end(
     Ok(flag.unwrap_or(false))
 }
 
-/// A Stripe failure for the portal: a 4xx is the customer's (e.g. a
-/// declined card: its message), anything else "try again later".
-pub fn stripe_error(error: StripeCallError) -> BillingError {
+/// A processor failure for the portal: a declined card is the customer's
+/// to fix (our words, never the processor's message); billing paused says
+/// so; anything else is logged and answered "try again in a moment".
+pub fn processor_error(error: ProcessorError) -> BillingError {
     match error {
-        StripeCallError::Api {
-            status, message, ..
-        } if (400..500).contains(&status) && status != 429 => invalid(message),
-        StripeCallError::Disabled => {
+        ProcessorError::Declined { code, decline_code } => invalid(
+            crate::server::billing::ports::decline_advice(code.as_deref(), decline_code.as_deref()),
+        ),
+        ProcessorError::Disabled => {
             invalid("billing is paused at the moment; please try again later")
         }
         other => {
-            tracing::error!(error = %other, "Stripe call failed");
-            BillingError::Pool("Stripe is unavailable; please try again in a moment".into())
+            tracing::error!(error = %other, "payment processor call failed");
+            BillingError::Pool("billing is unavailable; please try again in a moment".into())
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_creation_and_renewal_start_a_period() {
-        for (text, starts) in [
-            ("subscription_create", true),
-            ("subscription_cycle", true),
-            ("subscription_update", false),
-            ("subscription_threshold", false),
-            ("manual", false),
-            ("upcoming", false),
-        ] {
-            assert_eq!(
-                BillingReason::parse(text).starts_a_period(),
-                starts,
-                "{text}"
-            );
-        }
-    }
-
-    #[test]
-    fn cancelling_now_invoices_pending_items_without_proration() {
-        let params = cancel_now_params();
-        assert!(params.contains(&("invoice_now".into(), "true".into())));
-        assert!(params.contains(&("prorate".into(), "false".into())));
     }
 }

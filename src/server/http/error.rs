@@ -60,6 +60,13 @@ impl From<BillingError> for ApiError {
             BillingError::IdempotencyConflict(_) => {
                 Self::new(StatusCode::CONFLICT, error.to_string())
             }
+            BillingError::Processor(_) => {
+                tracing::error!(error = %error, "payment processor failed in the JSON API");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "billing is unavailable; please retry in a moment",
+                )
+            }
             BillingError::Database(_) | BillingError::Pool(_) => {
                 tracing::error!(error = %error, "internal error in the JSON API");
                 Self::new(

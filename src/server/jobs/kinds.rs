@@ -75,7 +75,7 @@ impl Job for ReconcileJob {
             .conn()
             .await
             .map_err(|e| JobError::retry(e.to_string()))?;
-        let summary = reconciliation::run(&mut conn)
+        let summary = reconciliation::run(&mut conn, ctx.processor.as_ref())
             .await
             .map_err(|e| JobError::retry(e.to_string()))?;
         if summary.findings.is_empty() {

@@ -10,7 +10,7 @@
 //! carries an idempotency key derived from our own row id.
 
 use crate::server::stripe::client::{StripeApi, StripeCallError};
-use crate::server::stripe::{StripeSettings, CHARGE_ID_METADATA, CUSTOMER_ID_METADATA};
+use crate::server::stripe::{CHARGE_ID_METADATA, CUSTOMER_ID_METADATA};
 use ::stripe::{IdempotencyKey, RequestStrategy};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -225,6 +225,10 @@ pub struct Invoice {
     pub parent: Option<serde_json::Value>,
     /// Its lines (first page).
     pub lines: Option<serde_json::Value>,
+    /// Collection attempts so far.
+    pub attempt_count: Option<i64>,
+    /// Whether collection was attempted.
+    pub attempted: Option<bool>,
 }
 
 impl Invoice {
@@ -248,32 +252,68 @@ impl Invoice {
             })
     }
 
+    /// Its lines (first page), empty when absent.
+    fn line_list(&self) -> &[serde_json::Value] {
+        self.lines
+            .as_ref()
+            .and_then(|l| l.get("data")?.as_array())
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// The invoice items (`ii_…`) on its lines, wherever the API version
-    /// names them (`invoice_item`, or a line whose own id is `ii_…`).
+    /// names them (`parent.invoice_item_details.invoice_item`,
+    /// `invoice_item`, or a line whose own id is `ii_…`, as on localstripe).
     pub fn invoice_item_ids(&self) -> Vec<String> {
-        let Some(lines) = self.lines.as_ref().and_then(|l| l.get("data")?.as_array()) else {
-            return Vec::new();
-        };
-        lines
+        self.line_list()
             .iter()
-            .filter_map(|line| {
-                let nested = line
-                    .pointer("/parent/invoice_item_details/invoice_item")
-                    .or_else(|| line.get("invoice_item"))
-                    .and_then(|v| {
-                        v.as_str()
-                            .map(str::to_owned)
-                            .or_else(|| v.get("id")?.as_str().map(str::to_owned))
-                    });
-                nested.or_else(|| {
-                    line.get("id")
-                        .and_then(|v| v.as_str())
-                        .filter(|id| id.starts_with("ii_"))
-                        .map(str::to_owned)
-                })
-            })
+            .filter_map(line_invoice_item)
             .collect()
     }
+
+    /// Why it was made; localstripe leaves `billing_reason` null, and there
+    /// a subscription line that is not a proration means a period is paid
+    /// (`subscription_cycle`).
+    pub fn inferred_billing_reason(&self) -> Option<&str> {
+        self.billing_reason.as_deref().or_else(|| {
+            self.line_list()
+                .iter()
+                .any(|line| {
+                    line.get("type").and_then(|t| t.as_str()) == Some("subscription")
+                        && line.get("proration").and_then(|p| p.as_bool()) != Some(true)
+                })
+                .then_some("subscription_cycle")
+        })
+    }
+
+    /// End of the subscription period its lines pay for (unix seconds): the
+    /// latest `period.end` of a line that is not an invoice item. Stripe's
+    /// invoice-level `period_end` is not that period.
+    pub fn subscription_period_end(&self) -> Option<i64> {
+        self.line_list()
+            .iter()
+            .filter(|line| line_invoice_item(line).is_none())
+            .filter_map(|line| line.pointer("/period/end")?.as_i64())
+            .max()
+    }
+}
+
+/// The invoice item an invoice line bills, across API versions.
+fn line_invoice_item(line: &serde_json::Value) -> Option<String> {
+    let id_or_object = |v: &serde_json::Value| {
+        v.as_str()
+            .map(str::to_owned)
+            .or_else(|| v.get("id")?.as_str().map(str::to_owned))
+    };
+    line.pointer("/parent/invoice_item_details/invoice_item")
+        .or_else(|| line.get("invoice_item"))
+        .and_then(id_or_object)
+        .filter(|id| !id.is_empty())
+        .or_else(|| {
+            line.get("id")
+                .and_then(|v| v.as_str())
+                .filter(|id| id.starts_with("ii_"))
+                .map(str::to_owned)
+        })
 }
 
 /// A charge as Stripe lists them (to find a PaymentIntent whose answer
@@ -581,22 +621,18 @@ impl StripeApi {
             .collect())
     }
 
-    /// Makes sure the Pro Plan `settings.pro_price_id` exists on a local
-    /// Stripe stand-in (creating its Product and Plan at
-    /// `amount_cents`/month); does nothing against real Stripe or for a
-    /// Price id, where the operator creates the Price in the dashboard.
+    /// Makes sure Plan `plan` exists on a local Stripe stand-in (creating
+    /// its Product and Plan at `amount_cents` of `currency` a month). Call
+    /// it only against a local stand-in with a plan id: against real Stripe
+    /// the operator creates the Price in the dashboard.
     ///
     /// Errors: [`StripeCallError`].
-    pub async fn ensure_local_pro_plan(
+    pub async fn ensure_local_plan(
         &self,
-        settings: &StripeSettings,
+        plan: &str,
         amount_cents: i64,
         currency: &str,
     ) -> Result<(), StripeCallError> {
-        if !settings.is_local_stand_in() || settings.pro_is_price() {
-            return Ok(());
-        }
-        let plan = &settings.pro_price_id;
         match self
             .call::<serde_json::Value>(StripeMethod::Get, &format!("/plans/{plan}"), &[], None)
             .await

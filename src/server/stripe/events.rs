@@ -28,20 +28,22 @@ use crate::server::billing::notifications::{
     enqueue_email, subscription_payment_failed, EmailLinks, Recipient,
 };
 use crate::server::billing::payment_methods::record_payment_method;
+use crate::server::billing::ports::{InvoiceSnapshot, SubscriptionSnapshot};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::refunds::{
     apply_refund, close_dispute, open_dispute, DisputeOutcome, DisputeSnapshot, RefundSnapshot,
 };
 use crate::server::billing::subscriptions::{
     apply_invoice_snapshot, apply_subscription_snapshot, lock_by_processor_customer, Applied,
-    BillingReason, InvoiceSnapshot, SubscriptionSnapshot,
 };
 use crate::server::billing::work::KIND_STRIPE_PROCESS_EVENT;
 use crate::server::billing::BillingError;
 use crate::server::db::queue::{enqueue, retry_now, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
 use crate::server::db::schema::{jobs, stripe_events, stripe_payment_methods};
 use crate::server::state::AppState;
+use crate::server::stripe::billing_api::{Invoice, Subscription};
 use crate::server::stripe::client::{StripeApi, StripeCallError};
+use crate::server::stripe::processor::{invoice_from, subscription_from};
 use crate::types::values::SubscriptionStatus;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -586,129 +588,34 @@ fn id_field<'a>(object: &'a Value, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn time_field(object: &Value, pointer: &str) -> Option<DateTime<Utc>> {
-    object
-        .pointer(pointer)
-        .and_then(Value::as_i64)
-        .and_then(|t| DateTime::from_timestamp(t, 0))
-}
-
-/// A Stripe Subscription object (API versions before and after
-/// 2025-03-31, whose period lives on the items) as a domain snapshot
+/// A Stripe Subscription object (any API version; the wire struct
+/// [`Subscription`] reads it as the processor does) as a domain snapshot
 /// observed at `observed_at`.
 ///
-/// Errors: [`EventParseError`] without an id or customer, or for a status
-/// outside Stripe's list.
+/// Errors: [`EventParseError`] when it is not a subscription with an id, a
+/// customer and a status from Stripe's list.
 pub fn subscription_snapshot(
     object: &Value,
     observed_at: DateTime<Utc>,
 ) -> Result<SubscriptionSnapshot, EventParseError> {
-    let (Some(id), Some(customer)) = (str_field(object, "id"), id_field(object, "customer")) else {
-        return Err(EventParseError(
-            "subscription without id or customer".into(),
-        ));
-    };
-    let status = SubscriptionStatus::parse(str_field(object, "status").unwrap_or("incomplete"))
-        .map_err(|e| EventParseError(e.0))?;
-    Ok(SubscriptionSnapshot {
-        id: id.to_owned(),
-        processor_customer_id: customer.to_owned(),
-        status,
-        cancel_at_period_end: object
-            .get("cancel_at_period_end")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        current_period_end: time_field(object, "/current_period_end")
-            .or_else(|| time_field(object, "/items/data/0/current_period_end")),
-        observed_at,
-    })
+    let subscription: Subscription = serde_json::from_value(object.clone())
+        .map_err(|e| EventParseError(format!("not a subscription: {e}")))?;
+    subscription_from(subscription, observed_at).map_err(|e| EventParseError(e.to_string()))
 }
 
-/// The subscription an invoice belongs to, across API versions: top-level
-/// `subscription` (before 2025-03) or `parent.subscription_details`.
-fn invoice_subscription(invoice: &Value) -> Option<&str> {
-    id_field(invoice, "subscription").or_else(|| {
-        invoice
-            .pointer("/parent/subscription_details/subscription")
-            .and_then(|v| v.as_str().or_else(|| v.get("id")?.as_str()))
-    })
-}
-
-/// The invoice item a line bills, across API versions
-/// (`parent.invoice_item_details.invoice_item`, or `invoice_item`, or an
-/// `ii_…` line id on old versions and localstripe).
-fn line_invoice_item(line: &Value) -> Option<&str> {
-    line.pointer("/parent/invoice_item_details/invoice_item")
-        .and_then(Value::as_str)
-        .or_else(|| id_field(line, "invoice_item"))
-        .or_else(|| str_field(line, "id").filter(|id| id.starts_with("ii_")))
-}
-
-/// A Stripe Invoice object as a domain snapshot observed at `observed_at`.
+/// A Stripe Invoice object (any API version, read by the wire struct
+/// [`Invoice`] as the processor does) as a domain snapshot observed at
+/// `observed_at`.
 ///
-/// Errors: [`EventParseError`] without an id or customer.
+/// Errors: [`EventParseError`] when it is not an invoice with an id and a
+/// customer.
 pub fn invoice_snapshot(
     object: &Value,
     observed_at: DateTime<Utc>,
 ) -> Result<InvoiceSnapshot, EventParseError> {
-    let (Some(id), Some(customer)) = (str_field(object, "id"), id_field(object, "customer")) else {
-        return Err(EventParseError("invoice without id or customer".into()));
-    };
-    let status = str_field(object, "status");
-    let paid = status == Some("paid") || object.get("paid").and_then(Value::as_bool) == Some(true);
-    let attempt_count = object
-        .get("attempt_count")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
-    let attempted =
-        object.get("attempted").and_then(Value::as_bool) == Some(true) || attempt_count > 0;
-    let lines: &[Value] = object
-        .pointer("/lines/data")
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice);
-    let invoice_item_ids: Vec<String> = lines
-        .iter()
-        .filter_map(line_invoice_item)
-        .map(str::to_owned)
-        .collect();
-    let period_end = lines
-        .iter()
-        .filter(|line| line_invoice_item(line).is_none())
-        .filter_map(|line| time_field(line, "/period/end"))
-        .max();
-    Ok(InvoiceSnapshot {
-        id: id.to_owned(),
-        processor_customer_id: customer.to_owned(),
-        subscription_id: invoice_subscription(object).map(str::to_owned),
-        paid,
-        payment_failed: !paid && attempted && status == Some("open"),
-        billing_reason: str_field(object, "billing_reason")
-            .map(BillingReason::parse)
-            .or_else(|| {
-                // localstripe leaves `billing_reason` null: a subscription
-                // line that is not a proration means a period is paid.
-                lines
-                    .iter()
-                    .any(|line| {
-                        str_field(line, "type") == Some("subscription")
-                            && line.get("proration").and_then(Value::as_bool) != Some(true)
-                    })
-                    .then_some(BillingReason::SubscriptionCycle)
-            }),
-        amount_paid_cents: object
-            .get("amount_paid")
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
-        amount_due_cents: object
-            .get("amount_due")
-            .and_then(Value::as_i64)
-            .unwrap_or(0),
-        currency: str_field(object, "currency").unwrap_or("usd").to_owned(),
-        attempt_count,
-        period_end,
-        invoice_item_ids,
-        observed_at,
-    })
+    let invoice: Invoice = serde_json::from_value(object.clone())
+        .map_err(|e| EventParseError(format!("not an invoice: {e}")))?;
+    invoice_from(invoice, observed_at).map_err(|e| EventParseError(e.to_string()))
 }
 
 /// Queues the `subscription_payment_failed` email (key

@@ -13,7 +13,7 @@
 //! `created[gte]` (filtered here instead).
 
 use crate::server::billing::ports::{
-    CancelMode, CardSnapshot, ChargeRequest, InvoiceItemRequest, InvoiceSnapshot,
+    BillingReason, CancelMode, CardSnapshot, ChargeRequest, InvoiceItemRequest, InvoiceSnapshot,
     NewProcessorCustomer, PaymentProcessor, ProcessorCharge, ProcessorChargeStatus,
     ProcessorCustomer, ProcessorError, ProcessorInvoiceItem, SetupIntentSnapshot, SetupStatus,
     SubscribeRequest, SubscriptionSnapshot,
@@ -24,6 +24,7 @@ use crate::server::stripe::billing_api::{
 };
 use crate::server::stripe::client::{StripeApi, StripeCallError, StripeCustomer};
 use crate::server::stripe::{StripeSettings, CHARGE_ID_METADATA, CUSTOMER_ID_METADATA};
+use crate::types::values::SubscriptionStatus;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::OnceLock;
@@ -175,43 +176,74 @@ fn item_from(i: InvoiceItem) -> ProcessorInvoiceItem {
     }
 }
 
-/// A Subscription in the domain's words.
-pub fn subscription_from(s: Subscription) -> SubscriptionSnapshot {
-    SubscriptionSnapshot {
+/// A Subscription in the domain's words, as it was at `observed_at`.
+///
+/// Errors: [`ProcessorError::Unavailable`] without a customer or with a
+/// status outside Stripe's list (an answer we cannot use).
+pub fn subscription_from(
+    s: Subscription,
+    observed_at: DateTime<Utc>,
+) -> Result<SubscriptionSnapshot, ProcessorError> {
+    let Some(processor_customer_id) = id_of(&s.customer) else {
+        return Err(ProcessorError::Unavailable(format!(
+            "subscription {} without a customer",
+            s.id
+        )));
+    };
+    let status = SubscriptionStatus::parse(&s.status)
+        .map_err(|e| ProcessorError::Unavailable(format!("subscription {}: {}", s.id, e.0)))?;
+    Ok(SubscriptionSnapshot {
         customer_id: s
             .metadata
             .get(CUSTOMER_ID_METADATA)
             .and_then(|v| v.parse().ok()),
-        customer: id_of(&s.customer),
+        processor_customer_id,
+        status,
         current_period_start: at(s.period_start()),
         current_period_end: at(s.period_end()),
         latest_invoice: id_of(&s.latest_invoice),
         created: at(s.created),
         cancel_at_period_end: s.cancel_at_period_end,
-        status: s.status,
         id: s.id,
-    }
+        observed_at,
+    })
 }
 
-/// An Invoice in the domain's words.
-pub fn invoice_from(i: Invoice) -> InvoiceSnapshot {
-    InvoiceSnapshot {
+/// An Invoice in the domain's words, as it was at `observed_at`.
+///
+/// Errors: [`ProcessorError::Unavailable`] without a customer.
+pub fn invoice_from(
+    i: Invoice,
+    observed_at: DateTime<Utc>,
+) -> Result<InvoiceSnapshot, ProcessorError> {
+    let Some(processor_customer_id) = id_of(&i.customer) else {
+        return Err(ProcessorError::Unavailable(format!(
+            "invoice {} without a customer",
+            i.id
+        )));
+    };
+    let paid = i.is_paid();
+    let attempt_count = i.attempt_count.unwrap_or(0);
+    let attempted = i.attempted == Some(true) || attempt_count > 0;
+    Ok(InvoiceSnapshot {
+        processor_customer_id,
         subscription_id: i.subscription_id(),
         invoice_item_ids: i.invoice_item_ids(),
-        paid: i.is_paid(),
-        customer: id_of(&i.customer),
+        billing_reason: i.inferred_billing_reason().map(BillingReason::parse),
+        period_end: at(i.subscription_period_end()),
+        payment_failed: !paid && attempted && i.status.as_deref() == Some("open"),
+        paid,
+        attempt_count,
         created: at(i.created.or(i.date)),
-        period_start: at(i.period_start),
-        period_end: at(i.period_end),
         number: i.number,
-        billing_reason: i.billing_reason,
         status: i.status,
         amount_due_cents: i.amount_due,
         amount_paid_cents: i.amount_paid,
-        currency: i.currency,
+        currency: i.currency.unwrap_or_else(|| "usd".to_owned()),
         hosted_url: i.hosted_invoice_url,
         id: i.id,
-    }
+        observed_at,
+    })
 }
 
 impl StripeProcessor {
@@ -428,7 +460,13 @@ impl PaymentProcessor for StripeProcessor {
         request: &SubscribeRequest,
     ) -> Result<SubscriptionSnapshot, ProcessorError> {
         // A `price_…` is sent as a price, anything else as a Plan
-        // (localstripe has Plans, not Prices).
+        // (localstripe has Plans, not Prices; there the plan is created
+        // when missing).
+        if self.settings.is_local_stand_in() && !request.price.starts_with("price_") {
+            self.api()?
+                .ensure_local_plan(&request.price, request.amount_cents, &request.currency)
+                .await?;
+        }
         let item = if request.price.starts_with("price_") {
             "items[0][price]"
         } else {
@@ -450,7 +488,7 @@ impl PaymentProcessor for StripeProcessor {
                 Some(&request.idempotency_key),
             )
             .await?;
-        Ok(subscription_from(sub))
+        subscription_from(sub, Utc::now())
     }
 
     async fn cancel_subscription(
@@ -479,7 +517,7 @@ impl PaymentProcessor for StripeProcessor {
                 api.call(StripeMethod::Delete, &path, &params, None).await?
             }
         };
-        Ok(subscription_from(sub))
+        subscription_from(sub, Utc::now())
     }
 
     async fn resume_subscription(&self, id: &str) -> Result<SubscriptionSnapshot, ProcessorError> {
@@ -492,7 +530,7 @@ impl PaymentProcessor for StripeProcessor {
                 None,
             )
             .await?;
-        Ok(subscription_from(sub))
+        subscription_from(sub, Utc::now())
     }
 
     async fn subscription(&self, id: &str) -> Result<SubscriptionSnapshot, ProcessorError> {
@@ -505,11 +543,11 @@ impl PaymentProcessor for StripeProcessor {
                 None,
             )
             .await?;
-        Ok(subscription_from(sub))
+        subscription_from(sub, Utc::now())
     }
 
     async fn invoice(&self, id: &str) -> Result<InvoiceSnapshot, ProcessorError> {
-        Ok(invoice_from(self.api()?.get_invoice(id).await?))
+        invoice_from(self.api()?.get_invoice(id).await?, Utc::now())
     }
 
     async fn list_invoices(
@@ -518,7 +556,8 @@ impl PaymentProcessor for StripeProcessor {
         limit: u8,
     ) -> Result<Vec<InvoiceSnapshot>, ProcessorError> {
         let list = self.api()?.list_invoices(customer, limit).await?;
-        Ok(list.into_iter().map(invoice_from).collect())
+        let now = Utc::now();
+        list.into_iter().map(|i| invoice_from(i, now)).collect()
     }
 
     async fn payment_intents_since(
@@ -548,11 +587,12 @@ impl PaymentProcessor for StripeProcessor {
             .list_all("/invoices", &params, 50, |i: &Invoice| i.id.clone())
             .await?;
         let since_unix = since.timestamp();
-        Ok(invoices
+        let now = Utc::now();
+        invoices
             .into_iter()
             .filter(|i| i.created.or(i.date).is_none_or(|c| c >= since_unix))
-            .map(invoice_from)
-            .collect())
+            .map(|i| invoice_from(i, now))
+            .collect()
     }
 }
 
@@ -659,22 +699,22 @@ mod tests {
     #[test]
     fn invoices_name_their_subscription_and_items_in_either_api_version() {
         let old: Invoice = serde_json::from_value(serde_json::json!({
-            "id": "in_1", "subscription": "sub_1", "status": "paid",
+            "id": "in_1", "customer": "cus_1", "subscription": "sub_1", "status": "paid",
             "billing_reason": "subscription_cycle", "amount_paid": 61400,
             "lines": {"data": [{"id": "ii_a"}, {"id": "il_b", "invoice_item": "ii_b"}]}
         }))
         .unwrap();
-        let snapshot = invoice_from(old);
+        let snapshot = invoice_from(old, Utc::now()).unwrap();
         assert_eq!(snapshot.subscription_id.as_deref(), Some("sub_1"));
         assert_eq!(snapshot.invoice_item_ids, vec!["ii_a", "ii_b"]);
         assert!(snapshot.paid);
         let new: Invoice = serde_json::from_value(serde_json::json!({
-            "id": "in_2", "status": "open",
+            "id": "in_2", "customer": "cus_1", "status": "open",
             "parent": {"subscription_details": {"subscription": "sub_2"}},
             "lines": {"data": [{"id": "il_c", "parent": {"invoice_item_details": {"invoice_item": "ii_c"}}}]}
         }))
         .unwrap();
-        let snapshot = invoice_from(new);
+        let snapshot = invoice_from(new, Utc::now()).unwrap();
         assert_eq!(snapshot.subscription_id.as_deref(), Some("sub_2"));
         assert_eq!(snapshot.invoice_item_ids, vec!["ii_c"]);
         assert!(!snapshot.paid);

@@ -92,7 +92,7 @@ pub async fn create_fix_attempt(
     tracing::info!(customer_id = auth.customer.id, fix_id = fix.id, billing_status = %fix.billing_status, "fix attempt recorded");
     // Recorded either way (never lost); refused when nothing can pay for it.
     if let Some(reason) =
-        refusal_for_fix(&mut conn, auth.customer.id, fix.id, &fix.billing_status).await?
+        refusal_for_fix(&mut conn, auth.customer.id, fix.id, fix.billing_status).await?
     {
         return Err(ApiError::new(StatusCode::PAYMENT_REQUIRED, reason));
     }
@@ -102,7 +102,7 @@ pub async fn create_fix_attempt(
         github_org: report.repository.owner().to_owned(),
         repo_name: report.repository.name().to_owned(),
         pr_number: body.pr_number,
-        billing_status: fix.billing_status,
+        billing_status: fix.billing_status.as_str().to_owned(),
     }))
 }
 
