@@ -46,10 +46,10 @@ pg_restore --no-owner --exit-on-error --dbname="$BASE/$RESTORED" "$DUMP"
 # Row count of every table, one "table count" line each.
 counts() {
   psql -At "$1" -c "
-    SELECT format('SELECT %L || '' '' || count(*) FROM %I.%I', c.relname, n.nspname, c.relname)
+    SELECT format('SELECT %L || '' '' || count(*) FROM %I.%I;', c.relname, n.nspname, c.relname)
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY c.relname" |
-    psql -At "$1"
+    psql -At -v ON_ERROR_STOP=1 "$1"
 }
 before="$(counts "$BASE/$SOURCE")"
 after="$(counts "$BASE/$RESTORED")"
@@ -59,6 +59,7 @@ if [ "$before" != "$after" ]; then
 fi
 rows=$(awk '{s += $2} END {print s}' <<<"$before")
 tables=$(wc -l <<<"$before")
+[ "$tables" -gt 10 ] && [ "$rows" -gt 0 ] || die "too little to compare: $tables tables, $rows rows"
 log "restored: $tables tables, $rows rows, identical counts"
 
 pending="$(DATABASE_URL="$BASE/$RESTORED" "$BIN" migrate)"
