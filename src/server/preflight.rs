@@ -171,7 +171,7 @@ async fn database(url: &str) -> Check {
         Ok(target) => target,
         Err(e) => return check("database", Outcome::Fail, format!("DATABASE_URL: {e}")),
     };
-    let conn = match tokio::time::timeout(REACH_TIMEOUT, target.connect()).await {
+    let mut conn = match tokio::time::timeout(REACH_TIMEOUT, target.connect()).await {
         Ok(Ok(conn)) => conn,
         Ok(Err(e)) => return check("database", Outcome::Fail, format!("cannot connect: {e}")),
         Err(_) => {
@@ -182,7 +182,6 @@ async fn database(url: &str) -> Check {
             )
         }
     };
-    let mut conn = conn;
     let facts = diesel::sql_query(
         "SELECT current_setting('server_version') AS version, \
          coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false) AS ssl",

@@ -184,7 +184,7 @@ impl DbTarget {
     /// certificate: UnknownIssuer` for a server whose certificate the CA
     /// file does not vouch for.
     pub async fn connect(&self) -> Result<AsyncPgConnection, ConnectionError> {
-        let bad = |e: tokio_postgres::Error| ConnectionError::BadConnection(e.to_string());
+        let bad = |e: tokio_postgres::Error| ConnectionError::BadConnection(with_causes(&e));
         match &self.tls {
             None => {
                 let (client, connection) =
@@ -198,6 +198,22 @@ impl DbTarget {
             }
         }
     }
+}
+
+/// `error: cause: cause…`: tokio-postgres's own message names only the
+/// step ("error performing TLS handshake"), its causes say why.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
 }
 
 fn provider() -> Arc<CryptoProvider> {

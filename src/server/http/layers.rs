@@ -16,7 +16,9 @@
 //! any layer that does print headers shows them as `Sensitive`.
 
 use axum::extract::MatchedPath;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderName, Request, Response, StatusCode};
+use axum::middleware::Next;
 use axum::Router;
 use std::time::Duration;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -40,10 +42,28 @@ pub const SENSITIVE_HEADERS: [HeaderName; 5] = [
     HeaderName::from_static("stripe-signature"),
 ];
 
-/// Records the authenticated customer on the current request's log line.
-/// Called by the API-key extractor; a no-op outside a request span.
-pub fn record_customer(customer_id: i64) {
-    Span::current().record("customer_id", customer_id);
+/// The request's span, kept in the request's extensions: handlers and
+/// extractors run inside other spans too (tower-sessions opens one), so
+/// `Span::current()` there is not the request's.
+#[derive(Clone)]
+struct RequestSpan(Span);
+
+async fn remember_span(
+    mut request: axum::extract::Request,
+    next: Next,
+) -> axum::response::Response {
+    request
+        .extensions_mut()
+        .insert(RequestSpan(Span::current()));
+    next.run(request).await
+}
+
+/// Records the authenticated customer on the request's log line. Called by
+/// the API-key extractor; a no-op for a request without the layers.
+pub fn record_customer(parts: &Parts, customer_id: i64) {
+    if let Some(RequestSpan(span)) = parts.extensions.get::<RequestSpan>() {
+        span.record("customer_id", customer_id);
+    }
 }
 
 /// Wraps every route of `router` (layers run after routing, so the matched
@@ -63,6 +83,7 @@ where
             request_timeout,
         ))
         .layer(CatchPanicLayer::custom(answer_panic))
+        .layer(axum::middleware::from_fn(remember_span))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(make_span)
