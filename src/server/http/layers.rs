@@ -179,7 +179,7 @@ mod tests {
                     "unreachable"
                 }),
             )
-            .route("/hang", get(|| std::future::pending::<&'static str>()))
+            .route("/hang", get(std::future::pending::<&'static str>))
             .route("/ok", get(|| async { "ok" }));
         around_routes(router, Duration::from_millis(200))
     }
