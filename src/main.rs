@@ -1,21 +1,30 @@
-//! The server binary: `serve`, `migrate`, `worker`, `create-admin` and
-//! `stripe-trigger` (see
-//! `server::cli`).
+//! The server binary: `serve`, `migrate`, `worker`, `check-config`,
+//! `create-admin` and `stripe-trigger` (see `server::cli`).
+//!
+//! Lifecycle of `serve` and `worker`: on SIGTERM (or Ctrl-C) the process
+//! stops being ready (`/readyz` answers 503), stops accepting connections,
+//! finishes the requests in flight and lets each worker finish its current
+//! job, all within `SHUTDOWN_TIMEOUT_SECONDS`; past that it exits with
+//! status 1 and says what was still running.
 
 use clap::Parser;
 use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::cli::{Cli, Command};
-use rsolv_platform::server::config::Config;
-use rsolv_platform::server::db::{revert_all_migrations, run_pending_migrations};
+use rsolv_platform::server::config::{Config, LogFormat};
+use rsolv_platform::server::db::{
+    revert_all_migrations, revert_last_migration, run_pending_migrations,
+};
 use rsolv_platform::server::email::worker::run_forever as run_email_worker;
 use rsolv_platform::server::http::router;
 use rsolv_platform::server::jobs;
 use rsolv_platform::server::rate_limit;
-use rsolv_platform::server::state::AppState;
+use rsolv_platform::server::state::{AppState, Draining};
 use rsolv_platform::server::stripe::trigger;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
+use tokio::sync::watch;
 use tracing_subscriber::EnvFilter;
 
 /// How often ended rate-limit windows are deleted.
@@ -23,12 +32,24 @@ const RATE_LIMIT_PURGE_EVERY: Duration = Duration::from_secs(300);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match LogFormat::from_lookup(|name| std::env::var(name).ok()) {
+        Ok(LogFormat::Json) => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_env_filter(filter)
+            .init(),
+        Ok(LogFormat::Text) => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let cli = Cli::parse();
+    if let Command::CheckConfig = cli.command {
+        return check_config().await;
+    }
     match run(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -51,7 +72,20 @@ async fn run(command: Command) -> Result<(), String> {
     }
     let config = Config::from_env().map_err(|e| e.to_string())?;
     match command {
-        Command::Migrate { revert_all: false } => {
+        Command::Migrate {
+            revert_all: false,
+            revert_last: true,
+        } => {
+            let reverted = revert_last_migration(&config.database_url)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("reverted migration {reverted}");
+            Ok(())
+        }
+        Command::Migrate {
+            revert_all: false,
+            revert_last: false,
+        } => {
             let applied = run_pending_migrations(&config.database_url)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -62,7 +96,9 @@ async fn run(command: Command) -> Result<(), String> {
             );
             Ok(())
         }
-        Command::Migrate { revert_all: true } => {
+        Command::Migrate {
+            revert_all: true, ..
+        } => {
             let reverted = revert_all_migrations(&config.database_url)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -79,13 +115,19 @@ async fn run(command: Command) -> Result<(), String> {
             let leptos_options = leptos::config::LeptosOptions::builder()
                 .output_name("rsolv-platform")
                 .build();
+            let drain_limit = Duration::from_secs(config.shutdown_timeout_seconds);
             let state = platform_state(config, leptos_options).map_err(|e| e.to_string())?;
             load_flags(&state).await?;
-            tokio::join!(
-                run_email_worker(state.clone(), shutdown_signal()),
-                jobs::run_forever(state, shutdown_signal()),
-            );
-            Ok(())
+            let stop = Stop::on_signal(state.draining.clone());
+            let email = tokio::spawn(run_email_worker(state.clone(), stop.stopped()));
+            let job_worker = tokio::spawn(jobs::run_forever(state, stop.stopped()));
+            stop.stopped().await;
+            drain_within(drain_limit, async {
+                join_worker("email worker", email).await;
+                join_worker("job worker", job_worker).await;
+                Ok(())
+            })
+            .await
         }
         Command::Serve {
             migrate,
@@ -110,7 +152,11 @@ async fn run(command: Command) -> Result<(), String> {
             // Flags are read before the first request (maintenance mode must
             // hold from the first answer).
             load_flags(&state).await?;
-            tokio::spawn(jobs::run_forever(state.clone(), shutdown_signal()));
+            let drain_limit = Duration::from_secs(state.config.shutdown_timeout_seconds);
+            let stop = Stop::on_signal(state.draining.clone());
+            // Awaited at shutdown: a job is never cut between its Stripe
+            // call and recording the result.
+            let job_worker = tokio::spawn(jobs::run_forever(state.clone(), stop.stopped()));
             // Charges stuck pending without a live job get a new one.
             rsolv_platform::server::stripe::charges::spawn_sweeper(
                 state.clone(),
@@ -128,31 +174,43 @@ async fn run(command: Command) -> Result<(), String> {
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr} (LEPTOS_SITE_ADDR): {e}"))?;
-            tracing::info!("listening on http://{addr}");
+            let bound = listener.local_addr().unwrap_or(addr);
+            tracing::info!("listening on http://{bound}");
             rate_limit::spawn_purger(state.pool.clone(), RATE_LIMIT_PURGE_EVERY);
-            // Dropping `stop` tells the email worker to finish its batch and stop.
-            let (stop, mut stopped) = tokio::sync::watch::channel(());
-            let worker = (!no_email_worker).then(|| {
-                tokio::spawn(run_email_worker(state.clone(), async move {
-                    let _ = stopped.changed().await;
-                }))
-            });
+            let email_worker = (!no_email_worker)
+                .then(|| tokio::spawn(run_email_worker(state.clone(), stop.stopped())));
             // The peer address is the client IP of the per-IP rate limits.
             let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-                .map_err(|e| e.to_string());
-            drop(stop);
-            if let Some(worker) = worker {
-                if let Err(e) = worker.await {
-                    tracing::error!(error = %e, "email worker ended abnormally");
+            let mut server = tokio::spawn(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stop.stopped())
+                    .into_future(),
+            );
+            tokio::select! {
+                () = stop.stopped() => {}
+                ended = &mut server => {
+                    return Err(format!("the HTTP server stopped on its own: {}", joined(ended)));
                 }
             }
-            served
+            drain_within(drain_limit, async {
+                let served = server.await;
+                tracing::info!("HTTP server drained: in-flight requests finished");
+                if let Some(email_worker) = email_worker {
+                    join_worker("email worker", email_worker).await;
+                }
+                join_worker("job worker", job_worker).await;
+                match served {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                }
+            })
+            .await
         }
         Command::CreateAdmin { email, invite } => create_admin(config, &email, invite).await,
-        Command::StripeTrigger { .. } => unreachable!("handled before loading the configuration"),
+        Command::StripeTrigger { .. } | Command::CheckConfig => {
+            unreachable!("handled before loading the configuration")
+        }
     }
 }
 
@@ -254,23 +312,115 @@ async fn load_flags(state: &AppState) -> Result<(), String> {
         .map_err(|e| format!("cannot read the feature flags: {e}"))
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// The process-wide stop: every part (HTTP server, workers) waits on
+/// [`Stop::stopped`], fired once by SIGTERM or Ctrl-C.
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    /// Listens for the signal; when it comes, marks the process draining
+    /// (`/readyz` answers 503) and stops every waiter.
+    fn on_signal(draining: Draining) -> Self {
+        let (fire, stopped) = watch::channel(false);
+        let signal = shutdown_signal();
+        tokio::spawn(async move {
+            signal.await;
+            tracing::info!(
+                "shutdown signal received: draining (not ready, no new connections; \
+                 in-flight requests and current jobs finish)"
+            );
+            draining.start();
+            let _ = fire.send(true);
+        });
+        Self(stopped)
+    }
+
+    /// Resolves once the stop has fired.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut receiver = self.0.clone();
+        async move {
+            // An error means the sender is gone: stop as well.
+            let _ = receiver.wait_for(|stopped| *stopped).await;
         }
-    };
+    }
+}
+
+/// Runs the drain `work`, bounded by `limit` (`SHUTDOWN_TIMEOUT_SECONDS`).
+async fn drain_within(
+    limit: Duration,
+    work: impl Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(limit, work).await {
+        Ok(result) => {
+            tracing::info!("drained; exiting");
+            result
+        }
+        Err(_) => {
+            let message = format!(
+                "the drain took longer than SHUTDOWN_TIMEOUT_SECONDS ({} s): \
+                 exiting with requests or jobs unfinished",
+                limit.as_secs()
+            );
+            tracing::error!("{message}");
+            Err(message)
+        }
+    }
+}
+
+async fn join_worker(name: &str, worker: tokio::task::JoinHandle<()>) {
+    match worker.await {
+        Ok(()) => tracing::info!(worker = name, "worker finished its current job and stopped"),
+        Err(e) => tracing::error!(worker = name, error = %e, "worker ended abnormally"),
+    }
+}
+
+fn joined<T: std::fmt::Debug>(ended: Result<T, tokio::task::JoinError>) -> String {
+    match ended {
+        Ok(value) => format!("{value:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// `check-config`: prints every check; exit status 1 when one failed.
+async fn check_config() -> ExitCode {
+    use rsolv_platform::server::preflight::{run, Outcome};
+    let leptos_config = std::env::var("LEPTOS_CONFIG").unwrap_or_else(|_| "Leptos.toml".to_owned());
+    let checks = run(|name| std::env::var(name).ok(), &leptos_config).await;
+    for check in &checks {
+        println!("{check}");
+    }
+    let failed = checks.iter().filter(|c| c.outcome == Outcome::Fail).count();
+    if failed == 0 {
+        println!("check-config: everything needed is in place");
+        ExitCode::SUCCESS
+    } else {
+        println!("check-config: {failed} check(s) failed");
+        ExitCode::FAILURE
+    }
+}
+
+/// SIGTERM or SIGINT (Ctrl-C). The handlers are installed when this is
+/// called (not when first polled), so a signal sent right after start-up is
+/// never lost to the default action.
+fn shutdown_signal() -> impl Future<Output = ()> + Send {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let terminate = signal(SignalKind::terminate());
+        let interrupt = signal(SignalKind::interrupt());
+        async move {
+            match (terminate, interrupt) {
+                (Ok(mut terminate), Ok(mut interrupt)) => {
+                    tokio::select! {
+                        _ = terminate.recv() => {},
+                        _ = interrupt.recv() => {},
+                    }
+                }
+                _ => std::future::pending::<()>().await,
+            }
+        }
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

@@ -47,7 +47,10 @@ const LAYERS: &[(&str, &[&str])] = &[
         &["server::stripe", "server::marketplace", "server::email"],
     ),
     ("adapter", &["server::http", "app"]),
-    ("wiring", &["server::jobs", "server::cli", "main"]),
+    (
+        "wiring",
+        &["server::jobs", "server::cli", "server::preflight", "main"],
+    ),
 ];
 
 /// The layer whose modules may not import each other at all (STYLE.md: "an

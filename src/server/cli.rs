@@ -54,9 +54,17 @@ pub enum Command {
     /// Apply pending database migrations and exit.
     Migrate {
         /// Revert every applied migration instead (runs each down.sql).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "revert_last")]
         revert_all: bool,
+        /// Revert only the newest applied migration (its down.sql): the
+        /// rollback runbook's step before deploying the previous release.
+        #[arg(long)]
+        revert_last: bool,
     },
+    /// Pre-flight: parse every setting, reach the database (and report
+    /// pending migrations), SMTP and Stripe, print one line per check
+    /// (never a secret) and exit 1 if any failed.
+    CheckConfig,
     /// Create a staff admin (the first one, or any other): reads the
     /// password from the first line of stdin, or with `--invite` emails an
     /// invite to set one (the email worker sends it). The address must not

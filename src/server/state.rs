@@ -21,6 +21,26 @@ pub struct AppState {
     /// The payment processor (the one instance: Stripe, built from
     /// `config.stripe` by the wiring; tests may pass another one).
     pub processor: Arc<dyn PaymentProcessor>,
+    /// Set once the process starts draining (SIGTERM): `/readyz` answers
+    /// 503 from then on. Shared by every clone.
+    pub draining: Draining,
+}
+
+/// Whether the process is draining (stops being ready, finishes its work,
+/// exits). Clones share the flag.
+#[derive(Clone, Debug, Default)]
+pub struct Draining(Arc<std::sync::atomic::AtomicBool>);
+
+impl Draining {
+    /// Marks the process as draining (idempotent).
+    pub fn start(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Draining::start`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl FromRef<AppState> for LeptosOptions {
@@ -56,6 +76,7 @@ impl AppState {
             config: Arc::new(config),
             leptos_options,
             processor,
+            draining: Draining::default(),
         })
     }
 

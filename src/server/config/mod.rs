@@ -84,6 +84,15 @@ pub struct Config {
     /// (`MAINTENANCE_RETRY_AFTER_SECONDS`, default 300): the `Retry-After`
     /// of the Action API's 503.
     pub maintenance_retry_after_seconds: u64,
+    /// Longest time one HTTP request may take, in seconds; a slower one is
+    /// answered 503 and dropped (`REQUEST_TIMEOUT_SECONDS`, default 30,
+    /// 1..=3600).
+    pub request_timeout_seconds: u64,
+    /// Longest drain after SIGTERM, in seconds: in-flight requests and the
+    /// workers' current jobs get this long, then the process exits anyway
+    /// with status 1 (`SHUTDOWN_TIMEOUT_SECONDS`, default 30, 1..=3600;
+    /// keep it below Kubernetes' `terminationGracePeriodSeconds`).
+    pub shutdown_timeout_seconds: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -121,6 +130,8 @@ impl std::fmt::Debug for Config {
             .field("github", &self.github)
             .field("flags", self.flags())
             .field("flags_refresh_seconds", &self.flags_refresh_seconds)
+            .field("request_timeout_seconds", &self.request_timeout_seconds)
+            .field("shutdown_timeout_seconds", &self.shutdown_timeout_seconds)
             .finish_non_exhaustive()
     }
 }
@@ -155,6 +166,12 @@ impl Config {
                 reason: "must start with postgres:// or postgresql://".into(),
             });
         }
+        // sslmode, sslrootcert (the CA file is read here, so a wrong path
+        // fails start-up) and the rest of the URL.
+        crate::server::db::DbTarget::parse(&database_url).map_err(|e| ConfigError::Invalid {
+            name: "DATABASE_URL",
+            reason: e.0,
+        })?;
         let provider_credentials = PROVIDERS
             .iter()
             .filter_map(|(provider, var)| {
@@ -243,6 +260,8 @@ impl Config {
                 300,
                 1..=86_400,
             )?,
+            request_timeout_seconds: env.parsed("REQUEST_TIMEOUT_SECONDS", 30, 1..=3600)?,
+            shutdown_timeout_seconds: env.parsed("SHUTDOWN_TIMEOUT_SECONDS", 30, 1..=3600)?,
         })
     }
 
@@ -250,6 +269,34 @@ impl Config {
     /// settings; see [`crate::server::flags`]).
     pub fn flags(&self) -> &Flags {
         &self.stripe.flags
+    }
+}
+
+/// How log lines are written (`LOG_FORMAT`): `text` (default, one
+/// human-readable line per event) or `json` (one JSON object per line, for
+/// log collectors). Read before the rest of the configuration, so start-up
+/// errors are logged in the chosen format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `text`.
+    Text,
+    /// `json`.
+    Json,
+}
+
+impl LogFormat {
+    /// Parses `LOG_FORMAT` as returned by `lookup`.
+    ///
+    /// Errors: [`ConfigError::Invalid`] for a value other than text or json.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        match lookup("LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("") | Some("text") => Ok(Self::Text),
+            Some("json") => Ok(Self::Json),
+            Some(_) => Err(ConfigError::Invalid {
+                name: "LOG_FORMAT",
+                reason: "must be text or json".into(),
+            }),
+        }
     }
 }
 

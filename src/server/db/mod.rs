@@ -1,13 +1,17 @@
-//! The PostgreSQL pool and migrations.
+//! The PostgreSQL pool and migrations. Connections (the pool's and the
+//! migrations') honour the URL's `sslmode` and `sslrootcert` (see
+//! [`connect`]).
 
+pub mod connect;
 pub mod queue;
 pub mod schema;
 
+pub use connect::{DbTarget, DbUrlError, SslMode};
 use diesel::ConnectionError;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 /// The migrations in `migrations/`, compiled into the binary.
@@ -33,17 +37,19 @@ pub enum DbSetupError {
 /// Builds the pool. Every new connection gets `statement_timeout` set to
 /// `statement_timeout_seconds`, so no query can hold a connection forever.
 /// Connections are opened lazily: a database that is down makes requests
-/// fail (and `/health` say so), not start-up.
+/// fail (and `/health` say so), not start-up; a malformed URL or an
+/// unreadable CA file fails here.
 pub fn build_pool(
     database_url: &str,
     max_size: usize,
     statement_timeout_seconds: u64,
 ) -> Result<DbPool, DbSetupError> {
+    let target = DbTarget::parse(database_url).map_err(|e| DbSetupError::Pool(e.0))?;
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
-    config.custom_setup = Box::new(move |url| {
-        let url = url.to_owned();
+    config.custom_setup = Box::new(move |_url| {
+        let target = target.clone();
         Box::pin(async move {
-            let mut conn = AsyncPgConnection::establish(&url).await?;
+            let mut conn = target.connect().await?;
             diesel::sql_query(format!(
                 "SET statement_timeout = '{statement_timeout_seconds}s'"
             ))
@@ -67,13 +73,23 @@ fn deadpool_runtime() -> deadpool::Runtime {
     deadpool::Runtime::Tokio1
 }
 
+/// A migration connection (same TLS rules as the pool's), wrapped for
+/// diesel's synchronous migration harness.
+async fn migration_connection(
+    database_url: &str,
+) -> Result<AsyncConnectionWrapper<AsyncPgConnection>, DbSetupError> {
+    let target = DbTarget::parse(database_url).map_err(|e| DbSetupError::Migration(e.0))?;
+    let conn = target
+        .connect()
+        .await
+        .map_err(|e| DbSetupError::Migration(format!("cannot connect: {e}")))?;
+    Ok(AsyncConnectionWrapper::from(conn))
+}
+
 /// Applies every pending migration; returns the versions applied.
 pub async fn run_pending_migrations(database_url: &str) -> Result<Vec<String>, DbSetupError> {
-    let url = database_url.to_owned();
+    let mut conn = migration_connection(database_url).await?;
     tokio::task::spawn_blocking(move || {
-        let mut conn =
-            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
-                .map_err(|e| DbSetupError::Migration(e.to_string()))?;
         let applied = conn
             .run_pending_migrations(MIGRATIONS)
             .map_err(|e| DbSetupError::Migration(e.to_string()))?;
@@ -83,14 +99,24 @@ pub async fn run_pending_migrations(database_url: &str) -> Result<Vec<String>, D
     .map_err(|e| DbSetupError::Migration(e.to_string()))?
 }
 
+/// Reverts the newest applied migration (its `down.sql`); returns its
+/// version. The rollback runbook's step (`migrate --revert-last`).
+pub async fn revert_last_migration(database_url: &str) -> Result<String, DbSetupError> {
+    let mut conn = migration_connection(database_url).await?;
+    tokio::task::spawn_blocking(move || {
+        conn.revert_last_migration(MIGRATIONS)
+            .map(|v| v.to_string())
+            .map_err(|e| DbSetupError::Migration(e.to_string()))
+    })
+    .await
+    .map_err(|e| DbSetupError::Migration(e.to_string()))?
+}
+
 /// Reverts every applied migration (runs each `down.sql`, newest first);
 /// returns the versions reverted.
 pub async fn revert_all_migrations(database_url: &str) -> Result<Vec<String>, DbSetupError> {
-    let url = database_url.to_owned();
+    let mut conn = migration_connection(database_url).await?;
     tokio::task::spawn_blocking(move || {
-        let mut conn =
-            <AsyncConnectionWrapper<AsyncPgConnection> as diesel::Connection>::establish(&url)
-                .map_err(|e| DbSetupError::Migration(e.to_string()))?;
         let reverted = conn
             .revert_all_migrations(MIGRATIONS)
             .map_err(|e| DbSetupError::Migration(e.to_string()))?;

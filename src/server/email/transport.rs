@@ -97,6 +97,36 @@ impl Mailer {
         }
     }
 
+    /// Checks that email can leave, sending nothing (the pre-flight
+    /// `check-config`): SMTP connects, negotiates TLS as configured and logs
+    /// in when credentials are set; the file transport's directory is
+    /// writable; the log transport always passes. Returns what was checked.
+    ///
+    /// Errors: a description without the password (lettre's messages carry
+    /// the server's answer, never the credentials).
+    pub async fn check(&self) -> Result<String, String> {
+        let timeout = Duration::from_secs(self.timeout_seconds);
+        match &self.inner {
+            Inner::Smtp(transport) => {
+                match tokio::time::timeout(timeout, transport.test_connection()).await {
+                    Ok(Ok(true)) => Ok("the SMTP server accepted a connection".to_owned()),
+                    Ok(Ok(false)) => Err("the SMTP server refused the connection".to_owned()),
+                    Ok(Err(e)) => Err(format!("SMTP: {e}")),
+                    Err(_) => Err(format!("SMTP: no answer within {} s", self.timeout_seconds)),
+                }
+            }
+            Inner::File(dir, _) => std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    let probe = dir.join(".rsolv-write-check");
+                    std::fs::write(&probe, b"")?;
+                    std::fs::remove_file(probe)
+                })
+                .map(|()| format!("{} is writable (EMAIL_TRANSPORT=file)", dir.display()))
+                .map_err(|e| format!("{} is not writable: {e}", dir.display())),
+            Inner::Log => Ok("emails are only logged (EMAIL_TRANSPORT=log)".to_owned()),
+        }
+    }
+
     /// Delivers `email` once, within `EMAIL_SEND_TIMEOUT_SECONDS`.
     ///
     /// Errors: [`SendError`]; [`SendError::is_permanent`] tells whether a

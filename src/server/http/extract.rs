@@ -64,6 +64,7 @@ pub async fn authenticate_key(
         let mut conn = state.conn().await?;
         authenticate(&mut conn, key).await??
     };
+    crate::server::http::layers::record_customer(parts, auth.customer.id);
     limit_action_key(state, parts, &auth).await?;
     Ok(auth)
 }

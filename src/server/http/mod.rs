@@ -4,6 +4,8 @@
 pub mod api_v1;
 pub mod error;
 pub mod extract;
+pub mod health;
+pub mod layers;
 pub mod maintenance;
 pub mod pages;
 pub mod portal;
@@ -18,7 +20,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
-use diesel_async::RunQueryDsl;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list_with_exclusions, LeptosRoutes};
 
@@ -29,8 +30,10 @@ pub fn router(state: AppState) -> Router {
     let signup_fn = rate_limit::signup_server_fn_path();
     let routes = generate_route_list_with_exclusions(App, Some(vec![signup_fn.to_owned()]));
     let options = state.leptos_options.clone();
-    Router::new()
-        .route("/health", get(health))
+    let router = Router::new()
+        .route(health::HEALTH_PATH, get(health))
+        .route(health::LIVENESS_PATH, get(health::livez))
+        .route(health::READINESS_PATH, get(health::readyz))
         .nest(
             "/api/v1",
             api_v1::routes(&state)
@@ -98,8 +101,11 @@ pub fn router(state: AppState) -> Router {
                 public_origin: state.config.public_base_url().into(),
             },
             crate::server::auth::csrf::verify_origin,
-        ))
-        .with_state(state)
+        ));
+    // Outermost of all: request ids, request logs, the timeout and the
+    // panic catcher (see `layers`).
+    let timeout = std::time::Duration::from_secs(state.config.request_timeout_seconds);
+    layers::around_routes(router, timeout).with_state(state)
 }
 
 async fn api_not_found() -> ApiError {
@@ -109,14 +115,7 @@ async fn api_not_found() -> ApiError {
 /// `GET /health`: 200 `{"status": "ok", "database": "ok"}` when a query
 /// succeeds, 503 with `"database": "unreachable"` otherwise.
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    let database_ok = match state.pool.get().await {
-        Ok(mut conn) => diesel::sql_query("SELECT 1")
-            .execute(&mut conn)
-            .await
-            .is_ok(),
-        Err(_) => false,
-    };
-    if database_ok {
+    if health::database_ok(&state).await {
         (
             StatusCode::OK,
             Json(serde_json::json!({ "status": "ok", "database": "ok" })),
