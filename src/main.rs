@@ -81,6 +81,7 @@ async fn run(command: Command) -> Result<(), String> {
                 .build();
             let state = platform_state(config, leptos_options).map_err(|e| e.to_string())?;
             load_flags(&state).await?;
+            serve_metrics(&state).await?;
             tokio::join!(
                 run_email_worker(state.clone(), shutdown_signal()),
                 jobs::run_forever(state, shutdown_signal()),
@@ -110,6 +111,7 @@ async fn run(command: Command) -> Result<(), String> {
             // Flags are read before the first request (maintenance mode must
             // hold from the first answer).
             load_flags(&state).await?;
+            serve_metrics(&state).await?;
             tokio::spawn(jobs::run_forever(state.clone(), shutdown_signal()));
             // Charges stuck pending without a live job get a new one.
             rsolv_platform::server::stripe::charges::spawn_sweeper(
@@ -243,6 +245,25 @@ async fn stripe_trigger(
     } else {
         Err(format!("the endpoint answered {status}"))
     }
+}
+
+/// Serves `GET /metrics` on `METRICS_ADDR` in the background, when set
+/// (see `server::http::metrics`); the listener ends with the process.
+async fn serve_metrics(state: &AppState) -> Result<(), String> {
+    let Some(addr) = state.config.metrics_addr else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (METRICS_ADDR): {e}"))?;
+    tracing::info!("metrics on http://{addr}/metrics");
+    let app = rsolv_platform::server::http::metrics::metrics_router(state.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener ended");
+        }
+    });
+    Ok(())
 }
 
 async fn load_flags(state: &AppState) -> Result<(), String> {

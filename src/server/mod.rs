@@ -13,6 +13,7 @@ pub mod flags;
 pub mod http;
 pub mod jobs;
 pub mod marketplace;
+pub mod metrics;
 pub mod rate_limit;
 pub mod signup;
 pub mod state;

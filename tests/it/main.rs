@@ -16,6 +16,7 @@ mod flags;
 mod github;
 mod harness;
 mod jobs;
+mod metrics;
 mod model;
 mod money;
 mod ops;

@@ -84,6 +84,11 @@ pub struct Config {
     /// (`MAINTENANCE_RETRY_AFTER_SECONDS`, default 300): the `Retry-After`
     /// of the Action API's 503.
     pub maintenance_retry_after_seconds: u64,
+    /// Where `serve` and `worker` answer Prometheus scrapes (`GET /metrics`)
+    /// on a listener of their own (`METRICS_ADDR`, e.g. `127.0.0.1:9464`;
+    /// default unset: no metrics listener, nothing recorded). Keep it off
+    /// the public network: the endpoint has no authentication of its own.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -121,6 +126,7 @@ impl std::fmt::Debug for Config {
             .field("github", &self.github)
             .field("flags", self.flags())
             .field("flags_refresh_seconds", &self.flags_refresh_seconds)
+            .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
 }
@@ -243,6 +249,15 @@ impl Config {
                 300,
                 1..=86_400,
             )?,
+            metrics_addr: env
+                .optional("METRICS_ADDR")
+                .map(|raw| {
+                    raw.parse().map_err(|_| ConfigError::Invalid {
+                        name: "METRICS_ADDR",
+                        reason: "not a socket address such as 127.0.0.1:9464".into(),
+                    })
+                })
+                .transpose()?,
         })
     }
 

@@ -43,6 +43,7 @@ pub async fn receive_github_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let started = std::time::Instant::now();
     if let Err(error) = signature::verify(
         header(&headers, "x-hub-signature-256"),
         &body,
@@ -74,12 +75,19 @@ pub async fn receive_github_webhook(
         Ok(outcome) => outcome,
         Err(DeliveryError::Rejected(message)) => {
             tracing::warn!(delivery_id, event, error = %message, "GitHub delivery failed");
+            crate::server::metrics::webhook_failed("github");
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message));
         }
-        Err(DeliveryError::Billing(error)) => return Err(error.into()),
+        Err(DeliveryError::Billing(error)) => {
+            crate::server::metrics::webhook_failed("github");
+            return Err(error.into());
+        }
     };
     let (status, customer_id) = match outcome {
-        Outcome::Processed { customer_id } => ("processed", customer_id),
+        Outcome::Processed { customer_id } => {
+            crate::server::metrics::webhook_processed("github", started.elapsed());
+            ("processed", customer_id)
+        }
         Outcome::Ignored => ("ignored", None),
         Outcome::Duplicate => ("duplicate", None),
     };
