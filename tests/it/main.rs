@@ -19,6 +19,7 @@ mod jobs;
 mod metrics;
 mod model;
 mod money;
+mod openapi;
 mod ops;
 mod pages;
 mod portal;

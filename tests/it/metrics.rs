@@ -103,7 +103,7 @@ async fn scrape_shows_requests_latency_pool_process_business_and_refusals() {
         sample(
             &after,
             &format!("{}_count", m::HTTP_REQUEST_DURATION_SECONDS),
-            &[("route", "/api/v1/customers/onboard")]
+            &[("route", "/api/v1/customers/onboard"), ("status", "201")]
         )
         .unwrap()
             >= 2.0

@@ -6,6 +6,7 @@ pub mod error;
 pub mod extract;
 pub mod maintenance;
 pub mod metrics;
+pub mod openapi;
 pub mod pages;
 pub mod portal;
 pub mod rate_limit;
