@@ -388,11 +388,13 @@ pub fn charge_attempt(outcome: &'static str) {
     metrics::counter!(CHARGE_ATTEMPTS_TOTAL, "outcome" => outcome).increment(1);
 }
 
+/// (gauge name, label name) → the label values it was last set for.
+type SeenLabels = BTreeMap<(&'static str, &'static str), BTreeSet<String>>;
+
 /// Label sets each database gauge family had at the last refresh, so that
 /// a label that disappeared (a kind with no queued job left) drops to 0
 /// instead of keeping its last value.
-static SEEN: OnceLock<Mutex<BTreeMap<(&'static str, &'static str), BTreeSet<String>>>> =
-    OnceLock::new();
+static SEEN: OnceLock<Mutex<SeenLabels>> = OnceLock::new();
 
 /// Sets gauge `name` for each `(label value, value)` of `rows` (label
 /// `label`), and to 0 for label values seen before but absent now.
