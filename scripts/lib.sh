@@ -194,6 +194,38 @@ ensure_chromium() {
   apt_install chromium
 }
 
+# promtool (checks and unit-tests the Prometheus alert rules in ops/), from
+# Debian's prometheus package. Only the tool is unpacked, into
+# ~/.cache/rsolv-platform/promtool (apt-get download + dpkg-deb -x): no
+# Prometheus server is installed or started. Sets PROMTOOL.
+PROMTOOL_DIR="${HOME:?}/.cache/rsolv-platform/promtool"
+ensure_promtool() {
+  if command -v promtool >/dev/null 2>&1; then
+    PROMTOOL="$(command -v promtool)"
+    return 0
+  fi
+  PROMTOOL="$PROMTOOL_DIR/usr/bin/promtool"
+  if [ -x "$PROMTOOL" ]; then
+    return 0
+  fi
+  log "Unpacking promtool from Debian's prometheus package into $PROMTOOL_DIR"
+  local tmp attempt
+  tmp="$(mktemp -d)"
+  for attempt in 1 2; do
+    if (cd "$tmp" && apt-get download prometheus >/dev/null 2>&1); then
+      break
+    fi
+    as_root apt-get update -qq || true
+  done
+  local deb
+  deb="$(find "$tmp" -name 'prometheus_*.deb' | head -n 1)"
+  [ -n "$deb" ] || die "apt-get download prometheus failed"
+  mkdir -p "$PROMTOOL_DIR"
+  dpkg-deb -x "$deb" "$PROMTOOL_DIR"
+  rm -rf "$tmp"
+  [ -x "$PROMTOOL" ] || die "promtool not found in $deb"
+}
+
 # psql and pg_isready (Debian's postgresql-client).
 ensure_psql() {
   if command -v psql >/dev/null 2>&1 && command -v pg_isready >/dev/null 2>&1; then

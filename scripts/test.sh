@@ -15,6 +15,8 @@
 #   2. cargo clippy --features ssr --all-targets -- -D warnings
 #   3. cargo test --features ssr            (unit tests, the layer check tests/layers.rs,
 #                                            integration tests; TEST_DATABASE_URL: an admin database)
+#   3b. scripts/check-ops.sh                (promtool check/test rules on ops/prometheus, the
+#                                            dashboard's queries; promtool from Debian's prometheus)
 #   4. cargo leptos build
 #   5. Playwright in end2end/ against the built server, on a fresh database
 # Every step runs even when an earlier one failed (except 5, which needs 4);
@@ -38,6 +40,7 @@ fi
 ensure_build_tools
 ensure_npm_packages "$RSOLV_ROOT/end2end"
 ensure_chromium
+ensure_promtool
 
 if [ -z "${TEST_DATABASE_URL:-}" ]; then
   ensure_local_postgres
@@ -112,6 +115,7 @@ step "cargo fmt --check" cargo fmt --check || true
 step "cargo clippy --features ssr --all-targets -- -D warnings" \
   cargo clippy --features ssr --all-targets -- -D warnings || true
 step "cargo test --features ssr" cargo test --features ssr || true
+step "alert rules and dashboard: scripts/check-ops.sh (promtool)" ./scripts/check-ops.sh || true
 
 if step "cargo leptos build" cargo leptos build; then
   E2E_DB="rsolv_e2e_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"

@@ -118,6 +118,7 @@ async fn run(command: Command) -> Result<(), String> {
             let drain_limit = Duration::from_secs(config.shutdown_timeout_seconds);
             let state = platform_state(config, leptos_options).map_err(|e| e.to_string())?;
             load_flags(&state).await?;
+            serve_metrics(&state).await?;
             let stop = Stop::on_signal(state.draining.clone());
             let email = tokio::spawn(run_email_worker(state.clone(), stop.stopped()));
             let job_worker = tokio::spawn(jobs::run_forever(state, stop.stopped()));
@@ -152,6 +153,7 @@ async fn run(command: Command) -> Result<(), String> {
             // Flags are read before the first request (maintenance mode must
             // hold from the first answer).
             load_flags(&state).await?;
+            serve_metrics(&state).await?;
             let drain_limit = Duration::from_secs(state.config.shutdown_timeout_seconds);
             let stop = Stop::on_signal(state.draining.clone());
             // Awaited at shutdown: a job is never cut between its Stripe
@@ -301,6 +303,25 @@ async fn stripe_trigger(
     } else {
         Err(format!("the endpoint answered {status}"))
     }
+}
+
+/// Serves `GET /metrics` on `METRICS_ADDR` in the background, when set
+/// (see `server::http::metrics`); the listener ends with the process.
+async fn serve_metrics(state: &AppState) -> Result<(), String> {
+    let Some(addr) = state.config.metrics_addr else {
+        return Ok(());
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("cannot listen on {addr} (METRICS_ADDR): {e}"))?;
+    tracing::info!("metrics on http://{addr}/metrics");
+    let app = rsolv_platform::server::http::metrics::metrics_router(state.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics listener ended");
+        }
+    });
+    Ok(())
 }
 
 async fn load_flags(state: &AppState) -> Result<(), String> {

@@ -1,5 +1,6 @@
 //! The binary's subcommands.
 
+use crate::server::billing::metered::Metered;
 use crate::server::config::Config;
 use crate::server::db::DbSetupError;
 use crate::server::state::AppState;
@@ -10,14 +11,14 @@ use std::sync::Arc;
 
 /// The platform's [`AppState`]: the pool and configuration with the Stripe
 /// implementation of the payment-processor port (built from
-/// `config.stripe`). The wiring's one place that picks the processor.
+/// `config.stripe`, timed and counted by `billing::metered`). The wiring's one place that picks the processor.
 ///
 /// Errors: [`DbSetupError`] for an unusable database URL.
 pub fn platform_state(
     config: Config,
     leptos_options: LeptosOptions,
 ) -> Result<AppState, DbSetupError> {
-    let processor = Arc::new(StripeProcessor::new(config.stripe.clone()));
+    let processor = Arc::new(Metered::new(StripeProcessor::new(config.stripe.clone())));
     AppState::new(config, leptos_options, processor)
 }
 

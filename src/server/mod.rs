@@ -14,6 +14,7 @@ pub mod http;
 pub mod jobs;
 pub mod marketplace;
 pub mod preflight;
+pub mod metrics;
 pub mod rate_limit;
 pub mod signup;
 pub mod state;

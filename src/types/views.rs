@@ -24,6 +24,7 @@ pub struct SignupView {
 /// The billing status every adapter can read (the seeds' Billing →
 /// Provisioning contract).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct BillingStatusView {
     /// Stripe's `cus_…` id, once the Stripe Customer exists.
     pub stripe_customer_id: Option<String>,
@@ -37,6 +38,7 @@ pub struct BillingStatusView {
 
 /// Usage figures in [`BillingStatusView`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ssr", derive(utoipa::ToSchema))]
 pub struct CurrentUsage {
     /// Credits left.
     pub credit_balance: i64,

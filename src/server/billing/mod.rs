@@ -11,6 +11,7 @@ pub mod error;
 pub mod fixes;
 pub mod history;
 pub mod ledger;
+pub mod metered;
 pub mod notifications;
 pub mod payment_methods;
 pub mod phases;

@@ -93,6 +93,11 @@ pub struct Config {
     /// with status 1 (`SHUTDOWN_TIMEOUT_SECONDS`, default 30, 1..=3600;
     /// keep it below Kubernetes' `terminationGracePeriodSeconds`).
     pub shutdown_timeout_seconds: u64,
+    /// Where `serve` and `worker` answer Prometheus scrapes (`GET /metrics`)
+    /// on a listener of their own (`METRICS_ADDR`, e.g. `127.0.0.1:9464`;
+    /// default unset: no metrics listener, nothing recorded). Keep it off
+    /// the public network: the endpoint has no authentication of its own.
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl std::fmt::Debug for Config {
@@ -132,6 +137,7 @@ impl std::fmt::Debug for Config {
             .field("flags_refresh_seconds", &self.flags_refresh_seconds)
             .field("request_timeout_seconds", &self.request_timeout_seconds)
             .field("shutdown_timeout_seconds", &self.shutdown_timeout_seconds)
+            .field("metrics_addr", &self.metrics_addr)
             .finish_non_exhaustive()
     }
 }
@@ -262,6 +268,15 @@ impl Config {
             )?,
             request_timeout_seconds: env.parsed("REQUEST_TIMEOUT_SECONDS", 30, 1..=3600)?,
             shutdown_timeout_seconds: env.parsed("SHUTDOWN_TIMEOUT_SECONDS", 30, 1..=3600)?,
+            metrics_addr: env
+                .optional("METRICS_ADDR")
+                .map(|raw| {
+                    raw.parse().map_err(|_| ConfigError::Invalid {
+                        name: "METRICS_ADDR",
+                        reason: "not a socket address such as 127.0.0.1:9464".into(),
+                    })
+                })
+                .transpose()?,
         })
     }
 

@@ -7,6 +7,8 @@ pub mod extract;
 pub mod health;
 pub mod layers;
 pub mod maintenance;
+pub mod metrics;
+pub mod openapi;
 pub mod pages;
 pub mod portal;
 pub mod rate_limit;
@@ -86,6 +88,8 @@ pub fn router(state: AppState) -> Router {
             },
             move || shell(options.clone()),
         )
+        // Every routed request counted and timed by its route template.
+        .route_layer(middleware::from_fn(metrics::track_http))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         // Browser sessions for the Leptos pages and server functions

@@ -202,6 +202,7 @@ async fn limit_signup(state: AppState, request: Request, next: Next, answer: Ans
         next.run(Request::from_parts(parts, body)).await
     } else {
         tracing::info!(%ip, "signup refused by the rate limit");
+        crate::server::metrics::rate_limit_refused("signup");
         let error = AppError::RateLimited(refusal_message(&decision));
         fail(&state, parts, answer, StatusCode::TOO_MANY_REQUESTS, error).await
     };
@@ -321,6 +322,7 @@ pub async fn limit_action_key(
             api_key_id = auth.api_key_id,
             "Action API request refused by the rate limit"
         );
+        crate::server::metrics::rate_limit_refused("action");
         Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             refusal_message(&decision),

@@ -170,6 +170,7 @@ pub async fn run_once_with(
         }
         Err(error) => {
             let status = fail(&mut conn, &job, &error).await?;
+            crate::server::metrics::job_failed(&job.kind, status == "dead");
             if status == "dead" {
                 tracing::error!(job_id = job.id, kind = %job.kind, error = %error.message, "job dead");
             } else {

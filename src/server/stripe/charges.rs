@@ -30,7 +30,11 @@ pub async fn charge_job(state: &AppState, payload: &Value) -> Result<(), JobErro
     )
     .await?
     {
-        ChargeRun::Settled(_) | ChargeRun::NotPending => Ok(()),
+        ChargeRun::Settled(status) => {
+            crate::server::metrics::charge_attempt(status.as_str());
+            Ok(())
+        }
+        ChargeRun::NotPending => Ok(()),
         ChargeRun::RetryLater(reason) => Err(JobError::retry(reason)),
     }
 }

@@ -173,22 +173,27 @@ pub async fn process_event_job(state: &AppState, payload: &Value) -> Result<(), 
         .to_owned();
     let pricing = &state.config.pricing;
     let links = &state.config.email.links;
-    let stored: Option<(Value, String)> = {
+    let stored: Option<(Value, String, DateTime<Utc>)> = {
         let mut conn = state.conn().await?;
         stripe_events::table
             .find(&event_id)
-            .select((stripe_events::payload, stripe_events::status))
+            .select((
+                stripe_events::payload,
+                stripe_events::status,
+                stripe_events::received_at,
+            ))
             .first(&mut conn)
             .await
             .optional()
             .map_err(BillingError::from)?
     };
+    let received_at = stored.as_ref().map(|(_, _, at)| *at);
     let result = match stored {
         None => Err(ApplyError::Permanent(format!(
             "event {event_id} is not stored"
         ))),
-        Some((_, status)) if status == "processed" => return Ok(()),
-        Some((raw, _)) => match serde_json::from_value::<StripeEvent>(raw) {
+        Some((_, status, _)) if status == "processed" => return Ok(()),
+        Some((raw, _, _)) => match serde_json::from_value::<StripeEvent>(raw) {
             Err(e) => Err(ApplyError::Permanent(format!(
                 "stored event unreadable: {e}"
             ))),
@@ -224,8 +229,15 @@ pub async fn process_event_job(state: &AppState, payload: &Value) -> Result<(), 
         },
     };
     match result {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            if let Some(at) = received_at {
+                let lag = (Utc::now() - at).to_std().unwrap_or_default();
+                crate::server::metrics::webhook_processed("stripe", lag);
+            }
+            Ok(())
+        }
         Err(error) => {
+            crate::server::metrics::webhook_failed("stripe");
             let message = error.to_string();
             let mut conn = state.conn().await?;
             diesel::update(stripe_events::table.find(&event_id))

@@ -14,18 +14,24 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 
 /// Onboarding request: `source` defaults to `direct`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct OnboardRequest {
+    /// The customer's email (unique, compared case-insensitively).
     email: String,
+    /// The customer's name.
     name: String,
+    /// Where the customer came from (`direct`, `web`, …); default `direct`.
     source: Option<String>,
 }
 
 /// Onboarding response: the key is shown here once and never again.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OnboardResponse {
+    /// The new customer's id.
     customer_id: i64,
+    /// The API key (`rsolv_…`), shown only here.
     api_key: String,
+    /// Free fix credits granted.
     credit_balance: i64,
 }
 
@@ -35,6 +41,23 @@ pub struct OnboardResponse {
 /// `signups_enabled` flag is off: 403 `{"error": ...}`; while
 /// `auto_provision` is off: 202 `{"status": "pending_approval", "message":
 /// ...}` (queued for an admin; no key yet).
+#[utoipa::path(
+    post,
+    path = "/api/v1/customers/onboard",
+    tag = "customers",
+    summary = "Sign a customer up and issue an API key",
+    description = "Counts against the client address's signup rate limit \
+        (`RATE_LIMIT_SIGNUPS_PER_MINUTE`). Disposable email domains are refused.",
+    request_body = OnboardRequest,
+    responses(
+        (status = 201, description = "Provisioned; the key is shown once", body = OnboardResponse),
+        (status = 202, description = "Held for an admin's approval (no key yet)", body = crate::server::http::openapi::PendingApproval),
+        (status = 403, description = "Signups are closed", body = crate::server::http::openapi::ErrorBody),
+        (status = 409, description = "The email is registered", body = crate::server::http::openapi::ErrorBody),
+        (status = 422, description = "Malformed email, name or source, or a disposable address", body = crate::server::http::openapi::ErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::server::http::openapi::ErrorBody),
+    )
+)]
 pub async fn onboard_customer(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<OnboardRequest>,
@@ -86,6 +109,19 @@ pub async fn onboard_customer(
 
 /// The caller's billing status (`{stripe_customer_id, subscription_status,
 /// can_use_service, current_usage}`).
+#[utoipa::path(
+    get,
+    path = "/api/v1/billing/status",
+    tag = "customers",
+    summary = "The key's customer's billing status",
+    responses(
+        (status = 200, description = "Billing status", body = crate::types::views::BillingStatusView),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = crate::server::http::openapi::ErrorBody),
+        (status = 403, description = "Suspended customer", body = crate::server::http::openapi::ErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::server::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn show_billing_status(
     State(state): State<AppState>,
     ApiCustomer(auth): ApiCustomer,

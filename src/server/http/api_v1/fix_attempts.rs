@@ -21,29 +21,46 @@ use serde_json::{json, Value};
 
 /// Request body. `api_key_used` is the raw key: it is accepted so the body
 /// parses, and is never stored or logged.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct FixAttemptRequest {
+    /// The repository's owner.
     github_org: String,
+    /// The repository's name.
     repo_name: String,
+    /// The issue the fix closes.
     issue_number: Option<i64>,
+    /// The fix's pull request.
     pr_number: i64,
+    /// At most 1000 characters.
     pr_title: Option<String>,
+    /// At most 2048 characters.
     pr_url: Option<String>,
+    /// At most 1000 characters.
     issue_title: Option<String>,
+    /// At most 2048 characters.
     issue_url: Option<String>,
+    /// The raw key the Action used: accepted, never stored or logged.
     #[serde(rename = "api_key_used")]
     _api_key_used: Option<String>,
+    /// A JSON object (branch, labels, ai_provider, …).
     metadata: Option<Value>,
 }
 
 /// Response body.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct FixAttemptResponse {
+    /// The fix's id.
     id: i64,
+    /// Always `recorded`.
+    #[schema(value_type = String)]
     status: &'static str,
+    /// The repository's owner.
     github_org: String,
+    /// The repository's name.
     repo_name: String,
+    /// The fix's pull request.
     pr_number: i64,
+    /// `credit`, `unpaid`, `charged` or `pending`.
     billing_status: String,
 }
 
@@ -58,6 +75,23 @@ pub struct FixAttemptResponse {
 /// as `unpaid` all the same.
 /// 422 for a malformed repository, non-positive numbers, over-long strings
 /// or `metadata` that is not an object.
+#[utoipa::path(
+    post,
+    path = "/api/v1/fix-attempts",
+    tag = "action",
+    summary = "Record a fix pull request (billed at most once per fix)",
+    request_body = FixAttemptRequest,
+    responses(
+        (status = 200, description = "Recorded, with its billing status", body = FixAttemptResponse),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = crate::server::http::openapi::ErrorBody),
+        (status = 402, description = "No credit left and nothing can pay (the fix is recorded as unpaid)", body = crate::server::http::openapi::ErrorBody),
+        (status = 403, description = "Suspended customer", body = crate::server::http::openapi::ErrorBody),
+        (status = 422, description = "Malformed repository, non-positive numbers, over-long strings, metadata not an object", body = crate::server::http::openapi::ErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::server::http::openapi::ErrorBody),
+        (status = 503, description = "Maintenance (Retry-After)", body = crate::server::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn create_fix_attempt(
     State(state): State<AppState>,
     ApiCustomer(auth): ApiCustomer,
@@ -112,10 +146,14 @@ pub const MAX_NUMBER: i64 = 1 << 40;
 
 /// The lookup's query string. Numbers arrive as text and are parsed here so
 /// a malformed one gets a clear 422.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct FindFixQuery {
+    /// The repository's owner (required).
     github_org: Option<String>,
+    /// The repository's name (required).
     repo_name: Option<String>,
+    /// The pull request's number (required, positive).
     pr_number: Option<String>,
 }
 
@@ -151,6 +189,22 @@ fn parse_number(field: &str, raw: Option<&str>) -> Result<i64, ApiError> {
 /// "issue_number", "billing_status"}`), 404 `{"error"}` when there is none
 /// (the Action then skips billing). 422 for a missing or malformed
 /// parameter.
+#[utoipa::path(
+    get,
+    path = "/api/v1/fix-attempts",
+    tag = "action",
+    summary = "Look up the fix of a pull request (billing mode)",
+    params(FindFixQuery),
+    responses(
+        (status = 200, description = "The fix", body = crate::server::http::openapi::FixAttemptView),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = crate::server::http::openapi::ErrorBody),
+        (status = 403, description = "Suspended customer", body = crate::server::http::openapi::ErrorBody),
+        (status = 404, description = "No RSOLV fix for this pull request", body = crate::server::http::openapi::ErrorBody),
+        (status = 422, description = "A missing or malformed parameter", body = crate::server::http::openapi::ErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::server::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn find_fix_attempt(
     State(state): State<AppState>,
     ApiCustomer(auth): ApiCustomer,
@@ -189,6 +243,23 @@ pub async fn find_fix_attempt(
 /// subscription, or a declined card): the fix stays `unpaid` and is billed
 /// as soon as the customer can pay. 404 for an id that is not this
 /// customer's fix (or not a number).
+#[utoipa::path(
+    post,
+    path = "/api/v1/fix-attempts/{id}/billing",
+    tag = "action",
+    summary = "Bill a fix (idempotent; billing mode on a merged pull request)",
+    params(("id" = i64, Path, description = "The fix's id")),
+    responses(
+        (status = 200, description = "Billed now, or already (`billing_status` `billed`, or a message starting \"Already\")", body = crate::server::http::openapi::FixAttemptView),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = crate::server::http::openapi::ErrorBody),
+        (status = 402, description = "Nothing can pay: the fix stays unpaid and is billed once the customer can pay", body = crate::server::http::openapi::ErrorBody),
+        (status = 403, description = "Suspended customer", body = crate::server::http::openapi::ErrorBody),
+        (status = 404, description = "Not this customer's fix", body = crate::server::http::openapi::ErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::server::http::openapi::ErrorBody),
+        (status = 503, description = "Maintenance (Retry-After)", body = crate::server::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn bill_fix_attempt(
     State(state): State<AppState>,
     ApiCustomer(auth): ApiCustomer,

@@ -3,10 +3,11 @@
 //! casing must not change), customer onboarding and the billing status.
 
 mod credentials;
-mod customers;
-mod fix_attempts;
-mod phases;
-mod usage;
+// Visible to `http::openapi`, which lists their handlers in the spec.
+pub(super) mod customers;
+pub(super) mod fix_attempts;
+pub(super) mod phases;
+pub(super) mod usage;
 
 use crate::server::http::rate_limit::{limit_signups_json, report_action_limit};
 use crate::server::state::AppState;
@@ -28,6 +29,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
             )),
         )
         .merge(action_routes().route_layer(middleware::from_fn(report_action_limit)))
+        // The spec of this API and the webhooks, and a page that reads it.
+        .route("/openapi.json", get(super::openapi::serve_spec))
+        .route("/docs", get(super::openapi::serve_docs))
 }
 
 /// The routes authenticated by `x-api-key`.

@@ -14,13 +14,19 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 /// Request body, in the Action's camelCase.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StorePhaseRequest {
+    /// `scan`, `validation` or `mitigation`.
     phase: String,
+    /// The phase's result (an object; a mitigation's `fixed: true` is a
+    /// deployed fix, billed once).
     data: Value,
+    /// `owner/name`.
     repo: String,
+    /// Required for validation and mitigation.
     issue_number: Option<i64>,
+    /// The scanned commit (40 hex digits).
     commit_sha: String,
 }
 
@@ -28,6 +34,22 @@ pub struct StorePhaseRequest {
 /// mitigation with `data.fixed == true` records (and bills, once) the fix.
 /// 422 for an unknown phase, a malformed repository or commit, a missing
 /// `issueNumber` after the scan, or `data` that is not an object.
+#[utoipa::path(
+    post,
+    path = "/api/v1/phases/store",
+    tag = "action",
+    summary = "Store a phase result (scan, validation, mitigation)",
+    request_body = StorePhaseRequest,
+    responses(
+        (status = 200, description = "Stored", body = crate::server::http::openapi::PhaseStored),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = crate::server::http::openapi::ErrorBody),
+        (status = 403, description = "Suspended customer", body = crate::server::http::openapi::ErrorBody),
+        (status = 422, description = "Unknown phase, malformed repository or commit, missing issueNumber, data not an object", body = crate::server::http::openapi::ErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::server::http::openapi::ErrorBody),
+        (status = 503, description = "Maintenance (Retry-After)", body = crate::server::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn store_phase(
     State(state): State<AppState>,
     ApiCustomer(auth): ApiCustomer,
@@ -61,10 +83,14 @@ pub async fn store_phase(
 }
 
 /// Query string of the retrieve call.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RetrieveQuery {
+    /// `owner/name`.
     repo: String,
+    /// Narrow to this issue.
     issue: Option<i64>,
+    /// The commit (40 hex digits).
     commit: String,
 }
 
@@ -72,6 +98,22 @@ pub struct RetrieveQuery {
 /// given): `{"scan": {...}, "validation": {"issue-17": {...}},
 /// "mitigation": {"issue-17": {...}}}`, with absent phases left out; 404
 /// when nothing is stored.
+#[utoipa::path(
+    get,
+    path = "/api/v1/phases/retrieve",
+    tag = "action",
+    summary = "Read back the stored phase results of a repository and commit",
+    params(RetrieveQuery),
+    responses(
+        (status = 200, description = "What was stored", body = crate::server::http::openapi::StoredPhases),
+        (status = 401, description = "Missing, unknown, revoked or expired key", body = crate::server::http::openapi::ErrorBody),
+        (status = 403, description = "Suspended customer", body = crate::server::http::openapi::ErrorBody),
+        (status = 404, description = "Nothing stored", body = crate::server::http::openapi::ErrorBody),
+        (status = 422, description = "Malformed repository or commit", body = crate::server::http::openapi::ErrorBody),
+        (status = 429, description = "Rate limited (Retry-After)", body = crate::server::http::openapi::ErrorBody),
+    ),
+    security(("api_key" = []))
+)]
 pub async fn retrieve_phases(
     State(state): State<AppState>,
     ApiCustomer(auth): ApiCustomer,

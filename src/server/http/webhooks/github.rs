@@ -38,11 +38,33 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 /// a non-2xx answer is what shows the failure in the app's "Recent
 /// Deliveries", where "Redeliver" (same delivery id) applies it again once
 /// the cause is fixed. 500 when the database fails.
+#[utoipa::path(
+    post,
+    path = "/webhooks/github",
+    tag = "webhooks",
+    summary = "Receive a GitHub App delivery (Marketplace purchases)",
+    description = "Recorded under its delivery id and applied in the same transaction; \
+        events other than `marketplace_purchase` are recorded and ignored.",
+    params(
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=<HMAC-SHA256 hex>` of the body"),
+        ("X-GitHub-Delivery" = String, Header, description = "The delivery id (at most 100 characters)"),
+        ("X-GitHub-Event" = String, Header, description = "The event name, e.g. `marketplace_purchase`"),
+    ),
+    request_body(content = Object, description = "The event's JSON object"),
+    responses(
+        (status = 200, description = "Applied, ignored or seen before", body = crate::server::http::openapi::GithubWebhookAnswer),
+        (status = 400, description = "Missing delivery or event header, or not a JSON object", body = crate::server::http::openapi::ErrorBody),
+        (status = 401, description = "Missing or wrong signature, or no secret configured", body = crate::server::http::openapi::ErrorBody),
+        (status = 422, description = "The event cannot be applied (stored as failed)", body = crate::server::http::openapi::ErrorBody),
+        (status = 500, description = "Database failure", body = crate::server::http::openapi::ErrorBody),
+    )
+)]
 pub async fn receive_github_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
+    let started = std::time::Instant::now();
     if let Err(error) = signature::verify(
         header(&headers, "x-hub-signature-256"),
         &body,
@@ -74,12 +96,19 @@ pub async fn receive_github_webhook(
         Ok(outcome) => outcome,
         Err(DeliveryError::Rejected(message)) => {
             tracing::warn!(delivery_id, event, error = %message, "GitHub delivery failed");
+            crate::server::metrics::webhook_failed("github");
             return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message));
         }
-        Err(DeliveryError::Billing(error)) => return Err(error.into()),
+        Err(DeliveryError::Billing(error)) => {
+            crate::server::metrics::webhook_failed("github");
+            return Err(error.into());
+        }
     };
     let (status, customer_id) = match outcome {
-        Outcome::Processed { customer_id } => ("processed", customer_id),
+        Outcome::Processed { customer_id } => {
+            crate::server::metrics::webhook_processed("github", started.elapsed());
+            ("processed", customer_id)
+        }
         Outcome::Ignored => ("ignored", None),
         Outcome::Duplicate => ("duplicate", None),
     };

@@ -20,6 +20,21 @@ use serde_json::{json, Value};
 /// Errors: 400 `{"error": …}` for a missing, stale or wrong signature or a
 /// body that is not an event (nothing stored); 500 when the database fails
 /// (Stripe delivers again later).
+#[utoipa::path(
+    post,
+    path = "/webhooks/stripe",
+    tag = "webhooks",
+    summary = "Receive a Stripe event (signed with Stripe-Signature)",
+    description = "Stored under its id and applied by the `stripe.process_event` job; \
+        a redelivered event is acknowledged and ignored.",
+    params(("Stripe-Signature" = String, Header, description = "`t=<unix seconds>,v1=<HMAC-SHA256 hex>`")),
+    request_body = crate::server::http::openapi::StripeEventBody,
+    responses(
+        (status = 200, description = "Stored (or seen before)", body = crate::server::http::openapi::StripeWebhookAnswer),
+        (status = 400, description = "Missing, stale or wrong signature, or not an event", body = crate::server::http::openapi::ErrorBody),
+        (status = 500, description = "Database failure (Stripe delivers again)", body = crate::server::http::openapi::ErrorBody),
+    )
+)]
 pub async fn receive_stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
