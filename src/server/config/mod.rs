@@ -2,6 +2,7 @@
 //! documented in `.env.example`; a missing or malformed value fails start-up
 //! with a message naming the variable.
 
+pub mod ai;
 pub mod github;
 pub mod links;
 pub mod pricing;
@@ -84,6 +85,9 @@ pub struct Config {
     /// (`MAINTENANCE_RETRY_AFTER_SECONDS`, default 300): the `Retry-After`
     /// of the Action API's 503.
     pub maintenance_retry_after_seconds: u64,
+    /// The AI gateway: credential vending, provider base URLs, timeouts,
+    /// limits (see [`ai::AiSettings`]).
+    pub ai: ai::AiSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -121,6 +125,7 @@ impl std::fmt::Debug for Config {
             .field("github", &self.github)
             .field("flags", self.flags())
             .field("flags_refresh_seconds", &self.flags_refresh_seconds)
+            .field("ai", &self.ai)
             .finish_non_exhaustive()
     }
 }
@@ -243,6 +248,7 @@ impl Config {
                 300,
                 1..=86_400,
             )?,
+            ai: ai::AiSettings::from_lookup(&lookup)?,
         })
     }
 
@@ -259,7 +265,7 @@ impl Config {
 ///
 /// Errors: [`ConfigError::Invalid`] for a value that is not a boolean.
 pub fn flags_from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Flags, ConfigError> {
-    let mut forced = [None; 4];
+    let mut forced = [None; Flag::COUNT];
     for flag in Flag::ALL {
         forced[flag.index()] = parse_bool(flag.env_var(), lookup(flag.env_var()))?;
     }
