@@ -149,6 +149,14 @@ async fn run(command: Command) -> Result<(), String> {
                 .leptos_options;
             let addr = leptos_options.site_addr;
             tracing::info!(?config, "configuration loaded");
+            if config.ai.vending
+                == rsolv_platform::server::config::ai::CredentialVending::Passthrough
+            {
+                tracing::warn!(
+                    "{}",
+                    rsolv_platform::server::config::ai::PASSTHROUGH_WARNING
+                );
+            }
             let state = platform_state(config, leptos_options).map_err(|e| e.to_string())?;
             // Flags are read before the first request (maintenance mode must
             // hold from the first answer).

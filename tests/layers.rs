@@ -45,7 +45,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ),
     (
         "integration",
-        &["server::stripe", "server::marketplace", "server::email"],
+        &[
+            "server::stripe",
+            "server::marketplace",
+            "server::email",
+            "server::ai",
+        ],
     ),
     ("adapter", &["server::http", "app"]),
     (

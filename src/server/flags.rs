@@ -37,16 +37,28 @@ pub enum Flag {
     /// `maintenance` (default off): on, the Action API (`/api/v1/*`)
     /// answers 503 with `Retry-After`. Forced by `FLAG_MAINTENANCE`.
     Maintenance,
+    /// `use_legacy_claude_adapter` (default off): a flag the Action reads
+    /// (RFC-095), served in the credential exchange's `feature_flags`.
+    /// Forced by `FLAG_USE_LEGACY_CLAUDE_ADAPTER`.
+    UseLegacyClaudeAdapter,
 }
 
 impl Flag {
+    /// How many flags there are.
+    pub const COUNT: usize = 5;
+
     /// Every flag, in display order.
-    pub const ALL: [Flag; 4] = [
+    pub const ALL: [Flag; Flag::COUNT] = [
         Flag::BillingEnabled,
         Flag::AutoProvision,
         Flag::SignupsEnabled,
         Flag::Maintenance,
+        Flag::UseLegacyClaudeAdapter,
     ];
+
+    /// The flags the Action reads (RFC-095), served by the credential
+    /// exchange as `"feature_flags": {"<key>": bool, …}` (ACTION_API.md § 7).
+    pub const FOR_ACTION: [Flag; 1] = [Flag::UseLegacyClaudeAdapter];
 
     /// The `feature_flags.key` spelling.
     pub fn key(self) -> &'static str {
@@ -55,6 +67,7 @@ impl Flag {
             Flag::AutoProvision => "auto_provision",
             Flag::SignupsEnabled => "signups_enabled",
             Flag::Maintenance => "maintenance",
+            Flag::UseLegacyClaudeAdapter => "use_legacy_claude_adapter",
         }
     }
 
@@ -65,12 +78,13 @@ impl Flag {
             Flag::AutoProvision => "FLAG_AUTO_PROVISION",
             Flag::SignupsEnabled => "FLAG_SIGNUPS_ENABLED",
             Flag::Maintenance => "FLAG_MAINTENANCE",
+            Flag::UseLegacyClaudeAdapter => "FLAG_USE_LEGACY_CLAUDE_ADAPTER",
         }
     }
 
     /// The value without a database row or an environment force.
     pub fn default_value(self) -> bool {
-        !matches!(self, Flag::Maintenance)
+        !matches!(self, Flag::Maintenance | Flag::UseLegacyClaudeAdapter)
     }
 
     /// What the flag does, for the admin console.
@@ -84,6 +98,9 @@ impl Flag {
             }
             Flag::SignupsEnabled => "Off: every new signup is refused.",
             Flag::Maintenance => "On: the Action API answers 503 (Retry-After) to every request.",
+            Flag::UseLegacyClaudeAdapter => {
+                "Sent to the Action in the credential exchange (RFC-095): on, it uses its legacy Claude adapter."
+            }
         }
     }
 
@@ -99,8 +116,8 @@ impl Flag {
 }
 
 struct Inner {
-    forced: [Option<bool>; 4],
-    stored: [AtomicBool; 4],
+    forced: [Option<bool>; Flag::COUNT],
+    stored: [AtomicBool; Flag::COUNT],
 }
 
 /// The cached flag snapshot: cheap to clone (clones share the cache).
@@ -122,7 +139,7 @@ impl std::fmt::Debug for Flags {
 impl Flags {
     /// Flags with these forces (indexed like [`Flag::ALL`]) and the default
     /// stored values until the first [`Flags::refresh`].
-    pub fn with_forced(forced: [Option<bool>; 4]) -> Self {
+    pub fn with_forced(forced: [Option<bool>; Flag::COUNT]) -> Self {
         Self {
             inner: Arc::new(Inner {
                 forced,

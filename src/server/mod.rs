@@ -2,6 +2,7 @@
 //! the billing domain, and the HTTP adapters (JSON API, Leptos SSR).
 
 pub mod admin;
+pub mod ai;
 pub mod auth;
 pub mod billing;
 pub mod cli;

@@ -147,8 +147,16 @@ async fn credential_exchange_vends_configured_providers_with_capped_expiry() {
         credentials.keys().collect::<Vec<_>>(),
         vec!["anthropic", "openai"]
     );
-    assert_eq!(credentials["anthropic"]["api_key"], ANTHROPIC_CREDENTIAL);
-    assert_eq!(credentials["openai"]["api_key"], OPENAI_CREDENTIAL);
+    // Virtual keys for the AI gateway, never the operator's own keys
+    // (issue 10; tests/it/ai.rs covers them in depth).
+    for (provider, master) in [
+        ("anthropic", ANTHROPIC_CREDENTIAL),
+        ("openai", OPENAI_CREDENTIAL),
+    ] {
+        let vended = credentials[provider]["api_key"].as_str().unwrap();
+        assert!(vended.starts_with("rsolv_vk_"), "{vended}");
+        assert!(!body.to_string().contains(master));
+    }
     let expires_at = credentials["anthropic"]["expires_at"].as_str().unwrap();
     assert!(expires_at.ends_with('Z'), "{expires_at}");
     let expires: DateTime<Utc> = expires_at.parse().unwrap();
@@ -291,7 +299,8 @@ async fn both_header_spellings_of_the_api_key_are_accepted() {
         let (status, response) =
             raw_post(&app, "/api/v1/credentials/exchange", &header, body).await;
         assert_eq!(status, 200, "{response}");
-        assert!(response.contains(ANTHROPIC_CREDENTIAL));
+        assert!(response.contains("rsolv_vk_"));
+        assert!(!response.contains(ANTHROPIC_CREDENTIAL));
     }
     let phase = format!(
         r#"{{"phase":"scan","data":{{"vulnerabilities":[]}},"repo":"acme/api","commitSha":"{SHA}"}}"#

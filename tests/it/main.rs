@@ -7,6 +7,7 @@
 #![cfg(feature = "ssr")]
 
 mod admin;
+mod ai;
 mod api;
 mod auth;
 mod authz;

@@ -1,6 +1,7 @@
 //! CSRF protection for browser requests: every state-changing request
 //! (any method but GET, HEAD, OPTIONS, TRACE) outside the API-key JSON API
-//! (`/api/v1/…`) and webhooks (`/webhooks/…`) must come from our own origin.
+//! (`/api/v1/…`), the AI gateway (`/ai/…`, virtual keys) and webhooks
+//! (`/webhooks/…`) must come from our own origin.
 //!
 //! Why this and not a token library: the CSRF crates for axum (`axum_csrf`,
 //! `tower-surf`) are double-submit token schemes, which would need a hidden
@@ -41,6 +42,7 @@ fn exempt(path: &str) -> bool {
         || path.starts_with("/api/v1/")
         || path == "/webhooks"
         || path.starts_with("/webhooks/")
+        || path.starts_with("/ai/")
 }
 
 fn safe_method(method: &Method) -> bool {
@@ -182,6 +184,8 @@ mod tests {
     fn exemptions() {
         assert!(exempt("/api/v1/customers/onboard"));
         assert!(exempt("/webhooks/stripe"));
+        assert!(exempt("/ai/v1/messages"));
+        assert!(!exempt("/aiv1"));
         assert!(!exempt("/api/login"));
         assert!(!exempt("/api/v1x"));
         assert!(!exempt("/signup"));

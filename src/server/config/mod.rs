@@ -2,6 +2,7 @@
 //! documented in `.env.example`; a missing or malformed value fails start-up
 //! with a message naming the variable.
 
+pub mod ai;
 pub mod github;
 pub mod links;
 pub mod pricing;
@@ -98,6 +99,9 @@ pub struct Config {
     /// default unset: no metrics listener, nothing recorded). Keep it off
     /// the public network: the endpoint has no authentication of its own.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The AI gateway: credential vending, provider base URLs, timeouts,
+    /// limits (see [`ai::AiSettings`]).
+    pub ai: ai::AiSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -138,6 +142,7 @@ impl std::fmt::Debug for Config {
             .field("request_timeout_seconds", &self.request_timeout_seconds)
             .field("shutdown_timeout_seconds", &self.shutdown_timeout_seconds)
             .field("metrics_addr", &self.metrics_addr)
+            .field("ai", &self.ai)
             .finish_non_exhaustive()
     }
 }
@@ -277,6 +282,7 @@ impl Config {
                     })
                 })
                 .transpose()?,
+            ai: ai::AiSettings::from_lookup(&lookup)?,
         })
     }
 
@@ -321,7 +327,7 @@ impl LogFormat {
 ///
 /// Errors: [`ConfigError::Invalid`] for a value that is not a boolean.
 pub fn flags_from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Flags, ConfigError> {
-    let mut forced = [None; 4];
+    let mut forced = [None; Flag::COUNT];
     for flag in Flag::ALL {
         forced[flag.index()] = parse_bool(flag.env_var(), lookup(flag.env_var()))?;
     }

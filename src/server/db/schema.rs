@@ -448,3 +448,57 @@ diesel::joinable!(stripe_disputes -> customers (customer_id));
 diesel::joinable!(stripe_subscriptions -> customers (customer_id));
 diesel::allow_tables_to_appear_in_same_query!(stripe_subscriptions, customers);
 diesel::joinable!(reconciliation_findings -> reconciliation_runs (run_id));
+
+diesel::table! {
+    ai_virtual_keys (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        api_key_id -> Int8,
+        provider -> Text,
+        token_hash -> Bytea,
+        prefix -> Text,
+        github_job -> Nullable<Text>,
+        github_run -> Nullable<Text>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ai_usage (id) {
+        id -> Int8,
+        customer_id -> Int8,
+        api_key_id -> Int8,
+        virtual_key_id -> Int8,
+        provider -> Text,
+        model -> Text,
+        input_tokens -> Int8,
+        output_tokens -> Int8,
+        status -> Int2,
+        streamed -> Bool,
+        completed -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    ai_budgets (customer_id) {
+        customer_id -> Int8,
+        max_concurrent -> Nullable<Int4>,
+        daily_tokens -> Nullable<Int8>,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(ai_virtual_keys -> customers (customer_id));
+diesel::joinable!(ai_virtual_keys -> api_keys (api_key_id));
+diesel::joinable!(ai_usage -> ai_virtual_keys (virtual_key_id));
+diesel::joinable!(ai_budgets -> customers (customer_id));
+diesel::allow_tables_to_appear_in_same_query!(ai_virtual_keys, customers);
+diesel::allow_tables_to_appear_in_same_query!(ai_virtual_keys, api_keys);
+diesel::allow_tables_to_appear_in_same_query!(ai_virtual_keys, ai_budgets);
+diesel::allow_tables_to_appear_in_same_query!(ai_budgets, customers);
+diesel::allow_tables_to_appear_in_same_query!(ai_budgets, api_keys);
+diesel::allow_tables_to_appear_in_same_query!(ai_usage, customers);
+diesel::allow_tables_to_appear_in_same_query!(ai_usage, api_keys);
+diesel::allow_tables_to_appear_in_same_query!(ai_usage, ai_virtual_keys);

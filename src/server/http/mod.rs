@@ -1,6 +1,7 @@
 //! The HTTP adapters: the JSON API, health, the no-JavaScript form handlers
 //! and the Leptos SSR routes, in one axum router.
 
+pub mod ai;
 pub mod api_v1;
 pub mod error;
 pub mod extract;
@@ -45,6 +46,7 @@ pub fn router(state: AppState) -> Router {
                     maintenance::refuse_during_maintenance,
                 )),
         )
+        .nest("/ai", ai::routes(&state))
         .route(
             "/signup",
             post(pages::submit_signup_form).route_layer(middleware::from_fn_with_state(
@@ -117,17 +119,29 @@ async fn api_not_found() -> ApiError {
 }
 
 /// `GET /health`: 200 `{"status": "ok", "database": "ok"}` when a query
-/// succeeds, 503 with `"database": "unreachable"` otherwise.
+/// succeeds, 503 with `"database": "unreachable"` otherwise. With
+/// `CREDENTIAL_VENDING=passthrough` the body also carries
+/// `"credential_vending": "passthrough"` and a `"warning"`.
 pub async fn health(State(state): State<AppState>) -> impl IntoResponse {
-    if health::database_ok(&state).await {
+    use crate::server::config::ai::{CredentialVending, PASSTHROUGH_WARNING};
+    let (status, mut body) = database_health(&state).await;
+    if state.config.ai.vending == CredentialVending::Passthrough {
+        body["credential_vending"] = CredentialVending::Passthrough.as_str().into();
+        body["warning"] = PASSTHROUGH_WARNING.into();
+    }
+    (status, Json(body))
+}
+
+async fn database_health(state: &AppState) -> (StatusCode, serde_json::Value) {
+    if health::database_ok(state).await {
         (
             StatusCode::OK,
-            Json(serde_json::json!({ "status": "ok", "database": "ok" })),
+            serde_json::json!({ "status": "ok", "database": "ok" }),
         )
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "degraded", "database": "unreachable" })),
+            serde_json::json!({ "status": "degraded", "database": "unreachable" }),
         )
     }
 }

@@ -1,7 +1,13 @@
 //! `POST /api/v1/credentials/exchange` (ACTION_API.md § 1): the Action's
-//! start-up call, the hot path.
+//! start-up call, the hot path. Vends virtual keys for the AI gateway
+//! (`server::ai`), or with `CREDENTIAL_VENDING=passthrough` the operator's
+//! own provider keys; serves the Action's feature flags (§ 7).
 
 use super::iso_utc;
+use crate::server::ai::keys::{mint_virtual_keys, MintRequest};
+use crate::server::ai::Provider;
+use crate::server::config::ai::CredentialVending;
+use crate::server::flags::Flag;
 use crate::server::http::error::ApiError;
 use crate::server::http::extract::{authenticate_key, presented_key, ApiJson};
 use crate::server::state::AppState;
@@ -38,11 +44,13 @@ pub struct UsageSummary {
     reset_at: Option<String>,
 }
 
-/// Response body.
+/// Response body. `feature_flags` holds the flags the Action reads
+/// (RFC-095, e.g. `use_legacy_claude_adapter`), from the feature-flag table.
 #[derive(Debug, Serialize)]
 pub struct ExchangeResponse {
     credentials: BTreeMap<String, VendedCredential>,
     usage: UsageSummary,
+    feature_flags: BTreeMap<&'static str, bool>,
 }
 
 /// The request's head, kept to read the key header and the GitHub run ids.
@@ -56,10 +64,13 @@ impl<S: Send + Sync> FromRequestParts<S> for Head {
     }
 }
 
-/// Vends the operator's credential for each requested provider that has
-/// one, expiring at `now + min(ttl_minutes, CREDENTIAL_TTL_CAP_MINUTES)`;
+/// Vends, for each requested provider the operator configured, a virtual
+/// key for the AI gateway under `/ai` (minted now, stored as a hash) — or
+/// with `CREDENTIAL_VENDING=passthrough` the operator's own key — expiring
+/// at `now + min(ttl_minutes, CREDENTIAL_TTL_CAP_MINUTES)`;
 /// `usage.remaining_fixes` is the credit balance and `reset_at` the end of
-/// the paid period (null without a subscription).
+/// the paid period (null without a subscription); `feature_flags` the
+/// Action's flags ([`Flag::FOR_ACTION`]).
 ///
 /// Errors: 401/403 (key), 422 (empty or oversized `providers`, `ttl_minutes`
 /// outside 1..=10080), 402 when the customer has no credits and no way to
@@ -93,7 +104,7 @@ pub async fn exchange_credentials(
             "ttl_minutes must be between 1 and 10080",
         ));
     }
-    let customer = auth.customer;
+    let customer = &auth.customer;
     if !customer.can_use_service() {
         return Err(ApiError::new(
             StatusCode::PAYMENT_REQUIRED,
@@ -101,23 +112,54 @@ pub async fn exchange_credentials(
         ));
     }
 
-    let expires_at =
-        iso_utc(Utc::now() + Duration::minutes(ttl.min(state.config.credential_ttl_cap_minutes)));
-    let credentials = body
+    let expires = Utc::now() + Duration::minutes(ttl.min(state.config.credential_ttl_cap_minutes));
+    let expires_at = iso_utc(expires);
+    let mut providers: Vec<Provider> = body
         .providers
         .iter()
-        .filter_map(|provider| {
-            let name = provider.trim().to_ascii_lowercase();
-            let secret = state.config.provider_credentials.get(&name)?;
-            Some((
-                name,
-                VendedCredential {
-                    api_key: secret.clone(),
-                    expires_at: expires_at.clone(),
-                },
-            ))
-        })
-        .collect::<BTreeMap<_, _>>();
+        .filter_map(|name| Provider::parse(name))
+        .filter(|p| state.config.provider_credentials.contains_key(p.as_str()))
+        .collect();
+    providers.sort();
+    providers.dedup();
+    let header = |name: &str| head.headers.get(name).and_then(|v| v.to_str().ok());
+    let credentials = match state.config.ai.vending {
+        CredentialVending::Passthrough => providers
+            .iter()
+            .filter_map(|provider| {
+                let secret = state.config.provider_credentials.get(provider.as_str())?;
+                Some((
+                    provider.as_str().to_owned(),
+                    VendedCredential {
+                        api_key: secret.clone(),
+                        expires_at: expires_at.clone(),
+                    },
+                ))
+            })
+            .collect::<BTreeMap<_, _>>(),
+        CredentialVending::Virtual => {
+            let mut conn = state.conn().await?;
+            let request = MintRequest {
+                customer_id: customer.id,
+                api_key_id: auth.api_key_id,
+                github_job: header("x-github-job"),
+                github_run: header("x-github-run"),
+            };
+            mint_virtual_keys(&mut conn, &request, &providers, expires)
+                .await?
+                .into_iter()
+                .map(|(provider, key)| {
+                    (
+                        provider.as_str().to_owned(),
+                        VendedCredential {
+                            api_key: key.expose().to_owned(),
+                            expires_at: expires_at.clone(),
+                        },
+                    )
+                })
+                .collect()
+        }
+    };
     tracing::info!(
         customer_id = customer.id,
         github_job = head
@@ -139,5 +181,9 @@ pub async fn exchange_credentials(
             remaining_fixes: customer.credit_balance,
             reset_at: customer.current_period_end.map(iso_utc),
         },
+        feature_flags: Flag::FOR_ACTION
+            .into_iter()
+            .map(|flag| (flag.key(), state.flags().is_on(flag)))
+            .collect(),
     }))
 }
