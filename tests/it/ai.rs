@@ -484,7 +484,9 @@ async fn the_exchange_vends_virtual_keys_stored_as_hashes_never_the_master_key()
 
     // Stored: hashes and display prefixes, never the secret.
     use rsolv_platform::server::db::schema::ai_virtual_keys as k;
-    let rows: Vec<(Vec<u8>, String, Option<String>, Option<String>)> = k::table
+    /// Hash, prefix, GitHub job, GitHub run.
+    type StoredKey = (Vec<u8>, String, Option<String>, Option<String>);
+    let rows: Vec<StoredKey> = k::table
         .filter(k::customer_id.eq(customer_id))
         .select((k::token_hash, k::prefix, k::github_job, k::github_run))
         .load(&mut app.conn().await)

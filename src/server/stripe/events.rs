@@ -313,7 +313,7 @@ enum Fresh {
     Subscription(SubscriptionSnapshot),
     /// An invoice event's invoice and, when it has one, its subscription
     /// (`None` when only the event's own object could be used).
-    Invoice(InvoiceSnapshot, Option<SubscriptionSnapshot>),
+    Invoice(Box<InvoiceSnapshot>, Option<SubscriptionSnapshot>),
     /// A dispute event's dispute, with the disputed charge's customer when
     /// Stripe could be asked.
     Dispute(DisputeSnapshot),
@@ -383,7 +383,7 @@ async fn reread(state: &AppState, event: &StripeEvent) -> Result<Fresh, ApplyErr
             None => None,
         };
         let Some(current) = current else {
-            return Ok(Fresh::Invoice(invoice_snapshot(object, at)?, None));
+            return Ok(Fresh::Invoice(Box::new(invoice_snapshot(object, at)?), None));
         };
         let invoice = invoice_snapshot(&current, now())?;
         let subscription = match invoice.subscription_id.as_deref().and_then(safe_id) {
@@ -393,7 +393,7 @@ async fn reread(state: &AppState, event: &StripeEvent) -> Result<Fresh, ApplyErr
             },
             None => None,
         };
-        return Ok(Fresh::Invoice(invoice, subscription));
+        return Ok(Fresh::Invoice(Box::new(invoice), subscription));
     }
     if event.type_.starts_with("charge.dispute.") {
         let mut dispute = dispute_snapshot(object, at)?;
