@@ -84,7 +84,9 @@ test.describe("sign-up with JavaScript", () => {
     });
     expect(response.status(), await response.text()).toBe(200);
     const body = await response.json();
-    expect(body.credentials.anthropic.api_key).toBe("e2e-anthropic-credential");
+    // A virtual key for the /ai gateway, never the operator's own key.
+    expect(body.credentials.anthropic.api_key).toMatch(/^rsolv_vk_/);
+    expect(JSON.stringify(body)).not.toContain("e2e-anthropic-credential");
     expect(typeof body.credentials.anthropic.expires_at).toBe("string");
     expect(body.credentials.openai).toBeUndefined();
     expect(body.usage.remaining_fixes).toBe(5);

@@ -383,7 +383,10 @@ async fn reread(state: &AppState, event: &StripeEvent) -> Result<Fresh, ApplyErr
             None => None,
         };
         let Some(current) = current else {
-            return Ok(Fresh::Invoice(Box::new(invoice_snapshot(object, at)?), None));
+            return Ok(Fresh::Invoice(
+                Box::new(invoice_snapshot(object, at)?),
+                None,
+            ));
         };
         let invoice = invoice_snapshot(&current, now())?;
         let subscription = match invoice.subscription_id.as_deref().and_then(safe_id) {
