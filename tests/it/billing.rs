@@ -382,9 +382,9 @@ async fn a_card_grants_five_credits_once_then_each_fix_is_charged_29_dollars() {
     assert_eq!(b.fix(11).await.1["billing_status"], "unpaid", "a replay");
     let pending = b.charges().await;
     assert_eq!(pending.len(), 2);
-    assert!(pending
-        .iter()
-        .all(|c| c.status == ChargeStatus::Pending && c.amount_cents == 2900 && c.kind == "payg"));
+    assert!(pending.iter().all(|c| c.status == ChargeStatus::Pending
+        && c.amount_cents == 2900
+        && c.kind == rsolv_platform::server::billing::charges::ChargeKind::Payg));
     b.run_jobs().await;
     for issue in [11, 12] {
         assert_eq!(b.fix_status(issue).await, "charged");

@@ -1,15 +1,33 @@
 //! Generative, model-based test of the money rules (issue 9, Scope 8).
 //!
-//! Random sequences of operations (fix reports by issue, by pull request or
-//! both, through the phase store or the fix-attempt API, repeated and
-//! racing; cards that work or decline; admin credit grants; job runs with a
-//! lost processor answer; refunds) are applied to the real domain and router
+//! Random sequences of operations are applied to the real domain and router
 //! on PostgreSQL with an in-memory payment processor ([`MemProcessor`],
-//! Stripe-like idempotency: the same key gives back the same PaymentIntent).
+//! Stripe-like: the same idempotency key gives back the same object; it
+//! keeps subscriptions, invoices and invoice items and queues the webhook
+//! events Stripe would send):
+//! - fix reports by issue, by pull request or both, through the phase store
+//!   or the fix-attempt API, repeated and racing;
+//! - cards that work or decline; admin credit grants; refunds;
+//! - subscribe, cancel (now or at the period end), resume; the processor
+//!   renewing (paid or failed), ending or expiring the subscription, and
+//!   the customer paying the open invoice;
+//! - webhook deliveries shuffled, duplicated and in the same second (all
+//!   signed and posted to `/webhooks/stripe`); job runs with a lost
+//!   processor answer.
+//!
 //! After every operation the customer's rows are checked against the money
-//! invariants; after a final drain of the job queue no fix may be left
-//! unpaid while the customer could pay. One database for the whole run, a
-//! new customer per case. `PROPTEST_CASES` overrides the case count (300).
+//! invariants (balance = Σ ledger ≥ 0; one fix row per identity; every
+//! billed fix paid by exactly one credit or one charge; at most one live
+//! charge per fix and one PaymentIntent per charge; ledger keys unique, so
+//! at most one grant per invoice; every grant for a paid creation or
+//! renewal invoice of this customer with money collected). After a final
+//! drain (every event delivered, every job run): the customer's
+//! subscription is the processor's latest in its current state; every paid
+//! period of an open subscription is granted; an overage charge is paid
+//! exactly when its invoice is; no charge pending; no fix left unpaid
+//! without a charge while the customer can pay. One database for the whole
+//! run, a new customer per case. `PROPTEST_CASES` overrides the case count
+//! (300).
 
 use crate::harness::{email, leptos_options, stripe_config, TestDb};
 use async_trait::async_trait;
@@ -20,14 +38,18 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestError, TestRunner};
 use rsolv_platform::server::admin::customers::adjust_credits;
 use rsolv_platform::server::admin::Admin;
+use rsolv_platform::server::billing::customers::find_customer;
 use rsolv_platform::server::billing::ledger::ledger_sum;
 use rsolv_platform::server::billing::payment_methods::{add_card, begin_card_setup, Consent};
 use rsolv_platform::server::billing::ports::*;
 use rsolv_platform::server::billing::refunds::{apply_refund, RefundOutcome, RefundSnapshot};
+use rsolv_platform::server::billing::subscriptions::{cancel, resume, subscribe_pro};
+use rsolv_platform::server::billing::BillingError;
 use rsolv_platform::server::db::schema::{charges, credit_ledger_entries, customers, fixes};
 use rsolv_platform::server::http::router;
 use rsolv_platform::server::jobs::run_until_idle;
 use rsolv_platform::server::state::AppState;
+use rsolv_platform::types::values::SubscriptionStatus;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -56,6 +78,162 @@ struct MemState {
     /// The next creating call records its object, then answers
     /// `Unavailable` (a lost answer).
     lose_next_answer: bool,
+    /// Processor customer → default card.
+    defaults: HashMap<String, String>,
+    /// Subscriptions, oldest first, with their idempotency key and price
+    /// (cents per period).
+    subs: Vec<(SubscriptionSnapshot, String, i64)>,
+    /// Invoices, oldest first.
+    invoices: Vec<InvoiceSnapshot>,
+    /// Invoice items with their customer and idempotency key.
+    items: Vec<(ProcessorInvoiceItem, String, String)>,
+    /// Webhook events not delivered yet, oldest first.
+    events: Vec<Value>,
+}
+
+/// A Pro period in the model: 30 days.
+const PERIOD_DAYS: i64 = 30;
+
+impl MemState {
+    fn new_id(&mut self, prefix: &str) -> String {
+        self.next += 1;
+        format!("{prefix}_mem_{}", self.next)
+    }
+
+    /// Whether the customer's default card declines (`None`: no card).
+    fn default_declines(&self, customer: &str) -> Option<bool> {
+        let pm = self.defaults.get(customer)?;
+        self.cards.get(pm).map(|(_, declines)| *declines)
+    }
+
+    /// Queues a webhook event about `object` (what Stripe would send).
+    fn emit(&mut self, type_: &str, object: Value) {
+        let id = self.new_id("evt");
+        self.events.push(json!({
+            "id": id, "object": "event", "type": type_,
+            "created": Utc::now().timestamp(),
+            "data": {"object": object},
+        }));
+    }
+
+    fn emit_subscription(&mut self, type_: &str, i: usize) {
+        let (sub, _, _) = &self.subs[i];
+        let object = json!({
+            "id": sub.id, "object": "subscription", "customer": sub.processor_customer_id,
+            "status": sub.status.as_str(), "cancel_at_period_end": sub.cancel_at_period_end,
+            "current_period_start": sub.current_period_start.map(|t| t.timestamp()),
+            "current_period_end": sub.current_period_end.map(|t| t.timestamp()),
+            "latest_invoice": sub.latest_invoice, "created": sub.created.map(|t| t.timestamp()),
+            "metadata": {"rsolv_customer_id": sub.customer_id.map(|c| c.to_string())},
+        });
+        self.emit(type_, object);
+    }
+
+    fn emit_invoice(&mut self, i: usize) {
+        let inv = &self.invoices[i];
+        let type_ = if inv.paid {
+            "invoice.paid"
+        } else if inv.payment_failed {
+            "invoice.payment_failed"
+        } else {
+            return;
+        };
+        let reason = match inv.billing_reason {
+            Some(BillingReason::SubscriptionCreate) => "subscription_create",
+            Some(BillingReason::SubscriptionCycle) => "subscription_cycle",
+            _ => "subscription_update",
+        };
+        let object = json!({
+            "id": inv.id, "object": "invoice", "customer": inv.processor_customer_id,
+            "subscription": inv.subscription_id, "status": inv.status, "paid": inv.paid,
+            "billing_reason": reason, "amount_paid": inv.amount_paid_cents,
+            "amount_due": inv.amount_due_cents, "currency": inv.currency,
+            "attempt_count": inv.attempt_count,
+        });
+        self.emit(type_, object);
+    }
+
+    /// Tries to collect invoice `i` with its customer's default card.
+    fn collect(&mut self, i: usize) -> bool {
+        let declines = self
+            .default_declines(&self.invoices[i].processor_customer_id)
+            .unwrap_or(true);
+        let inv = &mut self.invoices[i];
+        inv.attempt_count += 1;
+        if declines {
+            inv.payment_failed = true;
+            inv.status = Some("open".into());
+            false
+        } else {
+            inv.paid = true;
+            inv.payment_failed = false;
+            inv.status = Some("paid".into());
+            inv.amount_paid_cents = inv.amount_due_cents;
+            true
+        }
+    }
+
+    /// Makes an invoice of subscription `sub` for `amount` cents plus the
+    /// customer's pending invoice items and collects it; `None` when there
+    /// is nothing to bill.
+    fn invoice_subscription(
+        &mut self,
+        sub: usize,
+        reason: BillingReason,
+        amount: i64,
+    ) -> Option<usize> {
+        let (customer, sub_id, period_end) = {
+            let s = &self.subs[sub].0;
+            (
+                s.processor_customer_id.clone(),
+                s.id.clone(),
+                s.current_period_end,
+            )
+        };
+        let id = self.new_id("in");
+        let mut item_ids = Vec::new();
+        let mut due = amount;
+        for (item, c, _) in &mut self.items {
+            if *c == customer && item.invoice.is_none() {
+                item.invoice = Some(id.clone());
+                item_ids.push(item.id.clone());
+                due += item.amount_cents;
+            }
+        }
+        if due == 0 {
+            return None;
+        }
+        self.invoices.push(InvoiceSnapshot {
+            id: id.clone(),
+            number: None,
+            processor_customer_id: customer,
+            subscription_id: Some(sub_id),
+            status: Some("open".into()),
+            paid: false,
+            payment_failed: false,
+            billing_reason: Some(reason),
+            amount_paid_cents: 0,
+            amount_due_cents: due,
+            currency: "usd".into(),
+            attempt_count: 0,
+            period_end,
+            invoice_item_ids: item_ids,
+            created: Some(Utc::now()),
+            hosted_url: None,
+            observed_at: Utc::now(),
+        });
+        let i = self.invoices.len() - 1;
+        self.collect(i);
+        self.subs[sub].0.latest_invoice = Some(id);
+        Some(i)
+    }
+
+    /// The customer's latest subscription.
+    fn latest_sub(&self, customer: &str) -> Option<usize> {
+        self.subs
+            .iter()
+            .rposition(|(s, _, _)| s.processor_customer_id == customer)
+    }
 }
 
 /// Stripe-like enough for the charge flow; everything else `NotFound`.
@@ -91,6 +269,96 @@ impl MemProcessor {
             }
         }
         per
+    }
+
+    /// The processor moves the customer's latest subscription to its next
+    /// period: a renewal invoice collected with the default card (the
+    /// subscription `active` or `past_due`), or the end of a subscription
+    /// set to cancel at the period end (pending items billed on a final
+    /// invoice), or an `incomplete` one expiring.
+    fn renew(&self, customer: &str) {
+        let mut s = self.lock();
+        let Some(i) = s.latest_sub(customer) else {
+            return;
+        };
+        let (status, at_end, price) = {
+            let (sub, _, price) = &s.subs[i];
+            (sub.status, sub.cancel_at_period_end, *price)
+        };
+        match status {
+            SubscriptionStatus::Active | SubscriptionStatus::PastDue if at_end => {
+                s.subs[i].0.status = SubscriptionStatus::Canceled;
+                s.subs[i].0.cancel_at_period_end = false;
+                let inv = s.invoice_subscription(i, BillingReason::SubscriptionUpdate, 0);
+                s.emit_subscription("customer.subscription.deleted", i);
+                if let Some(inv) = inv {
+                    s.emit_invoice(inv);
+                }
+            }
+            SubscriptionStatus::Active | SubscriptionStatus::PastDue => {
+                let sub = &mut s.subs[i].0;
+                let end = sub.current_period_end.unwrap_or_else(Utc::now);
+                sub.current_period_start = Some(end);
+                sub.current_period_end = Some(end + chrono::Duration::days(PERIOD_DAYS));
+                let inv = s
+                    .invoice_subscription(i, BillingReason::SubscriptionCycle, price)
+                    .expect("a renewal bills the price");
+                s.subs[i].0.status = if s.invoices[inv].paid {
+                    SubscriptionStatus::Active
+                } else {
+                    SubscriptionStatus::PastDue
+                };
+                s.emit_subscription("customer.subscription.updated", i);
+                s.emit_invoice(inv);
+            }
+            SubscriptionStatus::Incomplete => {
+                s.subs[i].0.status = SubscriptionStatus::IncompleteExpired;
+                let latest = s.subs[i].0.latest_invoice.clone();
+                if let Some(inv) = s
+                    .invoices
+                    .iter_mut()
+                    .find(|v| Some(&v.id) == latest.as_ref())
+                {
+                    if !inv.paid {
+                        inv.status = Some("void".into());
+                    }
+                }
+                s.emit_subscription("customer.subscription.updated", i);
+            }
+            _ => {}
+        }
+    }
+
+    /// The customer pays the latest open invoice of their latest
+    /// subscription with the default card (Stripe's "pay invoice"); a paid
+    /// first or past-due invoice makes the subscription `active`.
+    fn pay_open_invoice(&self, customer: &str) {
+        let mut s = self.lock();
+        let Some(i) = s.latest_sub(customer) else {
+            return;
+        };
+        let sub_id = s.subs[i].0.id.clone();
+        let Some(inv) = s.invoices.iter().rposition(|v| {
+            v.subscription_id.as_deref() == Some(&sub_id) && v.status.as_deref() == Some("open")
+        }) else {
+            return;
+        };
+        let paid = s.collect(inv);
+        s.emit_invoice(inv);
+        let status = s.subs[i].0.status;
+        if paid
+            && matches!(
+                status,
+                SubscriptionStatus::Incomplete | SubscriptionStatus::PastDue
+            )
+        {
+            s.subs[i].0.status = SubscriptionStatus::Active;
+            s.emit_subscription("customer.subscription.updated", i);
+        }
+    }
+
+    fn take_events(&self) -> Vec<Value> {
+        std::mem::take(&mut self.lock().events)
     }
 
     fn find_intent(&self, pi: &str) -> Option<ProcessorCharge> {
@@ -209,9 +477,12 @@ impl PaymentProcessor for MemProcessor {
 
     async fn set_default_payment_method(
         &self,
-        _customer: &str,
-        _payment_method: &str,
+        customer: &str,
+        payment_method: &str,
     ) -> Result<(), ProcessorError> {
+        self.lock()
+            .defaults
+            .insert(customer.to_owned(), payment_method.to_owned());
         Ok(())
     }
 
@@ -279,58 +550,180 @@ impl PaymentProcessor for MemProcessor {
         }
     }
 
+    async fn charge_customer(&self, charge_id: &str) -> Result<Option<String>, ProcessorError> {
+        let pi = charge_id.strip_prefix("ch_").unwrap_or(charge_id);
+        match self.find_intent(pi) {
+            Some(c) => Ok(c.customer),
+            None => not_found(charge_id),
+        }
+    }
+
     async fn create_invoice_item(
         &self,
-        _item: &InvoiceItemRequest,
+        item: &InvoiceItemRequest,
     ) -> Result<ProcessorInvoiceItem, ProcessorError> {
-        Err(ProcessorError::Misconfigured(
-            "no subscriptions in the model".into(),
-        ))
+        let mut s = self.lock();
+        if let Some((found, _, _)) = s.items.iter().find(|i| i.2 == item.idempotency_key) {
+            return Ok(found.clone());
+        }
+        let made = ProcessorInvoiceItem {
+            id: s.new_id("ii"),
+            amount_cents: item.amount_cents,
+            charge_id: Some(item.charge_id),
+            invoice: None,
+        };
+        s.items.push((
+            made.clone(),
+            item.customer.clone(),
+            item.idempotency_key.clone(),
+        ));
+        if std::mem::take(&mut s.lose_next_answer) {
+            return Err(ProcessorError::Unavailable("injected: answer lost".into()));
+        }
+        Ok(made)
     }
 
     async fn find_invoice_items(
         &self,
-        _customer: &str,
-        _charge_id: i64,
+        customer: &str,
+        charge_id: i64,
     ) -> Result<Vec<ProcessorInvoiceItem>, ProcessorError> {
-        Ok(Vec::new())
+        Ok(self
+            .lock()
+            .items
+            .iter()
+            .filter(|(i, c, _)| c == customer && i.charge_id == Some(charge_id))
+            .map(|(i, _, _)| i.clone())
+            .collect())
     }
 
     async fn subscribe(
         &self,
-        _request: &SubscribeRequest,
+        request: &SubscribeRequest,
     ) -> Result<SubscriptionSnapshot, ProcessorError> {
-        Err(ProcessorError::Misconfigured(
-            "no subscriptions in the model".into(),
-        ))
+        let mut s = self.lock();
+        if let Some((sub, _, _)) = s.subs.iter().find(|x| x.1 == request.idempotency_key) {
+            return Ok(SubscriptionSnapshot {
+                observed_at: Utc::now(),
+                ..sub.clone()
+            });
+        }
+        if s.default_declines(&request.customer).is_none() {
+            return Err(ProcessorError::Misconfigured(
+                "this customer has no default card".into(),
+            ));
+        }
+        let now = Utc::now();
+        let id = s.new_id("sub");
+        s.subs.push((
+            SubscriptionSnapshot {
+                id,
+                processor_customer_id: request.customer.clone(),
+                customer_id: Some(request.customer_id),
+                status: SubscriptionStatus::Incomplete,
+                cancel_at_period_end: false,
+                current_period_start: Some(now),
+                current_period_end: Some(now + chrono::Duration::days(PERIOD_DAYS)),
+                latest_invoice: None,
+                created: Some(now),
+                observed_at: now,
+            },
+            request.idempotency_key.clone(),
+            request.amount_cents,
+        ));
+        let i = s.subs.len() - 1;
+        let inv = s
+            .invoice_subscription(i, BillingReason::SubscriptionCreate, request.amount_cents)
+            .expect("the first invoice bills the price");
+        if s.invoices[inv].paid {
+            s.subs[i].0.status = SubscriptionStatus::Active;
+        }
+        s.emit_subscription("customer.subscription.created", i);
+        s.emit_invoice(inv);
+        Ok(s.subs[i].0.clone())
     }
 
     async fn cancel_subscription(
         &self,
         id: &str,
-        _mode: CancelMode,
+        mode: CancelMode,
     ) -> Result<SubscriptionSnapshot, ProcessorError> {
-        not_found(id)
+        let mut s = self.lock();
+        let Some(i) = s.subs.iter().position(|x| x.0.id == id) else {
+            return not_found(id);
+        };
+        match mode {
+            CancelMode::AtPeriodEnd => {
+                s.subs[i].0.cancel_at_period_end = true;
+                s.emit_subscription("customer.subscription.updated", i);
+            }
+            CancelMode::Now { invoice_now } => {
+                s.subs[i].0.status = SubscriptionStatus::Canceled;
+                s.subs[i].0.cancel_at_period_end = false;
+                let inv = if invoice_now {
+                    s.invoice_subscription(i, BillingReason::SubscriptionUpdate, 0)
+                } else {
+                    None
+                };
+                s.emit_subscription("customer.subscription.deleted", i);
+                if let Some(inv) = inv {
+                    s.emit_invoice(inv);
+                }
+            }
+        }
+        Ok(SubscriptionSnapshot {
+            observed_at: Utc::now(),
+            ..s.subs[i].0.clone()
+        })
     }
 
     async fn resume_subscription(&self, id: &str) -> Result<SubscriptionSnapshot, ProcessorError> {
-        not_found(id)
+        let mut s = self.lock();
+        let Some(i) = s.subs.iter().position(|x| x.0.id == id) else {
+            return not_found(id);
+        };
+        s.subs[i].0.cancel_at_period_end = false;
+        s.emit_subscription("customer.subscription.updated", i);
+        Ok(SubscriptionSnapshot {
+            observed_at: Utc::now(),
+            ..s.subs[i].0.clone()
+        })
     }
 
     async fn subscription(&self, id: &str) -> Result<SubscriptionSnapshot, ProcessorError> {
-        not_found(id)
+        match self.lock().subs.iter().find(|x| x.0.id == id) {
+            Some((sub, _, _)) => Ok(SubscriptionSnapshot {
+                observed_at: Utc::now(),
+                ..sub.clone()
+            }),
+            None => not_found(id),
+        }
     }
 
     async fn invoice(&self, id: &str) -> Result<InvoiceSnapshot, ProcessorError> {
-        not_found(id)
+        match self.lock().invoices.iter().find(|v| v.id == id) {
+            Some(inv) => Ok(InvoiceSnapshot {
+                observed_at: Utc::now(),
+                ..inv.clone()
+            }),
+            None => not_found(id),
+        }
     }
 
     async fn list_invoices(
         &self,
-        _customer: &str,
-        _limit: u8,
+        customer: &str,
+        limit: u8,
     ) -> Result<Vec<InvoiceSnapshot>, ProcessorError> {
-        Ok(Vec::new())
+        Ok(self
+            .lock()
+            .invoices
+            .iter()
+            .rev()
+            .filter(|v| v.processor_customer_id == customer)
+            .take(usize::from(limit))
+            .cloned()
+            .collect())
     }
 
     async fn payment_intents_since(
@@ -348,9 +741,15 @@ impl PaymentProcessor for MemProcessor {
 
     async fn invoices_since(
         &self,
-        _since: DateTime<Utc>,
+        since: DateTime<Utc>,
     ) -> Result<Vec<InvoiceSnapshot>, ProcessorError> {
-        Ok(Vec::new())
+        Ok(self
+            .lock()
+            .invoices
+            .iter()
+            .filter(|v| v.created.is_some_and(|c| c >= since))
+            .cloned()
+            .collect())
     }
 }
 
@@ -393,6 +792,23 @@ enum Op {
     /// The processor reports a full refund of the customer's `pick`-th
     /// succeeded charge (if any).
     Refund { pick: usize },
+    /// The customer subscribes to Pro in the portal (refused without a
+    /// card or while subscribed).
+    Subscribe,
+    /// The customer cancels: now (pending overage billed at once) or at
+    /// the period end.
+    Cancel { at_period_end: bool },
+    /// The customer resumes a subscription set to cancel.
+    Resume,
+    /// The processor starts the next period (renewal invoice, or the end
+    /// of a cancelling or incomplete subscription).
+    Renew,
+    /// The customer pays the open invoice with the current default card.
+    PayInvoice,
+    /// The processor delivers the webhook events waiting so far, in an
+    /// order shuffled by `seed`, each twice when `duplicate`; they are
+    /// applied at the next job run.
+    Deliver { seed: u64, duplicate: bool },
 }
 
 fn report_strategy() -> impl Strategy<Value = Report> {
@@ -421,6 +837,12 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         2 => (1..=3i64).prop_map(|n| Op::Grant { n }),
         3 => any::<bool>().prop_map(|lose_first_answer| Op::RunJobs { lose_first_answer }),
         1 => (0..3usize).prop_map(|pick| Op::Refund { pick }),
+        2 => Just(Op::Subscribe),
+        1 => any::<bool>().prop_map(|at_period_end| Op::Cancel { at_period_end }),
+        1 => Just(Op::Resume),
+        2 => Just(Op::Renew),
+        1 => Just(Op::PayInvoice),
+        2 => (any::<u64>(), any::<bool>()).prop_map(|(seed, duplicate)| Op::Deliver { seed, duplicate }),
     ]
 }
 
@@ -489,6 +911,25 @@ struct Env {
 
 static CASE: AtomicU64 = AtomicU64::new(0);
 
+/// What the run exercised (printed at the end, so a run that never reached
+/// a rule shows it): subscriptions made, webhook events delivered, Pro
+/// grants, paid overage charges, charged fixes.
+struct Coverage {
+    subscriptions: AtomicU64,
+    events: AtomicU64,
+    grants: AtomicU64,
+    overage_paid: AtomicU64,
+    charged_fixes: AtomicU64,
+}
+
+static COVERAGE: Coverage = Coverage {
+    subscriptions: AtomicU64::new(0),
+    events: AtomicU64::new(0),
+    grants: AtomicU64::new(0),
+    overage_paid: AtomicU64::new(0),
+    charged_fixes: AtomicU64::new(0),
+};
+
 impl Env {
     async fn onboard(&self) -> (i64, String) {
         let n = CASE.fetch_add(1, Ordering::SeqCst);
@@ -551,6 +992,27 @@ impl Env {
         (status, value)
     }
 
+    /// POSTs one event to `/webhooks/stripe`, signed as Stripe signs.
+    async fn deliver(&self, event: &Value) {
+        COVERAGE.events.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::to_vec(event).unwrap();
+        let header = rsolv_platform::server::stripe::signature::sign(
+            crate::harness::WEBHOOK_SECRET,
+            Utc::now().timestamp(),
+            &body,
+        );
+        let response = self
+            .client
+            .post(format!("{}/webhooks/stripe", self.base))
+            .header("content-type", "application/json")
+            .header("stripe-signature", header)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "webhook {event}");
+    }
+
     async fn conn(&self) -> AsyncPgConnection {
         AsyncPgConnection::establish(&self.db_url).await.unwrap()
     }
@@ -580,6 +1042,10 @@ struct Snapshot {
     ledger: Vec<(String, String)>,
     /// (id, fix id, status, payment intent, amount cents).
     charges: Vec<(i64, i64, String, Option<String>, i64)>,
+    /// Overage charges: (id, status, invoice item).
+    overage: Vec<(i64, String, Option<String>)>,
+    /// The customer row.
+    customer: rsolv_platform::server::billing::customers::Customer,
 }
 
 async fn snapshot(conn: &mut AsyncPgConnection, customer_id: i64) -> Snapshot {
@@ -627,6 +1093,19 @@ async fn snapshot(conn: &mut AsyncPgConnection, customer_id: i64) -> Snapshot {
             .load(conn)
             .await
             .unwrap(),
+        overage: charges::table
+            .filter(charges::customer_id.eq(customer_id))
+            .filter(charges::kind.eq("overage"))
+            .order(charges::id.asc())
+            .select((
+                charges::id,
+                charges::status,
+                charges::stripe_invoice_item_id,
+            ))
+            .load(conn)
+            .await
+            .unwrap(),
+        customer: find_customer(conn, customer_id).await.unwrap(),
     }
 }
 
@@ -732,10 +1211,96 @@ fn check(s: &Snapshot, model: &mut Model, mem: &MemProcessor, step: &str) {
             "{step}: charge {charge_id} has {n} PaymentIntents at the processor"
         );
     }
+
+    // Pro credits: only for a paid creation or renewal invoice of this
+    // customer with money collected (at most once: keys are unique above).
+    let state = mem.lock();
+    for (kind, key) in &s.ledger {
+        let Some(invoice) = key.strip_prefix("invoice:") else {
+            continue;
+        };
+        assert_eq!(kind, "subscription_grant", "{step}: {key} is a {kind}");
+        let found = state.invoices.iter().find(|v| v.id == invoice);
+        assert!(
+            found.is_some_and(|v| v.pays_for_a_period()
+                && Some(&v.processor_customer_id) == s.customer.stripe_customer_id.as_ref()),
+            "{step}: grant {key} for an invoice that pays for no period of this customer: {found:?}"
+        );
+    }
 }
 
-async fn apply(env: &Env, customer_id: i64, key: &str, i: usize, op: &Op, model: &mut Model) {
+/// A refusal the portal shows the customer (no card, already subscribed,
+/// nothing to cancel): part of the model, not a failure.
+fn refused_or_done<T: std::fmt::Debug>(what: &str, result: Result<T, BillingError>) {
+    match result {
+        Ok(_) | Err(BillingError::Invalid(_)) => {}
+        Err(e) => panic!("{what}: {e:?}"),
+    }
+}
+
+/// A permutation of `0..n` from `seed` (a small LCG: reproducible).
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut x = seed | 1;
+    for i in (1..n).rev() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        order.swap(i, (x >> 33) as usize % (i + 1));
+    }
+    order
+}
+
+async fn apply(
+    env: &Env,
+    customer_id: i64,
+    cus: &str,
+    key: &str,
+    i: usize,
+    op: &Op,
+    model: &mut Model,
+) {
+    let pricing = &env.state.config.pricing;
     match op {
+        Op::Subscribe => {
+            let mut conn = env.conn().await;
+            refused_or_done(
+                "subscribe",
+                subscribe_pro(
+                    env.mem.as_ref(),
+                    "price_pro",
+                    &mut conn,
+                    pricing,
+                    customer_id,
+                )
+                .await,
+            );
+        }
+        Op::Cancel { at_period_end } => {
+            let mut conn = env.conn().await;
+            refused_or_done(
+                "cancel",
+                cancel(env.mem.as_ref(), &mut conn, customer_id, *at_period_end).await,
+            );
+        }
+        Op::Resume => {
+            let mut conn = env.conn().await;
+            refused_or_done(
+                "resume",
+                resume(env.mem.as_ref(), &mut conn, customer_id).await,
+            );
+        }
+        Op::Renew => env.mem.renew(cus),
+        Op::PayInvoice => env.mem.pay_open_invoice(cus),
+        Op::Deliver { seed, duplicate } => {
+            let events = env.mem.take_events();
+            for j in shuffled(events.len(), *seed) {
+                env.deliver(&events[j]).await;
+                if *duplicate {
+                    env.deliver(&events[j]).await;
+                }
+            }
+        }
         Op::Report(r) => {
             env.send(key, *r).await;
             model.rows[r.k as usize] = model.rows[r.k as usize].after(r.how);
@@ -826,6 +1391,18 @@ async fn apply(env: &Env, customer_id: i64, key: &str, i: usize, op: &Op, model:
     }
 }
 
+/// Delivers every waiting event in order and runs every job, retries
+/// included, until nothing is left.
+async fn drain(env: &Env, conn: &mut AsyncPgConnection) {
+    for _ in 0..3 {
+        for event in env.mem.take_events() {
+            env.deliver(&event).await;
+        }
+        env.make_jobs_due(conn).await;
+        env.run_jobs().await;
+    }
+}
+
 async fn run_case(env: &Env, ops: &[Op]) {
     let (customer_id, key) = env.onboard().await;
     env.run_jobs().await; // the processor's Customer
@@ -834,28 +1411,153 @@ async fn run_case(env: &Env, ops: &[Op]) {
         card: Card::None,
     };
     let mut conn = env.conn().await;
+    let cus = find_customer(&mut conn, customer_id)
+        .await
+        .unwrap()
+        .stripe_customer_id
+        .expect("the processor's customer is recorded");
     for (i, op) in ops.iter().enumerate() {
-        apply(env, customer_id, &key, i, op, &mut model).await;
+        apply(env, customer_id, &cus, &key, i, op, &mut model).await;
         let s = snapshot(&mut conn, customer_id).await;
         check(&s, &mut model, &env.mem, &format!("after op {i} {op:?}"));
     }
-    // The drain: every job runs, retries included.
-    for _ in 0..2 {
-        env.make_jobs_due(&mut conn).await;
-        env.run_jobs().await;
-    }
+    drain(env, &mut conn).await;
     let s = snapshot(&mut conn, customer_id).await;
     check(&s, &mut model, &env.mem, "after the drain");
-    let can_pay = s.balance > 0 || (model.card == Card::Working && !s.payment_failed);
-    let unpaid: Vec<_> = s.fixes.iter().filter(|f| f.3 == "unpaid").collect();
+
+    // The customer's subscription is the processor's latest one, in its
+    // current state, whatever order the events came in.
+    let (latest, paid_periods, items_paid) = {
+        let state = env.mem.lock();
+        let latest = state.latest_sub(&cus).map(|i| state.subs[i].0.clone());
+        let paid_periods: Vec<String> = latest
+            .iter()
+            .flat_map(|sub| {
+                state
+                    .invoices
+                    .iter()
+                    .filter(|v| {
+                        v.subscription_id.as_ref() == Some(&sub.id) && v.pays_for_a_period()
+                    })
+                    .map(|v| v.id.clone())
+            })
+            .collect();
+        let items_paid: HashMap<String, bool> = state
+            .items
+            .iter()
+            .map(|(item, _, _)| {
+                let paid = item
+                    .invoice
+                    .as_ref()
+                    .is_some_and(|inv| state.invoices.iter().any(|v| &v.id == inv && v.paid));
+                (item.id.clone(), paid)
+            })
+            .collect();
+        (latest, paid_periods, items_paid)
+    };
+    if let Some(sub) = &latest {
+        assert_eq!(
+            (
+                s.customer.stripe_subscription_id.as_deref(),
+                s.customer.subscription_status
+            ),
+            (Some(sub.id.as_str()), Some(sub.status)),
+            "after the drain: the customer's subscription differs from the processor's {sub:?}"
+        );
+        // Every period the open subscription was paid for is granted.
+        if sub.status.counts_as_pro() {
+            for invoice in &paid_periods {
+                let key = format!("invoice:{invoice}");
+                assert!(
+                    s.ledger.iter().any(|(_, k)| *k == key),
+                    "after the drain: paid invoice {invoice} of the open subscription granted no \
+                     credits; ledger {:?}",
+                    s.ledger
+                );
+            }
+        }
+    }
+    // An overage charge is paid exactly when its invoice item's invoice is.
+    for (id, status, item) in &s.overage {
+        assert_ne!(
+            status, "pending",
+            "after the drain: overage charge {id} still pending"
+        );
+        if let Some(item) = item {
+            let paid = items_paid.get(item).copied().unwrap_or(false);
+            assert_eq!(
+                status == "succeeded" || status == "refunded",
+                paid,
+                "after the drain: overage charge {id} is {status}, its item {item} paid: {paid}"
+            );
+        }
+    }
+
+    // No fix left unpaid, without a charge on its way, while the customer
+    // can pay.
+    let pro = s.customer.stripe_subscription_id.is_some()
+        && s.customer
+            .subscription_status
+            .is_some_and(SubscriptionStatus::counts_as_pro);
+    let granted = rsolv_platform::server::billing::subscriptions::period_credits_granted(
+        &mut conn,
+        customer_id,
+    )
+    .await
+    .unwrap();
+    let can_pay = s.balance > 0
+        || if pro {
+            granted
+        } else {
+            model.card == Card::Working && !s.payment_failed
+        };
+    let unpaid: Vec<_> = s
+        .fixes
+        .iter()
+        .filter(|f| f.3 == "unpaid" && s.live_charges(f.0) == 0)
+        .collect();
     assert!(
         !can_pay || unpaid.is_empty(),
         "after the drain: fixes {unpaid:?} unpaid although the customer can pay \
-         (balance {}, card {:?}, payment failed {}); charges {:?}",
+         (balance {}, card {:?}, payment failed {}, pro {pro}, period granted {granted}); charges {:?}",
         s.balance,
         model.card,
         s.payment_failed,
         s.charges
+    );
+    let count = |n: usize| n as u64;
+    COVERAGE.subscriptions.fetch_add(
+        count(
+            env.mem
+                .lock()
+                .subs
+                .iter()
+                .filter(|x| x.0.processor_customer_id == cus)
+                .count(),
+        ),
+        Ordering::Relaxed,
+    );
+    COVERAGE.grants.fetch_add(
+        count(
+            s.ledger
+                .iter()
+                .filter(|(_, k)| k.starts_with("invoice:"))
+                .count(),
+        ),
+        Ordering::Relaxed,
+    );
+    COVERAGE.overage_paid.fetch_add(
+        count(s.overage.iter().filter(|o| o.1 == "succeeded").count()),
+        Ordering::Relaxed,
+    );
+    COVERAGE.charged_fixes.fetch_add(
+        count(s.fixes.iter().filter(|f| f.3 == "charged").count()),
+        Ordering::Relaxed,
+    );
+    let pending: Vec<_> = s.charges.iter().filter(|c| c.2 == "pending").collect();
+    assert!(
+        pending.is_empty(),
+        "after the drain: charges still pending {pending:?}"
     );
 }
 
@@ -869,7 +1571,8 @@ fn money_invariants_hold_for_random_operation_sequences() {
     let db = runtime.block_on(TestDb::new());
     let mem = Arc::new(MemProcessor::default());
     let env = runtime.block_on(async {
-        // No free credits, so fixes beyond grants go to the card; the key
+        // No free credits, so fixes beyond grants go to the card (or, on
+        // Pro, to overage); the key
         // only lets the Stripe-calling jobs be claimed (calls go to `mem`).
         let config = stripe_config(
             &db.url,
@@ -877,6 +1580,8 @@ fn money_invariants_hold_for_random_operation_sequences() {
             &[
                 ("PRICING_TRIAL_CREDITS", "0"),
                 ("PRICING_BILLING_BONUS_CREDITS", "0"),
+                // One credit per Pro period, so three fixes reach overage.
+                ("PRICING_PRO_CREDITS_PER_PERIOD", "1"),
                 ("RATE_LIMIT_ACTION_PER_HOUR", "1000000"),
                 ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "1000000"),
             ],
@@ -914,9 +1619,16 @@ fn money_invariants_hold_for_random_operation_sequences() {
         runtime.block_on(run_case(&env, &ops));
         Ok(())
     });
+    let c = |n: &AtomicU64| n.load(Ordering::Relaxed);
     eprintln!(
-        "model test: {cases} cases in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "model test: {cases} cases in {:.1} s; {} subscriptions, {} webhook deliveries, \
+         {} Pro grants, {} overage charges paid, {} fixes charged",
+        started.elapsed().as_secs_f64(),
+        c(&COVERAGE.subscriptions),
+        c(&COVERAGE.events),
+        c(&COVERAGE.grants),
+        c(&COVERAGE.overage_paid),
+        c(&COVERAGE.charged_fixes),
     );
     match result {
         Ok(()) => {}

@@ -203,7 +203,7 @@ pub async fn get_billing_notice() -> Result<BillingNoticeView, AppError> {
 pub(crate) mod ssr {
     use super::super::api::ssr::{fail, fail_app, state};
     use crate::app::server_errors::iso_utc;
-    use crate::server::billing::charges::list_charges;
+    use crate::server::billing::charges::{list_charges, ChargeKind};
     use crate::server::billing::customers::find_customer;
     use crate::server::billing::fixes::list_unpaid_fixes;
     use crate::server::billing::payment_methods::{list_cards, CardRow, CONSENT_TEXT};
@@ -347,7 +347,7 @@ pub(crate) mod ssr {
             .map_err(fail)?
             .into_iter()
             .map(|c| HistoryItemView {
-                description: if c.kind == "overage" {
+                description: if c.kind == ChargeKind::Overage {
                     format!(
                         "Fix beyond the plan's credits (fix #{}), on the next invoice",
                         c.fix_id

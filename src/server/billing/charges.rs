@@ -57,10 +57,54 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// Charge kind: an off-session card charge (pay as you go).
-pub const KIND_PAYG: &str = "payg";
-/// Charge kind: an invoice item on the Pro subscription's next invoice.
-pub const KIND_OVERAGE: &str = "overage";
+/// How a charge collects its money (the `charges.kind` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub enum ChargeKind {
+    /// An off-session card charge of `pricing.payg_fix_cents` (pay as you
+    /// go): one PaymentIntent.
+    Payg,
+    /// Pro overage: an invoice item of `pricing.pro_overage_cents` on the
+    /// subscription's next invoice, paid when that invoice is.
+    Overage,
+}
+
+impl ChargeKind {
+    /// Every kind.
+    pub const ALL: [Self; 2] = [Self::Payg, Self::Overage];
+
+    /// The stored word (`payg`, `overage`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Payg => "payg",
+            Self::Overage => "overage",
+        }
+    }
+
+    /// Parses the stored word.
+    pub fn parse(word: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == word)
+    }
+}
+
+impl std::fmt::Display for ChargeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl ToSql<Text, Pg> for ChargeKind {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
+        <str as ToSql<Text, Pg>>::to_sql(self.as_str(), &mut out.reborrow())
+    }
+}
+
+impl FromSql<Text, Pg> for ChargeKind {
+    fn from_sql(bytes: PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        let word = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+        Self::parse(&word).ok_or_else(|| format!("unknown charge kind {word:?}").into())
+    }
+}
 
 /// How long a worker holds a charge while it talks to the processor
 /// (longer than the processor calls of one run take).
@@ -161,8 +205,8 @@ pub struct Charge {
     pub customer_id: i64,
     /// The fix it pays for (one live charge per fix).
     pub fix_id: i64,
-    /// [`KIND_PAYG`] or [`KIND_OVERAGE`].
-    pub kind: String,
+    /// How it collects.
+    pub kind: ChargeKind,
     /// Minor units (cents).
     pub amount_cents: i64,
     /// Lower-case ISO 4217.
@@ -290,11 +334,11 @@ pub async fn charge_for_fix_in_tx(
         return Ok(NoCreditOutcome::AwaitingPeriodCredits);
     }
     let (kind, amount) = if pro {
-        (KIND_OVERAGE, pricing.pro_overage_cents)
+        (ChargeKind::Overage, pricing.pro_overage_cents)
     } else if facts.payment_failed_at.is_some() {
         return Ok(NoCreditOutcome::Refused(PAYMENT_FAILED.into()));
     } else if facts.has_payment_method {
-        (KIND_PAYG, pricing.payg_fix_cents)
+        (ChargeKind::Payg, pricing.payg_fix_cents)
     } else {
         return Ok(NoCreditOutcome::Refused(NO_WAY_TO_PAY.into()));
     };
@@ -552,7 +596,7 @@ pub async fn process_charge(
         });
     };
     let earlier_attempts = charge.attempts > 1;
-    let result = if charge.kind == KIND_OVERAGE {
+    let result = if charge.kind == ChargeKind::Overage {
         overage(
             conn,
             processor,
@@ -887,7 +931,7 @@ pub async fn settle_invoiced_overage(
         let charge = lock_charge(conn, charge_id)
             .await?
             .ok_or(BillingError::NotFound("charge"))?;
-        if charge.kind != KIND_OVERAGE || !charge.status.can_settle_paid() {
+        if charge.kind != ChargeKind::Overage || !charge.status.can_settle_paid() {
             return Ok(false);
         }
         book_paid(conn, &charge, None, None, Some(invoice_id)).await?;
@@ -938,7 +982,7 @@ pub async fn settle_failed(
         decline_code,
         "card declined"
     );
-    if charge.kind == KIND_PAYG {
+    if charge.kind == ChargeKind::Payg {
         diesel::update(customers::table.find(charge.customer_id))
             .set(customers::payment_failed_at.eq(diesel::dsl::now))
             .execute(conn)

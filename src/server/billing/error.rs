@@ -63,6 +63,35 @@ impl From<BillingError> for crate::server::db::queue::JobError {
     }
 }
 
+/// A processor failure in a customer's own action (adding a card,
+/// subscribing, cancelling) as the domain error the portal shows: a
+/// declined card says so and what to do (our words, never the processor's
+/// message); billing paused says so; an object the processor no longer
+/// has asks the customer to start again; anything else is logged and
+/// answered "try again in a moment" (the customer is never blamed for our
+/// outage or configuration).
+pub fn processor_error(error: crate::server::billing::ports::ProcessorError) -> BillingError {
+    use crate::server::billing::ports::{decline_advice, ProcessorError};
+    let invalid = |m: String| BillingError::Invalid(ParseError(m));
+    match error {
+        ProcessorError::Declined { code, decline_code } => invalid(format!(
+            "the card was declined: {}",
+            decline_advice(code.as_deref(), decline_code.as_deref())
+        )),
+        ProcessorError::Disabled => {
+            invalid("billing is paused at the moment; please try again later".into())
+        }
+        ProcessorError::NotFound(what) => {
+            tracing::warn!(%what, "payment processor object not found");
+            invalid("the payment processor no longer has this card or subscription; please reload the page and try again".into())
+        }
+        other => {
+            tracing::error!(error = %other, "payment processor call failed");
+            BillingError::Pool("billing is unavailable; please try again in a moment".into())
+        }
+    }
+}
+
 /// Maps a domain error to what the UI may show; internal causes are logged
 /// here and replaced by [`AppError::Internal`].
 pub fn to_app_error(error: BillingError) -> AppError {

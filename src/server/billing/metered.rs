@@ -43,16 +43,28 @@ fn observe<T>(operation: &'static str, result: &Result<T, ProcessorError>, start
     metrics::processor_call(operation, outcome(result), started.elapsed());
 }
 
+/// Awaits `$call`, records it as `$operation` ([`observe`]) and answers
+/// its result.
+macro_rules! timed {
+    ($operation:literal, $call:expr) => {{
+        let started = Instant::now();
+        let result = $call.await;
+        observe($operation, &result, started);
+        result
+    }};
+}
+
 #[async_trait]
 impl<P: PaymentProcessor> PaymentProcessor for Metered<P> {
+    async fn charge_customer(&self, charge_id: &str) -> Result<Option<String>, ProcessorError> {
+        timed!("charge_customer", self.inner.charge_customer(charge_id))
+    }
+
     async fn create_customer(
         &self,
         customer: &NewProcessorCustomer,
     ) -> Result<ProcessorCustomer, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.create_customer(customer).await;
-        observe("create_customer", &result, started);
-        result
+        timed!("create_customer", self.inner.create_customer(customer))
     }
 
     async fn find_customers(
@@ -60,10 +72,10 @@ impl<P: PaymentProcessor> PaymentProcessor for Metered<P> {
         customer_id: i64,
         email: &str,
     ) -> Result<Vec<ProcessorCustomer>, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.find_customers(customer_id, email).await;
-        observe("find_customers", &result, started);
-        result
+        timed!(
+            "find_customers",
+            self.inner.find_customers(customer_id, email)
+        )
     }
 
     async fn create_setup_intent(
@@ -72,20 +84,15 @@ impl<P: PaymentProcessor> PaymentProcessor for Metered<P> {
         customer_id: i64,
         idempotency_key: &str,
     ) -> Result<SetupIntentSnapshot, ProcessorError> {
-        let started = Instant::now();
-        let result = self
-            .inner
-            .create_setup_intent(customer, customer_id, idempotency_key)
-            .await;
-        observe("create_setup_intent", &result, started);
-        result
+        timed!(
+            "create_setup_intent",
+            self.inner
+                .create_setup_intent(customer, customer_id, idempotency_key)
+        )
     }
 
     async fn setup_intent(&self, id: &str) -> Result<SetupIntentSnapshot, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.setup_intent(id).await;
-        observe("setup_intent", &result, started);
-        result
+        timed!("setup_intent", self.inner.setup_intent(id))
     }
 
     async fn attach_payment_method(
@@ -93,20 +100,17 @@ impl<P: PaymentProcessor> PaymentProcessor for Metered<P> {
         payment_method: &str,
         customer: &str,
     ) -> Result<CardSnapshot, ProcessorError> {
-        let started = Instant::now();
-        let result = self
-            .inner
-            .attach_payment_method(payment_method, customer)
-            .await;
-        observe("attach_payment_method", &result, started);
-        result
+        timed!(
+            "attach_payment_method",
+            self.inner.attach_payment_method(payment_method, customer)
+        )
     }
 
     async fn detach_payment_method(&self, payment_method: &str) -> Result<(), ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.detach_payment_method(payment_method).await;
-        observe("detach_payment_method", &result, started);
-        result
+        timed!(
+            "detach_payment_method",
+            self.inner.detach_payment_method(payment_method)
+        )
     }
 
     async fn set_default_payment_method(
@@ -114,23 +118,18 @@ impl<P: PaymentProcessor> PaymentProcessor for Metered<P> {
         customer: &str,
         payment_method: &str,
     ) -> Result<(), ProcessorError> {
-        let started = Instant::now();
-        let result = self
-            .inner
-            .set_default_payment_method(customer, payment_method)
-            .await;
-        observe("set_default_payment_method", &result, started);
-        result
+        timed!(
+            "set_default_payment_method",
+            self.inner
+                .set_default_payment_method(customer, payment_method)
+        )
     }
 
     async fn charge_off_session(
         &self,
         charge: &ChargeRequest,
     ) -> Result<ProcessorCharge, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.charge_off_session(charge).await;
-        observe("charge_off_session", &result, started);
-        result
+        timed!("charge_off_session", self.inner.charge_off_session(charge))
     }
 
     async fn find_charges(
@@ -138,27 +137,18 @@ impl<P: PaymentProcessor> PaymentProcessor for Metered<P> {
         customer: &str,
         charge_id: i64,
     ) -> Result<Vec<ProcessorCharge>, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.find_charges(customer, charge_id).await;
-        observe("find_charges", &result, started);
-        result
+        timed!("find_charges", self.inner.find_charges(customer, charge_id))
     }
 
     async fn payment_intent(&self, id: &str) -> Result<ProcessorCharge, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.payment_intent(id).await;
-        observe("payment_intent", &result, started);
-        result
+        timed!("payment_intent", self.inner.payment_intent(id))
     }
 
     async fn create_invoice_item(
         &self,
         item: &InvoiceItemRequest,
     ) -> Result<ProcessorInvoiceItem, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.create_invoice_item(item).await;
-        observe("create_invoice_item", &result, started);
-        result
+        timed!("create_invoice_item", self.inner.create_invoice_item(item))
     }
 
     async fn find_invoice_items(
@@ -166,20 +156,17 @@ impl<P: PaymentProcessor> PaymentProcessor for Metered<P> {
         customer: &str,
         charge_id: i64,
     ) -> Result<Vec<ProcessorInvoiceItem>, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.find_invoice_items(customer, charge_id).await;
-        observe("find_invoice_items", &result, started);
-        result
+        timed!(
+            "find_invoice_items",
+            self.inner.find_invoice_items(customer, charge_id)
+        )
     }
 
     async fn subscribe(
         &self,
         request: &SubscribeRequest,
     ) -> Result<SubscriptionSnapshot, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.subscribe(request).await;
-        observe("subscribe", &result, started);
-        result
+        timed!("subscribe", self.inner.subscribe(request))
     }
 
     async fn cancel_subscription(
@@ -187,31 +174,22 @@ impl<P: PaymentProcessor> PaymentProcessor for Metered<P> {
         id: &str,
         mode: CancelMode,
     ) -> Result<SubscriptionSnapshot, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.cancel_subscription(id, mode).await;
-        observe("cancel_subscription", &result, started);
-        result
+        timed!(
+            "cancel_subscription",
+            self.inner.cancel_subscription(id, mode)
+        )
     }
 
     async fn resume_subscription(&self, id: &str) -> Result<SubscriptionSnapshot, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.resume_subscription(id).await;
-        observe("resume_subscription", &result, started);
-        result
+        timed!("resume_subscription", self.inner.resume_subscription(id))
     }
 
     async fn subscription(&self, id: &str) -> Result<SubscriptionSnapshot, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.subscription(id).await;
-        observe("subscription", &result, started);
-        result
+        timed!("subscription", self.inner.subscription(id))
     }
 
     async fn invoice(&self, id: &str) -> Result<InvoiceSnapshot, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.invoice(id).await;
-        observe("invoice", &result, started);
-        result
+        timed!("invoice", self.inner.invoice(id))
     }
 
     async fn list_invoices(
@@ -219,29 +197,23 @@ impl<P: PaymentProcessor> PaymentProcessor for Metered<P> {
         customer: &str,
         limit: u8,
     ) -> Result<Vec<InvoiceSnapshot>, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.list_invoices(customer, limit).await;
-        observe("list_invoices", &result, started);
-        result
+        timed!("list_invoices", self.inner.list_invoices(customer, limit))
     }
 
     async fn payment_intents_since(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<ProcessorCharge>, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.payment_intents_since(since).await;
-        observe("payment_intents_since", &result, started);
-        result
+        timed!(
+            "payment_intents_since",
+            self.inner.payment_intents_since(since)
+        )
     }
 
     async fn invoices_since(
         &self,
         since: DateTime<Utc>,
     ) -> Result<Vec<InvoiceSnapshot>, ProcessorError> {
-        let started = Instant::now();
-        let result = self.inner.invoices_since(since).await;
-        observe("invoices_since", &result, started);
-        result
+        timed!("invoices_since", self.inner.invoices_since(since))
     }
 }

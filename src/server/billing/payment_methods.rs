@@ -16,10 +16,11 @@
 
 use crate::server::billing::charges::retry_failed_charges;
 use crate::server::billing::customers::find_customer;
+use crate::server::billing::error::processor_error;
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::plan::{change_plan, PlanChange};
 use crate::server::billing::ports::{
-    decline_advice, PaymentProcessor, ProcessorError, SetupIntentSnapshot, SetupStatus,
+    PaymentProcessor, ProcessorError, SetupIntentSnapshot, SetupStatus,
 };
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
@@ -68,30 +69,6 @@ pub struct Consent {
 
 fn invalid(message: impl Into<String>) -> BillingError {
     BillingError::Invalid(ParseError(message.into()))
-}
-
-/// A processor failure for the portal: a declined card says so and what
-/// to do; billing paused says so; anything else is logged and answered
-/// "try again later" (the customer is never blamed for our outage or
-/// configuration).
-pub fn processor_error(error: ProcessorError) -> BillingError {
-    match error {
-        ProcessorError::Declined { code, decline_code } => invalid(format!(
-            "the card was declined: {}",
-            decline_advice(code.as_deref(), decline_code.as_deref())
-        )),
-        ProcessorError::Disabled => {
-            invalid("billing is paused at the moment; please try again later")
-        }
-        ProcessorError::NotFound(what) => {
-            tracing::warn!(%what, "payment processor object not found");
-            invalid("the card could not be found; please enter it again")
-        }
-        other => {
-            tracing::error!(error = %other, "payment processor call failed");
-            BillingError::Pool("billing is unavailable; please try again in a moment".into())
-        }
-    }
 }
 
 /// The customer's Stripe Customer id.

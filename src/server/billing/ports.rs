@@ -355,6 +355,17 @@ impl BillingReason {
     pub fn starts_a_period(self) -> bool {
         matches!(self, Self::SubscriptionCreate | Self::SubscriptionCycle)
     }
+
+    /// The one rule for "this invoice pays for a Pro period" (issue 9,
+    /// "Pro"): paid, money collected (`amount_paid_cents > 0`: no $0 or
+    /// fully credited invoice), and made for creation or renewal. `reason`
+    /// `None` (an API version that does not say) counts as a renewal, as
+    /// the processor adapter infers it. Used by the grant
+    /// (`subscriptions::apply_invoice_snapshot`) and by reconciliation, for
+    /// processor invoices and stored events alike.
+    pub fn pays_for_a_period(reason: Option<Self>, paid: bool, amount_paid_cents: i64) -> bool {
+        paid && amount_paid_cents > 0 && reason.unwrap_or(Self::SubscriptionCycle).starts_a_period()
+    }
 }
 
 /// An invoice as the payment processor reports it now. Amounts in minor
@@ -396,6 +407,14 @@ pub struct InvoiceSnapshot {
     pub hosted_url: Option<String>,
     /// When this state was true (as for [`SubscriptionSnapshot`]).
     pub observed_at: DateTime<Utc>,
+}
+
+impl InvoiceSnapshot {
+    /// Whether this invoice pays for a Pro period
+    /// ([`BillingReason::pays_for_a_period`]).
+    pub fn pays_for_a_period(&self) -> bool {
+        BillingReason::pays_for_a_period(self.billing_reason, self.paid, self.amount_paid_cents)
+    }
 }
 
 /// What billing needs from a payment processor (issue 9 § 3). Implemented
@@ -472,6 +491,10 @@ pub trait PaymentProcessor: Send + Sync {
 
     /// Reads a charge (PaymentIntent `pi_…`).
     async fn payment_intent(&self, id: &str) -> Result<ProcessorCharge, ProcessorError>;
+
+    /// The processor's customer (`cus_…`) of the card payment `charge_id`
+    /// (`ch_…`, e.g. the one a dispute names); `None` when it has none.
+    async fn charge_customer(&self, charge_id: &str) -> Result<Option<String>, ProcessorError>;
 
     /// Adds an amount to the subscription's next invoice.
     async fn create_invoice_item(
@@ -557,6 +580,31 @@ mod tests {
         assert!(decline_advice(None, Some("insufficient_funds")).contains("insufficient funds"));
         assert!(decline_advice(Some("expired_card"), None).contains("expired"));
         assert!(decline_advice(Some("weird_code"), Some("weird")).contains("another card"));
+    }
+
+    #[test]
+    fn only_paid_creation_and_renewal_with_money_pay_for_a_period() {
+        use BillingReason::*;
+        for reason in [None, Some(SubscriptionCreate), Some(SubscriptionCycle)] {
+            assert!(
+                BillingReason::pays_for_a_period(reason, true, 1),
+                "{reason:?}"
+            );
+            assert!(
+                !BillingReason::pays_for_a_period(reason, true, 0),
+                "{reason:?} $0"
+            );
+            assert!(
+                !BillingReason::pays_for_a_period(reason, false, 59900),
+                "{reason:?} unpaid"
+            );
+        }
+        for reason in [SubscriptionUpdate, SubscriptionThreshold, Manual, Other] {
+            assert!(
+                !BillingReason::pays_for_a_period(Some(reason), true, 59900),
+                "{reason:?}"
+            );
+        }
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //!   repairable);
 //! - `missing_grant` / `duplicate_grant`: every paid subscription invoice in
 //!   the stored `invoice.paid` events whose `billing_reason` is creation or
-//!   renewal (`subscription_create`, `subscription_cycle`, or none given) has
-//!   exactly one grant, the ledger entry keyed `invoice:<id>`. A missing
+//!   renewal (`subscription_create`, `subscription_cycle`, or none given)
+//!   with money collected has exactly one grant, the ledger entry keyed `invoice:<id>`. A missing
 //!   grant is repairable ([`repair`]) with that same key, so a repair and a
 //!   late webhook never both grant;
 //! - `refund_not_applied`: every stored `charge.refunded` event was
@@ -33,7 +33,7 @@
 
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::ports::{
-    InvoiceSnapshot, PaymentProcessor, ProcessorCharge, ProcessorChargeStatus, ProcessorError,
+    BillingReason, PaymentProcessor, ProcessorCharge, ProcessorChargeStatus, ProcessorError,
 };
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
@@ -165,6 +165,13 @@ struct InvoiceRow {
     customer_id: i64,
     #[diesel(sql_type = Text)]
     event_id: String,
+    /// Stripe's `billing_reason`, when the event says.
+    #[diesel(sql_type = Nullable<Text>)]
+    billing_reason: Option<String>,
+    /// `amount_paid` in cents, when the event says (older events without
+    /// it count as money collected).
+    #[diesel(sql_type = Nullable<BigInt>)]
+    amount_paid: Option<i64>,
     #[diesel(sql_type = BigInt)]
     grants: i64,
 }
@@ -181,23 +188,27 @@ struct RefundRow {
     customer_id: Option<i64>,
 }
 
-/// The invoice object of a stored event, and its ids across API versions.
+/// The invoice object of every stored `invoice.paid` event of a
+/// subscription, with its ids across API versions and what
+/// [`BillingReason::pays_for_a_period`] needs (filtered in Rust, so the
+/// rule is written once).
 const INVOICES: &str = "
     WITH inv AS (
         SELECT e.id AS event_id, e.payload->'data'->'object' AS o
         FROM stripe_events e WHERE e.type = 'invoice.paid'
     ), paid AS (
         SELECT DISTINCT ON (o->>'id') o->>'id' AS invoice_id, event_id,
-               COALESCE(o->'customer'->>'id', o->>'customer') AS cus
+               COALESCE(o->'customer'->>'id', o->>'customer') AS cus,
+               o->>'billing_reason' AS billing_reason,
+               CASE WHEN jsonb_typeof(o->'amount_paid') = 'number'
+                    THEN (o->>'amount_paid')::numeric::bigint END AS amount_paid
         FROM inv
         WHERE COALESCE(o->'subscription'->>'id', o->>'subscription',
                        o#>>'{parent,subscription_details,subscription}') IS NOT NULL
-          AND COALESCE(o->>'billing_reason', 'subscription_cycle')
-              IN ('subscription_create', 'subscription_cycle')
           AND o->>'id' IS NOT NULL
         ORDER BY o->>'id', event_id
     )
-    SELECT p.invoice_id, c.id AS customer_id, p.event_id,
+    SELECT p.invoice_id, c.id AS customer_id, p.event_id, p.billing_reason, p.amount_paid,
            (SELECT count(*) FROM credit_ledger_entries l
              WHERE l.idempotency_key = 'invoice:' || p.invoice_id) AS grants
     FROM paid p JOIN customers c ON c.stripe_customer_id = p.cus";
@@ -264,6 +275,10 @@ pub async fn run(
 
     let invoices: Vec<InvoiceRow> = diesel::sql_query(INVOICES).load(conn).await?;
     for i in invoices {
+        let reason = i.billing_reason.as_deref().map(BillingReason::parse);
+        if !BillingReason::pays_for_a_period(reason, true, i.amount_paid.unwrap_or(1)) {
+            continue;
+        }
         let kind = match i.grants {
             1 => continue,
             0 => FindingKind::MissingGrant,
@@ -353,7 +368,7 @@ pub async fn processor_findings(
         })
         .collect();
     let ours: Vec<OurCharge> = charges::table
-        .filter(charges::kind.eq(crate::server::billing::charges::KIND_PAYG))
+        .filter(charges::kind.eq(crate::server::billing::charges::ChargeKind::Payg))
         .filter(
             charges::created_at.ge(since).or(charges::id.eq_any(
                 theirs
@@ -389,7 +404,7 @@ pub async fn processor_findings(
         .invoices_since(since)
         .await
         .map_err(BillingError::Processor)?;
-    for invoice in invoices.iter().filter(|i| grants_a_period(i)) {
+    for invoice in invoices.iter().filter(|i| i.pays_for_a_period()) {
         let Some(subscription) = invoice.subscription_id.as_deref() else {
             continue;
         };
@@ -427,15 +442,6 @@ pub async fn processor_findings(
         }
     }
     Ok(findings)
-}
-
-/// Whether a paid invoice pays for a new Pro period (the grant rule of
-/// `subscriptions::apply_invoice_snapshot`: creation or renewal, money
-/// collected).
-fn grants_a_period(invoice: &InvoiceSnapshot) -> bool {
-    invoice.paid
-        && invoice.amount_paid_cents > 0
-        && invoice.billing_reason.is_some_and(|r| r.starts_a_period())
 }
 
 /// Stores a run and its findings in one transaction; returns the run's id.

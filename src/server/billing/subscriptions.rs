@@ -24,12 +24,12 @@
 //! ([`period_credits_granted`]) and used.
 
 use crate::server::billing::customers::{find_customer, Customer};
+use crate::server::billing::error::processor_error;
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::payment_methods::stripe_customer_id;
 use crate::server::billing::plan::{change_plan, PlanChange, SubscriptionState};
 use crate::server::billing::ports::{
-    BillingReason, CancelMode, InvoiceSnapshot, PaymentProcessor, ProcessorError, SubscribeRequest,
-    SubscriptionSnapshot,
+    CancelMode, InvoiceSnapshot, PaymentProcessor, SubscribeRequest, SubscriptionSnapshot,
 };
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
@@ -313,14 +313,8 @@ async fn grant_period_credits(
         && customer
             .subscription_status
             .is_some_and(SubscriptionStatus::counts_as_pro);
-    let for_a_period = invoice
-        .billing_reason
-        .is_some_and(BillingReason::starts_a_period);
-    if !of_current_pro
-        || !for_a_period
-        || invoice.amount_paid_cents <= 0
-        || pricing.pro_credits_per_period <= 0
-    {
+    let for_a_period = invoice.pays_for_a_period();
+    if !of_current_pro || !for_a_period || pricing.pro_credits_per_period <= 0 {
         tracing::info!(
             customer_id = customer.id,
             invoice = %invoice.id,
@@ -441,7 +435,7 @@ async fn pay_overage_items(
     }
     let on_invoice: Vec<i64> = charges::table
         .filter(charges::customer_id.eq(customer_id))
-        .filter(charges::kind.eq(crate::server::billing::charges::KIND_OVERAGE))
+        .filter(charges::kind.eq(crate::server::billing::charges::ChargeKind::Overage))
         .filter(charges::stripe_invoice_item_id.eq_any(&invoice.invoice_item_ids))
         .select(charges::id)
         .load(conn)
@@ -655,22 +649,4 @@ pub async fn ends_at_period_end(
         .await
         .optional()?;
     Ok(flag.unwrap_or(false))
-}
-
-/// A processor failure for the portal: a declined card is the customer's
-/// to fix (our words, never the processor's message); billing paused says
-/// so; anything else is logged and answered "try again in a moment".
-pub fn processor_error(error: ProcessorError) -> BillingError {
-    match error {
-        ProcessorError::Declined { code, decline_code } => invalid(
-            crate::server::billing::ports::decline_advice(code.as_deref(), decline_code.as_deref()),
-        ),
-        ProcessorError::Disabled => {
-            invalid("billing is paused at the moment; please try again later")
-        }
-        other => {
-            tracing::error!(error = %other, "payment processor call failed");
-            BillingError::Pool("billing is unavailable; please try again in a moment".into())
-        }
-    }
 }

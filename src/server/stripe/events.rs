@@ -5,8 +5,9 @@
 //! This is an adapter: it parses, re-reads, and calls domain commands.
 //! Events can arrive late, twice, out of order or several in one second, so
 //! for subscription and invoice events the job re-reads the object from
-//! Stripe (`GET /v1/subscriptions/{id}`, `/v1/invoices/{id}` and the
-//! invoice's subscription) and hands the domain a snapshot of the current
+//! the payment processor (`AppState::processor`: for Stripe,
+//! `GET /v1/subscriptions/{id}`, `/v1/invoices/{id}` and the invoice's
+//! subscription) and hands the domain a snapshot of the current
 //! state (`billing::subscriptions::apply_subscription_snapshot`,
 //! `apply_invoice_snapshot`), as Pay and dj-stripe do: whatever the order,
 //! the customer ends in Stripe's current state. A re-read that fails
@@ -28,7 +29,7 @@ use crate::server::billing::notifications::{
     enqueue_email, subscription_payment_failed, EmailLinks, Recipient,
 };
 use crate::server::billing::payment_methods::record_payment_method;
-use crate::server::billing::ports::{InvoiceSnapshot, SubscriptionSnapshot};
+use crate::server::billing::ports::{InvoiceSnapshot, ProcessorError, SubscriptionSnapshot};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::refunds::{
     apply_refund, close_dispute, open_dispute, DisputeOutcome, DisputeSnapshot, RefundSnapshot,
@@ -42,7 +43,6 @@ use crate::server::db::queue::{enqueue, retry_now, JobError, NewJob, DEFAULT_MAX
 use crate::server::db::schema::{jobs, stripe_events, stripe_payment_methods};
 use crate::server::state::AppState;
 use crate::server::stripe::billing_api::{Invoice, Subscription};
-use crate::server::stripe::client::{StripeApi, StripeCallError};
 use crate::server::stripe::processor::{invoice_from, subscription_from};
 use crate::types::values::SubscriptionStatus;
 use chrono::{DateTime, Utc};
@@ -330,21 +330,13 @@ fn is_invoice_event(type_: &str) -> bool {
     )
 }
 
-/// Reads `path` from Stripe: `Ok(Some)` the current object, `Ok(None)`
-/// when no call is possible (billing off, no key) or Stripe no longer has
-/// it (404).
-async fn fetch(state: &AppState, path: &str) -> Result<Option<Value>, ApplyError> {
-    if !state.config.stripe.can_call_stripe() {
-        return Ok(None);
-    }
-    let api =
-        StripeApi::new(&state.config.stripe).map_err(|e| ApplyError::Reread(e.to_string()))?;
-    match api
-        .call::<Value>(stripe_client_core::StripeMethod::Get, path, &[], None)
-        .await
-    {
+/// The processor's answer to a re-read: `Ok(Some)` the current object,
+/// `Ok(None)` when no call is possible (billing off, no key) or the
+/// processor no longer has it; other failures retry the event.
+fn current<T>(answer: Result<T, ProcessorError>) -> Result<Option<T>, ApplyError> {
+    match answer {
         Ok(object) => Ok(Some(object)),
-        Err(StripeCallError::Api { status: 404, .. }) => Ok(None),
+        Err(ProcessorError::NotFound(_) | ProcessorError::Disabled) => Ok(None),
         Err(e) => Err(ApplyError::Reread(e.to_string())),
     }
 }
@@ -355,18 +347,22 @@ fn safe_id(id: &str) -> Option<&str> {
 }
 
 async fn reread(state: &AppState, event: &StripeEvent) -> Result<Fresh, ApplyError> {
+    let processor = state.processor.as_ref();
     let object = &event.data.object;
     let at = event.created_at()?;
     // What we read now is at least as new as the event that made us read
     // it, whatever the skew between Stripe's clock and ours.
     let now = || Utc::now().max(at);
     if is_subscription_event(&event.type_) {
-        let current = match str_field(object, "id").and_then(safe_id) {
-            Some(id) => fetch(state, &format!("/subscriptions/{id}")).await?,
+        let fresh = match str_field(object, "id").and_then(safe_id) {
+            Some(id) => current(processor.subscription(id).await)?,
             None => None,
         };
-        let snapshot = match current {
-            Some(current) => subscription_snapshot(&current, now())?,
+        let snapshot = match fresh {
+            Some(mut fresh) => {
+                fresh.observed_at = now();
+                fresh
+            }
             None => {
                 let mut own = subscription_snapshot(object, at)?;
                 if event.type_ == "customer.subscription.deleted" {
@@ -378,22 +374,22 @@ async fn reread(state: &AppState, event: &StripeEvent) -> Result<Fresh, ApplyErr
         return Ok(Fresh::Subscription(snapshot));
     }
     if is_invoice_event(&event.type_) {
-        let current = match str_field(object, "id").and_then(safe_id) {
-            Some(id) => fetch(state, &format!("/invoices/{id}")).await?,
+        let fresh = match str_field(object, "id").and_then(safe_id) {
+            Some(id) => current(processor.invoice(id).await)?,
             None => None,
         };
-        let Some(current) = current else {
+        let Some(mut invoice) = fresh else {
             return Ok(Fresh::Invoice(
                 Box::new(invoice_snapshot(object, at)?),
                 None,
             ));
         };
-        let invoice = invoice_snapshot(&current, now())?;
+        invoice.observed_at = now();
         let subscription = match invoice.subscription_id.as_deref().and_then(safe_id) {
-            Some(id) => match fetch(state, &format!("/subscriptions/{id}")).await? {
-                Some(sub) => Some(subscription_snapshot(&sub, now())?),
-                None => None,
-            },
+            Some(id) => current(processor.subscription(id).await)?.map(|mut sub| {
+                sub.observed_at = now();
+                sub
+            }),
             None => None,
         };
         return Ok(Fresh::Invoice(Box::new(invoice), subscription));
@@ -402,9 +398,8 @@ async fn reread(state: &AppState, event: &StripeEvent) -> Result<Fresh, ApplyErr
         let mut dispute = dispute_snapshot(object, at)?;
         if dispute.processor_customer_id.is_none() {
             if let Some(id) = safe_id(&dispute.processor_charge_id) {
-                if let Some(charge) = fetch(state, &format!("/charges/{id}")).await? {
-                    dispute.processor_customer_id =
-                        id_field(&charge, "customer").map(str::to_owned);
+                if let Some(customer) = current(processor.charge_customer(id).await)? {
+                    dispute.processor_customer_id = customer;
                 }
             }
         }

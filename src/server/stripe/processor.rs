@@ -427,6 +427,23 @@ impl PaymentProcessor for StripeProcessor {
         ))
     }
 
+    async fn charge_customer(&self, charge_id: &str) -> Result<Option<String>, ProcessorError> {
+        let charge: serde_json::Value = self
+            .api()?
+            .call(
+                StripeMethod::Get,
+                &format!("/charges/{}", path_id(charge_id)?),
+                &[],
+                None,
+            )
+            .await?;
+        let customer = charge.get("customer");
+        Ok(customer
+            .and_then(|c| c.as_str().or_else(|| c.get("id")?.as_str()))
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned))
+    }
+
     async fn create_invoice_item(
         &self,
         item: &InvoiceItemRequest,
