@@ -108,10 +108,16 @@ pub fn router(state: AppState) -> Router {
             },
             crate::server::auth::csrf::verify_origin,
         ));
-    // Outermost of all: request ids, request logs, the timeout and the
-    // panic catcher (see `layers`).
+    // Then request ids, request logs, the timeout and the panic catcher
+    // (see `layers`).
     let timeout = std::time::Duration::from_secs(state.config.request_timeout_seconds);
-    layers::around_routes(router, timeout).with_state(state)
+    let router = layers::around_routes(router, timeout);
+    // Outermost of all: the browser security headers on every response,
+    // errors and timeouts included (CSP with the page's nonce, nosniff,
+    // Referrer-Policy, Permissions-Policy, HSTS over https).
+    let security =
+        layers::SecurityHeaders::new(&state.config.stripe.js_url, state.config.secure_cookies());
+    layers::security_headers(router, &security).with_state(state)
 }
 
 async fn api_not_found() -> ApiError {
