@@ -13,8 +13,27 @@ use leptos_router::components::{Route, Router, Routes};
 use leptos_router::path;
 use leptos_router::SsrMode;
 
-/// The HTML document around the app (server-rendered only).
+/// The response header through which [`shell`] hands the page's CSP nonce
+/// (the one Leptos puts on its inline hydration and resource scripts) to
+/// the security-header layer (`server::http::layers::security_headers`),
+/// which names it in the Content-Security-Policy and removes this header.
+pub const CSP_NONCE_HEADER: &str = "x-rsolv-csp-nonce";
+
+/// The HTML document around the app (server-rendered only). Hands the
+/// page's script nonce to the security headers ([`CSP_NONCE_HEADER`]).
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    {
+        if let (Some(nonce), Some(response)) = (
+            leptos::nonce::use_nonce(),
+            use_context::<leptos_axum::ResponseOptions>(),
+        ) {
+            if let Ok(value) = axum::http::HeaderValue::from_str(&nonce) {
+                response
+                    .insert_header(axum::http::HeaderName::from_static(CSP_NONCE_HEADER), value);
+            }
+        }
+    }
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -2,12 +2,14 @@
 //!
 //! - [`values`]: parsed domain values (parse, don't validate);
 //! - [`views`]: what the UI shows;
-//! - [`error`]: the error type server functions return to the UI.
+//! - [`error`]: the error type server functions return to the UI;
+//! - [`urls`]: URLs from outside, parsed (GitHub links) and gated (`href`s).
 
 pub mod admin;
 pub mod billing;
 pub mod error;
 pub mod portal;
+pub mod urls;
 pub mod values;
 pub mod views;
 

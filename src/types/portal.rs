@@ -119,16 +119,14 @@ impl FixRefView {
             .map(|n| format!("https://github.com/{}/issues/{n}", self.repository))
     }
 
-    /// The pull request's link: the reported one when it points at GitHub,
-    /// else one built from the number.
+    /// The pull request's link: the reported one when it parses as an https
+    /// GitHub URL ([`crate::types::urls::GitHubUrl`]), else one built from
+    /// the number.
     pub fn pull_url(&self) -> Option<String> {
-        self.pr_url
-            .clone()
-            .filter(|u| u.starts_with("https://github.com/"))
-            .or_else(|| {
-                self.pr_number
-                    .map(|n| format!("https://github.com/{}/pull/{n}", self.repository))
-            })
+        crate::types::urls::github_link(self.pr_url.as_deref()).or_else(|| {
+            self.pr_number
+                .map(|n| format!("https://github.com/{}/pull/{n}", self.repository))
+        })
     }
 }
 

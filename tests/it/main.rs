@@ -28,5 +28,6 @@ mod pages;
 mod portal;
 mod rate_limit;
 mod rollback;
+mod security;
 mod stripe;
 mod unpaid;

@@ -15,6 +15,7 @@ use super::{
     INPUT, LINK, SECONDARY_BUTTON, SMALL_BUTTON, TABLE, TD, TH,
 };
 use crate::types::admin::AdminCustomerDetail;
+use crate::types::urls::safe_href;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -299,7 +300,7 @@ fn Detail(
                                 let fid = f.id;
                                 view! {
                                 <tr>
-                                    <td class=TD>{match &f.pr_url { Some(url) => view! { <a class=LINK href=url.clone() rel="noopener noreferrer">{f.fix_key.clone()}</a> }.into_any(), None => f.fix_key.clone().into_any() }}</td>
+                                    <td class=TD>{match f.pr_url.as_deref().and_then(safe_href) { Some(url) => view! { <a class=LINK href=url rel="noopener noreferrer">{f.fix_key.clone()}</a> }.into_any(), None => f.fix_key.clone().into_any() }}</td>
                                     <td class=TD>{f.repository.clone()}</td>
                                     <td class=format!("{TD} whitespace-normal")>
                                         <Badge text=f.billing_status.clone() />
@@ -374,7 +375,7 @@ fn BillingTable(
                         <td class=format!("{TD} tabular-nums")>{i.amount}</td>
                         <td class=TD>{i.status}</td>
                         <td class=TD>{short_time(&i.date)}</td>
-                        <td class=TD>{i.url.map(|u| view! { <a class=LINK href=u rel="noopener noreferrer" target="_blank">"Invoice"</a> })}</td>
+                        <td class=TD>{i.url.as_deref().and_then(safe_href).map(|u| view! { <a class=LINK href=u rel="noopener noreferrer" target="_blank">"Invoice"</a> })}</td>
                     </tr>
                 }).collect_view()}
             </tbody>

@@ -75,7 +75,9 @@ fn encode_query_value(value: &str) -> String {
 /// creates the account and queues the confirmation email; redirects to
 /// `/register?sent=1` (`/register?pending=1` when queued for approval).
 ///
-/// Errors: 422 naming the bad field, 409 for a registered email.
+/// Errors: 422 naming the bad field, 409 for a registered email, 429 over
+/// the per-email limit or the client IP's signup limit (no password is
+/// hashed then, nor for a password over the length limit).
 #[server(endpoint = "register")]
 pub async fn register(
     #[server(default)] email: String,
@@ -84,8 +86,16 @@ pub async fn register(
     #[server(default)] password_confirm: String,
 ) -> Result<(), AppError> {
     use crate::server::auth::app_state;
+    use crate::server::auth::limits::{check_flow, Flow};
     let result = async {
         let state = app_state()?;
+        // Per account here (per client IP: the signup limit at the edge),
+        // before any parsing, argon2 or write; an email over the length
+        // limit is refused by the parsing below without being counted.
+        let account = email.trim().to_lowercase();
+        if !account.is_empty() && account.len() <= crate::server::auth::accounts::MAX_EMAIL_BYTES {
+            check_flow(&state, Flow::Register, None, Some(&account)).await?;
+        }
         let registered =
             crate::server::signup::register(&state, &email, &name, &password, &password_confirm)
                 .await?;
@@ -187,7 +197,7 @@ pub async fn change_password(
     #[server(default)] new_password: String,
     #[server(default)] new_password_confirm: String,
 ) -> Result<(), AppError> {
-    use crate::server::auth::{accounts, app_state, require_user_row};
+    use crate::server::auth::{accounts, app_state, client_ip, require_user_row};
     let result = async {
         let (session, user) = require_user_row().await?;
         accounts::change_password(
@@ -195,8 +205,8 @@ pub async fn change_password(
             &session,
             &user,
             &current_password,
-            &new_password,
-            &new_password_confirm,
+            (&new_password, &new_password_confirm),
+            client_ip().as_deref(),
         )
         .await?;
         leptos_axum::redirect("/account?notice=password_changed");
@@ -210,12 +220,13 @@ pub async fn change_password(
 /// exists; always redirects to `/forgot-password?sent=1` (same answer, same
 /// time, whether or not it exists).
 ///
-/// Errors: 422 for a malformed email.
+/// Errors: 422 for a malformed email; 429 over the per-email or per-IP
+/// limit.
 #[server(endpoint = "forgot_password")]
 pub async fn forgot_password(#[server(default)] email: String) -> Result<(), AppError> {
-    use crate::server::auth::{accounts, app_state};
+    use crate::server::auth::{accounts, app_state, client_ip};
     let result = async {
-        accounts::forgot_password(&app_state()?, &email).await?;
+        accounts::forgot_password(&app_state()?, &email, client_ip().as_deref()).await?;
         leptos_axum::redirect("/forgot-password?sent=1");
         Ok(())
     }
@@ -274,14 +285,14 @@ async fn set_password_by_link(
     done: &str,
     page: &str,
 ) -> Result<(), AppError> {
-    use crate::server::auth::{accounts, app_state};
+    use crate::server::auth::{accounts, app_state, client_ip};
     let result = async {
         accounts::set_password_with_token(
             &app_state()?,
             token,
             purpose,
-            password,
-            password_confirm,
+            (password, password_confirm),
+            client_ip().as_deref(),
         )
         .await?;
         leptos_axum::redirect(done);

@@ -20,6 +20,7 @@ use super::{
     SECONDARY_BUTTON,
 };
 use crate::types::billing::{BillingView, CardView, HistoryItemView, UnpaidFixView};
+use crate::types::urls::safe_href;
 use crate::types::values::SubscriptionStatus;
 use crate::types::AppError;
 use leptos::form::ActionForm;
@@ -554,7 +555,7 @@ fn HistoryTable(
                                 </td>
                                 <td class="py-2 pr-4 text-right font-mono">{row.amount.clone()}</td>
                                 <td class="py-2 pr-4">{row.status.clone()}</td>
-                                <td class="py-2">{match row.url.clone() {
+                                <td class="py-2">{match row.url.as_deref().and_then(safe_href) {
                                     Some(url) => view! { <a href=url class=LINK rel="external noopener" target="_blank">"View"</a> }.into_any(),
                                     None => view! { <span class="text-slate-500 dark:text-slate-400">"—"</span> }.into_any(),
                                 }}</td>

@@ -7,6 +7,7 @@ use super::{
     kind_label, short_time, LoadError, Loading, PortalNav, CARD, INPUT, LINK, SECONDARY_BUTTON,
 };
 use crate::types::portal::{LedgerPageView, LedgerRowView};
+use crate::types::urls::safe_href;
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
@@ -171,19 +172,23 @@ fn LedgerRow(row: LedgerRowView) -> impl IntoView {
         "py-2 pr-4 text-right tabular-nums font-medium text-slate-900 dark:text-slate-100"
     };
     let fix = row.fix.map(|fix| {
-        let repo_url = fix.repository_url();
-        let issue = fix.issue_url().map(|url| {
+        let repo_url = safe_href(&fix.repository_url());
+        let issue = fix.issue_url().as_deref().and_then(safe_href).map(|url| {
             let n = fix.issue_number.unwrap_or_default();
             view! { " · " <a href=url class=LINK rel="external noopener" target="_blank">{format!("issue #{n}")}</a> }
         });
-        let pull = fix.pull_url().map(|url| {
+        let pull = fix.pull_url().as_deref().and_then(safe_href).map(|url| {
             let label = fix
                 .pr_number
                 .map_or_else(|| "pull request".to_owned(), |n| format!("PR #{n}"));
             view! { " · " <a href=url class=LINK rel="external noopener" target="_blank">{label}</a> }
         });
+        let repository = fix.repository.clone();
         view! {
-            <a href=repo_url class=LINK rel="external noopener" target="_blank">{fix.repository.clone()}</a>
+            {match repo_url {
+                Some(url) => view! { <a href=url class=LINK rel="external noopener" target="_blank">{repository}</a> }.into_any(),
+                None => repository.into_any(),
+            }}
             {issue}
             {pull}
         }

@@ -3,6 +3,7 @@
 //! here, and every flow answers with [`AppError`] (internal causes logged).
 
 use crate::server::auth::emails::{account_email, AccountEmail};
+use crate::server::auth::limits::{check_flow, Flow};
 use crate::server::auth::password::{hash_password, verify_password, Password, PasswordError};
 use crate::server::auth::session::{SessionError, TypedSession};
 use crate::server::auth::throttle;
@@ -25,6 +26,10 @@ use sha2::{Digest, Sha256};
 /// The one answer for an unknown email, a wrong password, or a user without
 /// a password yet: nothing tells them apart.
 pub const BAD_CREDENTIALS: &str = "incorrect email or password";
+
+/// Longest email looked up or recorded, in bytes (RFC 5321's 254, as
+/// [`Email::parse`]).
+pub const MAX_EMAIL_BYTES: usize = 254;
 
 /// Confirmation and invite links live this long.
 pub const LONG_TOKEN_TTL: chrono::Duration = chrono::Duration::days(7);
@@ -169,6 +174,29 @@ pub async fn consume_token(
     .get_result(conn)
     .await
     .optional()
+}
+
+/// The user a token of `purpose` names, if it exists, is unused and has not
+/// expired; the token is left as it is ([`consume_token`] uses it).
+///
+/// Errors: the database error.
+pub async fn token_user(
+    conn: &mut AsyncPgConnection,
+    token: &str,
+    purpose: TokenPurpose,
+) -> Result<Option<i64>, diesel::result::Error> {
+    if token.is_empty() || token.len() > 128 {
+        return Ok(None);
+    }
+    user_tokens::table
+        .filter(user_tokens::token_hash.eq(sha256(token)))
+        .filter(user_tokens::purpose.eq(purpose.as_str()))
+        .filter(user_tokens::used_at.is_null())
+        .filter(user_tokens::expires_at.gt(Utc::now()))
+        .select(user_tokens::user_id)
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Provisions a customer (see [`provision_customer`]) together with its
@@ -338,6 +366,11 @@ pub async fn log_in(
     if email_lower.is_empty() || password.is_empty() {
         return Err(AppError::Validation("enter your email and password".into()));
     }
+    // No account has an email over the limit: answered before any argon2
+    // or database write (an over-long key would fail the attempts index).
+    if email_lower.len() > MAX_EMAIL_BYTES {
+        return Err(AppError::Validation(BAD_CREDENTIALS.into()));
+    }
     let mut conn = conn(state).await?;
     if let Some(until) = throttle::blocked_until(&mut conn, &email_lower, ip)
         .await
@@ -426,21 +459,33 @@ pub async fn log_out_everywhere(
 }
 
 /// Change password (signed in): checks `current`, stores `new`, signs out
-/// every other session of the user and gives this one a new id.
+/// every other session of the user and gives this one a new id. Rate
+/// limited per user and per client IP ([`Flow::ChangePassword`]) before any
+/// argon2.
 ///
 /// Errors: [`AppError::Validation`] for a wrong current password or a new
-/// one breaking the rules or not matching; [`AppError::Internal`].
+/// one breaking the rules or not matching; [`AppError::RateLimited`];
+/// [`AppError::Internal`].
 pub async fn change_password(
     state: &AppState,
     session: &TypedSession,
     user: &User,
     current: &str,
-    new: &str,
-    confirm: &str,
+    (new, confirm): (&str, &str),
+    ip: Option<&str>,
 ) -> Result<(), AppError> {
     let new = new_password(new, confirm)?;
     let current = Password::presented(current)
         .ok_or_else(|| AppError::Validation("the current password is incorrect".into()))?;
+    // Counted before the argon2 verification: guesses of the current
+    // password are bounded per user and per client.
+    check_flow(
+        state,
+        Flow::ChangePassword,
+        ip,
+        Some(&format!("user:{}", user.id)),
+    )
+    .await?;
     if !verify_password(current, user.password_hash.clone()).await? {
         return Err(AppError::Validation(
             "the current password is incorrect".into(),
@@ -481,11 +526,21 @@ pub const FORGOT_PASSWORD_MIN_DURATION: std::time::Duration = std::time::Duratio
 /// valid 1 hour); for anyone else does nothing. Always answers `Ok` after
 /// at least [`FORGOT_PASSWORD_MIN_DURATION`].
 ///
+/// Rate limited per email and per client `ip` ([`Flow::ForgotPassword`]).
+///
 /// Errors: [`AppError::Validation`] for a malformed email (says nothing
-/// about accounts); [`AppError::Internal`].
-pub async fn forgot_password(state: &AppState, email: &str) -> Result<(), AppError> {
+/// about accounts); [`AppError::RateLimited`]; [`AppError::Internal`].
+pub async fn forgot_password(
+    state: &AppState,
+    email: &str,
+    ip: Option<&str>,
+) -> Result<(), AppError> {
     let deadline = tokio::time::Instant::now() + FORGOT_PASSWORD_MIN_DURATION;
     let email = Email::parse(email).map_err(validation)?;
+    // Counted for every well-formed email, known or not, so the limit says
+    // nothing about which emails have accounts.
+    let account = email.as_str().to_lowercase();
+    check_flow(state, Flow::ForgotPassword, ip, Some(&account)).await?;
     let outcome = async {
         let mut conn = conn(state).await?;
         if let Some(user) = find_user_by_email(&mut conn, email.as_str()).await? {
@@ -521,19 +576,37 @@ pub async fn forgot_password(state: &AppState, email: &str) -> Result<(), AppErr
 /// password, confirms the email (the link proved the user reads it) and
 /// signs out every session of the user.
 ///
+/// The password rules and the link are checked, and the attempt counted
+/// per client `ip` and per user ([`Flow::SetPasswordByLink`]), before the
+/// new password is hashed.
+///
 /// Errors: [`AppError::Validation`] for password rules or an unknown,
-/// used or expired link; [`AppError::Internal`].
+/// used or expired link; [`AppError::RateLimited`]; [`AppError::Internal`].
 pub async fn set_password_with_token(
     state: &AppState,
     token: &str,
     purpose: TokenPurpose,
-    password: &str,
-    confirm: &str,
+    (password, confirm): (&str, &str),
+    ip: Option<&str>,
 ) -> Result<(), AppError> {
     let password = new_password(password, confirm)?;
-    let hash = hash_password(password).await?;
-    let mut conn = conn(state).await?;
     let token = token.trim().to_owned();
+    check_flow(state, Flow::SetPasswordByLink, ip, None).await?;
+    // The link is checked before any argon2: a stranger without a valid
+    // link never makes us hash. It is consumed below, atomically.
+    let mut conn = conn(state).await?;
+    let user_id = token_user(&mut conn, &token, purpose)
+        .await
+        .map_err(db)?
+        .ok_or_else(invalid_link)?;
+    check_flow(
+        state,
+        Flow::SetPasswordByLink,
+        None,
+        Some(&format!("user:{user_id}")),
+    )
+    .await?;
+    let hash = hash_password(password).await?;
     conn.transaction(async |conn| {
         let user_id = consume_token(conn, &token, purpose)
             .await

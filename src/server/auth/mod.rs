@@ -3,11 +3,13 @@
 //! tower-sessions), the typed session ([`session`]), sign-in throttling
 //! ([`throttle`]), CSRF protection ([`csrf`]), and the account flows
 //! ([`accounts`]: register, confirm, sign in/out, change/reset password,
-//! invites) with their emails ([`emails`]).
+//! invites) with their emails ([`emails`]), and the rate limits of those
+//! flows ([`limits`]).
 
 pub mod accounts;
 pub mod csrf;
 pub mod emails;
+pub mod limits;
 pub mod password;
 pub mod session;
 pub mod store;

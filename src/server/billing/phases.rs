@@ -8,6 +8,7 @@ use crate::server::billing::fixes::{pr_number_from_url, record_fix_in_tx, Fix, F
 use crate::server::billing::notifications::EmailLinks;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::phase_records;
+use crate::types::urls::github_link;
 use crate::types::values::{ParseError, Phase, Repository};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -159,11 +160,8 @@ pub async fn store_phase(
             .get_result(conn)
             .await?;
         let fix = if report.is_fix_deployed() {
-            let pr_url = report
-                .data
-                .get("prUrl")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned);
+            // Only an https GitHub link is kept; anything else is absent.
+            let pr_url = github_link(report.data.get("prUrl").and_then(|v| v.as_str()));
             let mut fix = FixReport::new(
                 report.repository.clone(),
                 report.issue_number,

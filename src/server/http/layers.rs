@@ -14,6 +14,11 @@
 //! Headers are never logged. `x-api-key`, `authorization`, `cookie`,
 //! `set-cookie` and `stripe-signature` are in addition marked sensitive, so
 //! any layer that does print headers shows them as `Sensitive`.
+//!
+//! [`security_headers`] adds the browser security headers to every response
+//! (issue 12, scope 2): a Content-Security-Policy with the page's nonce,
+//! `X-Content-Type-Options`, `Referrer-Policy`, `Permissions-Policy`,
+//! `X-Frame-Options`, and HSTS when the public URL is https.
 
 use axum::extract::MatchedPath;
 use axum::http::request::Parts;
@@ -26,6 +31,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::{
     SetSensitiveRequestHeadersLayer, SetSensitiveResponseHeadersLayer,
 };
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
@@ -102,6 +108,175 @@ where
         ))
         .layer(SetSensitiveResponseHeadersLayer::new(SENSITIVE_HEADERS))
         .layer(SetSensitiveRequestHeadersLayer::new(SENSITIVE_HEADERS))
+}
+
+/// `Referrer-Policy`: full URLs only to our own origin, the origin alone
+/// to others over https, nothing over http.
+pub const REFERRER_POLICY: &str = "strict-origin-when-cross-origin";
+
+/// `Permissions-Policy`: no powerful feature the app never uses. `payment`
+/// is left alone (Stripe.js may use the Payment Request API).
+pub const PERMISSIONS_POLICY: &str =
+    "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), microphone=(), usb=()";
+
+/// `Strict-Transport-Security` when the public URL is https: one year.
+pub const HSTS: &str = "max-age=31536000";
+
+/// The Stripe origins the official Stripe.js needs (Stripe's "Content
+/// Security Policy" guide), used when `STRIPE_JS_URL` is on js.stripe.com.
+const STRIPE_SCRIPT_SOURCES: &str = "https://js.stripe.com https://*.js.stripe.com";
+const STRIPE_FRAME_SOURCES: &str =
+    "https://js.stripe.com https://*.js.stripe.com https://hooks.stripe.com";
+const STRIPE_CONNECT_SOURCES: &str = "https://api.stripe.com";
+const STRIPE_IMG_SOURCES: &str = "https://*.stripe.com";
+
+/// What the security headers depend on, from the configuration.
+#[derive(Debug, Clone)]
+pub struct SecurityHeaders {
+    /// The Content-Security-Policy without its script nonce, as made by
+    /// [`SecurityHeaders::new`].
+    csp: String,
+    /// Whether to send HSTS (the public URL is https).
+    hsts: bool,
+}
+
+impl SecurityHeaders {
+    /// The headers for an app whose Stripe.js comes from `stripe_js_url`
+    /// (`STRIPE_JS_URL`) and whose public URL is https when `https`
+    /// (`PUBLIC_BASE_URL`; HSTS is sent only then).
+    ///
+    /// The policy allows exactly what the pages load: scripts, styles,
+    /// images, fonts, fetches (server functions, the WASM) from our own
+    /// origin; `'wasm-unsafe-eval'` to compile the WASM; the inline hydration
+    /// and resource scripts only through the per-response nonce; Stripe.js's
+    /// origin for scripts, frames and fetches (the official Stripe.js also
+    /// gets the origins Stripe documents); no plugins, no `<base>`, forms
+    /// posting only to us, and no framing by anyone.
+    pub fn new(stripe_js_url: &str, https: bool) -> Self {
+        let stripe = origin_of(stripe_js_url);
+        let official = stripe.as_deref() == Some("https://js.stripe.com");
+        let (script, frame, connect, img) = match (&stripe, official) {
+            (_, true) => (
+                STRIPE_SCRIPT_SOURCES.to_owned(),
+                STRIPE_FRAME_SOURCES.to_owned(),
+                STRIPE_CONNECT_SOURCES.to_owned(),
+                STRIPE_IMG_SOURCES.to_owned(),
+            ),
+            (Some(origin), false) => (
+                origin.clone(),
+                origin.clone(),
+                origin.clone(),
+                String::new(),
+            ),
+            (None, false) => Default::default(),
+        };
+        let frame = if frame.is_empty() {
+            "'none'".to_owned()
+        } else {
+            frame
+        };
+        let csp = format!(
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'{{nonce}} {script}; \
+             style-src 'self'; img-src 'self' data: {img}; font-src 'self'; \
+             connect-src 'self' {connect}; frame-src {frame}; object-src 'none'; \
+             base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+        );
+        // Collapse the doubled spaces left by empty source lists.
+        let csp = csp.split_whitespace().collect::<Vec<_>>().join(" ");
+        let csp = csp.replace(" ;", ";");
+        Self { csp, hsts: https }
+    }
+
+    /// The Content-Security-Policy for a response whose inline scripts
+    /// carry `nonce` (none: inline scripts are refused).
+    pub fn content_security_policy(&self, nonce: Option<&str>) -> String {
+        let nonce = nonce
+            .filter(|n| !n.is_empty() && n.bytes().all(is_nonce_byte))
+            .map(|n| format!(" 'nonce-{n}'"))
+            .unwrap_or_default();
+        self.csp.replace("{nonce}", &nonce)
+    }
+}
+
+fn is_nonce_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'=')
+}
+
+/// `scheme://host[:port]` of an http(s) URL, lower-cased; `None` for
+/// anything else.
+fn origin_of(url: &str) -> Option<String> {
+    let lower = url.trim().to_ascii_lowercase();
+    let scheme_end = lower.find("://")?;
+    let scheme = &lower[..scheme_end];
+    if scheme != "https" && scheme != "http" {
+        return None;
+    }
+    let rest = &lower[scheme_end + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let valid = !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b':' | b'[' | b']'));
+    valid.then(|| format!("{scheme}://{authority}"))
+}
+
+/// Adds the security headers of `headers` to every response of `router`:
+/// `X-Content-Type-Options: nosniff`, `Referrer-Policy`
+/// ([`REFERRER_POLICY`]), `Permissions-Policy` ([`PERMISSIONS_POLICY`]),
+/// `X-Frame-Options: DENY` (for browsers without `frame-ancestors`), HSTS
+/// ([`HSTS`]) when the public URL is https, and the
+/// Content-Security-Policy ([`SecurityHeaders::new`]) with the nonce the
+/// page's shell handed over in [`crate::app::CSP_NONCE_HEADER`] (that
+/// header is removed). A header a handler set itself is kept.
+pub fn security_headers<S>(router: Router<S>, headers: &SecurityHeaders) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    let hsts = headers.hsts.then(|| header::HeaderValue::from_static(HSTS));
+    let csp = headers.clone();
+    router
+        .layer(axum::middleware::map_response(
+            move |mut response: axum::response::Response| {
+                let csp = csp.clone();
+                async move {
+                    let nonce = response.headers_mut().remove(crate::app::CSP_NONCE_HEADER);
+                    let nonce = nonce.as_ref().and_then(|v| v.to_str().ok());
+                    if !response
+                        .headers()
+                        .contains_key(header::CONTENT_SECURITY_POLICY)
+                    {
+                        if let Ok(value) =
+                            header::HeaderValue::from_str(&csp.content_security_policy(nonce))
+                        {
+                            response
+                                .headers_mut()
+                                .insert(header::CONTENT_SECURITY_POLICY, value);
+                        }
+                    }
+                    response
+                }
+            },
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            header::HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            header::HeaderValue::from_static(REFERRER_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("permissions-policy"),
+            header::HeaderValue::from_static(PERMISSIONS_POLICY),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            header::HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            hsts,
+        ))
 }
 
 fn make_span<B>(request: &Request<B>) -> Span {
@@ -213,6 +388,85 @@ mod tests {
         // A generated id (a UUID) is returned.
         assert_eq!(response.headers()[REQUEST_ID_HEADER].len(), 36);
         assert_eq!(call("/ok", None).await.status(), StatusCode::OK);
+    }
+
+    #[test]
+    fn the_policy_names_stripe_from_config_and_the_nonce() {
+        let local = SecurityHeaders::new("http://127.0.0.1:8420/js.stripe.com/v3/", false);
+        let csp = local.content_security_policy(Some("abc_-123"));
+        assert!(
+            csp.contains(
+                "script-src 'self' 'wasm-unsafe-eval' 'nonce-abc_-123' http://127.0.0.1:8420;"
+            ),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-src http://127.0.0.1:8420;"), "{csp}");
+        assert!(
+            csp.contains("connect-src 'self' http://127.0.0.1:8420;"),
+            "{csp}"
+        );
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        // A nonce that could break out of the header is dropped.
+        let bad = local.content_security_policy(Some("x' 'unsafe-inline"));
+        assert!(
+            !bad.contains("nonce") && !bad.contains("unsafe-inline"),
+            "{bad}"
+        );
+        let official = SecurityHeaders::new("https://js.stripe.com/v3/", true);
+        let csp = official.content_security_policy(None);
+        assert!(
+            csp.contains("https://js.stripe.com https://*.js.stripe.com"),
+            "{csp}"
+        );
+        assert!(csp.contains("https://hooks.stripe.com"), "{csp}");
+        assert!(
+            csp.contains("connect-src 'self' https://api.stripe.com;"),
+            "{csp}"
+        );
+        assert!(!csp.contains("nonce"), "{csp}");
+        assert!(official.hsts && !local.hsts);
+        let none = SecurityHeaders::new("javascript:alert(1)", false).content_security_policy(None);
+        assert!(
+            none.contains("frame-src 'none';") && !none.contains("javascript"),
+            "{none}"
+        );
+    }
+
+    #[tokio::test]
+    async fn every_response_gets_the_headers_and_the_nonce_header_is_removed() {
+        let router: Router = Router::new()
+            .route(
+                "/page",
+                get(|| async {
+                    (
+                        [(crate::app::CSP_NONCE_HEADER, "n0nce")],
+                        axum::response::Html("<p>hi</p>"),
+                    )
+                }),
+            )
+            .route("/json", get(|| async { axum::Json(serde_json::json!({})) }));
+        let router = security_headers(
+            router,
+            &SecurityHeaders::new("https://js.stripe.com/v3/", true),
+        );
+        let page = router
+            .clone()
+            .oneshot(Request::builder().uri("/page").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let h = page.headers();
+        assert!(h.get(crate::app::CSP_NONCE_HEADER).is_none());
+        let csp = h[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.contains("'nonce-n0nce'"), "{csp}");
+        assert_eq!(h[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(h[header::STRICT_TRANSPORT_SECURITY], HSTS);
+        let json = router
+            .oneshot(Request::builder().uri("/json").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(json.headers()[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(json.headers()[header::REFERRER_POLICY], REFERRER_POLICY);
     }
 
     #[test]

@@ -28,10 +28,14 @@ use leptos_axum::{generate_route_list_with_exclusions, LeptosRoutes};
 
 /// The whole application router.
 pub fn router(state: AppState) -> Router {
-    // The signup server function is mounted below, under its rate limit,
-    // instead of by `leptos_routes_with_context`.
+    // The signup and register server functions are mounted below, under
+    // the per-IP signup rate limit, instead of by `leptos_routes_with_context`.
     let signup_fn = rate_limit::signup_server_fn_path();
-    let routes = generate_route_list_with_exclusions(App, Some(vec![signup_fn.to_owned()]));
+    let register_fn = <crate::app::auth::api::Register as leptos::server_fn::ServerFn>::PATH;
+    let routes = generate_route_list_with_exclusions(
+        App,
+        Some(vec![signup_fn.to_owned(), register_fn.to_owned()]),
+    );
     let options = state.leptos_options.clone();
     let router = Router::new()
         .route(health::HEALTH_PATH, get(health))
@@ -54,22 +58,8 @@ pub fn router(state: AppState) -> Router {
                 rate_limit::limit_signups_form,
             )),
         )
-        .route(
-            signup_fn,
-            post({
-                let state = state.clone();
-                move |request: Request| {
-                    leptos_axum::handle_server_fns_with_context(
-                        move || provide_context(state.clone()),
-                        request,
-                    )
-                }
-            })
-            .route_layer(middleware::from_fn_with_state(
-                state.clone(),
-                rate_limit::limit_signups_server_fn,
-            )),
-        )
+        .route(signup_fn, signup_limited_server_fn(&state))
+        .route(register_fn, signup_limited_server_fn(&state))
         .route(
             "/webhooks/stripe",
             post(webhooks::stripe::receive_stripe_webhook),
@@ -108,10 +98,34 @@ pub fn router(state: AppState) -> Router {
             },
             crate::server::auth::csrf::verify_origin,
         ));
-    // Outermost of all: request ids, request logs, the timeout and the
-    // panic catcher (see `layers`).
+    // Then request ids, request logs, the timeout and the panic catcher
+    // (see `layers`).
     let timeout = std::time::Duration::from_secs(state.config.request_timeout_seconds);
-    layers::around_routes(router, timeout).with_state(state)
+    let router = layers::around_routes(router, timeout);
+    // Outermost of all: the browser security headers on every response,
+    // errors and timeouts included (CSP with the page's nonce, nosniff,
+    // Referrer-Policy, Permissions-Policy, HSTS over https).
+    let security =
+        layers::SecurityHeaders::new(&state.config.stripe.js_url, state.config.secure_cookies());
+    layers::security_headers(router, &security).with_state(state)
+}
+
+/// A server function route counted against the client IP's signup bucket
+/// (`RATE_LIMIT_SIGNUPS_PER_MINUTE`, shared by every way to sign up).
+fn signup_limited_server_fn(state: &AppState) -> axum::routing::MethodRouter<AppState> {
+    post({
+        let state = state.clone();
+        move |request: Request| {
+            leptos_axum::handle_server_fns_with_context(
+                move || provide_context(state.clone()),
+                request,
+            )
+        }
+    })
+    .route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        rate_limit::limit_signups_server_fn,
+    ))
 }
 
 async fn api_not_found() -> ApiError {

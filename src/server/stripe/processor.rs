@@ -240,7 +240,11 @@ pub fn invoice_from(
         amount_due_cents: i.amount_due,
         amount_paid_cents: i.amount_paid,
         currency: i.currency.unwrap_or_else(|| "usd".to_owned()),
-        hosted_url: i.hosted_invoice_url,
+        // A link from outside: kept only when it is a plain https URL.
+        hosted_url: i
+            .hosted_invoice_url
+            .as_deref()
+            .and_then(crate::types::urls::safe_href),
         id: i.id,
         observed_at,
     })

@@ -12,6 +12,7 @@ use crate::server::billing::fixes::{
 use crate::server::http::error::ApiError;
 use crate::server::http::extract::{ApiCustomer, ApiJson, ApiQuery};
 use crate::server::state::AppState;
+use crate::types::urls::github_link;
 use crate::types::values::Repository;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -33,11 +34,14 @@ pub struct FixAttemptRequest {
     pr_number: i64,
     /// At most 1000 characters.
     pr_title: Option<String>,
-    /// At most 2048 characters.
+    /// The pull request's link: stored only when it is an https GitHub URL
+    /// (`types::urls::GitHubUrl`), else stored as absent (the fix is still
+    /// recorded and billed).
     pr_url: Option<String>,
     /// At most 1000 characters.
     issue_title: Option<String>,
-    /// At most 2048 characters.
+    /// The issue's link: as `pr_url`, stored only when it is an https
+    /// GitHub URL.
     issue_url: Option<String>,
     /// The raw key the Action used: accepted, never stored or logged.
     #[serde(rename = "api_key_used")]
@@ -103,15 +107,15 @@ pub async fn create_fix_attempt(
         .map_err(|e| ApiError::unprocessable(e.0))?;
     check_len("pr_title", body.pr_title.as_deref(), 1000)?;
     check_len("issue_title", body.issue_title.as_deref(), 1000)?;
-    check_len("pr_url", body.pr_url.as_deref(), 2048)?;
-    check_len("issue_url", body.issue_url.as_deref(), 2048)?;
     if body.metadata.as_ref().is_some_and(|m| !m.is_object()) {
         return Err(ApiError::unprocessable("metadata must be a JSON object"));
     }
     report.pr_title = body.pr_title;
-    report.pr_url = body.pr_url;
+    // Links from outside are parsed, never trusted: anything but an https
+    // GitHub URL is stored as absent, and never refuses the fix.
+    report.pr_url = github_link(body.pr_url.as_deref());
     report.issue_title = body.issue_title;
-    report.issue_url = body.issue_url;
+    report.issue_url = github_link(body.issue_url.as_deref());
     report.metadata = body.metadata;
 
     let mut conn = state.conn().await?;

@@ -61,7 +61,7 @@ pub async fn store_phase(
             Repository::parse(&body.repo)?,
             CommitSha::parse(&body.commit_sha)?,
             body.issue_number,
-            body.data.clone(),
+            with_parsed_links(body.data.clone()),
         )
     };
     let report = parse().map_err(|e| ApiError::unprocessable(e.0))?;
@@ -153,4 +153,18 @@ pub async fn retrieve_phases(
         }
     }
     Ok(Json(Value::Object(out)))
+}
+
+/// `data` with its GitHub link fields (a mitigation's `prUrl`) parsed: a
+/// value that is not an https GitHub URL (`types::urls::GitHubUrl`) is
+/// replaced by `null`, so no stored phase holds a link from outside
+/// unparsed. Never refuses the phase (the fix is still recorded and billed).
+fn with_parsed_links(mut data: Value) -> Value {
+    if let Some(object) = data.as_object_mut() {
+        if let Some(link) = object.get_mut("prUrl") {
+            *link =
+                crate::types::urls::github_link(link.as_str()).map_or(Value::Null, Value::String);
+        }
+    }
+    data
 }

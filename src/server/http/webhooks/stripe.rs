@@ -17,8 +17,14 @@ use serde_json::{json, Value};
 /// `{"received": true, "duplicate": bool}` (a redelivered event is
 /// acknowledged and ignored).
 ///
-/// Errors: 400 `{"error": …}` for a missing, stale or wrong signature or a
-/// body that is not an event (nothing stored); 500 when the database fails
+/// The work a stranger can cause is bounded: the body is capped by
+/// `MAX_BODY_BYTES` before this runs, the header is parsed with caps on its
+/// length and entries (`signature::parse_header`) before any HMAC, and the
+/// body is hashed once per configured secret.
+///
+/// Errors: 400 `{"error": …}` for a missing, stale, wrong or oversized
+/// signature header (over 1 KB, 16 entries or 8 `v1=` values) or a body
+/// that is not an event (nothing stored); 500 when the database fails
 /// (Stripe delivers again later).
 #[utoipa::path(
     post,
