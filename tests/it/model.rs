@@ -1580,8 +1580,6 @@ fn money_invariants_hold_for_random_operation_sequences() {
             &[
                 ("PRICING_TRIAL_CREDITS", "0"),
                 ("PRICING_BILLING_BONUS_CREDITS", "0"),
-                // One credit per Pro period, so three fixes reach overage.
-                ("PRICING_PRO_CREDITS_PER_PERIOD", "1"),
                 ("RATE_LIMIT_ACTION_PER_HOUR", "1000000"),
                 ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "1000000"),
             ],

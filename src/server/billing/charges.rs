@@ -646,10 +646,17 @@ async fn overage(
     subscription: Option<String>,
     earlier_attempts: bool,
 ) -> Result<ChargeRun, BillingError> {
+    // An item an earlier attempt made (its answer lost) may already be on
+    // an invoice, even a paid one whose `invoice.paid` found no charge
+    // with the item's id: `billed_on` says which invoice.
+    let mut billed_on: Option<String> = None;
     let existing = match &charge.stripe_invoice_item_id {
         Some(id) => Some(id.clone()),
         None if earlier_attempts => match processor.find_invoice_items(customer, charge.id).await {
-            Ok(found) => found.into_iter().next().map(|i| i.id),
+            Ok(found) => found.into_iter().next().map(|i| {
+                billed_on = i.invoice;
+                i.id
+            }),
             Err(e) => return Ok(retry_after(charge, &e)),
         },
         None => None,
@@ -687,11 +694,25 @@ async fn overage(
     ))
     .execute(conn)
     .await?;
-    Ok(if updated == 1 {
-        ChargeRun::Settled(ChargeStatus::Invoiced)
-    } else {
-        ChargeRun::NotPending
-    })
+    if updated != 1 {
+        return Ok(ChargeRun::NotPending);
+    }
+    if let Some(invoice_id) = billed_on {
+        // Its invoice may be paid already: then the charge is paid now
+        // (a later `invoice.paid` would find it settled and change nothing).
+        match processor.invoice(&invoice_id).await {
+            Ok(invoice) if invoice.paid => {
+                settle_invoiced_overage(conn, charge.id, &invoice.id).await?;
+                return Ok(ChargeRun::Settled(ChargeStatus::Succeeded));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(charge_id = charge.id, invoice = %invoice_id, error = %e,
+                    "could not read the overage item's invoice; its invoice.paid settles it");
+            }
+        }
+    }
+    Ok(ChargeRun::Settled(ChargeStatus::Invoiced))
 }
 
 /// Chooses, among the processor charges found for one of our charges, the
