@@ -320,6 +320,25 @@ string_enum!(
 diesel_text_enum!(FixBillingStatus);
 
 string_enum!(
+    /// How a charge collects its money (`charges.kind`; issue 9).
+    #[cfg_attr(
+        feature = "ssr",
+        derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow),
+        diesel(sql_type = diesel::sql_types::Text)
+    )]
+    ChargeKind, "charge kind" {
+        /// An off-session card charge of `pricing.payg_fix_cents` (pay as
+        /// you go): one PaymentIntent.
+        Payg => "payg",
+        /// Pro overage: an invoice item of `pricing.pro_overage_cents` on
+        /// the subscription's next invoice, paid when that invoice is.
+        Overage => "overage",
+    }
+);
+
+diesel_text_enum!(ChargeKind);
+
+string_enum!(
     /// A stage of the Action's scan → validate → mitigate pipeline
     /// (ACTION_API.md § 3).
     Phase, "phase" {

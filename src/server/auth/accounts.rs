@@ -151,6 +151,34 @@ pub async fn issue_token(
     Ok((id, token))
 }
 
+/// The condition "this is `token`, of `purpose`, unused and not expired"
+/// on `user_tokens`, shared by [`consume_token`] and [`token_user`];
+/// `None` for an empty token or one over 128 bytes (never issued, so not
+/// hashed or looked up).
+fn live_token(
+    token: &str,
+    purpose: TokenPurpose,
+) -> Option<
+    Box<
+        dyn BoxableExpression<
+            user_tokens::table,
+            diesel::pg::Pg,
+            SqlType = diesel::sql_types::Bool,
+        >,
+    >,
+> {
+    if token.is_empty() || token.len() > 128 {
+        return None;
+    }
+    Some(Box::new(
+        user_tokens::token_hash
+            .eq(sha256(token))
+            .and(user_tokens::purpose.eq(purpose.as_str()))
+            .and(user_tokens::used_at.is_null())
+            .and(user_tokens::expires_at.gt(Utc::now())),
+    ))
+}
+
 /// Marks the token used if it exists for `purpose`, is unused and has not
 /// expired, in one statement (two concurrent uses cannot both succeed);
 /// returns the user's id, or `None`.
@@ -159,21 +187,15 @@ pub async fn consume_token(
     token: &str,
     purpose: TokenPurpose,
 ) -> Result<Option<i64>, diesel::result::Error> {
-    if token.is_empty() || token.len() > 128 {
+    let Some(live) = live_token(token, purpose) else {
         return Ok(None);
-    }
-    diesel::update(
-        user_tokens::table
-            .filter(user_tokens::token_hash.eq(sha256(token)))
-            .filter(user_tokens::purpose.eq(purpose.as_str()))
-            .filter(user_tokens::used_at.is_null())
-            .filter(user_tokens::expires_at.gt(Utc::now())),
-    )
-    .set(user_tokens::used_at.eq(Utc::now()))
-    .returning(user_tokens::user_id)
-    .get_result(conn)
-    .await
-    .optional()
+    };
+    diesel::update(user_tokens::table.filter(live))
+        .set(user_tokens::used_at.eq(Utc::now()))
+        .returning(user_tokens::user_id)
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// The user a token of `purpose` names, if it exists, is unused and has not
@@ -185,14 +207,11 @@ pub async fn token_user(
     token: &str,
     purpose: TokenPurpose,
 ) -> Result<Option<i64>, diesel::result::Error> {
-    if token.is_empty() || token.len() > 128 {
+    let Some(live) = live_token(token, purpose) else {
         return Ok(None);
-    }
+    };
     user_tokens::table
-        .filter(user_tokens::token_hash.eq(sha256(token)))
-        .filter(user_tokens::purpose.eq(purpose.as_str()))
-        .filter(user_tokens::used_at.is_null())
-        .filter(user_tokens::expires_at.gt(Utc::now()))
+        .filter(live)
         .select(user_tokens::user_id)
         .first(conn)
         .await

@@ -57,54 +57,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 use std::collections::BTreeMap;
 
-/// How a charge collects its money (the `charges.kind` column).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow)]
-#[diesel(sql_type = Text)]
-pub enum ChargeKind {
-    /// An off-session card charge of `pricing.payg_fix_cents` (pay as you
-    /// go): one PaymentIntent.
-    Payg,
-    /// Pro overage: an invoice item of `pricing.pro_overage_cents` on the
-    /// subscription's next invoice, paid when that invoice is.
-    Overage,
-}
-
-impl ChargeKind {
-    /// Every kind.
-    pub const ALL: [Self; 2] = [Self::Payg, Self::Overage];
-
-    /// The stored word (`payg`, `overage`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Payg => "payg",
-            Self::Overage => "overage",
-        }
-    }
-
-    /// Parses the stored word.
-    pub fn parse(word: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|k| k.as_str() == word)
-    }
-}
-
-impl std::fmt::Display for ChargeKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl ToSql<Text, Pg> for ChargeKind {
-    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> diesel::serialize::Result {
-        <str as ToSql<Text, Pg>>::to_sql(self.as_str(), &mut out.reborrow())
-    }
-}
-
-impl FromSql<Text, Pg> for ChargeKind {
-    fn from_sql(bytes: PgValue<'_>) -> diesel::deserialize::Result<Self> {
-        let word = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
-        Self::parse(&word).ok_or_else(|| format!("unknown charge kind {word:?}").into())
-    }
-}
+pub use crate::types::values::ChargeKind;
 
 /// How long a worker holds a charge while it talks to the processor
 /// (longer than the processor calls of one run take).
