@@ -40,7 +40,9 @@ use rsolv_platform::server::admin::customers::adjust_credits;
 use rsolv_platform::server::admin::Admin;
 use rsolv_platform::server::billing::customers::find_customer;
 use rsolv_platform::server::billing::ledger::ledger_sum;
-use rsolv_platform::server::billing::payment_methods::{add_card, begin_card_setup, Consent};
+use rsolv_platform::server::billing::payment_methods::{
+    add_card, begin_card_setup, list_cards, remove_card, Consent,
+};
 use rsolv_platform::server::billing::ports::*;
 use rsolv_platform::server::billing::refunds::{apply_refund, RefundOutcome, RefundSnapshot};
 use rsolv_platform::server::billing::subscriptions::{cancel, resume, subscribe_pro};
@@ -472,7 +474,24 @@ impl PaymentProcessor for MemProcessor {
     }
 
     async fn detach_payment_method(&self, payment_method: &str) -> Result<(), ProcessorError> {
-        not_found(payment_method)
+        let mut s = self.lock();
+        let Some((customer, _)) = s.cards.remove(payment_method) else {
+            return not_found(payment_method);
+        };
+        // Stripe: detaching the default card leaves the customer without one.
+        if s.defaults.get(&customer).map(String::as_str) == Some(payment_method) {
+            s.defaults.remove(&customer);
+        }
+        let object = json!({
+            "id": payment_method, "object": "payment_method", "type": "card", "customer": null,
+        });
+        let id = s.new_id("evt");
+        s.events.push(json!({
+            "id": id, "object": "event", "type": "payment_method.detached",
+            "created": Utc::now().timestamp(),
+            "data": {"object": object, "previous_attributes": {"customer": customer}},
+        }));
+        Ok(())
     }
 
     async fn set_default_payment_method(
@@ -785,6 +804,9 @@ enum Op {
     Race(Report, Report),
     /// A card is added (portal flow): working or declining.
     AddCard { declines: bool },
+    /// The customer removes the default card (portal flow; refused for the
+    /// last card of a subscription that needs it).
+    RemoveCard,
     /// An admin grants `n` credits.
     Grant { n: i64 },
     /// The job queue runs until idle; the first charge's answer may be lost.
@@ -809,6 +831,31 @@ enum Op {
     /// order shuffled by `seed`, each twice when `duplicate`; they are
     /// applied at the next job run.
     Deliver { seed: u64, duplicate: bool },
+    /// Shorthand for the way to Pro most cases would otherwise rarely find
+    /// (so overage is exercised): a working card, subscribe, deliver the
+    /// events, run the jobs. Expanded by [`expand`] before the case runs.
+    BecomePro,
+}
+
+/// `ops` with every [`Op::BecomePro`] replaced by the operations it
+/// stands for.
+fn expand(ops: &[Op]) -> Vec<Op> {
+    ops.iter()
+        .flat_map(|op| match op {
+            Op::BecomePro => vec![
+                Op::AddCard { declines: false },
+                Op::Subscribe,
+                Op::Deliver {
+                    seed: 1,
+                    duplicate: false,
+                },
+                Op::RunJobs {
+                    lose_first_answer: false,
+                },
+            ],
+            other => vec![other.clone()],
+        })
+        .collect()
 }
 
 fn report_strategy() -> impl Strategy<Value = Report> {
@@ -834,6 +881,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => report_strategy().prop_map(Op::Duplicate),
         2 => (report_strategy(), report_strategy()).prop_map(|(a, b)| Op::Race(a, b)),
         2 => any::<bool>().prop_map(|declines| Op::AddCard { declines }),
+        1 => Just(Op::RemoveCard),
+        1 => Just(Op::BecomePro),
         2 => (1..=3i64).prop_map(|n| Op::Grant { n }),
         3 => any::<bool>().prop_map(|lose_first_answer| Op::RunJobs { lose_first_answer }),
         1 => (0..3usize).prop_map(|pick| Op::Refund { pick }),
@@ -1292,6 +1341,7 @@ async fn apply(
         }
         Op::Renew => env.mem.renew(cus),
         Op::PayInvoice => env.mem.pay_open_invoice(cus),
+        Op::BecomePro => unreachable!("expanded before the case runs"),
         Op::Deliver { seed, duplicate } => {
             let events = env.mem.take_events();
             for j in shuffled(events.len(), *seed) {
@@ -1342,6 +1392,30 @@ async fn apply(
                 Card::Declining
             } else {
                 Card::Working
+            };
+        }
+        Op::RemoveCard => {
+            let mut conn = env.conn().await;
+            let (_, default) = list_cards(&mut conn, customer_id).await.expect("cards");
+            if let Some(card) = default {
+                refused_or_done(
+                    "remove card",
+                    remove_card(
+                        env.mem.as_ref(),
+                        &mut conn,
+                        &env.state.config.pricing,
+                        customer_id,
+                        &card,
+                    )
+                    .await,
+                );
+            }
+            // The card that pays now: the processor's default (the
+            // replacement the portal chose), if any.
+            model.card = match env.mem.lock().default_declines(cus) {
+                None => Card::None,
+                Some(true) => Card::Declining,
+                Some(false) => Card::Working,
             };
         }
         Op::Grant { n } => {
@@ -1416,7 +1490,7 @@ async fn run_case(env: &Env, ops: &[Op]) {
         .unwrap()
         .stripe_customer_id
         .expect("the processor's customer is recorded");
-    for (i, op) in ops.iter().enumerate() {
+    for (i, op) in expand(ops).iter().enumerate() {
         apply(env, customer_id, &cus, &key, i, op, &mut model).await;
         let s = snapshot(&mut conn, customer_id).await;
         check(&s, &mut model, &env.mem, &format!("after op {i} {op:?}"));
@@ -1571,8 +1645,8 @@ fn money_invariants_hold_for_random_operation_sequences() {
     let db = runtime.block_on(TestDb::new());
     let mem = Arc::new(MemProcessor::default());
     let env = runtime.block_on(async {
-        // No free credits, so fixes beyond grants go to the card (or, on
-        // Pro, to overage); the key
+        // No free credits and one Pro credit per period, so fixes beyond
+        // grants go to the card (or, on Pro, to overage) often; the key
         // only lets the Stripe-calling jobs be claimed (calls go to `mem`).
         let config = stripe_config(
             &db.url,
@@ -1580,6 +1654,7 @@ fn money_invariants_hold_for_random_operation_sequences() {
             &[
                 ("PRICING_TRIAL_CREDITS", "0"),
                 ("PRICING_BILLING_BONUS_CREDITS", "0"),
+                ("PRICING_PRO_CREDITS_PER_PERIOD", "1"),
                 ("RATE_LIMIT_ACTION_PER_HOUR", "1000000"),
                 ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "1000000"),
             ],

@@ -41,9 +41,9 @@ use crate::server::billing::ports::{
     ProcessorChargeStatus, ProcessorError,
 };
 use crate::server::billing::pricing::PricingCatalog;
-use crate::server::billing::work::KIND_STRIPE_CHARGE;
+use crate::server::billing::work::{ChargeJob, KIND_STRIPE_CHARGE};
 use crate::server::billing::BillingError;
-use crate::server::db::queue::{enqueue, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::db::queue::BackgroundJob;
 use crate::server::db::schema::{charges, customers, fixes, jobs, stripe_payment_methods};
 use crate::types::values::{FixBillingStatus, LedgerKind, SubscriptionStatus};
 use chrono::{DateTime, SubsecRound, Utc};
@@ -54,7 +54,6 @@ use diesel::prelude::*;
 use diesel::serialize::{Output, ToSql};
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use serde_json::json;
 use std::collections::BTreeMap;
 
 pub use crate::types::values::ChargeKind;
@@ -326,17 +325,10 @@ async fn enqueue_charge_job(
     sweep_round: Option<i64>,
 ) -> Result<bool, BillingError> {
     let dedupe = charge_job_dedupe(charge_id, sweep_round);
-    Ok(enqueue(
-        conn,
-        &NewJob {
-            kind: KIND_STRIPE_CHARGE,
-            payload: json!({ "charge_id": charge_id }),
-            dedupe_key: Some(&dedupe),
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-        },
-    )
-    .await?
-    .is_some())
+    Ok(ChargeJob { charge_id }
+        .enqueue(conn, Some(&dedupe))
+        .await?
+        .is_some())
 }
 
 /// Why fix `fix_id` is refused, if it is: `unpaid` with no live charge (see
@@ -516,6 +508,7 @@ pub enum ChargeRun {
 pub async fn process_charge(
     conn: &mut AsyncPgConnection,
     processor: &dyn PaymentProcessor,
+    pricing: &PricingCatalog,
     links: &EmailLinks,
     charge_id: i64,
 ) -> Result<ChargeRun, BillingError> {
@@ -560,7 +553,16 @@ pub async fn process_charge(
         )
         .await
     } else {
-        pay_as_you_go(conn, processor, links, &charge, &customer, earlier_attempts).await
+        pay_as_you_go(
+            conn,
+            processor,
+            pricing,
+            links,
+            &charge,
+            &customer,
+            earlier_attempts,
+        )
+        .await
     };
     // Given back whatever happened (a crash leaves it to expire).
     let released = release_lease(conn, charge_id, until).await;
@@ -682,6 +684,7 @@ fn best_found(found: Vec<ProcessorCharge>) -> Option<ProcessorCharge> {
 async fn pay_as_you_go(
     conn: &mut AsyncPgConnection,
     processor: &dyn PaymentProcessor,
+    pricing: &PricingCatalog,
     links: &EmailLinks,
     charge: &Charge,
     customer: &str,
@@ -716,6 +719,7 @@ async fn pay_as_you_go(
             let Some(payment_method) = payment_method else {
                 settle_failed_tx(
                     conn,
+                    pricing,
                     links,
                     charge.id,
                     None,
@@ -742,6 +746,7 @@ async fn pay_as_you_go(
                 Err(ProcessorError::Declined { code, decline_code }) => {
                     settle_failed_tx(
                         conn,
+                        pricing,
                         links,
                         charge.id,
                         None,
@@ -766,6 +771,7 @@ async fn pay_as_you_go(
         ProcessorChargeStatus::Declined { code, decline_code } => {
             settle_failed_tx(
                 conn,
+                pricing,
                 links,
                 charge.id,
                 Some(&processed.id),
@@ -795,6 +801,7 @@ async fn pay_as_you_go(
 
 async fn settle_failed_tx(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     links: &EmailLinks,
     charge_id: i64,
     payment_intent: Option<&str>,
@@ -802,7 +809,16 @@ async fn settle_failed_tx(
     decline_code: Option<&str>,
 ) -> Result<(), BillingError> {
     conn.transaction(async |conn| {
-        settle_failed(conn, links, charge_id, payment_intent, code, decline_code).await
+        settle_failed(
+            conn,
+            pricing,
+            links,
+            charge_id,
+            payment_intent,
+            code,
+            decline_code,
+        )
+        .await
     })
     .await
 }
@@ -919,13 +935,17 @@ pub async fn settle_invoiced_overage(
 /// for why ([`decline_advice`], never the processor's message); for a
 /// pay-as-you-go charge the customer's `payment_failed_at` is set and the
 /// `charge_declined` email queued (key `charge_declined:<charge id>`) in
-/// the same transaction (the caller's). The fix stays `unpaid` unless the
-/// customer now holds a credit, which pays for it
-/// ([`crate::server::billing::fixes::settle_unpaid_fixes_from_credits`]).
+/// the same transaction (the caller's). The fix stays `unpaid` unless
+/// something else can pay for it now
+/// ([`crate::server::billing::fixes::settle_unpaid_fixes`]): a credit
+/// granted while the charge was on its way, or Pro started meanwhile (an
+/// overage charge). Never a new card charge: `payment_failed_at`, just set,
+/// refuses it until the customer adds a working card.
 ///
 /// Errors: [`BillingError::Database`].
 pub async fn settle_failed(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     links: &EmailLinks,
     charge_id: i64,
     payment_intent: Option<&str>,
@@ -976,10 +996,9 @@ pub async fn settle_failed(
         let key = format!("charge_declined:{}", charge.id);
         enqueue_email(conn, &charge_declined(links, &to, &amount, advice, key)).await?;
     }
-    // Credits granted while the charge was on its way pay for the fix now
-    // (issue 9: billed as soon as the customer can pay).
-    crate::server::billing::fixes::settle_unpaid_fixes_from_credits(conn, charge.customer_id)
-        .await?;
+    // Credits granted, or Pro started, while the charge was on its way pay
+    // for the fix now (issue 9: billed as soon as the customer can pay).
+    crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, charge.customer_id).await?;
     Ok(())
 }
 

@@ -458,7 +458,7 @@ async fn settle_if_due(
     {
         return Ok(fix);
     }
-    Ok(settle_fix(conn, Some(pricing), fix, Some(links)).await?.0)
+    Ok(settle_fix(conn, pricing, fix, Some(links)).await?.0)
 }
 
 /// How [`pay_fix`] paid (or did not pay) a fix.
@@ -475,18 +475,14 @@ pub enum Payment {
     AwaitingPeriodCredits,
 }
 
-/// Why a credits-only settlement left a fix unpaid.
-const NO_CREDIT_LEFT: &str = "no credit left";
-
 /// Pays fix `fix` (not yet paid, no live charge) with one credit (ledger
 /// `fix_consumed`, key `fix:<id>`; with `links`, the low-credit email when
-/// it leaves exactly 1 credit) or, with none left and `pricing` given,
-/// through [`charge_for_fix_in_tx`] (without `pricing`: credits only, else
-/// [`Payment::Refused`]). Under the customer's lock (append_entry takes
+/// it leaves exactly 1 credit) or, with none left, through
+/// [`charge_for_fix_in_tx`]. Under the customer's lock (append_entry takes
 /// it). Does not update the fix row.
 async fn pay_fix(
     conn: &mut AsyncPgConnection,
-    pricing: Option<&PricingCatalog>,
+    pricing: &PricingCatalog,
     fix: &Fix,
     links: Option<&EmailLinks>,
 ) -> Result<Payment, BillingError> {
@@ -512,9 +508,6 @@ async fn pay_fix(
             Ok(Payment::Credit(appended.entry.id))
         }
         Err(BillingError::InsufficientCredits { .. }) => {
-            let Some(pricing) = pricing else {
-                return Ok(Payment::Refused(NO_CREDIT_LEFT.into()));
-            };
             match charge_for_fix_in_tx(conn, pricing, fix.customer_id, fix.id).await? {
                 NoCreditOutcome::Charging(id) => Ok(Payment::Charging(id)),
                 NoCreditOutcome::Refused(reason) => Ok(Payment::Refused(reason)),
@@ -529,7 +522,7 @@ async fn pay_fix(
 /// ledger entry, or `unpaid` (with or without a charge on its way).
 async fn settle_fix(
     conn: &mut AsyncPgConnection,
-    pricing: Option<&PricingCatalog>,
+    pricing: &PricingCatalog,
     fix: Fix,
     links: Option<&EmailLinks>,
 ) -> Result<(Fix, Payment), BillingError> {
@@ -574,25 +567,12 @@ pub async fn settle_unpaid_fixes(
     pricing: &PricingCatalog,
     customer_id: i64,
 ) -> Result<usize, BillingError> {
-    settle_unpaid(conn, Some(pricing), customer_id).await
-}
-
-/// [`settle_unpaid_fixes`] with credits only: no charge is written. For
-/// the moment a charge is declined (the customer may have been granted
-/// credits while it was on its way), where a new charge would only be
-/// declined again.
-///
-/// Errors: as [`settle_unpaid_fixes`].
-pub async fn settle_unpaid_fixes_from_credits(
-    conn: &mut AsyncPgConnection,
-    customer_id: i64,
-) -> Result<usize, BillingError> {
-    settle_unpaid(conn, None, customer_id).await
+    settle_unpaid(conn, pricing, customer_id).await
 }
 
 async fn settle_unpaid(
     conn: &mut AsyncPgConnection,
-    pricing: Option<&PricingCatalog>,
+    pricing: &PricingCatalog,
     customer_id: i64,
 ) -> Result<usize, BillingError> {
     lock_customer(conn, customer_id).await?;
@@ -676,7 +656,7 @@ pub async fn bill_fix(
             FixBillingStatus::WrittenOff => Ok(BillOutcome::WrittenOff(fix)),
             FixBillingStatus::Unpaid if charging => Ok(BillOutcome::AlreadyCharging(fix)),
             FixBillingStatus::Pending | FixBillingStatus::Unpaid => {
-                let (fix, payment) = settle_fix(conn, Some(pricing), fix, Some(links)).await?;
+                let (fix, payment) = settle_fix(conn, pricing, fix, Some(links)).await?;
                 Ok(BillOutcome::Billed(fix, payment))
             }
         }

@@ -55,14 +55,15 @@ use crate::server::billing::customers::find_customer;
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
-use crate::server::db::queue::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::db::queue::{BackgroundJob, JobError};
 use crate::server::db::schema::{customer_github_accounts, customers, jobs};
+use crate::server::marketplace::jobs::GrantPeriodJob;
 use crate::server::state::AppState;
 use crate::types::values::{LedgerKind, Plan};
 use chrono::{DateTime, Datelike, Months, NaiveDate, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// Job kind: grant a Marketplace Pro period and schedule the next one;
 /// payload `{"github_account_id": i64, "anchor": RFC 3339, "index": i32}`
@@ -277,23 +278,15 @@ async fn schedule(
     ))
     .execute(conn)
     .await?;
-    let payload = json!({
-        "github_account_id": account_id,
-        "anchor": period.anchor.to_rfc3339(),
-        "index": period.index,
-        "at": at.to_rfc3339(),
-    });
-    match enqueue(
-        conn,
-        &NewJob {
-            kind: KIND_GITHUB_GRANT_PERIOD,
-            payload: payload.clone(),
-            dedupe_key: Some(&dedupe),
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-        },
-    )
-    .await?
-    {
+    let job = GrantPeriodJob {
+        github_account_id: account_id,
+        anchor: period.anchor.to_rfc3339(),
+        index: period.index,
+        at: Some(at.to_rfc3339()),
+    };
+    let payload = serde_json::to_value(&job)
+        .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+    match job.enqueue(conn, Some(&dedupe)).await? {
         Some(job_id) => {
             diesel::update(jobs::table.find(job_id))
                 .set(jobs::run_at.eq(run_at))

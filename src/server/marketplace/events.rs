@@ -55,12 +55,13 @@ use crate::server::billing::plan::{change_plan, PlanChange};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
-use crate::server::db::queue::{enqueue, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::db::queue::{BackgroundJob, JobError};
 use crate::server::db::schema::{
     customer_github_accounts, customers, email_outbox, github_deliveries, github_pending_changes,
     jobs, users,
 };
 use crate::server::marketplace::credits::{grant_period, parse_github_date, Period};
+use crate::server::marketplace::jobs::ApplyPendingChangeJob;
 use crate::server::state::AppState;
 use crate::types::values::{CustomerName, Email, Plan, Source};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -68,7 +69,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The `X-GitHub-Event` of Marketplace purchases.
 pub const EVENT_MARKETPLACE_PURCHASE: &str = "marketplace_purchase";
@@ -843,17 +844,10 @@ async fn schedule_pending_change(
         return Ok(());
     }
     let dedupe = format!("{KIND_GITHUB_APPLY_PENDING_CHANGE}:{pending_id}");
-    if let Some(job_id) = enqueue(
-        conn,
-        &NewJob {
-            kind: KIND_GITHUB_APPLY_PENDING_CHANGE,
-            payload: json!({ "pending_change_id": pending_id }),
-            dedupe_key: Some(&dedupe),
-            max_attempts: DEFAULT_MAX_ATTEMPTS,
-        },
-    )
-    .await?
-    {
+    let job = ApplyPendingChangeJob {
+        pending_change_id: pending_id,
+    };
+    if let Some(job_id) = job.enqueue(conn, Some(&dedupe)).await? {
         diesel::update(jobs::table.find(job_id))
             .set(jobs::run_at.eq(effective_at))
             .execute(conn)

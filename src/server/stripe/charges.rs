@@ -25,6 +25,7 @@ pub async fn charge_job(state: &AppState, payload: &Value) -> Result<(), JobErro
     match process_charge(
         &mut conn,
         state.processor.as_ref(),
+        &state.config.pricing,
         &state.config.email.links,
         charge_id,
     )

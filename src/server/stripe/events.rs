@@ -37,9 +37,9 @@ use crate::server::billing::refunds::{
 use crate::server::billing::subscriptions::{
     apply_invoice_snapshot, apply_subscription_snapshot, lock_by_processor_customer, Applied,
 };
-use crate::server::billing::work::KIND_STRIPE_PROCESS_EVENT;
+use crate::server::billing::work::{ProcessStripeEventJob, KIND_STRIPE_PROCESS_EVENT};
 use crate::server::billing::BillingError;
-use crate::server::db::queue::{enqueue, retry_now, JobError, NewJob, DEFAULT_MAX_ATTEMPTS};
+use crate::server::db::queue::{retry_now, BackgroundJob, JobError};
 use crate::server::db::schema::{jobs, stripe_events, stripe_payment_methods};
 use crate::server::state::AppState;
 use crate::server::stripe::billing_api::{Invoice, Subscription};
@@ -49,7 +49,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// The fields of a Stripe event we read (`evt_…`); the rest stays in the
 /// stored payload.
@@ -140,15 +140,10 @@ pub async fn record_event(
             return Ok(false);
         }
         let dedupe = format!("{KIND_STRIPE_PROCESS_EVENT}:{}", event.id);
-        enqueue(
-            conn,
-            &NewJob {
-                kind: KIND_STRIPE_PROCESS_EVENT,
-                payload: json!({ "event_id": event.id }),
-                dedupe_key: Some(&dedupe),
-                max_attempts: DEFAULT_MAX_ATTEMPTS,
-            },
-        )
+        ProcessStripeEventJob {
+            event_id: event.id.clone(),
+        }
+        .enqueue(conn, Some(&dedupe))
         .await?;
         Ok(true)
     })
