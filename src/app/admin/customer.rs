@@ -361,14 +361,16 @@ fn AiSection(
     action: ServerAction<AdminSetAiBudget>,
 ) -> impl IntoView {
     let b = ai.budget.clone();
-    let daily = b
-        .daily_tokens_set
-        .then(|| b.daily_tokens.to_string())
-        .unwrap_or_default();
-    let concurrent = b
-        .max_concurrent_set
-        .then(|| b.max_concurrent.to_string())
-        .unwrap_or_default();
+    let daily = if b.daily_tokens_set {
+        b.daily_tokens.to_string()
+    } else {
+        String::new()
+    };
+    let concurrent = if b.max_concurrent_set {
+        b.max_concurrent.to_string()
+    } else {
+        String::new()
+    };
     view! {
         <section class="mt-6" aria-labelledby="ai-title" data-testid="admin-ai-usage">
             <h2 id="ai-title" class="mb-2 font-semibold">"AI usage"</h2>
