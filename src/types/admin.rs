@@ -259,6 +259,8 @@ pub struct AdminCustomerDetail {
     pub events: Vec<AdminEventRow>,
     /// Audit entries about it.
     pub audit: Vec<AdminAuditRow>,
+    /// AI gateway usage per day and per key, and the budget.
+    pub ai: crate::types::ai::AiUsageView,
     /// A fresh token for the credit form (its idempotency key: a double
     /// submission applies once).
     pub form_token: String,

@@ -23,9 +23,9 @@ use tokio::sync::{oneshot, Notify};
 const OPENROUTER_CREDENTIAL: &str = "test-openrouter-credential";
 
 /// Usage the stand-in reports.
-const ANTHROPIC_USAGE: (i64, i64) = (12, 34);
+pub(crate) const ANTHROPIC_USAGE: (i64, i64) = (12, 34);
 const ANTHROPIC_STREAM_USAGE: (i64, i64) = (25, 15);
-const OPENAI_USAGE: (i64, i64) = (7, 9);
+pub(crate) const OPENAI_USAGE: (i64, i64) = (7, 9);
 const OPENAI_STREAM_USAGE: (i64, i64) = (11, 5);
 
 /// The canned non-streamed Anthropic answer.
@@ -63,16 +63,16 @@ struct Seen {
 /// before the rest; `finished` is sent when the stream's last event went
 /// out, `cancelled` when the gateway hung up on it.
 #[derive(Clone)]
-struct StandIn {
+pub(crate) struct StandIn {
     base: String,
     seen: Arc<Mutex<Vec<Seen>>>,
-    gate: Arc<Notify>,
+    pub(crate) gate: Arc<Notify>,
     finished: Arc<Mutex<Option<oneshot::Sender<()>>>>,
     cancelled: Arc<Mutex<Option<oneshot::Sender<()>>>>,
 }
 
 impl StandIn {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let stand_in = StandIn {
@@ -319,7 +319,7 @@ async fn openai(
 }
 
 /// The app with the gateway pointed at `stand_in`, plus `extra` settings.
-async fn spawn(stand_in: &StandIn, extra: &[(&str, &str)]) -> TestApp {
+pub(crate) async fn spawn(stand_in: &StandIn, extra: &[(&str, &str)]) -> TestApp {
     let vars = stand_in.vars(extra);
     let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     TestApp::spawn_with(&refs).await
@@ -366,7 +366,7 @@ async fn exchange(app: &TestApp, tag: &str) -> (i64, String, Value) {
     (customer_id, key, body)
 }
 
-fn vkey(body: &Value, provider: &str) -> String {
+pub(crate) fn vkey(body: &Value, provider: &str) -> String {
     body["credentials"][provider]["api_key"]
         .as_str()
         .unwrap()
@@ -374,7 +374,7 @@ fn vkey(body: &Value, provider: &str) -> String {
 }
 
 /// POSTs an Anthropic Messages call with `key`; returns status, headers and body.
-async fn messages(
+pub(crate) async fn messages(
     app: &TestApp,
     key: &str,
     body: &Value,
@@ -394,7 +394,11 @@ async fn messages(
 }
 
 /// POSTs an OpenAI Chat Completions call with `key` as a bearer token.
-async fn chat(app: &TestApp, key: &str, body: &Value) -> (u16, reqwest::header::HeaderMap, String) {
+pub(crate) async fn chat(
+    app: &TestApp,
+    key: &str,
+    body: &Value,
+) -> (u16, reqwest::header::HeaderMap, String) {
     let response = app
         .client
         .post(app.url("/ai/chat/completions"))
@@ -440,14 +444,14 @@ async fn sql(app: &TestApp, statement: &str) {
         .unwrap();
 }
 
-const CLAUDE: &str = "claude-sonnet-4-5";
+pub(crate) const CLAUDE: &str = "claude-sonnet-4-5";
 
-fn claude_request(stream: bool) -> Value {
+pub(crate) fn claude_request(stream: bool) -> Value {
     json!({"model": CLAUDE, "max_tokens": 64, "stream": stream,
            "messages": [{"role": "user", "content": "Say hello"}]})
 }
 
-fn gpt_request(stream: bool) -> Value {
+pub(crate) fn gpt_request(stream: bool) -> Value {
     json!({"model": "gpt-4o-mini", "stream": stream,
            "messages": [{"role": "user", "content": "Say hi"}]})
 }

@@ -48,6 +48,10 @@ const MATRIX: &[(&str, &str)] = &[
     ("portal/billing/resume", "resumes A's subscription only"),
     ("portal/billing/history", "A's invoices and charges only"),
     ("portal/billing/notice", "A's notice only"),
+    (
+        "portal/ai-usage",
+        "A's AI usage and budget only (ai_pages.rs)",
+    ),
     // Account: session-scoped, act on the session's user only.
     ("current_user", "answers A"),
     ("logout", "ends A's session only"),
@@ -104,6 +108,8 @@ const MATRIX: &[(&str, &str)] = &[
     ("admin/signups/reject", "staff only: 403 for customers"),
     ("admin/admins", "staff only: 403 for customers"),
     ("admin/admins/invite", "staff only: 403, no admin created"),
+    ("admin/ai-usage/top", "staff only: 403 for customers"),
+    ("admin/ai-budget/set", "staff only: 403, no budget stored"),
 ];
 
 /// Every admin server function with arguments that would succeed for a
@@ -179,6 +185,16 @@ const ADMIN_CALLS: &[(&str, &[(&str, &str)])] = &[
         "admin/admins/invite",
         &[("email", "sneaky-admin@example.com")],
     ),
+    ("admin/ai-usage/top", &[]),
+    (
+        "admin/ai-budget/set",
+        &[
+            ("customer_id", "{customer}"),
+            ("daily_tokens", "0"),
+            ("max_concurrent", "0"),
+            ("reason", "unlimited for me"),
+        ],
+    ),
 ];
 
 #[tokio::test]
@@ -219,6 +235,7 @@ async fn customer_sessions_get_403_from_every_admin_function() {
     assert_eq!(exchange(&app, &a.key).await, 200);
     assert_eq!(app.count("admin_audit_log").await, 0);
     assert_eq!(app.count("feature_flags").await, 0);
+    assert_eq!(app.count("ai_budgets").await, 0);
     let staff: i64 = users::table
         .filter(users::role.eq("staff_admin"))
         .count()
@@ -282,10 +299,10 @@ fn every_server_function_has_an_entry_in_the_matrix() {
 /// created through the portal.
 pub(crate) struct Customer {
     pub(crate) browser: reqwest::Client,
-    email: String,
+    pub(crate) email: String,
     pub(crate) customer_id: i64,
-    key_id: i64,
-    key: String,
+    pub(crate) key_id: i64,
+    pub(crate) key: String,
 }
 
 /// Registers, confirms and signs in `address` named `name`, then creates

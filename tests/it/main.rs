@@ -8,6 +8,7 @@
 
 mod admin;
 mod ai;
+mod ai_pages;
 mod api;
 mod auth;
 mod authz;

@@ -80,9 +80,13 @@ pub async fn admin_search_customers(
     })
 }
 
+/// Days of AI usage on the admin's customer page.
+pub const ADMIN_AI_DAYS: i64 = 30;
+
 /// One customer's page: profile, plan and subscription, full ledger, fixes,
-/// keys, payment methods, emails, webhook events, audit entries, and a
-/// fresh form token for the credit form.
+/// keys, payment methods, emails, webhook events, audit entries, AI usage
+/// ([`ADMIN_AI_DAYS`] days) and budget, and a fresh form token for the
+/// credit form.
 ///
 /// Errors: also [`AppError::NotFound`].
 #[server(endpoint = "admin/customer")]
@@ -498,6 +502,55 @@ pub async fn admin_invite_admin(#[server(default)] email: String) -> Result<(), 
     Ok(())
 }
 
+/// Customers shown in the overview's "Top AI usage today".
+pub const AI_TOP_CUSTOMERS: i64 = 10;
+
+/// The [`AI_TOP_CUSTOMERS`] customers with the most AI tokens measured
+/// today (UTC), most first.
+#[server(endpoint = "admin/ai-usage/top")]
+pub async fn admin_ai_top_usage() -> Result<Vec<crate::types::ai::AiCustomerUsageRow>, AppError> {
+    use crate::server::ai::metering::totals_by_customer;
+    let (_, mut conn) = ssr::admin().await?;
+    let rows = totals_by_customer(&mut conn, 1, AI_TOP_CUSTOMERS)
+        .await
+        .map_err(ssr::fail)?;
+    Ok(rows
+        .into_iter()
+        .map(|r| crate::types::ai::AiCustomerUsageRow {
+            customer_id: r.customer_id,
+            email: r.email,
+            calls: r.calls,
+            input_tokens: r.input_tokens,
+            output_tokens: r.output_tokens,
+        })
+        .collect())
+}
+
+/// Sets the customer's AI budget with a mandatory `reason`:
+/// `daily_tokens` (tokens per UTC day) and `max_concurrent` (calls in
+/// flight), each blank for the configured default or a whole number from 0
+/// (no limit); both blank clears the override. Audited as `ai_budget.set`
+/// or `ai_budget.clear`; the gateway applies it from the next call.
+///
+/// Errors: also [`AppError::Validation`] for a missing reason, a negative,
+/// fractional or too large value; [`AppError::NotFound`].
+#[server(endpoint = "admin/ai-budget/set")]
+pub async fn admin_set_ai_budget(
+    customer_id: i64,
+    #[server(default)] daily_tokens: String,
+    #[server(default)] max_concurrent: String,
+    #[server(default)] reason: String,
+) -> Result<(), AppError> {
+    use crate::server::ai::admin::set_customer_budget;
+    use crate::types::ai::AiBudgetInput;
+    let (admin, mut conn) = ssr::admin().await?;
+    let input = AiBudgetInput::parse(&daily_tokens, &max_concurrent).map_err(ssr::invalid)?;
+    set_customer_budget(&mut conn, &admin, customer_id, input, &reason)
+        .await
+        .map_err(ssr::fail)?;
+    Ok(())
+}
+
 /// Server-side helpers of the functions above.
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
@@ -763,6 +816,13 @@ pub(crate) mod ssr {
             emails: d.emails.into_iter().map(email_row).collect(),
             events: d.events.into_iter().map(plain_event_row).collect(),
             audit: audit.into_iter().map(audit_row).collect(),
+            ai: crate::app::portal::api::ssr::ai_usage_view(
+                conn,
+                &state()?.config,
+                customer_id,
+                super::ADMIN_AI_DAYS,
+            )
+            .await?,
             form_token: form_token()?,
         })
     }

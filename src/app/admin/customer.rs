@@ -1,20 +1,23 @@
 //! `/admin/customers/:id`: one customer's profile, plan and subscription,
 //! balance and full ledger, fixes, API keys, payment methods, emails,
-//! webhook events and audit entries, with the admin's actions: adjust
+//! webhook events, audit entries and AI usage, with the admin's actions: adjust
 //! credits (reason required), write off an unpaid fix (reason required),
-//! suspend / reactivate and revoke a key (each
+//! suspend / reactivate, set the AI budget (reason required) and revoke a
+//! key (suspend and revoke each
 //! behind a confirmation step reached by a plain link: `?confirm=suspend`,
 //! `?confirm_revoke=<key id>`).
 
 use super::api::{
     admin_get_customer, AdminAdjustCredits, AdminReactivateCustomer, AdminRevokeKey,
-    AdminSuspendCustomer, AdminWriteOffFix,
+    AdminSetAiBudget, AdminSuspendCustomer, AdminWriteOffFix, ADMIN_AI_DAYS,
 };
 use super::{
     short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, BUTTON, CARD, DANGER_BUTTON,
     INPUT, LINK, SECONDARY_BUTTON, SMALL_BUTTON, TABLE, TD, TH,
 };
+use crate::app::portal::ai_usage::{BudgetCard, DayTable};
 use crate::types::admin::AdminCustomerDetail;
+use crate::types::ai::AiUsageView;
 use crate::types::urls::safe_href;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -38,6 +41,7 @@ pub fn AdminCustomerPage() -> impl IntoView {
     let reactivate = ServerAction::<AdminReactivateCustomer>::new();
     let revoke = ServerAction::<AdminRevokeKey>::new();
     let write_off = ServerAction::<AdminWriteOffFix>::new();
+    let ai_budget = ServerAction::<AdminSetAiBudget>::new();
     let detail = Resource::new(
         move || {
             (
@@ -47,6 +51,7 @@ pub fn AdminCustomerPage() -> impl IntoView {
                 reactivate.version().get(),
                 revoke.version().get(),
                 write_off.version().get(),
+                ai_budget.version().get(),
             )
         },
         |(id, ..)| admin_get_customer(id),
@@ -66,7 +71,7 @@ pub fn AdminCustomerPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match detail.await {
                     Ok(d) => view! {
-                        <Detail d confirm=confirm() confirm_revoke=confirm_revoke() adjust suspend reactivate revoke write_off />
+                        <Detail d confirm=confirm() confirm_revoke=confirm_revoke() adjust suspend reactivate revoke write_off ai_budget />
                     }
                     .into_any(),
                     Err(error) => view! { <LoadError error /> }.into_any(),
@@ -86,6 +91,7 @@ fn Detail(
     reactivate: ServerAction<AdminReactivateCustomer>,
     revoke: ServerAction<AdminRevokeKey>,
     write_off: ServerAction<AdminWriteOffFix>,
+    ai_budget: ServerAction<AdminSetAiBudget>,
 ) -> impl IntoView {
     let c = d.customer.clone();
     let id = c.id;
@@ -236,6 +242,8 @@ fn Detail(
             </table>
         </Section>
 
+        <AiSection ai=d.ai.clone() customer_id=id action=ai_budget />
+
         <Section title="Payment methods">
             {if d.payment_methods.is_empty() {
                 view! { <p class="text-sm text-slate-700 dark:text-slate-300">"No payment method on file."</p> }.into_any()
@@ -341,6 +349,65 @@ fn Detail(
         <Section title="Audit log">
             <super::audit::AuditTable rows=d.audit.clone() />
         </Section>
+    }
+}
+
+/// The customer's AI gateway usage per day, its budget, and the form that
+/// sets the budget (blank: the default; 0: no limit; both blank clears it).
+#[component]
+fn AiSection(
+    ai: AiUsageView,
+    customer_id: i64,
+    action: ServerAction<AdminSetAiBudget>,
+) -> impl IntoView {
+    let b = ai.budget.clone();
+    let daily = if b.daily_tokens_set {
+        b.daily_tokens.to_string()
+    } else {
+        String::new()
+    };
+    let concurrent = if b.max_concurrent_set {
+        b.max_concurrent.to_string()
+    } else {
+        String::new()
+    };
+    view! {
+        <section class="mt-6" aria-labelledby="ai-title" data-testid="admin-ai-usage">
+            <h2 id="ai-title" class="mb-2 font-semibold">"AI usage"</h2>
+            <BudgetCard budget=ai.budget.clone() />
+            <div class="mt-4 grid gap-4 lg:grid-cols-3">
+                <div class=format!("{CARD} overflow-x-auto lg:col-span-2")>
+                    <h3 class="mb-2 text-sm font-semibold">{format!("Per day, last {ADMIN_AI_DAYS} days (UTC)")}</h3>
+                    <DayTable days=ai.by_day.clone() />
+                </div>
+                <div class=CARD>
+                    <h3 class="text-sm font-semibold">"AI budget"</h3>
+                    <p class="mt-1 text-xs text-slate-600 dark:text-slate-400">
+                        "Blank keeps the default, 0 means no limit; both blank clears the override. The gateway applies it from the next call."
+                    </p>
+                    <ActionForm action=action>
+                        <div class="mt-3 space-y-2" data-testid="ai-budget-form">
+                            <input type="hidden" name="customer_id" value=customer_id />
+                            <div>
+                                <label for="ai-daily" class="block text-sm font-medium">"Daily token budget"</label>
+                                <input id="ai-daily" name="daily_tokens" type="number" min="0" step="1" class=INPUT value=daily placeholder="default" />
+                            </div>
+                            <div>
+                                <label for="ai-concurrent" class="block text-sm font-medium">"Calls at once"</label>
+                                <input id="ai-concurrent" name="max_concurrent" type="number" min="0" step="1" class=INPUT value=concurrent placeholder="default" />
+                            </div>
+                            <div>
+                                <label for="ai-reason" class="block text-sm font-medium">"Reason for the budget change (required, kept in the audit log)"</label>
+                                <input id="ai-reason" name="reason" type="text" required maxlength="500" class=INPUT
+                                    prop:value=move || { action.version().get(); String::new() } />
+                            </div>
+                            <button type="submit" class=BUTTON disabled=move || action.pending().get()>"Save AI budget"</button>
+                        </div>
+                    </ActionForm>
+                    <div class="mt-2" aria-live="polite"><ActionOutcome value=move || action.value().get() success="AI budget saved." /></div>
+                </div>
+            </div>
+        </section>
     }
 }
 

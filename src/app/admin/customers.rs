@@ -1,13 +1,17 @@
 //! `/admin?q=&plan=&status=&source=&cannot_use_service=&payment_failed=&sort=&page=`:
 //! the customer search (a GET form: shareable URLs, no JavaScript needed)
-//! and the form that provisions a customer by hand.
+//! and the form that provisions a customer by hand; above them, the
+//! customers with the most AI tokens today (nothing at all for a viewer who
+//! is not a staff admin: the search's own error is the page's one alert).
 
-use super::api::{admin_search_customers, AdminProvisionCustomer};
+use super::api::{admin_ai_top_usage, admin_search_customers, AdminProvisionCustomer};
 use super::{
     href_with, AdminNav, Badge, LoadError, Loading, Pager, BUTTON, CARD, INPUT, LINK,
     SECONDARY_BUTTON, TABLE, TD, TH,
 };
 use crate::types::admin::AdminCustomerPage;
+use crate::types::ai::{group_digits, AiCustomerUsageRow};
+use crate::types::AppError;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -93,7 +97,74 @@ pub fn AdminCustomersPage() -> impl IntoView {
                 })}
             </Transition>
         </div>
+        <TopAiUsage />
         <ProvisionForm action=provision />
+    }
+}
+
+/// "Top AI usage today": the customers with the most tokens measured since
+/// 00:00 UTC, linking to their pages. Renders nothing for a viewer who is
+/// not a staff admin (the search above already says so, in the page's only
+/// alert), and a plain line, not a second alert, for another failure.
+#[component]
+fn TopAiUsage() -> impl IntoView {
+    let top = Resource::new(|| (), |_| admin_ai_top_usage());
+    view! {
+        <Transition fallback=|| ()>
+            {move || Suspend::new(async move {
+                match top.await {
+                    Ok(rows) => view! { <TopAiTable rows /> }.into_any(),
+                    Err(AppError::Unauthorized | AppError::Forbidden) => ().into_any(),
+                    Err(error) => view! {
+                        <p class="mt-8 text-sm text-slate-700 dark:text-slate-300">
+                            {format!("Top AI usage today could not be loaded: {error}")}
+                        </p>
+                    }
+                    .into_any(),
+                }
+            })}
+        </Transition>
+    }
+}
+
+#[component]
+fn TopAiTable(rows: Vec<AiCustomerUsageRow>) -> impl IntoView {
+    view! {
+        <section class=format!("{CARD} mt-8 overflow-x-auto") aria-labelledby="ai-top-title" data-testid="ai-top-usage">
+            <h2 id="ai-top-title" class="text-lg font-semibold">"Top AI usage today"</h2>
+            <p class="mt-1 text-sm text-slate-700 dark:text-slate-300">
+                "Tokens the AI gateway measured since 00:00 UTC, most first. Budgets are set on each customer's page."
+            </p>
+            {if rows.is_empty() {
+                view! { <p class="mt-3 text-sm text-slate-700 dark:text-slate-300">"No AI calls today."</p> }.into_any()
+            } else {
+                view! {
+                    <table class=format!("{TABLE} mt-3") data-testid="ai-top-table">
+                        <thead><tr>
+                            <th scope="col" class=TH>"Customer"</th>
+                            <th scope="col" class=TH>"Email"</th>
+                            <th scope="col" class=format!("{TH} text-right")>"Calls"</th>
+                            <th scope="col" class=format!("{TH} text-right")>"Input tokens"</th>
+                            <th scope="col" class=format!("{TH} text-right")>"Output tokens"</th>
+                            <th scope="col" class=format!("{TH} text-right")>"Total tokens"</th>
+                        </tr></thead>
+                        <tbody class="divide-y divide-slate-100 dark:divide-slate-800">
+                            {rows.into_iter().map(|r| view! {
+                                <tr data-testid="ai-top-row">
+                                    <td class=TD><a class=LINK href=format!("/admin/customers/{}", r.customer_id)>{format!("Customer {}", r.customer_id)}</a></td>
+                                    <td class=format!("{TD} max-w-[16rem] truncate") title=r.email.clone()>{r.email.clone()}</td>
+                                    <td class=format!("{TD} text-right tabular-nums")>{group_digits(r.calls)}</td>
+                                    <td class=format!("{TD} text-right tabular-nums")>{group_digits(r.input_tokens)}</td>
+                                    <td class=format!("{TD} text-right tabular-nums")>{group_digits(r.output_tokens)}</td>
+                                    <td class=format!("{TD} text-right tabular-nums")>{group_digits(r.input_tokens.saturating_add(r.output_tokens))}</td>
+                                </tr>
+                            }).collect_view()}
+                        </tbody>
+                    </table>
+                }
+                .into_any()
+            }}
+        </section>
     }
 }
 

@@ -20,17 +20,11 @@ pub mod webhooks;
 
 pub(crate) use crate::app::portal::{
     short_time, Alert, LoadError, Loading, Notice, BUTTON, CARD, DANGER_BUTTON, INPUT, LINK,
-    SECONDARY_BUTTON,
+    SECONDARY_BUTTON, TABLE, TD, TH,
 };
 use crate::types::AppError;
 use leptos::prelude::*;
 
-/// Classes of a dense table.
-pub(crate) const TABLE: &str = "min-w-full divide-y divide-slate-200 text-sm dark:divide-slate-800";
-/// Classes of a table header cell.
-pub(crate) const TH: &str = "whitespace-nowrap px-2 py-2 text-left text-xs font-semibold uppercase tracking-wide text-slate-600 dark:text-slate-400";
-/// Classes of a table cell.
-pub(crate) const TD: &str = "whitespace-nowrap px-2 py-1.5 align-top";
 /// Classes of a small button inside a table.
 pub(crate) const SMALL_BUTTON: &str =
     "inline-flex items-center rounded border border-slate-300 px-2 py-0.5 text-xs font-medium \

@@ -132,6 +132,19 @@ pub async fn rotate_key(key_id: i64) -> Result<NewKeyView, AppError> {
     ssr::rotate_key_for(&mut conn, &user, key_id, &ssr::state()?.config).await
 }
 
+/// Days shown on `/ai-usage` (today and the days before).
+pub const AI_USAGE_DAYS: i64 = 30;
+
+/// The signed-in customer's AI gateway usage over the last
+/// [`AI_USAGE_DAYS`] days (per day, and per day, API key, provider and
+/// model) and its budget with today's use. Never another customer's rows.
+#[server(endpoint = "portal/ai-usage")]
+pub async fn get_ai_usage() -> Result<crate::types::ai::AiUsageView, AppError> {
+    let (user, mut conn) = ssr::session().await?;
+    let config = ssr::state()?.config;
+    ssr::ai_usage_view(&mut conn, &config, user.customer_id, AI_USAGE_DAYS).await
+}
+
 /// Server-side helpers of the functions above.
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
@@ -294,6 +307,65 @@ pub(crate) mod ssr {
                 pr_url: f.pr_url,
             }),
         }
+    }
+
+    /// Customer `customer_id`'s AI usage over `days` days and its budget
+    /// (the configured defaults overridden by its row), as the portal and
+    /// the admin console show them.
+    ///
+    /// Errors: [`AppError::Internal`] (cause logged).
+    pub async fn ai_usage_view(
+        conn: &mut diesel_async::AsyncPgConnection,
+        config: &crate::server::config::Config,
+        customer_id: i64,
+        days: i64,
+    ) -> Result<crate::types::ai::AiUsageView, AppError> {
+        use crate::server::ai::metering::{customer_usage, Budget};
+        use crate::types::ai::{AiBudgetView, AiDayView, AiKeyUsageView, AiUsageView};
+        let defaults = Budget {
+            max_concurrent: config.ai.max_concurrent_per_customer,
+            daily_tokens: config.ai.daily_token_budget,
+        };
+        let usage = customer_usage(conn, customer_id, days, defaults)
+            .await
+            .map_err(fail)?;
+        let day = |d: chrono::NaiveDate| d.format("%Y-%m-%d").to_string();
+        Ok(AiUsageView {
+            days,
+            by_day: usage
+                .by_day
+                .into_iter()
+                .map(|t| AiDayView {
+                    day: day(t.day),
+                    calls: t.calls,
+                    measured_tokens: t.measured_tokens,
+                    claimed_tokens: t.claimed_tokens,
+                })
+                .collect(),
+            by_key: usage
+                .by_key
+                .into_iter()
+                .map(|u| AiKeyUsageView {
+                    day: day(u.day),
+                    api_key_name: u.api_key_name,
+                    api_key_prefix: u.api_key_prefix,
+                    virtual_keys: u.virtual_keys,
+                    provider: u.provider,
+                    model: u.model,
+                    calls: u.calls,
+                    input_tokens: u.input_tokens,
+                    output_tokens: u.output_tokens,
+                })
+                .collect(),
+            budget: AiBudgetView {
+                daily_tokens: usage.budget.daily_tokens,
+                daily_tokens_set: usage.stored.daily_tokens.is_some(),
+                max_concurrent: usage.budget.max_concurrent,
+                max_concurrent_set: usage.stored.max_concurrent.is_some(),
+                used_today: usage.used_today,
+            },
+            gateway_url: config.email.links.page("/ai"),
+        })
     }
 
     /// A chart point.

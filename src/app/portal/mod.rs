@@ -1,8 +1,10 @@
-//! The customer portal: `/dashboard`, `/credits` and `/keys`, each in its
-//! own file, their server functions in [`api`]. Every page renders a
+//! The customer portal: `/dashboard`, `/credits`, `/keys`, `/billing` and
+//! `/ai-usage`, each in its own file, their server functions in [`api`]
+//! (billing's in [`billing_api`]). Every page renders a
 //! "please sign in" state when nobody is signed in, and works before
 //! hydration (forms are `ActionForm`s or plain GET forms).
 
+pub mod ai_usage;
 pub mod api;
 pub mod billing;
 pub mod billing_api;
@@ -43,6 +45,13 @@ pub(crate) const INPUT: &str =
      shadow-sm focus:border-indigo-500 focus:outline-none focus:ring-2 focus:ring-indigo-500 \
      dark:border-slate-700 dark:bg-slate-950 dark:text-slate-100";
 
+/// Classes of a dense table.
+pub(crate) const TABLE: &str = "min-w-full divide-y divide-slate-200 text-sm dark:divide-slate-800";
+/// Classes of a table header cell.
+pub(crate) const TH: &str = "whitespace-nowrap px-2 py-2 text-left text-xs font-semibold uppercase tracking-wide text-slate-600 dark:text-slate-400";
+/// Classes of a table cell.
+pub(crate) const TD: &str = "whitespace-nowrap px-2 py-1.5 align-top";
+
 /// The portal's section links; `current` is the page's path.
 #[component]
 pub fn PortalNav(current: &'static str) -> impl IntoView {
@@ -51,6 +60,7 @@ pub fn PortalNav(current: &'static str) -> impl IntoView {
         ("/credits", "Credits"),
         ("/keys", "API keys"),
         ("/billing", "Billing"),
+        ("/ai-usage", "AI usage"),
     ];
     view! { <crate::app::SectionNav label="Account" links=links.to_vec() current=current /> }
 }

@@ -223,18 +223,54 @@ pub async fn budget_for(
     customer_id: i64,
     defaults: Budget,
 ) -> Result<Budget, BillingError> {
+    Ok(budget_override(conn, customer_id).await?.apply(defaults))
+}
+
+/// A customer's `ai_budgets` row as stored: `None` keeps the configured
+/// default, `Some(0)` means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BudgetOverride {
+    /// Calls in flight at once (per instance).
+    pub max_concurrent: Option<i32>,
+    /// Tokens (input + output) per UTC day.
+    pub daily_tokens: Option<i64>,
+}
+
+impl BudgetOverride {
+    /// The limits in force: `defaults` where this keeps them.
+    pub fn apply(self, defaults: Budget) -> Budget {
+        Budget {
+            max_concurrent: self
+                .max_concurrent
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(defaults.max_concurrent),
+            daily_tokens: self.daily_tokens.unwrap_or(defaults.daily_tokens),
+        }
+    }
+
+    /// Whether it keeps both defaults (no row, or a row of NULLs).
+    pub fn is_default(self) -> bool {
+        self.max_concurrent.is_none() && self.daily_tokens.is_none()
+    }
+}
+
+/// The customer's override row (both `None` when it has none).
+///
+/// Errors: [`BillingError::Database`].
+pub async fn budget_override(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<BudgetOverride, BillingError> {
     let row: Option<(Option<i32>, Option<i64>)> = ai_budgets::table
         .find(customer_id)
         .select((ai_budgets::max_concurrent, ai_budgets::daily_tokens))
         .first(conn)
         .await
         .optional()?;
-    let (concurrent, daily) = row.unwrap_or((None, None));
-    Ok(Budget {
-        max_concurrent: concurrent
-            .and_then(|n| u32::try_from(n).ok())
-            .unwrap_or(defaults.max_concurrent),
-        daily_tokens: daily.unwrap_or(defaults.daily_tokens),
+    let (max_concurrent, daily_tokens) = row.unwrap_or((None, None));
+    Ok(BudgetOverride {
+        max_concurrent,
+        daily_tokens,
     })
 }
 
@@ -292,8 +328,9 @@ pub async fn tokens_used_today(
         .await?)
 }
 
-/// One line of the usage views: a UTC day, an API key (display prefix),
-/// a provider and a model, with the calls and the tokens measured.
+/// One line of the usage views: a UTC day, an API key (display prefix and
+/// name), a provider and a model, with the calls, the virtual keys they
+/// used and the tokens measured.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
 pub struct DailyKeyUsage {
     /// The UTC day.
@@ -302,6 +339,12 @@ pub struct DailyKeyUsage {
     /// The API key's display prefix (`rsolv_AbC123`).
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub api_key_prefix: String,
+    /// The API key's name (its label in the portal).
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub api_key_name: String,
+    /// Distinct virtual keys (one per exchange and provider) the calls used.
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub virtual_keys: i64,
     /// The provider.
     #[diesel(sql_type = diesel::sql_types::Text)]
     pub provider: String,
@@ -332,12 +375,13 @@ pub async fn usage_by_day_and_key(
     let since = day_start(Utc::now()) - chrono::Duration::days(days.max(1) - 1);
     Ok(diesel::sql_query(
         "SELECT (u.created_at AT TIME ZONE 'UTC')::date AS day, k.prefix AS api_key_prefix, \
+                k.name AS api_key_name, count(DISTINCT u.virtual_key_id)::int8 AS virtual_keys, \
                 u.provider, u.model, count(*)::int8 AS calls, \
                 COALESCE(SUM(u.input_tokens), 0)::int8 AS input_tokens, \
                 COALESCE(SUM(u.output_tokens), 0)::int8 AS output_tokens \
          FROM ai_usage u JOIN api_keys k ON k.id = u.api_key_id \
          WHERE u.customer_id = $1 AND u.created_at >= $2 \
-         GROUP BY 1, 2, 3, 4 ORDER BY 1 DESC, 2, 3, 4",
+         GROUP BY 1, k.id, 2, 3, u.provider, u.model ORDER BY 1 DESC, 2, u.provider, u.model",
     )
     .bind::<BigInt, _>(customer_id)
     .bind::<Timestamptz, _>(since)
@@ -432,6 +476,48 @@ pub async fn totals_by_customer(
     .bind::<BigInt, _>(limit.clamp(1, 1000))
     .load(conn)
     .await?)
+}
+
+/// A customer's AI usage as the portal and the admin console show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerUsage {
+    /// Tokens per UTC day, measured beside claimed, newest first.
+    pub by_day: Vec<DailyTotals>,
+    /// Calls and tokens per day, API key, provider and model, newest first.
+    pub by_key: Vec<DailyKeyUsage>,
+    /// The customer's override row, as stored.
+    pub stored: BudgetOverride,
+    /// The limits in force (the defaults where the row keeps them).
+    pub budget: Budget,
+    /// Tokens used since 00:00 UTC (what the daily budget counts).
+    pub used_today: i64,
+}
+
+/// The customer's usage over the last `days` days and its budget
+/// (`defaults` overridden by its `ai_budgets` row), read in one
+/// repeatable-read snapshot so the views agree with each other.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn customer_usage(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    days: i64,
+    defaults: Budget,
+) -> Result<CustomerUsage, BillingError> {
+    conn.build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run(async |conn| {
+            let stored = budget_override(conn, customer_id).await?;
+            Ok(CustomerUsage {
+                by_day: totals_by_day(conn, Some(customer_id), days).await?,
+                by_key: usage_by_day_and_key(conn, customer_id, days).await?,
+                stored,
+                budget: stored.apply(defaults),
+                used_today: tokens_used_today(conn, customer_id).await?,
+            })
+        })
+        .await
 }
 
 #[cfg(test)]

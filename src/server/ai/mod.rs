@@ -7,11 +7,15 @@
 //!   configured base URL with the operator's key, streams the answer back
 //!   as it arrives, and answers refusals in the provider's own error shape.
 //! - [`metering`]: reads the provider's own usage fields (streamed or not)
-//!   and stores one `ai_usage` row per call; the per-day views.
+//!   and stores one `ai_usage` row per call; the per-day views and the
+//!   per-customer budget.
+//! - [`admin`]: the admin console's budget control (audited).
 //!
-//! An integration (layer 5): it uses the domain (customers), the database
-//! and the configuration, never another integration.
+//! An integration (layer 5): it uses the domain (customers), the accounts
+//! layer (the admin audit log), the database and the configuration, never
+//! another integration.
 
+pub mod admin;
 pub mod gateway;
 pub mod keys;
 pub mod metering;
