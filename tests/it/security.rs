@@ -402,3 +402,159 @@ async fn register_counts_against_the_signup_limit_and_per_email() {
     assert_eq!(status, 429, "{body}");
     assert_eq!(app.count("users").await, 2);
 }
+
+// --- Scope 4: one client IP; sign-in throttled per account and IP --------------
+
+/// Registers `address` and confirms it through the mailed link.
+async fn register_and_confirm(app: &TestApp, address: &str) {
+    let client = app.browser();
+    let (status, _, body) = app
+        .server_fn(
+            &client,
+            "register",
+            &[
+                ("email", address),
+                ("name", "Ada"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = app.mailed_token(address, "email_confirmation").await;
+    let (status, _, body) = app
+        .server_fn(&client, "confirm_email", &[("token", &token)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A sign-in through our proxy, which sent `forwarded_for` as
+/// `X-Forwarded-For`: status and body.
+async fn sign_in_via(
+    app: &TestApp,
+    forwarded_for: &str,
+    address: &str,
+    password: &str,
+) -> (u16, String) {
+    let response = app
+        .browser()
+        .post(app.url("/api/login"))
+        .header("origin", &app.base)
+        .header("x-forwarded-for", forwarded_for)
+        .form(&[("email", address), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn failures_from_one_ip_do_not_lock_the_account_for_another() {
+    let app = TestApp::spawn_with(&[("TRUST_PROXY_HEADERS", "true")]).await;
+    let address = email("victim");
+    register_and_confirm(&app, &address).await;
+
+    // A stranger at 203.0.113.1 fails five times, each time writing a new
+    // left-hand X-Forwarded-For entry (which our proxy keeps).
+    for i in 0..5 {
+        let (status, body) = sign_in_via(
+            &app,
+            &format!("198.51.100.{i}, 203.0.113.1"),
+            &address,
+            "wrong password!!",
+        )
+        .await;
+        assert_eq!(status, 422, "attempt {i}: {body}");
+    }
+    // The stranger is stopped, whatever they spoof, even with the password.
+    let (status, body) = sign_in_via(&app, "192.0.2.200, 203.0.113.1", &address, PASSWORD).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("reset your password"), "{body}");
+    // The owner, elsewhere, signs in.
+    let (status, body) = sign_in_via(&app, "203.0.113.2", &address, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    let ips: Vec<Option<String>> = login_attempts::table
+        .select(login_attempts::ip)
+        .distinct()
+        .load(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(ips, vec![Some("203.0.113.1".to_owned())]);
+}
+
+#[tokio::test]
+async fn the_softer_account_limit_pauses_sign_in_and_a_reset_ends_the_pause() {
+    use rsolv_platform::server::auth::throttle::{
+        MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ACCOUNT_AND_IP,
+    };
+    let app = TestApp::spawn_with(&[("TRUST_PROXY_HEADERS", "true")]).await;
+    let address = email("distributed");
+    register_and_confirm(&app, &address).await;
+    let per_ip = MAX_FAILURES_PER_ACCOUNT_AND_IP;
+    let ips = MAX_FAILURES_PER_ACCOUNT / per_ip;
+    // A distributed guess: each address stays within its own limit, and
+    // the owner can still sign in until the total reaches the account's.
+    for ip in 0..ips {
+        let from = format!("203.0.113.{}", 10 + ip);
+        for _ in 0..per_ip {
+            let (status, body) = sign_in_via(&app, &from, &address, "wrong password!!").await;
+            assert_eq!(status, 422, "{from}: {body}");
+        }
+        if ip + 1 < ips {
+            let (status, body) = sign_in_via(&app, "192.0.2.1", &address, PASSWORD).await;
+            assert_eq!(status, 200, "after {} failures: {body}", (ip + 1) * per_ip);
+        }
+    }
+    // Now the account is paused for everyone, with the way out named.
+    let (status, body) = sign_in_via(&app, "192.0.2.1", &address, PASSWORD).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("paused") && body.contains("reset your password"),
+        "{body}"
+    );
+    // Other accounts are not affected.
+    let other = email("bystander");
+    register_and_confirm(&app, &other).await;
+    let (status, body) = sign_in_via(&app, "192.0.2.1", &other, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    // The owner resets the password by the mailed link: signed in at once.
+    let client = app.browser();
+    let (status, _, body) = app
+        .server_fn(&client, "forgot_password", &[("email", &address)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = app.mailed_token(&address, "password_reset").await;
+    let new = "a fresh passphrase 12";
+    let (status, _, body) = app
+        .server_fn(
+            &client,
+            "reset_password",
+            &[
+                ("token", &token),
+                ("password", new),
+                ("password_confirm", new),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = sign_in_via(&app, "192.0.2.1", &address, new).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn sign_in_failures_in_one_ipv6_64_count_together() {
+    use rsolv_platform::server::auth::throttle::MAX_FAILURES_PER_ACCOUNT_AND_IP;
+    let app = TestApp::spawn_with(&[("TRUST_PROXY_HEADERS", "true")]).await;
+    let address = email("six");
+    register_and_confirm(&app, &address).await;
+    for i in 0..MAX_FAILURES_PER_ACCOUNT_AND_IP {
+        let from = format!("2001:db8:5:6::{:x}", i + 1);
+        let (status, body) = sign_in_via(&app, &from, &address, "wrong password!!").await;
+        assert_eq!(status, 422, "{from}: {body}");
+    }
+    let (status, body) = sign_in_via(&app, "2001:db8:5:6:ffff::1", &address, PASSWORD).await;
+    assert_eq!(status, 429, "{body}");
+    let (status, body) = sign_in_via(&app, "2001:db8:5:7::1", &address, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+}

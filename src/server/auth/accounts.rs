@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 
 /// The one answer for an unknown email, a wrong password, or a user without
 /// a password yet: nothing tells them apart.
@@ -379,7 +380,7 @@ pub async fn log_in(
     session: &TypedSession,
     email: &str,
     password: &str,
-    ip: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<User, AppError> {
     let email_lower = email.trim().to_lowercase();
     if email_lower.is_empty() || password.is_empty() {
@@ -391,11 +392,11 @@ pub async fn log_in(
         return Err(AppError::Validation(BAD_CREDENTIALS.into()));
     }
     let mut conn = conn(state).await?;
-    if let Some(until) = throttle::blocked_until(&mut conn, &email_lower, ip)
+    if let Some(block) = throttle::blocked(&mut conn, &email_lower, ip)
         .await
         .map_err(db)?
     {
-        return Err(AppError::RateLimited(throttle::retry_message(until)));
+        return Err(AppError::RateLimited(throttle::retry_message(block)));
     }
     let user = find_user_by_email(&mut conn, &email_lower).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
@@ -491,7 +492,7 @@ pub async fn change_password(
     user: &User,
     current: &str,
     (new, confirm): (&str, &str),
-    ip: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<(), AppError> {
     let new = new_password(new, confirm)?;
     let current = Password::presented(current)
@@ -552,7 +553,7 @@ pub const FORGOT_PASSWORD_MIN_DURATION: std::time::Duration = std::time::Duratio
 pub async fn forgot_password(
     state: &AppState,
     email: &str,
-    ip: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<(), AppError> {
     let deadline = tokio::time::Instant::now() + FORGOT_PASSWORD_MIN_DURATION;
     let email = Email::parse(email).map_err(validation)?;
@@ -606,7 +607,7 @@ pub async fn set_password_with_token(
     token: &str,
     purpose: TokenPurpose,
     (password, confirm): (&str, &str),
-    ip: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<(), AppError> {
     let password = new_password(password, confirm)?;
     let token = token.trim().to_owned();
@@ -634,6 +635,13 @@ pub async fn set_password_with_token(
         set_password(conn, user_id, &hash).await?;
         mark_confirmed(conn, user_id).await?;
         delete_sessions(conn, user_id, None).await?;
+        // The link proved the mailbox: failed sign-ins no longer pause
+        // the account (the way out the throttle's message points to).
+        if let Some(user) = find_user(conn, user_id).await? {
+            throttle::clear_account(conn, &user.email.to_lowercase())
+                .await
+                .map_err(db)?;
+        }
         tracing::info!(
             user_id,
             purpose = purpose.as_str(),

@@ -6,6 +6,7 @@ pub mod ai;
 pub mod github;
 pub mod links;
 pub mod pricing;
+pub mod proxies;
 pub mod stripe;
 
 pub use links::EmailLinks;
@@ -67,10 +68,11 @@ pub struct Config {
     /// Action API requests allowed per API key per hour, across all
     /// instances (`RATE_LIMIT_ACTION_PER_HOUR`, default 500).
     pub rate_limit_action_per_hour: u32,
-    /// Whether the client IP is the first `X-Forwarded-For` hop rather than
-    /// the socket's peer (`TRUST_PROXY_HEADERS`, default false; set it only
-    /// behind a proxy that overwrites that header).
-    pub trust_proxy_headers: bool,
+    /// How the client IP is found behind proxies (`TRUST_PROXY_HEADERS`,
+    /// default false: the TCP peer; `TRUSTED_PROXIES`, our proxies' IPs and
+    /// CIDRs): see [`proxies::ProxySettings`] and
+    /// [`crate::server::client_ip`].
+    pub proxies: proxies::ProxySettings,
     /// Outgoing email: transport, sender, links, retries.
     pub email: EmailConfig,
     /// How long a rotated API key keeps working, in hours
@@ -130,7 +132,7 @@ impl std::fmt::Debug for Config {
                 "rate_limit_action_per_hour",
                 &self.rate_limit_action_per_hour,
             )
-            .field("trust_proxy_headers", &self.trust_proxy_headers)
+            .field("proxies", &self.proxies)
             .field("email", &self.email)
             .field(
                 "api_key_rotation_grace_hours",
@@ -254,7 +256,10 @@ impl Config {
                 500,
                 1..=100_000_000,
             )?,
-            trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
+            proxies: proxies::ProxySettings::parse(
+                env.flag("TRUST_PROXY_HEADERS", false)?,
+                env.optional("TRUSTED_PROXIES").as_deref(),
+            )?,
             email: EmailConfig::from_env(
                 &env,
                 env.base_url("PUBLIC_BASE_URL", "http://127.0.0.1:3000")?,
@@ -706,7 +711,7 @@ mod tests {
             Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://localhost/x")])).unwrap();
         assert_eq!(config.rate_limit_signups_per_minute, 10);
         assert_eq!(config.rate_limit_action_per_hour, 500);
-        assert!(!config.trust_proxy_headers);
+        assert!(!config.proxies.trust_headers);
         let config = Config::from_lookup(lookup(&[
             ("DATABASE_URL", "postgres://localhost/x"),
             ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "3"),
@@ -716,7 +721,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.rate_limit_signups_per_minute, 3);
         assert_eq!(config.rate_limit_action_per_hour, 7);
-        assert!(config.trust_proxy_headers);
+        assert!(config.proxies.trust_headers);
         for (name, bad) in [
             ("TRUST_PROXY_HEADERS", "maybe"),
             ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "0"),
