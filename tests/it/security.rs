@@ -558,3 +558,147 @@ async fn sign_in_failures_in_one_ipv6_64_count_together() {
     let (status, body) = sign_in_via(&app, "2001:db8:5:7::1", &address, PASSWORD).await;
     assert_eq!(status, 200, "{body}");
 }
+
+// --- Scope 7: secrets at rest; a new password ends what the old one gave -------
+
+/// The kinds of the outbox rows to `to`, oldest first.
+async fn outbox_kinds(app: &TestApp, to: &str) -> Vec<String> {
+    use rsolv_platform::server::db::schema::email_outbox;
+    email_outbox::table
+        .filter(email_outbox::to_address.eq(to))
+        .order(email_outbox::id.asc())
+        .select(email_outbox::kind)
+        .load(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
+/// The rendering of the newest `password_changed` notice to `to`.
+async fn password_changed_notice(app: &TestApp, to: &str) -> String {
+    use rsolv_platform::server::db::schema::email_outbox;
+    let notification: Option<Value> = email_outbox::table
+        .filter(email_outbox::to_address.eq(to))
+        .filter(email_outbox::kind.eq("password_changed"))
+        .order(email_outbox::id.desc())
+        .select(email_outbox::notification)
+        .first(&mut app.conn().await)
+        .await
+        .expect("a password_changed notice");
+    crate::harness::rendered(notification).text_body
+}
+
+/// Signs in with `client` through the login server function.
+async fn sign_in(app: &TestApp, client: &reqwest::Client, address: &str, password: &str) {
+    let (status, _, body) = app
+        .server_fn(
+            client,
+            "login",
+            &[("email", address), ("password", password)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn signed_in_as(app: &TestApp, client: &reqwest::Client) -> Option<String> {
+    let (status, _, body) = app.server_fn(client, "current_user", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let value: Value = serde_json::from_str(&body).unwrap();
+    value["email"].as_str().map(str::to_owned)
+}
+
+async fn reset_with(app: &TestApp, token: &str, password: &str) -> (u16, String) {
+    let (status, _, body) = app
+        .server_fn(
+            &app.browser(),
+            "reset_password",
+            &[
+                ("token", token),
+                ("password", password),
+                ("password_confirm", password),
+            ],
+        )
+        .await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_password_change_ends_other_sessions_and_reset_links_and_sends_a_notice() {
+    let app = TestApp::spawn().await;
+    let address = email("changer");
+    register_and_confirm(&app, &address).await;
+    let (laptop, phone) = (app.browser(), app.browser());
+    sign_in(&app, &laptop, &address, PASSWORD).await;
+    sign_in(&app, &phone, &address, PASSWORD).await;
+    // A reset link is outstanding (asked for earlier, maybe by someone else).
+    app.server_fn(&app.browser(), "forgot_password", &[("email", &address)])
+        .await;
+    let outstanding = app.mailed_token(&address, "password_reset").await;
+
+    let new = "changed passphrase 99";
+    let (status, _, body) = app
+        .server_fn(
+            &laptop,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", new),
+                ("new_password_confirm", new),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(signed_in_as(&app, &laptop).await, Some(address.clone()));
+    assert_eq!(signed_in_as(&app, &phone).await, None);
+    // The outstanding link no longer resets anything.
+    let (status, body) = reset_with(&app, &outstanding, "attacker passphrase 1").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("invalid, already used or expired"), "{body}");
+    sign_in(&app, &app.browser(), &address, new).await;
+    // And the owner is told, with the way back.
+    assert_eq!(
+        outbox_kinds(&app, &address)
+            .await
+            .last()
+            .map(String::as_str),
+        Some("password_changed")
+    );
+    let notice = password_changed_notice(&app, &address).await;
+    assert!(notice.contains("was just changed"), "{notice}");
+    assert!(notice.contains("/forgot-password"), "{notice}");
+    assert!(!notice.contains("token="), "{notice}");
+}
+
+#[tokio::test]
+async fn a_password_reset_voids_the_other_reset_links_and_sends_a_notice() {
+    let app = TestApp::spawn().await;
+    let address = email("resetter");
+    register_and_confirm(&app, &address).await;
+    let signed_in = app.browser();
+    sign_in(&app, &signed_in, &address, PASSWORD).await;
+    let ask = || async {
+        app.server_fn(&app.browser(), "forgot_password", &[("email", &address)])
+            .await;
+        app.mailed_token(&address, "password_reset").await
+    };
+    let first = ask().await;
+    let second = ask().await;
+    assert_ne!(first, second);
+
+    let new = "reset passphrase 2027";
+    let (status, body) = reset_with(&app, &second, new).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(signed_in_as(&app, &signed_in).await, None);
+    // The older link died with the reset.
+    let (status, body) = reset_with(&app, &first, "attacker passphrase 2").await;
+    assert_eq!(status, 422, "{body}");
+    sign_in(&app, &app.browser(), &address, new).await;
+    let kinds = outbox_kinds(&app, &address).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "password_changed").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(password_changed_notice(&app, &address)
+        .await
+        .contains("reset your password"));
+}

@@ -10,7 +10,7 @@ use crate::server::auth::throttle;
 use crate::server::billing::customers::{provision_customer, NewCustomer, Provisioned};
 use crate::server::billing::error::is_unique_violation;
 use crate::server::billing::error::to_app_error;
-use crate::server::billing::notifications::enqueue_email;
+use crate::server::billing::notifications::{self, enqueue_email, Recipient};
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
 use crate::server::db::schema::{sessions, user_tokens, users};
@@ -479,7 +479,8 @@ pub async fn log_out_everywhere(
 }
 
 /// Change password (signed in): checks `current`, stores `new`, signs out
-/// every other session of the user and gives this one a new id. Rate
+/// every other session of the user, voids their unused reset and invite
+/// links, queues a notice email, and gives this session a new id. Rate
 /// limited per user and per client IP ([`Flow::ChangePassword`]) before any
 /// argon2.
 ///
@@ -513,12 +514,55 @@ pub async fn change_password(
     }
     let hash = hash_password(new).await?;
     let mut conn = conn(state).await?;
-    set_password(&mut conn, user.id, &hash).await?;
     let keep = session.row_key();
-    delete_sessions(&mut conn, user.id, keep.as_deref()).await?;
+    conn.transaction(async |conn| {
+        set_password(conn, user.id, &hash).await?;
+        password_changed(conn, user, keep.as_deref()).await
+    })
+    .await?;
     session.cycle_id().await?;
     session.insert_user_id(user.id).await?;
     tracing::info!(user_id = user.id, "password changed");
+    Ok(())
+}
+
+/// What a new password ends, in the caller's transaction: every session of
+/// `user` but `keep` (this browser's, after a change; none after a reset),
+/// every unused password-reset and invite link of the user, and a notice
+/// to the user ("your password was changed; if it was not you, reset it").
+async fn password_changed(
+    conn: &mut AsyncPgConnection,
+    user: &User,
+    keep: Option<&str>,
+) -> Result<(), AppError> {
+    delete_sessions(conn, user.id, keep).await?;
+    diesel::update(
+        user_tokens::table
+            .filter(user_tokens::user_id.eq(user.id))
+            .filter(user_tokens::purpose.eq_any([
+                TokenPurpose::PasswordReset.as_str(),
+                TokenPurpose::Invite.as_str(),
+            ]))
+            .filter(user_tokens::used_at.is_null()),
+    )
+    .set(user_tokens::used_at.eq(Utc::now()))
+    .execute(conn)
+    .await
+    .map_err(db)?;
+    let recipient = Recipient {
+        customer_id: user.customer_id,
+        email: &user.email,
+        name: "",
+    };
+    let key = format!(
+        "{}:{}:{}",
+        notifications::kind::PASSWORD_CHANGED,
+        user.id,
+        Utc::now().timestamp_micros()
+    );
+    enqueue_email(conn, &notifications::password_changed(&recipient, key))
+        .await
+        .map_err(to_app_error)?;
     Ok(())
 }
 
@@ -593,8 +637,10 @@ pub async fn forgot_password(
 }
 
 /// `/reset-password` and `/accept-invite`: consumes the token, sets the
-/// password, confirms the email (the link proved the user reads it) and
-/// signs out every session of the user.
+/// password, confirms the email (the link proved the user reads it),
+/// signs out every session of the user and forgets the account's failed
+/// sign-ins; a reset also voids the user's other reset and invite links
+/// and queues a notice email.
 ///
 /// The password rules and the link are checked, and the attempt counted
 /// per client `ip` and per user ([`Flow::SetPasswordByLink`]), before the
@@ -634,14 +680,20 @@ pub async fn set_password_with_token(
             .ok_or_else(invalid_link)?;
         set_password(conn, user_id, &hash).await?;
         mark_confirmed(conn, user_id).await?;
-        delete_sessions(conn, user_id, None).await?;
+        let user = find_user(conn, user_id).await?.ok_or_else(invalid_link)?;
+        match purpose {
+            // A reset ends the old password's sessions and links, with a notice.
+            TokenPurpose::PasswordReset => password_changed(conn, &user, None).await?,
+            // A first password: nothing to notify; no session can exist.
+            _ => {
+                delete_sessions(conn, user_id, None).await?;
+            }
+        }
         // The link proved the mailbox: failed sign-ins no longer pause
         // the account (the way out the throttle's message points to).
-        if let Some(user) = find_user(conn, user_id).await? {
-            throttle::clear_account(conn, &user.email.to_lowercase())
-                .await
-                .map_err(db)?;
-        }
+        throttle::clear_account(conn, &user.email.to_lowercase())
+            .await
+            .map_err(db)?;
         tracing::info!(
             user_id,
             purpose = purpose.as_str(),
