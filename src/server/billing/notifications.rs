@@ -114,7 +114,9 @@ pub enum Notification {
     ChargeDeclined {
         /// The amount, formatted (e.g. `$29.00`, `billing::pricing::format_money`).
         amount: String,
-        /// The processor's decline message.
+        /// What the customer is told: our advice for the decline code
+        /// ([`crate::server::billing::ports::decline_advice`]), never the
+        /// processor's message.
         reason: String,
     },
     /// A Pro subscription invoice could not be paid (past due).
@@ -349,7 +351,9 @@ pub fn invite(
 }
 
 /// A pay-as-you-go card charge of `amount` (formatted, e.g. `$29.00`) was
-/// declined with the processor's `reason`. Conventional key:
+/// declined; `reason` is our advice for its decline code
+/// ([`crate::server::billing::ports::decline_advice`]), never the
+/// processor's message. Conventional key:
 /// `charge_declined:<charge id>:<attempt>`.
 pub fn charge_declined(
     _links: &EmailLinks,
