@@ -44,8 +44,8 @@ pub const ROLE_OWNER: &str = "owner";
 /// `server::admin`).
 pub const ROLE_STAFF_ADMIN: &str = "staff_admin";
 
-/// A user row.
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// A user row. `Debug` leaves out the password hash.
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct User {
     /// Row id.
@@ -61,6 +61,19 @@ pub struct User {
     pub role: String,
     /// When the email was confirmed.
     pub email_confirmed_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("customer_id", &self.customer_id)
+            .field("email", &self.email)
+            .field("password_set", &self.password_hash.is_some())
+            .field("role", &self.role)
+            .field("email_confirmed_at", &self.email_confirmed_at)
+            .finish()
+    }
 }
 
 /// What a mailed token is for (the `purpose` column).
