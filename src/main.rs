@@ -10,7 +10,7 @@
 use clap::Parser;
 use rsolv_platform::server::cli::platform_state;
 use rsolv_platform::server::cli::{Cli, Command};
-use rsolv_platform::server::config::{Config, LogFormat};
+use rsolv_platform::server::config::{Config, ExposeSecret, LogFormat};
 use rsolv_platform::server::db::{
     revert_all_migrations, revert_last_migration, run_pending_migrations,
 };
@@ -68,7 +68,14 @@ async fn run(command: Command) -> Result<(), String> {
         as_is,
     } = &command
     {
-        return stripe_trigger(fixture, url, secret.as_deref(), customer.as_deref(), *as_is).await;
+        return stripe_trigger(
+            fixture,
+            url,
+            secret.as_ref().map(|s| s.expose_secret()),
+            customer.as_deref(),
+            *as_is,
+        )
+        .await;
     }
     let config = Config::from_env().map_err(|e| e.to_string())?;
     match command {
@@ -76,7 +83,7 @@ async fn run(command: Command) -> Result<(), String> {
             revert_all: false,
             revert_last: true,
         } => {
-            let reverted = revert_last_migration(&config.database_url)
+            let reverted = revert_last_migration(config.database_url.expose_secret())
                 .await
                 .map_err(|e| e.to_string())?;
             println!("reverted migration {reverted}");
@@ -86,7 +93,7 @@ async fn run(command: Command) -> Result<(), String> {
             revert_all: false,
             revert_last: false,
         } => {
-            let applied = run_pending_migrations(&config.database_url)
+            let applied = run_pending_migrations(config.database_url.expose_secret())
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
@@ -99,7 +106,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Migrate {
             revert_all: true, ..
         } => {
-            let reverted = revert_all_migrations(&config.database_url)
+            let reverted = revert_all_migrations(config.database_url.expose_secret())
                 .await
                 .map_err(|e| e.to_string())?;
             println!(
@@ -135,7 +142,7 @@ async fn run(command: Command) -> Result<(), String> {
             no_email_worker,
         } => {
             if migrate {
-                let applied = run_pending_migrations(&config.database_url)
+                let applied = run_pending_migrations(config.database_url.expose_secret())
                     .await
                     .map_err(|e| e.to_string())?;
                 tracing::info!(count = applied.len(), "migrations applied");

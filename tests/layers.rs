@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "server::flags",
             "server::disposable_email",
             "server::rate_limit",
+            "server::client_ip",
             "server::metrics",
         ],
     ),

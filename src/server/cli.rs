@@ -33,6 +33,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// A secret given on the command line, wrapped at once so `Debug` redacts it.
+fn secret_arg(
+    value: &str,
+) -> Result<crate::server::config::SecretString, std::convert::Infallible> {
+    Ok(value.into())
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -87,9 +94,9 @@ pub enum Command {
         #[arg(long, default_value = "http://127.0.0.1:3000/webhooks/stripe")]
         url: String,
         /// Endpoint secret (`whsec_…`); default: the first of
-        /// STRIPE_WEBHOOK_SECRETS.
-        #[arg(long)]
-        secret: Option<String>,
+        /// STRIPE_WEBHOOK_SECRETS. Redacted in `Debug`.
+        #[arg(long, value_parser = secret_arg)]
+        secret: Option<crate::server::config::SecretString>,
         /// Point the event at this Stripe Customer (`cus_…`).
         #[arg(long)]
         customer: Option<String>,

@@ -6,6 +6,7 @@ pub mod ai;
 pub mod auth;
 pub mod billing;
 pub mod cli;
+pub mod client_ip;
 pub mod config;
 pub mod db;
 pub mod disposable_email;

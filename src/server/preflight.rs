@@ -14,7 +14,7 @@
 //! The exit status is 1 when any line is `FAIL`.
 
 use crate::server::billing::ports::PaymentProcessor;
-use crate::server::config::{Config, ConfigError, LogFormat, PROVIDERS};
+use crate::server::config::{Config, ConfigError, ExposeSecret, LogFormat, PROVIDERS};
 use crate::server::db::{DbTarget, MIGRATIONS};
 use crate::server::email::transport::Mailer;
 use crate::server::stripe::processor::StripeProcessor;
@@ -112,7 +112,7 @@ pub async fn run(lookup: impl Fn(&str) -> Option<String>, leptos_config: &str) -
             ),
         },
     );
-    checks.push(database(&config.database_url).await);
+    checks.push(database(config.database_url.expose_secret()).await);
     checks.push(email(&config).await);
     checks.extend(stripe(&config).await);
     checks.push(if config.provider_credentials.is_empty() {
@@ -263,7 +263,8 @@ async fn stripe(config: &Config) -> Vec<Check> {
             "STRIPE_WEBHOOK_SECRETS is empty: every Stripe webhook would be rejected",
         ));
     }
-    match (&stripe.secret_key, &stripe.publishable_key) {
+    let secret_key = stripe.secret_key.as_ref().map(|k| k.expose_secret());
+    match (secret_key, &stripe.publishable_key) {
         (Some(secret), Some(public)) if key_mode(secret) != key_mode(public) => checks.push(check(
             "stripe",
             Outcome::Fail,
@@ -280,7 +281,7 @@ async fn stripe(config: &Config) -> Vec<Check> {
         )),
         _ => {}
     }
-    let Some(secret) = &stripe.secret_key else {
+    let Some(secret) = secret_key else {
         checks.push(check(
             "stripe",
             Outcome::Fail,

@@ -2,7 +2,7 @@
 
 use crate::server::billing::ports::PaymentProcessor;
 use crate::server::billing::BillingError;
-use crate::server::config::Config;
+use crate::server::config::{Config, ExposeSecret};
 use crate::server::db::{build_pool, DbConn, DbPool, DbSetupError};
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
@@ -61,7 +61,7 @@ impl AppState {
         processor: Arc<dyn PaymentProcessor>,
     ) -> Result<Self, DbSetupError> {
         let pool = build_pool(
-            &config.database_url,
+            config.database_url.expose_secret(),
             config.database_pool_size,
             config.statement_timeout_seconds,
         )?;

@@ -514,3 +514,72 @@ async fn row_name(app: &TestApp, customer_id: i64) -> String {
         .await
         .unwrap()
 }
+
+/// The `token=` value of the first link in `text`.
+fn token_in(text: &str) -> String {
+    let start = text.find("token=").expect("a token link") + "token=".len();
+    text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sent_invite_keeps_no_usable_token_in_the_outbox() {
+    let app = TestApp::spawn().await;
+    let state = worker_state(&app.db, &[]);
+    let address = email("invite-redacted");
+    app.onboard(&address).await;
+    // Before sending, the queued row holds the link (so it can be sent).
+    let queued = app.mailed_token(&address, "invite").await;
+    assert!(queued.len() >= 40, "{queued}");
+
+    assert_eq!(run_once(&state).await.unwrap(), 2);
+    let messages = wait_for_messages(&address, 2).await;
+    let invite = messages
+        .iter()
+        .find(|m| {
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("accept-invite"))
+        })
+        .expect("the invite");
+    let mailed = token_in(invite["text"].as_str().unwrap());
+    assert_eq!(mailed, queued, "the recipient gets the real link");
+    assert!(invite["html"].as_str().unwrap().contains(&mailed));
+
+    // The stored row no longer holds it, in any column.
+    let row = outbox(&app.db)
+        .await
+        .into_iter()
+        .find(|row| row.kind == "invite")
+        .unwrap();
+    assert_eq!(row.status, "sent");
+    let stored = format!(
+        "{:?} {:?} {:?} {:?}",
+        row.subject, row.text_body, row.html_body, row.notification
+    );
+    assert!(!stored.contains(&mailed), "{stored}");
+    assert!(
+        row.text_body
+            .as_deref()
+            .unwrap()
+            .contains("accept-invite?token=REDACTED"),
+        "{stored}"
+    );
+
+    // The mailed link still works: the token lives only in the mailbox.
+    let new = "invited owner password";
+    let (status, _, body) = app
+        .server_fn(
+            &app.browser(),
+            "accept_invite",
+            &[
+                ("token", &mailed),
+                ("password", new),
+                ("password_confirm", new),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

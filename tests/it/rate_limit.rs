@@ -149,13 +149,16 @@ async fn forwarded_for_names_the_client_only_when_trusted() {
         429
     );
 
+    // Behind our proxies (the test's peer 127.0.0.1 and 10.0.0.0/8): the
+    // rightmost address that is not a proxy is the client.
     let trusted = TestApp::spawn_with(&[
         ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "1"),
         ("TRUST_PROXY_HEADERS", "true"),
+        ("TRUSTED_PROXIES", "127.0.0.1, 10.0.0.0/8"),
     ])
     .await;
     assert_eq!(
-        with_hop(&trusted, "203.0.113.1, 10.0.0.1")
+        with_hop(&trusted, "198.51.100.7, 203.0.113.1, 10.0.0.1")
             .await
             .unwrap()
             .status(),
@@ -165,11 +168,81 @@ async fn forwarded_for_names_the_client_only_when_trusted() {
         with_hop(&trusted, "203.0.113.2").await.unwrap().status(),
         201
     );
+    // The client chooses the left end: spoofing it does not pick the bucket.
+    for spoofed in [
+        "203.0.113.1",
+        "203.0.113.99, 203.0.113.1",
+        "garbage, 203.0.113.1, 10.1.2.3",
+    ] {
+        assert_eq!(
+            with_hop(&trusted, spoofed).await.unwrap().status(),
+            429,
+            "{spoofed}"
+        );
+    }
+    assert_eq!(trusted.count("customers").await, 2);
+}
+
+#[tokio::test]
+async fn a_spoofed_leftmost_hop_cannot_pick_the_bucket_behind_one_proxy() {
+    // No TRUSTED_PROXIES: the peer is our one proxy, the rightmost hop the
+    // client (what the proxy appended).
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "1"),
+        ("TRUST_PROXY_HEADERS", "true"),
+    ])
+    .await;
+    let onboard_via = |hops: String| {
+        app.client
+            .post(app.url("/api/v1/customers/onboard"))
+            .header("x-forwarded-for", hops)
+            .json(&json!({"email": email("spoof"), "name": "Spoofer"}))
+            .send()
+    };
     assert_eq!(
-        with_hop(&trusted, "203.0.113.1").await.unwrap().status(),
+        onboard_via("203.0.113.50".into()).await.unwrap().status(),
+        201
+    );
+    for i in 0..5 {
+        let spoofed = format!("198.51.100.{i}, 203.0.113.50");
+        assert_eq!(onboard_via(spoofed).await.unwrap().status(), 429, "{i}");
+    }
+    assert_eq!(app.count("customers").await, 1);
+}
+
+#[tokio::test]
+async fn ipv6_clients_in_one_64_share_a_bucket() {
+    let app = TestApp::spawn_with(&[
+        ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "1"),
+        ("TRUST_PROXY_HEADERS", "true"),
+    ])
+    .await;
+    let onboard_from = |ip: &'static str| {
+        app.client
+            .post(app.url("/api/v1/customers/onboard"))
+            .header("x-forwarded-for", ip)
+            .json(&json!({"email": email("v6"), "name": "Six"}))
+            .send()
+    };
+    assert_eq!(onboard_from("2001:db8:1:2::1").await.unwrap().status(), 201);
+    // Another address of the same /64 (and a port form of it): refused.
+    assert_eq!(
+        onboard_from("2001:db8:1:2:ffff:ffff:ffff:fffe")
+            .await
+            .unwrap()
+            .status(),
         429
     );
-    assert_eq!(trusted.count("customers").await, 2);
+    assert_eq!(
+        onboard_from("[2001:db8:1:2::abcd]:443")
+            .await
+            .unwrap()
+            .status(),
+        429
+    );
+    // The next /64 is another client.
+    assert_eq!(onboard_from("2001:db8:1:3::1").await.unwrap().status(), 201);
+    assert_eq!(app.count("customers").await, 2);
 }
 
 async fn billing_status(app: &TestApp, key: &str) -> Response {

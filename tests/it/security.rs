@@ -402,3 +402,303 @@ async fn register_counts_against_the_signup_limit_and_per_email() {
     assert_eq!(status, 429, "{body}");
     assert_eq!(app.count("users").await, 2);
 }
+
+// --- Scope 4: one client IP; sign-in throttled per account and IP --------------
+
+/// Registers `address` and confirms it through the mailed link.
+async fn register_and_confirm(app: &TestApp, address: &str) {
+    let client = app.browser();
+    let (status, _, body) = app
+        .server_fn(
+            &client,
+            "register",
+            &[
+                ("email", address),
+                ("name", "Ada"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = app.mailed_token(address, "email_confirmation").await;
+    let (status, _, body) = app
+        .server_fn(&client, "confirm_email", &[("token", &token)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// A sign-in through our proxy, which sent `forwarded_for` as
+/// `X-Forwarded-For`: status and body.
+async fn sign_in_via(
+    app: &TestApp,
+    forwarded_for: &str,
+    address: &str,
+    password: &str,
+) -> (u16, String) {
+    let response = app
+        .browser()
+        .post(app.url("/api/login"))
+        .header("origin", &app.base)
+        .header("x-forwarded-for", forwarded_for)
+        .form(&[("email", address), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn failures_from_one_ip_do_not_lock_the_account_for_another() {
+    let app = TestApp::spawn_with(&[("TRUST_PROXY_HEADERS", "true")]).await;
+    let address = email("victim");
+    register_and_confirm(&app, &address).await;
+
+    // A stranger at 203.0.113.1 fails five times, each time writing a new
+    // left-hand X-Forwarded-For entry (which our proxy keeps).
+    for i in 0..5 {
+        let (status, body) = sign_in_via(
+            &app,
+            &format!("198.51.100.{i}, 203.0.113.1"),
+            &address,
+            "wrong password!!",
+        )
+        .await;
+        assert_eq!(status, 422, "attempt {i}: {body}");
+    }
+    // The stranger is stopped, whatever they spoof, even with the password.
+    let (status, body) = sign_in_via(&app, "192.0.2.200, 203.0.113.1", &address, PASSWORD).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("reset your password"), "{body}");
+    // The owner, elsewhere, signs in.
+    let (status, body) = sign_in_via(&app, "203.0.113.2", &address, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    let ips: Vec<Option<String>> = login_attempts::table
+        .select(login_attempts::ip)
+        .distinct()
+        .load(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(ips, vec![Some("203.0.113.1".to_owned())]);
+}
+
+#[tokio::test]
+async fn the_softer_account_limit_pauses_sign_in_and_a_reset_ends_the_pause() {
+    use rsolv_platform::server::auth::throttle::{
+        MAX_FAILURES_PER_ACCOUNT, MAX_FAILURES_PER_ACCOUNT_AND_IP,
+    };
+    let app = TestApp::spawn_with(&[("TRUST_PROXY_HEADERS", "true")]).await;
+    let address = email("distributed");
+    register_and_confirm(&app, &address).await;
+    let per_ip = MAX_FAILURES_PER_ACCOUNT_AND_IP;
+    let ips = MAX_FAILURES_PER_ACCOUNT / per_ip;
+    // A distributed guess: each address stays within its own limit, and
+    // the owner can still sign in until the total reaches the account's.
+    for ip in 0..ips {
+        let from = format!("203.0.113.{}", 10 + ip);
+        for _ in 0..per_ip {
+            let (status, body) = sign_in_via(&app, &from, &address, "wrong password!!").await;
+            assert_eq!(status, 422, "{from}: {body}");
+        }
+        if ip + 1 < ips {
+            let (status, body) = sign_in_via(&app, "192.0.2.1", &address, PASSWORD).await;
+            assert_eq!(status, 200, "after {} failures: {body}", (ip + 1) * per_ip);
+        }
+    }
+    // Now the account is paused for everyone, with the way out named.
+    let (status, body) = sign_in_via(&app, "192.0.2.1", &address, PASSWORD).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(
+        body.contains("paused") && body.contains("reset your password"),
+        "{body}"
+    );
+    // Other accounts are not affected.
+    let other = email("bystander");
+    register_and_confirm(&app, &other).await;
+    let (status, body) = sign_in_via(&app, "192.0.2.1", &other, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+    // The owner resets the password by the mailed link: signed in at once.
+    let client = app.browser();
+    let (status, _, body) = app
+        .server_fn(&client, "forgot_password", &[("email", &address)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = app.mailed_token(&address, "password_reset").await;
+    let new = "a fresh passphrase 12";
+    let (status, _, body) = app
+        .server_fn(
+            &client,
+            "reset_password",
+            &[
+                ("token", &token),
+                ("password", new),
+                ("password_confirm", new),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = sign_in_via(&app, "192.0.2.1", &address, new).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn sign_in_failures_in_one_ipv6_64_count_together() {
+    use rsolv_platform::server::auth::throttle::MAX_FAILURES_PER_ACCOUNT_AND_IP;
+    let app = TestApp::spawn_with(&[("TRUST_PROXY_HEADERS", "true")]).await;
+    let address = email("six");
+    register_and_confirm(&app, &address).await;
+    for i in 0..MAX_FAILURES_PER_ACCOUNT_AND_IP {
+        let from = format!("2001:db8:5:6::{:x}", i + 1);
+        let (status, body) = sign_in_via(&app, &from, &address, "wrong password!!").await;
+        assert_eq!(status, 422, "{from}: {body}");
+    }
+    let (status, body) = sign_in_via(&app, "2001:db8:5:6:ffff::1", &address, PASSWORD).await;
+    assert_eq!(status, 429, "{body}");
+    let (status, body) = sign_in_via(&app, "2001:db8:5:7::1", &address, PASSWORD).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+// --- Scope 7: secrets at rest; a new password ends what the old one gave -------
+
+/// The kinds of the outbox rows to `to`, oldest first.
+async fn outbox_kinds(app: &TestApp, to: &str) -> Vec<String> {
+    use rsolv_platform::server::db::schema::email_outbox;
+    email_outbox::table
+        .filter(email_outbox::to_address.eq(to))
+        .order(email_outbox::id.asc())
+        .select(email_outbox::kind)
+        .load(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
+/// The rendering of the newest `password_changed` notice to `to`.
+async fn password_changed_notice(app: &TestApp, to: &str) -> String {
+    use rsolv_platform::server::db::schema::email_outbox;
+    let notification: Option<Value> = email_outbox::table
+        .filter(email_outbox::to_address.eq(to))
+        .filter(email_outbox::kind.eq("password_changed"))
+        .order(email_outbox::id.desc())
+        .select(email_outbox::notification)
+        .first(&mut app.conn().await)
+        .await
+        .expect("a password_changed notice");
+    crate::harness::rendered(notification).text_body
+}
+
+/// Signs in with `client` through the login server function.
+async fn sign_in(app: &TestApp, client: &reqwest::Client, address: &str, password: &str) {
+    let (status, _, body) = app
+        .server_fn(
+            client,
+            "login",
+            &[("email", address), ("password", password)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn signed_in_as(app: &TestApp, client: &reqwest::Client) -> Option<String> {
+    let (status, _, body) = app.server_fn(client, "current_user", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let value: Value = serde_json::from_str(&body).unwrap();
+    value["email"].as_str().map(str::to_owned)
+}
+
+async fn reset_with(app: &TestApp, token: &str, password: &str) -> (u16, String) {
+    let (status, _, body) = app
+        .server_fn(
+            &app.browser(),
+            "reset_password",
+            &[
+                ("token", token),
+                ("password", password),
+                ("password_confirm", password),
+            ],
+        )
+        .await;
+    (status, body)
+}
+
+#[tokio::test]
+async fn a_password_change_ends_other_sessions_and_reset_links_and_sends_a_notice() {
+    let app = TestApp::spawn().await;
+    let address = email("changer");
+    register_and_confirm(&app, &address).await;
+    let (laptop, phone) = (app.browser(), app.browser());
+    sign_in(&app, &laptop, &address, PASSWORD).await;
+    sign_in(&app, &phone, &address, PASSWORD).await;
+    // A reset link is outstanding (asked for earlier, maybe by someone else).
+    app.server_fn(&app.browser(), "forgot_password", &[("email", &address)])
+        .await;
+    let outstanding = app.mailed_token(&address, "password_reset").await;
+
+    let new = "changed passphrase 99";
+    let (status, _, body) = app
+        .server_fn(
+            &laptop,
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", new),
+                ("new_password_confirm", new),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(signed_in_as(&app, &laptop).await, Some(address.clone()));
+    assert_eq!(signed_in_as(&app, &phone).await, None);
+    // The outstanding link no longer resets anything.
+    let (status, body) = reset_with(&app, &outstanding, "attacker passphrase 1").await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("invalid, already used or expired"), "{body}");
+    sign_in(&app, &app.browser(), &address, new).await;
+    // And the owner is told, with the way back.
+    assert_eq!(
+        outbox_kinds(&app, &address)
+            .await
+            .last()
+            .map(String::as_str),
+        Some("password_changed")
+    );
+    let notice = password_changed_notice(&app, &address).await;
+    assert!(notice.contains("was just changed"), "{notice}");
+    assert!(notice.contains("/forgot-password"), "{notice}");
+    assert!(!notice.contains("token="), "{notice}");
+}
+
+#[tokio::test]
+async fn a_password_reset_voids_the_other_reset_links_and_sends_a_notice() {
+    let app = TestApp::spawn().await;
+    let address = email("resetter");
+    register_and_confirm(&app, &address).await;
+    let signed_in = app.browser();
+    sign_in(&app, &signed_in, &address, PASSWORD).await;
+    let ask = || async {
+        app.server_fn(&app.browser(), "forgot_password", &[("email", &address)])
+            .await;
+        app.mailed_token(&address, "password_reset").await
+    };
+    let first = ask().await;
+    let second = ask().await;
+    assert_ne!(first, second);
+
+    let new = "reset passphrase 2027";
+    let (status, body) = reset_with(&app, &second, new).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(signed_in_as(&app, &signed_in).await, None);
+    // The older link died with the reset.
+    let (status, body) = reset_with(&app, &first, "attacker passphrase 2").await;
+    assert_eq!(status, 422, "{body}");
+    sign_in(&app, &app.browser(), &address, new).await;
+    let kinds = outbox_kinds(&app, &address).await;
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "password_changed").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(password_changed_notice(&app, &address)
+        .await
+        .contains("reset your password"));
+}

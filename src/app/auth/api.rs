@@ -141,7 +141,7 @@ pub async fn login(
         let state = app_state()?;
         let session = current_session().await?;
         let ip = client_ip();
-        let user = accounts::log_in(&state, &session, &email, &password, ip.as_deref()).await?;
+        let user = accounts::log_in(&state, &session, &email, &password, ip).await?;
         // Staff admins have no dashboard: their home is the admin console.
         leptos_axum::redirect(if user.customer_id.is_none() {
             "/admin"
@@ -206,7 +206,7 @@ pub async fn change_password(
             &user,
             &current_password,
             (&new_password, &new_password_confirm),
-            client_ip().as_deref(),
+            client_ip(),
         )
         .await?;
         leptos_axum::redirect("/account?notice=password_changed");
@@ -226,7 +226,7 @@ pub async fn change_password(
 pub async fn forgot_password(#[server(default)] email: String) -> Result<(), AppError> {
     use crate::server::auth::{accounts, app_state, client_ip};
     let result = async {
-        accounts::forgot_password(&app_state()?, &email, client_ip().as_deref()).await?;
+        accounts::forgot_password(&app_state()?, &email, client_ip()).await?;
         leptos_axum::redirect("/forgot-password?sent=1");
         Ok(())
     }
@@ -292,7 +292,7 @@ async fn set_password_by_link(
             token,
             purpose,
             (password, password_confirm),
-            client_ip().as_deref(),
+            client_ip(),
         )
         .await?;
         leptos_axum::redirect(done);

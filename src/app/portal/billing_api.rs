@@ -60,7 +60,7 @@ pub async fn add_card(
     let consent = Consent {
         given: consent.as_deref() == Some("on") || consent.as_deref() == Some("true"),
         user_id: Some(user.user_id),
-        ip: crate::server::auth::client_ip(),
+        ip: crate::server::auth::client_ip().map(|ip| ip.to_string()),
         user_agent,
     };
     let card = add_card(

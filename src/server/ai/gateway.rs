@@ -23,6 +23,7 @@ use super::keys::{authenticate_virtual_key, VirtualKeyAuth, VirtualKeyRejection}
 use super::metering::{budget_for, record_call, tokens_used_today, Budget, CallRecord, UsageMeter};
 use super::{Dialect, Provider};
 use crate::server::config::ai::AiSettings;
+use crate::server::config::{ExposeSecret, SecretString};
 use crate::server::db::DbPool;
 use crate::server::state::AppState;
 use axum::body::{Body, Bytes};
@@ -214,7 +215,7 @@ impl Drop for Slot {
 pub struct Gateway {
     client: reqwest::Client,
     settings: AiSettings,
-    credentials: BTreeMap<String, String>,
+    credentials: BTreeMap<String, SecretString>,
     pool: DbPool,
     inflight: Arc<InFlight>,
 }
@@ -293,7 +294,12 @@ impl Gateway {
             Err(response) => return response,
         };
 
-        let request = self.upstream_request(auth.provider, operator_key, headers, call.body);
+        let request = self.upstream_request(
+            auth.provider,
+            operator_key.expose_secret(),
+            headers,
+            call.body,
+        );
         let upstream = match request.send().await {
             Ok(upstream) => upstream,
             Err(error) => {

@@ -10,7 +10,7 @@ use crate::server::auth::throttle;
 use crate::server::billing::customers::{provision_customer, NewCustomer, Provisioned};
 use crate::server::billing::error::is_unique_violation;
 use crate::server::billing::error::to_app_error;
-use crate::server::billing::notifications::enqueue_email;
+use crate::server::billing::notifications::{self, enqueue_email, Recipient};
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
 use crate::server::db::schema::{sessions, user_tokens, users};
@@ -22,6 +22,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 
 /// The one answer for an unknown email, a wrong password, or a user without
 /// a password yet: nothing tells them apart.
@@ -43,8 +44,8 @@ pub const ROLE_OWNER: &str = "owner";
 /// `server::admin`).
 pub const ROLE_STAFF_ADMIN: &str = "staff_admin";
 
-/// A user row.
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// A user row. `Debug` leaves out the password hash.
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct User {
     /// Row id.
@@ -60,6 +61,19 @@ pub struct User {
     pub role: String,
     /// When the email was confirmed.
     pub email_confirmed_at: Option<DateTime<Utc>>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("customer_id", &self.customer_id)
+            .field("email", &self.email)
+            .field("password_set", &self.password_hash.is_some())
+            .field("role", &self.role)
+            .field("email_confirmed_at", &self.email_confirmed_at)
+            .finish()
+    }
 }
 
 /// What a mailed token is for (the `purpose` column).
@@ -379,7 +393,7 @@ pub async fn log_in(
     session: &TypedSession,
     email: &str,
     password: &str,
-    ip: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<User, AppError> {
     let email_lower = email.trim().to_lowercase();
     if email_lower.is_empty() || password.is_empty() {
@@ -391,11 +405,11 @@ pub async fn log_in(
         return Err(AppError::Validation(BAD_CREDENTIALS.into()));
     }
     let mut conn = conn(state).await?;
-    if let Some(until) = throttle::blocked_until(&mut conn, &email_lower, ip)
+    if let Some(block) = throttle::blocked(&mut conn, &email_lower, ip)
         .await
         .map_err(db)?
     {
-        return Err(AppError::RateLimited(throttle::retry_message(until)));
+        return Err(AppError::RateLimited(throttle::retry_message(block)));
     }
     let user = find_user_by_email(&mut conn, &email_lower).await?;
     let stored = user.as_ref().and_then(|u| u.password_hash.clone());
@@ -478,7 +492,8 @@ pub async fn log_out_everywhere(
 }
 
 /// Change password (signed in): checks `current`, stores `new`, signs out
-/// every other session of the user and gives this one a new id. Rate
+/// every other session of the user, voids their unused reset and invite
+/// links, queues a notice email, and gives this session a new id. Rate
 /// limited per user and per client IP ([`Flow::ChangePassword`]) before any
 /// argon2.
 ///
@@ -491,7 +506,7 @@ pub async fn change_password(
     user: &User,
     current: &str,
     (new, confirm): (&str, &str),
-    ip: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<(), AppError> {
     let new = new_password(new, confirm)?;
     let current = Password::presented(current)
@@ -512,12 +527,55 @@ pub async fn change_password(
     }
     let hash = hash_password(new).await?;
     let mut conn = conn(state).await?;
-    set_password(&mut conn, user.id, &hash).await?;
     let keep = session.row_key();
-    delete_sessions(&mut conn, user.id, keep.as_deref()).await?;
+    conn.transaction(async |conn| {
+        set_password(conn, user.id, &hash).await?;
+        password_changed(conn, user, keep.as_deref()).await
+    })
+    .await?;
     session.cycle_id().await?;
     session.insert_user_id(user.id).await?;
     tracing::info!(user_id = user.id, "password changed");
+    Ok(())
+}
+
+/// What a new password ends, in the caller's transaction: every session of
+/// `user` but `keep` (this browser's, after a change; none after a reset),
+/// every unused password-reset and invite link of the user, and a notice
+/// to the user ("your password was changed; if it was not you, reset it").
+async fn password_changed(
+    conn: &mut AsyncPgConnection,
+    user: &User,
+    keep: Option<&str>,
+) -> Result<(), AppError> {
+    delete_sessions(conn, user.id, keep).await?;
+    diesel::update(
+        user_tokens::table
+            .filter(user_tokens::user_id.eq(user.id))
+            .filter(user_tokens::purpose.eq_any([
+                TokenPurpose::PasswordReset.as_str(),
+                TokenPurpose::Invite.as_str(),
+            ]))
+            .filter(user_tokens::used_at.is_null()),
+    )
+    .set(user_tokens::used_at.eq(Utc::now()))
+    .execute(conn)
+    .await
+    .map_err(db)?;
+    let recipient = Recipient {
+        customer_id: user.customer_id,
+        email: &user.email,
+        name: "",
+    };
+    let key = format!(
+        "{}:{}:{}",
+        notifications::kind::PASSWORD_CHANGED,
+        user.id,
+        Utc::now().timestamp_micros()
+    );
+    enqueue_email(conn, &notifications::password_changed(&recipient, key))
+        .await
+        .map_err(to_app_error)?;
     Ok(())
 }
 
@@ -552,7 +610,7 @@ pub const FORGOT_PASSWORD_MIN_DURATION: std::time::Duration = std::time::Duratio
 pub async fn forgot_password(
     state: &AppState,
     email: &str,
-    ip: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<(), AppError> {
     let deadline = tokio::time::Instant::now() + FORGOT_PASSWORD_MIN_DURATION;
     let email = Email::parse(email).map_err(validation)?;
@@ -592,8 +650,10 @@ pub async fn forgot_password(
 }
 
 /// `/reset-password` and `/accept-invite`: consumes the token, sets the
-/// password, confirms the email (the link proved the user reads it) and
-/// signs out every session of the user.
+/// password, confirms the email (the link proved the user reads it),
+/// signs out every session of the user and forgets the account's failed
+/// sign-ins; a reset also voids the user's other reset and invite links
+/// and queues a notice email.
 ///
 /// The password rules and the link are checked, and the attempt counted
 /// per client `ip` and per user ([`Flow::SetPasswordByLink`]), before the
@@ -606,7 +666,7 @@ pub async fn set_password_with_token(
     token: &str,
     purpose: TokenPurpose,
     (password, confirm): (&str, &str),
-    ip: Option<&str>,
+    ip: Option<IpAddr>,
 ) -> Result<(), AppError> {
     let password = new_password(password, confirm)?;
     let token = token.trim().to_owned();
@@ -633,7 +693,20 @@ pub async fn set_password_with_token(
             .ok_or_else(invalid_link)?;
         set_password(conn, user_id, &hash).await?;
         mark_confirmed(conn, user_id).await?;
-        delete_sessions(conn, user_id, None).await?;
+        let user = find_user(conn, user_id).await?.ok_or_else(invalid_link)?;
+        match purpose {
+            // A reset ends the old password's sessions and links, with a notice.
+            TokenPurpose::PasswordReset => password_changed(conn, &user, None).await?,
+            // A first password: nothing to notify; no session can exist.
+            _ => {
+                delete_sessions(conn, user_id, None).await?;
+            }
+        }
+        // The link proved the mailbox: failed sign-ins no longer pause
+        // the account (the way out the throttle's message points to).
+        throttle::clear_account(conn, &user.email.to_lowercase())
+            .await
+            .map_err(db)?;
         tracing::info!(
             user_id,
             purpose = purpose.as_str(),

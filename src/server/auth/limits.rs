@@ -9,9 +9,11 @@
 //! Every check runs before any argon2 and before the flow writes anything;
 //! a refusal is [`AppError::RateLimited`] (429) saying when to retry.
 
+use crate::server::client_ip;
 use crate::server::rate_limit::{check, Decision};
 use crate::server::state::AppState;
 use crate::types::AppError;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// An account flow with its own limits.
@@ -68,7 +70,8 @@ impl Flow {
     }
 }
 
-/// Counts one attempt of `flow` against the client `ip` (when known) and
+/// Counts one attempt of `flow` against the client `ip` (when known; IPv6
+/// by its /64, [`client_ip::limit_key`]) and
 /// against `account` (a lower-cased email or `user:<id>`; when known) and
 /// refuses it when either is over its limit ([`Flow::limits`]). Both are
 /// counted, on a pooled connection of their own, before the caller does
@@ -79,7 +82,7 @@ impl Flow {
 pub async fn check_flow(
     state: &AppState,
     flow: Flow,
-    ip: Option<&str>,
+    ip: Option<IpAddr>,
     account: Option<&str>,
 ) -> Result<(), AppError> {
     let (per_ip, per_account) = flow.limits();
@@ -89,7 +92,12 @@ pub async fn check_flow(
     })?;
     let mut refused: Option<Decision> = None;
     let buckets = [
-        ip.map(|ip| (format!("auth:{}:ip:{ip}", flow.name()), per_ip)),
+        ip.map(|ip| {
+            (
+                client_ip::ip_bucket(&format!("auth:{}:ip", flow.name()), ip),
+                per_ip,
+            )
+        }),
         account.map(|a| (format!("auth:{}:account:{a}", flow.name()), per_account)),
     ];
     for (bucket, limit) in buckets.into_iter().flatten() {

@@ -65,16 +65,14 @@ pub fn app_state() -> Result<AppState, AppError> {
     leptos::prelude::use_context::<AppState>().ok_or(AppError::Internal)
 }
 
-/// For server functions: the client's IP address as text, from the
-/// connection (`ConnectInfo<SocketAddr>`, present when the server is
-/// started with `into_make_service_with_connect_info`), else `None`.
-/// Forwarded headers are not trusted (anyone can set them).
-pub fn client_ip() -> Option<String> {
+/// For server functions: the client's IP, found by the one rule of
+/// [`crate::server::client_ip`] (the TCP peer; under
+/// `TRUST_PROXY_HEADERS`, the rightmost `X-Forwarded-For` address that is
+/// not one of `TRUSTED_PROXIES`), else `None`.
+pub fn client_ip() -> Option<std::net::IpAddr> {
     let parts = leptos::prelude::use_context::<axum::http::request::Parts>()?;
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|info| info.0.ip().to_string())
+    let state = app_state().ok()?;
+    crate::server::client_ip::from_parts(&parts, &state.config)
 }
 
 /// The signed-in user and the full user row, for the account flows.

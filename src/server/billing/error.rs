@@ -110,3 +110,57 @@ pub fn to_app_error(error: BillingError) -> AppError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::billing::ports::ProcessorError;
+
+    /// What a customer would read for `error` in the portal.
+    fn shown(error: ProcessorError) -> String {
+        match to_app_error(processor_error(error)) {
+            AppError::Validation(message) => message,
+            other => other.to_string(),
+        }
+    }
+
+    #[test]
+    fn customers_never_read_the_processors_own_message() {
+        const RAW: &str = "Stripe raw: Your card has insufficient funds (req_abc123, sk_test_x)";
+        let cases = [
+            ProcessorError::Unavailable(RAW.into()),
+            ProcessorError::Conflict(RAW.into()),
+            ProcessorError::Misconfigured(RAW.into()),
+            ProcessorError::NotFound(RAW.into()),
+            ProcessorError::Disabled,
+            ProcessorError::Declined {
+                code: Some("card_declined".into()),
+                decline_code: Some("insufficient_funds".into()),
+            },
+            ProcessorError::Declined {
+                code: Some("<script>".into()),
+                decline_code: Some(RAW.into()),
+            },
+        ];
+        for error in cases {
+            let message = shown(error.clone());
+            assert!(
+                !message.contains("Stripe raw")
+                    && !message.contains("req_")
+                    && !message.contains("<script>"),
+                "{error:?} → {message}"
+            );
+            assert!(!message.is_empty());
+        }
+        // A decline is explained in our words, by its code.
+        let declined = shown(ProcessorError::Declined {
+            code: Some("card_declined".into()),
+            decline_code: Some("insufficient_funds".into()),
+        });
+        assert!(
+            declined.starts_with("the card was declined: "),
+            "{declined}"
+        );
+        assert!(declined.contains("insufficient funds"), "{declined}");
+    }
+}

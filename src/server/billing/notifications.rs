@@ -47,6 +47,8 @@ pub mod kind {
     pub const SUBSCRIPTION_PAYMENT_FAILED: &str = "subscription_payment_failed";
     /// [`super::Notification::DisputeOpened`].
     pub const DISPUTE_OPENED: &str = "dispute_opened";
+    /// [`super::Notification::PasswordChanged`].
+    pub const PASSWORD_CHANGED: &str = "password_changed";
 }
 
 /// `kind` of [`charge_declined`].
@@ -60,6 +62,8 @@ pub const CONFIRM_EMAIL_PATH: &str = "/confirm-email";
 pub const RESET_PASSWORD_PATH: &str = "/reset-password";
 /// Path of the set-a-password page for invitations (`?token=`).
 pub const ACCEPT_INVITE_PATH: &str = "/accept-invite";
+/// Path of the page that mails a password-reset link.
+pub const FORGOT_PASSWORD_PATH: &str = "/forgot-password";
 
 /// What happened, with the facts its email needs. Stored as JSON tagged by
 /// `kind` (the same spelling as the outbox's `kind` column).
@@ -110,7 +114,9 @@ pub enum Notification {
     ChargeDeclined {
         /// The amount, formatted (e.g. `$29.00`, `billing::pricing::format_money`).
         amount: String,
-        /// The processor's decline message.
+        /// What the customer is told: our advice for the decline code
+        /// ([`crate::server::billing::ports::decline_advice`]), never the
+        /// processor's message.
         reason: String,
     },
     /// A Pro subscription invoice could not be paid (past due).
@@ -118,6 +124,10 @@ pub enum Notification {
         /// The invoice amount, formatted.
         amount: String,
     },
+    /// The account's password was changed (signed in) or reset (by a
+    /// mailed link); the other sessions were signed out. Carries no link
+    /// with a token: the email points to the forgot-password page.
+    PasswordChanged,
     /// To a staff admin: a customer disputed a charge (Stripe's
     /// `charge.dispute.created`).
     DisputeOpened {
@@ -146,6 +156,7 @@ impl Notification {
             Self::ChargeDeclined { .. } => kind::CHARGE_DECLINED,
             Self::SubscriptionPaymentFailed { .. } => kind::SUBSCRIPTION_PAYMENT_FAILED,
             Self::DisputeOpened { .. } => kind::DISPUTE_OPENED,
+            Self::PasswordChanged => kind::PASSWORD_CHANGED,
         }
     }
 }
@@ -273,6 +284,12 @@ pub fn password_reset(
     OutgoingEmail::new(to, Notification::PasswordReset { link }, idempotency_key)
 }
 
+/// "Your password was changed; if it was not you, reset it." Conventional
+/// key: `password_changed:<user id>:<unix microseconds>` (one per change).
+pub fn password_changed(to: &Recipient<'_>, idempotency_key: String) -> OutgoingEmail {
+    OutgoingEmail::new(to, Notification::PasswordChanged, idempotency_key)
+}
+
 /// The balance is down to `credits_left` credits. Conventional key:
 /// `low_credit:<ledger entry id>` of the debit that left it there.
 pub fn low_credit(
@@ -334,7 +351,9 @@ pub fn invite(
 }
 
 /// A pay-as-you-go card charge of `amount` (formatted, e.g. `$29.00`) was
-/// declined with the processor's `reason`. Conventional key:
+/// declined; `reason` is our advice for its decline code
+/// ([`crate::server::billing::ports::decline_advice`]), never the
+/// processor's message. Conventional key:
 /// `charge_declined:<charge id>:<attempt>`.
 pub fn charge_declined(
     _links: &EmailLinks,

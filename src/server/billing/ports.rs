@@ -134,8 +134,8 @@ pub enum SetupStatus {
     Other(String),
 }
 
-/// A SetupIntent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A SetupIntent. `Debug` leaves out the client secret.
+#[derive(Clone, PartialEq, Eq)]
 pub struct SetupIntentSnapshot {
     /// `seti_…`.
     pub id: String,
@@ -148,6 +148,21 @@ pub struct SetupIntentSnapshot {
     pub status: SetupStatus,
     /// The card it set up, once confirmed.
     pub payment_method: Option<String>,
+}
+
+impl std::fmt::Debug for SetupIntentSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetupIntentSnapshot")
+            .field("id", &self.id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("customer", &self.customer)
+            .field("status", &self.status)
+            .field("payment_method", &self.payment_method)
+            .finish()
+    }
 }
 
 /// A card (payment method) at the processor.

@@ -11,7 +11,7 @@ pub struct GitHubSettings {
     /// `GITHUB_WEBHOOK_SECRET`: the GitHub App's webhook secret;
     /// several comma-separated are all accepted (for rotation). Empty:
     /// `POST /webhooks/github` rejects every delivery (401).
-    pub webhook_secrets: Vec<String>,
+    pub webhook_secrets: Vec<secrecy::SecretString>,
     /// `GITHUB_MARKETPLACE_PLANS`: Marketplace listing plan id (the
     /// `marketplace_purchase.plan.id` of an event) → our catalog plan,
     /// written `7001=pro,7002=payg,7003=trial`. A purchase of a plan that is
@@ -52,6 +52,7 @@ impl GitHubSettings {
                 v.split(',')
                     .map(|s| s.trim().to_owned())
                     .filter(|s| !s.is_empty())
+                    .map(secrecy::SecretString::from)
                     .collect()
             })
             .unwrap_or_default();
@@ -114,7 +115,10 @@ mod tests {
             ),
         ])
         .unwrap();
-        assert_eq!(s.webhook_secrets, vec!["new-secret", "old-secret"]);
+        assert_eq!(
+            super::super::expose_all(&s.webhook_secrets),
+            vec!["new-secret", "old-secret"]
+        );
         assert_eq!(s.plan_for(7001), Some(Plan::Pro));
         assert_eq!(s.plan_for(7002), Some(Plan::Payg));
         assert_eq!(s.plan_for(7003), Some(Plan::Trial));

@@ -6,12 +6,14 @@ pub mod ai;
 pub mod github;
 pub mod links;
 pub mod pricing;
+pub mod proxies;
 pub mod stripe;
 
 pub use links::EmailLinks;
 
 use crate::server::flags::{Flag, Flags};
 pub use pricing::PricingCatalog;
+pub use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -43,8 +45,9 @@ pub const PROVIDERS: &[(&str, &str)] = &[
 /// The whole server configuration.
 #[derive(Clone)]
 pub struct Config {
-    /// PostgreSQL URL (`DATABASE_URL`, required).
-    pub database_url: String,
+    /// PostgreSQL URL (`DATABASE_URL`, required); it holds the database
+    /// password, so `Debug` redacts it.
+    pub database_url: SecretString,
     /// Connections in the pool (`DATABASE_POOL_SIZE`, default 16).
     pub database_pool_size: usize,
     /// Per-statement timeout in seconds (`DATABASE_STATEMENT_TIMEOUT_SECONDS`, default 30).
@@ -55,7 +58,7 @@ pub struct Config {
     /// (`CREDENTIAL_TTL_CAP_MINUTES`, default 60).
     pub credential_ttl_cap_minutes: i64,
     /// Provider name → credential, only for providers the operator configured.
-    pub provider_credentials: BTreeMap<String, String>,
+    pub provider_credentials: BTreeMap<String, SecretString>,
     /// Prices and credit grants.
     pub pricing: PricingCatalog,
     /// Stripe: kill switch, key, API base, webhook secrets.
@@ -67,10 +70,11 @@ pub struct Config {
     /// Action API requests allowed per API key per hour, across all
     /// instances (`RATE_LIMIT_ACTION_PER_HOUR`, default 500).
     pub rate_limit_action_per_hour: u32,
-    /// Whether the client IP is the first `X-Forwarded-For` hop rather than
-    /// the socket's peer (`TRUST_PROXY_HEADERS`, default false; set it only
-    /// behind a proxy that overwrites that header).
-    pub trust_proxy_headers: bool,
+    /// How the client IP is found behind proxies (`TRUST_PROXY_HEADERS`,
+    /// default false: the TCP peer; `TRUSTED_PROXIES`, our proxies' IPs and
+    /// CIDRs): see [`proxies::ProxySettings`] and
+    /// [`crate::server::client_ip`].
+    pub proxies: proxies::ProxySettings,
     /// Outgoing email: transport, sender, links, retries.
     pub email: EmailConfig,
     /// How long a rotated API key keeps working, in hours
@@ -130,7 +134,7 @@ impl std::fmt::Debug for Config {
                 "rate_limit_action_per_hour",
                 &self.rate_limit_action_per_hour,
             )
-            .field("trust_proxy_headers", &self.trust_proxy_headers)
+            .field("proxies", &self.proxies)
             .field("email", &self.email)
             .field(
                 "api_key_rotation_grace_hours",
@@ -188,7 +192,7 @@ impl Config {
             .filter_map(|(provider, var)| {
                 lookup(var)
                     .filter(|v| !v.trim().is_empty())
-                    .map(|v| ((*provider).to_owned(), v.trim().to_owned()))
+                    .map(|v| ((*provider).to_owned(), SecretString::from(v.trim())))
             })
             .collect();
         let defaults = PricingCatalog::default();
@@ -228,7 +232,7 @@ impl Config {
             ..defaults
         };
         Ok(Self {
-            database_url,
+            database_url: database_url.into(),
             database_pool_size: env.parsed("DATABASE_POOL_SIZE", 16, 1..=1000)?,
             statement_timeout_seconds: env.parsed(
                 "DATABASE_STATEMENT_TIMEOUT_SECONDS",
@@ -254,7 +258,10 @@ impl Config {
                 500,
                 1..=100_000_000,
             )?,
-            trust_proxy_headers: env.flag("TRUST_PROXY_HEADERS", false)?,
+            proxies: proxies::ProxySettings::parse(
+                env.flag("TRUST_PROXY_HEADERS", false)?,
+                env.optional("TRUSTED_PROXIES").as_deref(),
+            )?,
             email: EmailConfig::from_env(
                 &env,
                 env.base_url("PUBLIC_BASE_URL", "http://127.0.0.1:3000")?,
@@ -353,6 +360,12 @@ fn parse_bool(name: &'static str, value: Option<String>) -> Result<Option<bool>,
             reason: "must be true or false".into(),
         }),
     }
+}
+
+/// The secrets of `list`, exposed for one use (e.g. an HMAC check over
+/// every configured webhook secret); never log or store the result.
+pub fn expose_all(list: &[SecretString]) -> Vec<&str> {
+    list.iter().map(ExposeSecret::expose_secret).collect()
 }
 
 struct Env<'a, F: Fn(&str) -> Option<String>>(&'a F);
@@ -457,13 +470,13 @@ pub enum SmtpTls {
 pub struct SmtpCredentials {
     /// User name.
     pub username: String,
-    password: String,
+    password: SecretString,
 }
 
 impl SmtpCredentials {
     /// The password, for the SMTP client only.
     pub fn password(&self) -> &str {
-        &self.password
+        self.password.expose_secret()
     }
 }
 
@@ -615,7 +628,10 @@ fn smtp_settings<F: Fn(&str) -> Option<String>>(
     };
     let credentials = match (env.optional("SMTP_USERNAME"), env.optional("SMTP_PASSWORD")) {
         (None, None) => None,
-        (Some(username), Some(password)) => Some(SmtpCredentials { username, password }),
+        (Some(username), Some(password)) => Some(SmtpCredentials {
+            username,
+            password: password.into(),
+        }),
         (Some(_), None) => return Err(ConfigError::Missing("SMTP_PASSWORD")),
         (None, Some(_)) => return Err(ConfigError::Missing("SMTP_USERNAME")),
     };
@@ -706,7 +722,7 @@ mod tests {
             Config::from_lookup(lookup(&[("DATABASE_URL", "postgres://localhost/x")])).unwrap();
         assert_eq!(config.rate_limit_signups_per_minute, 10);
         assert_eq!(config.rate_limit_action_per_hour, 500);
-        assert!(!config.trust_proxy_headers);
+        assert!(!config.proxies.trust_headers);
         let config = Config::from_lookup(lookup(&[
             ("DATABASE_URL", "postgres://localhost/x"),
             ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "3"),
@@ -716,7 +732,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.rate_limit_signups_per_minute, 3);
         assert_eq!(config.rate_limit_action_per_hour, 7);
-        assert!(config.trust_proxy_headers);
+        assert!(config.proxies.trust_headers);
         for (name, bad) in [
             ("TRUST_PROXY_HEADERS", "maybe"),
             ("RATE_LIMIT_SIGNUPS_PER_MINUTE", "0"),
@@ -768,6 +784,55 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("mailer"), "{shown}");
+    }
+
+    #[test]
+    fn every_secret_is_wrapped_and_debug_redacts_it() {
+        let config = Config::from_lookup(lookup(&[
+            ("DATABASE_URL", "postgres://app:dbpass-secret@localhost/x"),
+            ("PROVIDER_OPENAI_API_KEY", "sk-openai-secret"),
+            ("PROVIDER_ANTHROPIC_API_KEY", "sk-ant-secret"),
+            ("STRIPE_SECRET_KEY", "sk_test_stripe-secret"),
+            (
+                "STRIPE_WEBHOOK_SECRETS",
+                "whsec_one-secret,whsec_two-secret",
+            ),
+            ("GITHUB_WEBHOOK_SECRET", "gh-hook-secret"),
+            ("EMAIL_TRANSPORT", "smtp"),
+            ("SMTP_HOST", "smtp.example.com"),
+            ("SMTP_USERNAME", "mailer"),
+            ("SMTP_PASSWORD", "smtp-pass-secret"),
+        ]))
+        .unwrap();
+        // Each secret field is a SecretString: its own Debug redacts.
+        let shown = [
+            format!("{config:?}"),
+            format!("{:?}", config.database_url),
+            format!("{:?}", config.provider_credentials),
+            format!("{:?}", config.stripe.secret_key),
+            format!("{:?}", config.stripe.webhook_secrets),
+            format!("{:?}", config.github.webhook_secrets),
+            format!("{:?}", config.email),
+        ]
+        .join("\n");
+        assert!(
+            !shown.contains("secret-") && !shown.contains("-secret"),
+            "{shown}"
+        );
+        assert!(shown.contains("REDACTED"), "{shown}");
+        // The values are still there for the code that needs them.
+        assert_eq!(
+            config.database_url.expose_secret(),
+            "postgres://app:dbpass-secret@localhost/x"
+        );
+        assert_eq!(
+            config.provider_credentials["openai"].expose_secret(),
+            "sk-openai-secret"
+        );
+        assert_eq!(
+            expose_all(&config.stripe.webhook_secrets),
+            vec!["whsec_one-secret", "whsec_two-secret"]
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! [`crate::server::stripe`].
 
 use crate::server::config::ConfigError;
+use secrecy::SecretString;
 
 /// Default Stripe API base URL.
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
@@ -19,14 +20,14 @@ pub struct StripeSettings {
     pub flags: crate::server::flags::Flags,
     /// `STRIPE_SECRET_KEY` (`sk_…` or `rk_…`); `None` when unset, in which
     /// case jobs that call Stripe stay queued (as with billing disabled).
-    pub secret_key: Option<String>,
+    pub secret_key: Option<SecretString>,
     /// `STRIPE_API_BASE`, without a trailing slash (default
     /// [`DEFAULT_API_BASE`]).
     pub api_base: String,
     /// `STRIPE_WEBHOOK_SECRETS`: comma-separated `whsec_…` endpoint secrets;
     /// an event signed with any of them is accepted (for rotation). Empty:
     /// every webhook is rejected.
-    pub webhook_secrets: Vec<String>,
+    pub webhook_secrets: Vec<SecretString>,
     /// `STRIPE_PUBLISHABLE_KEY` (`pk_…`): given to Stripe.js in the portal's
     /// card form; `None` when unset (the form says cards cannot be added).
     pub publishable_key: Option<String>,
@@ -155,9 +156,12 @@ impl StripeSettings {
         }
         Ok(Self {
             flags,
-            secret_key,
+            secret_key: secret_key.map(SecretString::from),
             api_base,
-            webhook_secrets,
+            webhook_secrets: webhook_secrets
+                .into_iter()
+                .map(SecretString::from)
+                .collect(),
             publishable_key,
             js_url,
             pro_price_id,
@@ -209,7 +213,10 @@ mod tests {
         .unwrap();
         assert!(!s.billing_enabled());
         assert_eq!(s.api_base, "http://127.0.0.1:8420");
-        assert_eq!(s.webhook_secrets, vec!["whsec_a", "whsec_b"]);
+        assert_eq!(
+            super::super::expose_all(&s.webhook_secrets),
+            vec!["whsec_a", "whsec_b"]
+        );
         let debug = format!("{s:?}");
         assert!(
             !debug.contains("secretvalue") && !debug.contains("whsec_a"),

@@ -13,8 +13,8 @@ use crate::server::billing::notifications::{Notification, NotificationRecord};
 use chrono::{DateTime, Utc};
 
 pub use crate::server::billing::notifications::{
-    kind, Recipient, ACCEPT_INVITE_PATH, CONFIRM_EMAIL_PATH, KIND_CHARGE_DECLINED,
-    KIND_SUBSCRIPTION_PAYMENT_FAILED, RESET_PASSWORD_PATH,
+    kind, Recipient, ACCEPT_INVITE_PATH, CONFIRM_EMAIL_PATH, FORGOT_PASSWORD_PATH,
+    KIND_CHARGE_DECLINED, KIND_SUBSCRIPTION_PAYMENT_FAILED, RESET_PASSWORD_PATH,
 };
 pub use crate::server::config::links::EmailLinks;
 
@@ -76,6 +76,7 @@ pub fn render_notification(links: &EmailLinks, record: &NotificationRecord) -> R
             amount,
             reason,
         } => dispute_opened(links, name, *customer_id, customer_email, amount, reason),
+        Notification::PasswordChanged => password_changed(links, name),
     }
 }
 
@@ -199,6 +200,26 @@ fn password_reset(name: &str, reset_link: &str) -> Rendered {
             ),
             "If you did not ask for this, ignore this email: your password stays as it is.".into(),
         ],
+    )
+}
+
+/// Tells the user their password was changed or reset, and how to take
+/// the account back if it was not them (a fresh reset link, asked for on
+/// the forgot-password page: this email carries no token).
+fn password_changed(links: &EmailLinks, name: &str) -> Rendered {
+    let forgot = links.page(FORGOT_PASSWORD_PATH);
+    render(
+        name,
+        "Your RSOLV password was changed".into(),
+        &[
+            "The password of your RSOLV account was just changed, and every other session was signed out.".into(),
+            "If this was you, there is nothing to do. If it was not, reset your password now:".into(),
+        ],
+        Some(Action {
+            label: "Reset your password",
+            url: &forgot,
+        }),
+        &[],
     )
 }
 

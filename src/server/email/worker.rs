@@ -22,6 +22,14 @@
 //! `attempts` counts claims, so a delivery that crashed the worker counts
 //! too; a row whose lease expired after its last allowed attempt is marked
 //! `failed` rather than sent again.
+//!
+//! No usable token at rest (issue 12, scope 7): the update that marks a row
+//! `sent` also replaces the value of every `token=` link parameter in its
+//! stored bodies and notification with [`REDACTED_TOKEN`]
+//! ([`redact_link_tokens`]), so a reset, invite or confirmation link
+//! survives only in the recipient's mailbox. Queued and failed rows keep
+//! their link (the admin can resend a failed one); the tokens themselves
+//! are stored only as SHA-256 (`user_tokens`) and expire.
 
 use crate::server::billing::notifications::NotificationRecord;
 use crate::server::billing::BillingError;
@@ -156,8 +164,49 @@ async fn claim_one(
     .optional()?)
 }
 
-/// Marks the claimed row sent; false when the lease was lost meanwhile.
+/// What replaces a mailed token in a sent row.
+pub const REDACTED_TOKEN: &str = "REDACTED";
+
+/// `text` with the value of every `token=` parameter (the characters a
+/// token or its URL encoding can hold) replaced by [`REDACTED_TOKEN`].
+pub fn redact_link_tokens(text: &str) -> String {
+    const PARAM: &str = "token=";
+    let is_token_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '%' | '.' | '~' | '+');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(PARAM) {
+        let value_start = at + PARAM.len();
+        out.push_str(&rest[..value_start]);
+        let tail = &rest[value_start..];
+        let end = tail.find(|c| !is_token_char(c)).unwrap_or(tail.len());
+        if end > 0 {
+            out.push_str(REDACTED_TOKEN);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// [`redact_link_tokens`] over every string in a stored notification.
+fn redact_json(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::String(s) => *s = redact_link_tokens(s),
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact_json),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(redact_json),
+        _ => {}
+    }
+}
+
+/// Marks the claimed row sent, its links' tokens redacted; false when the
+/// lease was lost meanwhile.
 async fn mark_sent(conn: &mut AsyncPgConnection, row: &OutboxEmail) -> Result<bool, BillingError> {
+    let redact = |body: &Option<String>| body.as_deref().map(redact_link_tokens);
+    let notification = row.notification.clone().map(|mut value| {
+        redact_json(&mut value);
+        value
+    });
     let updated = diesel::update(
         email_outbox::table
             .find(row.id)
@@ -169,6 +218,9 @@ async fn mark_sent(conn: &mut AsyncPgConnection, row: &OutboxEmail) -> Result<bo
         email_outbox::sent_at.eq(diesel::dsl::now),
         email_outbox::locked_until.eq(None::<DateTime<Utc>>),
         email_outbox::last_error.eq(None::<String>),
+        email_outbox::text_body.eq(redact(&row.text_body)),
+        email_outbox::html_body.eq(redact(&row.html_body)),
+        email_outbox::notification.eq(notification),
     ))
     .execute(conn)
     .await?;
@@ -357,6 +409,28 @@ pub async fn run_forever(state: AppState, shutdown: impl Future<Output = ()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn link_tokens_are_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact_link_tokens(
+                "Set it: https://x.test/accept-invite?token=Ab-_9%2B.~ now\n\
+                 <a href=\"https://x.test/reset-password?token=QQ\">go</a> token=\n"
+            ),
+            "Set it: https://x.test/accept-invite?token=REDACTED now\n\
+             <a href=\"https://x.test/reset-password?token=REDACTED\">go</a> token=\n"
+        );
+        assert_eq!(redact_link_tokens("no links"), "no links");
+        assert_eq!(
+            redact_link_tokens("token=ab&token=cd"),
+            "token=REDACTED&token=REDACTED"
+        );
+        let mut value =
+            serde_json::json!({"kind": "invite", "link": "https://x/?token=secret", "n": 1});
+        redact_json(&mut value);
+        assert_eq!(value["link"], "https://x/?token=REDACTED");
+        assert_eq!(value["n"], 1);
+    }
 
     #[test]
     fn backoff_doubles_caps_and_jitters_down_to_half() {

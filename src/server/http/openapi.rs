@@ -31,7 +31,7 @@ pub struct ErrorBody {
 /// handler's own type lives in `api_v1::credentials`, which another branch
 /// is rewriting; this mirrors its fields until it derives `ToSchema`
 /// itself.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ExchangeRequest {
     /// The API key; optional when the `x-api-key` header carries it (both
     /// must then agree).
@@ -44,7 +44,7 @@ pub struct ExchangeRequest {
 }
 
 /// One vended provider credential.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct VendedCredential {
     /// The provider's key.
     pub api_key: String,
@@ -64,7 +64,7 @@ pub struct UsageSummary {
 
 /// `POST /api/v1/credentials/exchange` answer: a credential for each
 /// requested provider the platform serves.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Serialize, Deserialize, ToSchema)]
 pub struct ExchangeResponse {
     /// Provider name → credential.
     pub credentials: BTreeMap<String, VendedCredential>,

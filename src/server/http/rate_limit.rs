@@ -1,7 +1,7 @@
 //! Rate limits at the HTTP edge, over [`crate::server::rate_limit::check`]
 //! (state in PostgreSQL, shared by every instance):
 //!
-//! - signups, per client IP: [`limit_signups_json`] (the onboarding API),
+//! - signups, per client IP ([`crate::server::client_ip`]): [`limit_signups_json`] (the onboarding API),
 //!   [`limit_signups_form`] (the no-JavaScript form) and
 //!   [`limit_signups_server_fn`] (the signup server function), all counting
 //!   against one bucket per IP, `RATE_LIMIT_SIGNUPS_PER_MINUTE` per minute;
@@ -16,21 +16,20 @@
 
 use crate::app::home::Signup;
 use crate::server::billing::api_keys::Authenticated;
-use crate::server::config::Config;
+use crate::server::client_ip::{self, ip_bucket};
 use crate::server::http::error::ApiError;
 use crate::server::http::pages::render_signup_page;
 use crate::server::rate_limit::{check, Decision};
 use crate::server::state::AppState;
 use crate::types::AppError;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use leptos::server_fn::error::{FromServerFnError, SERVER_FN_ERROR_HEADER};
 use leptos::server_fn::ServerFn;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,48 +49,6 @@ pub const RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset
 /// mounts itself so that [`limit_signups_server_fn`] can wrap it.
 pub fn signup_server_fn_path() -> &'static str {
     <Signup as ServerFn>::PATH
-}
-
-/// The client's IP: the socket's peer address, or, when
-/// `config.trust_proxy_headers`, the first `X-Forwarded-For` hop if it
-/// parses as an IP. `None` when the server was not started with
-/// `into_make_service_with_connect_info::<SocketAddr>()` and no trusted
-/// header names one.
-pub fn client_ip(parts: &Parts, config: &Config) -> Option<IpAddr> {
-    if config.trust_proxy_headers {
-        if let Some(ip) = first_forwarded_hop(&parts.headers) {
-            return Some(ip);
-        }
-    }
-    parts
-        .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip())
-}
-
-fn first_forwarded_hop(headers: &HeaderMap) -> Option<IpAddr> {
-    let value = headers.get("x-forwarded-for")?.to_str().ok()?;
-    let first = value.split(',').next()?.trim();
-    first
-        .parse::<IpAddr>()
-        .ok()
-        .or_else(|| first.parse::<SocketAddr>().ok().map(|a| a.ip()))
-}
-
-/// A bucket name for `ip` under `prefix` (e.g. `signup:ip`): IPv4 addresses
-/// (also IPv4-mapped IPv6) as they are, IPv6 addresses by their /64
-/// network, since one client is usually given a whole /64.
-pub fn ip_bucket(prefix: &str, ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => format!("{prefix}:{v4}"),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("{prefix}:{v4}"),
-            None => {
-                let s = v6.segments();
-                format!("{prefix}:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
-            }
-        },
-    }
 }
 
 /// Writes the `RateLimit-*` headers of `decision`, and `Retry-After` when
@@ -164,7 +121,7 @@ pub async fn limit_signups_server_fn(
 
 async fn limit_signup(state: AppState, request: Request, next: Next, answer: Answer) -> Response {
     let (parts, body) = request.into_parts();
-    let Some(ip) = client_ip(&parts, &state.config) else {
+    let Some(ip) = client_ip::from_parts(&parts, &state.config) else {
         tracing::error!(
             "no client address: serve the router with into_make_service_with_connect_info::<SocketAddr>()"
         );
@@ -327,36 +284,5 @@ pub async fn limit_action_key(
             StatusCode::TOO_MANY_REQUESTS,
             refusal_message(&decision),
         ))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ipv6_clients_share_their_64_and_mapped_ipv4_is_ipv4() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(ip_bucket("s", a), ip_bucket("s", b));
-        assert_ne!(ip_bucket("s", a), ip_bucket("s", c));
-        let mapped: IpAddr = "::ffff:203.0.113.7".parse().unwrap();
-        assert_eq!(ip_bucket("s", mapped), "s:203.0.113.7");
-    }
-
-    #[test]
-    fn only_the_first_forwarded_hop_counts() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("203.0.113.7, 10.0.0.1"),
-        );
-        assert_eq!(
-            first_forwarded_hop(&headers),
-            Some("203.0.113.7".parse().unwrap())
-        );
-        headers.insert("x-forwarded-for", HeaderValue::from_static("garbage"));
-        assert_eq!(first_forwarded_hop(&headers), None);
     }
 }

@@ -66,7 +66,7 @@ pub fn parse_header(header: &str) -> Result<[u8; 32], SignatureError> {
 /// The comparison is constant-time (`Mac::verify_slice`).
 ///
 /// Errors: see [`SignatureError`].
-pub fn verify(header: Option<&str>, body: &[u8], secrets: &[String]) -> Result<(), SignatureError> {
+pub fn verify(header: Option<&str>, body: &[u8], secrets: &[&str]) -> Result<(), SignatureError> {
     if secrets.is_empty() {
         return Err(SignatureError::NoSecret);
     }
@@ -99,10 +99,7 @@ mod tests {
     fn headers_are_bounded() {
         let body = b"{}";
         let good = sign("s", body);
-        assert_eq!(
-            verify(Some(&format!("  {good} ")), body, &["s".to_owned()]),
-            Ok(())
-        );
+        assert_eq!(verify(Some(&format!("  {good} ")), body, &["s"]), Ok(()));
         let long = format!("{good}{}", " ".repeat(MAX_HEADER_BYTES));
         assert_eq!(parse_header(&long), Err(SignatureError::Malformed));
         assert_eq!(
@@ -119,7 +116,7 @@ mod tests {
         #[test]
         fn garbage_headers_are_errors(header in ".{0,300}", body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
             let _ = parse_header(&header);
-            proptest::prop_assert!(verify(Some(&header), &body, &["s".to_owned()]).is_err());
+            proptest::prop_assert!(verify(Some(&header), &body, &["s"]).is_err());
         }
 
         /// Header-shaped garbage: only `sha256=` and 64 hex digits parse.
@@ -134,7 +131,7 @@ mod tests {
         /// A valid signature verifies for any body and either secret.
         #[test]
         fn valid_headers_verify(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512), old in proptest::prelude::any::<bool>()) {
-            let secrets = vec!["new".to_owned(), "old".to_owned()];
+            let secrets = vec!["new", "old"];
             let header = sign(if old { "old" } else { "new" }, &body);
             proptest::prop_assert_eq!(verify(Some(&header), &body, &secrets), Ok(()));
         }
@@ -143,7 +140,7 @@ mod tests {
     #[test]
     fn round_trip_rotation_and_rejections() {
         let body = br#"{"action":"purchased"}"#;
-        let secrets = vec!["new".to_owned(), "old".to_owned()];
+        let secrets = vec!["new", "old"];
         assert_eq!(verify(Some(&sign("old", body)), body, &secrets), Ok(()));
         assert_eq!(verify(Some(&sign("new", body)), body, &secrets), Ok(()));
         assert_eq!(

@@ -47,8 +47,8 @@ impl<'de> Deserialize<'de> for IdRef {
     }
 }
 
-/// A SetupIntent (`seti_…`).
-#[derive(Debug, Clone, Deserialize)]
+/// A SetupIntent (`seti_…`). `Debug` leaves out the client secret.
+#[derive(Clone, Deserialize)]
 pub struct SetupIntent {
     /// `seti_…`.
     pub id: String,
@@ -60,6 +60,21 @@ pub struct SetupIntent {
     pub status: String,
     /// The card it set up, once confirmed.
     pub payment_method: Option<IdRef>,
+}
+
+impl std::fmt::Debug for SetupIntent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetupIntent")
+            .field("id", &self.id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("customer", &self.customer)
+            .field("status", &self.status)
+            .field("payment_method", &self.payment_method)
+            .finish()
+    }
 }
 
 /// Card details of a PaymentMethod.

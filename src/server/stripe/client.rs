@@ -140,7 +140,8 @@ impl StripeApi {
         }
         let key = settings
             .secret_key
-            .as_deref()
+            .as_ref()
+            .map(secrecy::ExposeSecret::expose_secret)
             .ok_or(StripeCallError::NotConfigured)?;
         let client = ClientBuilder::new(key)
             .url(format!("{}/", settings.api_base))

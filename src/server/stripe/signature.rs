@@ -126,7 +126,7 @@ pub fn parse_header(header: &str) -> Result<SignatureHeader, SignatureError> {
 pub fn verify(
     header: Option<&str>,
     body: &[u8],
-    secrets: &[String],
+    secrets: &[&str],
     now: i64,
 ) -> Result<(), SignatureError> {
     if secrets.is_empty() {
@@ -168,7 +168,7 @@ mod tests {
     #[test]
     fn headers_are_bounded() {
         let body = b"{}";
-        let secrets = vec!["whsec_a".to_owned()];
+        let secrets = vec!["whsec_a"];
         let good = sign("whsec_a", NOW, body);
         let sig = &good[good.find("v1=").unwrap() + 3..];
         // Eight v1 entries (seven wrong, the right one last) still verify.
@@ -203,7 +203,7 @@ mod tests {
         /// Garbage headers: no panic, and never accepted.
         #[test]
         fn garbage_headers_are_errors(header in ".{0,2000}", body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
-            let secrets = vec!["whsec_a".to_owned()];
+            let secrets = vec!["whsec_a"];
             let _ = parse_header(&header);
             proptest::prop_assert!(verify(Some(&header), &body, &secrets, NOW).is_err());
         }
@@ -238,7 +238,7 @@ mod tests {
             position in 0usize..8,
             skew in -TOLERANCE_SECONDS..=TOLERANCE_SECONDS,
         ) {
-            let secrets = vec!["whsec_new".to_owned(), "whsec_old".to_owned()];
+            let secrets = vec!["whsec_new", "whsec_old"];
             let good = sign("whsec_old", NOW, &body);
             let sig = good[good.find("v1=").unwrap() + 3..].to_owned();
             let mut v1s = vec!["ab".repeat(32); wrong];
@@ -251,7 +251,7 @@ mod tests {
     #[test]
     fn round_trip_rotation_and_rejections() {
         let body = br#"{"id":"evt_1"}"#;
-        let secrets = vec!["whsec_new".to_owned(), "whsec_old".to_owned()];
+        let secrets = vec!["whsec_new", "whsec_old"];
         let header = sign("whsec_old", NOW, body);
         assert_eq!(verify(Some(&header), body, &secrets, NOW + 10), Ok(()));
         // Several v1 values: any may match.

@@ -7,6 +7,7 @@ use super::iso_utc;
 use crate::server::ai::keys::{mint_virtual_keys, MintRequest};
 use crate::server::ai::Provider;
 use crate::server::config::ai::CredentialVending;
+use crate::server::config::ExposeSecret;
 use crate::server::flags::Flag;
 use crate::server::http::error::ApiError;
 use crate::server::http::extract::{authenticate_key, presented_key, ApiJson};
@@ -22,16 +23,17 @@ use std::collections::BTreeMap;
 /// Lifetime requested when `ttl_minutes` is absent.
 const DEFAULT_TTL_MINUTES: i64 = 60;
 
-/// Request body; `api_key` is accepted when the header is absent.
-#[derive(Debug, Deserialize)]
+/// Request body; `api_key` is accepted when the header is absent. No
+/// `Debug`: it holds a secret.
+#[derive(Deserialize)]
 pub struct ExchangeRequest {
     api_key: Option<String>,
     providers: Vec<String>,
     ttl_minutes: Option<i64>,
 }
 
-/// One vended credential.
-#[derive(Debug, Serialize)]
+/// One vended credential. No `Debug`: it holds a secret.
+#[derive(Serialize)]
 pub struct VendedCredential {
     api_key: String,
     expires_at: String,
@@ -46,7 +48,8 @@ pub struct UsageSummary {
 
 /// Response body. `feature_flags` holds the flags the Action reads
 /// (RFC-095, e.g. `use_legacy_claude_adapter`), from the feature-flag table.
-#[derive(Debug, Serialize)]
+/// No `Debug`: it holds secrets.
+#[derive(Serialize)]
 pub struct ExchangeResponse {
     credentials: BTreeMap<String, VendedCredential>,
     usage: UsageSummary,
@@ -131,7 +134,7 @@ pub async fn exchange_credentials(
                 Some((
                     provider.as_str().to_owned(),
                     VendedCredential {
-                        api_key: secret.clone(),
+                        api_key: secret.expose_secret().to_owned(),
                         expires_at: expires_at.clone(),
                     },
                 ))

@@ -24,8 +24,9 @@ pub struct OnboardRequest {
     source: Option<String>,
 }
 
-/// Onboarding response: the key is shown here once and never again.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
+/// Onboarding response: the key is shown here once and never again (no
+/// `Debug`: it holds the key).
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct OnboardResponse {
     /// The new customer's id.
     customer_id: i64,

@@ -2,6 +2,7 @@
 //! Marketplace `marketplace_purchase` events; other events are recorded and
 //! ignored).
 
+use crate::server::config::expose_all;
 use crate::server::http::error::ApiError;
 use crate::server::marketplace::events::{receive_delivery, Delivery, DeliveryError, Outcome};
 use crate::server::marketplace::signature;
@@ -68,7 +69,7 @@ pub async fn receive_github_webhook(
     if let Err(error) = signature::verify(
         header(&headers, "x-hub-signature-256"),
         &body,
-        &state.config.github.webhook_secrets,
+        &expose_all(&state.config.github.webhook_secrets),
     ) {
         tracing::warn!(%error, "GitHub webhook rejected");
         return Err(ApiError::new(

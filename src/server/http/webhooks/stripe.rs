@@ -1,5 +1,6 @@
 //! `POST /webhooks/stripe`: Stripe's webhook endpoint.
 
+use crate::server::config::expose_all;
 use crate::server::http::error::ApiError;
 use crate::server::state::AppState;
 use crate::server::stripe::events::{record_event, StripeEvent};
@@ -50,8 +51,12 @@ pub async fn receive_stripe_webhook(
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
     let now = chrono::Utc::now().timestamp();
-    if let Err(error) = signature::verify(header, &body, &state.config.stripe.webhook_secrets, now)
-    {
+    if let Err(error) = signature::verify(
+        header,
+        &body,
+        &expose_all(&state.config.stripe.webhook_secrets),
+        now,
+    ) {
         tracing::warn!(%error, "Stripe webhook rejected");
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
