@@ -61,13 +61,22 @@ pub struct BillingView {
     pub credit_policy: String,
 }
 
-/// A SetupIntent for the card form.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A SetupIntent for the card form. `Debug` leaves the client secret out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SetupIntentView {
     /// `seti_…`.
     pub setup_intent_id: String,
     /// For `stripe.confirmCardSetup`.
     pub client_secret: String,
+}
+
+impl std::fmt::Debug for SetupIntentView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetupIntentView")
+            .field("setup_intent_id", &self.setup_intent_id)
+            .field("client_secret", &"REDACTED")
+            .finish()
+    }
 }
 
 /// One invoice or charge in the billing history.

@@ -83,7 +83,8 @@ pub struct ApiKeyView {
 }
 
 /// A key just created or rotated in: the only time its secret is shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Debug` leaves the secret out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewKeyView {
     /// The new key's row.
     pub key: ApiKeyView,
@@ -92,6 +93,16 @@ pub struct NewKeyView {
     /// For a rotation: the old key's prefix and the end of its grace period
     /// (ISO-8601 UTC).
     pub replaced: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for NewKeyView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewKeyView")
+            .field("key", &self.key)
+            .field("secret", &"REDACTED")
+            .field("replaced", &self.replaced)
+            .finish()
+    }
 }
 
 /// The fix a ledger entry paid for.

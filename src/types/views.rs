@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 /// The result of a successful signup. `api_key` is the only time the full
-/// key is ever shown; the server keeps only its SHA-256.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// key is ever shown; the server keeps only its SHA-256. `Debug` leaves the
+/// key out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignupView {
     /// The new customer's id.
     pub customer_id: i64,
@@ -19,6 +20,58 @@ pub struct SignupView {
     /// fields are empty (id 0, no key).
     #[serde(default)]
     pub pending_approval: bool,
+}
+
+impl std::fmt::Debug for SignupView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignupView")
+            .field("customer_id", &self.customer_id)
+            .field("email", &self.email)
+            .field("api_key", &"REDACTED")
+            .field("credit_balance", &self.credit_balance)
+            .field("pending_approval", &self.pending_approval)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SignupView;
+    use crate::types::billing::SetupIntentView;
+    use crate::types::portal::{ApiKeyView, KeyStatusView, NewKeyView};
+
+    #[test]
+    fn views_holding_a_secret_leave_it_out_of_debug() {
+        let signup = SignupView {
+            customer_id: 1,
+            email: "a@example.com".into(),
+            api_key: "rsolv_secret_signup".into(),
+            credit_balance: 5,
+            pending_approval: false,
+        };
+        let setup = SetupIntentView {
+            setup_intent_id: "seti_1".into(),
+            client_secret: "seti_1_secret_abc".into(),
+        };
+        let new_key = NewKeyView {
+            key: ApiKeyView {
+                id: 7,
+                name: "ci".into(),
+                prefix: "rsolv_AbC123".into(),
+                created_at: "2026-12-01T00:00:00Z".into(),
+                last_used_at: None,
+                status: KeyStatusView::Active,
+            },
+            secret: "rsolv_AbC123_secret_new_key".into(),
+            replaced: None,
+        };
+        let printed = format!("{signup:?} {setup:?} {new_key:?}");
+        for secret in ["rsolv_secret_signup", "secret_abc", "secret_new_key"] {
+            assert!(!printed.contains(secret), "{printed}");
+        }
+        assert!(printed.contains("a@example.com") && printed.contains("seti_1"));
+        assert!(printed.contains("rsolv_AbC123") && printed.contains("REDACTED"));
+    }
 }
 
 /// The billing status every adapter can read (the seeds' Billing →
