@@ -7,11 +7,10 @@ use super::metering::{self, budget_override, BudgetOverride};
 use crate::server::admin::audit::{record_audit, AuditEntry};
 use crate::server::admin::customers::parse_reason;
 use crate::server::admin::Admin;
+use crate::server::billing::fixes::lock_customer;
 use crate::server::billing::BillingError;
-use crate::server::db::schema::customers;
 use crate::types::ai::AiBudgetInput;
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{json, Value};
 
 /// Sets the customer's budget override to `input` (both fields blank:
@@ -39,14 +38,7 @@ pub async fn set_customer_budget(
     conn.transaction(async |conn| {
         // The customer row, locked: budgets of one customer are set one
         // at a time, so the audit's `before` is the value replaced.
-        customers::table
-            .find(customer_id)
-            .select(customers::id)
-            .for_no_key_update()
-            .first::<i64>(conn)
-            .await
-            .optional()?
-            .ok_or(BillingError::NotFound("customer"))?;
+        lock_customer(conn, customer_id).await?;
         let before = budget_override(conn, customer_id).await?;
         metering::set_budget(conn, customer_id, after.max_concurrent, after.daily_tokens).await?;
         record_audit(
