@@ -154,6 +154,10 @@ async fn run(command: Command) -> Result<(), String> {
                     format!("cannot read Leptos settings from {leptos_config} (LEPTOS_CONFIG): {e}")
                 })?
                 .leptos_options;
+            let mut leptos_options = leptos_options;
+            // Hashed bundle names when `cargo leptos build` wrote them.
+            leptos_options.hash_files =
+                rsolv_platform::server::http::assets::hashed_build_present(&leptos_options);
             let addr = leptos_options.site_addr;
             tracing::info!(?config, "configuration loaded");
             if config.ai.vending
@@ -193,6 +197,15 @@ async fn run(command: Command) -> Result<(), String> {
                 .map_err(|e| format!("cannot listen on {addr} (LEPTOS_SITE_ADDR): {e}"))?;
             let bound = listener.local_addr().unwrap_or(addr);
             tracing::info!("listening on http://{bound}");
+            // Streamed pages are written in several small pieces: without
+            // TCP_NODELAY, Nagle's algorithm holds each later piece until the
+            // client's delayed ACK (~40 ms on Linux) — measured by
+            // scripts/bench.sh on `GET /`.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                if let Err(error) = tcp.set_nodelay(true) {
+                    tracing::debug!(%error, "cannot set TCP_NODELAY on a connection");
+                }
+            });
             rate_limit::spawn_purger(state.pool.clone(), RATE_LIMIT_PURGE_EVERY);
             let email_worker = (!no_email_worker)
                 .then(|| tokio::spawn(run_email_worker(state.clone(), stop.stopped())));
@@ -225,6 +238,9 @@ async fn run(command: Command) -> Result<(), String> {
             .await
         }
         Command::CreateAdmin { email, invite } => create_admin(config, &email, invite).await,
+        Command::BenchReference { addr } => {
+            rsolv_platform::server::bench_reference::serve(&config, addr).await
+        }
         Command::StripeTrigger { .. } | Command::CheckConfig => {
             unreachable!("handled before loading the configuration")
         }

@@ -56,7 +56,13 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("adapter", &["server::http", "app"]),
     (
         "wiring",
-        &["server::jobs", "server::cli", "server::preflight", "main"],
+        &[
+            "server::jobs",
+            "server::cli",
+            "server::preflight",
+            "server::bench_reference",
+            "main",
+        ],
     ),
 ];
 

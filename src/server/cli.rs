@@ -105,4 +105,12 @@ pub enum Command {
         #[arg(long)]
         as_is: bool,
     },
+    /// The benchmark's reference server (`scripts/bench.sh`): axum and one
+    /// indexed read of `api_keys` per `POST /reference`, on ADDR.
+    #[command(hide = true)]
+    BenchReference {
+        /// Address to listen on, e.g. 127.0.0.1:3961.
+        #[arg(long)]
+        addr: std::net::SocketAddr,
+    },
 }

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod ai;
 pub mod auth;
+pub mod bench_reference;
 pub mod billing;
 pub mod cli;
 pub mod client_ip;

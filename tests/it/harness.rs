@@ -245,9 +245,24 @@ impl TestApp {
         Self::serve(other.db.clone(), overrides).await
     }
 
+    /// Starts the app with these Leptos settings instead of `Leptos.toml`'s
+    /// (e.g. another site root).
+    pub async fn spawn_with_leptos(options: leptos::config::LeptosOptions) -> Self {
+        let db = std::sync::Arc::new(TestDb::new().await);
+        Self::serve_with(db, &[], options).await
+    }
+
     async fn serve(db: std::sync::Arc<TestDb>, overrides: &[(&str, &str)]) -> Self {
+        Self::serve_with(db, overrides, leptos_options()).await
+    }
+
+    async fn serve_with(
+        db: std::sync::Arc<TestDb>,
+        overrides: &[(&str, &str)],
+        options: leptos::config::LeptosOptions,
+    ) -> Self {
         let config = test_config_with(&db.url, overrides);
-        let state = platform_state(config, leptos_options()).expect("state");
+        let state = platform_state(config, options).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();

@@ -160,3 +160,85 @@ async fn migrations_apply_revert_and_apply_again() {
     let again = run_pending_migrations(&db.url).await.unwrap();
     assert_eq!(again, applied);
 }
+
+/// A site root of its own with one asset `pkg/<name>` (and its `.br` copy,
+/// as `cargo leptos build --release --precompress` writes it).
+fn site_with_asset(name: &str, body: &[u8]) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!(
+        "rsolv-site-{}-{}",
+        std::process::id(),
+        fastrand_suffix()
+    ));
+    std::fs::create_dir_all(root.join("pkg")).unwrap();
+    std::fs::write(root.join("pkg").join(name), body).unwrap();
+    std::fs::write(root.join("pkg").join(format!("{name}.br")), b"brotli bytes").unwrap();
+    root
+}
+
+fn fastrand_suffix() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos:x}")
+}
+
+async fn asset_answer(hashed: bool) -> (reqwest::Response, reqwest::Response) {
+    let root = site_with_asset("rsolv-platform.0123abcd.js", b"console.log(1)");
+    let mut options = crate::harness::leptos_options();
+    options.site_root = root.to_string_lossy().into_owned().into();
+    options.hash_files = hashed;
+    let app = TestApp::spawn_with_leptos(options).await;
+    let plain = app
+        .client
+        .get(app.url("/pkg/rsolv-platform.0123abcd.js"))
+        .send()
+        .await
+        .unwrap();
+    let brotli = app
+        .client
+        .get(app.url("/pkg/rsolv-platform.0123abcd.js"))
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    let page = app.client.get(app.url("/login")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert_ne!(
+        page.headers().get("cache-control").map(|v| v.as_bytes()),
+        Some(rsolv_platform::server::http::assets::IMMUTABLE.as_bytes()),
+        "pages are never cached as immutable"
+    );
+    std::fs::remove_dir_all(root).ok();
+    (plain, brotli)
+}
+
+#[tokio::test]
+async fn hashed_assets_are_immutable_and_served_precompressed() {
+    let (plain, brotli) = asset_answer(true).await;
+    assert_eq!(plain.status(), 200);
+    assert_eq!(
+        plain.headers()["cache-control"],
+        rsolv_platform::server::http::assets::IMMUTABLE
+    );
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.text().await.unwrap(), "console.log(1)");
+    assert_eq!(brotli.status(), 200);
+    assert_eq!(brotli.headers()["content-encoding"], "br");
+    assert_eq!(
+        brotli.headers()["cache-control"],
+        rsolv_platform::server::http::assets::IMMUTABLE
+    );
+    assert_eq!(brotli.bytes().await.unwrap().as_ref(), b"brotli bytes");
+}
+
+#[tokio::test]
+async fn unhashed_assets_must_be_revalidated() {
+    let (plain, _) = asset_answer(false).await;
+    assert_eq!(plain.status(), 200);
+    assert_eq!(
+        plain.headers()["cache-control"],
+        rsolv_platform::server::http::assets::REVALIDATE
+    );
+}

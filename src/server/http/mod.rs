@@ -3,6 +3,7 @@
 
 pub mod ai;
 pub mod api_v1;
+pub mod assets;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -83,6 +84,12 @@ pub fn router(state: AppState) -> Router {
         // Every routed request counted and timed by its route template.
         .route_layer(middleware::from_fn(metrics::track_http))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // The bundle under /pkg/: cached for a year when its names are
+        // content-hashed (see `assets`).
+        .layer(middleware::from_fn_with_state(
+            assets::AssetCaching::new(&state.leptos_options),
+            assets::cache_assets,
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         // Browser sessions for the Leptos pages and server functions
         // (server functions reach it with `leptos_axum::extract::<Session>()`).

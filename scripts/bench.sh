@@ -1,0 +1,337 @@
+#!/usr/bin/env bash
+# Benchmark of the hot paths (issue 13), each beside a reference measured in
+# the same run on the same machine. Not part of scripts/test.sh: it asserts
+# nothing, it prints figures (README § Performance).
+#
+#   ./scripts/bench.sh                 # 10 s per path, 32 connections
+#   BENCH_SECONDS=5 BENCH_CONNECTIONS=16 BENCH_EVENTS=5000 ./scripts/bench.sh
+#
+# What it does, loopback only, bounded in time (about 3 minutes plus the
+# release build):
+#   1. builds the release server and bundle (cargo leptos build --release);
+#   2. starts localstripe, a fresh database, the platform (`serve`) and the
+#      reference server (`bench-reference`: axum + one indexed PostgreSQL
+#      read per request, nothing else) on free ports;
+#   3. onboards BENCH_CUSTOMERS customers through the Action API;
+#   4. drives, with wrk (Debian's package):
+#        - POST /api/v1/credentials/exchange   vs  POST /reference
+#        - POST /api/v1/fix-attempts (distinct fixes; one customer, then all)
+#          vs  pgbench's built-in tpcb-like on a database of its own
+#        - POST /webhooks/stripe (BENCH_EVENTS signed events) accepted per
+#          second, then how fast the job queue applies them, and the lag
+#          from receipt to applied at a paced ~500 events/s
+#        - GET / and GET /login                vs  POST /reference
+#   5. reports the hydrate bundle's size (raw, gzip -9, brotli), the headers
+#      it is served with, the server's peak RSS, and checks the ledger
+#      (Σ entries = balance for every customer) after the run.
+# Each line prints the figure, its reference and the ratio.
+set -euo pipefail
+# shellcheck source=scripts/lib.sh
+. "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+cd "$RSOLV_ROOT"
+
+duration="${BENCH_SECONDS:-10}"
+connections="${BENCH_CONNECTIONS:-32}"
+customers="${BENCH_CUSTOMERS:-32}"
+events="${BENCH_EVENTS:-20000}"
+webhook_secret="whsec_rsolv_bench"
+
+command -v wrk >/dev/null 2>&1 || apt_install wrk
+command -v brotli >/dev/null 2>&1 || apt_install brotli
+command -v pgbench >/dev/null 2>&1 || apt_install postgresql-client
+ensure_build_tools
+ensure_localstripe
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+  ensure_local_postgres
+  TEST_DATABASE_URL="$PG_ADMIN_URL"
+fi
+suffix="$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
+db="rsolv_bench_$suffix"
+pgbench_db="rsolv_pgbench_$suffix"
+ensure_database "$TEST_DATABASE_URL" "$db"
+ensure_database "$TEST_DATABASE_URL" "$pgbench_db"
+db_url="$(url_with_database "$TEST_DATABASE_URL" "$db")"
+
+log "cargo leptos build --release"
+cargo leptos build --release
+server_bin="$CARGO_TARGET_DIR/release/rsolv-platform"
+
+server_pid=""
+reference_pid=""
+workdir="$(mktemp -d)"
+cleanup() {
+  for pid in $server_pid $reference_pid; do
+    kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  done
+  stop_localstripe
+  drop_database "$TEST_DATABASE_URL" "$db" || true
+  drop_database "$TEST_DATABASE_URL" "$pgbench_db" || true
+  rm -rf "$workdir"
+}
+trap cleanup EXIT
+
+start_localstripe
+ports="$(free_ports)"
+addr="127.0.0.1:${ports% *}"
+reference_addr="127.0.0.1:${ports#* }"
+base="http://$addr"
+
+# The platform's settings for the run: limits high enough not to be what is
+# measured (they are still checked on every request), trial credits enough
+# for every fix, emails logged only.
+export DATABASE_URL="$db_url" LEPTOS_SITE_ADDR="$addr" RUST_LOG=warn \
+  PROVIDER_ANTHROPIC_API_KEY=bench-credential \
+  STRIPE_API_BASE="$LOCALSTRIPE_URL" STRIPE_SECRET_KEY=sk_test_rsolv_bench \
+  STRIPE_WEBHOOK_SECRETS="$webhook_secret" \
+  RATE_LIMIT_ACTION_PER_HOUR=100000000 RATE_LIMIT_SIGNUPS_PER_MINUTE=1000000 \
+  PRICING_TRIAL_CREDITS=100000000 EMAIL_TRANSPORT=log
+
+"$server_bin" serve --migrate >"$workdir/server.log" 2>&1 &
+server_pid=$!
+"$server_bin" bench-reference --addr "$reference_addr" >"$workdir/reference.log" 2>&1 &
+reference_pid=$!
+for _ in $(seq 1 300); do
+  curl -sf "$base/health" >/dev/null && curl -s -o /dev/null "http://$reference_addr/" && break
+  kill -0 "$server_pid" 2>/dev/null || { cat "$workdir/server.log" >&2; die "the server exited"; }
+  sleep 0.1
+done
+
+log "Onboarding $customers customers"
+: >"$workdir/keys"
+for i in $(seq 1 "$customers"); do
+  curl -sf -X POST "$base/api/v1/customers/onboard" -H 'content-type: application/json' \
+    -d "{\"email\":\"bench-$i@example.com\",\"name\":\"Bench $i\"}" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["api_key"])' >>"$workdir/keys"
+done
+stripe_customers="$(psql -w "$db_url" -Atc \
+  "SELECT string_agg(stripe_customer_id, ',') FROM customers WHERE stripe_customer_id IS NOT NULL")"
+[ -n "$stripe_customers" ] || die "no customer has a Stripe customer id: is billing on?"
+
+# --- wrk scripts (keys go to files only, never onto a command line) ----------
+
+lua_keys() {
+  printf 'local keys = {}\nfor line in io.lines("%s") do keys[#keys + 1] = line end\n' "$workdir/keys"
+}
+{
+  lua_keys
+  cat <<'LUA'
+wrk.method = "POST"
+wrk.body = '{"providers":["anthropic"],"ttl_minutes":60}'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["x-api-key"] = keys[1]
+LUA
+} >"$workdir/exchange.lua"
+sed 's#/api/v1/credentials/exchange##' "$workdir/exchange.lua" >"$workdir/reference.lua"
+
+# Distinct fixes: each request names a new issue number; FIX_KEYS = 1 sends
+# them all for one customer, more spreads them round-robin.
+fix_lua() {
+  lua_keys
+  cat <<LUA
+local spread = $1
+local counter, thread_id = 0, 0
+local next_thread = 0
+function setup(thread)
+  next_thread = next_thread + 1
+  thread:set("thread_id", next_thread)
+end
+function request()
+  counter = counter + 1
+  local key = keys[((counter - 1) % spread) + 1]
+  local n = thread_id * 100000000 + counter
+  local body = string.format(
+    '{"github_org":"bench","repo_name":"repo-%d","issue_number":%d,"pr_number":%d,' ..
+    '"pr_title":"Fix","pr_url":"https://github.com/bench/repo/pull/%d","metadata":{}}',
+    thread_id, n, n, n)
+  return wrk.format("POST", nil, {["Content-Type"] = "application/json", ["x-api-key"] = key}, body)
+end
+LUA
+}
+fix_lua 1 >"$workdir/fix_one.lua"
+fix_lua "$customers" >"$workdir/fix_many.lua"
+
+# --- helpers -------------------------------------------------------------------
+
+# wrk_run NAME URL [wrk args...] — runs wrk; leaves NAME's req/s and P99 (ms)
+# in $workdir/NAME.rps and NAME.p99, and its output in NAME.out.
+wrk_run() {
+  local name="$1" url="$2"
+  shift 2
+  wrk -t2 -c"$connections" -d"${duration}s" --latency "$@" "$url" >"$workdir/$name.out" 2>&1 ||
+    { cat "$workdir/$name.out" >&2; die "wrk failed for $name"; }
+  awk '/Requests\/sec/ {print $2}' "$workdir/$name.out" >"$workdir/$name.rps"
+  awk '$1 == "99%" {v = $2; if (v ~ /us$/) {sub(/us$/, "", v); v /= 1000}
+       else if (v ~ /ms$/) {sub(/ms$/, "", v)} else if (v ~ /s$/) {sub(/s$/, "", v); v *= 1000}
+       printf "%.2f\n", v}' "$workdir/$name.out" >"$workdir/$name.p99"
+  local non2xx
+  non2xx="$(awk '/Non-2xx/ {print $NF}' "$workdir/$name.out")"
+  [ -z "$non2xx" ] || log "  $name: $non2xx non-2xx answers (see the figures with care)"
+}
+figure() { cat "$workdir/$1"; }
+ratio() { python3 -c "import sys; a, b = map(float, sys.argv[1:3]); print(f'{a / b:.2f}' if b else '-')" "$1" "$2"; }
+REPORT=()
+report() { REPORT+=("$(printf '%-44s %-26s %-26s %s' "$@")"); }
+
+# --- 1. credential exchange vs reference ------------------------------------------
+
+log "exchange vs reference: ${duration}s each, $connections connections"
+wrk_run reference "http://$reference_addr/reference" -s "$workdir/reference.lua"
+wrk_run exchange "$base/api/v1/credentials/exchange" -s "$workdir/exchange.lua"
+report "POST /api/v1/credentials/exchange" \
+  "$(figure exchange.rps) req/s P99 $(figure exchange.p99) ms" \
+  "$(figure reference.rps) req/s P99 $(figure reference.p99) ms" \
+  "x$(ratio "$(figure exchange.rps)" "$(figure reference.rps)")  (target >= 0.5, P99 < 10 ms)"
+
+# --- 2. fix recording vs pgbench tpcb-like -----------------------------------------
+
+log "pgbench tpcb-like (scale 10): ${duration}s, $connections clients"
+pgbench_url="$(url_with_database "$TEST_DATABASE_URL" "$pgbench_db")"
+pgbench -q -i -s 10 "$pgbench_url" >/dev/null 2>&1
+pgbench -c "$connections" -j 2 -T "$duration" -b tpcb-like "$pgbench_url" >"$workdir/pgbench.out" 2>&1
+awk '/^tps/ {printf "%d\n", $3}' "$workdir/pgbench.out" | head -1 >"$workdir/pgbench.tps"
+
+log "fix-attempts, distinct fixes, one customer"
+wrk_run fix_one "$base/api/v1/fix-attempts" -s "$workdir/fix_one.lua"
+log "fix-attempts, distinct fixes, $customers customers"
+wrk_run fix_many "$base/api/v1/fix-attempts" -s "$workdir/fix_many.lua"
+report "POST /api/v1/fix-attempts, 1 customer" \
+  "$(figure fix_one.rps)/s P99 $(figure fix_one.p99) ms" \
+  "pgbench $(figure pgbench.tps) tps" \
+  "x$(ratio "$(figure fix_one.rps)" "$(figure pgbench.tps)")  (target >= 1000/s, P99 < 25 ms)"
+report "POST /api/v1/fix-attempts, $customers customers" \
+  "$(figure fix_many.rps)/s P99 $(figure fix_many.p99) ms" \
+  "pgbench $(figure pgbench.tps) tps" \
+  "x$(ratio "$(figure fix_many.rps)" "$(figure pgbench.tps)")  (target >= 0.5)"
+drift="$(psql -w "$db_url" -Atc "SELECT count(*) FROM customers c WHERE c.credit_balance <>
+  (SELECT coalesce(sum(amount), 0) FROM credit_ledger_entries e WHERE e.customer_id = c.id)")"
+fixes_recorded="$(psql -w "$db_url" -Atc "SELECT count(*) FROM fixes")"
+report "ledger after the fix runs" "$fixes_recorded fixes" "" \
+  "$drift customers with Σ entries <> balance (must be 0)"
+
+# --- 3. webhooks: accepted, processed, lag -----------------------------------------
+
+# sign_events FILE COUNT PREFIX — COUNT payment_method.attached events for the
+# bench customers (round-robin), one "signature<TAB>body" line each, signed
+# as Stripe does (HMAC-SHA256 of "t.body").
+sign_events() {
+  python3 - "$1" "$2" "$3" "$webhook_secret" "$stripe_customers" <<'PY'
+import hashlib, hmac, json, sys, time
+path, count, prefix, secret, customers = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5].split(",")
+now = int(time.time())
+with open(path, "w") as out:
+    for n in range(count):
+        body = json.dumps({
+            "id": f"evt_{prefix}_{n}", "object": "event", "type": "payment_method.attached",
+            "created": now, "livemode": False, "api_version": "2025-03-31.basil",
+            "data": {"object": {"id": f"pm_{prefix}_{n}", "object": "payment_method",
+                                "customer": customers[n % len(customers)], "type": "card"}},
+        }, separators=(",", ":"))
+        mac = hmac.new(secret.encode(), f"{now}.{body}".encode(), hashlib.sha256).hexdigest()
+        out.write(f"t={now},v1={mac}\t{body}\n")
+PY
+}
+# webhook_lua FILE DELAY_MS — each request sends the next signed event once;
+# once all are sent, the rest go to /health (not counted below).
+webhook_lua() {
+  cat <<LUA
+local events = {}
+for line in io.lines("$1") do events[#events + 1] = line end
+local counter, thread_id, threads = 0, 0, 2
+local next_thread = 0
+function setup(thread)
+  next_thread = next_thread + 1
+  thread:set("thread_id", next_thread - 1)
+end
+function delay() return $2 end
+function request()
+  local index = counter * threads + thread_id + 1
+  counter = counter + 1
+  local line = events[index]
+  if line == nil then return wrk.format("GET", "/health") end
+  local tab = string.find(line, "\t", 1, true)
+  return wrk.format("POST", "/webhooks/stripe",
+    {["Content-Type"] = "application/json", ["Stripe-Signature"] = string.sub(line, 1, tab - 1)},
+    string.sub(line, tab + 1))
+end
+LUA
+}
+# drain_seconds PREFIX — waits (at most 10 minutes) until every stored event
+# of PREFIX is processed; prints the seconds from the first receipt to the
+# last application, and the P99 lag (ms) from receipt to applied.
+drain_stats() {
+  local prefix="$1" waited=0
+  until [ "$(psql -w "$db_url" -Atc "SELECT count(*) FROM stripe_events
+      WHERE id LIKE 'evt\_${prefix}\_%' AND processed_at IS NULL")" = 0 ]; do
+    waited=$((waited + 1))
+    [ "$waited" -le 600 ] || { log "  events of $prefix still unprocessed after 10 minutes"; break; }
+    sleep 1
+  done
+  psql -w "$db_url" -Atc "SELECT count(*) FILTER (WHERE processed_at IS NOT NULL),
+      round(extract(epoch FROM max(processed_at) - min(received_at))::numeric, 2),
+      round(1000 * extract(epoch FROM percentile_disc(0.99) WITHIN GROUP
+        (ORDER BY processed_at - received_at))::numeric, 0)
+    FROM stripe_events WHERE id LIKE 'evt\_${prefix}\_%'"
+}
+
+log "webhooks: $events signed events as fast as wrk sends them"
+sign_events "$workdir/burst.events" "$events" burst
+webhook_lua "$workdir/burst.events" 0 >"$workdir/burst.lua"
+wrk -t2 -c"$connections" -d"${duration}s" -s "$workdir/burst.lua" "$base" >"$workdir/burst.out" 2>&1
+accepted="$(psql -w "$db_url" -Atc "SELECT count(*) FROM stripe_events WHERE id LIKE 'evt\_burst\_%'")"
+accept_seconds="$(psql -w "$db_url" -Atc "SELECT round(extract(epoch FROM max(received_at) - min(received_at))::numeric, 2)
+  FROM stripe_events WHERE id LIKE 'evt\_burst\_%'")"
+IFS='|' read -r processed drain_s burst_lag <<<"$(drain_stats burst)"
+report "POST /webhooks/stripe accepted" \
+  "$(python3 -c "print(round($accepted / max($accept_seconds, 0.001)))")/s ($accepted in ${accept_seconds} s)" "" ""
+report "Stripe events processed (burst of $events)" \
+  "$(python3 -c "print(round($processed / max($drain_s, 0.001)))")/s ($processed in ${drain_s} s)" "" \
+  "target >= 1000/s"
+
+paced_rate=500
+paced=$((paced_rate * duration))
+delay_ms=$((connections * 1000 / paced_rate))
+log "webhooks: ~$paced_rate events/s for ${duration}s, lag from receipt to applied"
+sign_events "$workdir/paced.events" "$paced" paced
+webhook_lua "$workdir/paced.events" "$delay_ms" >"$workdir/paced.lua"
+wrk -t2 -c"$connections" -d"${duration}s" -s "$workdir/paced.lua" "$base" >"$workdir/paced.out" 2>&1
+IFS='|' read -r paced_done _ paced_lag <<<"$(drain_stats paced)"
+report "Stripe event lag at ~$paced_rate/s, P99" "${paced_lag} ms ($paced_done events)" "" "target < 1000 ms"
+inversions="$(psql -w "$db_url" -Atc "SELECT count(*) FROM (
+    SELECT processed_at < lag(processed_at) OVER w AS inverted
+    FROM stripe_events WHERE id LIKE 'evt\_%'
+    WINDOW w AS (PARTITION BY payload->'data'->'object'->>'customer' ORDER BY received_at, id)
+  ) t WHERE inverted")"
+report "per-customer order" "$inversions events applied before an earlier one" "" "target 0"
+
+# --- 4. pages ----------------------------------------------------------------------
+
+log "pages: GET / and GET /login"
+wrk_run home "$base/"
+wrk_run login "$base/login"
+report "GET /" "$(figure home.rps) req/s P99 $(figure home.p99) ms" \
+  "$(figure reference.rps) req/s (reference)" "target >= 5000 req/s, P99 < 20 ms"
+report "GET /login" "$(figure login.rps) req/s P99 $(figure login.p99) ms" \
+  "$(figure reference.rps) req/s (reference)" "target >= 5000 req/s, P99 < 20 ms"
+
+# --- 5. bundle, headers, memory ------------------------------------------------------
+
+wasm="$(find target/site/pkg -name '*.wasm' | head -1)"
+js="$(find target/site/pkg -name '*.js' | head -1)"
+wasm_raw="$(stat -c %s "$wasm")"
+wasm_gz="$(gzip -9c "$wasm" | wc -c)"
+wasm_br="$(brotli -c -q 11 "$wasm" | wc -c)"
+report "hydrate bundle ($(basename "$wasm"))" \
+  "$((wasm_raw / 1024)) KB raw, $((wasm_gz / 1024)) KB gzip, $((wasm_br / 1024)) KB brotli" "" \
+  "target < 300 KB compressed"
+served="$(curl -s -o /dev/null -D - -H 'Accept-Encoding: br, gzip' "$base/pkg/$(basename "$wasm")" |
+  tr -d '\r' | grep -iE '^(content-encoding|cache-control|content-length):' | tr '\n' ' ')"
+report "bundle as served" "${served:-no encoding or cache headers}" "" \
+  "target: precompressed, hashed name, Cache-Control immutable"
+report "JS glue" "$(stat -c %s "$js") bytes" "" ""
+rss_kb="$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")"
+report "server peak RSS after the run" "$((rss_kb / 1024)) MB" "" "target < 150 MB"
+
+echo
+log "Results ($(nproc) cores, ${duration}s per path, $connections connections; $(date -u +%FT%TZ))"
+printf '%-44s %-26s %-26s %s\n' "path" "measured" "reference" "ratio / target"
+printf '%s\n' "${REPORT[@]}"
