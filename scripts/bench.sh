@@ -8,7 +8,8 @@
 #
 # What it does, loopback only, bounded in time (about 3 minutes plus the
 # release build):
-#   1. builds the release server and bundle (cargo leptos build --release);
+#   1. builds the release server and bundle, content-hashed and precompressed
+#      (cargo leptos build --release --precompress);
 #   2. starts localstripe, a fresh database, the platform (`serve`) and the
 #      reference server (`bench-reference`: axum + one indexed PostgreSQL
 #      read per request, nothing else) on free ports;
@@ -52,8 +53,8 @@ ensure_database "$TEST_DATABASE_URL" "$db"
 ensure_database "$TEST_DATABASE_URL" "$pgbench_db"
 db_url="$(url_with_database "$TEST_DATABASE_URL" "$db")"
 
-log "cargo leptos build --release"
-cargo leptos build --release
+log "cargo leptos build --release --precompress"
+cargo leptos build --release --precompress
 server_bin="$CARGO_TARGET_DIR/release/rsolv-platform"
 
 server_pid=""
@@ -315,8 +316,11 @@ report "GET /login" "$(figure login.rps) req/s P99 $(figure login.p99) ms" \
 
 # --- 5. bundle, headers, memory ------------------------------------------------------
 
-wasm="$(find target/site/pkg -name '*.wasm' | head -1)"
-js="$(find target/site/pkg -name '*.js' | head -1)"
+# The bundle this build linked: hashed names from hash.txt beside the binary.
+hash_of() { awk -F': *' -v kind="$1" '$1 == kind {print "." $2}' "$CARGO_TARGET_DIR/release/hash.txt" 2>/dev/null; }
+wasm="target/site/pkg/rsolv-platform$(hash_of wasm).wasm"
+js="target/site/pkg/rsolv-platform$(hash_of js).js"
+[ -f "$wasm" ] || wasm="target/site/pkg/rsolv-platform_bg.wasm"
 wasm_raw="$(stat -c %s "$wasm")"
 wasm_gz="$(gzip -9c "$wasm" | wc -c)"
 wasm_br="$(brotli -c -q 11 "$wasm" | wc -c)"
