@@ -9,6 +9,7 @@
 mod admin;
 mod ai;
 mod ai_pages;
+mod admin_security;
 mod api;
 mod auth;
 mod authz;
