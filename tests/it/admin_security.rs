@@ -76,9 +76,7 @@ async fn totp_enrolment_then_sign_in_with_a_code_and_wrong_or_replayed_codes_ref
     let (status, body) = app.admin_fn(&admin.browser, "flags", &[]).await;
     assert_eq!(status, 200, "{body}");
     // A fully signed-in admin still has no customer: the portal refuses.
-    let (status, _, _) = app
-        .server_fn(&admin.browser, "portal/dashboard", &[])
-        .await;
+    let (status, _, _) = app.server_fn(&admin.browser, "portal/dashboard", &[]).await;
     assert_eq!(status, 403);
 
     // The next sign-in asks for a code, with no enrolment shown.
@@ -93,7 +91,11 @@ async fn totp_enrolment_then_sign_in_with_a_code_and_wrong_or_replayed_codes_ref
     assert_eq!(status, 401);
     // A code outside the ±1 step window is wrong.
     let (status, _, body) = app
-        .server_fn(&browser, "2fa/verify", &[("code", &totp_code(&admin.secret, 5))])
+        .server_fn(
+            &browser,
+            "2fa/verify",
+            &[("code", &totp_code(&admin.secret, 5))],
+        )
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("incorrect or already used code"), "{body}");
@@ -176,13 +178,21 @@ async fn wrong_codes_count_toward_the_sign_in_throttle() {
     let browser = app.admin_password_step(&address).await;
     for _ in 0..5 {
         let (status, _, body) = app
-            .server_fn(&browser, "2fa/verify", &[("code", &totp_code(&admin.secret, 9))])
+            .server_fn(
+                &browser,
+                "2fa/verify",
+                &[("code", &totp_code(&admin.secret, 9))],
+            )
             .await;
         assert_eq!(status, 422, "{body}");
     }
     // Blocked now: even the right code is refused, and so is the password.
     let (status, _, body) = app
-        .server_fn(&browser, "2fa/verify", &[("code", &totp_code(&admin.secret, 1))])
+        .server_fn(
+            &browser,
+            "2fa/verify",
+            &[("code", &totp_code(&admin.secret, 1))],
+        )
         .await;
     assert_eq!(status, 429, "{body}");
     let (status, _) = app.admin_fn(&browser, "flags", &[]).await;
@@ -219,7 +229,11 @@ async fn an_admin_without_the_second_factor_reaches_no_admin_function() {
     // Every admin page leads to the second factor's page, which renders.
     for path in ["/admin", "/admin/flags", "/admin/admins"] {
         let (status, location) = get(&app, &browser, path).await;
-        assert_eq!((status, location.as_deref()), (303, Some("/admin/2fa")), "{path}");
+        assert_eq!(
+            (status, location.as_deref()),
+            (303, Some("/admin/2fa")),
+            "{path}"
+        );
     }
     let (status, _) = get(&app, &browser, "/admin/2fa").await;
     assert_eq!(status, 200);
@@ -227,9 +241,7 @@ async fn an_admin_without_the_second_factor_reaches_no_admin_function() {
     let customer = signed_in(&app, &email("half-customer"), "Customer").await;
     for client in [&customer.browser, &app.browser()] {
         for endpoint in ["2fa/status", "2fa/verify"] {
-            let (status, _, body) = app
-                .server_fn(client, endpoint, &[("code", "123456")])
-                .await;
+            let (status, _, body) = app.server_fn(client, endpoint, &[("code", "123456")]).await;
             assert_eq!(status, 401, "{endpoint}: {body}");
         }
     }
@@ -251,7 +263,11 @@ async fn deactivating_an_admin_ends_their_sessions_at_once_and_is_audited() {
     let b_id = b.user_id.to_string();
     // A reason is required.
     let (status, _) = app
-        .admin_fn(&a.browser, "admins/deactivate", &[("user_id", &b_id), ("reason", " ")])
+        .admin_fn(
+            &a.browser,
+            "admins/deactivate",
+            &[("user_id", &b_id), ("reason", " ")],
+        )
         .await;
     assert_eq!(status, 422);
     assert_eq!(sessions_of(&app, b.user_id).await, 2);
@@ -268,7 +284,11 @@ async fn deactivating_an_admin_ends_their_sessions_at_once_and_is_audited() {
     let (status, _) = app.admin_fn(&b.browser, "flags", &[]).await;
     assert_eq!(status, 401);
     let (status, _, _) = app
-        .server_fn(&b_pending, "2fa/verify", &[("code", &totp_code(&b.secret, 1))])
+        .server_fn(
+            &b_pending,
+            "2fa/verify",
+            &[("code", &totp_code(&b.secret, 1))],
+        )
         .await;
     assert_eq!(status, 401);
     // B cannot sign in: the same answer as a wrong password.
@@ -294,27 +314,46 @@ async fn deactivating_an_admin_ends_their_sessions_at_once_and_is_audited() {
         .iter()
         .find(|r| r["id"] == json!(b.user_id))
         .unwrap();
-    assert_eq!((row["deactivated"].clone(), row["two_factor"].clone()), (json!(true), json!(true)));
+    assert_eq!(
+        (row["deactivated"].clone(), row["two_factor"].clone()),
+        (json!(true), json!(true))
+    );
 
     // Not oneself; not the last active admin (A is now the only one).
     let a_id = a.user_id.to_string();
     let (status, body) = app
-        .admin_fn(&a.browser, "admins/deactivate", &[("user_id", &a_id), ("reason", "oops")])
+        .admin_fn(
+            &a.browser,
+            "admins/deactivate",
+            &[("user_id", &a_id), ("reason", "oops")],
+        )
         .await;
     assert_eq!(status, 422, "{body}");
-    let refused = set_admin_active(&mut app.conn().await, &Admin::cli(), a.user_id, false, "x").await;
+    let refused =
+        set_admin_active(&mut app.conn().await, &Admin::cli(), a.user_id, false, "x").await;
     assert!(refused.is_err(), "the last active admin stays");
     assert_eq!(app.audit_entries("admin.deactivate").await.len(), 1);
 
     // Reactivated (audited), B signs in again with password and code.
     let (status, body) = app
-        .admin_fn(&a.browser, "admins/reactivate", &[("user_id", &b_id), ("reason", "back")])
+        .admin_fn(
+            &a.browser,
+            "admins/reactivate",
+            &[("user_id", &b_id), ("reason", "back")],
+        )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(app.audit_entries("admin.reactivate").await[0].2.as_deref(), Some("back"));
+    assert_eq!(
+        app.audit_entries("admin.reactivate").await[0].2.as_deref(),
+        Some("back")
+    );
     let browser = app.admin_password_step(&b_address).await;
     let (status, _, body) = app
-        .server_fn(&browser, "2fa/verify", &[("code", &totp_code(&b.secret, 1))])
+        .server_fn(
+            &browser,
+            "2fa/verify",
+            &[("code", &totp_code(&b.secret, 1))],
+        )
         .await;
     assert_eq!(status, 200, "{body}");
 }
@@ -390,13 +429,21 @@ async fn a_kill_switch_needs_a_reason_which_is_audited() {
             .admin_fn(
                 &admin,
                 "flags/set",
-                &[("key", "billing_enabled"), ("enabled", "false"), ("reason", reason)],
+                &[
+                    ("key", "billing_enabled"),
+                    ("enabled", "false"),
+                    ("reason", reason),
+                ],
             )
             .await;
         assert_eq!(status, 422, "{body}");
     }
     let (status, _) = app
-        .admin_fn(&admin, "flags/set", &[("key", "billing_enabled"), ("enabled", "false")])
+        .admin_fn(
+            &admin,
+            "flags/set",
+            &[("key", "billing_enabled"), ("enabled", "false")],
+        )
         .await;
     assert_eq!(status, 422);
     assert!(app.audit_entries("flag.set").await.is_empty());
@@ -433,7 +480,10 @@ async fn a_kill_switch_needs_a_reason_which_is_audited() {
         .text()
         .await
         .unwrap();
-    assert!(html.contains(r#"name="reason""#), "the flags page has a reason field");
+    assert!(
+        html.contains(r#"name="reason""#),
+        "the flags page has a reason field"
+    );
 }
 
 #[tokio::test]
@@ -446,11 +496,18 @@ async fn admin_pages_redirect_the_signed_out_and_customers() {
         Some("/login?next=/admin/customers/5%3Ftab%3Dkeys")
     );
     let (status, location) = get(&app, &app.browser(), "/admin").await;
-    assert_eq!((status, location.as_deref()), (303, Some("/login?next=/admin")));
+    assert_eq!(
+        (status, location.as_deref()),
+        (303, Some("/login?next=/admin"))
+    );
     let customer = signed_in(&app, &email("page-customer"), "Customer").await;
     for path in ["/admin", "/admin/flags", "/admin/2fa"] {
         let (status, location) = get(&app, &customer.browser, path).await;
-        assert_eq!((status, location.as_deref()), (303, Some("/dashboard")), "{path}");
+        assert_eq!(
+            (status, location.as_deref()),
+            (303, Some("/dashboard")),
+            "{path}"
+        );
     }
     let admin = app.admin_browser(&email("page-admin")).await;
     let (status, _) = get(&app, &admin, "/admin/flags").await;
@@ -471,7 +528,11 @@ async fn sign_in_follows_next_to_local_paths_only() {
             .server_fn(
                 &app.browser(),
                 "login",
-                &[("email", &customer.email), ("password", PASSWORD), ("next", next)],
+                &[
+                    ("email", &customer.email),
+                    ("password", PASSWORD),
+                    ("next", next),
+                ],
             )
             .await;
         assert_eq!(status, 200, "{body}");
@@ -496,12 +557,20 @@ async fn sign_in_follows_next_to_local_paths_only() {
         .server_fn(
             &browser,
             "login",
-            &[("email", &address), ("password", ADMIN_PASSWORD), ("next", "/admin/flags")],
+            &[
+                ("email", &address),
+                ("password", ADMIN_PASSWORD),
+                ("next", "/admin/flags"),
+            ],
         )
         .await;
     assert_eq!((status, location.as_deref()), (200, Some("/admin/2fa")));
     let (status, location, body) = app
-        .server_fn(&browser, "2fa/verify", &[("code", &totp_code(&admin.secret, 1))])
+        .server_fn(
+            &browser,
+            "2fa/verify",
+            &[("code", &totp_code(&admin.secret, 1))],
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(location.as_deref(), Some("/admin/flags"));

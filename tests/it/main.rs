@@ -7,9 +7,9 @@
 #![cfg(feature = "ssr")]
 
 mod admin;
+mod admin_security;
 mod ai;
 mod ai_pages;
-mod admin_security;
 mod api;
 mod auth;
 mod authz;

@@ -110,8 +110,7 @@ pub async fn two_factor_verify(#[server(default)] code: String) -> Result<TwoFac
     let result = async {
         let state = app_state()?;
         let session = current_session().await?;
-        let (_, factor, next) =
-            verify_second_factor(&state, &session, &code, client_ip()).await?;
+        let (_, factor, next) = verify_second_factor(&state, &session, &code, client_ip()).await?;
         let next = next
             .and_then(|n| crate::types::urls::local_path(&n))
             .unwrap_or_else(|| "/admin".to_owned());

@@ -187,9 +187,7 @@ pub async fn set_admin_active(
             return Err(BillingError::NotFound("staff admin"));
         };
         if let Some(actor_id) = actor.user_id {
-            let actor_active = admins
-                .iter()
-                .any(|(id, d)| *id == actor_id && d.is_none());
+            let actor_active = admins.iter().any(|(id, d)| *id == actor_id && d.is_none());
             if !actor_active {
                 return Err(invalid("your account is deactivated"));
             }

@@ -72,7 +72,11 @@ async fn apply_lifetime(state: &AppState, session: &TypedSession) -> Result<(), 
     if now - record.at >= absolute || now - record.seen >= idle {
         tracing::info!(
             staff_admin = record.staff_admin,
-            expired = if now - record.at >= absolute { "absolute" } else { "idle" },
+            expired = if now - record.at >= absolute {
+                "absolute"
+            } else {
+                "idle"
+            },
             "session expired"
         );
         session.log_out().await?;

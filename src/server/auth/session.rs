@@ -70,9 +70,7 @@ impl TypedSession {
     /// second-factor step.
     pub async fn sign_in(&self, user_id: i64, staff_admin: bool) -> Result<(), SessionError> {
         let now = chrono::Utc::now().timestamp();
-        self.0
-            .remove_value(PENDING_SECOND_FACTOR_KEY)
-            .await?;
+        self.0.remove_value(PENDING_SECOND_FACTOR_KEY).await?;
         self.0.insert(USER_ID_KEY, user_id).await?;
         self.0
             .insert(

@@ -208,9 +208,7 @@ pub fn session_layer(
         .with_same_site(SameSite::Lax)
         .with_secure(secure)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(
-            idle_seconds,
-        )))
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(idle_seconds)))
 }
 
 /// Deletes expired sessions and sign-in attempts older than a day; returns

@@ -167,12 +167,15 @@ fn parse_code(raw: &str) -> Option<Code> {
     }
 }
 
+/// A stored TOTP row: (secret, confirmed at, last used step).
+type TotpRow = (Vec<u8>, Option<chrono::DateTime<Utc>>, Option<i64>);
+
 /// The stored TOTP row of a user: (secret, confirmed, last used step).
 async fn totp_row(
     conn: &mut AsyncPgConnection,
     user_id: i64,
 ) -> Result<Option<(SecretSlice<u8>, bool, Option<i64>)>, AppError> {
-    let row: Option<(Vec<u8>, Option<chrono::DateTime<Utc>>, Option<i64>)> = admin_totp::table
+    let row: Option<TotpRow> = admin_totp::table
         .find(user_id)
         .select((
             admin_totp::secret,
@@ -274,10 +277,7 @@ pub async fn verify_second_factor(
     ip: Option<IpAddr>,
 ) -> Result<(User, SecondFactor, Option<String>), AppError> {
     let user = pending_admin(state, session).await?;
-    let next = session
-        .pending_second_factor()
-        .await?
-        .and_then(|p| p.next);
+    let next = session.pending_second_factor().await?.and_then(|p| p.next);
     let mut conn = state.conn().await.map_err(|error| {
         tracing::error!(%error, "no database connection");
         AppError::Internal
@@ -298,7 +298,11 @@ pub async fn verify_second_factor(
     session.cycle_id().await?;
     session.sign_in(user.id, true).await?;
     apply_admin_idle(session, &state.config.sessions);
-    tracing::info!(user_id = user.id, how = factor_name(&factor), "staff admin signed in");
+    tracing::info!(
+        user_id = user.id,
+        how = factor_name(&factor),
+        "staff admin signed in"
+    );
     Ok((user, factor, next))
 }
 
@@ -443,7 +447,14 @@ mod tests {
             parse_code("ABCD-efgh-2345-7777"),
             Some(Code::Recovery("abcdefgh23457777".into()))
         );
-        for bad in ["", "12345", "1234567", "abcd-efgh-2345-777", "abcd-efgh-2345-7771", &"1".repeat(65)] {
+        for bad in [
+            "",
+            "12345",
+            "1234567",
+            "abcd-efgh-2345-777",
+            "abcd-efgh-2345-7771",
+            &"1".repeat(65),
+        ] {
             assert_eq!(parse_code(bad), None, "{bad:?}");
         }
     }
@@ -455,8 +466,14 @@ mod tests {
         let step = now / 30;
         let code_at = |s: i64| totp(&secret, "").generate((s as u64) * 30);
         assert_eq!(matching_step(&secret, &code_at(step), now), Some(step));
-        assert_eq!(matching_step(&secret, &code_at(step - 1), now), Some(step - 1));
-        assert_eq!(matching_step(&secret, &code_at(step + 1), now), Some(step + 1));
+        assert_eq!(
+            matching_step(&secret, &code_at(step - 1), now),
+            Some(step - 1)
+        );
+        assert_eq!(
+            matching_step(&secret, &code_at(step + 1), now),
+            Some(step + 1)
+        );
         assert_eq!(matching_step(&secret, &code_at(step - 2), now), None);
         assert_eq!(matching_step(&secret, &code_at(step + 2), now), None);
     }

@@ -299,7 +299,11 @@ impl Config {
                 let d = sessions::SessionSettings::default();
                 let max = sessions::SessionSettings::MAX_SECONDS;
                 sessions::SessionSettings {
-                    idle_seconds: env.parsed("SESSION_IDLE_TIMEOUT_SECONDS", d.idle_seconds, 1..=max)?,
+                    idle_seconds: env.parsed(
+                        "SESSION_IDLE_TIMEOUT_SECONDS",
+                        d.idle_seconds,
+                        1..=max,
+                    )?,
                     absolute_seconds: env.parsed(
                         "SESSION_ABSOLUTE_LIFETIME_SECONDS",
                         d.absolute_seconds,
