@@ -96,6 +96,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/forgot-password") view=auth::forgot_password::ForgotPasswordPage ssr=SsrMode::Async />
                     <Route path=path!("/reset-password") view=auth::reset_password::ResetPasswordPage ssr=SsrMode::Async />
                     // The admin console (staff admins; every server function checks the role).
+                    <Route path=path!("/admin/2fa") view=auth::two_factor::TwoFactorPage ssr=SsrMode::Async />
                     <Route path=path!("/admin") view=admin::customers::AdminCustomersPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/customers/:id") view=admin::customer::AdminCustomerPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/signups") view=admin::signups::AdminSignupsPage ssr=SsrMode::Async />

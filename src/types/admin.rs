@@ -328,6 +328,10 @@ pub struct AdminUserRow {
     pub email: String,
     /// Whether a password is set.
     pub active: bool,
+    /// Whether deactivated (cannot sign in).
+    pub deactivated: bool,
+    /// Whether a TOTP second factor is enrolled.
+    pub two_factor: bool,
     /// Created.
     pub created_at: String,
 }

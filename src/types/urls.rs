@@ -161,6 +161,31 @@ pub fn safe_href(url: &str) -> Option<String> {
     (host_ok && port_ok).then(|| url.to_owned())
 }
 
+/// The one gate for a `next=` redirect target (sign-in's return path):
+/// `Some(path)` when `raw` (trimmed) is a local absolute path of at most
+/// [`MAX_URL_LEN`] bytes: it starts with one `/` followed by anything but
+/// `/` or `\\` (so never `//host` or `/\\host`, which browsers read as
+/// another host), holds no `\\`, whitespace or control character (browsers
+/// drop tabs and newlines, turning `/\t/host` into `//host`), and no
+/// scheme can precede it since it starts with `/`. `None` otherwise, and
+/// the caller uses its default page.
+pub fn local_path(raw: &str) -> Option<String> {
+    let path = raw.trim();
+    let bytes = path.as_bytes();
+    if path.is_empty()
+        || path.len() > MAX_URL_LEN
+        || !path.is_ascii()
+        || bytes[0] != b'/'
+        || matches!(bytes.get(1), Some(b'/' | b'\\'))
+        || bytes
+            .iter()
+            .any(|b| b.is_ascii_control() || b.is_ascii_whitespace() || *b == b'\\')
+    {
+        return None;
+    }
+    Some(path.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +320,28 @@ mod tests {
             prop_assert_eq!(url.as_ref().map(GitHubUrl::as_str), Some(input.as_str()));
             prop_assert_eq!(url.and_then(|u| u.pull_number()), Some(n));
         }
+    }
+
+    #[test]
+    fn local_paths_only_for_next() {
+        for ok in ["/admin", "/admin/customers/7?tab=keys", "/", "/dashboard#x"] {
+            assert_eq!(local_path(ok).as_deref(), Some(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "//evil.example/admin",
+            "/\\evil.example",
+            "\\\\evil.example",
+            "https://evil.example/admin",
+            "javascript:alert(1)",
+            "admin",
+            "/\t/evil.example",
+            "/ad min",
+            "/admin\\..\\x",
+            "/caf\u{e9}",
+        ] {
+            assert_eq!(local_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(local_path(&format!("/{}", "a".repeat(MAX_URL_LEN))), None);
     }
 }

@@ -68,7 +68,8 @@ async fn create_admin_subcommand_reads_the_password_from_stdin_and_is_audited() 
     let audit = app.audit_entries("admin.create").await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].0, "cli");
-    // The admin signs in with that password and lands on /admin.
+    // The admin signs in with that password and is sent on to the second
+    // factor's enrolment.
     let browser = app.browser();
     let (status, location, body) = app
         .server_fn(
@@ -78,10 +79,11 @@ async fn create_admin_subcommand_reads_the_password_from_stdin_and_is_audited() 
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(location.as_deref(), Some("/admin"));
-    // A staff admin has no customer: the portal's functions refuse it.
+    assert_eq!(location.as_deref(), Some("/admin/2fa"));
+    // Half-way through sign-in nobody is signed in: the portal's functions
+    // answer 401 like to a stranger.
     let (status, _, _) = app.server_fn(&browser, "portal/dashboard", &[]).await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 401);
     // A too short password is refused and nothing is created.
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_rsolv-platform"))
         .args(["create-admin", "--email", &email("cli-short")])
@@ -643,7 +645,11 @@ async fn with_auto_provision_off_signups_wait_for_approval() {
         .admin_fn(
             &admin,
             "flags/set",
-            &[("key", "auto_provision"), ("enabled", "false")],
+            &[
+                ("key", "auto_provision"),
+                ("enabled", "false"),
+                ("reason", "manual approvals"),
+            ],
         )
         .await;
     assert_eq!(status, 200, "{body}");

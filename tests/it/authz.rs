@@ -16,7 +16,7 @@ use rsolv_platform::server::db::schema::{api_keys, sessions, users};
 use serde_json::{json, Value};
 use std::path::Path;
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 const NEW_PASSWORD: &str = "another horse battery";
 
 /// Every server function's endpoint and how this file covers it.
@@ -71,6 +71,10 @@ const MATRIX: &[(&str, &str)] = &[
         "public: token-scoped; A's session cannot use it without B's token",
     ),
     ("signup", "public: creates a new customer"),
+    // A staff admin's second factor: acts only on the session's own pending
+    // sign-in step; 401 for every other session (admin_security.rs).
+    ("2fa/status", "pending step only: 401 otherwise"),
+    ("2fa/verify", "pending step only: 401 otherwise"),
     // Admin console: staff admins only; a customer session gets 403 and no
     // session 401 ([`customer_sessions_get_403_from_every_admin_function`]).
     ("admin/customers", "staff only: 403 for customers"),
@@ -108,13 +112,18 @@ const MATRIX: &[(&str, &str)] = &[
     ("admin/signups/reject", "staff only: 403 for customers"),
     ("admin/admins", "staff only: 403 for customers"),
     ("admin/admins/invite", "staff only: 403, no admin created"),
+    (
+        "admin/admins/deactivate",
+        "staff only: 403, nobody deactivated (admin_security.rs)",
+    ),
+    ("admin/admins/reactivate", "staff only: 403 for customers"),
     ("admin/ai-usage/top", "staff only: 403 for customers"),
     ("admin/ai-budget/set", "staff only: 403, no budget stored"),
 ];
 
 /// Every admin server function with arguments that would succeed for a
 /// staff admin (`{customer}`, `{key}` are replaced by the caller's own ids).
-const ADMIN_CALLS: &[(&str, &[(&str, &str)])] = &[
+pub(crate) const ADMIN_CALLS: &[(&str, &[(&str, &str)])] = &[
     ("admin/customers", &[("q", "")]),
     ("admin/customer", &[("customer_id", "{customer}")]),
     (
@@ -171,7 +180,11 @@ const ADMIN_CALLS: &[(&str, &[(&str, &str)])] = &[
     ("admin/flags", &[]),
     (
         "admin/flags/set",
-        &[("key", "maintenance"), ("enabled", "true")],
+        &[
+            ("key", "maintenance"),
+            ("enabled", "true"),
+            ("reason", "drill"),
+        ],
     ),
     ("admin/audit", &[]),
     ("admin/signups", &[]),
@@ -184,6 +197,14 @@ const ADMIN_CALLS: &[(&str, &[(&str, &str)])] = &[
     (
         "admin/admins/invite",
         &[("email", "sneaky-admin@example.com")],
+    ),
+    (
+        "admin/admins/deactivate",
+        &[("user_id", "1"), ("reason", "takeover")],
+    ),
+    (
+        "admin/admins/reactivate",
+        &[("user_id", "1"), ("reason", "takeover")],
     ),
     ("admin/ai-usage/top", &[]),
     (

@@ -16,7 +16,11 @@ async fn set_flag(app: &TestApp, admin: &reqwest::Client, key: &str, on: bool) -
     app.admin_fn(
         admin,
         "flags/set",
-        &[("key", key), ("enabled", if on { "true" } else { "false" })],
+        &[
+            ("key", key),
+            ("enabled", if on { "true" } else { "false" }),
+            ("reason", "test switch"),
+        ],
     )
     .await
 }

@@ -582,9 +582,15 @@ pub const ADMIN_PASSWORD: &str = "staff admin password 1";
 
 impl TestApp {
     /// A staff admin with `email` (created as the `create-admin` command
-    /// does, with [`ADMIN_PASSWORD`]) signed in through `login`: returns
-    /// their browser.
+    /// does, with [`ADMIN_PASSWORD`]) signed in through `login` and the
+    /// TOTP enrolment at `/admin/2fa`: returns their browser.
     pub async fn admin_browser(&self, email: &str) -> reqwest::Client {
+        self.enrolled_admin(email).await.browser
+    }
+
+    /// Creates a staff admin with `email` and [`ADMIN_PASSWORD`] as
+    /// `create-admin` does; returns the user id.
+    pub async fn create_staff_admin(&self, email: &str) -> i64 {
         use rsolv_platform::server::admin::staff::{create_admin, AdminSetup};
         use rsolv_platform::server::admin::Admin;
         use rsolv_platform::server::auth::password::{hash_password, Password};
@@ -600,7 +606,51 @@ impl TestApp {
             AdminSetup::Password(hash),
         )
         .await
+        .unwrap()
+    }
+
+    /// A staff admin created with [`TestApp::create_staff_admin`], signed in
+    /// with the password, then enrolled in TOTP with a code computed here
+    /// from the secret the page shows (the current step).
+    pub async fn enrolled_admin(&self, email: &str) -> EnrolledAdmin {
+        let user_id = self.create_staff_admin(email).await;
+        let browser = self.admin_password_step(email).await;
+        let (status, _, body) = self.server_fn(&browser, "2fa/status", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let view: Value = serde_json::from_str(&body).unwrap();
+        let secret = totp_rs::Secret::Encoded(
+            view["enrolment"]["secret_base32"]
+                .as_str()
+                .expect("an enrolment for a new admin")
+                .to_owned(),
+        )
+        .to_bytes()
         .unwrap();
+        let enrolment_code = totp_code(&secret, 0);
+        let (status, location, body) = self
+            .server_fn(&browser, "2fa/verify", &[("code", &enrolment_code)])
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(location, None, "the recovery codes are shown first");
+        let done: Value = serde_json::from_str(&body).unwrap();
+        let recovery_codes = done["recovery_codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        EnrolledAdmin {
+            user_id,
+            browser,
+            secret,
+            recovery_codes,
+            enrolment_code,
+        }
+    }
+
+    /// A new browser that gave `email`'s [`ADMIN_PASSWORD`] at `/login` and
+    /// was sent on to `/admin/2fa` (not signed in yet).
+    pub async fn admin_password_step(&self, email: &str) -> reqwest::Client {
         let browser = self.browser();
         let (status, location, body) = self
             .server_fn(
@@ -610,7 +660,7 @@ impl TestApp {
             )
             .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(location.as_deref(), Some("/admin"));
+        assert_eq!(location.as_deref(), Some("/admin/2fa"));
         browser
     }
 
@@ -652,6 +702,44 @@ impl TestApp {
             .await
             .unwrap()
     }
+}
+
+/// A staff admin enrolled by [`TestApp::enrolled_admin`].
+pub struct EnrolledAdmin {
+    /// The user id.
+    pub user_id: i64,
+    /// The signed-in browser.
+    pub browser: reqwest::Client,
+    /// The TOTP secret (raw bytes).
+    pub secret: Vec<u8>,
+    /// The ten recovery codes shown at enrolment.
+    pub recovery_codes: Vec<String>,
+    /// The TOTP code that confirmed the enrolment (used up).
+    pub enrolment_code: String,
+}
+
+/// The TOTP code of `secret` for the step `steps` away from now (SHA-1, 6
+/// digits, 30 s), computed with `totp-rs` as an authenticator app would.
+pub fn totp_code(secret: &[u8], steps: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    totp_code_at(secret, now + steps * 30)
+}
+
+/// The TOTP code of `secret` at Unix time `at` (seconds).
+pub fn totp_code_at(secret: &[u8], at: i64) -> String {
+    totp_rs::TOTP::new_unchecked(
+        totp_rs::Algorithm::SHA1,
+        6,
+        0,
+        30,
+        secret.to_vec(),
+        None,
+        String::new(),
+    )
+    .generate(at as u64)
 }
 
 /// An outbox row's notification rendered as the email worker renders it at

@@ -353,15 +353,17 @@ pub async fn admin_list_flags() -> Result<Vec<AdminFlagRow>, AppError> {
         .collect())
 }
 
-/// Switches flag `key` on (`enabled` = `true`) or off, effective at once
-/// here and within `FLAGS_REFRESH_SECONDS` on other instances.
+/// Switches flag `key` on (`enabled` = `true`) or off with a mandatory
+/// `reason` (stored in the `flag.set` audit entry), effective at once here
+/// and within `FLAGS_REFRESH_SECONDS` on other instances.
 ///
-/// Errors: also [`AppError::Validation`] for an unknown flag or one the
-/// environment forces.
+/// Errors: also [`AppError::Validation`] for an unknown flag, one the
+/// environment forces, or a missing or over-long reason (nothing changes).
 #[server(endpoint = "admin/flags/set")]
 pub async fn admin_set_flag(
     #[server(default)] key: String,
     #[server(default)] enabled: String,
+    #[server(default)] reason: String,
 ) -> Result<(), AppError> {
     use crate::server::admin::flags::set_flag;
     use crate::server::flags::Flag;
@@ -375,6 +377,7 @@ pub async fn admin_set_flag(
         &admin,
         flag,
         ssr::checked(Some(&enabled)),
+        &reason,
     )
     .await
     .map_err(ssr::fail)
@@ -480,6 +483,8 @@ pub async fn admin_list_admins() -> Result<Vec<AdminUserRow>, AppError> {
             id: a.id,
             email: a.email,
             active: a.active,
+            deactivated: a.deactivated,
+            two_factor: a.two_factor,
             created_at: ssr::iso(a.created_at),
         })
         .collect())
@@ -500,6 +505,40 @@ pub async fn admin_invite_admin(#[server(default)] email: String) -> Result<(), 
         .await
         .map_err(ssr::fail)?;
     Ok(())
+}
+
+/// Deactivates staff admin `user_id` with a mandatory `reason`: they can
+/// no longer sign in and every session of theirs ends at once (deleted in
+/// the transaction that writes the `admin.deactivate` audit entry).
+///
+/// Errors: also [`AppError::Validation`] for a missing reason, oneself, the
+/// last active admin, or one deactivated already; [`AppError::NotFound`]
+/// for a user who is no staff admin.
+#[server(endpoint = "admin/admins/deactivate")]
+pub async fn admin_deactivate_admin(
+    user_id: i64,
+    #[server(default)] reason: String,
+) -> Result<(), AppError> {
+    let (admin, mut conn) = ssr::admin().await?;
+    crate::server::admin::staff::set_admin_active(&mut conn, &admin, user_id, false, &reason)
+        .await
+        .map_err(ssr::fail)
+}
+
+/// Reactivates staff admin `user_id` with a mandatory `reason` (audited
+/// `admin.reactivate`); they sign in again with their password and TOTP.
+///
+/// Errors: also [`AppError::Validation`] for a missing reason or an admin
+/// who is active; [`AppError::NotFound`] for a user who is no staff admin.
+#[server(endpoint = "admin/admins/reactivate")]
+pub async fn admin_reactivate_admin(
+    user_id: i64,
+    #[server(default)] reason: String,
+) -> Result<(), AppError> {
+    let (admin, mut conn) = ssr::admin().await?;
+    crate::server::admin::staff::set_admin_active(&mut conn, &admin, user_id, true, &reason)
+        .await
+        .map_err(ssr::fail)
 }
 
 /// Customers shown in the overview's "Top AI usage today".

@@ -1,9 +1,12 @@
 //! `/admin/flags`: feature flags and kill switches. A flag forced by an
-//! environment variable shows the variable and cannot be switched.
+//! environment variable shows the variable and cannot be switched. Every
+//! switch needs a reason (a plain form field: works without JavaScript),
+//! kept in the audit log.
 
 use super::api::{admin_list_flags, AdminSetFlag};
 use super::{
-    ActionOutcome, AdminNav, Badge, LoadError, Loading, CARD, DANGER_BUTTON, SECONDARY_BUTTON,
+    ActionOutcome, AdminNav, Badge, LoadError, Loading, CARD, DANGER_BUTTON, INPUT,
+    SECONDARY_BUTTON,
 };
 use crate::types::admin::AdminFlagRow;
 use leptos::form::ActionForm;
@@ -43,6 +46,7 @@ pub fn AdminFlagsPage() -> impl IntoView {
 fn FlagCard(f: AdminFlagRow, set: ServerAction<AdminSetFlag>) -> impl IntoView {
     let next = !f.stored;
     let testid = format!("flag-{}", f.key);
+    let reason_id = format!("flag-reason-{}", f.key);
     // Turning billing off, or maintenance on, stops service: styled as danger.
     let danger = (f.key == "maintenance" && next) || (f.key != "maintenance" && !next);
     view! {
@@ -63,6 +67,8 @@ fn FlagCard(f: AdminFlagRow, set: ServerAction<AdminSetFlag>) -> impl IntoView {
                     <ActionForm action=set>
                         <input type="hidden" name="key" value=f.key.clone() />
                         <input type="hidden" name="enabled" value=next.to_string() />
+                        <label for=reason_id.clone() class="mt-3 block text-sm font-medium">"Reason"</label>
+                        <input id=reason_id name="reason" type="text" required maxlength="500" class=INPUT data-testid="flag-reason" />
                         <button type="submit" class=format!("{} mt-3", if danger { DANGER_BUTTON } else { SECONDARY_BUTTON })>
                             {if next { "Switch on" } else { "Switch off" }}
                         </button>

@@ -27,7 +27,7 @@ pub struct UserView {
 /// Finishes a server function: on error, sets the status (or, for a plain
 /// form post, redirects to `page` with the message in `error`).
 #[cfg(feature = "ssr")]
-fn finish<T>(result: Result<T, AppError>, page: &str) -> Result<T, AppError> {
+pub(crate) fn finish<T>(result: Result<T, AppError>, page: &str) -> Result<T, AppError> {
     use axum::http::header::ACCEPT;
     let Err(error) = result else {
         return result;
@@ -125,8 +125,12 @@ pub async fn confirm_email(#[server(default)] token: String) -> Result<(), AppEr
     finish(result, &with_token("/confirm-email", &token))
 }
 
-/// `POST /api/login` (email, password): signs in with a new session id;
-/// redirects to `/dashboard` (a staff admin to `/admin`).
+/// `POST /api/login` (email, password, optional next): checks the password
+/// with a new session id. A customer is signed in and redirected to `next`
+/// when it is a local path (`types::urls::local_path`; anything else is
+/// ignored), else `/dashboard`. A staff admin is not signed in yet: they
+/// are redirected to `/admin/2fa` for the second factor (or its
+/// enrolment), which leads on to `next` or `/admin`.
 ///
 /// Errors: 422 "incorrect email or password" (unknown email, wrong password
 /// alike) or "please confirm your email first"; 429 after too many
@@ -135,6 +139,7 @@ pub async fn confirm_email(#[server(default)] token: String) -> Result<(), AppEr
 pub async fn login(
     #[server(default)] email: String,
     #[server(default)] password: String,
+    #[server(default)] next: Option<String>,
 ) -> Result<(), AppError> {
     use crate::server::auth::{accounts, app_state, client_ip, current_session};
     let result = async {
@@ -142,12 +147,13 @@ pub async fn login(
         let session = current_session().await?;
         let ip = client_ip();
         let user = accounts::log_in(&state, &session, &email, &password, ip).await?;
-        // Staff admins have no dashboard: their home is the admin console.
-        leptos_axum::redirect(if user.customer_id.is_none() {
-            "/admin"
+        let next = next.as_deref().and_then(crate::types::urls::local_path);
+        if user.is_staff_admin() {
+            session.set_second_factor_next(next).await?;
+            leptos_axum::redirect(crate::server::auth::lifetime::SECOND_FACTOR_PAGE);
         } else {
-            "/dashboard"
-        });
+            leptos_axum::redirect(next.as_deref().unwrap_or("/dashboard"));
+        }
         Ok(())
     }
     .await;

@@ -1,5 +1,6 @@
 //! `/login`: email and password; shows the outcome of the flows that end
-//! here (`?notice=`) and errors.
+//! here (`?notice=`) and errors. `?next=<local path>` (set by the `/admin`
+//! page guard) is where sign-in leads.
 
 use crate::app::auth::api::Login;
 use crate::app::auth::{
@@ -27,10 +28,14 @@ pub fn LoginPage() -> impl IntoView {
     let error = form_error(action.value());
     let query = use_query_map();
     let notice = move || query.read().get("notice").and_then(|n| notice_text(&n));
+    // Where to return after sign-in (checked again on the server: local
+    // paths only).
+    let next = move || query.read().get("next").unwrap_or_default();
     view! {
         <AuthCard title="Sign in">
             {move || notice().map(|text| view! { <StatusMessage text /> })}
             <ActionForm action=action>
+                <input type="hidden" name="next" value=next />
                 <div class="mt-4 space-y-4" data-testid="login-form">
                     <Field id="login-email" name="email" label="Email" kind="email" autocomplete="username" />
                     <Field id="login-password" name="password" label="Password" kind="password" autocomplete="current-password" />

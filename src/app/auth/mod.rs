@@ -15,6 +15,7 @@ pub mod forgot_password;
 pub mod login;
 pub mod register;
 pub mod reset_password;
+pub mod two_factor;
 
 use crate::types::AppError;
 use leptos::prelude::*;

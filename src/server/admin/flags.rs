@@ -11,18 +11,24 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
 
 /// Stores `enabled` for `flag` and writes the audit entry (action
-/// `flag.set`, before/after the stored value) in one transaction, then
-/// updates this instance's cache at once.
+/// `flag.set`, before/after the stored value, the admin's `reason`) in one
+/// transaction, then updates this instance's cache at once. Every flip
+/// needs a reason (flags are kill switches: who stopped billing, and why,
+/// must be on record).
 ///
-/// Errors: [`BillingError::Invalid`] with [`FORCED_MESSAGE`] when the
-/// environment forces the flag; [`BillingError::Database`].
+/// Errors: [`BillingError::Invalid`] for a missing reason or one over
+/// [`crate::server::admin::customers::MAX_REASON_CHARS`] characters
+/// (checked before anything is written), or with [`FORCED_MESSAGE`] when
+/// the environment forces the flag; [`BillingError::Database`].
 pub async fn set_flag(
     conn: &mut AsyncPgConnection,
     flags: &Flags,
     actor: &Admin,
     flag: Flag,
     enabled: bool,
+    reason: &str,
 ) -> Result<(), BillingError> {
+    let reason = crate::server::admin::customers::parse_reason(reason)?;
     conn.transaction(async |conn| {
         let before = match store_flag(conn, flags, actor.user_id, flag, enabled).await {
             Ok(before) => before,
@@ -41,7 +47,7 @@ pub async fn set_flag(
                 target_type: "feature_flag",
                 target_id: Some(flag.key().to_owned()),
                 customer_id: None,
-                reason: None,
+                reason: Some(reason.clone()),
                 before: Some(json!({
                     "enabled": before.unwrap_or(flag.default_value()),
                     "row": before.is_some(),

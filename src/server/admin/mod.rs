@@ -42,17 +42,37 @@ impl Admin {
     }
 }
 
-/// For server functions: the signed-in staff admin.
+/// For server functions: the signed-in staff admin, who passed the second
+/// factor in this session and has a confirmed TOTP secret. A staff admin
+/// half-way through sign-in (password only) is not signed in at all.
 ///
-/// Errors: [`AppError::Unauthorized`] when nobody is signed in;
-/// [`AppError::Forbidden`] for any other user (every customer session);
-/// [`AppError::Internal`].
+/// Errors: [`AppError::Unauthorized`] when nobody is signed in (a pending
+/// second factor included); [`AppError::Forbidden`] for any other user
+/// (every customer session) and for a staff admin's session that did not
+/// pass the second factor; [`AppError::Internal`].
 pub async fn require_admin() -> Result<Admin, AppError> {
-    let (_, user) = crate::server::auth::require_user_row().await?;
+    let (session, user) = crate::server::auth::require_user_row().await?;
     if user.role != ROLE_STAFF_ADMIN || user.customer_id.is_some() {
         tracing::warn!(
             user_id = user.id,
             "non-admin called an admin server function"
+        );
+        return Err(AppError::Forbidden);
+    }
+    let second_factor = session
+        .sign_in_record()
+        .await?
+        .is_some_and(|r| r.staff_admin);
+    let mut conn = crate::server::auth::app_state()?
+        .conn()
+        .await
+        .map_err(crate::server::billing::error::to_app_error)?;
+    if !second_factor
+        || !crate::server::auth::two_factor::has_confirmed_totp(&mut conn, user.id).await?
+    {
+        tracing::warn!(
+            user_id = user.id,
+            "staff admin without a second factor called an admin server function"
         );
         return Err(AppError::Forbidden);
     }

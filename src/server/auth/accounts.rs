@@ -61,6 +61,16 @@ pub struct User {
     pub role: String,
     /// When the email was confirmed.
     pub email_confirmed_at: Option<DateTime<Utc>>,
+    /// When a staff admin was deactivated (cannot sign in, no sessions);
+    /// `None` while active.
+    pub deactivated_at: Option<DateTime<Utc>>,
+}
+
+impl User {
+    /// A staff admin (role [`ROLE_STAFF_ADMIN`], no customer account).
+    pub fn is_staff_admin(&self) -> bool {
+        self.role == ROLE_STAFF_ADMIN && self.customer_id.is_none()
+    }
 }
 
 impl std::fmt::Debug for User {
@@ -72,6 +82,7 @@ impl std::fmt::Debug for User {
             .field("password_set", &self.password_hash.is_some())
             .field("role", &self.role)
             .field("email_confirmed_at", &self.email_confirmed_at)
+            .field("deactivated_at", &self.deactivated_at)
             .finish()
     }
 }
@@ -381,13 +392,17 @@ async fn mark_confirmed(conn: &mut AsyncPgConnection, user_id: i64) -> Result<()
 }
 
 /// `/login`: signs `email` in on this session (new session id), unless the
-/// account or `ip` is throttled.
+/// account or `ip` is throttled. A staff admin is not signed in yet: the
+/// session only records the password step
+/// ([`TypedSession::begin_second_factor`]) and `/admin/2fa` asks for the
+/// TOTP or a recovery code (see `server::auth::two_factor`).
 ///
 /// Errors: [`AppError::RateLimited`] with when to retry;
 /// [`AppError::Validation`] with [`BAD_CREDENTIALS`] for an unknown email,
-/// a wrong password or a user without a password (indistinguishable, in
-/// time too), or asking to confirm the email first (only once the password
-/// was right); [`AppError::Internal`].
+/// a wrong password, a user without a password or a deactivated staff
+/// admin (indistinguishable, in time too: a former admin's leaked password
+/// tells nobody that it was right), or asking to confirm the email first
+/// (only once the password was right); [`AppError::Internal`].
 pub async fn log_in(
     state: &AppState,
     session: &TypedSession,
@@ -427,19 +442,29 @@ pub async fn log_in(
             return Err(AppError::Validation(BAD_CREDENTIALS.into()));
         }
     };
+    if user.deactivated_at.is_some() {
+        tracing::info!(user_id = user.id, "deactivated user refused at sign-in");
+        return Err(AppError::Validation(BAD_CREDENTIALS.into()));
+    }
     if user.email_confirmed_at.is_none() {
         return Err(AppError::Validation(
             "please confirm your email first: follow the link in the email we sent you".into(),
         ));
     }
     session.cycle_id().await?;
-    session.insert_user_id(user.id).await?;
-    tracing::info!(user_id = user.id, "signed in");
+    if user.is_staff_admin() {
+        session.begin_second_factor(user.id).await?;
+        tracing::info!(user_id = user.id, "password accepted; second factor next");
+    } else {
+        session.sign_in(user.id, false).await?;
+        tracing::info!(user_id = user.id, "signed in");
+    }
     Ok(user)
 }
 
 /// The signed-in user of `session`, if the session names a user who still
-/// exists. A session naming a deleted user is signed out.
+/// exists and is not deactivated. A session naming a deleted or
+/// deactivated user is signed out.
 ///
 /// Errors: [`AppError::Internal`].
 pub async fn session_user(
@@ -451,8 +476,8 @@ pub async fn session_user(
     };
     let mut conn = conn(state).await?;
     match find_user(&mut conn, user_id).await? {
-        Some(user) => Ok(Some(user)),
-        None => {
+        Some(user) if user.deactivated_at.is_none() => Ok(Some(user)),
+        _ => {
             session.log_out().await?;
             Ok(None)
         }

@@ -4,16 +4,19 @@
 //! ([`throttle`]), CSRF protection ([`csrf`]), and the account flows
 //! ([`accounts`]: register, confirm, sign in/out, change/reset password,
 //! invites) with their emails ([`emails`]), and the rate limits of those
-//! flows ([`limits`]).
+//! flows ([`limits`]); staff admins' second factor ([`two_factor`]); the
+//! session lifetimes and the `/admin` page guard ([`lifetime`]).
 
 pub mod accounts;
 pub mod csrf;
 pub mod emails;
+pub mod lifetime;
 pub mod limits;
 pub mod password;
 pub mod session;
 pub mod store;
 pub mod throttle;
+pub mod two_factor;
 
 use crate::server::auth::accounts::{session_user, User};
 use crate::server::auth::session::TypedSession;

@@ -23,11 +23,18 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 /// The session key holding the signed-in user's id (an `i64`).
 pub const USER_ID_KEY: &str = "user_id";
 
+/// The session key of a staff admin who gave the right password but not
+/// yet the second factor (a [`crate::server::auth::session::PendingSecondFactor`]):
+/// not signed in for anything but `/admin/2fa`.
+pub const PENDING_SECOND_FACTOR_KEY: &str = "second_factor_pending";
+
+/// The session key of a completed sign-in (a
+/// [`crate::server::auth::session::SignIn`]: when, last seen, whether a
+/// staff admin), which the session lifetimes are measured from.
+pub const SIGN_IN_KEY: &str = "sign_in";
+
 /// The session cookie's name.
 pub const SESSION_COOKIE: &str = "rsolv_session";
-
-/// Sessions expire after this long without a request, in days.
-pub const SESSION_IDLE_DAYS: i64 = 7;
 
 /// Sessions stored in PostgreSQL through the application's pool.
 #[derive(Clone)]
@@ -74,7 +81,19 @@ type Row = (String, serde_json::Value, DateTime<Utc>, Option<i64>);
 
 fn to_row(record: &Record) -> Result<Row, StoreError> {
     let data = serde_json::to_value(&record.data).map_err(|e| StoreError::Encode(e.to_string()))?;
-    let user_id = record.data.get(USER_ID_KEY).and_then(|v| v.as_i64());
+    // A session half-way through a staff admin's sign-in belongs to that
+    // user too, so deleting a user's sessions ends it as well.
+    let user_id = record
+        .data
+        .get(USER_ID_KEY)
+        .and_then(|v| v.as_i64())
+        .or_else(|| {
+            record
+                .data
+                .get(PENDING_SECOND_FACTOR_KEY)
+                .and_then(|v| v.get("user_id"))
+                .and_then(|v| v.as_i64())
+        });
     Ok((
         session_key(&record.id),
         data,
@@ -174,17 +193,22 @@ impl ExpiredDeletion for DieselSessionStore {
 
 /// The session layer: cookie [`SESSION_COOKIE`], `HttpOnly`,
 /// `SameSite=Lax`, `Secure` when `secure` (the public base URL is https),
-/// path `/`, expiring after [`SESSION_IDLE_DAYS`] days of inactivity.
-pub fn session_layer(pool: DbPool, secure: bool) -> SessionManagerLayer<DieselSessionStore> {
+/// path `/`, its row expiring after `idle_seconds` without a save (the
+/// customers' idle timeout; `server::auth::lifetime` enforces the idle
+/// timeout and absolute lifetime of each session precisely, staff admins'
+/// shorter ones included).
+pub fn session_layer(
+    pool: DbPool,
+    secure: bool,
+    idle_seconds: i64,
+) -> SessionManagerLayer<DieselSessionStore> {
     SessionManagerLayer::new(DieselSessionStore::new(pool))
         .with_name(SESSION_COOKIE)
         .with_http_only(true)
         .with_same_site(SameSite::Lax)
         .with_secure(secure)
         .with_path("/")
-        .with_expiry(Expiry::OnInactivity(time::Duration::days(
-            SESSION_IDLE_DAYS,
-        )))
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(idle_seconds)))
 }
 
 /// Deletes expired sessions and sign-in attempts older than a day; returns

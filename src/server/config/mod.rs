@@ -7,6 +7,7 @@ pub mod github;
 pub mod links;
 pub mod pricing;
 pub mod proxies;
+pub mod sessions;
 pub mod stripe;
 
 pub use links::EmailLinks;
@@ -106,6 +107,9 @@ pub struct Config {
     /// The AI gateway: credential vending, provider base URLs, timeouts,
     /// limits (see [`ai::AiSettings`]).
     pub ai: ai::AiSettings,
+    /// Browser session lifetimes: idle timeout and absolute lifetime, for
+    /// customers and staff admins (see [`sessions::SessionSettings`]).
+    pub sessions: sessions::SessionSettings,
 }
 
 impl std::fmt::Debug for Config {
@@ -147,6 +151,7 @@ impl std::fmt::Debug for Config {
             .field("shutdown_timeout_seconds", &self.shutdown_timeout_seconds)
             .field("metrics_addr", &self.metrics_addr)
             .field("ai", &self.ai)
+            .field("sessions", &self.sessions)
             .finish_non_exhaustive()
     }
 }
@@ -290,6 +295,32 @@ impl Config {
                 })
                 .transpose()?,
             ai: ai::AiSettings::from_lookup(&lookup)?,
+            sessions: {
+                let d = sessions::SessionSettings::default();
+                let max = sessions::SessionSettings::MAX_SECONDS;
+                sessions::SessionSettings {
+                    idle_seconds: env.parsed(
+                        "SESSION_IDLE_TIMEOUT_SECONDS",
+                        d.idle_seconds,
+                        1..=max,
+                    )?,
+                    absolute_seconds: env.parsed(
+                        "SESSION_ABSOLUTE_LIFETIME_SECONDS",
+                        d.absolute_seconds,
+                        1..=max,
+                    )?,
+                    admin_idle_seconds: env.parsed(
+                        "ADMIN_SESSION_IDLE_TIMEOUT_SECONDS",
+                        d.admin_idle_seconds,
+                        1..=max,
+                    )?,
+                    admin_absolute_seconds: env.parsed(
+                        "ADMIN_SESSION_ABSOLUTE_LIFETIME_SECONDS",
+                        d.admin_absolute_seconds,
+                        1..=max,
+                    )?,
+                }
+            },
         })
     }
 

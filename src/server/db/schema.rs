@@ -218,6 +218,7 @@ diesel::table! {
         email_confirmed_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        deactivated_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -502,3 +503,28 @@ diesel::allow_tables_to_appear_in_same_query!(ai_budgets, api_keys);
 diesel::allow_tables_to_appear_in_same_query!(ai_usage, customers);
 diesel::allow_tables_to_appear_in_same_query!(ai_usage, api_keys);
 diesel::allow_tables_to_appear_in_same_query!(ai_usage, ai_virtual_keys);
+
+diesel::table! {
+    admin_totp (user_id) {
+        user_id -> Int8,
+        secret -> Bytea,
+        confirmed_at -> Nullable<Timestamptz>,
+        last_used_step -> Nullable<Int8>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    admin_recovery_codes (id) {
+        id -> Int8,
+        user_id -> Int8,
+        code_hash -> Bytea,
+        used_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(admin_totp -> users (user_id));
+diesel::joinable!(admin_recovery_codes -> users (user_id));
+diesel::allow_tables_to_appear_in_same_query!(admin_totp, users);
+diesel::allow_tables_to_appear_in_same_query!(admin_recovery_codes, users);

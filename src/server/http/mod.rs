@@ -91,11 +91,25 @@ pub fn router(state: AppState) -> Router {
             assets::cache_assets,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        // `/admin/…` pages: signed out → `/login?next=…`, a customer →
+        // `/dashboard`, a staff admin half-way through sign-in →
+        // `/admin/2fa` (see `server::auth::lifetime`).
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::server::auth::lifetime::redirect_admin_pages,
+        ))
+        // Every session's idle timeout and absolute lifetime, before
+        // anything reads it.
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::server::auth::lifetime::enforce_session_lifetime,
+        ))
         // Browser sessions for the Leptos pages and server functions
         // (server functions reach it with `leptos_axum::extract::<Session>()`).
         .layer(crate::server::auth::store::session_layer(
             state.pool.clone(),
             state.config.secure_cookies(),
+            state.config.sessions.idle_seconds,
         ))
         // Outermost: cross-origin state-changing requests never reach a
         // handler (see `server::auth::csrf`).
