@@ -13,6 +13,7 @@ mod api;
 mod auth;
 mod authz;
 mod billing;
+mod claim;
 mod db_tls;
 mod email;
 mod flags;
