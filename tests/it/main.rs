@@ -17,6 +17,7 @@ mod claim;
 mod db_tls;
 mod email;
 mod flags;
+mod fuzz_inputs;
 mod github;
 mod harness;
 mod jobs;
