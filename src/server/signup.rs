@@ -117,9 +117,28 @@ async fn account_exists(
     conn: &mut diesel_async::AsyncPgConnection,
     new: &NewCustomer,
 ) -> Result<Registered, AppError> {
+    use crate::server::db::schema::customers;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    // To the address as the account has it (the one entered may differ in
+    // case), with the account's customer for the admin's view.
+    let same_email = diesel::dsl::sql::<diesel::sql_types::Bool>("lower(customers.email) = lower(")
+        .bind::<diesel::sql_types::Text, _>(new.email.as_str().to_owned())
+        .sql(")");
+    let existing: Option<(i64, String)> = customers::table
+        .filter(same_email)
+        .select((customers::id, customers::email))
+        .first(conn)
+        .await
+        .optional()
+        .map_err(|e| to_app_error(e.into()))?;
+    let (customer_id, address) = match &existing {
+        Some((id, address)) => (Some(*id), address.as_str()),
+        None => (None, new.email.as_str()),
+    };
     let to = Recipient {
-        customer_id: None,
-        email: new.email.as_str(),
+        customer_id,
+        email: address,
         name: "",
     };
     let key = format!(

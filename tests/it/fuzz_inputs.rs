@@ -10,7 +10,8 @@
 //! over `MAX_BODY_BYTES`) is a 4xx; a 4xx from the Action API or a webhook
 //! is `{"error": "<string>"}`; and nothing is half-written: every table's
 //! row count is unchanged after a 4xx (the rate-limit counters, sign-in
-//! failures and sessions, which count attempts by design, aside).
+//! failures, sessions and `failed` GitHub deliveries, which record
+//! attempts by design, aside).
 //!
 //! Fixed case budgets ([`CASES`]) keep the file well under a minute. The
 //! signature headers and `X-Forwarded-For` have their own property tests
@@ -29,8 +30,8 @@ use std::time::{Duration, Instant};
 const CASES: u32 = 64;
 /// Longest any one request may take.
 const MAX_REQUEST: Duration = Duration::from_secs(2);
-/// `MAX_BODY_BYTES`' default (1 MiB).
-const MAX_BODY: usize = 1024 * 1024;
+/// `MAX_BODY_BYTES` of the tests' configuration (`harness::test_config_with`).
+const MAX_BODY: usize = 64 * 1024;
 /// The GitHub webhook secret of this file's app.
 const GITHUB_SECRET: &str = "fuzz-github-secret";
 /// Tables whose rows count attempts by design (a refused request may add
@@ -80,7 +81,15 @@ impl Snapshot {
         let parts: Vec<String> = tables
             .iter()
             .filter(|t| !ATTEMPT_TABLES.contains(&t.name.as_str()))
-            .map(|t| format!("'{0}=' || (SELECT count(*) FROM \"{0}\")", t.name))
+            .map(|t| match t.name.as_str() {
+                // A signed delivery that fails is stored `failed` (for the
+                // admin to see and apply again) with its effects rolled
+                // back: a record of the attempt, not a half-write.
+                "github_deliveries" => "'github_deliveries=' || \
+                    (SELECT count(*) FROM github_deliveries WHERE status <> 'failed')"
+                    .to_owned(),
+                name => format!("'{name}=' || (SELECT count(*) FROM \"{name}\")"),
+            })
             .collect();
         assert!(parts.len() > 10, "the schema's tables: {parts:?}");
         Self {
@@ -157,8 +166,8 @@ fn garbage(fields: &'static [&'static str]) -> impl Strategy<Value = Garbage> {
         (field.clone(), json_value(fields)).prop_map(|(f, v)| Garbage::WrongType(f, v)),
         (
             field,
-            prop::sample::select(&[255usize, 256, 2049, 65_536, MAX_BODY + 1][..]),
-            prop::sample::select(&['a', 'é', '😀', '\u{202e}', '\0'][..]),
+            prop::sample::select(vec![255usize, 256, 2049, 65_536, MAX_BODY + 1]),
+            prop::sample::select(vec!['a', 'é', '😀', '\u{202e}', '\0']),
         )
             .prop_map(|(f, n, c)| Garbage::Huge(f, n, c)),
         (129usize..20_000, any::<bool>()).prop_map(|(d, a)| Garbage::Deep(d, a)),
@@ -462,7 +471,7 @@ fn form_fields() -> impl Strategy<Value = Vec<(String, String)>> {
     let value = prop_oneof![
         ".{0,80}",
         "[a-z]{1,12}@[a-z]{1,8}\\.com",
-        (prop::sample::select(&[255usize, 300, 4096, 70_000][..]), any::<char>())
+        (prop::sample::select(vec![255usize, 300, 4096, 70_000]), any::<char>())
             .prop_map(|(n, c)| c.to_string().repeat(n)),
     ];
     prop::collection::vec((name, value), 0..6)
@@ -570,7 +579,7 @@ fn query_strings_are_refused_cleanly() {
         prop_oneof![
             ".{0,60}",
             "-?[0-9]{1,30}",
-            (prop::sample::select(&[255usize, 2049, 8000][..]), any::<char>())
+            (prop::sample::select(vec![255usize, 1000, 2049]), any::<char>())
                 .prop_map(|(n, c)| c.to_string().repeat(n)),
         ],
     );

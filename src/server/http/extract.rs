@@ -16,6 +16,26 @@ use axum::Json;
 #[from_request(via(Json), rejection(ApiError))]
 pub struct ApiJson<T>(pub T);
 
+/// The raw body (`axum::body::Bytes`, for the webhooks, which verify a
+/// signature over the exact bytes) with JSON error bodies: 413 for bodies
+/// above `MAX_BODY_BYTES`.
+pub struct ApiBytes(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for ApiBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(
+        request: axum::extract::Request,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self(
+            axum::body::Bytes::from_request(request, state)
+                .await
+                .map_err(ApiError::from)?,
+        ))
+    }
+}
+
 /// `axum::extract::Query` with a JSON 400 on malformed query strings.
 #[derive(FromRequestParts)]
 #[from_request(via(Query), rejection(ApiError))]

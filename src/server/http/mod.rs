@@ -13,6 +13,7 @@ pub mod openapi;
 pub mod pages;
 pub mod portal;
 pub mod rate_limit;
+pub mod server_fns;
 pub mod webhooks;
 
 use crate::app::{shell, App};
@@ -83,6 +84,8 @@ pub fn router(state: AppState) -> Router {
         // Every routed request counted and timed by its route template.
         .route_layer(middleware::from_fn(metrics::track_http))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+        // A server function's undecodable input is a 4xx, not Leptos's 500.
+        .layer(middleware::from_fn(server_fns::input_errors_are_4xx))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         // Browser sessions for the Leptos pages and server functions
         // (server functions reach it with `leptos_axum::extract::<Session>()`).

@@ -7,7 +7,7 @@ use crate::server::http::error::ApiError;
 use crate::server::marketplace::events::{receive_delivery, Delivery, DeliveryError, Outcome};
 use crate::server::marketplace::signature;
 use crate::server::state::AppState;
-use axum::body::Bytes;
+use crate::server::http::extract::ApiBytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -63,7 +63,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub async fn receive_github_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, ApiError> {
     let started = std::time::Instant::now();
     if let Err(error) = signature::verify(

@@ -5,7 +5,7 @@ use crate::server::http::error::ApiError;
 use crate::server::state::AppState;
 use crate::server::stripe::events::{record_event, StripeEvent};
 use crate::server::stripe::signature;
-use axum::body::Bytes;
+use crate::server::http::extract::ApiBytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -45,7 +45,7 @@ use serde_json::{json, Value};
 pub async fn receive_stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, ApiError> {
     let header = headers
         .get("stripe-signature")
