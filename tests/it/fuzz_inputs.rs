@@ -26,8 +26,15 @@ use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestError, 
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// Cases per property.
+/// Cases per property; `PROPTEST_CASES` raises it for a longer local run.
 const CASES: u32 = 64;
+
+fn cases() -> u32 {
+    std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(CASES)
+}
 /// Longest any one request may take.
 const MAX_REQUEST: Duration = Duration::from_secs(2);
 /// `MAX_BODY_BYTES` of the tests' configuration (`harness::test_config_with`).
@@ -125,6 +132,7 @@ fn json_value(fields: &'static [&'static str]) -> impl Strategy<Value = Value> {
             .prop_filter("finite", |f| f.is_finite())
             .prop_map(Value::from),
         ".{0,40}".prop_map(Value::from),
+        "[a\\x00\u{202e}]{1,8}".prop_map(Value::from),
     ];
     let key = prop_oneof![
         prop::sample::select(fields).prop_map(str::to_owned),
@@ -226,8 +234,9 @@ fn run<S: Strategy>(
         .enable_all()
         .build()
         .unwrap();
+    let cases = cases();
     let config = ProptestConfig {
-        cases: CASES,
+        cases,
         max_shrink_iters: 32,
         failure_persistence: None,
         ..ProptestConfig::default()
@@ -235,7 +244,7 @@ fn run<S: Strategy>(
     let started = Instant::now();
     let result = TestRunner::new(config).run(&strategy, |input| property(&runtime, input));
     eprintln!(
-        "{name}: {CASES} cases in {:.1} s",
+        "{name}: {cases} cases in {:.1} s",
         started.elapsed().as_secs_f64()
     );
     match result {
@@ -578,6 +587,7 @@ fn query_strings_are_refused_cleanly() {
         ],
         prop_oneof![
             ".{0,60}",
+            "[a\\x00]{1,8}",
             "-?[0-9]{1,30}",
             (prop::sample::select(vec![255usize, 1000, 2049]), any::<char>())
                 .prop_map(|(n, c)| c.to_string().repeat(n)),

@@ -83,6 +83,10 @@ pub async fn receive_github_webhook(
         .ok_or_else(|| bad_request("missing or over-long X-GitHub-Delivery header"))?;
     let event = header(&headers, "x-github-event")
         .ok_or_else(|| bad_request("missing X-GitHub-Event header"))?;
+    // PostgreSQL cannot store a NUL character (the payload is kept).
+    if crate::server::http::extract::json_has_nul(&body) {
+        return Err(bad_request(crate::server::http::extract::NUL_MESSAGE));
+    }
     let payload: Value = serde_json::from_slice(&body)
         .ok()
         .filter(Value::is_object)

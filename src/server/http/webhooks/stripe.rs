@@ -63,6 +63,13 @@ pub async fn receive_stripe_webhook(
             format!("invalid webhook signature: {error}"),
         ));
     }
+    // PostgreSQL cannot store a NUL character (the event is kept).
+    if crate::server::http::extract::json_has_nul(&body) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            crate::server::http::extract::NUL_MESSAGE,
+        ));
+    }
     let (event, raw) = StripeEvent::parse(&body)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let mut conn = state.conn().await?;
