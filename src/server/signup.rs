@@ -7,9 +7,9 @@ use crate::server::admin::approvals::{admit, Admission, SignupChannel, SIGNUPS_C
 use crate::server::auth::accounts::{new_password, provision_with_owner, OwnerSetup};
 use crate::server::auth::password::hash_password;
 use crate::server::billing::customers::NewCustomer;
+pub use crate::server::billing::error::to_app_error;
 use crate::server::billing::notifications::{self, enqueue_email, Recipient};
 use crate::server::billing::BillingError;
-pub use crate::server::billing::error::to_app_error;
 use crate::server::state::AppState;
 use crate::types::values::{CustomerName, Email, Source};
 use crate::types::views::SignupView;

@@ -57,7 +57,11 @@ async fn assert_reissue_mailed(app: &TestApp, victim: &str, keys: &[&str]) {
     let stored = notifications[0].clone().unwrap().to_string();
     let mail = rendered(notifications[0].clone());
     assert_eq!(mail.subject, "Your RSOLV API key was replaced");
-    assert!(mail.text_body.contains("stopped working"), "{}", mail.text_body);
+    assert!(
+        mail.text_body.contains("stopped working"),
+        "{}",
+        mail.text_body
+    );
     for key in keys {
         for text in [&stored, &mail.text_body, &mail.html_body] {
             assert!(!text.contains(key), "no key in the email: {text}");
@@ -185,13 +189,9 @@ async fn a_key_issued_before_the_email_is_confirmed_stops_at_confirmation() {
         .unwrap();
     assert_eq!(keys, 0);
     // A key issued before the proof (as any provisioning path may).
-    let (_, early) = create_api_key(
-        &mut conn,
-        customer_id,
-        &ApiKeyName::parse("early").unwrap(),
-    )
-    .await
-    .unwrap();
+    let (_, early) = create_api_key(&mut conn, customer_id, &ApiKeyName::parse("early").unwrap())
+        .await
+        .unwrap();
     let early = early.expose().to_owned();
     assert_eq!(exchange(&app, &early).await, 200);
 
@@ -286,7 +286,10 @@ async fn register_answers_a_taken_email_like_a_new_one_and_mails_the_owner() {
         .unwrap_or_else(|| panic!("the account-exists email: {messages:#?}"));
     let text = exists["text"].as_str().unwrap();
     assert!(text.contains("https://portal.test/login"), "{text}");
-    assert!(text.contains("https://portal.test/forgot-password"), "{text}");
+    assert!(
+        text.contains("https://portal.test/forgot-password"),
+        "{text}"
+    );
     assert!(!text.contains("token="), "{text}");
 }
 

@@ -622,8 +622,14 @@ async fn the_redaction_migration_redacts_tokens_of_sent_rows_only() {
     conn.batch_execute(UP).await.unwrap();
     let rows = outbox(&db).await;
     let sent = rows.iter().find(|r| r.status == "sent").unwrap();
-    assert_eq!(sent.text_body.as_deref(), Some(redact_link_tokens(text).as_str()));
-    assert_eq!(sent.html_body.as_deref(), Some(redact_link_tokens(html).as_str()));
+    assert_eq!(
+        sent.text_body.as_deref(),
+        Some(redact_link_tokens(text).as_str())
+    );
+    assert_eq!(
+        sent.html_body.as_deref(),
+        Some(redact_link_tokens(html).as_str())
+    );
     assert_eq!(
         sent.text_body.as_deref(),
         Some("Set a password: https://portal.test/accept-invite?token=REDACTED&next=1 token= token=REDACTED")
@@ -641,5 +647,13 @@ async fn the_redaction_migration_redacts_tokens_of_sent_rows_only() {
     assert_eq!(queued.notification.as_ref(), Some(&notification));
     // Running it again changes nothing.
     conn.batch_execute(UP).await.unwrap();
-    assert_eq!(outbox(&db).await.iter().find(|r| r.status == "sent").unwrap().text_body, sent.text_body);
+    assert_eq!(
+        outbox(&db)
+            .await
+            .iter()
+            .find(|r| r.status == "sent")
+            .unwrap()
+            .text_body,
+        sent.text_body
+    );
 }

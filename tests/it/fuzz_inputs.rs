@@ -203,7 +203,11 @@ impl Garbage {
             Self::WrongType(field, value) => with(field, value.clone()),
             Self::Huge(field, n, c) => with(field, Value::String(c.to_string().repeat(*n))),
             Self::Deep(depth, arrays) => {
-                let (open, close) = if *arrays { ("[", "]") } else { ("{\"a\":", "}") };
+                let (open, close) = if *arrays {
+                    ("[", "]")
+                } else {
+                    ("{\"a\":", "}")
+                };
                 format!("{}1{}", open.repeat(*depth), close.repeat(*depth)).into_bytes()
             }
         }
@@ -305,7 +309,10 @@ fn check(
     if (400..500).contains(&answer.status) {
         if json_errors {
             let body: Value = serde_json::from_str(&answer.body).map_err(|e| {
-                TestCaseError::fail(format!("a {} that is not JSON ({e}): {}", answer.status, answer.body))
+                TestCaseError::fail(format!(
+                    "a {} that is not JSON ({e}): {}",
+                    answer.status, answer.body
+                ))
             })?;
             prop_assert!(body["error"].is_string(), "{body}");
         }
@@ -348,8 +355,18 @@ fn action_endpoints() -> Vec<(&'static str, Value, &'static [&'static str])> {
                    "pr_title": "Fix", "pr_url": "https://github.com/acme/api/pull/42",
                    "issue_title": "SQLi", "issue_url": "https://github.com/acme/api/issues/17",
                    "api_key_used": "rsolv_x", "metadata": {"branch": "fix", "labels": ["rsolv:detected"]}}),
-            &["github_org", "repo_name", "issue_number", "pr_number", "pr_title", "pr_url",
-              "issue_title", "issue_url", "api_key_used", "metadata"],
+            &[
+                "github_org",
+                "repo_name",
+                "issue_number",
+                "pr_number",
+                "pr_title",
+                "pr_url",
+                "issue_title",
+                "issue_url",
+                "api_key_used",
+                "metadata",
+            ],
         ),
     ]
 }
@@ -365,30 +382,52 @@ fn action_api_json_bodies_are_refused_cleanly() {
     });
     let endpoints = action_endpoints();
     let all_fields: &'static [&'static str] = &[
-        "email", "name", "source", "api_key", "providers", "ttl_minutes", "provider",
-        "tokens_used", "request_count", "job_id", "phase", "repo", "issueNumber", "commitSha",
-        "data", "github_org", "repo_name", "issue_number", "pr_number", "pr_url", "metadata",
+        "email",
+        "name",
+        "source",
+        "api_key",
+        "providers",
+        "ttl_minutes",
+        "provider",
+        "tokens_used",
+        "request_count",
+        "job_id",
+        "phase",
+        "repo",
+        "issueNumber",
+        "commitSha",
+        "data",
+        "github_org",
+        "repo_name",
+        "issue_number",
+        "pr_number",
+        "pr_url",
+        "metadata",
     ];
     let strategy = (0..endpoints.len(), garbage(all_fields));
-    run("action API bodies", strategy, |runtime, (which, garbage)| {
-        let (path, valid, _) = &endpoints[which];
-        let body = garbage.body(valid);
-        let refuse = garbage.must_refuse(&body);
-        runtime.block_on(async {
-            let mut conn = AsyncPgConnection::establish(&app.db.url).await.unwrap();
-            let before = snapshot.take(&mut conn).await;
-            let answer = send(
-                app.client
-                    .post(app.url(path))
-                    .header("x-api-key", &key)
-                    .header("content-type", "application/json")
-                    .body(body),
-            )
-            .await;
-            let after = snapshot.take(&mut conn).await;
-            check(&answer, refuse, true, (&before, &after))
-        })
-    });
+    run(
+        "action API bodies",
+        strategy,
+        |runtime, (which, garbage)| {
+            let (path, valid, _) = &endpoints[which];
+            let body = garbage.body(valid);
+            let refuse = garbage.must_refuse(&body);
+            runtime.block_on(async {
+                let mut conn = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+                let before = snapshot.take(&mut conn).await;
+                let answer = send(
+                    app.client
+                        .post(app.url(path))
+                        .header("x-api-key", &key)
+                        .header("content-type", "application/json")
+                        .body(body),
+                )
+                .await;
+                let after = snapshot.take(&mut conn).await;
+                check(&answer, refuse, true, (&before, &after))
+            })
+        },
+    );
     // The billing call takes its fix id from the path.
     run(
         "fix-attempt billing path",
@@ -433,40 +472,56 @@ fn webhooks_refuse_signed_garbage_cleanly() {
     )
     .unwrap();
     let fields: &'static [&'static str] = &[
-        "id", "type", "object", "data", "created", "livemode", "action", "marketplace_purchase",
-        "sender", "effective_date", "previous_marketplace_purchase",
+        "id",
+        "type",
+        "object",
+        "data",
+        "created",
+        "livemode",
+        "action",
+        "marketplace_purchase",
+        "sender",
+        "effective_date",
+        "previous_marketplace_purchase",
     ];
     let strategy = (any::<bool>(), garbage(fields), 0u32..1_000_000);
-    run("signed webhook bodies", strategy, |runtime, (stripe, garbage, n)| {
-        let valid = if stripe { &stripe_valid } else { &github_valid };
-        let body = garbage.body(valid);
-        let refuse = garbage.must_refuse(&body);
-        runtime.block_on(async {
-            let mut conn = AsyncPgConnection::establish(&app.db.url).await.unwrap();
-            let before = snapshot.take(&mut conn).await;
-            let request = if stripe {
-                let now = chrono::Utc::now().timestamp();
-                let signature =
-                    rsolv_platform::server::stripe::signature::sign(WEBHOOK_SECRET, now, &body);
-                app.client
-                    .post(app.url("/webhooks/stripe"))
-                    .header("stripe-signature", signature)
-            } else {
-                let signature = rsolv_platform::server::marketplace::signature::sign(
-                    GITHUB_SECRET,
-                    &body,
-                );
-                app.client
-                    .post(app.url("/webhooks/github"))
-                    .header("x-hub-signature-256", signature)
-                    .header("x-github-event", "marketplace_purchase")
-                    .header("x-github-delivery", format!("fuzz-{n}"))
-            };
-            let answer = send(request.header("content-type", "application/json").body(body)).await;
-            let after = snapshot.take(&mut conn).await;
-            check(&answer, refuse, true, (&before, &after))
-        })
-    });
+    run(
+        "signed webhook bodies",
+        strategy,
+        |runtime, (stripe, garbage, n)| {
+            let valid = if stripe { &stripe_valid } else { &github_valid };
+            let body = garbage.body(valid);
+            let refuse = garbage.must_refuse(&body);
+            runtime.block_on(async {
+                let mut conn = AsyncPgConnection::establish(&app.db.url).await.unwrap();
+                let before = snapshot.take(&mut conn).await;
+                let request = if stripe {
+                    let now = chrono::Utc::now().timestamp();
+                    let signature =
+                        rsolv_platform::server::stripe::signature::sign(WEBHOOK_SECRET, now, &body);
+                    app.client
+                        .post(app.url("/webhooks/stripe"))
+                        .header("stripe-signature", signature)
+                } else {
+                    let signature =
+                        rsolv_platform::server::marketplace::signature::sign(GITHUB_SECRET, &body);
+                    app.client
+                        .post(app.url("/webhooks/github"))
+                        .header("x-hub-signature-256", signature)
+                        .header("x-github-event", "marketplace_purchase")
+                        .header("x-github-delivery", format!("fuzz-{n}"))
+                };
+                let answer = send(
+                    request
+                        .header("content-type", "application/json")
+                        .body(body),
+                )
+                .await;
+                let after = snapshot.take(&mut conn).await;
+                check(&answer, refuse, true, (&before, &after))
+            })
+        },
+    );
 }
 
 /// Form fields: names the server functions read or anything, values of
@@ -474,7 +529,14 @@ fn webhooks_refuse_signed_garbage_cleanly() {
 fn form_fields() -> impl Strategy<Value = Vec<(String, String)>> {
     let name = prop_oneof![
         prop::sample::select(
-            &["email", "name", "password", "password_confirm", "token", "consent"][..]
+            &[
+                "email",
+                "name",
+                "password",
+                "password_confirm",
+                "token",
+                "consent"
+            ][..]
         )
         .prop_map(str::to_owned),
         ".{0,10}",
@@ -482,7 +544,10 @@ fn form_fields() -> impl Strategy<Value = Vec<(String, String)>> {
     let value = prop_oneof![
         ".{0,80}",
         "[a-z]{1,12}@[a-z]{1,8}\\.com",
-        (prop::sample::select(vec![255usize, 300, 4096, 70_000]), any::<char>())
+        (
+            prop::sample::select(vec![255usize, 300, 4096, 70_000]),
+            any::<char>()
+        )
             .prop_map(|(n, c)| c.to_string().repeat(n)),
     ];
     prop::collection::vec((name, value), 0..6)
@@ -581,8 +646,18 @@ fn query_strings_are_refused_cleanly() {
     let pair = (
         prop_oneof![
             prop::sample::select(
-                &["repo", "issue", "commit", "github_org", "repo_name", "pr_number", "token",
-                  "error", "notice", "sent"][..]
+                &[
+                    "repo",
+                    "issue",
+                    "commit",
+                    "github_org",
+                    "repo_name",
+                    "pr_number",
+                    "token",
+                    "error",
+                    "notice",
+                    "sent"
+                ][..]
             )
             .prop_map(str::to_owned),
             ".{0,10}",
@@ -591,7 +666,10 @@ fn query_strings_are_refused_cleanly() {
             ".{0,60}",
             "[a\\x00]{1,8}",
             "-?[0-9]{1,30}",
-            (prop::sample::select(vec![255usize, 1000, 2049]), any::<char>())
+            (
+                prop::sample::select(vec![255usize, 1000, 2049]),
+                any::<char>()
+            )
                 .prop_map(|(n, c)| c.to_string().repeat(n)),
         ],
     );
@@ -602,8 +680,13 @@ fn query_strings_are_refused_cleanly() {
                 .finish()
         }),
         // Raw: bad percent escapes and invalid UTF-8 once decoded.
-        prop::collection::vec(prop::sample::select(&["%", "%FF", "%C3", "=", "&", "+", "%ZZ", "a", "issue=", "repo="][..]), 0..20)
-            .prop_map(|parts| parts.concat()),
+        prop::collection::vec(
+            prop::sample::select(
+                &["%", "%FF", "%C3", "=", "&", "+", "%ZZ", "a", "issue=", "repo="][..]
+            ),
+            0..20
+        )
+        .prop_map(|parts| parts.concat()),
     ];
     run(
         "query strings",

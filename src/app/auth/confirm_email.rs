@@ -2,7 +2,9 @@
 //! link scanners that only fetch the page do not use the link up).
 
 use crate::app::auth::api::ConfirmEmail;
-use crate::app::auth::{form_error, fresh_key, FreshKey, token_param, AuthCard, ErrorMessage, SubmitButton};
+use crate::app::auth::{
+    form_error, fresh_key, token_param, AuthCard, ErrorMessage, FreshKey, SubmitButton,
+};
 use leptos::prelude::*;
 use leptos_meta::Meta;
 

@@ -1,7 +1,9 @@
 //! `/reset-password?token=…`: sets a password from a mailed single-use link.
 
 use crate::app::auth::api::ResetPassword;
-use crate::app::auth::{form_error, fresh_key, FreshKey, token_param, AuthCard, ErrorMessage, Field, SubmitButton};
+use crate::app::auth::{
+    form_error, fresh_key, token_param, AuthCard, ErrorMessage, Field, FreshKey, SubmitButton,
+};
 use leptos::prelude::*;
 use leptos_meta::Meta;
 

@@ -55,17 +55,16 @@ pub async fn input_errors_are_4xx(request: Request, next: Next) -> Response {
     let request = if is_form(&request) && !path.starts_with(ACTION_API_PREFIX) {
         let (parts, body) = request.into_parts();
         // Bounded by `MAX_BODY_BYTES` (the `DefaultBodyLimit` set outside).
-        let bytes = match axum::body::Bytes::from_request(
-            Request::from_parts(parts.clone(), body),
-            &(),
-        )
-        .await
-        {
-            Ok(bytes) => bytes,
-            Err(rejection) => return rejection.into_response(),
-        };
+        let bytes =
+            match axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), &())
+                .await
+            {
+                Ok(bytes) => bytes,
+                Err(rejection) => return rejection.into_response(),
+            };
         let nul = bytes.contains(&0)
-            || url::form_urlencoded::parse(&bytes).any(|(k, v)| k.contains('\0') || v.contains('\0'));
+            || url::form_urlencoded::parse(&bytes)
+                .any(|(k, v)| k.contains('\0') || v.contains('\0'));
         if nul {
             let error = AppError::Validation("text must not contain NUL characters".into());
             return (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(error)).into_response();

@@ -4,10 +4,10 @@
 
 use crate::server::config::expose_all;
 use crate::server::http::error::ApiError;
+use crate::server::http::extract::ApiBytes;
 use crate::server::marketplace::events::{receive_delivery, Delivery, DeliveryError, Outcome};
 use crate::server::marketplace::signature;
 use crate::server::state::AppState;
-use crate::server::http::extract::ApiBytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;

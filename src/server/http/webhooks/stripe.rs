@@ -2,10 +2,10 @@
 
 use crate::server::config::expose_all;
 use crate::server::http::error::ApiError;
+use crate::server::http::extract::ApiBytes;
 use crate::server::state::AppState;
 use crate::server::stripe::events::{record_event, StripeEvent};
 use crate::server::stripe::signature;
-use crate::server::http::extract::ApiBytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
