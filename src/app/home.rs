@@ -148,7 +148,8 @@ fn SignupSuccess(view: SignupView) -> impl IntoView {
         <div class="mt-4 rounded-md border border-amber-300 bg-amber-50 p-3 text-sm text-amber-900 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100" role="note">
             "This is the only time your API key is shown. Store it as the "
             <code class="font-mono">"RSOLV_API_KEY"</code>
-            " secret of your repository now."
+            " secret of your repository now. It works until you set your password from the email we sent: "
+            "then it is replaced by a new key, shown once on that page, because anyone could have signed up with your address."
         </div>
         <label for="api-key" class="mt-4 block text-sm font-medium">"Your API key"</label>
         <div class="mt-1 flex items-stretch gap-2">

@@ -8,6 +8,8 @@ use crate::server::auth::accounts::{new_password, provision_with_owner, OwnerSet
 use crate::server::auth::password::hash_password;
 use crate::server::billing::customers::NewCustomer;
 pub use crate::server::billing::error::to_app_error;
+use crate::server::billing::notifications::{self, enqueue_email, Recipient};
+use crate::server::billing::BillingError;
 use crate::server::state::AppState;
 use crate::types::values::{CustomerName, Email, Source};
 use crate::types::views::SignupView;
@@ -66,9 +68,13 @@ pub async fn signup(state: &AppState, email: &str, name: &str) -> Result<SignupV
 /// `/register`: provisions a `direct` customer with an owner user who has
 /// this password, and queues the confirmation email; returns the email.
 ///
+/// A registered email (any case) gets the same answer, after the same
+/// password hashing, as a new one (no account enumeration): nothing is
+/// created and an `account_exists` email ("you already have an account",
+/// sign-in and forgot-password links, no token) is queued to the address.
+///
 /// Errors: [`AppError::Validation`] naming the bad field (email, name,
-/// password rules, passwords not matching); [`AppError::Conflict`] when the
-/// email is registered; [`AppError::Internal`].
+/// password rules, passwords not matching); [`AppError::Internal`].
 pub async fn register(
     state: &AppState,
     email: &str,
@@ -83,21 +89,69 @@ pub async fn register(
     };
     let password = new_password(password, confirm)?;
     let mut conn = state.conn().await.map_err(to_app_error)?;
-    match admit(&mut conn, state.flags(), &new, SignupChannel::Register)
-        .await
-        .map_err(to_app_error)?
-    {
-        Admission::Provision => {}
-        Admission::Closed => return Err(AppError::Conflict(SIGNUPS_CLOSED_MESSAGE.into())),
-        Admission::Pending(_) => return Ok(Registered::PendingApproval),
-    }
+    let admitted = admit(&mut conn, state.flags(), &new, SignupChannel::Register).await;
+    // Hashed whatever the outcome below, so a taken email answers in the
+    // same time as a new one.
     let hash = hash_password(password).await?;
-    let provisioned =
-        provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Password(hash))
-            .await
-            .map_err(to_app_error)?;
-    tracing::info!(customer_id = provisioned.customer.id, "account registered");
-    Ok(Registered::ConfirmationSent(provisioned.customer.email))
+    match admitted {
+        Ok(Admission::Provision) => {}
+        Ok(Admission::Closed) => return Err(AppError::Conflict(SIGNUPS_CLOSED_MESSAGE.into())),
+        Ok(Admission::Pending(_)) => return Ok(Registered::PendingApproval),
+        Err(BillingError::EmailTaken) => return account_exists(&mut conn, &new).await,
+        Err(e) => return Err(to_app_error(e)),
+    }
+    match provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Password(hash)).await {
+        Ok(provisioned) => {
+            tracing::info!(customer_id = provisioned.customer.id, "account registered");
+            Ok(Registered::ConfirmationSent(provisioned.customer.email))
+        }
+        Err(BillingError::EmailTaken) => account_exists(&mut conn, &new).await,
+        Err(e) => Err(to_app_error(e)),
+    }
+}
+
+/// The taken-email branch of [`register`]: queues "you already have an
+/// account" to the address and answers like a new registration. Bounded
+/// by `/api/register`'s per-email limit (5 an hour).
+async fn account_exists(
+    conn: &mut diesel_async::AsyncPgConnection,
+    new: &NewCustomer,
+) -> Result<Registered, AppError> {
+    use crate::server::db::schema::customers;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    // To the address as the account has it (the one entered may differ in
+    // case), with the account's customer for the admin's view.
+    let same_email = diesel::dsl::sql::<diesel::sql_types::Bool>("lower(customers.email) = lower(")
+        .bind::<diesel::sql_types::Text, _>(new.email.as_str().to_owned())
+        .sql(")");
+    let existing: Option<(i64, String)> = customers::table
+        .filter(same_email)
+        .select((customers::id, customers::email))
+        .first(conn)
+        .await
+        .optional()
+        .map_err(|e| to_app_error(e.into()))?;
+    let (customer_id, address) = match &existing {
+        Some((id, address)) => (Some(*id), address.as_str()),
+        None => (None, new.email.as_str()),
+    };
+    let to = Recipient {
+        customer_id,
+        email: address,
+        name: "",
+    };
+    let key = format!(
+        "{}:{}:{}",
+        notifications::kind::ACCOUNT_EXISTS,
+        new.email.as_str().to_lowercase(),
+        chrono::Utc::now().timestamp_micros()
+    );
+    enqueue_email(conn, &notifications::account_exists(&to, key))
+        .await
+        .map_err(to_app_error)?;
+    tracing::info!("registration for a registered email: account_exists email queued");
+    Ok(Registered::ConfirmationSent(new.email.as_str().to_owned()))
 }
 
 /// The outcome of [`register`].

@@ -58,6 +58,8 @@ impl Billing {
         let state = app.state_with(&base, &[]);
         let address = email(tag);
         let (id, key) = app.onboard(&address).await;
+        // Only a verified owner may add a card.
+        app.confirm_owner_directly(id).await;
         for run in run_until_idle(&state).await.unwrap() {
             assert_eq!(run.status, "done", "{run:?}");
         }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 /// The sink's SMTP port and REST API base, from the environment that
 /// `scripts/test.sh` (`ensure_smtp_sink` in `scripts/lib.sh`) sets.
-fn sink() -> (u16, String) {
+pub(crate) fn sink() -> (u16, String) {
     const HOW: &str = "start the SMTP sink first: `bash scripts/test.sh` does it, or \
                        `. scripts/lib.sh && ensure_smtp_sink` before `cargo test` in the same shell";
     let port = std::env::var("TEST_SMTP_PORT")
@@ -62,7 +62,7 @@ fn smtp_config(database_url: &str, smtp_port: u16, extra: &[(&str, &str)]) -> Co
 }
 
 /// A worker state over `db` delivering to the sink.
-fn worker_state(db: &TestDb, extra: &[(&str, &str)]) -> AppState {
+pub(crate) fn worker_state(db: &TestDb, extra: &[(&str, &str)]) -> AppState {
     let (port, _) = sink();
     platform_state(smtp_config(&db.url, port, extra), leptos_options()).expect("state")
 }
@@ -81,7 +81,7 @@ async fn outbox(db: &TestDb) -> Vec<OutboxEmail> {
 }
 
 /// The messages the sink holds for `to`.
-async fn sink_messages(to: &str) -> Vec<Value> {
+pub(crate) async fn sink_messages(to: &str) -> Vec<Value> {
     let (_, api) = sink();
     reqwest::Client::new()
         .get(format!("{api}/email"))
@@ -97,7 +97,7 @@ async fn sink_messages(to: &str) -> Vec<Value> {
 /// Waits (polling, 10 s at most) until the sink holds at least `n` messages
 /// for `to` — it stores a message a moment after accepting it — and returns
 /// them all.
-async fn wait_for_messages(to: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn wait_for_messages(to: &str, n: usize) -> Vec<Value> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let messages = sink_messages(to).await;
@@ -582,4 +582,78 @@ async fn a_sent_invite_keeps_no_usable_token_in_the_outbox() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// The one-off migration `2026-12-01-000103_redact_sent_email_tokens`
+/// redacts rows sent before the worker redacted on send, with the worker's
+/// own rule (`redact_link_tokens`). The template database is migrated
+/// before a test can insert, so the rows are inserted afterwards and the
+/// migration's statement (idempotent) is run again on them.
+#[tokio::test]
+async fn the_redaction_migration_redacts_tokens_of_sent_rows_only() {
+    use diesel_async::SimpleAsyncConnection;
+    use rsolv_platform::server::email::worker::redact_link_tokens;
+    const UP: &str =
+        include_str!("../../migrations/2026-12-01-000103_redact_sent_email_tokens/up.sql");
+    let db = TestDb::new().await;
+    let mut conn = connect(&db).await;
+    let text = "Set a password: https://portal.test/accept-invite?token=abc-DEF_12%2B.~x&next=1 token= token=ghi";
+    let html = r#"<a href="https://portal.test/reset-password?token=Zz09_-">reset</a>"#;
+    let notification = json!({
+        "kind": "invite",
+        "recipient_name": "Ada token=not-a-link",
+        "link": "https://portal.test/accept-invite?token=abc-DEF_12%2B.~x",
+    });
+    for (key, status) in [("old-sent", "sent"), ("still-queued", "queued")] {
+        diesel::insert_into(email_outbox::table)
+            .values((
+                email_outbox::kind.eq("invite"),
+                email_outbox::to_address.eq("old@example.com"),
+                email_outbox::text_body.eq(text),
+                email_outbox::html_body.eq(html),
+                email_outbox::notification.eq(&notification),
+                email_outbox::idempotency_key.eq(key),
+                email_outbox::status.eq(status),
+            ))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    conn.batch_execute(UP).await.unwrap();
+    let rows = outbox(&db).await;
+    let sent = rows.iter().find(|r| r.status == "sent").unwrap();
+    assert_eq!(
+        sent.text_body.as_deref(),
+        Some(redact_link_tokens(text).as_str())
+    );
+    assert_eq!(
+        sent.html_body.as_deref(),
+        Some(redact_link_tokens(html).as_str())
+    );
+    assert_eq!(
+        sent.text_body.as_deref(),
+        Some("Set a password: https://portal.test/accept-invite?token=REDACTED&next=1 token= token=REDACTED")
+    );
+    let stored = sent.notification.clone().unwrap();
+    assert_eq!(
+        stored["link"],
+        "https://portal.test/accept-invite?token=REDACTED"
+    );
+    assert_eq!(stored["recipient_name"], "Ada token=REDACTED");
+    assert!(!stored.to_string().contains("abc-DEF"), "{stored}");
+    // A queued row keeps its working link.
+    let queued = rows.iter().find(|r| r.status == "queued").unwrap();
+    assert_eq!(queued.text_body.as_deref(), Some(text));
+    assert_eq!(queued.notification.as_ref(), Some(&notification));
+    // Running it again changes nothing.
+    conn.batch_execute(UP).await.unwrap();
+    assert_eq!(
+        outbox(&db)
+            .await
+            .iter()
+            .find(|r| r.status == "sent")
+            .unwrap()
+            .text_body,
+        sent.text_body
+    );
 }

@@ -304,6 +304,20 @@ impl TestApp {
         )
     }
 
+    /// Marks the owner of `customer_id` as having proved the email, straight
+    /// in the database (no claim: the keys stay), for tests about what a
+    /// verified owner may do (adding a card) that do not go through a
+    /// mailed link.
+    pub async fn confirm_owner_directly(&self, customer_id: i64) {
+        use rsolv_platform::server::db::schema::users;
+        let changed = diesel::update(users::table.filter(users::customer_id.eq(customer_id)))
+            .set(users::email_confirmed_at.eq(diesel::dsl::now))
+            .execute(&mut self.conn().await)
+            .await
+            .unwrap();
+        assert_eq!(changed, 1, "one owner");
+    }
+
     /// POSTs JSON with the API key header; returns status and body.
     pub async fn post_json(&self, path: &str, key: Option<&str>, body: &Value) -> (u16, Value) {
         let mut request = self.client.post(self.url(path)).json(body);

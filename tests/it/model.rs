@@ -991,10 +991,14 @@ impl Env {
             .unwrap();
         assert_eq!(response.status(), 201);
         let body: Value = response.json().await.unwrap();
-        (
-            body["customer_id"].as_i64().unwrap(),
-            body["api_key"].as_str().unwrap().to_owned(),
-        )
+        let customer_id = body["customer_id"].as_i64().unwrap();
+        // Only a verified owner may add a card (no claim here: the key stays).
+        diesel::sql_query("UPDATE users SET email_confirmed_at = now() WHERE customer_id = $1")
+            .bind::<diesel::sql_types::BigInt, _>(customer_id)
+            .execute(&mut self.conn().await)
+            .await
+            .unwrap();
+        (customer_id, body["api_key"].as_str().unwrap().to_owned())
     }
 
     async fn send(&self, key: &str, r: Report) -> (u16, Value) {

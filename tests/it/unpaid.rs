@@ -60,6 +60,8 @@ async fn run_jobs(state: &AppState) {
 /// What the portal does to add a card: a SetupIntent confirmed on
 /// localstripe with `pm`, recorded with consent.
 async fn add_test_card(app: &TestApp, state: &AppState, base: &str, customer_id: i64, pm: &str) {
+    // Only a verified owner may add a card (no claim: the key stays).
+    app.confirm_owner_directly(customer_id).await;
     let api = state.processor.clone();
     let mut conn = app.conn().await;
     let intent = begin_card_setup(api.as_ref(), &mut conn, customer_id)

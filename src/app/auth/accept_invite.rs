@@ -1,7 +1,9 @@
 //! `/accept-invite?token=…`: sets a password from a mailed single-use link.
 
 use crate::app::auth::api::AcceptInvite;
-use crate::app::auth::{form_error, token_param, AuthCard, ErrorMessage, Field, SubmitButton};
+use crate::app::auth::{
+    form_error, fresh_key, token_param, AuthCard, ErrorMessage, Field, FreshKey, SubmitButton,
+};
 use leptos::prelude::*;
 use leptos_meta::Meta;
 
@@ -11,6 +13,7 @@ pub fn AcceptInvitePage() -> impl IntoView {
     let action = ServerAction::<AcceptInvite>::new();
     let error = form_error(action.value());
     let token = token_param();
+    let key = fresh_key(action.value());
     view! {
         <Meta name="referrer" content="same-origin" />
         <AuthCard title="Set your password">
@@ -25,6 +28,7 @@ pub fn AcceptInvitePage() -> impl IntoView {
                     <SubmitButton pending=action.pending().into() label="Set my password" pending_label="Saving…" />
                 </div>
             </ActionForm>
+            <FreshKey value=key />
         </AuthCard>
     }
 }

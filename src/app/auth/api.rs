@@ -51,6 +51,26 @@ pub(crate) fn finish<T>(result: Result<T, AppError>, page: &str) -> Result<T, Ap
     Err(error)
 }
 
+/// What the page says beside a fresh key (shown once after the first
+/// proof of the email).
+pub const FRESH_KEY_NOTE: &str = "You proved this email is yours, so the API keys issued for this account before (by whoever signed up with your address) stopped working. This is your new API key: copy it now, it is shown only once. We emailed you why (the email holds no key); if you lose it, sign in and create a new key under API keys.";
+
+/// Redirects to `done`, unless the proof issued a fresh key: then the key
+/// is the answer (no redirect, so it never enters a URL or a log).
+#[cfg(feature = "ssr")]
+fn done_or_fresh_key(
+    fresh: Option<crate::server::billing::api_keys::PlainApiKey>,
+    done: &str,
+) -> Option<String> {
+    match fresh {
+        Some(key) => Some(key.expose().to_owned()),
+        None => {
+            leptos_axum::redirect(done);
+            None
+        }
+    }
+}
+
 /// `page?token=<token>`: the page a mailed link opened, to come back to.
 #[cfg(feature = "ssr")]
 fn with_token(page: &str, token: &str) -> String {
@@ -75,7 +95,10 @@ fn encode_query_value(value: &str) -> String {
 /// creates the account and queues the confirmation email; redirects to
 /// `/register?sent=1` (`/register?pending=1` when queued for approval).
 ///
-/// Errors: 422 naming the bad field, 409 for a registered email, 429 over
+/// A registered email gets the same answer (the owner is mailed "you
+/// already have an account" instead).
+///
+/// Errors: 422 naming the bad field, 429 over
 /// the per-email limit or the client IP's signup limit (no password is
 /// hashed then, nor for a password over the length limit).
 #[server(endpoint = "register")]
@@ -110,16 +133,18 @@ pub async fn register(
 }
 
 /// `POST /api/confirm_email` (token): confirms the email; redirects to
-/// `/login?notice=confirmed`.
+/// `/login?notice=confirmed`. When this first proof of the email revoked
+/// the API keys issued before it (claiming the account), answers 200 with
+/// the fresh key instead, shown this once (no redirect; see
+/// [`FRESH_KEY_NOTE`]).
 ///
 /// Errors: 422 for an unknown, used or expired link.
 #[server(endpoint = "confirm_email")]
-pub async fn confirm_email(#[server(default)] token: String) -> Result<(), AppError> {
+pub async fn confirm_email(#[server(default)] token: String) -> Result<Option<String>, AppError> {
     use crate::server::auth::{accounts, app_state};
     let result = async {
-        accounts::confirm_email(&app_state()?, &token).await?;
-        leptos_axum::redirect("/login?notice=confirmed");
-        Ok(())
+        let fresh = accounts::confirm_email(&app_state()?, &token).await?;
+        Ok(done_or_fresh_key(fresh, "/login?notice=confirmed"))
     }
     .await;
     finish(result, &with_token("/confirm-email", &token))
@@ -242,7 +267,8 @@ pub async fn forgot_password(#[server(default)] email: String) -> Result<(), App
 
 /// `POST /api/reset_password` (token, password, password_confirm): sets a
 /// new password from a reset link (single use, 1 hour), signs out every
-/// session; redirects to `/login?notice=password_reset`.
+/// session; redirects to `/login?notice=password_reset` (or answers the
+/// fresh API key once, as [`confirm_email`], on a first proof of the email).
 ///
 /// Errors: 422 for password rules or an unknown, used or expired link.
 #[server(endpoint = "reset_password")]
@@ -250,7 +276,7 @@ pub async fn reset_password(
     #[server(default)] token: String,
     #[server(default)] password: String,
     #[server(default)] password_confirm: String,
-) -> Result<(), AppError> {
+) -> Result<Option<String>, AppError> {
     use crate::server::auth::accounts::TokenPurpose;
     set_password_by_link(
         (&token, TokenPurpose::PasswordReset),
@@ -263,7 +289,8 @@ pub async fn reset_password(
 
 /// `POST /api/accept_invite` (token, password, password_confirm): sets the
 /// first password of an invited owner (single use, 7 days) and confirms the
-/// email; redirects to `/login?notice=password_set`.
+/// email; redirects to `/login?notice=password_set` (or answers the fresh
+/// API key once, as [`confirm_email`], when keys issued before were revoked).
 ///
 /// Errors: 422 for password rules or an unknown, used or expired link.
 #[server(endpoint = "accept_invite")]
@@ -271,7 +298,7 @@ pub async fn accept_invite(
     #[server(default)] token: String,
     #[server(default)] password: String,
     #[server(default)] password_confirm: String,
-) -> Result<(), AppError> {
+) -> Result<Option<String>, AppError> {
     use crate::server::auth::accounts::TokenPurpose;
     set_password_by_link(
         (&token, TokenPurpose::Invite),
@@ -290,10 +317,10 @@ async fn set_password_by_link(
     (password, password_confirm): (&str, &str),
     done: &str,
     page: &str,
-) -> Result<(), AppError> {
+) -> Result<Option<String>, AppError> {
     use crate::server::auth::{accounts, app_state, client_ip};
     let result = async {
-        accounts::set_password_with_token(
+        let fresh = accounts::set_password_with_token(
             &app_state()?,
             token,
             purpose,
@@ -301,8 +328,7 @@ async fn set_password_by_link(
             client_ip(),
         )
         .await?;
-        leptos_axum::redirect(done);
-        Ok(())
+        Ok(done_or_fresh_key(fresh, done))
     }
     .await;
     finish(result, &with_token(page, token))

@@ -2,7 +2,9 @@
 //! link scanners that only fetch the page do not use the link up).
 
 use crate::app::auth::api::ConfirmEmail;
-use crate::app::auth::{form_error, token_param, AuthCard, ErrorMessage, SubmitButton};
+use crate::app::auth::{
+    form_error, fresh_key, token_param, AuthCard, ErrorMessage, FreshKey, SubmitButton,
+};
 use leptos::prelude::*;
 use leptos_meta::Meta;
 
@@ -12,6 +14,7 @@ pub fn ConfirmEmailPage() -> impl IntoView {
     let action = ServerAction::<ConfirmEmail>::new();
     let error = form_error(action.value());
     let token = token_param();
+    let key = fresh_key(action.value());
     view! {
         <Meta name="referrer" content="same-origin" />
         <AuthCard title="Confirm your email">
@@ -23,6 +26,7 @@ pub fn ConfirmEmailPage() -> impl IntoView {
                     <SubmitButton pending=action.pending().into() label="Confirm my email" pending_label="Confirming…" />
                 </div>
             </ActionForm>
+            <FreshKey value=key />
         </AuthCard>
     }
 }

@@ -124,6 +124,35 @@ pub fn StatusMessage(#[prop(into)] text: String) -> impl IntoView {
     }
 }
 
+/// The fresh API key answered by a server function that took the first
+/// proof of the email (see [`api::FRESH_KEY_NOTE`]): shown once, with why
+/// the earlier keys stopped and a link to sign in.
+#[component]
+pub fn FreshKey(value: Signal<Option<String>>) -> impl IntoView {
+    move || {
+        value.get().map(|key| {
+            view! {
+                <div role="status" data-testid="fresh-api-key" class="mt-4 space-y-2 rounded-md bg-amber-50 px-3 py-2 text-sm text-amber-900 dark:bg-amber-950 dark:text-amber-100">
+                    <p>{api::FRESH_KEY_NOTE}</p>
+                    <code class="block break-all font-mono">{key}</code>
+                    <a href="/login" class="font-semibold underline">"Continue to sign in"</a>
+                </div>
+            }
+        })
+    }
+}
+
+/// The key in a server action's latest value, for [`FreshKey`].
+pub fn fresh_key<S>(value: S) -> Signal<Option<String>>
+where
+    S: Get<Value = Option<Result<Option<String>, AppError>>> + Copy + Send + Sync + 'static,
+{
+    Signal::derive(move || match value.get() {
+        Some(Ok(key)) => key,
+        _ => None,
+    })
+}
+
 /// The `token` query parameter of a mailed link.
 pub fn token_param() -> Memo<String> {
     let query = use_query_map();

@@ -7,13 +7,14 @@ use crate::server::auth::limits::{check_flow, Flow};
 use crate::server::auth::password::{hash_password, verify_password, Password, PasswordError};
 use crate::server::auth::session::{SessionError, TypedSession};
 use crate::server::auth::throttle;
+use crate::server::billing::api_keys::{reissue_unclaimed_keys, PlainApiKey};
 use crate::server::billing::customers::{provision_customer, NewCustomer, Provisioned};
 use crate::server::billing::error::is_unique_violation;
 use crate::server::billing::error::to_app_error;
 use crate::server::billing::notifications::{self, enqueue_email, Recipient};
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
-use crate::server::db::schema::{sessions, user_tokens, users};
+use crate::server::db::schema::{api_keys, sessions, user_tokens, users};
 use crate::server::state::AppState;
 use crate::types::values::Email;
 use crate::types::AppError;
@@ -247,7 +248,9 @@ pub async fn token_user(
 /// owner user and the owner's first email, in one transaction: with
 /// [`OwnerSetup::Password`] a confirmation email, with
 /// [`OwnerSetup::Invite`] an invite to set a password. Links point at
-/// `config.email.links` (`PUBLIC_BASE_URL`).
+/// `config.email.links` (`PUBLIC_BASE_URL`). With a password (`/register`,
+/// which never shows a key) the provisioned API key is deleted again: the
+/// returned `plain_key` then names no key.
 ///
 /// Errors: [`BillingError::EmailTaken`] when a customer or user has the
 /// email (any case); [`BillingError::Database`] otherwise.
@@ -284,6 +287,14 @@ pub async fn provision_with_owner(
             Err(e) if is_unique_violation(&e) => return Err(BillingError::EmailTaken),
             Err(e) => return Err(e.into()),
         };
+        if which == AccountEmail::Confirmation {
+            // `/register` shows no key: the one provisioning made would be
+            // a key no one ever saw, revoked at the first proof anyway.
+            // The owner creates keys in the portal once confirmed.
+            diesel::delete(api_keys::table.filter(api_keys::customer_id.eq(customer_id)))
+                .execute(conn)
+                .await?;
+        }
         let (token_id, token) = issue_token(conn, user_id, purpose, LONG_TOKEN_TTL).await?;
         enqueue_email(
             conn,
@@ -358,25 +369,36 @@ pub async fn find_user(
 }
 
 /// `/confirm-email`: consumes a confirmation token and marks the email
-/// confirmed.
+/// confirmed, in one transaction with claiming the account (see
+/// [`claim_account`]): returns the fresh API key to show once when keys
+/// issued before the proof were revoked.
 ///
 /// Errors: [`AppError::Validation`] when the link is unknown, used or
 /// expired; [`AppError::Internal`].
-pub async fn confirm_email(state: &AppState, token: &str) -> Result<(), AppError> {
+pub async fn confirm_email(state: &AppState, token: &str) -> Result<Option<PlainApiKey>, AppError> {
     let mut conn = conn(state).await?;
-    let user_id = consume_token(&mut conn, token.trim(), TokenPurpose::EmailConfirmation)
-        .await
-        .map_err(db)?
-        .ok_or_else(invalid_link)?;
-    mark_confirmed(&mut conn, user_id).await
+    let token = token.trim().to_owned();
+    conn.transaction(async |conn| {
+        let user_id = consume_token(conn, &token, TokenPurpose::EmailConfirmation)
+            .await
+            .map_err(db)?
+            .ok_or_else(invalid_link)?;
+        mark_confirmed(conn, user_id).await
+    })
+    .await
 }
 
 fn invalid_link() -> AppError {
     AppError::Validation("this link is invalid, already used or expired; ask for a new one".into())
 }
 
-async fn mark_confirmed(conn: &mut AsyncPgConnection, user_id: i64) -> Result<(), AppError> {
-    diesel::update(
+/// Marks the user's email confirmed; on the first proof (the row changed)
+/// claims the account ([`claim_account`]) in the caller's transaction.
+async fn mark_confirmed(
+    conn: &mut AsyncPgConnection,
+    user_id: i64,
+) -> Result<Option<PlainApiKey>, AppError> {
+    let first: Option<User> = diesel::update(
         users::table
             .find(user_id)
             .filter(users::email_confirmed_at.is_null()),
@@ -385,10 +407,50 @@ async fn mark_confirmed(conn: &mut AsyncPgConnection, user_id: i64) -> Result<()
         users::email_confirmed_at.eq(Utc::now()),
         users::updated_at.eq(Utc::now()),
     ))
-    .execute(conn)
+    .returning(User::as_returning())
+    .get_result(conn)
     .await
-    .map(|_| ())
-    .map_err(db)
+    .optional()
+    .map_err(db)?;
+    match first {
+        Some(user) => claim_account(conn, &user).await,
+        None => Ok(None),
+    }
+}
+
+/// Claiming an account (issue item 5): when a customer's owner first
+/// proves the email (confirmation link, invite accepted, password reset by
+/// a mailed link), every API key of the customer was issued before the
+/// proof, by whoever provisioned the account with this address — maybe a
+/// stranger. In the caller's transaction they are revoked, a fresh key is
+/// created and an `api_key_reissued` email (no key in it) is queued
+/// ([`reissue_unclaimed_keys`]). Returns the fresh key's secret, to show
+/// once in the response to the request that carried the proof; `None` for
+/// users who are not a customer's owner or had no live key.
+async fn claim_account(
+    conn: &mut AsyncPgConnection,
+    user: &User,
+) -> Result<Option<PlainApiKey>, AppError> {
+    let Some(customer_id) = user.customer_id.filter(|_| user.role == ROLE_OWNER) else {
+        return Ok(None);
+    };
+    let to = Recipient {
+        customer_id: Some(customer_id),
+        email: &user.email,
+        name: "",
+    };
+    let reissued = reissue_unclaimed_keys(conn, customer_id, &to)
+        .await
+        .map_err(to_app_error)?;
+    Ok(reissued.map(|r| {
+        tracing::info!(
+            user_id = user.id,
+            customer_id,
+            revoked = r.revoked,
+            "account claimed: keys issued before the email proof revoked, a fresh key issued"
+        );
+        r.plain
+    }))
 }
 
 /// `/login`: signs `email` in on this session (new session id), unless the
@@ -678,7 +740,9 @@ pub async fn forgot_password(
 /// password, confirms the email (the link proved the user reads it),
 /// signs out every session of the user and forgets the account's failed
 /// sign-ins; a reset also voids the user's other reset and invite links
-/// and queues a notice email.
+/// and queues a notice email. A first proof of the email claims the
+/// account ([`claim_account`]) in the same transaction: the fresh API key
+/// is returned, to show once.
 ///
 /// The password rules and the link are checked, and the attempt counted
 /// per client `ip` and per user ([`Flow::SetPasswordByLink`]), before the
@@ -692,7 +756,7 @@ pub async fn set_password_with_token(
     purpose: TokenPurpose,
     (password, confirm): (&str, &str),
     ip: Option<IpAddr>,
-) -> Result<(), AppError> {
+) -> Result<Option<PlainApiKey>, AppError> {
     let password = new_password(password, confirm)?;
     let token = token.trim().to_owned();
     check_flow(state, Flow::SetPasswordByLink, ip, None).await?;
@@ -717,7 +781,7 @@ pub async fn set_password_with_token(
             .map_err(db)?
             .ok_or_else(invalid_link)?;
         set_password(conn, user_id, &hash).await?;
-        mark_confirmed(conn, user_id).await?;
+        let fresh_key = mark_confirmed(conn, user_id).await?;
         let user = find_user(conn, user_id).await?.ok_or_else(invalid_link)?;
         match purpose {
             // A reset ends the old password's sessions and links, with a notice.
@@ -737,7 +801,7 @@ pub async fn set_password_with_token(
             purpose = purpose.as_str(),
             "password set from a mailed link"
         );
-        Ok::<_, AppError>(())
+        Ok::<_, AppError>(fresh_key)
     })
     .await
 }

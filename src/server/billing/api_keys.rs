@@ -395,3 +395,72 @@ mod tests {
         assert_eq!(format!("{:?}", a.plain), "PlainApiKey(<redacted>)");
     }
 }
+
+/// The name of the key issued by [`reissue_unclaimed_keys`].
+pub const REISSUED_KEY_NAME: &str = "Issued when you confirmed your email";
+
+/// The outcome of [`reissue_unclaimed_keys`] when keys were revoked.
+#[derive(Debug)]
+pub struct Reissued {
+    /// The fresh key's row.
+    pub key: ApiKey,
+    /// Its secret, to show once (in the response to the request that
+    /// proved the email; never in an email).
+    pub plain: PlainApiKey,
+    /// How many live keys were revoked.
+    pub revoked: usize,
+}
+
+/// Claiming an account (ASVS V2 / issue item 5): called once, in the
+/// caller's transaction, when the customer's owner proves the email for
+/// the first time. Every live key of `customer_id` (not revoked, not past
+/// a rotation's grace) was issued before that proof — by whoever
+/// provisioned the account with this address, possibly a stranger — so
+/// all are revoked (their AI virtual keys stop with them), a fresh key is
+/// created, and an `api_key_reissued` email naming the prefixes (never a
+/// key) is queued to `to`. Returns `None`, changing nothing, when there
+/// was no live key.
+///
+/// Errors: [`BillingError::Database`]; the OS RNG failing as
+/// [`BillingError::Pool`].
+pub async fn reissue_unclaimed_keys(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    to: &Recipient<'_>,
+) -> Result<Option<Reissued>, BillingError> {
+    let now = Utc::now();
+    let revoked: Vec<String> = diesel::update(
+        api_keys::table
+            .filter(api_keys::customer_id.eq(customer_id))
+            .filter(api_keys::revoked_at.is_null())
+            .filter(
+                api_keys::expires_at
+                    .is_null()
+                    .or(api_keys::expires_at.gt(now)),
+            ),
+    )
+    .set(api_keys::revoked_at.eq(now))
+    .returning(api_keys::prefix)
+    .get_results(conn)
+    .await?;
+    if revoked.is_empty() {
+        return Ok(None);
+    }
+    let name = ApiKeyName::parse(REISSUED_KEY_NAME)?;
+    let (key, plain) = create_api_key(conn, customer_id, &name).await?;
+    enqueue_email(
+        conn,
+        &templates::api_key_reissued(
+            to,
+            revoked.clone(),
+            key.prefix.clone(),
+            format!("{}:{}", templates::kind::API_KEY_REISSUED, key.id),
+        ),
+    )
+    .await?;
+    Ok(Some(Reissued {
+        key,
+        plain,
+        revoked: revoked.len(),
+    }))
+}

@@ -49,6 +49,10 @@ pub mod kind {
     pub const DISPUTE_OPENED: &str = "dispute_opened";
     /// [`super::Notification::PasswordChanged`].
     pub const PASSWORD_CHANGED: &str = "password_changed";
+    /// [`super::Notification::ApiKeyReissued`].
+    pub const API_KEY_REISSUED: &str = "api_key_reissued";
+    /// [`super::Notification::AccountExists`].
+    pub const ACCOUNT_EXISTS: &str = "account_exists";
 }
 
 /// `kind` of [`charge_declined`].
@@ -128,6 +132,20 @@ pub enum Notification {
     /// mailed link); the other sessions were signed out. Carries no link
     /// with a token: the email points to the forgot-password page.
     PasswordChanged,
+    /// The owner proved the email for the first time: the API keys issued
+    /// before (by whoever provisioned the account with this address) were
+    /// revoked and a fresh key was issued, shown once on the page that took
+    /// the proof. Carries no key and no token.
+    ApiKeyReissued {
+        /// Display prefixes (`rsolv_` + 6 characters) of the revoked keys.
+        revoked_prefixes: Vec<String>,
+        /// Display prefix of the fresh key.
+        new_prefix: String,
+    },
+    /// Someone tried to create an account for an address that already has
+    /// one: the email points to sign-in and to the forgot-password page
+    /// (no token).
+    AccountExists,
     /// To a staff admin: a customer disputed a charge (Stripe's
     /// `charge.dispute.created`).
     DisputeOpened {
@@ -157,6 +175,8 @@ impl Notification {
             Self::SubscriptionPaymentFailed { .. } => kind::SUBSCRIPTION_PAYMENT_FAILED,
             Self::DisputeOpened { .. } => kind::DISPUTE_OPENED,
             Self::PasswordChanged => kind::PASSWORD_CHANGED,
+            Self::ApiKeyReissued { .. } => kind::API_KEY_REISSUED,
+            Self::AccountExists => kind::ACCOUNT_EXISTS,
         }
     }
 }
@@ -288,6 +308,31 @@ pub fn password_reset(
 /// key: `password_changed:<user id>:<unix microseconds>` (one per change).
 pub fn password_changed(to: &Recipient<'_>, idempotency_key: String) -> OutgoingEmail {
     OutgoingEmail::new(to, Notification::PasswordChanged, idempotency_key)
+}
+
+/// "Your earlier API keys stopped working when you proved your email; your
+/// new key was shown once." Conventional key: `api_key_reissued:<new key id>`.
+pub fn api_key_reissued(
+    to: &Recipient<'_>,
+    revoked_prefixes: Vec<String>,
+    new_prefix: String,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    OutgoingEmail::new(
+        to,
+        Notification::ApiKeyReissued {
+            revoked_prefixes,
+            new_prefix,
+        },
+        idempotency_key,
+    )
+}
+
+/// "You already have an account": sign in, or reset the password. Sent
+/// instead of a new account when a sign-up names a registered address.
+/// Conventional key: `account_exists:<lowercased email>:<unix microseconds>`.
+pub fn account_exists(to: &Recipient<'_>, idempotency_key: String) -> OutgoingEmail {
+    OutgoingEmail::new(to, Notification::AccountExists, idempotency_key)
 }
 
 /// The balance is down to `credits_left` credits. Conventional key:

@@ -24,7 +24,9 @@ use crate::server::billing::ports::{
 };
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
-use crate::server::db::schema::{customers, payment_method_consents, stripe_payment_methods};
+use crate::server::db::schema::{
+    customers, payment_method_consents, stripe_payment_methods, users,
+};
 use crate::types::values::{LedgerKind, ParseError};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -98,6 +100,7 @@ pub async fn begin_card_setup(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
 ) -> Result<SetupIntentSnapshot, BillingError> {
+    ensure_verified_owner(conn, customer_id).await?;
     let cus = stripe_customer_id(conn, customer_id).await?;
     let key = format!(
         "setup_intent:{customer_id}:{}",
@@ -109,10 +112,41 @@ pub async fn begin_card_setup(
         .map_err(processor_error)
 }
 
+/// What a customer whose owner has not proved the email is told when adding
+/// a card.
+pub const UNVERIFIED_OWNER_MESSAGE: &str = "confirm your email before adding a card: follow the link in the email we sent you, or ask for a new link on the forgot-password page (/forgot-password)";
+
+/// A card can be added only by a verified owner (issue item 5): the
+/// customer's owner user (role `owner`, the first user of a customer) must
+/// have proved the email. An account provisioned with someone else's
+/// address (or a placeholder, with no owner) cannot take a card.
+///
+/// Errors: [`BillingError::Invalid`] with [`UNVERIFIED_OWNER_MESSAGE`];
+/// [`BillingError::Database`].
+pub async fn ensure_verified_owner(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<(), BillingError> {
+    let verified: bool = diesel::select(diesel::dsl::exists(
+        users::table
+            .filter(users::customer_id.eq(customer_id))
+            .filter(users::role.eq("owner"))
+            .filter(users::email_confirmed_at.is_not_null()),
+    ))
+    .get_result(conn)
+    .await?;
+    if verified {
+        Ok(())
+    } else {
+        Err(invalid(UNVERIFIED_OWNER_MESSAGE))
+    }
+}
+
 /// Records the card set up by SetupIntent `setup_intent_id` (see the module
 /// docs). Returns the card.
 ///
-/// Errors: [`BillingError::Invalid`] without consent, for a SetupIntent
+/// Errors: [`BillingError::Invalid`] without consent, before the owner
+/// proved the email ([`ensure_verified_owner`]), for a SetupIntent
 /// that is not this customer's or not succeeded, or a declined card;
 /// [`BillingError::Pool`] when Stripe is unreachable.
 pub async fn add_card(
@@ -128,6 +162,7 @@ pub async fn add_card(
             "please tick the box to authorise charges to this card",
         ));
     }
+    ensure_verified_owner(conn, customer_id).await?;
     let cus = stripe_customer_id(conn, customer_id).await?;
     let intent = match processor.setup_intent(setup_intent_id).await {
         Err(ProcessorError::NotFound(_)) => return Err(BillingError::NotFound("setup intent")),

@@ -20,6 +20,8 @@ pub use crate::server::config::links::EmailLinks;
 
 /// The customer dashboard's path.
 pub const DASHBOARD_PATH: &str = "/dashboard";
+/// The sign-in page.
+pub const LOGIN_PATH: &str = "/login";
 /// The portal's billing page (payment methods, plan, history).
 pub const BILLING_PATH: &str = "/billing";
 /// How long a password-reset link stays valid, in minutes (stated in the
@@ -77,6 +79,11 @@ pub fn render_notification(links: &EmailLinks, record: &NotificationRecord) -> R
             reason,
         } => dispute_opened(links, name, *customer_id, customer_email, amount, reason),
         Notification::PasswordChanged => password_changed(links, name),
+        Notification::ApiKeyReissued {
+            revoked_prefixes,
+            new_prefix,
+        } => api_key_reissued(links, name, revoked_prefixes, new_prefix),
+        Notification::AccountExists => account_exists(links, name),
     }
 }
 
@@ -220,6 +227,59 @@ fn password_changed(links: &EmailLinks, name: &str) -> Rendered {
             url: &forgot,
         }),
         &[],
+    )
+}
+
+/// Explains why the keys issued before the owner proved the email stopped
+/// working, and where the fresh key is (shown once on the page that took
+/// the proof; otherwise a new one is created under API keys). No key here.
+fn api_key_reissued(
+    links: &EmailLinks,
+    name: &str,
+    revoked_prefixes: &[String],
+    new_prefix: &str,
+) -> Rendered {
+    let dashboard = links.page(DASHBOARD_PATH);
+    let revoked = revoked_prefixes
+        .iter()
+        .map(|p| format!("{p}…"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    render(
+        name,
+        "Your RSOLV API key was replaced".into(),
+        &[
+            format!("You just proved that this address is yours. The API keys issued for your account before that ({revoked}) stopped working: anyone could have created the account with your address and kept its key, so only keys issued to you after the proof are trusted."),
+            format!("Your new key ({new_prefix}…) was shown once on the page where you confirmed. If you did not copy it, sign in and create a new key under API keys, then put it in your workflow's RSOLV_API_KEY secret."),
+        ],
+        Some(Action {
+            label: "Open your dashboard",
+            url: &dashboard,
+        }),
+        &["If you did not just confirm your email or set your password, reset your password now from the sign-in page.".into()],
+    )
+}
+
+/// Tells the owner of a registered address that someone (maybe they) tried
+/// to sign up with it: sign in, or reset the password. No token.
+fn account_exists(links: &EmailLinks, name: &str) -> Rendered {
+    let login = links.page(LOGIN_PATH);
+    let forgot = links.page(FORGOT_PASSWORD_PATH);
+    render(
+        name,
+        "You already have an RSOLV account".into(),
+        &[
+            "Someone, probably you, tried to create an RSOLV account with this address. You already have an account, so no new one was created.".into(),
+            "Sign in with your password:".into(),
+        ],
+        Some(Action {
+            label: "Sign in",
+            url: &login,
+        }),
+        &[
+            format!("Forgot your password? Ask for a reset link at {forgot}"),
+            "If it was not you, you can ignore this email: nothing changed.".into(),
+        ],
     )
 }
 

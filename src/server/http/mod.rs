@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod pages;
 pub mod portal;
 pub mod rate_limit;
+pub mod server_fns;
 pub mod webhooks;
 
 use crate::app::{shell, App};
@@ -90,6 +91,8 @@ pub fn router(state: AppState) -> Router {
             assets::AssetCaching::new(&state.leptos_options),
             assets::cache_assets,
         ))
+        // A server function's undecodable input is a 4xx, not Leptos's 500.
+        .layer(middleware::from_fn(server_fns::input_errors_are_4xx))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         // `/admin/…` pages: signed out → `/login?next=…`, a customer →
         // `/dashboard`, a staff admin half-way through sign-in →

@@ -25,7 +25,8 @@ pub struct OnboardRequest {
 }
 
 /// Onboarding response: the key is shown here once and never again (no
-/// `Debug`: it holds the key).
+/// `Debug`: it holds the key). It is revoked when the owner first proves
+/// the email (see `auth::accounts::claim_account`).
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct OnboardResponse {
     /// The new customer's id.
@@ -48,7 +49,9 @@ pub struct OnboardResponse {
     tag = "customers",
     summary = "Sign a customer up and issue an API key",
     description = "Counts against the client address's signup rate limit \
-        (`RATE_LIMIT_SIGNUPS_PER_MINUTE`). Disposable email domains are refused.",
+        (`RATE_LIMIT_SIGNUPS_PER_MINUTE`). Disposable email domains are refused. \
+        The key works until the owner first proves the email (accepts the mailed \
+        invite): it is then revoked and a fresh key is shown once to the owner.",
     request_body = OnboardRequest,
     responses(
         (status = 201, description = "Provisioned; the key is shown once", body = OnboardResponse),

@@ -4,10 +4,10 @@
 
 use crate::server::config::expose_all;
 use crate::server::http::error::ApiError;
+use crate::server::http::extract::ApiBytes;
 use crate::server::marketplace::events::{receive_delivery, Delivery, DeliveryError, Outcome};
 use crate::server::marketplace::signature;
 use crate::server::state::AppState;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -63,7 +63,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 pub async fn receive_github_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, ApiError> {
     let started = std::time::Instant::now();
     if let Err(error) = signature::verify(
@@ -83,6 +83,10 @@ pub async fn receive_github_webhook(
         .ok_or_else(|| bad_request("missing or over-long X-GitHub-Delivery header"))?;
     let event = header(&headers, "x-github-event")
         .ok_or_else(|| bad_request("missing X-GitHub-Event header"))?;
+    // PostgreSQL cannot store a NUL character (the payload is kept).
+    if crate::server::http::extract::json_has_nul(&body) {
+        return Err(bad_request(crate::server::http::extract::NUL_MESSAGE));
+    }
     let payload: Value = serde_json::from_slice(&body)
         .ok()
         .filter(Value::is_object)

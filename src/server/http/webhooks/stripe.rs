@@ -2,10 +2,10 @@
 
 use crate::server::config::expose_all;
 use crate::server::http::error::ApiError;
+use crate::server::http::extract::ApiBytes;
 use crate::server::state::AppState;
 use crate::server::stripe::events::{record_event, StripeEvent};
 use crate::server::stripe::signature;
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
@@ -45,7 +45,7 @@ use serde_json::{json, Value};
 pub async fn receive_stripe_webhook(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    ApiBytes(body): ApiBytes,
 ) -> Result<Json<Value>, ApiError> {
     let header = headers
         .get("stripe-signature")
@@ -61,6 +61,13 @@ pub async fn receive_stripe_webhook(
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("invalid webhook signature: {error}"),
+        ));
+    }
+    // PostgreSQL cannot store a NUL character (the event is kept).
+    if crate::server::http::extract::json_has_nul(&body) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            crate::server::http::extract::NUL_MESSAGE,
         ));
     }
     let (event, raw) = StripeEvent::parse(&body)

@@ -1,0 +1,316 @@
+//! Claiming an account (security issue, item 5): API keys issued before the
+//! owner proved the email stop working at the first proof (invite
+//! accepted, email confirmed, password reset by a mailed link); the owner
+//! gets a fresh key, shown once in the answer to the proof, and an email
+//! saying why (without the key). Cards need a verified owner. A taken
+//! email gets the same answer from `/register` as a new one, and an
+//! "account exists" email through the SMTP sink.
+
+use crate::email::{wait_for_messages, worker_state};
+use crate::harness::{email, localstripe_base, rendered, TestApp};
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use rsolv_platform::server::billing::api_keys::create_api_key;
+use rsolv_platform::server::billing::payment_methods::{
+    add_card, begin_card_setup, Consent, UNVERIFIED_OWNER_MESSAGE,
+};
+use rsolv_platform::server::billing::BillingError;
+use rsolv_platform::server::db::schema::{api_keys, email_outbox, users};
+use rsolv_platform::server::email::worker::run_once;
+use rsolv_platform::types::portal::ApiKeyName;
+use serde_json::{json, Value};
+
+const PASSWORD: &str = "victim's own password";
+
+/// The Action's start-up call with `key`: its status.
+async fn exchange(app: &TestApp, key: &str) -> u16 {
+    app.post_json(
+        "/api/v1/credentials/exchange",
+        Some(key),
+        &json!({"providers": ["anthropic"]}),
+    )
+    .await
+    .0
+}
+
+/// The fresh key in a proof's answer (a JSON string), after checking that
+/// the answer is a 200 without a redirect.
+fn fresh_key(status: u16, location: Option<String>, body: &str) -> String {
+    assert_eq!((status, location), (200, None), "{body}");
+    let key: Value = serde_json::from_str(body).unwrap();
+    let key = key.as_str().expect("the fresh key").to_owned();
+    assert!(key.starts_with("rsolv_") && key.len() == 49, "{key}");
+    key
+}
+
+/// The victim's mailbox after the claim: one `api_key_reissued` email that
+/// names neither the stranger's nor the fresh key.
+async fn assert_reissue_mailed(app: &TestApp, victim: &str, keys: &[&str]) {
+    let notifications: Vec<Option<Value>> = email_outbox::table
+        .filter(email_outbox::to_address.eq(victim))
+        .filter(email_outbox::kind.eq("api_key_reissued"))
+        .select(email_outbox::notification)
+        .load(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(notifications.len(), 1);
+    let stored = notifications[0].clone().unwrap().to_string();
+    let mail = rendered(notifications[0].clone());
+    assert_eq!(mail.subject, "Your RSOLV API key was replaced");
+    assert!(
+        mail.text_body.contains("stopped working"),
+        "{}",
+        mail.text_body
+    );
+    for key in keys {
+        for text in [&stored, &mail.text_body, &mail.html_body] {
+            assert!(!text.contains(key), "no key in the email: {text}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_strangers_key_stops_when_the_victim_accepts_the_invite() {
+    let app = TestApp::spawn().await;
+    let victim = email("victim-invite");
+    // A stranger onboards the victim's address and keeps the key.
+    let (customer_id, stranger_key) = app.onboard(&victim).await;
+    assert_eq!(exchange(&app, &stranger_key).await, 200);
+
+    // The victim follows the invite: the answer is their fresh key.
+    let token = app.mailed_token(&victim, "invite").await;
+    let (status, location, body) = app
+        .server_fn(
+            &app.browser(),
+            "accept_invite",
+            &[
+                ("token", &token),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    let fresh = fresh_key(status, location, &body);
+
+    assert_eq!(exchange(&app, &stranger_key).await, 401);
+    assert_eq!(exchange(&app, &fresh).await, 200);
+    assert_reissue_mailed(&app, &victim, &[&stranger_key, &fresh]).await;
+    let live: i64 = api_keys::table
+        .filter(api_keys::customer_id.eq(customer_id))
+        .filter(api_keys::revoked_at.is_null())
+        .count()
+        .get_result(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(live, 1, "only the fresh key lives");
+
+    // A later proof (a password reset) is not a first one: the fresh key
+    // stays and the reset redirects as usual.
+    let (status, _, _) = app
+        .server_fn(&app.browser(), "forgot_password", &[("email", &victim)])
+        .await;
+    assert_eq!(status, 200);
+    let token = app.mailed_token(&victim, "password_reset").await;
+    let (status, location, body) = app
+        .server_fn(
+            &app.browser(),
+            "reset_password",
+            &[
+                ("token", &token),
+                ("password", "another long password"),
+                ("password_confirm", "another long password"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(location.as_deref(), Some("/login?notice=password_reset"));
+    assert_eq!(exchange(&app, &fresh).await, 200);
+}
+
+#[tokio::test]
+async fn a_strangers_key_stops_when_the_victim_resets_the_password() {
+    let app = TestApp::spawn().await;
+    let victim = email("victim-reset");
+    let (_, stranger_key) = app.onboard(&victim).await;
+    // The victim ignores the invite and asks for a reset instead.
+    let (status, _, _) = app
+        .server_fn(&app.browser(), "forgot_password", &[("email", &victim)])
+        .await;
+    assert_eq!(status, 200);
+    let token = app.mailed_token(&victim, "password_reset").await;
+    let (status, location, body) = app
+        .server_fn(
+            &app.browser(),
+            "reset_password",
+            &[
+                ("token", &token),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    let fresh = fresh_key(status, location, &body);
+    assert_eq!(exchange(&app, &stranger_key).await, 401);
+    assert_eq!(exchange(&app, &fresh).await, 200);
+    assert_reissue_mailed(&app, &victim, &[&stranger_key, &fresh]).await;
+}
+
+#[tokio::test]
+async fn a_key_issued_before_the_email_is_confirmed_stops_at_confirmation() {
+    let app = TestApp::spawn().await;
+    let victim = email("victim-confirm");
+    let browser = app.browser();
+    let (status, _, body) = app
+        .server_fn(
+            &browser,
+            "register",
+            &[
+                ("email", &victim),
+                ("name", "Victim"),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mut conn = app.conn().await;
+    let customer_id: i64 = users::table
+        .filter(users::email.eq(&victim))
+        .select(users::customer_id.assume_not_null())
+        .first(&mut conn)
+        .await
+        .unwrap();
+    // `/register` shows no key and keeps none.
+    let keys: i64 = api_keys::table
+        .filter(api_keys::customer_id.eq(customer_id))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys, 0);
+    // A key issued before the proof (as any provisioning path may).
+    let (_, early) = create_api_key(&mut conn, customer_id, &ApiKeyName::parse("early").unwrap())
+        .await
+        .unwrap();
+    let early = early.expose().to_owned();
+    assert_eq!(exchange(&app, &early).await, 200);
+
+    let token = app.mailed_token(&victim, "email_confirmation").await;
+    let (status, location, body) = app
+        .server_fn(&browser, "confirm_email", &[("token", &token)])
+        .await;
+    let fresh = fresh_key(status, location, &body);
+    assert_eq!(exchange(&app, &early).await, 401);
+    assert_eq!(exchange(&app, &fresh).await, 200);
+    assert_reissue_mailed(&app, &victim, &[&early, &fresh]).await;
+}
+
+#[tokio::test]
+async fn a_card_is_refused_before_the_owner_proves_the_email() {
+    let base = localstripe_base().await;
+    let app = TestApp::spawn_with_stripe(&base, &[]).await;
+    let state = app.state_with(&base, &[]);
+    let (customer_id, _) = app.onboard(&email("unverified-card")).await;
+    let mut conn = app.conn().await;
+    let refused = |result: Result<(), BillingError>| match result {
+        Err(BillingError::Invalid(e)) => assert_eq!(e.0, UNVERIFIED_OWNER_MESSAGE),
+        other => panic!("expected the unverified-owner refusal, got {other:?}"),
+    };
+    refused(
+        begin_card_setup(state.processor.as_ref(), &mut conn, customer_id)
+            .await
+            .map(|_| ()),
+    );
+    refused(
+        add_card(
+            state.processor.as_ref(),
+            &mut conn,
+            &state.config.pricing,
+            customer_id,
+            "seti_anything",
+            &Consent {
+                given: true,
+                user_id: None,
+                ip: None,
+                user_agent: None,
+            },
+        )
+        .await
+        .map(|_| ()),
+    );
+    assert!(
+        UNVERIFIED_OWNER_MESSAGE.contains("/forgot-password"),
+        "the next step"
+    );
+    assert_eq!(app.count("stripe_payment_methods").await, 0);
+}
+
+/// `/register` with these fields: status, `Location` and body.
+async fn register(app: &TestApp, address: &str) -> (u16, Option<String>, String) {
+    app.server_fn(
+        &app.browser(),
+        "register",
+        &[
+            ("email", address),
+            ("name", "Someone"),
+            ("password", "a long enough password"),
+            ("password_confirm", "a long enough password"),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn register_answers_a_taken_email_like_a_new_one_and_mails_the_owner() {
+    let app = TestApp::spawn().await;
+    let state = worker_state(&app.db, &[]);
+    let owner = email("taken-owner");
+    app.onboard(&owner).await;
+    let customers = app.count("customers").await;
+
+    let new = register(&app, &email("brand-new")).await;
+    let customers_after_new = app.count("customers").await;
+    assert_eq!(customers_after_new, customers + 1);
+    let taken = register(&app, &owner.to_uppercase()).await;
+    assert_eq!(new, taken, "same status, redirect and body");
+    assert_eq!(new.1.as_deref(), Some("/register?sent=1"));
+    assert_eq!(app.count("customers").await, customers_after_new);
+
+    // The owner is told, through the SMTP sink: sign in or reset; no token.
+    // (Queued for them: welcome, invite, account exists.)
+    assert!(run_once(&state).await.unwrap() >= 3);
+    let messages = wait_for_messages(&owner, 3).await;
+    let exists = messages
+        .iter()
+        .find(|m| m["subject"] == "You already have an RSOLV account")
+        .unwrap_or_else(|| panic!("the account-exists email: {messages:#?}"));
+    let text = exists["text"].as_str().unwrap();
+    assert!(text.contains("https://portal.test/login"), "{text}");
+    assert!(
+        text.contains("https://portal.test/forgot-password"),
+        "{text}"
+    );
+    assert!(!text.contains("token="), "{text}");
+}
+
+#[tokio::test]
+async fn onboarding_a_taken_email_hands_out_no_account_and_no_key() {
+    // The API's answer for a new email carries the key (README § The
+    // Action API by hand), so a taken one stays a distinguishable 409 —
+    // but never a second account or a key for someone else's address.
+    let app = TestApp::spawn().await;
+    let owner = email("api-taken");
+    app.onboard(&owner).await;
+    let (keys, customers) = (app.count("api_keys").await, app.count("customers").await);
+    let (status, body) = app
+        .post_json(
+            "/api/v1/customers/onboard",
+            None,
+            &json!({"email": owner.to_uppercase(), "name": "Stranger"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body.get("api_key").is_none(), "{body}");
+    assert_eq!(app.count("api_keys").await, keys);
+    assert_eq!(app.count("customers").await, customers);
+}
