@@ -91,25 +91,17 @@ async fn totp_enrolment_then_sign_in_with_a_code_and_wrong_or_replayed_codes_ref
     assert_eq!(status, 401);
     // A code outside the ±1 step window is wrong.
     let (status, _, body) = app
-        .server_fn(
-            &browser,
-            "2fa/verify",
-            &[("code", &totp_code(&admin.secret, 5))],
-        )
+        .second_factor(&browser, &totp_code(&admin.secret, 5))
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("incorrect or already used code"), "{body}");
     // The code the enrolment used is used up; the next step's code (within
     // the skew) signs in and goes to /admin.
-    let (status, _, _) = app
-        .server_fn(&browser, "2fa/verify", &[("code", &admin.enrolment_code)])
-        .await;
+    let (status, _, _) = app.second_factor(&browser, &admin.enrolment_code).await;
     assert_eq!(status, 422, "the enrolment's code cannot be replayed");
     let next_at = now() + 30;
     let next_code = totp_code_at(&admin.secret, next_at);
-    let (status, location, body) = app
-        .server_fn(&browser, "2fa/verify", &[("code", &next_code)])
-        .await;
+    let (status, location, body) = app.second_factor(&browser, &next_code).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(location.as_deref(), Some("/admin"));
     let (status, body) = app.admin_fn(&browser, "flags", &[]).await;
@@ -124,9 +116,7 @@ async fn totp_enrolment_then_sign_in_with_a_code_and_wrong_or_replayed_codes_ref
 
     // The same code again, from another sign-in: refused (replay).
     let replay = app.admin_password_step(&address).await;
-    let (status, _, body) = app
-        .server_fn(&replay, "2fa/verify", &[("code", &next_code)])
-        .await;
+    let (status, _, body) = app.second_factor(&replay, &next_code).await;
     assert_eq!(status, 422, "{body}");
     let (status, _) = app.admin_fn(&replay, "flags", &[]).await;
     assert_eq!(status, 401);
@@ -141,9 +131,7 @@ async fn a_recovery_code_signs_in_once() {
     let browser = app.admin_password_step(&address).await;
     // Typed in capitals and without dashes: still the code.
     let typed = code.replace('-', "").to_uppercase();
-    let (status, location, body) = app
-        .server_fn(&browser, "2fa/verify", &[("code", &typed)])
-        .await;
+    let (status, location, body) = app.second_factor(&browser, &typed).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(location.as_deref(), Some("/admin"));
     let (status, _) = app.admin_fn(&browser, "flags", &[]).await;
@@ -158,15 +146,11 @@ async fn a_recovery_code_signs_in_once() {
     assert_eq!(used, 1);
     // Used up.
     let again = app.admin_password_step(&address).await;
-    let (status, _, body) = app
-        .server_fn(&again, "2fa/verify", &[("code", &code)])
-        .await;
+    let (status, _, body) = app.second_factor(&again, &code).await;
     assert_eq!(status, 422, "{body}");
     // Another admin's codes are not this admin's.
     let other = app.enrolled_admin(&email("recovery-other")).await;
-    let (status, _, _) = app
-        .server_fn(&again, "2fa/verify", &[("code", &other.recovery_codes[0])])
-        .await;
+    let (status, _, _) = app.second_factor(&again, &other.recovery_codes[0]).await;
     assert_eq!(status, 422);
 }
 
@@ -178,21 +162,13 @@ async fn wrong_codes_count_toward_the_sign_in_throttle() {
     let browser = app.admin_password_step(&address).await;
     for _ in 0..5 {
         let (status, _, body) = app
-            .server_fn(
-                &browser,
-                "2fa/verify",
-                &[("code", &totp_code(&admin.secret, 9))],
-            )
+            .second_factor(&browser, &totp_code(&admin.secret, 9))
             .await;
         assert_eq!(status, 422, "{body}");
     }
     // Blocked now: even the right code is refused, and so is the password.
     let (status, _, body) = app
-        .server_fn(
-            &browser,
-            "2fa/verify",
-            &[("code", &totp_code(&admin.secret, 1))],
-        )
+        .second_factor(&browser, &totp_code(&admin.secret, 1))
         .await;
     assert_eq!(status, 429, "{body}");
     let (status, _) = app.admin_fn(&browser, "flags", &[]).await;
@@ -284,11 +260,7 @@ async fn deactivating_an_admin_ends_their_sessions_at_once_and_is_audited() {
     let (status, _) = app.admin_fn(&b.browser, "flags", &[]).await;
     assert_eq!(status, 401);
     let (status, _, _) = app
-        .server_fn(
-            &b_pending,
-            "2fa/verify",
-            &[("code", &totp_code(&b.secret, 1))],
-        )
+        .second_factor(&b_pending, &totp_code(&b.secret, 1))
         .await;
     assert_eq!(status, 401);
     // B cannot sign in: the same answer as a wrong password.
@@ -348,13 +320,7 @@ async fn deactivating_an_admin_ends_their_sessions_at_once_and_is_audited() {
         Some("back")
     );
     let browser = app.admin_password_step(&b_address).await;
-    let (status, _, body) = app
-        .server_fn(
-            &browser,
-            "2fa/verify",
-            &[("code", &totp_code(&b.secret, 1))],
-        )
-        .await;
+    let (status, _, body) = app.second_factor(&browser, &totp_code(&b.secret, 1)).await;
     assert_eq!(status, 200, "{body}");
 }
 
@@ -566,11 +532,7 @@ async fn sign_in_follows_next_to_local_paths_only() {
         .await;
     assert_eq!((status, location.as_deref()), (200, Some("/admin/2fa")));
     let (status, location, body) = app
-        .server_fn(
-            &browser,
-            "2fa/verify",
-            &[("code", &totp_code(&admin.secret, 1))],
-        )
+        .second_factor(&browser, &totp_code(&admin.secret, 1))
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(location.as_deref(), Some("/admin/flags"));

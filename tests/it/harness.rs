@@ -543,6 +543,17 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A staff admin's second step (`POST /api/2fa/verify`) with `code`
+    /// (TOTP or recovery code): status, `Location`, body.
+    pub async fn second_factor(
+        &self,
+        client: &reqwest::Client,
+        code: &str,
+    ) -> (u16, Option<String>, String) {
+        self.server_fn(client, "2fa/verify", &[("code", code)])
+            .await
+    }
+
     /// POSTs a form to the server function `/api/<endpoint>` with a
     /// same-origin `Origin` header; returns status, `Location` (if any) and
     /// body.
@@ -641,9 +652,7 @@ impl TestApp {
         .to_bytes()
         .unwrap();
         let enrolment_code = totp_code(&secret, 0);
-        let (status, location, body) = self
-            .server_fn(&browser, "2fa/verify", &[("code", &enrolment_code)])
-            .await;
+        let (status, location, body) = self.second_factor(&browser, &enrolment_code).await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(location, None, "the recovery codes are shown first");
         let done: Value = serde_json::from_str(&body).unwrap();
