@@ -200,6 +200,7 @@ test("an admin finds a customer, adjusts credits, and the customer sees the new 
   await expect(customer.getByRole("status")).toContainText("Check your inbox");
   await customer.goto(`${ORIGIN}${await confirmLink(request, customerEmail)}`);
   await waitForHydration(customer);
+  await customer.getByLabel("Password").fill(PASSWORD);
   await customer.getByRole("button", { name: "Confirm my email" }).click();
   await expect(customer).toHaveURL(/\/login\?notice=confirmed$/);
   await logIn(customer, customerEmail, PASSWORD);

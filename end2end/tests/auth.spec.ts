@@ -6,7 +6,8 @@
  * UI contract (src/app/auth):
  * - `/register`: inputs labelled "Email", "Name", "Password", "Confirm password";
  *   button "Create account"; then a role="status" message "Check your inbox…".
- * - `/confirm-email?token=…`: button "Confirm my email" → `/login?notice=confirmed`.
+ * - `/confirm-email?token=…`: "Password" (the one registered) and button "Confirm my email" →
+ *   `/login?notice=confirmed`.
  * - `/login`: "Email", "Password", button "Sign in" → `/dashboard`.
  * - Header: `data-testid="nav-signed-in"` / `"nav-signed-out"`.
  * - `/account`: `data-testid="account-email"`, buttons "Log out",
@@ -76,6 +77,7 @@ test("register, confirm, sign in, see the account, log out", async ({ page }) =>
   await register(page, email);
 
   await page.goto(`/confirm-email?token=${mailedToken(email, "email_confirmation")}`);
+  await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Confirm my email" }).click();
   await expect(page).toHaveURL(/\/login\?notice=confirmed$/);
   await expect(page.getByRole("status")).toContainText("Your email is confirmed");

@@ -83,6 +83,7 @@ async function signedInCustomer(page: Page, request: APIRequestContext): Promise
   await expect(page.getByRole("status")).toContainText("Check your inbox");
   await page.goto(await mailedLink(request, email, "/confirm-email"));
   await waitForHydration(page);
+  await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Confirm my email" }).click();
   await expect(page).toHaveURL(/\/login\?notice=confirmed$/);
   await waitForHydration(page);

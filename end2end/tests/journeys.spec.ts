@@ -106,6 +106,7 @@ async function register(page: Page, email: string, name: string): Promise<void> 
 async function confirm(page: Page, request: APIRequestContext, email: string): Promise<void> {
   await page.goto(await mailedLink(request, email, "/confirm-email"));
   await waitForHydration(page);
+  await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Confirm my email" }).click();
   await expect(page).toHaveURL(/\/login\?notice=confirmed$/);
 }

@@ -31,7 +31,11 @@ async fn register_and_confirm(app: &TestApp, address: &str) {
     assert_eq!(location.as_deref(), Some("/register?sent=1"));
     let token = app.mailed_token(address, "email_confirmation").await;
     let (status, location, body) = app
-        .server_fn(&client, "confirm_email", &[("token", &token)])
+        .server_fn(
+            &client,
+            "confirm_email",
+            &[("token", &token), ("password", PASSWORD)],
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(location.as_deref(), Some("/login?notice=confirmed"));
@@ -130,12 +134,20 @@ async fn register_confirm_login_and_current_user() {
 
     let token = app.mailed_token(&address, "email_confirmation").await;
     let (status, _, body) = app
-        .server_fn(&client, "confirm_email", &[("token", &token)])
+        .server_fn(
+            &client,
+            "confirm_email",
+            &[("token", &token), ("password", PASSWORD)],
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     // Single use.
     let (status, _, body) = app
-        .server_fn(&client, "confirm_email", &[("token", &token)])
+        .server_fn(
+            &client,
+            "confirm_email",
+            &[("token", &token), ("password", PASSWORD)],
+        )
         .await;
     assert_eq!(status, 422, "{body}");
 
@@ -560,7 +572,11 @@ async fn customers_provisioned_by_the_api_get_an_invite() {
     ];
     // A confirmation token is not an invite token.
     let (status, _, _) = app
-        .server_fn(&client, "confirm_email", &[("token", &token)])
+        .server_fn(
+            &client,
+            "confirm_email",
+            &[("token", &token), ("password", PASSWORD)],
+        )
         .await;
     assert_eq!(status, 422);
     let (status, location, body) = app.server_fn(&client, "accept_invite", &fields).await;

@@ -345,7 +345,11 @@ pub(crate) async fn signed_in(app: &TestApp, address: &str, name: &str) -> Custo
     assert_eq!(status, 200, "{body}");
     let token = app.mailed_token(address, "email_confirmation").await;
     let (status, _, body) = app
-        .server_fn(&browser, "confirm_email", &[("token", &token)])
+        .server_fn(
+            &browser,
+            "confirm_email",
+            &[("token", &token), ("password", PASSWORD)],
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     let (status, location, body) = app

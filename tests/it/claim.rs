@@ -197,7 +197,11 @@ async fn a_key_issued_before_the_email_is_confirmed_stops_at_confirmation() {
 
     let token = app.mailed_token(&victim, "email_confirmation").await;
     let (status, location, body) = app
-        .server_fn(&browser, "confirm_email", &[("token", &token)])
+        .server_fn(
+            &browser,
+            "confirm_email",
+            &[("token", &token), ("password", PASSWORD)],
+        )
         .await;
     let fresh = fresh_key(status, location, &body);
     assert_eq!(exchange(&app, &early).await, 401);
@@ -313,4 +317,92 @@ async fn onboarding_a_taken_email_hands_out_no_account_and_no_key() {
     assert!(body.get("api_key").is_none(), "{body}");
     assert_eq!(app.count("api_keys").await, keys);
     assert_eq!(app.count("customers").await, customers);
+}
+
+/// A stranger registers the victim's address with a password of their own.
+/// The victim, clicking the confirmation link, cannot confirm it for them
+/// (the page asks for the registered password), the stranger cannot sign
+/// in while the address is unproven, and the victim takes the address back
+/// with a password reset, after which the stranger's password is worthless.
+#[tokio::test]
+async fn a_stranger_who_registered_the_victims_address_cannot_have_it_confirmed() {
+    let app = TestApp::spawn().await;
+    let victim = email("victim-registered");
+    let strangers = "the stranger's own password";
+    let (status, _, body) = app
+        .server_fn(
+            &app.browser(),
+            "register",
+            &[
+                ("email", &victim),
+                ("name", "Not the victim"),
+                ("password", strangers),
+                ("password_confirm", strangers),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let token = app.mailed_token(&victim, "email_confirmation").await;
+    // The victim clicks the link: without the stranger's password nothing
+    // is confirmed, and the link stays unused.
+    for password in ["", PASSWORD] {
+        let (status, _, body) = app
+            .server_fn(
+                &app.browser(),
+                "confirm_email",
+                &[("token", &token), ("password", password)],
+            )
+            .await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("incorrect password"), "{body}");
+    }
+    let confirmed: Option<chrono::DateTime<chrono::Utc>> = users::table
+        .filter(users::email.eq(&victim))
+        .select(users::email_confirmed_at)
+        .first(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(confirmed, None);
+    let sign_in = |password: &'static str| {
+        let app = &app;
+        let victim = victim.clone();
+        async move {
+            app.server_fn(
+                &app.browser(),
+                "login",
+                &[("email", victim.as_str()), ("password", password)],
+            )
+            .await
+        }
+    };
+    let (status, _, body) = sign_in(strangers).await;
+    assert_eq!(status, 422, "unconfirmed: {body}");
+
+    // The victim resets the password by the mailed link: the address is
+    // theirs, the stranger's password no longer signs in, theirs does.
+    let (status, _, _) = app
+        .server_fn(&app.browser(), "forgot_password", &[("email", &victim)])
+        .await;
+    assert_eq!(status, 200);
+    let reset = app.mailed_token(&victim, "password_reset").await;
+    let (status, _, body) = app
+        .server_fn(
+            &app.browser(),
+            "reset_password",
+            &[
+                ("token", &reset),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = sign_in(strangers).await;
+    assert_eq!(status, 422, "{body}");
+    let (status, location, body) = sign_in(PASSWORD).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (200, Some("/dashboard")),
+        "{body}"
+    );
 }

@@ -423,7 +423,11 @@ async fn register_and_confirm(app: &TestApp, address: &str) {
     assert_eq!(status, 200, "{body}");
     let token = app.mailed_token(address, "email_confirmation").await;
     let (status, _, body) = app
-        .server_fn(&client, "confirm_email", &[("token", &token)])
+        .server_fn(
+            &client,
+            "confirm_email",
+            &[("token", &token), ("password", PASSWORD)],
+        )
         .await;
     assert_eq!(status, 200, "{body}");
 }

@@ -132,18 +132,23 @@ pub async fn register(
     finish(result, "/register")
 }
 
-/// `POST /api/confirm_email` (token): confirms the email; redirects to
+/// `POST /api/confirm_email` (token, password: the one chosen at
+/// registration, see `accounts::confirm_email`): confirms the email; redirects to
 /// `/login?notice=confirmed`. When this first proof of the email revoked
 /// the API keys issued before it (claiming the account), answers 200 with
 /// the fresh key instead, shown this once (no redirect; see
 /// [`FRESH_KEY_NOTE`]).
 ///
-/// Errors: 422 for an unknown, used or expired link.
+/// Errors: 422 for an unknown, used or expired link or a wrong password;
+/// 429 while the account's sign-ins are throttled.
 #[server(endpoint = "confirm_email")]
-pub async fn confirm_email(#[server(default)] token: String) -> Result<Option<String>, AppError> {
-    use crate::server::auth::{accounts, app_state};
+pub async fn confirm_email(
+    #[server(default)] token: String,
+    #[server(default)] password: String,
+) -> Result<Option<String>, AppError> {
+    use crate::server::auth::{accounts, app_state, client_ip};
     let result = async {
-        let fresh = accounts::confirm_email(&app_state()?, &token).await?;
+        let fresh = accounts::confirm_email(&app_state()?, &token, &password, client_ip()).await?;
         Ok(done_or_fresh_key(fresh, "/login?notice=confirmed"))
     }
     .await;

@@ -368,16 +368,54 @@ pub async fn find_user(
         .map_err(db)
 }
 
-/// `/confirm-email`: consumes a confirmation token and marks the email
-/// confirmed, in one transaction with claiming the account (see
-/// [`claim_account`]): returns the fresh API key to show once when keys
-/// issued before the proof were revoked.
+/// `/confirm-email`: checks the password chosen at registration, then
+/// consumes the confirmation token and marks the email confirmed, in one
+/// transaction with claiming the account (see [`claim_account`]): returns
+/// the fresh API key to show once when keys issued before the proof were
+/// revoked.
+///
+/// The password is required so that a stranger who registered someone
+/// else's address cannot have the owner confirm it for them (and then sign
+/// in with the password they chose): the owner, not knowing it, takes the
+/// address back with a password reset instead. The link is checked first
+/// (cheap), then the sign-in throttle ([`throttle`], per account and client
+/// `ip`), then argon2; a wrong password counts as a failed sign-in.
 ///
 /// Errors: [`AppError::Validation`] when the link is unknown, used or
-/// expired; [`AppError::Internal`].
-pub async fn confirm_email(state: &AppState, token: &str) -> Result<Option<PlainApiKey>, AppError> {
+/// expired, or the password is wrong; [`AppError::RateLimited`];
+/// [`AppError::Internal`].
+pub async fn confirm_email(
+    state: &AppState,
+    token: &str,
+    password: &str,
+    ip: Option<IpAddr>,
+) -> Result<Option<PlainApiKey>, AppError> {
     let mut conn = conn(state).await?;
     let token = token.trim().to_owned();
+    let user_id = token_user(&mut conn, &token, TokenPurpose::EmailConfirmation)
+        .await
+        .map_err(db)?
+        .ok_or_else(invalid_link)?;
+    let user = find_user(&mut conn, user_id)
+        .await?
+        .ok_or_else(invalid_link)?;
+    let email_lower = user.email.to_lowercase();
+    if let Some(block) = throttle::blocked(&mut conn, &email_lower, ip)
+        .await
+        .map_err(db)?
+    {
+        return Err(AppError::RateLimited(throttle::retry_message(block)));
+    }
+    let ok = match Password::presented(password) {
+        Some(password) => verify_password(password, user.password_hash.clone()).await?,
+        None => false,
+    };
+    if !ok {
+        throttle::record_failure(&mut conn, &email_lower, ip)
+            .await
+            .map_err(db)?;
+        return Err(AppError::Validation(CONFIRM_NEEDS_PASSWORD.into()));
+    }
     conn.transaction(async |conn| {
         let user_id = consume_token(conn, &token, TokenPurpose::EmailConfirmation)
             .await
@@ -387,6 +425,11 @@ pub async fn confirm_email(state: &AppState, token: &str) -> Result<Option<Plain
     })
     .await
 }
+
+/// The answer to a wrong password on `/confirm-email`.
+pub const CONFIRM_NEEDS_PASSWORD: &str = "incorrect password: enter the password chosen when this \
+    account was registered. If you did not register, ignore the email, or reset the password \
+    (Forgot password) to take the address back";
 
 fn invalid_link() -> AppError {
     AppError::Validation("this link is invalid, already used or expired; ask for a new one".into())
