@@ -68,6 +68,7 @@ cleanup() {
   drop_database "$TEST_DATABASE_URL" "$db" || true
   drop_database "$TEST_DATABASE_URL" "$pgbench_db" || true
   rm -rf "$workdir"
+  return 0
 }
 trap cleanup EXIT
 
