@@ -751,7 +751,7 @@ async fn cancel_now_or_at_period_end_and_resume() {
     .await;
     assert!(refused.is_err());
     // Cancel now: ends at once on Stripe and here.
-    subscriptions::cancel(api, &mut conn, b.id, false)
+    subscriptions::cancel(api, &mut conn, &pricing, b.id, false)
         .await
         .unwrap();
     let on_stripe = b
@@ -779,7 +779,7 @@ async fn cancel_now_or_at_period_end_and_resume() {
         .unwrap();
     assert_ne!(first.id, second.id);
     assert_eq!(b.ledger("subscription_grant").await.len(), 2);
-    let ending = subscriptions::cancel(api, &mut conn, b.id, true)
+    let ending = subscriptions::cancel(api, &mut conn, &pricing, b.id, true)
         .await
         .unwrap();
     assert!(ending.cancel_at_period_end);
@@ -793,7 +793,9 @@ async fn cancel_now_or_at_period_end_and_resume() {
         .await
         .unwrap());
     // While it ends at the period end, its only card may go.
-    subscriptions::resume(api, &mut conn, b.id).await.unwrap();
+    subscriptions::resume(api, &mut conn, &pricing, b.id)
+        .await
+        .unwrap();
     assert!(!subscriptions::ends_at_period_end(&mut conn, b.id)
         .await
         .unwrap());
@@ -801,7 +803,7 @@ async fn cancel_now_or_at_period_end_and_resume() {
         .stripe_get(&format!("/v1/subscriptions/{}", second.id), &[])
         .await;
     assert_eq!(on_stripe["cancel_at_period_end"], false);
-    subscriptions::cancel(api, &mut conn, b.id, true)
+    subscriptions::cancel(api, &mut conn, &pricing, b.id, true)
         .await
         .unwrap();
     // The period ends (localstripe has no clock: Stripe's side ends the

@@ -120,6 +120,16 @@ impl Server {
     }
 }
 
+/// The WARN and ERROR lines of a JSON log, for a failure message.
+fn warnings_and_errors(lines: &[String]) -> String {
+    lines
+        .iter()
+        .filter(|l| l.contains(r#""level":"WARN""#) || l.contains(r#""level":"ERROR""#))
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -196,7 +206,11 @@ async fn each_request_is_logged_once_with_its_id_route_status_and_customer_never
 
     server.terminate();
     let (status, lines) = server.wait_exit();
-    assert!(status.success(), "{status:?}");
+    assert!(
+        status.success(),
+        "{status:?}; warnings and errors logged:\n{}",
+        warnings_and_errors(&lines)
+    );
 
     let line = request_line(&lines, "status-1");
     assert_eq!(line["span"]["method"], "GET");

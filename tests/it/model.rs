@@ -1333,14 +1333,27 @@ async fn apply(
             let mut conn = env.conn().await;
             refused_or_done(
                 "cancel",
-                cancel(env.mem.as_ref(), &mut conn, customer_id, *at_period_end).await,
+                cancel(
+                    env.mem.as_ref(),
+                    &mut conn,
+                    &env.state.config.pricing,
+                    customer_id,
+                    *at_period_end,
+                )
+                .await,
             );
         }
         Op::Resume => {
             let mut conn = env.conn().await;
             refused_or_done(
                 "resume",
-                resume(env.mem.as_ref(), &mut conn, customer_id).await,
+                resume(
+                    env.mem.as_ref(),
+                    &mut conn,
+                    &env.state.config.pricing,
+                    customer_id,
+                )
+                .await,
             );
         }
         Op::Renew => env.mem.renew(cus),
@@ -1639,6 +1652,38 @@ async fn run_case(env: &Env, ops: &[Op]) {
     );
 }
 
+/// Failing sequences the random search found, kept as fixed cases.
+fn regressions() -> Vec<Vec<Op>> {
+    vec![
+        // Pro cancelled at the period end, the period renewed (the
+        // subscription ends; its events not delivered yet), then a fix:
+        // recorded while the platform still saw Pro with the period's
+        // credits not granted, it stayed unpaid once Pro had ended, although
+        // the card worked (fixed: applying a subscription settles unpaid
+        // fixes under the plan in force).
+        vec![
+            Op::BecomePro,
+            Op::Renew,
+            Op::Cancel {
+                at_period_end: true,
+            },
+            Op::Renew,
+            Op::Race(
+                Report {
+                    k: 1,
+                    how: How::IssueOnly,
+                    via_phase: true,
+                },
+                Report {
+                    k: 1,
+                    how: How::PrOnly,
+                    via_phase: false,
+                },
+            ),
+        ],
+    ]
+}
+
 #[test]
 fn money_invariants_hold_for_random_operation_sequences() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -1691,6 +1736,10 @@ fn money_invariants_hold_for_random_operation_sequences() {
         ..ProptestConfig::default()
     };
     let started = std::time::Instant::now();
+    // Sequences the random search once found failing, run every time first.
+    for ops in regressions() {
+        runtime.block_on(run_case(&env, &ops));
+    }
     let mut runner = TestRunner::new(config);
     let result = runner.run(&prop::collection::vec(op_strategy(), 1..25), |ops| {
         runtime.block_on(run_case(&env, &ops));

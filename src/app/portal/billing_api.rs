@@ -156,9 +156,11 @@ pub async fn cancel_subscription(when: String) -> Result<String, AppError> {
         }
     };
     let processor = ssr::processor()?;
+    let pricing = super::api::ssr::state()?.config.pricing.clone();
     cancel(
         processor.as_ref(),
         &mut conn,
+        &pricing,
         user.customer_id,
         at_period_end,
     )
@@ -177,7 +179,8 @@ pub async fn resume_subscription() -> Result<String, AppError> {
     use crate::server::billing::subscriptions::resume;
     let (user, mut conn) = super::api::ssr::session().await?;
     let processor = ssr::processor()?;
-    resume(processor.as_ref(), &mut conn, user.customer_id)
+    let pricing = super::api::ssr::state()?.config.pricing.clone();
+    resume(processor.as_ref(), &mut conn, &pricing, user.customer_id)
         .await
         .map_err(super::api::ssr::fail)?;
     Ok("Your subscription continues.".into())

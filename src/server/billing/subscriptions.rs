@@ -122,6 +122,7 @@ fn is_terminal(status: SubscriptionStatus) -> bool {
 /// Errors: [`BillingError::Database`].
 pub async fn apply_subscription_snapshot(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     snapshot: &SubscriptionSnapshot,
 ) -> Result<Applied, BillingError> {
     let Some(customer) = lock_by_processor_customer(conn, &snapshot.processor_customer_id).await?
@@ -130,11 +131,12 @@ pub async fn apply_subscription_snapshot(
             "the processor's customer is not known yet",
         ));
     };
-    apply_subscription_to(conn, &customer, snapshot).await
+    apply_subscription_to(conn, pricing, &customer, snapshot).await
 }
 
 async fn apply_subscription_to(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     customer: &Customer,
     snapshot: &SubscriptionSnapshot,
 ) -> Result<Applied, BillingError> {
@@ -188,6 +190,11 @@ async fn apply_subscription_to(
         ))
         .execute(conn)
         .await?;
+    // The plan may have changed (Pro ended, or recovered): fixes left
+    // `unpaid` while waiting for a Pro period's credits are settled under
+    // the plan in force now — e.g. charged to the card once Pro has ended
+    // (found by the model test: cancel at period end, renew, a fix).
+    crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, customer.id).await?;
     Ok(Applied::Done)
 }
 
@@ -233,7 +240,7 @@ pub async fn apply_invoice_snapshot(
         return Ok(outcome);
     };
     if let Some(subscription) = subscription.filter(|s| s.id == sub_id) {
-        apply_subscription_to(conn, &customer, subscription).await?;
+        apply_subscription_to(conn, pricing, &customer, subscription).await?;
     } else {
         let known: bool = diesel::select(diesel::dsl::exists(
             stripe_subscriptions::table.filter(stripe_subscriptions::id.eq(sub_id)),
@@ -499,12 +506,13 @@ async fn observation_time(
 /// anything recorded), as a webhook would.
 async fn apply_answer(
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     customer_id: i64,
     mut snapshot: SubscriptionSnapshot,
 ) -> Result<SubscriptionSnapshot, BillingError> {
     conn.transaction(async |conn| {
         snapshot.observed_at = observation_time(conn, customer_id).await?;
-        apply_subscription_snapshot(conn, &snapshot).await
+        apply_subscription_snapshot(conn, pricing, &snapshot).await
     })
     .await?;
     Ok(snapshot)
@@ -553,7 +561,7 @@ pub async fn subscribe_pro(
         .subscribe(&request)
         .await
         .map_err(processor_error)?;
-    let subscription = apply_answer(conn, customer_id, answer).await?;
+    let subscription = apply_answer(conn, pricing, customer_id, answer).await?;
     if let Some(invoice_id) = &subscription.latest_invoice {
         let mut invoice = processor
             .invoice(invoice_id)
@@ -580,6 +588,7 @@ pub async fn subscribe_pro(
 pub async fn cancel(
     processor: &dyn PaymentProcessor,
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     customer_id: i64,
     at_period_end: bool,
 ) -> Result<SubscriptionSnapshot, BillingError> {
@@ -593,7 +602,7 @@ pub async fn cancel(
         .cancel_subscription(&sub_id, mode)
         .await
         .map_err(processor_error)?;
-    apply_answer(conn, customer_id, answer).await
+    apply_answer(conn, pricing, customer_id, answer).await
 }
 
 /// Undoes a cancel-at-period-end before the period ends.
@@ -603,6 +612,7 @@ pub async fn cancel(
 pub async fn resume(
     processor: &dyn PaymentProcessor,
     conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
     customer_id: i64,
 ) -> Result<SubscriptionSnapshot, BillingError> {
     let sub_id = open_subscription(conn, customer_id, "you have no subscription to resume").await?;
@@ -610,7 +620,7 @@ pub async fn resume(
         .resume_subscription(&sub_id)
         .await
         .map_err(processor_error)?;
-    apply_answer(conn, customer_id, answer).await
+    apply_answer(conn, pricing, customer_id, answer).await
 }
 
 /// The customer's open subscription's id, else [`BillingError::Invalid`]

@@ -496,7 +496,7 @@ async fn apply_event(
     let object = &event.data.object;
     match fresh {
         Fresh::Subscription(snapshot) => {
-            return waiting(&apply_subscription_snapshot(conn, &snapshot).await?);
+            return waiting(&apply_subscription_snapshot(conn, pricing, &snapshot).await?);
         }
         Fresh::Invoice(invoice, subscription) => {
             let outcome =
