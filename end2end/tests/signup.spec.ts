@@ -1,30 +1,71 @@
 /**
- * Sign-up on the home page: a visitor gets an API key and 5 trial credits,
- * copies the key, and the key works against the Action's credential exchange.
+ * Sign-up on the home page: a visitor is told to check their email (the
+ * same answer for a new and a registered address, and no key in it); the
+ * invite link sets a password and shows the first API key, once; the key
+ * works against the Action's credential exchange.
  *
  * UI contract (src/app):
  * - `/` renders a form `data-testid="signup-form"` with inputs labelled
  *   "Email" (name="email") and "Name" (name="name") and a submit button named
- *   "Create account". It works before hydration (server action) and after.
+ *   "Create account". It works before hydration (plain POST /signup) and after.
  * - Once hydrated, an element with `data-hydrated="true"` exists.
- * - After sign-up: `data-testid="api-key"` shows the key, `data-testid="credit-balance"`
- *   shows the balance, and `data-testid="copy-api-key"` (accessible name
- *   "Copy API key") copies the key and then says "Copied".
+ * - After sign-up: `data-testid="signup-check-email"` names the address.
+ * - `/accept-invite?token=…`: "New password", "Confirm new password", button
+ *   "Set my password"; then `data-testid="fresh-api-key"` holds the key.
  * - Validation errors appear in an element with role="alert".
  *
  * Each spec signs up its own random customer, so specs never share state.
  */
 import { randomUUID } from "node:crypto";
 import * as path from "node:path";
-import { expect, test, type Page } from "@playwright/test";
+import { expect, test, type APIRequestContext, type Page } from "@playwright/test";
 
-const ORIGIN = `http://127.0.0.1:${process.env.E2E_PORT ?? "3000"}`;
 const API_KEY = /^rsolv_[A-Za-z0-9_-]{43,}$/;
-const TRIAL_CREDITS = "5";
+const PASSWORD = "e2e signup password";
 const SCREENSHOTS = path.join(__dirname, "..", "screenshots");
 
 function randomEmail(): string {
   return `e2e-${randomUUID()}@example.com`;
+}
+
+function smtpApi(): string {
+  const url = process.env.TEST_SMTP_API_URL;
+  if (!url) {
+    throw new Error("TEST_SMTP_API_URL must name the SMTP sink's API (scripts/test.sh starts one)");
+  }
+  return url;
+}
+
+interface SinkEmail {
+  to: { address: string }[];
+  subject: string;
+  text?: string;
+  date: string;
+}
+
+/** The `/accept-invite?token=…` path mailed to `to`, polled from the SMTP sink. */
+async function inviteLink(request: APIRequestContext, to: string): Promise<string> {
+  const pattern = /https?:\/\/[^\s"<>]*(\/accept-invite\?token=[A-Za-z0-9_-]+)/;
+  let found: string | undefined;
+  await expect
+    .poll(
+      async () => {
+        const response = await request.get(`${smtpApi()}/email`);
+        expect(response.ok()).toBe(true);
+        for (const email of (await response.json()) as SinkEmail[]) {
+          if (!email.to.some((r) => r.address.toLowerCase() === to.toLowerCase())) continue;
+          const match = pattern.exec(email.text ?? "");
+          if (match) {
+            found = match[1];
+            return true;
+          }
+        }
+        return false;
+      },
+      { message: `an invite email to ${to}`, timeout: 20_000 },
+    )
+    .toBe(true);
+  return found as string;
 }
 
 /** Waits until the client-side app has hydrated, so clicks reach Leptos handlers. */
@@ -45,37 +86,37 @@ async function signUp(page: Page, email: string, name: string): Promise<void> {
   await form.getByRole("button", { name: "Create account" }).click();
 }
 
-/** Waits for the issued key and returns it. */
-async function shownApiKey(page: Page): Promise<string> {
-  const apiKey = page.getByTestId("api-key");
-  await expect(apiKey).toHaveText(API_KEY);
-  const key = ((await apiKey.textContent()) ?? "").trim();
-  expect(key).toMatch(API_KEY);
-  return key;
-}
-
 test.describe("sign-up with JavaScript", () => {
-  test("issues a key with 5 trial credits, copies it, and the key exchanges for credentials", async ({
+  test("says check your email, the invite shows the first key once, and the key exchanges for credentials", async ({
     page,
-    context,
     request,
   }) => {
+    const email = randomEmail();
     await page.goto("/");
     await waitForHydration(page);
-
-    await signUp(page, randomEmail(), "E2E Hydrated");
-    const key = await shownApiKey(page);
-    await expect(page.getByTestId("credit-balance")).toHaveText(TRIAL_CREDITS);
+    await signUp(page, email, "E2E Hydrated");
+    const panel = page.getByTestId("signup-check-email");
+    await expect(panel).toContainText(email);
+    await expect(page.getByText(/rsolv_/)).toHaveCount(0);
     await page.screenshot({ path: path.join(SCREENSHOTS, "signup.png"), fullPage: true });
 
-    // Copy to the clipboard.
-    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: ORIGIN });
-    const copy = page.getByTestId("copy-api-key");
-    await expect(copy).toHaveAccessibleName("Copy API key");
-    await copy.click();
-    await expect(copy).toContainText("Copied");
-    const clipboard = await page.evaluate(() => navigator.clipboard.readText());
-    expect(clipboard).toBe(key);
+    // A second sign-up with the same address gets the same answer.
+    await page.goto("/");
+    await waitForHydration(page);
+    await signUp(page, email.toUpperCase(), "Someone Else");
+    await expect(page.getByTestId("signup-check-email")).toContainText(email.toUpperCase());
+
+    // The invite sets a password and shows the key, once.
+    await page.goto(await inviteLink(request, email));
+    await waitForHydration(page);
+    await page.getByLabel("New password", { exact: true }).fill(PASSWORD);
+    await page.getByLabel("Confirm new password", { exact: true }).fill(PASSWORD);
+    await page.getByRole("button", { name: "Set my password" }).click();
+    const shown = page.getByTestId("fresh-api-key");
+    await expect(shown).toHaveText(API_KEY);
+    const key = ((await shown.textContent()) ?? "").trim();
+    await expect(page.getByTestId("revoked-keys-note")).toHaveCount(0);
+    await page.screenshot({ path: path.join(SCREENSHOTS, "first-key.png"), fullPage: true });
 
     // The key works against the Action's API.
     const response = await request.post("/api/v1/credentials/exchange", {
@@ -92,13 +133,13 @@ test.describe("sign-up with JavaScript", () => {
     expect(body.usage.remaining_fixes).toBe(5);
   });
 
-  test("rejects an invalid email with an alert and issues no key", async ({ page }) => {
+  test("rejects an invalid email with an alert", async ({ page }) => {
     await page.goto("/");
     await waitForHydration(page);
 
     await signUp(page, "not-an-email", "E2E Invalid");
     await expect(page.getByRole("alert").filter({ hasText: /\S/ })).toBeVisible();
-    await expect(page.getByTestId("api-key")).toHaveCount(0);
+    await expect(page.getByTestId("signup-check-email")).toHaveCount(0);
     await page.screenshot({
       path: path.join(SCREENSHOTS, "signup-invalid-email.png"),
       fullPage: true,
@@ -109,11 +150,11 @@ test.describe("sign-up with JavaScript", () => {
 test.describe("sign-up without JavaScript", () => {
   test.use({ javaScriptEnabled: false });
 
-  test("the server-rendered form issues a key with 5 trial credits", async ({ page }) => {
+  test("the server-rendered form says check your email", async ({ page }) => {
+    const email = randomEmail();
     await page.goto("/");
-    await signUp(page, randomEmail(), "E2E No Script");
-    await shownApiKey(page);
-    await expect(page.getByTestId("credit-balance")).toHaveText(TRIAL_CREDITS);
+    await signUp(page, email, "E2E No Script");
+    await expect(page.getByTestId("signup-check-email")).toContainText(email);
     await page.screenshot({ path: path.join(SCREENSHOTS, "signup-no-js.png"), fullPage: true });
   });
 });

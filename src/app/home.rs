@@ -1,5 +1,7 @@
-//! The home page: what RSOLV is, and the signup form that provisions a
-//! customer and shows the API key once.
+//! The home page: what RSOLV is, and the signup form: it provisions a
+//! customer whose owner is emailed a link to set a password, where the
+//! first API key is shown once (a registered address gets the same answer
+//! and a "you already have an account" email).
 //!
 //! The form works without JavaScript: it is a plain `POST /signup` that the
 //! server answers with this page rendered around the outcome (see
@@ -16,10 +18,12 @@ use leptos::prelude::*;
 #[derive(Debug, Clone)]
 pub struct FormSignupOutcome(pub Result<SignupView, AppError>);
 
-/// Provisions a customer (source `direct`) from the signup form.
+/// Signs a customer up (source `direct`) from the signup form: see
+/// `server::signup::signup` (same answer for new and registered addresses;
+/// no key in it).
 ///
 /// Errors: [`AppError::Validation`] for a malformed email or name,
-/// [`AppError::Conflict`] when the email is registered, [`AppError::Internal`]
+/// [`AppError::Conflict`] while signups are closed, [`AppError::Internal`]
 /// on server failure.
 #[server(endpoint = "signup")]
 pub async fn signup(email: String, name: String) -> Result<SignupView, AppError> {
@@ -137,51 +141,25 @@ fn SignupSuccess(view: SignupView) -> impl IntoView {
         }
         .into_any();
     }
-    let copied = RwSignal::new(None::<bool>);
-    let key = view.api_key.clone();
-    let copy = move |_| crate::app::copy_to_clipboard(key.clone(), copied);
     view! {
-        <h2 class="text-xl font-semibold">"Welcome, your account is ready"</h2>
-        <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">
-            "Signed up as " <span class="font-medium">{view.email.clone()}</span> "."
-        </p>
-        <div class="mt-4 rounded-md border border-amber-300 bg-amber-50 p-3 text-sm text-amber-900 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100" role="note">
-            "This is the only time your API key is shown. Store it as the "
-            <code class="font-mono">"RSOLV_API_KEY"</code>
-            " secret of your repository now. It works until you set your password from the email we sent: "
-            "then it is replaced by a new key, shown once on that page, because anyone could have signed up with your address."
+        <h2 class="text-xl font-semibold">"Check your email"</h2>
+        <div class="mt-2 space-y-3 text-sm text-slate-700 dark:text-slate-300" role="status" data-testid="signup-check-email">
+            <p>
+                "We sent an email to " <span class="font-medium break-all">{view.email.clone()}</span>
+                " with a link to set your password. It expires in 7 days."
+            </p>
+            <p>
+                "After you set it, that page shows your API key, once: store it as the "
+                <code class="font-mono">"RSOLV_API_KEY"</code>
+                " secret of the repository that runs the RSOLV Action. Your first 5 fixes are free."
+            </p>
+            <p>
+                "If this address already has an account, the email says so instead, with a link to sign in. "
+                "Nothing arrived? Check your spam folder, or "
+                <a href="/forgot-password" class="font-semibold underline">"ask for a new link"</a>
+                "."
+            </p>
         </div>
-        <label for="api-key" class="mt-4 block text-sm font-medium">"Your API key"</label>
-        <div class="mt-1 flex items-stretch gap-2">
-            <code id="api-key" data-testid="api-key" class="block flex-1 overflow-x-auto whitespace-nowrap rounded-md bg-slate-100 px-3 py-2 font-mono text-sm dark:bg-slate-800">
-                {view.api_key.clone()}
-            </code>
-            <button
-                type="button"
-                data-testid="copy-api-key"
-                aria-label="Copy API key"
-                on:click=copy
-                class="rounded-md border border-slate-300 px-3 py-2 text-sm font-medium hover:bg-slate-100 focus:outline-none \
-                       focus-visible:ring-2 focus-visible:ring-indigo-500 dark:border-slate-700 dark:hover:bg-slate-800"
-            >
-                {move || match copied.get() {
-                    Some(true) => "Copied",
-                    Some(false) => "Copy failed: select the key",
-                    None => "Copy",
-                }}
-            </button>
-        </div>
-        <p class="sr-only" aria-live="polite">{move || (copied.get() == Some(true)).then_some("API key copied to the clipboard")}</p>
-        <dl class="mt-6 grid grid-cols-2 gap-4">
-            <div class="rounded-md bg-slate-100 p-3 dark:bg-slate-800">
-                <dt class="text-sm text-slate-600 dark:text-slate-400">"Credit balance"</dt>
-                <dd class="text-2xl font-semibold" data-testid="credit-balance">{view.credit_balance}</dd>
-            </div>
-            <div class="rounded-md bg-slate-100 p-3 dark:bg-slate-800">
-                <dt class="text-sm text-slate-600 dark:text-slate-400">"Customer id"</dt>
-                <dd class="text-2xl font-semibold">{view.customer_id}</dd>
-            </div>
-        </dl>
     }
     .into_any()
 }

@@ -15,54 +15,73 @@ use crate::types::values::{CustomerName, Email, Source};
 use crate::types::views::SignupView;
 use crate::types::AppError;
 
-/// Parses the form fields and provisions a `direct` customer, or queues
-/// the signup for approval while the `auto_provision` flag is off (the view
-/// says `pending_approval`).
+/// Parses the form fields and provisions a `direct` customer whose owner
+/// gets an invite email (set a password; the first API key is shown once
+/// on that page), or queues the signup for approval while the
+/// `auto_provision` flag is off (the view says `pending_approval`).
+///
+/// A registered email (any case) gets the same answer as a new one (no
+/// account enumeration, issue 12 item 5): nothing is created and an
+/// `account_exists` email is queued instead. The answer holds no key.
 ///
 /// Errors: [`AppError::Conflict`] with the "signups are closed" message
-/// while `signups_enabled` is off; [`AppError::Validation`] naming the bad field,
-/// [`AppError::Conflict`] for a registered email, [`AppError::Internal`]
-/// (cause logged) otherwise.
+/// while `signups_enabled` is off; [`AppError::Validation`] naming the bad
+/// field (or a disposable address); [`AppError::Internal`] (cause logged).
 pub async fn signup(state: &AppState, email: &str, name: &str) -> Result<SignupView, AppError> {
     let new = NewCustomer {
         email: Email::parse(email).map_err(|e| AppError::Validation(e.0))?,
         name: CustomerName::parse(name).map_err(|e| AppError::Validation(e.0))?,
         source: Source::Direct,
     };
+    sign_up_by_invite(state, &new, SignupChannel::SignupForm).await
+}
+
+/// The sign-up without a password (home form, `POST
+/// /api/v1/customers/onboard`): see [`signup`], of which it is the part
+/// after parsing; `new.source` is kept as given.
+///
+/// Errors: as [`signup`].
+pub async fn sign_up_by_invite(
+    state: &AppState,
+    new: &NewCustomer,
+    channel: SignupChannel,
+) -> Result<SignupView, AppError> {
+    let check_email = SignupView {
+        email: new.email.as_str().to_owned(),
+        pending_approval: false,
+    };
+    let pending = SignupView {
+        pending_approval: true,
+        ..check_email.clone()
+    };
     let mut conn = state.conn().await.map_err(to_app_error)?;
-    match admit(&mut conn, state.flags(), &new, SignupChannel::SignupForm)
-        .await
-        .map_err(to_app_error)?
-    {
-        Admission::Provision => {}
-        Admission::Closed => return Err(AppError::Conflict(SIGNUPS_CLOSED_MESSAGE.into())),
-        Admission::Pending(request) => {
-            return Ok(SignupView {
-                customer_id: 0,
-                email: request.email,
-                api_key: String::new(),
-                credit_balance: 0,
-                pending_approval: true,
-            })
+    match admit(&mut conn, state.flags(), new, channel).await {
+        Ok(Admission::Provision) => {}
+        Ok(Admission::Closed) => return Err(AppError::Conflict(SIGNUPS_CLOSED_MESSAGE.into())),
+        Ok(Admission::Pending(_)) => return Ok(pending),
+        Err(BillingError::EmailTaken) => {
+            account_exists(&mut conn, new).await?;
+            return Ok(pending);
         }
+        Err(e) => return Err(to_app_error(e)),
     }
     // The owner user (no password yet) and its invite email are created in
     // the same transaction.
-    let provisioned = provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Invite)
-        .await
-        .map_err(to_app_error)?;
-    tracing::info!(
-        customer_id = provisioned.customer.id,
-        source = "direct",
-        "customer provisioned"
-    );
-    Ok(SignupView {
-        customer_id: provisioned.customer.id,
-        email: provisioned.customer.email,
-        api_key: provisioned.plain_key.expose().to_owned(),
-        credit_balance: provisioned.customer.credit_balance,
-        pending_approval: false,
-    })
+    match provision_with_owner(&mut conn, &state.config, new, OwnerSetup::Invite).await {
+        Ok(provisioned) => {
+            tracing::info!(
+                customer_id = provisioned.customer.id,
+                source = %new.source,
+                "customer provisioned"
+            );
+            Ok(check_email)
+        }
+        Err(BillingError::EmailTaken) => {
+            account_exists(&mut conn, new).await?;
+            Ok(check_email)
+        }
+        Err(e) => Err(to_app_error(e)),
+    }
 }
 
 /// `/register`: provisions a `direct` customer with an owner user who has
@@ -97,7 +116,12 @@ pub async fn register(
         Ok(Admission::Provision) => {}
         Ok(Admission::Closed) => return Err(AppError::Conflict(SIGNUPS_CLOSED_MESSAGE.into())),
         Ok(Admission::Pending(_)) => return Ok(Registered::PendingApproval),
-        Err(BillingError::EmailTaken) => return account_exists(&mut conn, &new).await,
+        Err(BillingError::EmailTaken) => {
+            // `admit` only checks for taken emails while signups wait for
+            // approval: answer as a new address would be answered then.
+            account_exists(&mut conn, &new).await?;
+            return Ok(Registered::PendingApproval);
+        }
         Err(e) => return Err(to_app_error(e)),
     }
     match provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Password(hash)).await {
@@ -105,18 +129,22 @@ pub async fn register(
             tracing::info!(customer_id = provisioned.customer.id, "account registered");
             Ok(Registered::ConfirmationSent(provisioned.customer.email))
         }
-        Err(BillingError::EmailTaken) => account_exists(&mut conn, &new).await,
+        Err(BillingError::EmailTaken) => {
+            account_exists(&mut conn, &new).await?;
+            Ok(Registered::ConfirmationSent(new.email.as_str().to_owned()))
+        }
         Err(e) => Err(to_app_error(e)),
     }
 }
 
-/// The taken-email branch of [`register`]: queues "you already have an
-/// account" to the address and answers like a new registration. Bounded
-/// by `/api/register`'s per-email limit (5 an hour).
+/// The taken-email branch of every sign-up path: queues "you already have
+/// an account" to the address; the caller answers as for a new address.
+/// Bounded by the paths' rate limits (per IP; `/api/register` also per
+/// email, 5 an hour).
 async fn account_exists(
     conn: &mut diesel_async::AsyncPgConnection,
     new: &NewCustomer,
-) -> Result<Registered, AppError> {
+) -> Result<(), AppError> {
     use crate::server::db::schema::customers;
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
@@ -150,8 +178,8 @@ async fn account_exists(
     enqueue_email(conn, &notifications::account_exists(&to, key))
         .await
         .map_err(to_app_error)?;
-    tracing::info!("registration for a registered email: account_exists email queued");
-    Ok(Registered::ConfirmationSent(new.email.as_str().to_owned()))
+    tracing::info!("sign-up for a registered email: account_exists email queued");
+    Ok(())
 }
 
 /// The outcome of [`register`].

@@ -2,52 +2,52 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The result of a successful signup. `api_key` is the only time the full
-/// key is ever shown; the server keeps only its SHA-256. `Debug` leaves the
-/// key out.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The answer to a sign-up (home form, onboarding API): the same for a new
+/// address and a registered one, so it tells no one which addresses have
+/// accounts (issue 12 item 5). It holds no key: the owner's first key is
+/// shown once when they follow the emailed link ([`FirstKeyView`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignupView {
-    /// The new customer's id.
-    pub customer_id: i64,
-    /// The customer's email, as stored.
+    /// The address the email went to, as entered.
     pub email: String,
-    /// The full API key (`rsolv_…`), shown once.
-    pub api_key: String,
-    /// Credit balance after the signup bonus, in credits.
-    pub credit_balance: i64,
     /// True when the signup waits for an admin's approval (the
-    /// `auto_provision` flag is off): nothing is provisioned yet, the other
-    /// fields are empty (id 0, no key).
+    /// `auto_provision` flag is off): the email comes once it is approved.
     #[serde(default)]
     pub pending_approval: bool,
 }
 
-impl std::fmt::Debug for SignupView {
+/// The owner's API key, issued when they first prove the email (invite
+/// accepted, email confirmed, password reset by a mailed link) and shown
+/// this once. `Debug` leaves the key out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirstKeyView {
+    /// The full API key (`rsolv_…`).
+    pub api_key: String,
+    /// How many keys issued before the proof were revoked by it (0 for an
+    /// account made by signing up: those had no key before).
+    pub revoked_keys: u32,
+}
+
+impl std::fmt::Debug for FirstKeyView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SignupView")
-            .field("customer_id", &self.customer_id)
-            .field("email", &self.email)
+        f.debug_struct("FirstKeyView")
             .field("api_key", &"REDACTED")
-            .field("credit_balance", &self.credit_balance)
-            .field("pending_approval", &self.pending_approval)
+            .field("revoked_keys", &self.revoked_keys)
             .finish()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::SignupView;
+    use super::FirstKeyView;
     use crate::types::billing::SetupIntentView;
     use crate::types::portal::{ApiKeyView, KeyStatusView, NewKeyView};
 
     #[test]
     fn views_holding_a_secret_leave_it_out_of_debug() {
-        let signup = SignupView {
-            customer_id: 1,
-            email: "a@example.com".into(),
+        let signup = FirstKeyView {
             api_key: "rsolv_secret_signup".into(),
-            credit_balance: 5,
-            pending_approval: false,
+            revoked_keys: 1,
         };
         let setup = SetupIntentView {
             setup_intent_id: "seti_1".into(),
@@ -69,7 +69,7 @@ mod tests {
         for secret in ["rsolv_secret_signup", "secret_abc", "secret_new_key"] {
             assert!(!printed.contains(secret), "{printed}");
         }
-        assert!(printed.contains("a@example.com") && printed.contains("seti_1"));
+        assert!(printed.contains("revoked_keys: 1") && printed.contains("seti_1"));
         assert!(printed.contains("rsolv_AbC123") && printed.contains("REDACTED"));
     }
 }

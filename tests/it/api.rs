@@ -16,7 +16,8 @@ async fn health_reports_the_database() {
 }
 
 #[tokio::test]
-async fn onboarding_provisions_a_customer_with_a_key_shown_once_and_five_credits() {
+async fn onboarding_provisions_a_customer_with_five_credits_and_no_key_and_answers_taken_emails_alike(
+) {
     let app = TestApp::spawn().await;
     let (status, body) = app
         .post_json(
@@ -25,28 +26,26 @@ async fn onboarding_provisions_a_customer_with_a_key_shown_once_and_five_credits
             &json!({"email": "Ada@Example.com", "name": "Ada", "source": "early_access"}),
         )
         .await;
-    assert_eq!(status, 201, "{body}");
-    let key = body["api_key"].as_str().unwrap();
-    assert!(key.starts_with("rsolv_") && key.len() == 49, "{key}");
-    assert_eq!(body["credit_balance"], 5);
-    let customer_id = body["customer_id"].as_i64().unwrap();
-
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["status"], "check_email", "{body}");
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("API key is shown once"));
+    assert_eq!(
+        body.as_object().unwrap().len(),
+        2,
+        "status and message only: {body}"
+    );
+    let customer_id = app.customer_id_by_email("ada@example.com").await;
     assert_eq!(app.balance_and_ledger_sum(customer_id).await, (5, 5));
-    // Only the hash and a display prefix are stored.
+    // No key until the owner proves the email (tests/it/claim.rs): none a
+    // stranger who onboarded this address could keep.
+    assert_eq!(app.count("api_keys").await, 0);
     let mut conn = app.conn().await;
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
-    use rsolv_platform::server::db::schema::{api_keys, credit_ledger_entries, customers};
-    let (prefix, hash): (String, Vec<u8>) = api_keys::table
-        .select((api_keys::prefix, api_keys::token_hash))
-        .first(&mut conn)
-        .await
-        .unwrap();
-    assert_eq!(prefix, key[..12]);
-    assert_eq!(
-        hash,
-        rsolv_platform::server::billing::api_keys::hash_key(key).to_vec()
-    );
+    use rsolv_platform::server::db::schema::{credit_ledger_entries, customers, email_outbox};
     let (source, plan): (String, String) = customers::table
         .select((customers::source, customers::plan))
         .first(&mut conn)
@@ -59,19 +58,31 @@ async fn onboarding_provisions_a_customer_with_a_key_shown_once_and_five_credits
         .await
         .unwrap();
     assert_eq!(kinds, vec!["signup_bonus"]);
+    let mails = || async {
+        let mut mails: Vec<String> = email_outbox::table
+            .select(email_outbox::kind)
+            .load(&mut app.conn().await)
+            .await
+            .unwrap();
+        mails.sort();
+        mails
+    };
+    assert_eq!(mails().await, vec!["invite", "welcome"]);
 
-    // The same email in another case is taken, and nothing more is written.
-    let (status, body) = app
+    // The same email in another case gets the very same answer (no account
+    // enumeration); nothing is written but an "account exists" email.
+    let (taken_status, taken_body) = app
         .post_json(
             "/api/v1/customers/onboard",
             None,
             &json!({"email": "ada@example.COM", "name": "Ada 2"}),
         )
         .await;
-    assert_eq!(status, 409, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("already exists"));
+    assert_eq!((taken_status, &taken_body), (status, &body));
     assert_eq!(app.count("customers").await, 1);
-    assert_eq!(app.count("api_keys").await, 1);
+    assert_eq!(app.count("users").await, 1);
+    assert_eq!(app.count("api_keys").await, 0);
+    assert_eq!(mails().await, vec!["account_exists", "invite", "welcome"]);
 }
 
 #[tokio::test]

@@ -2,8 +2,9 @@
 //! owner proved the email stop working at the first proof (invite
 //! accepted, email confirmed, password reset by a mailed link); the owner
 //! gets a fresh key, shown once in the answer to the proof, and an email
-//! saying why (without the key). Cards need a verified owner. A taken
-//! email gets the same answer from `/register` as a new one, and an
+//! saying why (without the key). Sign-ups issue no key at all: the first
+//! one is shown at that proof. Cards need a verified owner. A taken email
+//! gets the same answer from every sign-up path as a new one, and an
 //! "account exists" email through the SMTP sink.
 
 use crate::email::{wait_for_messages, worker_state};
@@ -33,13 +34,21 @@ async fn exchange(app: &TestApp, key: &str) -> u16 {
     .0
 }
 
-/// The fresh key in a proof's answer (a JSON string), after checking that
-/// the answer is a 200 without a redirect.
-fn fresh_key(status: u16, location: Option<String>, body: &str) -> String {
+/// The owner's key in a first proof's answer (`{"api_key", "revoked_keys"}`),
+/// after checking that the answer is a 200 without a redirect; with how
+/// many earlier keys the proof revoked.
+fn issued_key(status: u16, location: Option<String>, body: &str) -> (String, u64) {
     assert_eq!((status, location), (200, None), "{body}");
-    let key: Value = serde_json::from_str(body).unwrap();
-    let key = key.as_str().expect("the fresh key").to_owned();
+    let answer: Value = serde_json::from_str(body).unwrap();
+    let key = answer["api_key"].as_str().expect("the key").to_owned();
     assert!(key.starts_with("rsolv_") && key.len() == 49, "{key}");
+    (key, answer["revoked_keys"].as_u64().expect("revoked_keys"))
+}
+
+/// The key in a first proof's answer that revoked one earlier key.
+fn fresh_key(status: u16, location: Option<String>, body: &str) -> String {
+    let (key, revoked) = issued_key(status, location, body);
+    assert_eq!(revoked, 1, "{body}");
     key
 }
 
@@ -298,25 +307,43 @@ async fn register_answers_a_taken_email_like_a_new_one_and_mails_the_owner() {
 }
 
 #[tokio::test]
-async fn onboarding_a_taken_email_hands_out_no_account_and_no_key() {
-    // The API's answer for a new email carries the key (README § The
-    // Action API by hand), so a taken one stays a distinguishable 409 —
-    // but never a second account or a key for someone else's address.
+async fn a_signup_issues_no_key_until_the_owner_follows_the_invite_which_shows_the_first_one() {
     let app = TestApp::spawn().await;
-    let owner = email("api-taken");
-    app.onboard(&owner).await;
-    let (keys, customers) = (app.count("api_keys").await, app.count("customers").await);
+    let owner = email("first-key");
     let (status, body) = app
         .post_json(
             "/api/v1/customers/onboard",
             None,
-            &json!({"email": owner.to_uppercase(), "name": "Stranger"}),
+            &json!({"email": owner, "name": "Owner"}),
         )
         .await;
-    assert_eq!(status, 409, "{body}");
-    assert!(body.get("api_key").is_none(), "{body}");
-    assert_eq!(app.count("api_keys").await, keys);
-    assert_eq!(app.count("customers").await, customers);
+    assert_eq!((status, &body["status"]), (202, &json!("check_email")));
+    assert_eq!(app.count("api_keys").await, 0);
+
+    let token = app.mailed_token(&owner, "invite").await;
+    let (status, location, body) = app
+        .server_fn(
+            &app.browser(),
+            "accept_invite",
+            &[
+                ("token", &token),
+                ("password", PASSWORD),
+                ("password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    let (key, revoked) = issued_key(status, location, &body);
+    assert_eq!(revoked, 0, "nothing to revoke: {body}");
+    assert_eq!(exchange(&app, &key).await, 200);
+    assert_eq!(app.count("api_keys").await, 1);
+    // Nothing was replaced, so no "your key was replaced" email.
+    let reissued: i64 = email_outbox::table
+        .filter(email_outbox::kind.eq("api_key_reissued"))
+        .count()
+        .get_result(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(reissued, 0);
 }
 
 /// A stranger registers the victim's address with a password of their own.

@@ -154,7 +154,8 @@ async fn provisioning_queues_exactly_one_welcome_email_and_a_failed_one_none() {
     assert!(!sent.text_body.contains(&key) && !sent.html_body.contains(&key));
     assert!(sent.text_body.contains("http://127.0.0.1:3000/dashboard"));
 
-    // A second sign-up with the same address fails and queues nothing.
+    // A second sign-up with the same address is answered as a new one and
+    // queues only "you already have an account" (no second welcome).
     let (status, _) = app
         .post_json(
             "/api/v1/customers/onboard",
@@ -162,8 +163,8 @@ async fn provisioning_queues_exactly_one_welcome_email_and_a_failed_one_none() {
             &json!({"email": address.to_uppercase(), "name": "Again"}),
         )
         .await;
-    assert_eq!(status, 409);
-    assert_eq!(outbox(&app.db).await.len(), 2);
+    assert_eq!(status, 202);
+    assert_eq!(outbox(&app.db).await.len(), 3);
 
     // When queuing the email fails, the whole provisioning is rolled back:
     // the email is written in the same transaction as the customer.
@@ -197,13 +198,13 @@ async fn provisioning_queues_exactly_one_welcome_email_and_a_failed_one_none() {
         "no customer without its email"
     );
     assert_eq!(app.count("api_keys").await, 1);
-    assert_eq!(outbox(&app.db).await.len(), 2);
+    assert_eq!(outbox(&app.db).await.len(), 3);
     diesel::sql_query("DROP TRIGGER reject_email ON email_outbox")
         .execute(&mut conn)
         .await
         .unwrap();
     app.onboard(&second).await;
-    assert_eq!(outbox(&app.db).await.len(), 4);
+    assert_eq!(outbox(&app.db).await.len(), 5);
 }
 
 #[tokio::test]

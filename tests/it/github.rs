@@ -247,7 +247,8 @@ async fn purchased_provisions_a_customer_with_an_invited_owner() {
             "Organization".to_owned()
         ))
     );
-    // An owner without a password, invited by email; a first API key.
+    // An owner without a password, invited by email; no API key until the
+    // owner follows the invite (tests/it/claim.rs).
     let owner: (String, Option<String>, String) = users::table
         .filter(users::customer_id.eq(id))
         .select((users::email, users::password_hash, users::role))
@@ -255,7 +256,7 @@ async fn purchased_provisions_a_customer_with_an_invited_owner() {
         .await
         .unwrap();
     assert_eq!(owner, (BILLING_EMAIL.to_owned(), None, "owner".to_owned()));
-    assert_eq!(app.count("api_keys").await, 1);
+    assert_eq!(app.count("api_keys").await, 0);
     assert_eq!(
         outbox(&app).await,
         vec![
@@ -440,6 +441,8 @@ async fn pending_change_cancelled_drops_the_recorded_change() {
 async fn cancelled_falls_back_keeps_the_customer_and_a_new_purchase_relinks() {
     let app = spawn().await;
     let id = purchased(&app).await;
+    // The owner's key (issued when they follow the invite).
+    app.issue_key(id).await;
     deliver_ok(&app, "d-pending", &purchase("pending_change")).await;
 
     assert_eq!(
@@ -679,7 +682,7 @@ async fn a_duplicate_delivery_is_acknowledged_and_applied_once() {
     assert_eq!((status, &body["duplicate"]), (200, &true.into()));
 
     assert_eq!(app.count("customers").await, 1);
-    assert_eq!(app.count("api_keys").await, 1);
+    assert_eq!(app.count("api_keys").await, 0);
     assert_eq!(app.count("github_deliveries").await, 1);
     assert_eq!(customer(&app, id).await.plan.as_str(), "pro");
     assert_eq!(outbox(&app).await, emails);

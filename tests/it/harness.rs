@@ -287,7 +287,10 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
-    /// Onboards a customer through the API; returns (customer id, API key).
+    /// Onboards a customer through the API (202, no key in the answer),
+    /// then issues it an API key straight in the database, as the owner's
+    /// first proof of the email would (without proving it); returns
+    /// (customer id, API key).
     pub async fn onboard(&self, email: &str) -> (i64, String) {
         let response = self
             .client
@@ -296,12 +299,26 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 201);
+        assert_eq!(response.status(), 202);
         let body: Value = response.json().await.unwrap();
-        (
-            body["customer_id"].as_i64().unwrap(),
-            body["api_key"].as_str().unwrap().to_owned(),
-        )
+        assert_eq!(body["status"], "check_email", "{body}");
+        assert!(
+            body.get("api_key").is_none(),
+            "no key in the answer: {body}"
+        );
+        let customer_id = self.customer_id_by_email(email).await;
+        (customer_id, self.issue_key(customer_id).await)
+    }
+
+    /// The id of the customer with `email` (any case).
+    pub async fn customer_id_by_email(&self, email: &str) -> i64 {
+        customer_id_by_email(&mut self.conn().await, email).await
+    }
+
+    /// Creates an API key for `customer_id` in the database (the domain's
+    /// `create_api_key`); returns its secret.
+    pub async fn issue_key(&self, customer_id: i64) -> String {
+        issue_key(&mut self.conn().await, customer_id).await
     }
 
     /// Marks the owner of `customer_id` as having proved the email, straight
@@ -774,4 +791,29 @@ pub fn rendered(notification: Option<Value>) -> rsolv_platform::server::email::t
             .expect("a notification");
     let links = EmailLinks::parse("http://127.0.0.1:3000").unwrap();
     rsolv_platform::server::email::templates::render_notification(&links, &record)
+}
+
+/// The id of the customer with `email` (any case).
+pub async fn customer_id_by_email(conn: &mut AsyncPgConnection, email: &str) -> i64 {
+    use rsolv_platform::server::db::schema::customers;
+    customers::table
+        .filter(
+            diesel::dsl::sql::<diesel::sql_types::Bool>("lower(customers.email) = lower(")
+                .bind::<diesel::sql_types::Text, _>(email.to_owned())
+                .sql(")"),
+        )
+        .select(customers::id)
+        .first(conn)
+        .await
+        .unwrap()
+}
+
+/// Creates an API key named `test` for `customer_id` (the domain's
+/// `create_api_key`); returns its secret.
+pub async fn issue_key(conn: &mut AsyncPgConnection, customer_id: i64) -> String {
+    use rsolv_platform::server::billing::api_keys::create_api_key;
+    use rsolv_platform::types::portal::ApiKeyName;
+    let name = ApiKeyName::parse("test").unwrap();
+    let (_, plain) = create_api_key(conn, customer_id, &name).await.unwrap();
+    plain.expose().to_owned()
 }

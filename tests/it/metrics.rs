@@ -56,7 +56,7 @@ async fn scrape_shows_requests_latency_pool_process_business_and_refusals() {
     let onboard = [
         ("method", "POST"),
         ("route", "/api/v1/customers/onboard"),
-        ("status", "201"),
+        ("status", "202"),
     ];
     let refused = [("limit", "signup")];
     let before = scrape(&metrics_base).await;
@@ -103,13 +103,13 @@ async fn scrape_shows_requests_latency_pool_process_business_and_refusals() {
         sample(
             &after,
             &format!("{}_count", m::HTTP_REQUEST_DURATION_SECONDS),
-            &[("route", "/api/v1/customers/onboard"), ("status", "201")]
+            &[("route", "/api/v1/customers/onboard"), ("status", "202")]
         )
         .unwrap()
             >= 2.0
     );
     assert!(after.contains(&format!(
-        "{}_bucket{{method=\"POST\",route=\"/api/v1/customers/onboard\",status=\"201\",le=\"0.005\"}}",
+        "{}_bucket{{method=\"POST\",route=\"/api/v1/customers/onboard\",status=\"202\",le=\"0.005\"}}",
         m::HTTP_REQUEST_DURATION_SECONDS
     )));
     // Gauges from this test's database: the two customers, their emails

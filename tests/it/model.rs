@@ -982,23 +982,25 @@ static COVERAGE: Coverage = Coverage {
 impl Env {
     async fn onboard(&self) -> (i64, String) {
         let n = CASE.fetch_add(1, Ordering::SeqCst);
+        let address = email(&format!("model{n}"));
         let response = self
             .client
             .post(format!("{}/api/v1/customers/onboard", self.base))
-            .json(&json!({"email": email(&format!("model{n}")), "name": "Model Customer", "source": "direct"}))
+            .json(&json!({"email": address, "name": "Model Customer", "source": "direct"}))
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 201);
-        let body: Value = response.json().await.unwrap();
-        let customer_id = body["customer_id"].as_i64().unwrap();
+        assert_eq!(response.status(), 202);
+        let mut conn = self.conn().await;
+        let customer_id = crate::harness::customer_id_by_email(&mut conn, &address).await;
+        let key = crate::harness::issue_key(&mut conn, customer_id).await;
         // Only a verified owner may add a card (no claim here: the key stays).
         diesel::sql_query("UPDATE users SET email_confirmed_at = now() WHERE customer_id = $1")
             .bind::<diesel::sql_types::BigInt, _>(customer_id)
             .execute(&mut self.conn().await)
             .await
             .unwrap();
-        (customer_id, body["api_key"].as_str().unwrap().to_owned())
+        (customer_id, key)
     }
 
     async fn send(&self, key: &str, r: Report) -> (u16, Value) {

@@ -25,8 +25,17 @@ async fn the_home_page_renders_the_signup_form() {
     assert_eq!(missing.status(), 404);
 }
 
+/// The "check your email" panel of a signup answer page.
+fn check_email_panel(html: &str) -> String {
+    let start = html
+        .find(r#"data-testid="signup-check-email""#)
+        .expect("the check-your-email panel");
+    let end = html[start..].find("</div>").expect("its end") + start;
+    html[start..end].to_owned()
+}
+
 #[tokio::test]
-async fn the_signup_form_works_without_javascript() {
+async fn the_signup_form_works_without_javascript_and_answers_taken_emails_alike() {
     let app = TestApp::spawn().await;
     let address = email("nojs");
     let response = app
@@ -37,24 +46,19 @@ async fn the_signup_form_works_without_javascript() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let html = response.text().await.unwrap();
-    let start = html.find("rsolv_").expect("the key is shown");
-    let key: String = html[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .collect();
-    assert_eq!(key.len(), 49, "{key}");
-    assert!(html.contains(r#"data-testid="credit-balance""#));
-    // The shown key works on the Action API.
-    let (status, body) = app
-        .post_json(
-            "/api/v1/credentials/exchange",
-            Some(&key),
-            &serde_json::json!({"providers": ["anthropic"]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["usage"]["remaining_fixes"], 5);
+    let html_new = response.text().await.unwrap();
+    let html = &html_new;
+    assert!(
+        html.contains(r#"data-testid="signup-check-email""#),
+        "{html}"
+    );
+    assert!(html.contains("Check your email") && html.contains(&address));
+    assert!(
+        !html.contains("rsolv_"),
+        "no key before the email is proved"
+    );
+    assert_eq!(app.count("api_keys").await, 0);
+    assert_eq!(app.count("customers").await, 1);
 
     let response = app
         .client
@@ -69,54 +73,61 @@ async fn the_signup_form_works_without_javascript() {
         html.contains(r#"role="alert""#) && html.contains("email is not a valid address"),
         "{html}"
     );
+    // The same address (another case): the same page, nothing created.
+    let again = address.to_uppercase();
     let response = app
         .client
         .post(app.url("/signup"))
-        .form(&[
-            ("email", address.to_uppercase().as_str()),
-            ("name", "Again"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 409);
-    assert_eq!(app.count("customers").await, 1);
-}
-
-#[tokio::test]
-async fn the_signup_server_function_provisions_a_customer() {
-    let app = TestApp::spawn().await;
-    let address = email("serverfn");
-    let response = app
-        .client
-        .post(app.url("/api/signup"))
-        .header("accept", "application/json")
-        .form(&[("email", address.as_str()), ("name", "Hydrated")])
+        .form(&[("email", again.as_str()), ("name", "Again")])
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body["credit_balance"], 5);
-    assert!(body["api_key"].as_str().unwrap().starts_with("rsolv_"));
-    assert_eq!(body["email"], address);
-
-    // Refusals answer a 4xx status, not a 500, and provision nothing more.
-    for (fields, status) in [
-        ([("email", "not-an-email"), ("name", "Hydrated")], 422),
-        ([("email", address.as_str()), ("name", "Again")], 409),
-    ] {
-        let response = app
-            .client
-            .post(app.url("/api/signup"))
-            .header("accept", "application/json")
-            .form(&fields)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), status, "{fields:?}");
-    }
+    let taken = response.text().await.unwrap();
+    assert!(taken.contains(r#"data-testid="signup-check-email""#));
+    assert_eq!(
+        check_email_panel(&taken).replace(&again, "ADDRESS"),
+        check_email_panel(&html_new).replace(&address, "ADDRESS")
+    );
     assert_eq!(app.count("customers").await, 1);
+}
+
+#[tokio::test]
+async fn the_signup_server_function_answers_new_and_taken_emails_alike() {
+    let app = TestApp::spawn().await;
+    let address = email("serverfn");
+    let signup = |address: String, name: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url("/api/signup"))
+                .header("accept", "application/json")
+                .form(&[("email", address.as_str()), ("name", name)])
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let (status, body) = signup(address.clone(), "Hydrated").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({"email": address, "pending_approval": false})
+    );
+    let (status, body) = signup(address.to_uppercase(), "Again").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({"email": address.to_uppercase(), "pending_approval": false})
+    );
+    // Refusals answer a 4xx status, not a 500, and provision nothing more.
+    let (status, _) = signup("not-an-email".into(), "Hydrated").await;
+    assert_eq!(status, 422);
+    assert_eq!(app.count("customers").await, 1);
+    assert_eq!(app.count("api_keys").await, 0);
 }
 
 #[test]

@@ -51,19 +51,26 @@ pub(crate) fn finish<T>(result: Result<T, AppError>, page: &str) -> Result<T, Ap
     Err(error)
 }
 
-/// What the page says beside a fresh key (shown once after the first
-/// proof of the email).
-pub const FRESH_KEY_NOTE: &str = "You proved this email is yours, so the API keys issued for this account before (by whoever signed up with your address) stopped working. This is your new API key: copy it now, it is shown only once. We emailed you why (the email holds no key); if you lose it, sign in and create a new key under API keys.";
+/// What the page says beside the owner's first key (shown once after the
+/// first proof of the email).
+pub const FIRST_KEY_NOTE: &str = "Your email is confirmed and your account is ready. This is your API key: copy it now, it is shown only once (we never email keys). Store it as the RSOLV_API_KEY secret of the repository that runs the RSOLV Action. If you lose it, sign in and create a new key under API keys.";
 
-/// Redirects to `done`, unless the proof issued a fresh key: then the key
-/// is the answer (no redirect, so it never enters a URL or a log).
+/// Added to [`FIRST_KEY_NOTE`] when the proof revoked keys issued before it.
+pub const REVOKED_KEYS_NOTE: &str = "The API keys issued for this account before you proved the address (by whoever signed up with it) stopped working; we emailed you why.";
+
+/// Redirects to `done`, unless the proof issued the owner's first key:
+/// then the key is the answer (no redirect, so it never enters a URL or a
+/// log).
 #[cfg(feature = "ssr")]
-fn done_or_fresh_key(
-    fresh: Option<crate::server::billing::api_keys::PlainApiKey>,
+fn done_or_first_key(
+    issued: Option<crate::server::billing::api_keys::FirstProofKey>,
     done: &str,
-) -> Option<String> {
-    match fresh {
-        Some(key) => Some(key.expose().to_owned()),
+) -> Option<crate::types::views::FirstKeyView> {
+    match issued {
+        Some(issued) => Some(crate::types::views::FirstKeyView {
+            api_key: issued.plain.expose().to_owned(),
+            revoked_keys: u32::try_from(issued.revoked).unwrap_or(u32::MAX),
+        }),
         None => {
             leptos_axum::redirect(done);
             None
@@ -134,10 +141,9 @@ pub async fn register(
 
 /// `POST /api/confirm_email` (token, password: the one chosen at
 /// registration, see `accounts::confirm_email`): confirms the email; redirects to
-/// `/login?notice=confirmed`. When this first proof of the email revoked
-/// the API keys issued before it (claiming the account), answers 200 with
-/// the fresh key instead, shown this once (no redirect; see
-/// [`FRESH_KEY_NOTE`]).
+/// `/login?notice=confirmed`. On the first proof of the email (claiming
+/// the account) answers 200 with the owner's first API key instead, shown
+/// this once (no redirect; see [`FIRST_KEY_NOTE`]).
 ///
 /// Errors: 422 for an unknown, used or expired link or a wrong password;
 /// 429 while the account's sign-ins are throttled.
@@ -145,11 +151,11 @@ pub async fn register(
 pub async fn confirm_email(
     #[server(default)] token: String,
     #[server(default)] password: String,
-) -> Result<Option<String>, AppError> {
+) -> Result<Option<crate::types::views::FirstKeyView>, AppError> {
     use crate::server::auth::{accounts, app_state, client_ip};
     let result = async {
         let fresh = accounts::confirm_email(&app_state()?, &token, &password, client_ip()).await?;
-        Ok(done_or_fresh_key(fresh, "/login?notice=confirmed"))
+        Ok(done_or_first_key(fresh, "/login?notice=confirmed"))
     }
     .await;
     finish(result, &with_token("/confirm-email", &token))
@@ -273,7 +279,7 @@ pub async fn forgot_password(#[server(default)] email: String) -> Result<(), App
 /// `POST /api/reset_password` (token, password, password_confirm): sets a
 /// new password from a reset link (single use, 1 hour), signs out every
 /// session; redirects to `/login?notice=password_reset` (or answers the
-/// fresh API key once, as [`confirm_email`], on a first proof of the email).
+/// owner's first API key once, as [`confirm_email`], on a first proof of the email).
 ///
 /// Errors: 422 for password rules or an unknown, used or expired link.
 #[server(endpoint = "reset_password")]
@@ -281,7 +287,7 @@ pub async fn reset_password(
     #[server(default)] token: String,
     #[server(default)] password: String,
     #[server(default)] password_confirm: String,
-) -> Result<Option<String>, AppError> {
+) -> Result<Option<crate::types::views::FirstKeyView>, AppError> {
     use crate::server::auth::accounts::TokenPurpose;
     set_password_by_link(
         (&token, TokenPurpose::PasswordReset),
@@ -294,8 +300,8 @@ pub async fn reset_password(
 
 /// `POST /api/accept_invite` (token, password, password_confirm): sets the
 /// first password of an invited owner (single use, 7 days) and confirms the
-/// email; redirects to `/login?notice=password_set` (or answers the fresh
-/// API key once, as [`confirm_email`], when keys issued before were revoked).
+/// email; redirects to `/login?notice=password_set` (or answers the owner's
+/// first API key once, as [`confirm_email`]).
 ///
 /// Errors: 422 for password rules or an unknown, used or expired link.
 #[server(endpoint = "accept_invite")]
@@ -303,7 +309,7 @@ pub async fn accept_invite(
     #[server(default)] token: String,
     #[server(default)] password: String,
     #[server(default)] password_confirm: String,
-) -> Result<Option<String>, AppError> {
+) -> Result<Option<crate::types::views::FirstKeyView>, AppError> {
     use crate::server::auth::accounts::TokenPurpose;
     set_password_by_link(
         (&token, TokenPurpose::Invite),
@@ -322,7 +328,7 @@ async fn set_password_by_link(
     (password, password_confirm): (&str, &str),
     done: &str,
     page: &str,
-) -> Result<Option<String>, AppError> {
+) -> Result<Option<crate::types::views::FirstKeyView>, AppError> {
     use crate::server::auth::{accounts, app_state, client_ip};
     let result = async {
         let fresh = accounts::set_password_with_token(
@@ -333,7 +339,7 @@ async fn set_password_by_link(
             client_ip(),
         )
         .await?;
-        Ok(done_or_fresh_key(fresh, done))
+        Ok(done_or_first_key(fresh, done))
     }
     .await;
     finish(result, &with_token(page, token))

@@ -17,6 +17,7 @@ pub mod register;
 pub mod reset_password;
 pub mod two_factor;
 
+use crate::types::views::FirstKeyView;
 use crate::types::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_location, use_query_map};
@@ -124,17 +125,19 @@ pub fn StatusMessage(#[prop(into)] text: String) -> impl IntoView {
     }
 }
 
-/// The fresh API key answered by a server function that took the first
-/// proof of the email (see [`api::FRESH_KEY_NOTE`]): shown once, with why
-/// the earlier keys stopped and a link to sign in.
+/// The owner's first API key, answered by a server function that took the
+/// first proof of the email (see [`api::FIRST_KEY_NOTE`]): shown once, with
+/// where to put it, why earlier keys stopped (if any did) and a link to
+/// sign in.
 #[component]
-pub fn FreshKey(value: Signal<Option<String>>) -> impl IntoView {
+pub fn FreshKey(value: Signal<Option<FirstKeyView>>) -> impl IntoView {
     move || {
-        value.get().map(|key| {
+        value.get().map(|issued| {
             view! {
-                <div role="status" data-testid="fresh-api-key" class="mt-4 space-y-2 rounded-md bg-amber-50 px-3 py-2 text-sm text-amber-900 dark:bg-amber-950 dark:text-amber-100">
-                    <p>{api::FRESH_KEY_NOTE}</p>
-                    <code class="block break-all font-mono">{key}</code>
+                <div role="status" data-testid="fresh-api-key-panel" class="mt-4 space-y-2 rounded-md bg-amber-50 px-3 py-2 text-sm text-amber-900 dark:bg-amber-950 dark:text-amber-100">
+                    <p>{api::FIRST_KEY_NOTE}</p>
+                    {(issued.revoked_keys > 0).then(|| view! { <p data-testid="revoked-keys-note">{api::REVOKED_KEYS_NOTE}</p> })}
+                    <code data-testid="fresh-api-key" class="block break-all font-mono">{issued.api_key}</code>
                     <a href="/login" class="font-semibold underline">"Continue to sign in"</a>
                 </div>
             }
@@ -143,9 +146,9 @@ pub fn FreshKey(value: Signal<Option<String>>) -> impl IntoView {
 }
 
 /// The key in a server action's latest value, for [`FreshKey`].
-pub fn fresh_key<S>(value: S) -> Signal<Option<String>>
+pub fn fresh_key<S>(value: S) -> Signal<Option<FirstKeyView>>
 where
-    S: Get<Value = Option<Result<Option<String>, AppError>>> + Copy + Send + Sync + 'static,
+    S: Get<Value = Option<Result<Option<FirstKeyView>, AppError>>> + Copy + Send + Sync + 'static,
 {
     Signal::derive(move || match value.get() {
         Some(Ok(key)) => key,

@@ -7,14 +7,14 @@ use crate::server::auth::limits::{check_flow, Flow};
 use crate::server::auth::password::{hash_password, verify_password, Password, PasswordError};
 use crate::server::auth::session::{SessionError, TypedSession};
 use crate::server::auth::throttle;
-use crate::server::billing::api_keys::{reissue_unclaimed_keys, PlainApiKey};
+use crate::server::billing::api_keys::{issue_key_at_first_proof, FirstProofKey};
 use crate::server::billing::customers::{provision_customer, NewCustomer, Provisioned};
 use crate::server::billing::error::is_unique_violation;
 use crate::server::billing::error::to_app_error;
 use crate::server::billing::notifications::{self, enqueue_email, Recipient};
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
-use crate::server::db::schema::{api_keys, sessions, user_tokens, users};
+use crate::server::db::schema::{sessions, user_tokens, users};
 use crate::server::state::AppState;
 use crate::types::values::Email;
 use crate::types::AppError;
@@ -248,9 +248,8 @@ pub async fn token_user(
 /// owner user and the owner's first email, in one transaction: with
 /// [`OwnerSetup::Password`] a confirmation email, with
 /// [`OwnerSetup::Invite`] an invite to set a password. Links point at
-/// `config.email.links` (`PUBLIC_BASE_URL`). With a password (`/register`,
-/// which never shows a key) the provisioned API key is deleted again: the
-/// returned `plain_key` then names no key.
+/// `config.email.links` (`PUBLIC_BASE_URL`). No API key yet: the owner's
+/// first key is issued when they follow that email ([`claim_account`]).
 ///
 /// Errors: [`BillingError::EmailTaken`] when a customer or user has the
 /// email (any case); [`BillingError::Database`] otherwise.
@@ -287,14 +286,6 @@ pub async fn provision_with_owner(
             Err(e) if is_unique_violation(&e) => return Err(BillingError::EmailTaken),
             Err(e) => return Err(e.into()),
         };
-        if which == AccountEmail::Confirmation {
-            // `/register` shows no key: the one provisioning made would be
-            // a key no one ever saw, revoked at the first proof anyway.
-            // The owner creates keys in the portal once confirmed.
-            diesel::delete(api_keys::table.filter(api_keys::customer_id.eq(customer_id)))
-                .execute(conn)
-                .await?;
-        }
         let (token_id, token) = issue_token(conn, user_id, purpose, LONG_TOKEN_TTL).await?;
         enqueue_email(
             conn,
@@ -371,8 +362,7 @@ pub async fn find_user(
 /// `/confirm-email`: checks the password chosen at registration, then
 /// consumes the confirmation token and marks the email confirmed, in one
 /// transaction with claiming the account (see [`claim_account`]): returns
-/// the fresh API key to show once when keys issued before the proof were
-/// revoked.
+/// the owner's API key to show once on a first proof.
 ///
 /// The password is required so that a stranger who registered someone
 /// else's address cannot have the owner confirm it for them (and then sign
@@ -389,7 +379,7 @@ pub async fn confirm_email(
     token: &str,
     password: &str,
     ip: Option<IpAddr>,
-) -> Result<Option<PlainApiKey>, AppError> {
+) -> Result<Option<FirstProofKey>, AppError> {
     let mut conn = conn(state).await?;
     let token = token.trim().to_owned();
     let user_id = token_user(&mut conn, &token, TokenPurpose::EmailConfirmation)
@@ -421,7 +411,7 @@ pub async fn confirm_email(
             .await
             .map_err(db)?
             .ok_or_else(invalid_link)?;
-        mark_confirmed(conn, user_id).await
+        mark_confirmed(conn, user_id, FirstKey::OnlyToReplace).await
     })
     .await
 }
@@ -440,7 +430,8 @@ fn invalid_link() -> AppError {
 async fn mark_confirmed(
     conn: &mut AsyncPgConnection,
     user_id: i64,
-) -> Result<Option<PlainApiKey>, AppError> {
+    first_key: FirstKey,
+) -> Result<Option<FirstProofKey>, AppError> {
     let first: Option<User> = diesel::update(
         users::table
             .find(user_id)
@@ -456,24 +447,36 @@ async fn mark_confirmed(
     .optional()
     .map_err(db)?;
     match first {
-        Some(user) => claim_account(conn, &user).await,
+        Some(user) => claim_account(conn, &user, first_key).await,
         None => Ok(None),
     }
 }
 
-/// Claiming an account (issue item 5): when a customer's owner first
+/// Claiming an account (issue 12 item 5): when a customer's owner first
 /// proves the email (confirmation link, invite accepted, password reset by
-/// a mailed link), every API key of the customer was issued before the
-/// proof, by whoever provisioned the account with this address — maybe a
-/// stranger. In the caller's transaction they are revoked, a fresh key is
-/// created and an `api_key_reissued` email (no key in it) is queued
-/// ([`reissue_unclaimed_keys`]). Returns the fresh key's secret, to show
-/// once in the response to the request that carried the proof; `None` for
-/// users who are not a customer's owner or had no live key.
+/// a mailed link), the owner's API key is issued, in the caller's
+/// transaction, and any key issued before the proof revoked with an
+/// `api_key_reissued` email ([`issue_key_at_first_proof`]). Returns the
+/// key, to show once in the response to the request that carried the
+/// proof; `None` for users who are not a customer's owner, and for a
+/// `/register` confirmation that revoked nothing ([`FirstKey`]).
+/// Whether a first proof of the email issues the owner a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FirstKey {
+    /// Always (an invite accepted, a password reset by a mailed link: the
+    /// owner had no way to see a key before).
+    Issue,
+    /// Only to replace keys it revokes (a `/register` confirmation: the
+    /// owner chose a password, signs in next and creates keys under API
+    /// keys, as the registration page says).
+    OnlyToReplace,
+}
+
 async fn claim_account(
     conn: &mut AsyncPgConnection,
     user: &User,
-) -> Result<Option<PlainApiKey>, AppError> {
+    first_key: FirstKey,
+) -> Result<Option<FirstProofKey>, AppError> {
     let Some(customer_id) = user.customer_id.filter(|_| user.role == ROLE_OWNER) else {
         return Ok(None);
     };
@@ -482,18 +485,19 @@ async fn claim_account(
         email: &user.email,
         name: "",
     };
-    let reissued = reissue_unclaimed_keys(conn, customer_id, &to)
+    let issued = issue_key_at_first_proof(conn, customer_id, &to, first_key == FirstKey::Issue)
         .await
         .map_err(to_app_error)?;
-    Ok(reissued.map(|r| {
-        tracing::info!(
-            user_id = user.id,
-            customer_id,
-            revoked = r.revoked,
-            "account claimed: keys issued before the email proof revoked, a fresh key issued"
-        );
-        r.plain
-    }))
+    let Some(issued) = issued else {
+        return Ok(None);
+    };
+    tracing::info!(
+        user_id = user.id,
+        customer_id,
+        revoked = issued.revoked,
+        "account claimed: the owner's API key issued at the first proof of the email"
+    );
+    Ok(Some(issued))
 }
 
 /// `/login`: signs `email` in on this session (new session id), unless the
@@ -784,7 +788,7 @@ pub async fn forgot_password(
 /// signs out every session of the user and forgets the account's failed
 /// sign-ins; a reset also voids the user's other reset and invite links
 /// and queues a notice email. A first proof of the email claims the
-/// account ([`claim_account`]) in the same transaction: the fresh API key
+/// account ([`claim_account`]) in the same transaction: the owner's API key
 /// is returned, to show once.
 ///
 /// The password rules and the link are checked, and the attempt counted
@@ -799,7 +803,7 @@ pub async fn set_password_with_token(
     purpose: TokenPurpose,
     (password, confirm): (&str, &str),
     ip: Option<IpAddr>,
-) -> Result<Option<PlainApiKey>, AppError> {
+) -> Result<Option<FirstProofKey>, AppError> {
     let password = new_password(password, confirm)?;
     let token = token.trim().to_owned();
     check_flow(state, Flow::SetPasswordByLink, ip, None).await?;
@@ -824,7 +828,7 @@ pub async fn set_password_with_token(
             .map_err(db)?
             .ok_or_else(invalid_link)?;
         set_password(conn, user_id, &hash).await?;
-        let fresh_key = mark_confirmed(conn, user_id).await?;
+        let fresh_key = mark_confirmed(conn, user_id, FirstKey::Issue).await?;
         let user = find_user(conn, user_id).await?.ok_or_else(invalid_link)?;
         match purpose {
             // A reset ends the old password's sessions and links, with a notice.

@@ -396,38 +396,44 @@ mod tests {
     }
 }
 
-/// The name of the key issued by [`reissue_unclaimed_keys`].
-pub const REISSUED_KEY_NAME: &str = "Issued when you confirmed your email";
+/// The name of the key issued by [`issue_key_at_first_proof`].
+pub const FIRST_PROOF_KEY_NAME: &str = "Issued when you confirmed your email";
 
-/// The outcome of [`reissue_unclaimed_keys`] when keys were revoked.
+/// The outcome of [`issue_key_at_first_proof`].
 #[derive(Debug)]
-pub struct Reissued {
-    /// The fresh key's row.
+pub struct FirstProofKey {
+    /// The new key's row.
     pub key: ApiKey,
     /// Its secret, to show once (in the response to the request that
     /// proved the email; never in an email).
     pub plain: PlainApiKey,
-    /// How many live keys were revoked.
+    /// How many live keys issued before the proof were revoked (0 for an
+    /// account provisioned by a sign-up path, which issues no key).
     pub revoked: usize,
 }
 
-/// Claiming an account (ASVS V2 / issue item 5): called once, in the
+/// Claiming an account (ASVS V2 / issue 12 item 5): called once, in the
 /// caller's transaction, when the customer's owner proves the email for
-/// the first time. Every live key of `customer_id` (not revoked, not past
-/// a rotation's grace) was issued before that proof — by whoever
-/// provisioned the account with this address, possibly a stranger — so
-/// all are revoked (their AI virtual keys stop with them), a fresh key is
-/// created, and an `api_key_reissued` email naming the prefixes (never a
-/// key) is queued to `to`. Returns `None`, changing nothing, when there
-/// was no live key.
+/// the first time (invite accepted, email confirmed, password reset by a
+/// mailed link). Provisioning issues no key (anyone can sign up with any
+/// address), so this is where the owner gets one: a key named
+/// [`FIRST_PROOF_KEY_NAME`] is created and returned, to show once. Any
+/// live key of `customer_id` (not revoked, not past a rotation's grace)
+/// was issued before the proof — e.g. by an admin, or before this rule —
+/// so each is revoked (their AI virtual keys stop with them) and an
+/// `api_key_reissued` email naming the prefixes (never a key) is queued to
+/// `to`; with none, no email. With `issue_when_none_revoked` false and no
+/// key revoked, nothing is created and `None` returned (an owner who will
+/// create keys in the portal).
 ///
 /// Errors: [`BillingError::Database`]; the OS RNG failing as
 /// [`BillingError::Pool`].
-pub async fn reissue_unclaimed_keys(
+pub async fn issue_key_at_first_proof(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
     to: &Recipient<'_>,
-) -> Result<Option<Reissued>, BillingError> {
+    issue_when_none_revoked: bool,
+) -> Result<Option<FirstProofKey>, BillingError> {
     let now = Utc::now();
     let revoked: Vec<String> = diesel::update(
         api_keys::table
@@ -443,22 +449,24 @@ pub async fn reissue_unclaimed_keys(
     .returning(api_keys::prefix)
     .get_results(conn)
     .await?;
-    if revoked.is_empty() {
+    if revoked.is_empty() && !issue_when_none_revoked {
         return Ok(None);
     }
-    let name = ApiKeyName::parse(REISSUED_KEY_NAME)?;
+    let name = ApiKeyName::parse(FIRST_PROOF_KEY_NAME)?;
     let (key, plain) = create_api_key(conn, customer_id, &name).await?;
-    enqueue_email(
-        conn,
-        &templates::api_key_reissued(
-            to,
-            revoked.clone(),
-            key.prefix.clone(),
-            format!("{}:{}", templates::kind::API_KEY_REISSUED, key.id),
-        ),
-    )
-    .await?;
-    Ok(Some(Reissued {
+    if !revoked.is_empty() {
+        enqueue_email(
+            conn,
+            &templates::api_key_reissued(
+                to,
+                revoked.clone(),
+                key.prefix.clone(),
+                format!("{}:{}", templates::kind::API_KEY_REISSUED, key.id),
+            ),
+        )
+        .await?;
+    }
+    Ok(Some(FirstProofKey {
         key,
         plain,
         revoked: revoked.len(),

@@ -1,6 +1,5 @@
 //! Customers and their provisioning.
 
-use crate::server::billing::api_keys::{create_api_key, ApiKey, PlainApiKey};
 use crate::server::billing::error::is_unique_violation;
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::notifications::enqueue_email;
@@ -9,7 +8,6 @@ use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::customers;
 use crate::server::disposable_email::{is_disposable, DISPOSABLE_EMAIL_MESSAGE};
-use crate::types::portal::ApiKeyName;
 use crate::types::values::{
     CustomerName, CustomerStatus, Email, LedgerKind, ParseError, Plan, Source, SubscriptionStatus,
 };
@@ -92,26 +90,25 @@ pub struct NewCustomer {
     pub source: Source,
 }
 
-/// A provisioned customer with its first API key.
+/// A provisioned customer, without an API key yet.
 #[derive(Debug)]
 pub struct Provisioned {
     /// The customer after the signup bonus.
     pub customer: Customer,
-    /// The first key's row.
-    pub api_key: ApiKey,
-    /// The first key's secret, to show once.
-    pub plain_key: PlainApiKey,
 }
 
-/// Name given to the key created at signup.
-pub const FIRST_KEY_NAME: &str = "Default";
-
 /// Provisions a customer in one transaction: the customer row (plan
-/// `trial`), a first API key and the signup bonus of
+/// `trial`) and the signup bonus of
 /// `pricing.trial_credits` credits (ledger kind `signup_bonus`, idempotency
 /// key `signup_bonus`) and the welcome email queued in the outbox
 /// (idempotency key `welcome:<customer id>`, links from `links`). Nothing is
 /// written if any step fails.
+///
+/// No API key is created here: anyone can provision an account with any
+/// address, so the first key is issued to the owner when they first prove
+/// the email, and shown once then (`api_keys::issue_key_at_first_proof`,
+/// issue 12 item 5: no answer tells whether an address was taken, and no
+/// key exists that a stranger could have kept).
 ///
 /// The same transaction enqueues the `stripe.create_customer` job, which
 /// creates the Stripe Customer (idempotency key `customer:create:<id>`)
@@ -149,8 +146,6 @@ pub async fn provision_customer(
             Err(e) if is_unique_violation(&e) => return Err(BillingError::EmailTaken),
             Err(e) => return Err(e.into()),
         };
-        let first_key_name = ApiKeyName::parse(FIRST_KEY_NAME)?;
-        let (api_key, plain_key) = create_api_key(conn, customer_id, &first_key_name).await?;
         if trial_credits > 0 {
             append_entry(
                 conn,
@@ -172,11 +167,7 @@ pub async fn provision_customer(
             name: &customer.name,
         };
         enqueue_email(conn, &welcome(links, &to, format!("welcome:{customer_id}"))).await?;
-        Ok(Provisioned {
-            customer,
-            api_key,
-            plain_key,
-        })
+        Ok(Provisioned { customer })
     })
     .await
 }

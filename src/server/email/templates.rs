@@ -157,7 +157,7 @@ fn render(
 }
 
 /// Welcome after sign-up, with a link to the dashboard. Deliberately
-/// without the API key (shown once at sign-up). Conventional key:
+/// without the API key (shown once where the owner first proves the email). Conventional key:
 /// `welcome:<customer id>`.
 fn welcome(links: &EmailLinks, name: &str) -> Rendered {
     let dashboard = links.page(DASHBOARD_PATH);
@@ -166,7 +166,7 @@ fn welcome(links: &EmailLinks, name: &str) -> Rendered {
         "Welcome to RSOLV".into(),
         &[
             "Your RSOLV account is ready, with free fix credits to start: each credit pays for one fix the RSOLV Action opens as a pull request.".into(),
-            "Your API key was shown once when you signed up. We never send keys by email: if you did not keep it, create a new one in the dashboard.".into(),
+            "We never send API keys by email: yours is shown once, on the page where you set your password or confirm this address (the link is in a separate email). If you lose it, sign in and create a new one under API keys.".into(),
         ],
         Some(Action { label: "Open your dashboard", url: &dashboard }),
         &["If you did not sign up for RSOLV, you can ignore this email.".into()],
@@ -351,7 +351,7 @@ fn invite(name: &str, set_password_link: &str) -> Rendered {
         name,
         "Set a password for your RSOLV account".into(),
         &[
-            "An RSOLV account was created for you. Choose a password to sign in to the dashboard."
+            "An RSOLV account was created for you. Choose a password to sign in to the dashboard; the page then shows your API key, once."
                 .into(),
         ],
         Some(Action {

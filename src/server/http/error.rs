@@ -78,6 +78,17 @@ impl From<BillingError> for ApiError {
     }
 }
 
+/// The error of a function shared with the browser pages, with the status
+/// those pages use (`app::server_errors::error_status`) and its message.
+impl From<crate::types::AppError> for ApiError {
+    fn from(error: crate::types::AppError) -> Self {
+        Self::new(
+            crate::app::server_errors::error_status(&error),
+            error.to_string(),
+        )
+    }
+}
+
 impl From<KeyRejection> for ApiError {
     fn from(rejection: KeyRejection) -> Self {
         let status = match rejection {

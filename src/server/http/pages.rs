@@ -29,9 +29,10 @@ pub struct SignupForm {
     name: String,
 }
 
-/// `POST /signup`: provisions the customer and renders the home page with
-/// the key (once) or the error; 422 with the page for invalid input, 409
-/// for a registered email.
+/// `POST /signup`: signs the customer up (`server::signup::signup`) and
+/// renders the home page with "check your email" (the same for a new and a
+/// registered address) or the error; 422 with the page for invalid input,
+/// 409 while signups are closed.
 pub async fn submit_signup_form(State(state): State<AppState>, request: Request) -> Response {
     let (parts, form) = match parse_form::<SignupForm>(&state, request).await {
         Ok(parsed) => parsed,

@@ -1,10 +1,10 @@
 //! `POST /api/v1/customers/onboard` and `GET /api/v1/billing/status`.
 
-use crate::server::auth::accounts::{provision_with_owner, OwnerSetup};
 use crate::server::billing::customers::NewCustomer;
 use crate::server::billing::status::billing_status;
 use crate::server::http::error::ApiError;
 use crate::server::http::extract::{ApiCustomer, ApiJson};
+use crate::server::signup::sign_up_by_invite;
 use crate::server::state::AppState;
 use crate::types::values::{CustomerName, Email, Source};
 use crate::types::views::BillingStatusView;
@@ -24,40 +24,47 @@ pub struct OnboardRequest {
     source: Option<String>,
 }
 
-/// Onboarding response: the key is shown here once and never again (no
-/// `Debug`: it holds the key). It is revoked when the owner first proves
-/// the email (see `auth::accounts::claim_account`).
-#[derive(Serialize, utoipa::ToSchema)]
+/// Onboarding response (202), the same for a new address and a registered
+/// one: `{"status": "check_email" | "pending_approval", "message": ...}`.
+/// It holds no key: the owner's first API key is shown once when they
+/// follow the emailed link.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OnboardResponse {
-    /// The new customer's id.
-    customer_id: i64,
-    /// The API key (`rsolv_…`), shown only here.
-    api_key: String,
-    /// Free fix credits granted.
-    credit_balance: i64,
+    /// `check_email` (an invite to set a password was sent, or "you already
+    /// have an account" for a registered address) or `pending_approval`
+    /// (held for an admin while `auto_provision` is off).
+    status: &'static str,
+    /// What happens next, for a person to read.
+    message: &'static str,
 }
 
-/// Provisions a customer: 201 with the id, the API key (once) and the
-/// balance in credits; 422 for a malformed email, name or source; 409 when
-/// the email is registered (compared case-insensitively). While the
-/// `signups_enabled` flag is off: 403 `{"error": ...}`; while
-/// `auto_provision` is off: 202 `{"status": "pending_approval", "message":
-/// ...}` (queued for an admin; no key yet).
+/// `status` of an accepted sign-up: the email is on its way.
+pub const CHECK_EMAIL: &str = "check_email";
+/// What [`CHECK_EMAIL`] tells the caller.
+pub const CHECK_EMAIL_MESSAGE: &str = "Check your email: we sent a link to set your password. Your API key is shown once after that, on the page the link opens.";
+
+/// Signs a customer up without a password (`server::signup::sign_up_by_invite`):
+/// 202 `{"status": "check_email", "message": ...}` for a new address and a
+/// registered one alike (no account enumeration: a registered address is
+/// sent "you already have an account" instead of an invite), or 202
+/// `{"status": "pending_approval", ...}` while `auto_provision` is off. No
+/// key is answered: the owner's first key is shown once when they follow
+/// the emailed link. 422 for a malformed email, name or source or a
+/// disposable address; 403 `{"error": ...}` while `signups_enabled` is off.
 #[utoipa::path(
     post,
     path = "/api/v1/customers/onboard",
     tag = "customers",
-    summary = "Sign a customer up and issue an API key",
+    summary = "Sign a customer up (the API key follows the emailed link)",
     description = "Counts against the client address's signup rate limit \
         (`RATE_LIMIT_SIGNUPS_PER_MINUTE`). Disposable email domains are refused. \
-        The key works until the owner first proves the email (accepts the mailed \
-        invite): it is then revoked and a fresh key is shown once to the owner.",
+        The answer is the same whether the address is new or registered, and holds \
+        no key: the owner sets a password from the emailed link, and the first API key \
+        is shown once on that page.",
     request_body = OnboardRequest,
     responses(
-        (status = 201, description = "Provisioned; the key is shown once", body = OnboardResponse),
-        (status = 202, description = "Held for an admin's approval (no key yet)", body = crate::server::http::openapi::PendingApproval),
+        (status = 202, description = "Accepted: check the email (or held for approval)", body = OnboardResponse),
         (status = 403, description = "Signups are closed", body = crate::server::http::openapi::ErrorBody),
-        (status = 409, description = "The email is registered", body = crate::server::http::openapi::ErrorBody),
         (status = 422, description = "Malformed email, name or source, or a disposable address", body = crate::server::http::openapi::ErrorBody),
         (status = 429, description = "Rate limited (Retry-After)", body = crate::server::http::openapi::ErrorBody),
     )
@@ -65,11 +72,9 @@ pub struct OnboardResponse {
 pub async fn onboard_customer(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<OnboardRequest>,
-) -> Result<axum::response::Response, ApiError> {
-    use crate::server::admin::approvals::{
-        admit, Admission, SignupChannel, PENDING_APPROVAL_MESSAGE, SIGNUPS_CLOSED_MESSAGE,
-    };
-    use axum::response::IntoResponse;
+) -> Result<(StatusCode, Json<OnboardResponse>), ApiError> {
+    use crate::server::admin::approvals::{SignupChannel, PENDING_APPROVAL_MESSAGE};
+    use crate::types::AppError;
     let new = NewCustomer {
         email: Email::parse(&body.email).map_err(|e| ApiError::unprocessable(e.0))?,
         name: CustomerName::parse(&body.name).map_err(|e| ApiError::unprocessable(e.0))?,
@@ -78,37 +83,25 @@ pub async fn onboard_customer(
             Some(s) => Source::parse(s).map_err(|e| ApiError::unprocessable(e.0))?,
         },
     };
-    let mut conn = state.conn().await?;
-    match admit(&mut conn, state.flags(), &new, SignupChannel::ApiOnboard).await? {
-        Admission::Provision => {}
-        Admission::Closed => {
-            return Err(ApiError::new(StatusCode::FORBIDDEN, SIGNUPS_CLOSED_MESSAGE));
+    let view = sign_up_by_invite(&state, &new, SignupChannel::ApiOnboard)
+        .await
+        .map_err(|e| match e {
+            // Signups closed: a refusal of the caller, not a conflict.
+            AppError::Conflict(message) => ApiError::new(StatusCode::FORBIDDEN, message),
+            other => ApiError::from(other),
+        })?;
+    let answer = if view.pending_approval {
+        OnboardResponse {
+            status: "pending_approval",
+            message: PENDING_APPROVAL_MESSAGE,
         }
-        Admission::Pending(_) => {
-            return Ok((
-                StatusCode::ACCEPTED,
-                Json(serde_json::json!({
-                    "status": "pending_approval",
-                    "message": PENDING_APPROVAL_MESSAGE,
-                })),
-            )
-                .into_response());
+    } else {
+        OnboardResponse {
+            status: CHECK_EMAIL,
+            message: CHECK_EMAIL_MESSAGE,
         }
-    }
-    // The owner user (no password yet) and its invite email are created in
-    // the same transaction.
-    let provisioned =
-        provision_with_owner(&mut conn, &state.config, &new, OwnerSetup::Invite).await?;
-    tracing::info!(customer_id = provisioned.customer.id, source = %new.source, "customer onboarded");
-    Ok((
-        StatusCode::CREATED,
-        Json(OnboardResponse {
-            customer_id: provisioned.customer.id,
-            api_key: provisioned.plain_key.expose().to_owned(),
-            credit_balance: provisioned.customer.credit_balance,
-        }),
-    )
-        .into_response())
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
 /// The caller's billing status (`{stripe_customer_id, subscription_status,
