@@ -68,9 +68,14 @@ async function inviteLink(request: APIRequestContext, to: string): Promise<strin
   return found as string;
 }
 
-/** Waits until the client-side app has hydrated, so clicks reach Leptos handlers. */
+/** Waits until the home page has hydrated, so clicks reach Leptos handlers. */
 async function waitForHydration(page: Page): Promise<void> {
   await expect(page.locator('[data-hydrated="true"]').first()).toBeAttached();
+}
+
+/** Waits until the client app runs on any other page. */
+async function waitForAppHydration(page: Page): Promise<void> {
+  await expect(page.locator('main[data-app-hydrated="true"]')).toBeAttached();
 }
 
 /** Fills and submits the sign-up form on the current page. */
@@ -108,7 +113,7 @@ test.describe("sign-up with JavaScript", () => {
 
     // The invite sets a password and shows the key, once.
     await page.goto(await inviteLink(request, email));
-    await waitForHydration(page);
+    await waitForAppHydration(page);
     await page.getByLabel("New password", { exact: true }).fill(PASSWORD);
     await page.getByLabel("Confirm new password", { exact: true }).fill(PASSWORD);
     await page.getByRole("button", { name: "Set my password" }).click();
