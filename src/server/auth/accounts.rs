@@ -452,14 +452,6 @@ async fn mark_confirmed(
     }
 }
 
-/// Claiming an account (issue 12 item 5): when a customer's owner first
-/// proves the email (confirmation link, invite accepted, password reset by
-/// a mailed link), the owner's API key is issued, in the caller's
-/// transaction, and any key issued before the proof revoked with an
-/// `api_key_reissued` email ([`issue_key_at_first_proof`]). Returns the
-/// key, to show once in the response to the request that carried the
-/// proof; `None` for users who are not a customer's owner, and for a
-/// `/register` confirmation that revoked nothing ([`FirstKey`]).
 /// Whether a first proof of the email issues the owner a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FirstKey {
@@ -472,6 +464,14 @@ enum FirstKey {
     OnlyToReplace,
 }
 
+/// Claiming an account (issue 12 item 5): when a customer's owner first
+/// proves the email (confirmation link, invite accepted, password reset by
+/// a mailed link), the owner's API key is issued, in the caller's
+/// transaction, and any key issued before the proof revoked with an
+/// `api_key_reissued` email ([`issue_key_at_first_proof`]). Returns the
+/// key, to show once in the response to the request that carried the
+/// proof; `None` for users who are not a customer's owner, and for a
+/// `/register` confirmation that revoked nothing ([`FirstKey`]).
 async fn claim_account(
     conn: &mut AsyncPgConnection,
     user: &User,

@@ -125,16 +125,6 @@ pub struct FixAttemptView {
     pub message: Option<String>,
 }
 
-/// Onboarding held for an admin's approval (the `auto_provision` flag is
-/// off): no key yet.
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
-pub struct PendingApproval {
-    /// `pending_approval`.
-    pub status: String,
-    /// What happens next.
-    pub message: String,
-}
-
 /// A Stripe event as POSTed by Stripe (the fields read; the rest is kept
 /// as stored).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
