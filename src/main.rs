@@ -216,7 +216,12 @@ async fn run(command: Command) -> Result<(), String> {
                     .with_graceful_shutdown(stop.stopped())
                     .into_future(),
             );
+            // `biased`: once the stop has fired the server's graceful
+            // shutdown may finish before this task is polled again; both
+            // branches are then ready and the stop must win (a random pick
+            // exited with status 1 under load).
             tokio::select! {
+                biased;
                 () = stop.stopped() => {}
                 ended = &mut server => {
                     return Err(format!("the HTTP server stopped on its own: {}", joined(ended)));

@@ -19,14 +19,22 @@
  * - the customer's /dashboard shows `credit-balance`.
  */
 import { execFileSync } from "node:child_process";
-import { createHmac, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import * as path from "node:path";
-import { expect, test, type APIRequestContext, type Page } from "@playwright/test";
+import { type APIRequestContext, type Page } from "@playwright/test";
+import {
+  createAdmin,
+  enrolTotp,
+  expect,
+  test,
+  totpCode,
+  waitForHydration,
+  ADMIN_PASSWORD,
+} from "./support";
 
 const ORIGIN = `http://127.0.0.1:${process.env.E2E_PORT ?? "3000"}`;
 const SCREENSHOTS = path.resolve(__dirname, "..", "screenshots");
 const PASSWORD = "correct horse battery";
-const ADMIN_PASSWORD = "a long staff admin password";
 
 function smtpApi(): string {
   const url = process.env.TEST_SMTP_API_URL;
@@ -72,10 +80,6 @@ async function confirmLink(request: APIRequestContext, to: string): Promise<stri
   return found as string;
 }
 
-async function waitForHydration(page: Page): Promise<void> {
-  await expect(page.locator('main[data-app-hydrated="true"]')).toBeAttached();
-}
-
 async function logIn(page: Page, email: string, password: string): Promise<void> {
   await page.goto(`${ORIGIN}/login`);
   await waitForHydration(page);
@@ -83,77 +87,6 @@ async function logIn(page: Page, email: string, password: string): Promise<void>
   await form.getByLabel("Email", { exact: true }).fill(email);
   await form.getByLabel("Password", { exact: true }).fill(password);
   await form.getByRole("button", { name: "Sign in" }).click();
-}
-
-/** RFC 4648 base32 (no padding) to bytes. */
-function base32Decode(text: string): Buffer {
-  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-  let bits = 0;
-  let value = 0;
-  const out: number[] = [];
-  for (const c of text.trim().replace(/=+$/, "").toUpperCase()) {
-    const index = alphabet.indexOf(c);
-    if (index < 0) {
-      throw new Error(`not base32: ${c}`);
-    }
-    value = ((value << 5) | index) & 0xffff;
-    bits += 5;
-    if (bits >= 8) {
-      out.push((value >>> (bits - 8)) & 0xff);
-      bits -= 8;
-    }
-  }
-  return Buffer.from(out);
-}
-
-/**
- * The RFC 6238 TOTP code (HMAC-SHA-1, 6 digits, 30 s steps) of a base32
- * secret for the step `steps` away from now, as an authenticator app
- * computes it.
- */
-function totpCode(secretBase32: string, steps = 0): string {
-  const counter = Math.floor(Date.now() / 1000 / 30) + steps;
-  const message = Buffer.alloc(8);
-  message.writeBigUInt64BE(BigInt(counter));
-  const mac = createHmac("sha1", base32Decode(secretBase32)).update(message).digest();
-  const offset = mac[mac.length - 1] & 0x0f;
-  const code = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
-  return code.toString().padStart(6, "0");
-}
-
-/**
- * A staff admin's first sign-in after the password: the enrolment page at
- * /admin/2fa shows the TOTP secret; the code computed from it confirms the
- * enrolment, the recovery codes are shown once, and "Continue" opens the
- * console. Returns the secret (for later sign-ins: use `totpCode(secret, 1)`,
- * the enrolment's own step is used up).
- */
-async function enrolTotp(page: Page): Promise<string> {
-  await expect(page).toHaveURL(/\/admin\/2fa$/);
-  await waitForHydration(page);
-  const secret = ((await page.getByTestId("totp-secret").textContent()) ?? "").trim();
-  expect(secret).toMatch(/^[A-Z2-7]{32}$/);
-  const form = page.getByTestId("two-factor-form");
-  await form.getByLabel("Code", { exact: true }).fill(totpCode(secret));
-  await form.getByRole("button", { name: "Verify" }).click();
-  const codes = page.getByTestId("recovery-codes");
-  await expect(codes).toBeVisible();
-  await expect(codes.locator("li")).toHaveCount(10);
-  await page.getByTestId("two-factor-continue").click();
-  return secret;
-}
-
-/** Creates a staff admin through the CLI subcommand, as an operator would. */
-function createAdmin(email: string): void {
-  const bin = process.env.RSOLV_SERVER_BIN;
-  if (!bin) {
-    throw new Error("RSOLV_SERVER_BIN must name the server binary");
-  }
-  execFileSync(bin, ["create-admin", "--email", email], {
-    input: `${ADMIN_PASSWORD}\n`,
-    env: { ...process.env, DATABASE_URL: process.env.DATABASE_URL },
-    stdio: ["pipe", "pipe", "pipe"],
-  });
 }
 
 /** Sends a signed Stripe event fixture with the `stripe-trigger` subcommand. */

@@ -19,7 +19,8 @@
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import * as path from "node:path";
-import { expect, test, type Page } from "@playwright/test";
+import { type Page } from "@playwright/test";
+import { expect, test } from "./support";
 
 const SCREENSHOTS = path.join(__dirname, "..", "screenshots");
 const PASSWORD = "correct horse battery";

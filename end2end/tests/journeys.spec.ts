@@ -21,113 +21,23 @@
  * "Rotate …" opening `confirm-revoke` / `confirm-rotate` with the buttons
  * "Yes, revoke it" / "Yes, rotate it"; /dashboard: `credit-balance`.
  */
-import { randomUUID } from "node:crypto";
 import * as path from "node:path";
+import { type APIRequestContext, type BrowserContext, type Page } from "@playwright/test";
 import {
   expect,
+  logIn,
+  mailedLink,
+  newSignedInCustomer,
+  randomEmail,
   test,
-  type APIRequestContext,
-  type BrowserContext,
-  type Page,
-} from "@playwright/test";
+  waitForHydration,
+  ORIGIN,
+  PASSWORD,
+  SCREENSHOTS,
+} from "./support";
 
-const ORIGIN = `http://127.0.0.1:${process.env.E2E_PORT ?? "3000"}`;
-const SCREENSHOTS = path.join(__dirname, "..", "screenshots");
-const PASSWORD = "correct horse battery";
 const NEW_PASSWORD = "a brand new horse battery";
 const API_KEY = /^rsolv_[A-Za-z0-9_-]{43,}$/;
-
-function smtpApi(): string {
-  const url = process.env.TEST_SMTP_API_URL;
-  if (!url) {
-    throw new Error("TEST_SMTP_API_URL must name the SMTP sink's API (scripts/test.sh starts one)");
-  }
-  return url;
-}
-
-function randomEmail(tag: string): string {
-  return `e2e-${tag}-${randomUUID()}@example.com`;
-}
-
-interface SinkEmail {
-  to: { address: string }[];
-  subject: string;
-  text?: string;
-  date: string;
-}
-
-/**
- * The path and query (`/confirm-email?token=…`) of the newest link to
- * `linkPath` mailed to `to`, polled from the SMTP sink until it arrives.
- */
-async function mailedLink(request: APIRequestContext, to: string, linkPath: string): Promise<string> {
-  const pattern = new RegExp(`https?://[^\\s"<>]*(${linkPath.replace(/[/-]/g, "\\$&")}\\?token=[A-Za-z0-9_-]+)`);
-  let found: string | undefined;
-  await expect
-    .poll(
-      async () => {
-        const response = await request.get(`${smtpApi()}/email`);
-        expect(response.ok()).toBe(true);
-        const emails = ((await response.json()) as SinkEmail[])
-          .filter((e) => e.to.some((r) => r.address.toLowerCase() === to.toLowerCase()))
-          .sort((a, b) => Date.parse(b.date) - Date.parse(a.date));
-        for (const email of emails) {
-          const match = pattern.exec(email.text ?? "");
-          if (match) {
-            found = match[1];
-            return true;
-          }
-        }
-        return false;
-      },
-      { message: `an email to ${to} with a ${linkPath} link`, timeout: 20_000 },
-    )
-    .toBe(true);
-  return found as string;
-}
-
-/** Waits until the client app runs, so JavaScript-driven controls work. */
-async function waitForHydration(page: Page): Promise<void> {
-  await expect(page.locator('main[data-app-hydrated="true"]')).toBeAttached();
-}
-
-async function register(page: Page, email: string, name: string): Promise<void> {
-  await page.goto("/register");
-  await waitForHydration(page);
-  const form = page.getByTestId("register-form");
-  await form.getByLabel("Email", { exact: true }).fill(email);
-  await form.getByLabel("Name", { exact: true }).fill(name);
-  await form.getByLabel("Password", { exact: true }).fill(PASSWORD);
-  await form.getByLabel("Confirm password", { exact: true }).fill(PASSWORD);
-  await form.getByRole("button", { name: "Create account" }).click();
-  await expect(page.getByRole("status")).toContainText("Check your inbox");
-}
-
-async function confirm(page: Page, request: APIRequestContext, email: string): Promise<void> {
-  await page.goto(await mailedLink(request, email, "/confirm-email"));
-  await waitForHydration(page);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Confirm my email" }).click();
-  await expect(page).toHaveURL(/\/login\?notice=confirmed$/);
-}
-
-async function logIn(page: Page, email: string, password: string): Promise<void> {
-  await waitForHydration(page);
-  const form = page.getByTestId("login-form");
-  await form.getByLabel("Email", { exact: true }).fill(email);
-  await form.getByLabel("Password", { exact: true }).fill(password);
-  await form.getByRole("button", { name: "Sign in" }).click();
-}
-
-/** Registers, confirms and signs in a new customer; ends on /dashboard. */
-async function newSignedInCustomer(page: Page, request: APIRequestContext, tag: string): Promise<string> {
-  const email = randomEmail(tag);
-  await register(page, email, `E2E ${tag}`);
-  await confirm(page, request, email);
-  await logIn(page, email, PASSWORD);
-  await expect(page).toHaveURL(/\/dashboard$/);
-  return email;
-}
 
 /** Creates a key named `name` on /keys; returns the secret shown once. */
 async function createKey(page: Page, name: string): Promise<string> {

@@ -18,7 +18,8 @@
  */
 import { randomUUID } from "node:crypto";
 import * as path from "node:path";
-import { expect, test, type APIRequestContext, type Page } from "@playwright/test";
+import { type APIRequestContext, type Page } from "@playwright/test";
+import { expect, test } from "./support";
 
 const API_KEY = /^rsolv_[A-Za-z0-9_-]{43,}$/;
 const PASSWORD = "e2e signup password";

@@ -59,6 +59,7 @@ pub fn HomePage() -> impl IntoView {
     };
 
     view! {
+        <leptos_meta::Title text="RSOLV · Automated security fixes for your repositories" />
         <div class="grid gap-10 md:grid-cols-2" data-hydrated=move || hydrated.get().to_string()>
             <section>
                 <h1 class="text-3xl font-bold tracking-tight sm:text-4xl">"Security fixes, opened as pull requests."</h1>

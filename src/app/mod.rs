@@ -41,6 +41,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta charset="utf-8" />
                 <meta name="viewport" content="width=device-width, initial-scale=1" />
                 <meta name="color-scheme" content="light dark" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
                 <AutoReload options=options.clone() />
                 <HashedStylesheet options=options.clone() id="leptos" />
                 <HydrationScripts options />
@@ -124,6 +125,7 @@ fn NotFound() -> impl IntoView {
         }
     }
     view! {
+        <Title text="Page not found · RSOLV" />
         <h1 class="text-2xl font-semibold">"Page not found"</h1>
         <p class="mt-2"><a class="text-indigo-700 underline dark:text-indigo-300" href="/">"Back to the home page"</a></p>
     }

@@ -50,6 +50,9 @@ pub struct BillingView {
     pub pro_price: String,
     /// Credits per paid Pro period.
     pub pro_credits: i64,
+    /// When a Pro subscription started today renews, e.g. `1 January 2027`
+    /// (one month on, UTC; Stripe bills monthly on the anniversary).
+    pub pro_renews_on: String,
     /// Price of a Pro fix beyond the credits, formatted.
     pub overage_price: String,
     /// Pay-as-you-go price of a fix, formatted.

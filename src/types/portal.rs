@@ -212,6 +212,19 @@ pub struct DashboardView {
     pub fixes_total: i64,
     /// The last 30 days, oldest first.
     pub usage: Vec<UsagePointView>,
+    /// Fixes delivered but not paid yet (listed on `/billing/history`).
+    pub unpaid_fixes: i64,
+    /// API keys that can call the Action API now (not revoked, not
+    /// expired).
+    pub active_keys: i64,
+    /// The platform's public origin (`PUBLIC_BASE_URL`), the workflow's
+    /// `api_url` input.
+    pub api_url: String,
+    /// Where to write for help (`SUPPORT_EMAIL`).
+    pub support_email: String,
+    /// The billing notices (kill switch, past due, declined card, charges
+    /// in progress), read with the rest so the page has one resource.
+    pub notice: crate::types::billing::BillingNoticeView,
 }
 
 #[cfg(test)]

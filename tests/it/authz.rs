@@ -47,7 +47,6 @@ const MATRIX: &[(&str, &str)] = &[
     ("portal/billing/cancel", "cancels A's subscription only"),
     ("portal/billing/resume", "resumes A's subscription only"),
     ("portal/billing/history", "A's invoices and charges only"),
-    ("portal/billing/notice", "A's notice only"),
     (
         "portal/ai-usage",
         "A's AI usage and budget only (ai_pages.rs)",

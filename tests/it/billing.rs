@@ -1076,11 +1076,9 @@ async fn portal_billing_functions_act_on_the_signed_in_customer_only() {
         .server_fn(&b.browser, "portal/billing/resume", &[])
         .await;
     assert_eq!(status, 200, "{body}");
-    let (status, _, body) = app
-        .server_fn(&b.browser, "portal/billing/notice", &[])
-        .await;
+    let (status, _, body) = app.server_fn(&b.browser, "portal/dashboard", &[]).await;
     assert_eq!(status, 200, "{body}");
-    let notice: Value = serde_json::from_str(&body).unwrap();
+    let notice = serde_json::from_str::<Value>(&body).unwrap()["notice"].clone();
     assert_eq!(notice["past_due"], false);
     assert_eq!(notice["billing_enabled"], true);
 }
@@ -1108,10 +1106,9 @@ async fn the_portal_says_billing_is_paused_and_changes_nothing_on_stripe() {
         .await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("paused"), "{body}");
-    let (_, _, body) = app
-        .server_fn(&a.browser, "portal/billing/notice", &[])
-        .await;
-    let notice: Value = serde_json::from_str(&body).unwrap();
+    let (status, _, body) = app.server_fn(&a.browser, "portal/dashboard", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let notice = serde_json::from_str::<Value>(&body).unwrap()["notice"].clone();
     assert_eq!(notice["billing_enabled"], false);
     assert_eq!(
         app.count("jobs WHERE status = 'done'").await,

@@ -121,11 +121,16 @@ impl Server {
     }
 }
 
-/// The WARN and ERROR lines of a JSON log, for a failure message.
+/// The WARN and ERROR lines of a JSON log, and every line that is not JSON
+/// (`error: …` printed on stderr at exit), for a failure message.
 fn warnings_and_errors(lines: &[String]) -> String {
     lines
         .iter()
-        .filter(|l| l.contains(r#""level":"WARN""#) || l.contains(r#""level":"ERROR""#))
+        .filter(|l| {
+            !l.starts_with('{')
+                || l.contains(r#""level":"WARN""#)
+                || l.contains(r#""level":"ERROR""#)
+        })
         .cloned()
         .collect::<Vec<_>>()
         .join("\n")

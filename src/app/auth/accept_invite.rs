@@ -15,6 +15,7 @@ pub fn AcceptInvitePage() -> impl IntoView {
     let token = token_param();
     let key = fresh_key(action.value());
     view! {
+        <leptos_meta::Title text="Set your password · RSOLV" />
         <Meta name="referrer" content="same-origin" />
         <AuthCard title="Set your password">
             <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">"Choose a password to sign in to your RSOLV account. This also confirms your email."</p>

@@ -14,6 +14,7 @@ use leptos_router::hooks::use_query_map;
 pub fn AccountPage() -> impl IntoView {
     let user = Resource::new_blocking(|| (), |_| current_user());
     view! {
+        <leptos_meta::Title text="Account · RSOLV" />
         <Suspense fallback=|| view! { <p class="text-sm">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match user.await {

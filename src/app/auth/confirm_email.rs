@@ -18,6 +18,7 @@ pub fn ConfirmEmailPage() -> impl IntoView {
     let token = token_param();
     let key = fresh_key(action.value());
     view! {
+        <leptos_meta::Title text="Confirm your email · RSOLV" />
         <Meta name="referrer" content="same-origin" />
         <AuthCard title="Confirm your email">
             <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">"Enter the password you chose when you registered to confirm this address."</p>

@@ -16,6 +16,7 @@ pub fn ForgotPasswordPage() -> impl IntoView {
     let query = use_query_map();
     let sent = move || query.read().get("sent").is_some();
     view! {
+        <leptos_meta::Title text="Reset your password · RSOLV" />
         <AuthCard title="Forgot your password?">
             <Show
                 when=sent

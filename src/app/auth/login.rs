@@ -32,6 +32,7 @@ pub fn LoginPage() -> impl IntoView {
     // paths only).
     let next = move || query.read().get("next").unwrap_or_default();
     view! {
+        <leptos_meta::Title text="Sign in · RSOLV" />
         <AuthCard title="Sign in">
             {move || notice().map(|text| view! { <StatusMessage text /> })}
             <ActionForm action=action>

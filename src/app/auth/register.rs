@@ -18,6 +18,7 @@ pub fn RegisterPage() -> impl IntoView {
     let pending = move || query.read().get("pending").is_some();
     let sent = move || query.read().get("sent").is_some() || pending();
     view! {
+        <leptos_meta::Title text="Create your account · RSOLV" />
         <AuthCard title="Create your account">
             <Show
                 when=sent

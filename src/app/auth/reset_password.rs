@@ -15,6 +15,7 @@ pub fn ResetPasswordPage() -> impl IntoView {
     let token = token_param();
     let key = fresh_key(action.value());
     view! {
+        <leptos_meta::Title text="Choose a new password · RSOLV" />
         <Meta name="referrer" content="same-origin" />
         <AuthCard title="Choose a new password">
             <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">"The link in your email works once and expires in 1 hour."</p>

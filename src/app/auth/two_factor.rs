@@ -140,6 +140,7 @@ pub async fn two_factor_verify(#[server(default)] code: String) -> Result<TwoFac
 pub fn TwoFactorPage() -> impl IntoView {
     let status = Resource::new_blocking(|| (), |_| two_factor_status());
     view! {
+        <leptos_meta::Title text="Second factor · Admin · RSOLV" />
         <Suspense fallback=|| view! { <p class="text-sm">"Loading…"</p> }>
             {move || Suspend::new(async move {
                 match status.await {

@@ -28,12 +28,23 @@ pub async fn get_dashboard() -> Result<DashboardView, AppError> {
     let customer = customers::find_customer(&mut conn, user.customer_id)
         .await
         .map_err(ssr::fail)?;
-    let (fixes_total, _) = fixes::count_fixes(&mut conn, user.customer_id)
+    let (fixes_total, unpaid_fixes) = fixes::count_fixes(&mut conn, user.customer_id)
         .await
         .map_err(ssr::fail)?;
     let usage = history::usage_series(&mut conn, user.customer_id, USAGE_DAYS)
         .await
         .map_err(ssr::fail)?;
+    let now = chrono::Utc::now();
+    let active_keys = crate::server::billing::api_keys::list_api_keys(&mut conn, user.customer_id)
+        .await
+        .map_err(ssr::fail)?
+        .iter()
+        .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > now))
+        .count();
+    let notice = super::billing_api::ssr::notice_view(&mut conn, user.customer_id).await?;
+    let state = ssr::state()?;
+    let api_url = state.config.email.links.base().to_owned();
+    let support_email = state.config.email.support.clone();
     Ok(DashboardView {
         can_use_service: customer.can_use_service(),
         suspended: customer.status() == CustomerStatus::Suspended,
@@ -44,6 +55,11 @@ pub async fn get_dashboard() -> Result<DashboardView, AppError> {
         subscription_status: customer.subscription_status.map(|s| s.as_str().to_owned()),
         fixes_total,
         usage: usage.into_iter().map(ssr::usage_point).collect(),
+        unpaid_fixes,
+        active_keys: i64::try_from(active_keys).unwrap_or(i64::MAX),
+        api_url,
+        support_email,
+        notice,
     })
 }
 

@@ -12,14 +12,16 @@
 //! card element and runs the SetupIntent flow; the page says so without it.
 
 use super::billing_api::{
-    get_billing, get_billing_history, get_billing_notice, CancelSubscription, RemoveCard,
-    ResumeSubscription, SetDefaultCard, SubscribePro,
+    get_billing, get_billing_history, CancelSubscription, RemoveCard, ResumeSubscription,
+    SetDefaultCard, SubscribePro,
 };
 use super::{
     short_time, Alert, LoadError, Loading, Notice, PortalNav, BUTTON, CARD, DANGER_BUTTON, LINK,
     SECONDARY_BUTTON,
 };
-use crate::types::billing::{BillingView, CardView, HistoryItemView, UnpaidFixView};
+use crate::types::billing::{
+    BillingNoticeView, BillingView, CardView, HistoryItemView, UnpaidFixView,
+};
 use crate::types::urls::safe_href;
 use crate::types::values::SubscriptionStatus;
 use crate::types::AppError;
@@ -71,6 +73,7 @@ fn js_sys_encode(text: &str) -> String {
 /// What the page asks the customer to confirm.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Confirm {
+    Subscribe,
     CancelNow,
     CancelAtPeriodEnd,
     Remove(String),
@@ -99,6 +102,9 @@ pub fn BillingPage() -> impl IntoView {
     let query = use_query_map();
     let confirm = move || {
         let query = query.read();
+        if query.get("confirm_subscribe").as_deref() == Some("pro") {
+            return Some(Confirm::Subscribe);
+        }
         match query.get("confirm_cancel").as_deref() {
             Some("now") => Some(Confirm::CancelNow),
             Some("period_end") => Some(Confirm::CancelAtPeriodEnd),
@@ -178,11 +184,30 @@ fn Billing(
             <Plan view=view.clone() confirm=confirm.clone() subscribe cancel resume />
             <section class=CARD aria-labelledby="cards-heading" data-testid="payment-methods">
                 <h2 id="cards-heading" class="text-lg font-semibold">"Payment methods"</h2>
-                <Cards cards=view.cards.clone() confirm=confirm.clone() set_default remove enabled=view.billing_enabled />
+                <Cards cards=view.cards.clone() confirm=confirm.clone() set_default remove enabled=view.billing_enabled pro_needs_card=on_pro(&view) && !view.cancel_at_period_end />
                 <AddCard view=view.clone() />
             </section>
         </div>
     }
+}
+
+/// Whether the customer has an open Pro subscription (active, trialing,
+/// past due…: one whose invoices still come).
+fn on_pro(view: &BillingView) -> bool {
+    view.subscription_status
+        .as_deref()
+        .and_then(|s| SubscriptionStatus::parse(s).ok())
+        .is_some_and(SubscriptionStatus::is_open)
+}
+
+/// `Visa •••• 4242` of the default card (or the first, when none is
+/// marked), `None` without a card.
+fn default_card_label(cards: &[CardView]) -> Option<String> {
+    cards
+        .iter()
+        .find(|c| c.is_default)
+        .or(cards.first())
+        .map(|c| format!("{} •••• {}", c.brand, c.last4))
 }
 
 fn status_label(status: Option<&str>) -> &'static str {
@@ -199,11 +224,7 @@ fn Plan(
     cancel: ServerAction<CancelSubscription>,
     resume: ServerAction<ResumeSubscription>,
 ) -> impl IntoView {
-    let subscribed = view
-        .subscription_status
-        .as_deref()
-        .and_then(|s| SubscriptionStatus::parse(s).ok())
-        .is_some_and(SubscriptionStatus::is_open);
+    let subscribed = on_pro(&view);
     let plan = match view.plan.as_str() {
         "pro" => "Pro",
         "payg" => "Pay as you go",
@@ -232,8 +253,19 @@ fn Plan(
                     <dl class="mt-4 space-y-1 text-sm">
                         <div class="flex gap-2"><dt class="text-slate-600 dark:text-slate-400">"Subscription:"</dt>
                             <dd data-testid="subscription-status">{status_label(view.subscription_status.as_deref())}</dd></div>
+                        <div class="flex gap-2"><dt class="text-slate-600 dark:text-slate-400">"Price:"</dt>
+                            <dd data-testid="pro-price">{format!("{} a month", view.pro_price)}</dd></div>
                         <div class="flex gap-2"><dt class="text-slate-600 dark:text-slate-400">"Current period ends:"</dt>
                             <dd>{period_end.clone()}</dd></div>
+                        {(!view.cancel_at_period_end).then(|| view! {
+                            <div class="flex flex-wrap gap-x-2"><dt class="text-slate-600 dark:text-slate-400">"Next charge:"</dt>
+                                <dd data-testid="pro-next-charge">{format!(
+                                    "{} on {period_end}, plus {} for each fix beyond your credits this period",
+                                    view.pro_price, view.overage_price
+                                )}</dd></div>
+                        })}
+                        <div class="flex flex-wrap gap-x-2"><dt class="text-slate-600 dark:text-slate-400">"Card:"</dt>
+                            <dd data-testid="pro-card">{default_card_label(&view.cards).unwrap_or_else(|| "none: add one below".to_owned())}</dd></div>
                     </dl>
                     {if view.cancel_at_period_end {
                         let pending = resume.pending();
@@ -276,11 +308,18 @@ fn Plan(
                             <li>{format!("{} per fix beyond them, on the next invoice", view.overage_price)}</li>
                             <li>"Cancel any time: now, or at the end of the period"</li>
                         </ul>
-                        <ActionForm action=subscribe attr:class="mt-3">
-                            <button type="submit" class=BUTTON data-testid="subscribe-pro" disabled=move || pending.get() || !can_subscribe>
-                                {move || if pending.get() { "Subscribing…" } else { "Subscribe to Pro" }}
-                            </button>
-                        </ActionForm>
+                        {if can_subscribe {
+                            view! {
+                                <a href="/billing?confirm_subscribe=pro" rel="external" class=format!("mt-3 {BUTTON}") data-testid="subscribe-pro">"Subscribe to Pro…"</a>
+                            }.into_any()
+                        } else {
+                            view! {
+                                <button type="button" class=format!("mt-3 {BUTTON}") data-testid="subscribe-pro" disabled=true>"Subscribe to Pro…"</button>
+                            }.into_any()
+                        }}
+                        {(confirm == Some(Confirm::Subscribe) && can_subscribe).then(|| view! {
+                            <ConfirmSubscribe view=view.clone() action=subscribe pending />
+                        })}
                         {(!can_subscribe && view.billing_enabled).then(|| view! {
                             <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">"Add a card first."</p>
                         })}
@@ -292,6 +331,41 @@ fn Plan(
                 }.into_any()
             }}
         </section>
+    }
+}
+
+/// What subscribing will do, before it charges: the price, today's charge,
+/// the card it goes to and the renewal date (issue 14: money actions are
+/// confirmed).
+#[component]
+fn ConfirmSubscribe(
+    view: BillingView,
+    action: ServerAction<SubscribePro>,
+    pending: Memo<bool>,
+) -> impl IntoView {
+    let card = default_card_label(&view.cards).unwrap_or_default();
+    let price = view.pro_price.clone();
+    view! {
+        <div role="group" aria-labelledby="confirm-subscribe-title" class="mt-3 rounded-md border border-indigo-300 bg-white p-4 dark:border-indigo-800 dark:bg-slate-900" data-testid="confirm-subscribe">
+            <p id="confirm-subscribe-title" class="font-semibold">{format!("Subscribe to Pro for {price} a month?")}</p>
+            <dl class="mt-2 space-y-1 text-sm">
+                <div class="flex flex-wrap gap-x-2"><dt class="text-slate-600 dark:text-slate-400">"Charged today:"</dt>
+                    <dd class="font-medium" data-testid="confirm-subscribe-today">{price.clone()}</dd></div>
+                <div class="flex flex-wrap gap-x-2"><dt class="text-slate-600 dark:text-slate-400">"Card:"</dt>
+                    <dd class="font-medium" data-testid="confirm-subscribe-card">{card}</dd></div>
+                <div class="flex flex-wrap gap-x-2"><dt class="text-slate-600 dark:text-slate-400">"Renews:"</dt>
+                    <dd class="font-medium" data-testid="confirm-subscribe-renews">{format!("on {} and every month after, {price} each time, until you cancel", view.pro_renews_on)}</dd></div>
+            </dl>
+            <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">
+                {format!("Each paid month adds {} credits; fixes beyond them cost {} each on the next invoice.", view.pro_credits, view.overage_price)}
+            </p>
+            <ActionForm action attr:class="mt-3 flex flex-wrap gap-2">
+                <button type="submit" class=BUTTON data-testid="confirm-subscribe-button" disabled=move || pending.get()>
+                    {move || if pending.get() { "Subscribing…".to_owned() } else { format!("Yes, subscribe and pay {price}") }}
+                </button>
+                <a href="/billing" rel="external" class=SECONDARY_BUTTON>"Not now"</a>
+            </ActionForm>
+        </div>
     }
 }
 
@@ -333,7 +407,9 @@ fn Cards(
     set_default: ServerAction<SetDefaultCard>,
     remove: ServerAction<RemoveCard>,
     enabled: bool,
+    pro_needs_card: bool,
 ) -> impl IntoView {
+    let only_card = cards.len() == 1;
     if cards.is_empty() {
         return view! {
             <p class="mt-3 text-slate-700 dark:text-slate-300" data-testid="cards-empty">"No card on file."</p>
@@ -383,11 +459,31 @@ fn Cards(
                             view! {
                                 <div role="group" aria-label=format!("Remove {label}?") class="mt-3 rounded-md border border-red-300 bg-red-50 p-4 dark:border-red-900 dark:bg-red-950" data-testid="confirm-remove">
                                     <p class="font-semibold text-red-900 dark:text-red-100">{format!("Remove {label}?")}</p>
-                                    <ActionForm action=remove attr:class="mt-3 flex flex-wrap gap-2">
-                                        <input type="hidden" name="payment_method_id" value=id />
-                                        <button type="submit" class=DANGER_BUTTON disabled=move || pending.get()>"Yes, remove it"</button>
-                                        <a href="/billing" rel="external" class=SECONDARY_BUTTON>"Keep it"</a>
-                                    </ActionForm>
+                                    {if only_card && pro_needs_card {
+                                        // The domain refuses it (payment_methods::remove_card):
+                                        // say so instead of offering a button that fails.
+                                        view! {
+                                            <p class="mt-1 text-sm text-red-900 dark:text-red-100" data-testid="confirm-remove-consequence">
+                                                "It pays for your Pro subscription, so it cannot be removed: add another card first, or cancel Pro."
+                                            </p>
+                                            <div class="mt-3 flex flex-wrap gap-2">
+                                                <a href="/billing" rel="external" class=SECONDARY_BUTTON>"Keep it"</a>
+                                            </div>
+                                        }.into_any()
+                                    } else {
+                                        view! {
+                                            {only_card.then(|| view! {
+                                                <p class="mt-1 text-sm text-red-900 dark:text-red-100" data-testid="confirm-remove-consequence">
+                                                    "It is your only card: fixes beyond your credits pause until you add a card."
+                                                </p>
+                                            })}
+                                            <ActionForm action=remove attr:class="mt-3 flex flex-wrap gap-2">
+                                                <input type="hidden" name="payment_method_id" value=id />
+                                                <button type="submit" class=DANGER_BUTTON disabled=move || pending.get()>"Yes, remove it"</button>
+                                                <a href="/billing" rel="external" class=SECONDARY_BUTTON>"Keep it"</a>
+                                            </ActionForm>
+                                        }.into_any()
+                                    }}
                                 </div>
                             }
                         })}
@@ -522,6 +618,25 @@ fn UnpaidFixes(rows: Vec<UnpaidFixView>) -> impl IntoView {
     })
 }
 
+/// A history row's status in words: Stripe's invoice statuses and our
+/// charge statuses; an unknown one as it is.
+fn history_status_label(status: &str) -> String {
+    match status {
+        "paid" | "succeeded" => "Paid",
+        "open" => "Open: awaiting payment",
+        "draft" => "Draft",
+        "void" => "Void",
+        "uncollectible" => "Uncollectible",
+        "pending" | "processing" => "Processing",
+        "requires_action" => "Needs your authentication",
+        "failed" => "Failed",
+        "refunded" => "Refunded",
+        "partially_refunded" => "Partly refunded",
+        other => return other.to_owned(),
+    }
+    .to_owned()
+}
+
 #[component]
 fn HistoryTable(
     title: &'static str,
@@ -554,7 +669,7 @@ fn HistoryTable(
                                     {row.failure.clone().map(|f| view! { <span class="block text-xs text-red-700 dark:text-red-300">{f}</span> })}
                                 </td>
                                 <td class="py-2 pr-4 text-right font-mono">{row.amount.clone()}</td>
-                                <td class="py-2 pr-4">{row.status.clone()}</td>
+                                <td class="py-2 pr-4">{history_status_label(&row.status)}</td>
                                 <td class="py-2">{match row.url.as_deref().and_then(safe_href) {
                                     Some(url) => view! { <a href=url class=LINK rel="external noopener" target="_blank">"View"</a> }.into_any(),
                                     None => view! { <span class="text-slate-500 dark:text-slate-400">"—"</span> }.into_any(),
@@ -574,36 +689,38 @@ fn HistoryTable(
     }
 }
 
-/// The dashboard's billing notice: billing paused, a Pro payment past due,
-/// a declined card. Renders nothing when all is well.
+/// The dashboard's billing notices: billing paused, a Pro payment past
+/// due, a declined card, fix charges in progress. Renders nothing when all
+/// is well. Pure: the data comes with the dashboard's one resource (a
+/// resource of its own, created inside the dashboard's `Suspend`, raced it
+/// during hydration).
 #[component]
-pub fn BillingNotice() -> impl IntoView {
-    let data = Resource::new(|| (), |_| get_billing_notice());
-    view! {
-        <Suspense fallback=|| ()>
-            {move || Suspend::new(async move {
-                let Ok(notice) = data.await else { return ().into_any() };
-                let mut items = Vec::new();
-                if !notice.billing_enabled {
-                    items.push(("billing-paused", "Billing is paused: no card is charged right now. Fixes are recorded and billed when billing resumes.".to_owned()));
-                }
-                if notice.past_due {
-                    items.push(("past-due", "The payment for your Pro subscription failed, so it is past due. Update your card on the Billing page; Stripe will try again.".to_owned()));
-                }
-                if notice.payment_failed {
-                    items.push(("payment-failed", "A card charge for a fix was declined: fixes beyond your credits are paused until you add a working card on the Billing page.".to_owned()));
-                }
-                if notice.charges_pending > 0 && notice.billing_enabled {
-                    items.push(("charges-pending", format!("{} fix charge(s) being processed.", notice.charges_pending)));
-                }
-                view! {
-                    {items.into_iter().map(|(id, text)| view! {
-                        <p role="status" data-testid=format!("notice-{id}") class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
-                            {text} " " <a href="/billing" class=LINK>"Billing"</a>
-                        </p>
-                    }).collect_view()}
-                }.into_any()
-            })}
-        </Suspense>
+pub fn BillingNotice(notice: BillingNoticeView) -> impl IntoView {
+    let mut items = Vec::new();
+    if !notice.billing_enabled {
+        items.push(("billing-paused", "Billing is paused: no card is charged right now. Fixes are recorded and billed when billing resumes.".to_owned()));
     }
+    if notice.past_due {
+        items.push(("past-due", "The payment for your Pro subscription failed, so it is past due. Update your card on the Billing page; Stripe will try again.".to_owned()));
+    }
+    if notice.payment_failed {
+        items.push(("payment-failed", "A card charge for a fix was declined: fixes beyond your credits are paused until you add a working card on the Billing page.".to_owned()));
+    }
+    if notice.charges_pending > 0 && notice.billing_enabled {
+        let n = notice.charges_pending;
+        let text = if n == 1 {
+            "1 charge for a fix is being processed by the card's bank.".to_owned()
+        } else {
+            format!("{n} charges for fixes are being processed by the card's bank.")
+        };
+        items.push(("charges-pending", text));
+    }
+    items
+        .into_iter()
+        .map(|(id, text)| view! {
+            <p role="status" data-testid=format!("notice-{id}") class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
+                {text} " " <a href="/billing" class=LINK>"Go to Billing"</a>
+            </p>
+        })
+        .collect_view()
 }

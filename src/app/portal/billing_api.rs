@@ -9,9 +9,7 @@
 //! [`AppError::NotFound`], [`AppError::Internal`] (cause logged; also when
 //! Stripe is unreachable).
 
-use crate::types::billing::{
-    BillingHistoryView, BillingNoticeView, BillingView, CardView, SetupIntentView,
-};
+use crate::types::billing::{BillingHistoryView, BillingView, CardView, SetupIntentView};
 use crate::types::AppError;
 use leptos::prelude::*;
 
@@ -194,13 +192,6 @@ pub async fn get_billing_history() -> Result<BillingHistoryView, AppError> {
     ssr::history_view(&mut conn, user.customer_id).await
 }
 
-/// The dashboard's billing notice (kill switch, past due, declined card).
-#[server(endpoint = "portal/billing/notice")]
-pub async fn get_billing_notice() -> Result<BillingNoticeView, AppError> {
-    let (user, mut conn) = super::api::ssr::session().await?;
-    ssr::notice_view(&mut conn, user.customer_id).await
-}
-
 /// Server-side helpers.
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
@@ -242,6 +233,17 @@ pub(crate) mod ssr {
     }
 
     /// A card for the page.
+    /// When a monthly subscription started on `today` renews: one month
+    /// on, on the month's last day when it has no such day (as Stripe's
+    /// anniversary billing does), written like `1 January 2027`.
+    pub fn renews_on(today: chrono::NaiveDate) -> String {
+        today
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap_or(today)
+            .format("%-d %B %Y")
+            .to_string()
+    }
+
     pub fn card_view(card: CardRow, is_default: bool) -> CardView {
         CardView {
             brand: brand(card.brand.as_deref()),
@@ -288,6 +290,7 @@ pub(crate) mod ssr {
                 .collect(),
             pro_price: format_money(pricing.pro_monthly_cents, &pricing.currency),
             pro_credits: pricing.pro_credits_per_period,
+            pro_renews_on: renews_on(chrono::Utc::now().date_naive()),
             overage_price: format_money(pricing.pro_overage_cents, &pricing.currency),
             payg_price: format_money(pricing.payg_fix_cents, &pricing.currency),
             credit_balance: customer.credit_balance,
@@ -433,5 +436,20 @@ pub(crate) mod ssr {
             payment_failed: customer.payment_failed_at.is_some(),
             charges_pending: i64::try_from(charges_pending).unwrap_or(i64::MAX),
         })
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::ssr::renews_on;
+    use chrono::NaiveDate;
+
+    #[test]
+    fn pro_renews_a_month_on_or_on_the_last_day_of_a_shorter_month() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+        assert_eq!(renews_on(day(2026, 12, 1)), "1 January 2027");
+        assert_eq!(renews_on(day(2027, 1, 31)), "28 February 2027");
+        assert_eq!(renews_on(day(2028, 1, 30)), "29 February 2028");
+        assert_eq!(renews_on(day(2026, 5, 15)), "15 June 2026");
     }
 }

@@ -541,6 +541,10 @@ pub struct EmailConfig {
     pub transport: EmailTransport,
     /// Sender (`EMAIL_FROM`, default `RSOLV <no-reply@rsolv.local>`).
     pub from: lettre::message::Mailbox,
+    /// Where customers write for help (`SUPPORT_EMAIL`, default
+    /// `support@rsolv.dev`): named on the portal wherever the next step is
+    /// "contact support" (a suspended account, a refused sign-up).
+    pub support: String,
     /// Base of every link in an email, the site's public origin
     /// (`PUBLIC_BASE_URL`, default `http://127.0.0.1:3000`; also
     /// [`Config::public_base_url`]).
@@ -616,10 +620,21 @@ impl EmailConfig {
                 reason: "must be an address, optionally with a name: Name <user@example.com>"
                     .into(),
             })?;
+        let support = env
+            .optional("SUPPORT_EMAIL")
+            .unwrap_or_else(|| "support@rsolv.dev".to_owned());
+        let support = crate::types::values::Email::parse(&support)
+            .map_err(|_| ConfigError::Invalid {
+                name: "SUPPORT_EMAIL",
+                reason: "must be an email address: user@example.com".into(),
+            })?
+            .as_str()
+            .to_owned();
         let retry_base_seconds = env.parsed("EMAIL_RETRY_BASE_SECONDS", 60, 1..=86_400)?;
         Ok(Self {
             transport,
             from,
+            support,
             links,
             max_attempts: env.parsed("EMAIL_MAX_ATTEMPTS", 5, 1..=100)?,
             retry_base_seconds,
