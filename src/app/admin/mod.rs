@@ -1,10 +1,13 @@
 //! The admin console under `/admin` (staff admins only; every server
 //! function in [`api`] checks the role on the server): customers
 //! ([`customers`], [`customer`]), the approval queue ([`signups`]), the
-//! Stripe webhook log ([`webhooks`]), the email outbox ([`emails`]), feature
-//! flags ([`flags`]), the audit log ([`audit`]) and staff admins
-//! ([`admins`]). Filters are plain GET forms (shareable URLs, no
-//! JavaScript needed); actions are `ActionForm`s.
+//! Stripe webhook log and GitHub deliveries with each event in full
+//! ([`webhooks`]), the email outbox with each email in full ([`emails`]),
+//! feature flags with a confirmation step ([`flags`]), the audit log
+//! ([`audit`]) and staff admins ([`admins`]). Filters are plain GET forms
+//! (shareable URLs, no JavaScript needed); actions are `ActionForm`s.
+//! Every table sits in a [`TableScroll`]: it scrolls inside its card and
+//! the page itself never scrolls sideways.
 
 pub mod admins;
 pub mod api;
