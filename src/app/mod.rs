@@ -102,9 +102,11 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/customers/:id") view=admin::customer::AdminCustomerPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/signups") view=admin::signups::AdminSignupsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/webhooks") view=admin::webhooks::AdminWebhooksPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/webhooks/:source/:id") view=admin::webhooks::AdminEventDetailPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/jobs") view=admin::jobs::AdminJobsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/reconciliation") view=admin::reconciliation::AdminReconciliationPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/emails") view=admin::emails::AdminEmailsPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/emails/:id") view=admin::emails::AdminEmailDetailPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/flags") view=admin::flags::AdminFlagsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/audit") view=admin::audit::AdminAuditPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/admins") view=admin::admins::AdminAdminsPage ssr=SsrMode::Async />

@@ -262,8 +262,36 @@ pub struct AdminCustomerDetail {
     /// AI gateway usage per day and per key, and the budget.
     pub ai: crate::types::ai::AiUsageView,
     /// A fresh token for the credit form (its idempotency key: a double
-    /// submission applies once).
+    /// submission applies once); the unpaid fixes' "retry charge" forms use
+    /// it too.
     pub form_token: String,
+    /// The customer's `unpaid` fixes, oldest first, with their charges.
+    pub unpaid_fixes: Vec<AdminUnpaidFixRow>,
+    /// When a declined card charge last blocked further card charges (a
+    /// new card or an admin's retry clears it).
+    pub payment_failed_at: Option<String>,
+}
+
+/// An `unpaid` fix on the customer's page, with what is happening to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminUnpaidFixRow {
+    /// Fix id.
+    pub id: i64,
+    /// `owner/name`.
+    pub repository: String,
+    /// `issue:<n>` or `pr:<n>`.
+    pub fix_key: String,
+    /// Pull request URL.
+    pub pr_url: Option<String>,
+    /// Recorded.
+    pub created_at: String,
+    /// Its charge on its way: (id, status `pending` or `invoiced`,
+    /// amount like `$29.00`).
+    pub charge: Option<(i64, String, String)>,
+    /// Declined charges so far.
+    pub declined: i64,
+    /// Why the newest declined charge failed (our words), if any.
+    pub last_failure: Option<String>,
 }
 
 /// A feature flag.
@@ -410,4 +438,97 @@ pub struct AdminReconciliation {
     pub latest_run_at: Option<String>,
     /// Findings, newest first.
     pub findings: Vec<AdminFindingRow>,
+}
+
+/// A stored webhook event or delivery in full (the console's detail page):
+/// a Stripe event (`source` `stripe`) or a GitHub Marketplace delivery
+/// (`github`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEventDetail {
+    /// `stripe` or `github`.
+    pub source: String,
+    /// `evt_…`, or the `X-GitHub-Delivery` GUID.
+    pub id: String,
+    /// Stripe's event type, or GitHub's event name and action
+    /// (`marketplace_purchase.purchased`).
+    pub type_: String,
+    /// The customer concerned, when known (GitHub deliveries).
+    pub customer_id: Option<i64>,
+    /// When the sender created it (Stripe events).
+    pub created_at: Option<String>,
+    /// Received.
+    pub received_at: String,
+    /// Applied.
+    pub processed_at: Option<String>,
+    /// Processing attempts.
+    pub attempts: i32,
+    /// `received`, `processed`, `ignored` or `failed`.
+    pub status: String,
+    /// The processing job's status, attempts and last error (Stripe).
+    pub job_status: Option<String>,
+    /// The processing job's attempts.
+    pub job_attempts: Option<i32>,
+    /// The last processing error (the event's, else its job's).
+    pub last_error: Option<String>,
+    /// The payload as received, indented JSON, at most 64 KiB.
+    pub payload: String,
+    /// Whether `payload` was cut at 64 KiB.
+    pub payload_truncated: bool,
+}
+
+/// A GitHub Marketplace delivery of the webhook log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminDeliveryRow {
+    /// The `X-GitHub-Delivery` GUID.
+    pub id: String,
+    /// Event name and action, e.g. `marketplace_purchase.purchased`.
+    pub type_: String,
+    /// The Marketplace account's login.
+    pub account_login: Option<String>,
+    /// The customer concerned.
+    pub customer_id: Option<i64>,
+    /// `processed`, `ignored` or `failed`.
+    pub status: String,
+    /// Attempts.
+    pub attempts: i32,
+    /// The last error.
+    pub error: Option<String>,
+    /// Received.
+    pub received_at: String,
+    /// Applied.
+    pub processed_at: Option<String>,
+}
+
+/// One page of GitHub deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminDeliveryPage {
+    /// Rows.
+    pub rows: Vec<AdminDeliveryRow>,
+    /// In all.
+    pub total: i64,
+    /// Page from 1.
+    pub page: i64,
+    /// Rows per page.
+    pub per_page: i64,
+}
+
+/// An outbox email in full (the console's detail page). Bodies are as
+/// stored, with every link's `token=` value shown as `REDACTED` (sent
+/// emails were redacted when sent; queued and failed ones are redacted for
+/// display only), each at most 64 KiB. The HTML body is shown as text,
+/// never rendered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEmailDetail {
+    /// The outbox row.
+    pub email: AdminEmailRow,
+    /// Plain-text body (`None` until rendered at sending).
+    pub text_body: Option<String>,
+    /// HTML body source (`None` until rendered at sending).
+    pub html_body: Option<String>,
+    /// What the worker renders from, indented JSON.
+    pub notification: Option<String>,
+    /// When the worker tries it next.
+    pub next_attempt_at: String,
+    /// Whether any of the texts above was cut at 64 KiB.
+    pub truncated: bool,
 }

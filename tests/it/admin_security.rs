@@ -437,9 +437,10 @@ async fn a_kill_switch_needs_a_reason_which_is_audited() {
     let audit = app.audit_entries("flag.set").await;
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].2.as_deref(), Some("Stripe incident INC-42"));
-    // The reason is a plain form field of the page (no JavaScript needed).
+    // The reason is a plain form field of the page's confirmation step (no
+    // JavaScript needed; see admin_console.rs).
     let html = admin
-        .get(app.url("/admin/flags"))
+        .get(app.url("/admin/flags?confirm=billing_enabled&to=on"))
         .send()
         .await
         .unwrap()
@@ -448,7 +449,7 @@ async fn a_kill_switch_needs_a_reason_which_is_audited() {
         .unwrap();
     assert!(
         html.contains(r#"name="reason""#),
-        "the flags page has a reason field"
+        "the flag's confirmation step has a reason field"
     );
 }
 

@@ -7,6 +7,7 @@
 #![cfg(feature = "ssr")]
 
 mod admin;
+mod admin_console;
 mod admin_security;
 mod ai;
 mod ai_pages;

@@ -4,8 +4,8 @@
 
 use super::api::{admin_list_admins, AdminDeactivateAdmin, AdminInviteAdmin, AdminReactivateAdmin};
 use super::{
-    short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, BUTTON, CARD, DANGER_BUTTON,
-    INPUT, SECONDARY_BUTTON, TABLE, TD, TH,
+    short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, TableScroll, ADMIN_TABLE,
+    BUTTON, CARD, DANGER_BUTTON, INPUT, SECONDARY_BUTTON, TD, TH,
 };
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -39,8 +39,8 @@ pub fn AdminAdminsPage() -> impl IntoView {
             {move || Suspend::new(async move {
                 match admins.await {
                     Ok(rows) => view! {
-                        <div class=format!("{CARD} mt-4 overflow-x-auto p-0")>
-                            <table class=TABLE>
+                        <div class=format!("{CARD} mt-4 overflow-hidden p-0")>
+                            <TableScroll><table class=ADMIN_TABLE>
                                 <thead><tr><th scope="col" class=TH>"Email"</th><th scope="col" class=TH>"State"</th><th scope="col" class=TH>"Two-factor"</th><th scope="col" class=TH>"Since"</th><th scope="col" class=TH>"Access"</th></tr></thead>
                                 <tbody>
                                     {rows.into_iter().map(|a| {
@@ -48,7 +48,7 @@ pub fn AdminAdminsPage() -> impl IntoView {
                                         let reason_id = format!("admin-reason-{}", a.id);
                                         view! {
                                             <tr data-testid=format!("admin-row-{}", a.id)>
-                                                <td class=TD>{a.email}</td>
+                                                <td class=format!("{TD} max-w-[14rem] truncate") title=a.email.clone()>{a.email.clone()}</td>
                                                 <td class=TD><Badge text=state.to_owned() /></td>
                                                 <td class=TD>{if a.two_factor { "enrolled" } else { "at next sign-in" }}</td>
                                                 <td class=TD>{short_time(&a.created_at)}</td>
@@ -59,7 +59,7 @@ pub fn AdminAdminsPage() -> impl IntoView {
                                         }
                                     }).collect_view()}
                                 </tbody>
-                            </table>
+                            </table></TableScroll>
                         </div>
                     }
                     .into_any(),

@@ -9,8 +9,8 @@
 //! as listed.
 
 use crate::types::admin::{
-    AdminAuditPage, AdminCustomerDetail, AdminCustomerPage, AdminEmailPage, AdminEventPage,
-    AdminFlagRow, AdminSignupPage, AdminUserRow,
+    AdminAuditPage, AdminCustomerDetail, AdminCustomerPage, AdminDeliveryPage, AdminEmailDetail,
+    AdminEmailPage, AdminEventDetail, AdminEventPage, AdminFlagRow, AdminSignupPage, AdminUserRow,
 };
 use crate::types::AppError;
 use leptos::prelude::*;
@@ -195,6 +195,53 @@ pub async fn admin_write_off_fix(
         .map_err(ssr::fail)
 }
 
+/// Charges the customer's unpaid fix `fix_id` again (issue 14, item 6):
+/// one credit if any is left, else a new charge on the card on file
+/// (clearing an earlier decline's block); audited `fix.retry_charge`.
+/// `form_token` (from the customer page) makes a repeated submission
+/// change nothing. Answers what happened, in words.
+///
+/// Errors: also [`AppError::Validation`] for a bad token, a fix that is
+/// not unpaid, or when nothing can pay; [`AppError::NotFound`].
+#[server(endpoint = "admin/fixes/retry-charge")]
+pub async fn admin_retry_fix_charge(
+    customer_id: i64,
+    fix_id: i64,
+    #[server(default)] form_token: String,
+) -> Result<String, AppError> {
+    use crate::server::admin::customers::{retry_fix_charge, RetryCharge};
+    use crate::server::billing::fixes::Payment;
+    let (admin, mut conn) = ssr::admin().await?;
+    let state = ssr::state()?;
+    let outcome = retry_fix_charge(
+        &mut conn,
+        &state.config.pricing,
+        &admin,
+        customer_id,
+        fix_id,
+        &form_token,
+    )
+    .await
+    .map_err(ssr::fail)?;
+    Ok(match outcome {
+        RetryCharge::Retried(Payment::Credit(_)) => {
+            format!("Fix {fix_id} was paid with one credit.")
+        }
+        RetryCharge::Retried(Payment::Charging(charge)) => format!(
+            "Charge {charge} for fix {fix_id} is on its way; the job worker charges the card shortly."
+        ),
+        RetryCharge::Retried(Payment::AwaitingPeriodCredits | Payment::Refused(_)) => format!(
+            "Fix {fix_id} waits for the Pro period's credits; it is paid when they are granted."
+        ),
+        RetryCharge::AlreadyCharging(charge) => {
+            format!("Charge {charge} for fix {fix_id} was on its way already; nothing changed.")
+        }
+        RetryCharge::Replayed => {
+            format!("This retry of fix {fix_id} was submitted already; nothing changed.")
+        }
+    })
+}
+
 /// Suspends the customer (the Action API answers 403 for its keys) with a
 /// mandatory reason.
 ///
@@ -298,6 +345,127 @@ pub async fn admin_replay_event(#[server(default)] event_id: String) -> Result<(
     crate::server::admin::ops::replay_event(&mut conn, &admin, event_id.trim())
         .await
         .map_err(ssr::fail)
+}
+
+/// One webhook event in full: `source` `stripe` (`id` an `evt_…`) or
+/// `github` (`id` an `X-GitHub-Delivery` GUID), with its payload as
+/// received (indented, at most 64 KiB), status, attempts, errors and times.
+///
+/// Errors: also [`AppError::NotFound`]; [`AppError::Validation`] for
+/// another source.
+#[server(endpoint = "admin/events/get")]
+pub async fn admin_get_event(
+    #[server(default)] source: String,
+    #[server(default)] id: String,
+) -> Result<AdminEventDetail, AppError> {
+    use crate::server::admin::ops::{delivery_detail, pretty_json, stripe_event_detail};
+    let (_, mut conn) = ssr::admin().await?;
+    let id = id.trim();
+    match source.trim() {
+        "stripe" => {
+            let d = stripe_event_detail(&mut conn, id)
+                .await
+                .map_err(ssr::fail)?;
+            let (payload, payload_truncated) = pretty_json(&d.payload);
+            let (job_status, job_attempts, job_error) = match d.job {
+                Some((status, attempts, error)) => (Some(status), Some(attempts), error),
+                None => (None, None, None),
+            };
+            Ok(AdminEventDetail {
+                source: "stripe".into(),
+                id: d.event.id,
+                type_: d.event.type_,
+                customer_id: None,
+                created_at: Some(ssr::iso(d.created)),
+                received_at: ssr::iso(d.event.received_at),
+                processed_at: d.event.processed_at.map(ssr::iso),
+                attempts: d.event.attempts,
+                status: d.event.status,
+                job_status,
+                job_attempts,
+                last_error: d.event.last_error.or(job_error),
+                payload,
+                payload_truncated,
+            })
+        }
+        "github" => {
+            let (row, body) = delivery_detail(&mut conn, id).await.map_err(ssr::fail)?;
+            let (payload, payload_truncated) = pretty_json(&body);
+            let row = ssr::delivery_row(row);
+            Ok(AdminEventDetail {
+                source: "github".into(),
+                id: row.id,
+                type_: row.type_,
+                customer_id: row.customer_id,
+                created_at: None,
+                received_at: row.received_at,
+                processed_at: row.processed_at,
+                attempts: row.attempts,
+                status: row.status,
+                job_status: None,
+                job_attempts: None,
+                last_error: row.error,
+                payload,
+                payload_truncated,
+            })
+        }
+        other => Err(ssr::fail_app(AppError::Validation(format!(
+            "source must be stripe or github; got {other:?}"
+        )))),
+    }
+}
+
+/// The GitHub Marketplace deliveries, newest first; `page` from 1.
+#[server(endpoint = "admin/deliveries")]
+pub async fn admin_list_deliveries(
+    #[server(default)] page: Option<i64>,
+) -> Result<AdminDeliveryPage, AppError> {
+    use crate::server::admin::ops::{list_deliveries, OPS_PER_PAGE};
+    let (_, mut conn) = ssr::admin().await?;
+    let page = page.unwrap_or(1).max(1);
+    let (rows, total) = list_deliveries(&mut conn, page).await.map_err(ssr::fail)?;
+    Ok(AdminDeliveryPage {
+        rows: rows.into_iter().map(ssr::delivery_row).collect(),
+        total,
+        page,
+        per_page: OPS_PER_PAGE,
+    })
+}
+
+/// One outbox email in full: recipient, subject, status, attempts, last
+/// error, times, and the bodies and notification as stored with every
+/// link's token shown `REDACTED` (at most 64 KiB each).
+///
+/// Errors: also [`AppError::NotFound`].
+#[server(endpoint = "admin/emails/get")]
+pub async fn admin_get_email(email_id: i64) -> Result<AdminEmailDetail, AppError> {
+    use crate::server::admin::ops::{bounded, email_detail, DETAIL_MAX_BYTES};
+    use crate::server::email::worker::redact_link_tokens;
+    let (_, mut conn) = ssr::admin().await?;
+    let d = email_detail(&mut conn, email_id).await.map_err(ssr::fail)?;
+    let mut truncated = false;
+    let mut shown = |text: Option<String>| {
+        text.map(|t| {
+            let (t, cut) = bounded(&redact_link_tokens(&t), DETAIL_MAX_BYTES);
+            truncated |= cut;
+            t
+        })
+    };
+    let text_body = shown(d.text_body);
+    let html_body = shown(d.html_body);
+    let notification = shown(
+        d.notification
+            .as_ref()
+            .map(|n| serde_json::to_string_pretty(n).unwrap_or_else(|_| n.to_string())),
+    );
+    Ok(AdminEmailDetail {
+        email: ssr::email_row(d.row),
+        text_body,
+        html_body,
+        notification,
+        next_attempt_at: ssr::iso(d.next_attempt_at),
+        truncated,
+    })
 }
 
 /// The email outbox: `status` `queued`, `sending`, `sent` or `failed`;
@@ -716,6 +884,26 @@ pub(crate) mod ssr {
         }
     }
 
+    /// A GitHub delivery row.
+    pub fn delivery_row(
+        d: crate::server::admin::ops::DeliveryRow,
+    ) -> crate::types::admin::AdminDeliveryRow {
+        crate::types::admin::AdminDeliveryRow {
+            type_: match d.action {
+                Some(action) => format!("{}.{action}", d.event),
+                None => d.event,
+            },
+            id: d.delivery_id,
+            account_login: d.account_login,
+            customer_id: d.customer_id,
+            status: d.status,
+            attempts: d.attempts,
+            error: d.error,
+            received_at: iso(d.received_at),
+            processed_at: d.processed_at.map(iso),
+        }
+    }
+
     /// An email row.
     pub fn email_row(e: EmailRow) -> AdminEmailRow {
         AdminEmailRow {
@@ -798,6 +986,27 @@ pub(crate) mod ssr {
         let (audit, _) = list_audit(conn, Some(customer_id), None, 1, 100)
             .await
             .map_err(fail)?;
+        let unpaid_fixes = crate::server::admin::customers::unpaid_fixes(conn, customer_id)
+            .await
+            .map_err(fail)?
+            .into_iter()
+            .map(|u| crate::types::admin::AdminUnpaidFixRow {
+                id: u.fix.id,
+                repository: u.fix.repository,
+                fix_key: u.fix.fix_key,
+                pr_url: u.fix.pr_url,
+                created_at: iso(u.fix.created_at),
+                charge: u.live_charge.map(|c| {
+                    (
+                        c.id,
+                        c.status.as_str().to_owned(),
+                        crate::server::billing::pricing::format_money(c.amount_cents, &c.currency),
+                    )
+                }),
+                declined: i64::try_from(u.declined.len()).unwrap_or(i64::MAX),
+                last_failure: u.declined.first().and_then(|c| c.failure_message.clone()),
+            })
+            .collect();
         Ok(AdminCustomerDetail {
             customer: customer_row(&d.customer),
             current_period_end: d.customer.current_period_end.map(iso),
@@ -863,6 +1072,8 @@ pub(crate) mod ssr {
             )
             .await?,
             form_token: form_token()?,
+            unpaid_fixes,
+            payment_failed_at: d.customer.payment_failed_at.map(iso),
         })
     }
 }

@@ -3,8 +3,8 @@
 
 use super::api::admin_list_audit;
 use super::{
-    href_with, short_time, AdminNav, LoadError, Loading, Pager, CARD, INPUT, LINK,
-    SECONDARY_BUTTON, TABLE, TD, TH,
+    href_with, short_time, AdminNav, LoadError, Loading, Pager, TableScroll, ADMIN_TABLE, CARD,
+    INPUT, LINK, SECONDARY_BUTTON, TD, TD_TEXT, TH,
 };
 use crate::types::admin::AdminAuditRow;
 use leptos::prelude::*;
@@ -55,7 +55,7 @@ pub fn AdminAuditPage() -> impl IntoView {
                         let (customer, action) = (get("customer_id"), get("action"));
                         let href = Callback::new(move |p: i64| href_with("/admin/audit", &[("customer_id", customer.clone()), ("action", action.clone()), ("page", p.to_string())]));
                         view! {
-                            <div class=format!("{CARD} mt-4 overflow-x-auto p-0")><AuditTable rows=list.rows.clone() /></div>
+                            <div class=format!("{CARD} mt-4 overflow-hidden p-0")><AuditTable rows=list.rows.clone() /></div>
                             <Pager page=list.page total=list.total per_page=list.per_page href />
                         }
                         .into_any()
@@ -74,7 +74,7 @@ pub fn AuditTable(rows: Vec<AdminAuditRow>) -> impl IntoView {
         return view! { <p class="p-3 text-sm text-slate-700 dark:text-slate-300">"No entries."</p> }.into_any();
     }
     view! {
-        <table class=TABLE data-testid="audit-table">
+        <TableScroll><table class=ADMIN_TABLE data-testid="audit-table">
             <thead><tr>
                 <th scope="col" class=TH>"When"</th><th scope="col" class=TH>"Who"</th><th scope="col" class=TH>"Action"</th>
                 <th scope="col" class=TH>"Target"</th><th scope="col" class=TH>"Reason"</th><th scope="col" class=TH>"Before"</th><th scope="col" class=TH>"After"</th>
@@ -83,7 +83,7 @@ pub fn AuditTable(rows: Vec<AdminAuditRow>) -> impl IntoView {
                 {rows.into_iter().map(|a| view! {
                     <tr data-testid="audit-row">
                         <td class=TD>{short_time(&a.created_at)}</td>
-                        <td class=TD>{a.actor_email.clone()}</td>
+                        <td class=format!("{TD} max-w-[12rem] truncate") title=a.actor_email.clone()>{a.actor_email.clone()}</td>
                         <td class=format!("{TD} font-mono text-xs")>{a.action.clone()}</td>
                         <td class=TD>
                             {match a.customer_id {
@@ -91,13 +91,13 @@ pub fn AuditTable(rows: Vec<AdminAuditRow>) -> impl IntoView {
                                 None => format!("{} {}", a.target_type, a.target_id.clone().unwrap_or_default()).into_any(),
                             }}
                         </td>
-                        <td class=format!("{TD} whitespace-normal")>{a.reason.clone().unwrap_or_default()}</td>
-                        <td class=format!("{TD} font-mono text-xs whitespace-normal break-all")>{a.before.clone().unwrap_or_default()}</td>
-                        <td class=format!("{TD} font-mono text-xs whitespace-normal break-all")>{a.after.clone().unwrap_or_default()}</td>
+                        <td class=TD_TEXT>{a.reason.clone().unwrap_or_default()}</td>
+                        <td class=format!("{TD} font-mono text-xs whitespace-normal break-all min-w-[10rem] max-w-[20rem]")>{a.before.clone().unwrap_or_default()}</td>
+                        <td class=format!("{TD} font-mono text-xs whitespace-normal break-all min-w-[10rem] max-w-[20rem]")>{a.after.clone().unwrap_or_default()}</td>
                     </tr>
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></TableScroll>
     }
     .into_any()
 }

@@ -6,8 +6,8 @@
 
 use super::api::{admin_ai_top_usage, admin_search_customers, AdminProvisionCustomer};
 use super::{
-    href_with, AdminNav, Badge, LoadError, Loading, Pager, BUTTON, CARD, INPUT, LINK,
-    SECONDARY_BUTTON, TABLE, TD, TH,
+    href_with, AdminNav, Badge, LoadError, Loading, Pager, TableScroll, ADMIN_TABLE, BUTTON, CARD,
+    INPUT, LINK, SECONDARY_BUTTON, TD, TD_ID, TH,
 };
 use crate::types::admin::AdminCustomerPage;
 use crate::types::ai::{group_digits, AiCustomerUsageRow};
@@ -130,7 +130,7 @@ fn TopAiUsage() -> impl IntoView {
 #[component]
 fn TopAiTable(rows: Vec<AiCustomerUsageRow>) -> impl IntoView {
     view! {
-        <section class=format!("{CARD} mt-8 overflow-x-auto") aria-labelledby="ai-top-title" data-testid="ai-top-usage">
+        <section class=format!("{CARD} mt-8 min-w-0") aria-labelledby="ai-top-title" data-testid="ai-top-usage">
             <h2 id="ai-top-title" class="text-lg font-semibold">"Top AI usage today"</h2>
             <p class="mt-1 text-sm text-slate-700 dark:text-slate-300">
                 "Tokens the AI gateway measured since 00:00 UTC, most first. Budgets are set on each customer's page."
@@ -139,7 +139,7 @@ fn TopAiTable(rows: Vec<AiCustomerUsageRow>) -> impl IntoView {
                 view! { <p class="mt-3 text-sm text-slate-700 dark:text-slate-300">"No AI calls today."</p> }.into_any()
             } else {
                 view! {
-                    <table class=format!("{TABLE} mt-3") data-testid="ai-top-table">
+                    <TableScroll><table class=format!("{ADMIN_TABLE} mt-3") data-testid="ai-top-table">
                         <thead><tr>
                             <th scope="col" class=TH>"Customer"</th>
                             <th scope="col" class=TH>"Email"</th>
@@ -160,7 +160,7 @@ fn TopAiTable(rows: Vec<AiCustomerUsageRow>) -> impl IntoView {
                                 </tr>
                             }).collect_view()}
                         </tbody>
-                    </table>
+                    </table></TableScroll>
                 }
                 .into_any()
             }}
@@ -184,8 +184,8 @@ fn CustomerTable(list: AdminCustomerPage, params: Vec<(&'static str, String)>) -
         .into_any();
     }
     view! {
-        <div class=format!("{CARD} overflow-x-auto p-0")>
-            <table class=TABLE data-testid="customers-table">
+        <div class=format!("{CARD} overflow-hidden p-0")>
+            <TableScroll><table class=ADMIN_TABLE data-testid="customers-table">
                 <thead>
                     <tr>
                         <th scope="col" class=TH>"Id"</th>
@@ -217,7 +217,7 @@ fn CustomerTable(list: AdminCustomerPage, params: Vec<(&'static str, String)>) -
                                 </td>
                                 <td class=TD>{c.source.clone()}</td>
                                 <td class=format!("{TD} text-right tabular-nums")>{c.credit_balance}</td>
-                                <td class=format!("{TD} font-mono text-xs")>{c.stripe_customer_id.clone().unwrap_or_else(|| "—".into())}</td>
+                                <td class=TD_ID title=c.stripe_customer_id.clone().unwrap_or_default()>{c.stripe_customer_id.clone().unwrap_or_else(|| "—".into())}</td>
                                 <td class=TD>
                                     {if c.can_use_service {
                                         view! { <Badge text="ok".to_owned() /> }.into_any()
@@ -230,7 +230,7 @@ fn CustomerTable(list: AdminCustomerPage, params: Vec<(&'static str, String)>) -
                         })
                         .collect_view()}
                 </tbody>
-            </table>
+            </table></TableScroll>
         </div>
         <Pager page=list.page total=list.total per_page=list.per_page href />
     }

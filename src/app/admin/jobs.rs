@@ -3,8 +3,8 @@
 //! scope 5). The server functions check the admin role themselves.
 
 use super::{
-    href_with, short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, Pager, CARD, INPUT,
-    SECONDARY_BUTTON, SMALL_BUTTON, TABLE, TD, TH,
+    href_with, short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, Pager, TableScroll,
+    ADMIN_TABLE, CARD, INPUT, SECONDARY_BUTTON, SMALL_BUTTON, TD, TD_ID, TH,
 };
 use crate::types::admin::{AdminJobPage, AdminJobRow};
 use crate::types::AppError;
@@ -148,7 +148,7 @@ pub fn AdminJobsPage() -> impl IntoView {
                                     <button type="submit" class=SECONDARY_BUTTON>{format!("Retry all dead {kind} jobs")}</button>
                                 </ActionForm>
                             })}
-                            <div class=format!("{CARD} mt-4 overflow-x-auto p-0")>
+                            <div class=format!("{CARD} mt-4 overflow-hidden p-0")>
                                 <JobTable rows=list.rows.clone() retry />
                             </div>
                             <Pager page=list.page total=list.total per_page=list.per_page href />
@@ -169,7 +169,7 @@ fn JobTable(rows: Vec<AdminJobRow>, retry: ServerAction<AdminRetryJob>) -> impl 
         return view! { <p class="p-3 text-sm text-slate-700 dark:text-slate-300" data-testid="jobs-empty">"No jobs."</p> }.into_any();
     }
     view! {
-        <table class=TABLE data-testid="jobs-table">
+        <TableScroll><table class=ADMIN_TABLE data-testid="jobs-table">
             <thead><tr>
                 <th scope="col" class=TH>"Job"</th><th scope="col" class=TH>"Kind"</th><th scope="col" class=TH>"Status"</th>
                 <th scope="col" class=format!("{TH} text-right")>"Attempts"</th><th scope="col" class=TH>"Enqueued"</th>
@@ -188,7 +188,7 @@ fn JobTable(rows: Vec<AdminJobRow>, retry: ServerAction<AdminRetryJob>) -> impl 
                             <td class=TD>{short_time(&j.created_at)}</td>
                             <td class=TD>{short_time(&j.run_at)}</td>
                             <td class=format!("{TD} max-w-xs truncate") title=j.last_error.clone().unwrap_or_default()>{j.last_error.clone().unwrap_or_default()}</td>
-                            <td class=format!("{TD} font-mono text-xs")>{j.payload.clone()}</td>
+                            <td class=format!("{TD_ID} max-w-[20rem]") title=j.payload.clone()>{j.payload.clone()}</td>
                             <td class=TD>
                                 {dead.then(|| view! {
                                     <ActionForm action=retry>
@@ -201,7 +201,7 @@ fn JobTable(rows: Vec<AdminJobRow>, retry: ServerAction<AdminRetryJob>) -> impl 
                     }
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></TableScroll>
     }
     .into_any()
 }

@@ -1,10 +1,13 @@
 //! The admin console under `/admin` (staff admins only; every server
 //! function in [`api`] checks the role on the server): customers
 //! ([`customers`], [`customer`]), the approval queue ([`signups`]), the
-//! Stripe webhook log ([`webhooks`]), the email outbox ([`emails`]), feature
-//! flags ([`flags`]), the audit log ([`audit`]) and staff admins
-//! ([`admins`]). Filters are plain GET forms (shareable URLs, no
-//! JavaScript needed); actions are `ActionForm`s.
+//! Stripe webhook log and GitHub deliveries with each event in full
+//! ([`webhooks`]), the email outbox with each email in full ([`emails`]),
+//! feature flags with a confirmation step ([`flags`]), the audit log
+//! ([`audit`]) and staff admins ([`admins`]). Filters are plain GET forms
+//! (shareable URLs, no JavaScript needed); actions are `ActionForm`s.
+//! Every table sits in a [`TableScroll`]: it scrolls inside its card and
+//! the page itself never scrolls sideways.
 
 pub mod admins;
 pub mod api;
@@ -20,10 +23,53 @@ pub mod webhooks;
 
 pub(crate) use crate::app::portal::{
     short_time, Alert, LoadError, Loading, Notice, BUTTON, CARD, DANGER_BUTTON, INPUT, LINK,
-    SECONDARY_BUTTON, TABLE, TD, TH,
+    SECONDARY_BUTTON, TD, TH,
 };
 use crate::types::AppError;
 use leptos::prelude::*;
+
+/// Classes of an admin table: the width of its scroller, never narrower
+/// than 40rem (a narrow window scrolls the table inside its card instead of
+/// squeezing its columns; see [`TableScroll`]).
+pub(crate) const ADMIN_TABLE: &str =
+    "w-full min-w-[40rem] divide-y divide-slate-200 text-sm dark:divide-slate-800";
+
+/// Classes of a cell holding a long identifier (`evt_…`, `pm_…`, an email):
+/// cut to 14rem with an ellipsis; put the whole value in `title`.
+pub(crate) const TD_ID: &str =
+    "whitespace-nowrap px-2 py-1.5 align-top max-w-[14rem] truncate font-mono text-xs";
+
+/// Classes of a cell holding free text (reasons, errors, references):
+/// wrapped within 20rem, long words broken.
+pub(crate) const TD_TEXT: &str =
+    "px-2 py-1.5 align-top min-w-[10rem] max-w-[20rem] whitespace-normal break-words";
+
+/// The scroller around every admin table: the table scrolls sideways
+/// inside its card, so the page itself never does (at 1280 px and at
+/// 390 px alike).
+#[component]
+pub fn TableScroll(children: Children) -> impl IntoView {
+    view! { <div class="max-w-full overflow-x-auto" data-table-scroll="x">{children()}</div> }
+}
+
+/// A labelled block of preformatted text (a payload, an email body):
+/// wrapped, scrolled inside a box at most 32rem high, never wider than its
+/// card.
+#[component]
+pub fn PreBlock(title: &'static str, testid: &'static str, text: String) -> impl IntoView {
+    view! {
+        <section class=format!("{CARD} mt-4 min-w-0") aria-label=title>
+            <h2 class="mb-2 font-semibold">{title}</h2>
+            <pre
+                class="max-h-[32rem] overflow-auto whitespace-pre-wrap break-all rounded bg-slate-100 p-3 font-mono text-xs dark:bg-slate-950"
+                data-testid=testid
+                tabindex="0"
+            >
+                {text}
+            </pre>
+        </section>
+    }
+}
 
 /// Classes of a small button inside a table.
 pub(crate) const SMALL_BUTTON: &str =
@@ -110,7 +156,9 @@ pub fn href_with(path: &str, params: &[(&str, String)]) -> String {
     }
 }
 
-fn encode(raw: &str) -> String {
+/// `raw` percent-encoded for a query value or a path segment (only
+/// unreserved characters are left as they are).
+pub(crate) fn encode(raw: &str) -> String {
     raw.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

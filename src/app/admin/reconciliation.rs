@@ -3,8 +3,8 @@
 //! 9, scope 7). The server functions check the admin role themselves.
 
 use super::{
-    short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, CARD, SECONDARY_BUTTON,
-    SMALL_BUTTON, TABLE, TD, TH,
+    short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, TableScroll, ADMIN_TABLE, CARD,
+    SECONDARY_BUTTON, SMALL_BUTTON, TD, TD_ID, TH,
 };
 use crate::types::admin::{AdminFindingRow, AdminReconciliation};
 use crate::types::AppError;
@@ -113,7 +113,7 @@ pub fn AdminReconciliationPage() -> impl IntoView {
                                 _ => "No run yet.".to_owned(),
                             }}
                         </p>
-                        <div class=format!("{CARD} mt-4 overflow-x-auto p-0")>
+                        <div class=format!("{CARD} mt-4 overflow-hidden p-0")>
                             <FindingTable rows=r.findings.clone() repair />
                         </div>
                     }.into_any(),
@@ -134,7 +134,7 @@ fn FindingTable(
             .into_any();
     }
     view! {
-        <table class=TABLE data-testid="findings-table">
+        <TableScroll><table class=ADMIN_TABLE data-testid="findings-table">
             <thead><tr>
                 <th scope="col" class=TH>"Run"</th><th scope="col" class=TH>"Kind"</th><th scope="col" class=TH>"Customer"</th>
                 <th scope="col" class=TH>"Subject"</th><th scope="col" class=TH>"Details"</th><th scope="col" class=TH>"Resolved"</th>
@@ -148,8 +148,8 @@ fn FindingTable(
                             <td class=format!("{TD} tabular-nums")>{f.run_id}</td>
                             <td class=TD><Badge text=f.kind.clone() /></td>
                             <td class=TD>{f.customer_id.map(|id| view! { <a class=super::LINK href=format!("/admin/customers/{id}")>{id}</a> })}</td>
-                            <td class=format!("{TD} font-mono text-xs")>{f.subject.clone()}</td>
-                            <td class=format!("{TD} font-mono text-xs max-w-md truncate") title=f.details.clone()>{f.details.clone()}</td>
+                            <td class=TD_ID title=f.subject.clone()>{f.subject.clone()}</td>
+                            <td class=format!("{TD} font-mono text-xs max-w-[20rem] truncate") title=f.details.clone()>{f.details.clone()}</td>
                             <td class=TD>{f.resolved_at.as_deref().map(|at| format!("{} by {}", short_time(at), f.resolved_by.clone().unwrap_or_default()))}</td>
                             <td class=TD>
                                 {(open && f.repairable).then(|| view! {
@@ -163,7 +163,7 @@ fn FindingTable(
                     }
                 }).collect_view()}
             </tbody>
-        </table>
+        </table></TableScroll>
     }
     .into_any()
 }

@@ -4,8 +4,8 @@
 
 use super::api::{admin_list_signups, AdminApproveSignup, AdminRejectSignup};
 use super::{
-    href_with, short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, Pager, CARD, INPUT,
-    LINK, SECONDARY_BUTTON, SMALL_BUTTON, TABLE, TD, TH,
+    href_with, short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, Pager, TableScroll,
+    ADMIN_TABLE, CARD, INPUT, LINK, SECONDARY_BUTTON, SMALL_BUTTON, TD, TH,
 };
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -61,8 +61,8 @@ pub fn AdminSignupsPage() -> impl IntoView {
                             return view! { <div class=format!("{CARD} mt-4")><p data-testid="signups-empty">"Nothing waiting."</p></div> }.into_any();
                         }
                         view! {
-                            <div class=format!("{CARD} mt-4 overflow-x-auto p-0")>
-                                <table class=TABLE data-testid="signups-table">
+                            <div class=format!("{CARD} mt-4 overflow-hidden p-0")>
+                                <TableScroll><table class=ADMIN_TABLE data-testid="signups-table">
                                     <thead><tr>
                                         <th scope="col" class=TH>"Received"</th><th scope="col" class=TH>"Email"</th><th scope="col" class=TH>"Name"</th>
                                         <th scope="col" class=TH>"Via"</th><th scope="col" class=TH>"Status"</th><th scope="col" class=TH>"Decision"</th>
@@ -75,8 +75,8 @@ pub fn AdminSignupsPage() -> impl IntoView {
                                             view! {
                                                 <tr data-testid="signup-row">
                                                     <td class=TD>{short_time(&r.created_at)}</td>
-                                                    <td class=TD>{r.email.clone()}</td>
-                                                    <td class=TD>{r.name.clone()}</td>
+                                                    <td class=format!("{TD} max-w-[14rem] truncate") title=r.email.clone()>{r.email.clone()}</td>
+                                                    <td class=format!("{TD} max-w-[12rem] truncate") title=r.name.clone()>{r.name.clone()}</td>
                                                     <td class=TD>{r.channel.clone()} " · " {r.source.clone()}</td>
                                                     <td class=TD><Badge text=r.status.clone() /></td>
                                                     <td class=TD>
@@ -108,7 +108,7 @@ pub fn AdminSignupsPage() -> impl IntoView {
                                             }
                                         }).collect_view()}
                                     </tbody>
-                                </table>
+                                </table></TableScroll>
                             </div>
                             <Pager page=list.page total=list.total per_page=list.per_page href />
                         }

@@ -1,22 +1,26 @@
 //! Customers as the admin console sees them: search, the detail page's
 //! data, and the admin's actions (provision, adjust credits, suspend and
-//! reactivate, revoke a key), each with its audit entry in the same
-//! transaction.
+//! reactivate, revoke a key, write off an unpaid fix or charge it again),
+//! each with its audit entry in the same transaction.
 
 use crate::server::admin::audit::{record_audit, AuditEntry};
 use crate::server::admin::{page_offset, Admin};
 use crate::server::auth::accounts::{provision_with_owner, OwnerSetup};
 use crate::server::billing::api_keys::{list_api_keys, revoke_api_key, ApiKey};
+use crate::server::billing::charges::Charge;
 use crate::server::billing::customers::{find_customer, Customer, NewCustomer};
-use crate::server::billing::fixes::{lock_customer, settle_unpaid_fixes};
+use crate::server::billing::fixes::{
+    list_unpaid_fixes, lock_customer, retry_unpaid_fix, settle_unpaid_fixes, Fix, Payment,
+    RetryOutcome,
+};
 use crate::server::billing::ledger::{append_entry, LedgerEntry, NewEntry};
 use crate::server::billing::notifications::EmailLinks;
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::config::Config;
 use crate::server::db::schema::{
-    credit_ledger_entries, customers, email_outbox, fix_write_offs, fixes, stripe_events,
-    stripe_payment_methods, users,
+    admin_audit_log, charges, credit_ledger_entries, customers, email_outbox, fix_write_offs,
+    fixes, stripe_events, stripe_payment_methods, users,
 };
 use crate::types::values::SubscriptionStatus;
 use crate::types::values::{
@@ -673,6 +677,154 @@ pub async fn write_off_fix(
         Ok(())
     })
     .await
+}
+
+/// The action name (and idempotency-key prefix) of [`retry_fix_charge`].
+pub const RETRY_CHARGE_ACTION: &str = "fix.retry_charge";
+
+/// What [`retry_fix_charge`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryCharge {
+    /// Paid with a credit, or a new charge is on its way (or, for Pro, the
+    /// period's credits are awaited); audited.
+    Retried(Payment),
+    /// A charge was on its way already: nothing changed, nothing recorded.
+    AlreadyCharging(i64),
+    /// This form was submitted before: nothing changed this time.
+    Replayed,
+}
+
+/// The admin's "retry charge" on the customer's `unpaid` fix `fix_id`
+/// ([`retry_unpaid_fix`]: a credit if any is left, else a new charge on the
+/// card on file, clearing an earlier decline's block), with the audit entry
+/// (`fix.retry_charge`; before: the fix's status and whether a decline
+/// blocked the card; after: the outcome and the idempotency key
+/// `fix.retry_charge:<fix id>:<form token>`), in one transaction under the
+/// customer's lock. The same form submitted again (same token) changes
+/// nothing and answers [`RetryCharge::Replayed`]; a fix whose charge is on
+/// its way answers [`RetryCharge::AlreadyCharging`] and records nothing.
+///
+/// Errors: [`BillingError::Invalid`] for a bad token, a fix that is not
+/// `unpaid`, or when nothing can pay (no credit, no card, no Pro; nothing
+/// is written); [`BillingError::NotFound`] when the fix is not this
+/// customer's; [`BillingError::Database`].
+pub async fn retry_fix_charge(
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    actor: &Admin,
+    customer_id: i64,
+    fix_id: i64,
+    form_token: &str,
+) -> Result<RetryCharge, BillingError> {
+    let token = parse_form_token(form_token)?;
+    let key = format!("{RETRY_CHARGE_ACTION}:{fix_id}:{token}");
+    conn.transaction(async |conn| {
+        lock_customer(conn, customer_id).await?;
+        let replayed: bool = diesel::select(diesel::dsl::exists(
+            admin_audit_log::table
+                .filter(admin_audit_log::action.eq(RETRY_CHARGE_ACTION))
+                .filter(admin_audit_log::customer_id.eq(customer_id))
+                .filter(admin_audit_log::target_id.eq(fix_id.to_string()))
+                .filter(
+                    admin_audit_log::after
+                        .retrieve_as_text("idempotency_key")
+                        .eq(&key),
+                ),
+        ))
+        .get_result(conn)
+        .await?;
+        if replayed {
+            return Ok(RetryCharge::Replayed);
+        }
+        let payment_failed: bool = customers::table
+            .find(customer_id)
+            .select(customers::payment_failed_at.is_not_null())
+            .first(conn)
+            .await?;
+        let payment = match retry_unpaid_fix(conn, pricing, customer_id, fix_id).await? {
+            RetryOutcome::AlreadyCharging(charge) => {
+                return Ok(RetryCharge::AlreadyCharging(charge))
+            }
+            RetryOutcome::Retried(Payment::Refused(_)) => {
+                // Rolls back: nothing was paid or changed.
+                return Err(invalid(
+                    "nothing can pay for this fix: the customer has no credit, no card on file and no Pro subscription",
+                ));
+            }
+            RetryOutcome::Retried(payment) => payment,
+        };
+        let outcome = match &payment {
+            Payment::Credit(entry) => json!({ "outcome": "credit", "ledger_entry_id": entry }),
+            Payment::Charging(charge) => json!({ "outcome": "charging", "charge_id": charge }),
+            Payment::AwaitingPeriodCredits => json!({ "outcome": "awaiting_period_credits" }),
+            Payment::Refused(_) => json!({ "outcome": "refused" }),
+        };
+        let mut after = outcome;
+        after["idempotency_key"] = json!(key);
+        record_audit(
+            conn,
+            actor,
+            &AuditEntry {
+                action: RETRY_CHARGE_ACTION,
+                target_type: "fix",
+                target_id: Some(fix_id.to_string()),
+                customer_id: Some(customer_id),
+                reason: None,
+                before: Some(json!({
+                    "billing_status": FixBillingStatus::Unpaid.as_str(),
+                    "payment_failed": payment_failed,
+                })),
+                after: Some(after),
+            },
+        )
+        .await?;
+        Ok(RetryCharge::Retried(payment))
+    })
+    .await
+}
+
+/// One of the customer's `unpaid` fixes with its charges, for the admin's
+/// "Unpaid fixes" list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnpaidFix {
+    /// The fix.
+    pub fix: Fix,
+    /// Its charge on its way (any status but `failed`), if any.
+    pub live_charge: Option<Charge>,
+    /// Its declined charges, newest first.
+    pub declined: Vec<Charge>,
+}
+
+/// Most unpaid fixes listed on a customer's page.
+pub const UNPAID_FIXES_SHOWN: i64 = 100;
+
+/// The customer's `unpaid` fixes, oldest first (at most
+/// [`UNPAID_FIXES_SHOWN`]), each with its charges.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn unpaid_fixes(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<Vec<UnpaidFix>, BillingError> {
+    let unpaid = list_unpaid_fixes(conn, customer_id, UNPAID_FIXES_SHOWN).await?;
+    let ids: Vec<i64> = unpaid.iter().map(|(f, _)| f.id).collect();
+    let all: Vec<Charge> = charges::table
+        .filter(charges::fix_id.eq_any(&ids))
+        .order(charges::id.desc())
+        .select(Charge::as_select())
+        .load(conn)
+        .await?;
+    Ok(unpaid
+        .into_iter()
+        .map(|(fix, _)| {
+            let mine = all.iter().filter(|c| c.fix_id == fix.id);
+            UnpaidFix {
+                live_charge: mine.clone().find(|c| c.status.is_live()).cloned(),
+                declined: mine.filter(|c| !c.status.is_live()).cloned().collect(),
+                fix,
+            }
+        })
+        .collect())
 }
 
 /// Sets the customer's status (suspend: the Action API answers 403 for

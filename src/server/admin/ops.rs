@@ -1,5 +1,6 @@
 //! Operations: the Stripe webhook event log with replay, and the email
-//! outbox with resend.
+//! outbox with resend; the full stored event, delivery or email for the
+//! console's detail pages.
 
 use crate::server::admin::audit::{record_audit, AuditEntry};
 use crate::server::admin::customers::{EmailRow, EventRow, EMAIL_ROW_COLUMNS, EVENT_ROW_COLUMNS};
@@ -7,7 +8,7 @@ use crate::server::admin::{page_offset, Admin};
 use crate::server::billing::work::{ProcessStripeEventJob, KIND_STRIPE_PROCESS_EVENT};
 use crate::server::billing::BillingError;
 use crate::server::db::queue::{retry_now, BackgroundJob};
-use crate::server::db::schema::{email_outbox, jobs, stripe_events};
+use crate::server::db::schema::{email_outbox, github_deliveries, jobs, stripe_events};
 use crate::types::values::ParseError;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -299,4 +300,223 @@ pub async fn resend_email(
         Ok(())
     })
     .await
+}
+
+/// The most of a payload or an email body the console shows, in bytes
+/// (64 KiB); longer text is cut at a character boundary by [`bounded`].
+pub const DETAIL_MAX_BYTES: usize = 64 * 1024;
+
+/// `text` cut to at most `max` bytes at a character boundary, and whether
+/// it was cut.
+pub fn bounded(text: &str, max: usize) -> (String, bool) {
+    if text.len() <= max {
+        return (text.to_owned(), false);
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (text[..end].to_owned(), true)
+}
+
+/// `value` as indented JSON, bounded by [`DETAIL_MAX_BYTES`]; and whether
+/// it was cut.
+pub fn pretty_json(value: &serde_json::Value) -> (String, bool) {
+    let text = serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string());
+    bounded(&text, DETAIL_MAX_BYTES)
+}
+
+/// A stored Stripe event in full, with its processing job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StripeEventDetail {
+    /// The event's row.
+    pub event: EventRow,
+    /// When Stripe created it.
+    pub created: chrono::DateTime<chrono::Utc>,
+    /// The payload as received (signature verified).
+    pub payload: serde_json::Value,
+    /// Its `stripe.process_event` job: status, attempts, last error.
+    pub job: Option<(String, i32, Option<String>)>,
+}
+
+/// One stored Stripe event with its payload and processing job.
+///
+/// Errors: [`BillingError::NotFound`]; [`BillingError::Database`].
+pub async fn stripe_event_detail(
+    conn: &mut AsyncPgConnection,
+    event_id: &str,
+) -> Result<StripeEventDetail, BillingError> {
+    let (event, created, payload): (EventRow, chrono::DateTime<chrono::Utc>, serde_json::Value) =
+        stripe_events::table
+            .find(event_id)
+            .select((
+                EVENT_ROW_COLUMNS,
+                stripe_events::created,
+                stripe_events::payload,
+            ))
+            .first(conn)
+            .await
+            .optional()?
+            .ok_or(BillingError::NotFound("Stripe event"))?;
+    let job = jobs::table
+        .filter(jobs::dedupe_key.eq(dedupe_key(event_id)))
+        .select((jobs::status, jobs::attempts, jobs::last_error))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(StripeEventDetail {
+        event,
+        created,
+        payload,
+        job,
+    })
+}
+
+/// A GitHub Marketplace delivery (table `github_deliveries`).
+#[derive(Debug, Clone, PartialEq, Queryable)]
+pub struct DeliveryRow {
+    /// The `X-GitHub-Delivery` GUID.
+    pub delivery_id: String,
+    /// The `X-GitHub-Event` name.
+    pub event: String,
+    /// The payload's `action`.
+    pub action: Option<String>,
+    /// The Marketplace account's login.
+    pub account_login: Option<String>,
+    /// The customer it provisioned or changed.
+    pub customer_id: Option<i64>,
+    /// `processed`, `ignored` or `failed`.
+    pub status: String,
+    /// Processing attempts.
+    pub attempts: i32,
+    /// The last processing error.
+    pub error: Option<String>,
+    /// Received.
+    pub received_at: chrono::DateTime<chrono::Utc>,
+    /// Applied.
+    pub processed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+type DeliveryColumns = (
+    github_deliveries::delivery_id,
+    github_deliveries::event,
+    github_deliveries::action,
+    github_deliveries::account_login,
+    github_deliveries::customer_id,
+    github_deliveries::status,
+    github_deliveries::attempts,
+    github_deliveries::error,
+    github_deliveries::received_at,
+    github_deliveries::processed_at,
+);
+
+const DELIVERY_COLUMNS: DeliveryColumns = (
+    github_deliveries::delivery_id,
+    github_deliveries::event,
+    github_deliveries::action,
+    github_deliveries::account_login,
+    github_deliveries::customer_id,
+    github_deliveries::status,
+    github_deliveries::attempts,
+    github_deliveries::error,
+    github_deliveries::received_at,
+    github_deliveries::processed_at,
+);
+
+/// One page of GitHub Marketplace deliveries, newest first, and the total.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn list_deliveries(
+    conn: &mut AsyncPgConnection,
+    page: i64,
+) -> Result<(Vec<DeliveryRow>, i64), BillingError> {
+    let (_, offset) = page_offset(page, OPS_PER_PAGE);
+    let total = github_deliveries::table.count().get_result(conn).await?;
+    let rows = github_deliveries::table
+        .order(github_deliveries::received_at.desc())
+        .limit(OPS_PER_PAGE)
+        .offset(offset)
+        .select(DELIVERY_COLUMNS)
+        .load(conn)
+        .await?;
+    Ok((rows, total))
+}
+
+/// One GitHub delivery with its payload.
+///
+/// Errors: [`BillingError::NotFound`]; [`BillingError::Database`].
+pub async fn delivery_detail(
+    conn: &mut AsyncPgConnection,
+    delivery_id: &str,
+) -> Result<(DeliveryRow, serde_json::Value), BillingError> {
+    github_deliveries::table
+        .find(delivery_id)
+        .select((DELIVERY_COLUMNS, github_deliveries::payload))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(BillingError::NotFound("GitHub delivery"))
+}
+
+/// An outbox email in full, as stored: bodies are `None` until the worker
+/// renders them at sending (the `notification` holds what it renders
+/// from). Links' tokens in sent emails were redacted when they were sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmailDetail {
+    /// The outbox row.
+    pub row: EmailRow,
+    /// Plain-text body.
+    pub text_body: Option<String>,
+    /// HTML body.
+    pub html_body: Option<String>,
+    /// What the worker renders from (kind and fields).
+    pub notification: Option<serde_json::Value>,
+    /// When the worker tries it next (queued or failed).
+    pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One outbox email with its bodies.
+///
+/// Errors: [`BillingError::NotFound`]; [`BillingError::Database`].
+pub async fn email_detail(
+    conn: &mut AsyncPgConnection,
+    email_id: i64,
+) -> Result<EmailDetail, BillingError> {
+    let (row, text_body, html_body, notification, next_attempt_at) = email_outbox::table
+        .find(email_id)
+        .select((
+            EMAIL_ROW_COLUMNS,
+            email_outbox::text_body,
+            email_outbox::html_body,
+            email_outbox::notification,
+            email_outbox::next_attempt_at,
+        ))
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(BillingError::NotFound("email"))?;
+    Ok(EmailDetail {
+        row,
+        text_body,
+        html_body,
+        notification,
+        next_attempt_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounded_cuts_at_a_character_boundary() {
+        assert_eq!(bounded("abc", 3), ("abc".to_owned(), false));
+        assert_eq!(bounded("abcd", 3), ("abc".to_owned(), true));
+        // "é" is two bytes: a cut inside it backs off before it.
+        assert_eq!(bounded("aé", 2), ("a".to_owned(), true));
+        let (text, cut) = pretty_json(&json!({"a": "x".repeat(DETAIL_MAX_BYTES)}));
+        assert!(cut && text.len() <= DETAIL_MAX_BYTES);
+        let (text, cut) = pretty_json(&json!({"a": 1}));
+        assert_eq!((text.as_str(), cut), ("{\n  \"a\": 1\n}", false));
+    }
 }

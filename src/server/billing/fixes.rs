@@ -608,6 +608,79 @@ async fn settle_unpaid(
     Ok(settled)
 }
 
+/// The outcome of [`retry_unpaid_fix`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryOutcome {
+    /// Retried: paid with a credit, or a new charge (its id) is on its way,
+    /// or the Pro period's credits are awaited (see [`Payment`]).
+    Retried(Payment),
+    /// A charge (its id) was on its way already: nothing changed.
+    AlreadyCharging(i64),
+}
+
+/// An operator's retry of one `unpaid` fix (the admin console's "retry
+/// charge"): under the customer's lock, in the caller's transaction, the
+/// fix is paid as a reported fix is — one credit if any is left, else a NEW
+/// charge (new id, so a new processor idempotency key `charge:<id>`, and a
+/// new `stripe.charge` job) through [`charge_for_fix_in_tx`]. The retry is
+/// a new chance for the card on file, as a new card is
+/// ([`crate::server::billing::charges::retry_failed_charges`]): a
+/// `payment_failed_at` left by an earlier decline is cleared first, and put
+/// back if nothing can pay ([`Payment::Refused`]: no card and no Pro).
+/// Declined charges stay `failed`. A fix with a charge on its way answers
+/// [`RetryOutcome::AlreadyCharging`] and changes nothing (at most one live
+/// charge per fix).
+///
+/// Errors: [`BillingError::NotFound`] when the fix is not this customer's;
+/// [`BillingError::Invalid`] for a fix that is not `unpaid`;
+/// [`BillingError::Database`].
+pub async fn retry_unpaid_fix(
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    customer_id: i64,
+    fix_id: i64,
+) -> Result<RetryOutcome, BillingError> {
+    lock_customer(conn, customer_id).await?;
+    let fix = fixes::table
+        .find(fix_id)
+        .filter(fixes::customer_id.eq(customer_id))
+        .select(Fix::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(BillingError::NotFound("fix"))?;
+    if fix.billing_status != FixBillingStatus::Unpaid {
+        return Err(BillingError::Invalid(crate::types::values::ParseError(
+            format!(
+                "only an unpaid fix can be charged again; this one is {}",
+                fix.billing_status
+            ),
+        )));
+    }
+    if let Some(live) = live_charge_for_fix(conn, fix.id).await? {
+        return Ok(RetryOutcome::AlreadyCharging(live.id));
+    }
+    let failed_at: Option<DateTime<Utc>> = customers::table
+        .find(customer_id)
+        .select(customers::payment_failed_at)
+        .first(conn)
+        .await?;
+    if failed_at.is_some() {
+        diesel::update(customers::table.find(customer_id))
+            .set(customers::payment_failed_at.eq(None::<DateTime<Utc>>))
+            .execute(conn)
+            .await?;
+    }
+    let (_, payment) = settle_fix(conn, pricing, fix, None).await?;
+    if matches!(payment, Payment::Refused(_)) && failed_at.is_some() {
+        diesel::update(customers::table.find(customer_id))
+            .set(customers::payment_failed_at.eq(failed_at))
+            .execute(conn)
+            .await?;
+    }
+    Ok(RetryOutcome::Retried(payment))
+}
+
 /// The outcome of [`bill_fix`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum BillOutcome {
