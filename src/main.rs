@@ -209,6 +209,8 @@ async fn run(command: Command) -> Result<(), String> {
             rate_limit::spawn_purger(state.pool.clone(), RATE_LIMIT_PURGE_EVERY);
             let email_worker = (!no_email_worker)
                 .then(|| tokio::spawn(run_email_worker(state.clone(), stop.stopped())));
+            // Flushed once the last request was answered: no counted hit lost.
+            let action_limiter = state.action_limiter.clone();
             // The peer address is the client IP of the per-IP rate limits.
             let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
             let mut server = tokio::spawn(
@@ -225,6 +227,9 @@ async fn run(command: Command) -> Result<(), String> {
             drain_within(drain_limit, async {
                 let served = server.await;
                 tracing::info!("HTTP server drained: in-flight requests finished");
+                if let Err(error) = action_limiter.flush().await {
+                    tracing::error!(%error, "the last Action API rate-limit counts were not synced");
+                }
                 if let Some(email_worker) = email_worker {
                     join_worker("email worker", email_worker).await;
                 }

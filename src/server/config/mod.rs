@@ -71,6 +71,13 @@ pub struct Config {
     /// Action API requests allowed per API key per hour, across all
     /// instances (`RATE_LIMIT_ACTION_PER_HOUR`, default 500).
     pub rate_limit_action_per_hour: u32,
+    /// How often, in milliseconds, each instance adds the Action API hits
+    /// it counted in memory to the shared counters in PostgreSQL and reads
+    /// the totals back (`RATE_LIMIT_SYNC_MILLIS`, default 200, 10..=60000).
+    /// A longer interval means fewer writes and a looser limit across
+    /// instances: see [`crate::server::rate_limit::SyncedLimiter`] for the
+    /// error bound.
+    pub rate_limit_sync_millis: u64,
     /// How the client IP is found behind proxies (`TRUST_PROXY_HEADERS`,
     /// default false: the TCP peer; `TRUSTED_PROXIES`, our proxies' IPs and
     /// CIDRs): see [`proxies::ProxySettings`] and
@@ -138,6 +145,7 @@ impl std::fmt::Debug for Config {
                 "rate_limit_action_per_hour",
                 &self.rate_limit_action_per_hour,
             )
+            .field("rate_limit_sync_millis", &self.rate_limit_sync_millis)
             .field("proxies", &self.proxies)
             .field("email", &self.email)
             .field(
@@ -263,6 +271,7 @@ impl Config {
                 500,
                 1..=100_000_000,
             )?,
+            rate_limit_sync_millis: env.parsed("RATE_LIMIT_SYNC_MILLIS", 200, 10..=60_000)?,
             proxies: proxies::ProxySettings::parse(
                 env.flag("TRUST_PROXY_HEADERS", false)?,
                 env.optional("TRUSTED_PROXIES").as_deref(),
