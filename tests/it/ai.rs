@@ -1005,6 +1005,7 @@ async fn a_repeated_exchange_vends_the_same_keys_until_the_api_key_is_revoked() 
     )
     .await;
     assert_eq!(exchange("7", 30).await.unwrap().status(), 401);
-    let (status, _, text) = messages(&app, &vkey(&again, "anthropic"), &claude_request(false)).await;
+    let (status, _, text) =
+        messages(&app, &vkey(&again, "anthropic"), &claude_request(false)).await;
     assert_eq!(status, 401, "{text}");
 }

@@ -480,7 +480,10 @@ async fn two_instances_keep_the_action_limit_within_the_stated_bound() {
         assert_eq!(decision.remaining, remaining);
     }
     for remaining in [8, 7, 6] {
-        assert_eq!(b.hit(bucket, LIMIT, HOUR).await.unwrap().remaining, remaining);
+        assert_eq!(
+            b.hit(bucket, LIMIT, HOUR).await.unwrap().remaining,
+            remaining
+        );
     }
     assert_eq!(stored_hits(&db, bucket).await, 2);
 
@@ -515,7 +518,14 @@ async fn two_instances_keep_the_action_limit_within_the_stated_bound() {
     }
     // A third instance starts from the stored count.
     let third = two_instances(&db).0;
-    assert!(!third.action_limiter.hit(bucket, LIMIT, HOUR).await.unwrap().allowed);
+    assert!(
+        !third
+            .action_limiter
+            .hit(bucket, LIMIT, HOUR)
+            .await
+            .unwrap()
+            .allowed
+    );
     a.flush().await.unwrap();
     b.flush().await.unwrap();
     assert_eq!(stored_hits(&db, bucket).await, 17 + 3);

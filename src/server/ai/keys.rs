@@ -202,7 +202,10 @@ impl VendedKeys {
         let mut vended = Vec::with_capacity(providers.len());
         let mut missing = Vec::new();
         {
-            let kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let kept = self
+                .kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             for provider in providers {
                 match kept.get(&vended_for(provider)) {
                     Some((key, at)) if *at <= expires_at && *at >= expires_at - shortfall => {
@@ -220,7 +223,10 @@ impl VendedKeys {
             .await
             .map_err(|e| BillingError::Pool(e.to_string()))?;
         let minted = mint_virtual_keys(&mut conn, request, &missing, expires_at).await?;
-        let mut kept = self.kept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if kept.len() + minted.len() > MAX_KEPT {
             kept.retain(|_, (_, at)| *at > now);
             if kept.len() + minted.len() > MAX_KEPT {

@@ -271,12 +271,12 @@ pub async fn limit_action_key(
         )
         .await
         .map_err(|error| {
-        tracing::error!(%error, "Action API rate limit could not be checked");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error; please retry",
-        )
-    })?;
+            tracing::error!(%error, "Action API rate limit could not be checked");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; please retry",
+            )
+        })?;
     if let Some(slot) = parts.extensions.get::<DecisionSlot>() {
         slot.put(decision);
     }

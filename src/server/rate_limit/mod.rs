@@ -79,7 +79,8 @@ struct Counted {
 /// when there is none or it has ended, and returns every bucket's count.
 /// Rows are written in bucket order, so concurrent batches from several
 /// instances cannot deadlock.
-const ADD_HITS: &str = "INSERT INTO rate_limit_counters AS c (bucket, window_start, expires_at, hits) \
+const ADD_HITS: &str =
+    "INSERT INTO rate_limit_counters AS c (bucket, window_start, expires_at, hits) \
      SELECT t.bucket, now(), now() + make_interval(secs => t.window_secs), t.hits \
      FROM unnest($1::text[], $2::float8[], $3::int8[]) AS t(bucket, window_secs, hits) \
      ORDER BY t.bucket \

@@ -123,7 +123,12 @@ impl SyncedLimiter {
     ///
     /// Errors: the pool's or the database's message, when the hit had to
     /// be counted against the database (see above) and that failed.
-    pub async fn hit(&self, bucket: &str, limit: u32, window: Duration) -> Result<Decision, String> {
+    pub async fn hit(
+        &self,
+        bucket: &str,
+        limit: u32,
+        window: Duration,
+    ) -> Result<Decision, String> {
         let bucket = stored_bucket(bucket).into_owned();
         let shard = &self.inner.shards[shard_of(&bucket)];
         let stale_after = self.inner.interval * 2;
@@ -232,7 +237,12 @@ impl SyncedLimiter {
                 for (bucket, _, taken) in &batch {
                     let mut map = lock(&self.inner.shards[shard_of(bucket)]);
                     if let Some(counter) = map.get_mut(bucket) {
-                        counter.acknowledge(generations[bucket], *taken, sent, by_bucket.get(bucket.as_str()).copied());
+                        counter.acknowledge(
+                            generations[bucket],
+                            *taken,
+                            sent,
+                            by_bucket.get(bucket.as_str()).copied(),
+                        );
                     }
                 }
                 Ok(batch.len())
@@ -609,7 +619,10 @@ mod tests {
             })
             .collect();
         assert_eq!(
-            decisions.iter().map(|d| (d.allowed, d.remaining)).collect::<Vec<_>>(),
+            decisions
+                .iter()
+                .map(|d| (d.allowed, d.remaining))
+                .collect::<Vec<_>>(),
             vec![(true, 1), (true, 0), (false, 0)]
         );
         assert_eq!(decisions[2].reset_after_secs, 60);

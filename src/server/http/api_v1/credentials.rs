@@ -16,10 +16,10 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use std::sync::Arc;
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Lifetime requested when `ttl_minutes` is absent.
 const DEFAULT_TTL_MINUTES: i64 = 60;
