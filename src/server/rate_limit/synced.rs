@@ -136,9 +136,12 @@ impl SyncedLimiter {
             let hit = {
                 let mut map = lock(shard);
                 let now = Instant::now();
-                let counter = map
-                    .entry(bucket.clone())
-                    .or_insert_with(|| Counter::new(window, now));
+                if !map.contains_key(&bucket) {
+                    map.insert(bucket.clone(), Counter::new(window, now));
+                }
+                let Some(counter) = map.get_mut(&bucket) else {
+                    continue;
+                };
                 match counter.hit(now, limit, stale_after) {
                     Hit::Decided(decision) => return Ok(decision),
                     Hit::Wait(receiver) => Err(receiver),
