@@ -22,6 +22,8 @@ pub struct AppState {
     /// The payment processor (the one instance: Stripe, built from
     /// `config.stripe` by the wiring; tests may pass another one).
     pub processor: Arc<dyn PaymentProcessor>,
+    /// Records fix reports with group commit per customer (issue 13).
+    pub fix_recorder: crate::server::billing::fix_recorder::FixRecorder,
     /// Set once the process starts draining (SIGTERM): `/readyz` answers
     /// 503 from then on. Shared by every clone.
     pub draining: Draining,
@@ -85,6 +87,7 @@ impl AppState {
         action_limiter.spawn_syncer();
         Ok(Self {
             action_limiter,
+            fix_recorder: crate::server::billing::fix_recorder::FixRecorder::new(pool.clone()),
             pool,
             config: Arc::new(config),
             leptos_options,
