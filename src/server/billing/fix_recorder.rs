@@ -1,8 +1,8 @@
 //! Group commit of fix reports (issue 13): concurrent reports of one
-//! customer's fixes are recorded together, in one transaction under one
-//! hold of the customer's lock and one commit, instead of queueing one by
-//! one behind that lock (each holding it for its statements and its
-//! commit's flush).
+//! customer's fixes are recorded together, under one hold of the
+//! customer's lock and one commit (usually a single statement: see
+//! [`record_fixes_batch`]), instead of queueing one by one behind that lock
+//! (each holding it for its statements and its commit's flush).
 //!
 //! Within one process, each customer with reports in flight has one
 //! drainer task. A report joins the customer's queue (starting the drainer
@@ -175,8 +175,9 @@ impl Drainer {
                 }
             }
             Err(error) => {
-                // Nothing of the batch was committed: each report on its
-                // own, so one report's failure is only its own.
+                // Each report on its own, so one report's failure is only
+                // its own (a report the batch committed is found again:
+                // reports are idempotent).
                 tracing::warn!(customer_id = self.customer_id, error = %error, reports = reports.len(), "fix batch failed; recording its reports one by one");
                 for (answer, report) in answers.into_iter().zip(&reports) {
                     let one = record_fix(

@@ -248,10 +248,11 @@ pub async fn record_fix_in_tx(
     settle_if_due(conn, pricing, fix, links).await
 }
 
-/// Records a batch of reports of `customer_id`'s fixes in ONE transaction
-/// under one hold of the customer's lock and one commit (group commit:
-/// [`crate::server::billing::fix_recorder::FixRecorder`] gathers concurrent
-/// requests into batches). Answers one result per report, in order.
+/// Records a batch of reports of `customer_id`'s fixes with as few
+/// commits and as short a hold of the customer's lock as it can (group
+/// commit: [`crate::server::billing::fix_recorder::FixRecorder`] gathers
+/// concurrent requests into batches). Answers one result per report, in
+/// order; every answer is given after the commit that holds it.
 ///
 /// The outcome is exactly that of recording the reports one after another
 /// with [`record_fix_in_tx`], in this order: first the *fresh* reports (see
@@ -265,22 +266,27 @@ pub async fn record_fix_in_tx(
 /// no earlier report of the batch names its issue or pull request (same
 /// repository), no stored fix of the customer does (the partial unique
 /// indexes decide, under the lock) and the balance covers every fresh
-/// report of the batch. Recorded first, in sequence, each such report
+/// candidate of the batch. Recorded first, in sequence, each such report
 /// meets the `(None, None)` case of [`record_fix_in_tx`] with a credit
 /// left: a new fix paid by one credit (ledger `fix_consumed`, −1, key and
 /// reference `fix:<id>`, `balance_after` counting down in ledger-id order;
-/// the fix `credit` with its entry). That outcome is written for all of
-/// them by one statement ([`insert_fresh_fixes`]); a debit that leaves
-/// exactly 1 credit queues the low-credit email (key
-/// `low_credit:<entry id>`) in the same transaction, as [`pay_fix`] does.
-/// Every other report goes through [`record_fix_in_tx`] itself, inside a
-/// savepoint, so one report's failure (e.g. [`BillingError::Invalid`])
-/// is its own and the rest of the batch still commits.
+/// the fix `credit` with its entry). One statement writes that for all of
+/// them ([`insert_fresh_fixes`]):
+/// 1. when the balance exceeds the candidates by 2 or more (no debit can
+///    leave exactly 1 credit, so no low-credit email is due), on its own,
+///    committed by itself (one round trip, one commit);
+/// 2. otherwise, and for every report step 1 did not record, in one
+///    transaction: the statement again (a debit that leaves exactly 1
+///    credit queues the low-credit email, key `low_credit:<entry id>`, in
+///    the same transaction, as [`pay_fix`] does), then each remaining
+///    report through [`record_fix_in_tx`] itself, inside a savepoint, so
+///    one report's failure (e.g. [`BillingError::Invalid`]) is its own.
 ///
-/// Errors: the outer `Err` (nothing of the batch is committed) for a
-/// failure outside one report's savepoint ([`BillingError::Database`],
-/// [`BillingError::NotFound`] for an unknown customer); inner errors as
-/// [`record_fix_in_tx`]'s.
+/// Errors: the outer `Err` for a failure outside one report's savepoint
+/// ([`BillingError::Database`], [`BillingError::NotFound`] for an unknown
+/// customer): the transaction of step 2 is rolled back, what step 1
+/// committed stays (recording those reports again finds their fixes:
+/// reports are idempotent). Inner errors as [`record_fix_in_tx`]'s.
 pub async fn record_fixes_batch(
     conn: &mut AsyncPgConnection,
     pricing: &PricingCatalog,
@@ -288,32 +294,38 @@ pub async fn record_fixes_batch(
     reports: &[FixReport],
     links: &EmailLinks,
 ) -> Result<Vec<Result<Fix, BillingError>>, BillingError> {
+    let mut results: Vec<Option<Result<Fix, BillingError>>> =
+        reports.iter().map(|_| None).collect();
+    let candidates = if pricing.billable_event.bills_on_report() {
+        first_mentions(reports)
+    } else {
+        Vec::new()
+    };
+    if !candidates.is_empty() {
+        let picked: Vec<&FixReport> = candidates.iter().map(|&i| &reports[i]).collect();
+        let inserted = insert_fresh_fixes(conn, customer_id, &picked, 2).await?;
+        place(reports, &candidates, inserted, &mut results)?;
+        if results.iter().all(Option::is_some) {
+            return Ok(results.into_iter().flatten().collect());
+        }
+    }
     conn.transaction(async |conn| {
-        let mut results: Vec<Option<Result<Fix, BillingError>>> =
-            reports.iter().map(|_| None).collect();
-        if pricing.billable_event.bills_on_report() {
-            let candidates = first_mentions(reports);
-            let picked: Vec<&FixReport> = candidates.iter().map(|&i| &reports[i]).collect();
-            let inserted = insert_fresh_fixes(conn, customer_id, &picked).await?;
-            for row in inserted {
+        let left: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| results[i].is_none())
+            .collect();
+        if left.is_empty() {
+            lock_customer(conn, customer_id).await?;
+        } else {
+            let picked: Vec<&FixReport> = left.iter().map(|&i| &reports[i]).collect();
+            let inserted = insert_fresh_fixes(conn, customer_id, &picked, 0).await?;
+            for row in &inserted {
                 if row.balance_after == 1 {
                     queue_low_credit_email(conn, links, customer_id, row.entry_id, 1).await?;
                 }
-                let slot = candidates
-                    .iter()
-                    .copied()
-                    .find(|&i| same_identity(&reports[i], &row.fix));
-                match slot {
-                    Some(i) if results[i].is_none() => results[i] = Some(Ok(row.fix)),
-                    // Cannot happen (the statement inserts only the rows it
-                    // was given, one per report); refuse to guess.
-                    _ => {
-                        return Err(BillingError::Database(diesel::result::Error::NotFound));
-                    }
-                }
             }
-        } else {
-            lock_customer(conn, customer_id).await?;
+            place(reports, &left, inserted, &mut results)?;
         }
         for (i, report) in reports.iter().enumerate() {
             if results[i].is_none() {
@@ -325,12 +337,33 @@ pub async fn record_fixes_batch(
                 results[i] = Some(one);
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(BillingError::NotFound("fix"))))
-            .collect())
+        Ok::<(), BillingError>(())
     })
-    .await
+    .await?;
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// Puts each fix [`insert_fresh_fixes`] wrote for `reports[candidates]`
+/// in its report's slot of `results`.
+fn place(
+    reports: &[FixReport],
+    candidates: &[usize],
+    inserted: Vec<FreshFix>,
+    results: &mut [Option<Result<Fix, BillingError>>],
+) -> Result<(), BillingError> {
+    for row in inserted {
+        let slot = candidates
+            .iter()
+            .copied()
+            .find(|&i| same_identity(&reports[i], &row.fix));
+        match slot {
+            Some(i) if results[i].is_none() => results[i] = Some(Ok(row.fix)),
+            // Cannot happen (the statement inserts only the rows it was
+            // given, one per report); refuse to guess.
+            _ => return Err(BillingError::Database(diesel::result::Error::NotFound)),
+        }
+    }
+    Ok(())
 }
 
 /// The indexes of the reports that name no issue or pull request an
@@ -390,7 +423,9 @@ struct FreshFix {
 /// order) and the cached balance (− the number inserted). A report whose
 /// issue or pull request a stored fix already holds is skipped
 /// (`ON CONFLICT DO NOTHING` on the unique indexes, checked under the
-/// lock); so is every report when the balance is short. Returns the rows
+/// lock); so is every report when the balance is below the number of
+/// reports plus `margin` (credits). Outside a transaction it is one of its
+/// own (the lock is held only for the statement and its commit). Returns the rows
 /// inserted; the caller records the others the ordinary way. The ledger's
 /// `UNIQUE (customer_id, idempotency_key)` and `CHECK (balance_after >= 0)`
 /// and the customer's `CHECK (credit_balance >= 0)` back it.
@@ -398,12 +433,9 @@ async fn insert_fresh_fixes(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
     reports: &[&FixReport],
+    margin: i64,
 ) -> Result<Vec<FreshFix>, BillingError> {
     use diesel::sql_types::Array;
-    if reports.is_empty() {
-        lock_customer(conn, customer_id).await?;
-        return Ok(Vec::new());
-    }
     let column = |f: fn(&FixReport) -> Option<String>| -> Vec<Option<String>> {
         reports.iter().map(|r| f(r)).collect()
     };
@@ -418,29 +450,28 @@ async fn insert_fresh_fixes(
         .bind::<Array<Nullable<BigInt>>, _>(
             reports.iter().map(|r| r.issue_number).collect::<Vec<_>>(),
         )
-        .bind::<Array<Nullable<BigInt>>, _>(
-            reports.iter().map(|r| r.pr_number).collect::<Vec<_>>(),
-        )
+        .bind::<Array<Nullable<BigInt>>, _>(reports.iter().map(|r| r.pr_number).collect::<Vec<_>>())
         .bind::<Array<Nullable<Text>>, _>(column(|r| r.pr_url.clone()))
         .bind::<Array<Nullable<Text>>, _>(column(|r| r.pr_title.clone()))
         .bind::<Array<Nullable<Text>>, _>(column(|r| r.issue_title.clone()))
         .bind::<Array<Nullable<Text>>, _>(column(|r| r.issue_url.clone()))
         .bind::<Array<Nullable<Text>>, _>(column(|r| r.fix_commit.clone()))
         .bind::<Array<Nullable<Jsonb>>, _>(
-            reports.iter().map(|r| r.metadata.clone()).collect::<Vec<_>>(),
+            reports
+                .iter()
+                .map(|r| r.metadata.clone())
+                .collect::<Vec<_>>(),
         )
+        .bind::<BigInt, _>(margin)
         .load(conn)
         .await?;
-    if rows.is_empty() {
-        // The lock was taken by the statement only if the customer exists.
-        lock_customer(conn, customer_id).await?;
-    }
     Ok(rows)
 }
 
 /// See [`insert_fresh_fixes`]. `$1` the customer; `$2..$10` one array
 /// element per report: repository, issue number, pull request number,
-/// pull request link, its title, issue title, issue link, commit, metadata.
+/// pull request link, its title, issue title, issue link, commit, metadata;
+/// `$11` the margin.
 const FRESH_FIXES_SQL: &str = "\
 WITH cust AS (
     SELECT credit_balance FROM customers WHERE id = $1 FOR NO KEY UPDATE
@@ -463,7 +494,7 @@ WITH cust AS (
            i.issue_number, i.pr_number, i.pr_url, i.pr_title, i.issue_title, i.issue_url,
            i.fix_commit, i.metadata, 'credit', i.entry_id
     FROM input i, cust
-    WHERE cust.credit_balance >= cardinality($2::text[])
+    WHERE cust.credit_balance >= cardinality($2::text[]) + $11
     ORDER BY i.ord
     ON CONFLICT DO NOTHING
     RETURNING *
