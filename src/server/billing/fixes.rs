@@ -472,6 +472,14 @@ async fn insert_fresh_fixes(
 /// element per report: repository, issue number, pull request number,
 /// pull request link, its title, issue title, issue link, commit, metadata;
 /// `$11` the margin.
+///
+/// The ids are drawn from the sequences only once the customer's row is
+/// locked (`input` joins `cust`: no row of it, hence no `nextval`, before
+/// the lock is held), so ledger ids follow the order in which the balance
+/// moved, as those of
+/// [`append_entry`](crate::server::billing::ledger::append_entry) do, and
+/// `balance_after` adds up entry by entry in id order. (Drawn before the
+/// lock, an id could wait behind other debits and land before them.)
 const FRESH_FIXES_SQL: &str = "\
 WITH cust AS (
     SELECT credit_balance FROM customers WHERE id = $1 FOR NO KEY UPDATE
@@ -479,7 +487,8 @@ WITH cust AS (
     SELECT t.*,
            nextval(pg_get_serial_sequence('fixes', 'id')) AS fix_id,
            nextval(pg_get_serial_sequence('credit_ledger_entries', 'id')) AS entry_id
-    FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+    FROM cust,
+         unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::text[], $10::jsonb[])
          WITH ORDINALITY AS t(repository, issue_number, pr_number, pr_url, pr_title,
                               issue_title, issue_url, fix_commit, metadata, ord)
