@@ -140,6 +140,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Serve {
             migrate,
             no_email_worker,
+            no_job_worker,
         } => {
             if migrate {
                 let applied = run_pending_migrations(config.database_url.expose_secret())
@@ -177,7 +178,8 @@ async fn run(command: Command) -> Result<(), String> {
             let stop = Stop::on_signal(state.draining.clone());
             // Awaited at shutdown: a job is never cut between its Stripe
             // call and recording the result.
-            let job_worker = tokio::spawn(jobs::run_forever(state.clone(), stop.stopped()));
+            let job_worker = (!no_job_worker)
+                .then(|| tokio::spawn(jobs::run_forever(state.clone(), stop.stopped())));
             // Charges stuck pending without a live job get a new one.
             rsolv_platform::server::stripe::charges::spawn_sweeper(
                 state.clone(),
@@ -233,7 +235,9 @@ async fn run(command: Command) -> Result<(), String> {
                 if let Some(email_worker) = email_worker {
                     join_worker("email worker", email_worker).await;
                 }
-                join_worker("job worker", job_worker).await;
+                if let Some(job_worker) = job_worker {
+                    join_worker("job worker", job_worker).await;
+                }
                 match served {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),

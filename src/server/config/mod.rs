@@ -51,6 +51,10 @@ pub struct Config {
     pub database_url: SecretString,
     /// Connections in the pool (`DATABASE_POOL_SIZE`, default 16).
     pub database_pool_size: usize,
+    /// Jobs one job worker runs at once (`JOB_CONCURRENCY`, 1–256; default
+    /// twice the CPUs, at most half the pool): each running job holds up
+    /// to one pool connection at a time.
+    pub job_concurrency: usize,
     /// Per-statement timeout in seconds (`DATABASE_STATEMENT_TIMEOUT_SECONDS`, default 30).
     pub statement_timeout_seconds: u64,
     /// Largest accepted request body in bytes (`MAX_BODY_BYTES`, default 1 MiB).
@@ -125,6 +129,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("database_pool_size", &self.database_pool_size)
+            .field("job_concurrency", &self.job_concurrency)
             .field("statement_timeout_seconds", &self.statement_timeout_seconds)
             .field("max_body_bytes", &self.max_body_bytes)
             .field(
@@ -244,9 +249,13 @@ impl Config {
             },
             ..defaults
         };
+        let database_pool_size = env.parsed("DATABASE_POOL_SIZE", 16, 1..=1000)?;
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let job_concurrency_default = (2 * cpus).min(database_pool_size / 2).max(1);
         Ok(Self {
             database_url: database_url.into(),
-            database_pool_size: env.parsed("DATABASE_POOL_SIZE", 16, 1..=1000)?,
+            database_pool_size,
+            job_concurrency: env.parsed("JOB_CONCURRENCY", job_concurrency_default, 1..=256)?,
             statement_timeout_seconds: env.parsed(
                 "DATABASE_STATEMENT_TIMEOUT_SECONDS",
                 30,
