@@ -221,12 +221,12 @@ async fn deliver(app: &TestApp, body: &[u8]) {
     assert_eq!(status, 200, "{answer}");
 }
 
-/// Every event of `cus`: (event id, job id, status, attempts, processed_at),
-/// in the order received.
-async fn events_of(
-    app: &TestApp,
-    cus: &str,
-) -> Vec<(String, i64, String, i32, Option<DateTime<Utc>>)> {
+/// One stored Stripe event and its job: (event id, job id, status,
+/// attempts, processed_at).
+type AppliedEvent = (String, i64, String, i32, Option<DateTime<Utc>>);
+
+/// Every event of `cus` ([`AppliedEvent`]s), in the order received.
+async fn events_of(app: &TestApp, cus: &str) -> Vec<AppliedEvent> {
     diesel::sql_query(
         "SELECT e.id, j.id AS job_id, e.status, e.attempts, e.processed_at \
          FROM stripe_events e JOIN jobs j ON j.dedupe_key = 'stripe.process_event:' || e.id \
@@ -259,11 +259,7 @@ struct EventRow {
 /// One customer's events were each applied once, in the order received:
 /// job ids follow the receipt order (the key's lock) and every event was
 /// applied after the one received before it.
-fn assert_applied_once_in_order(
-    cus: &str,
-    events: &[(String, i64, String, i32, Option<DateTime<Utc>>)],
-    expected: usize,
-) {
+fn assert_applied_once_in_order(cus: &str, events: &[AppliedEvent], expected: usize) {
     assert_eq!(events.len(), expected, "{cus}: {events:?}");
     for (id, _, status, attempts, processed_at) in events {
         assert_eq!((status.as_str(), *attempts), ("processed", 1), "{cus} {id}");
