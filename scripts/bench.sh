@@ -24,7 +24,14 @@
 #        - GET / and GET /login                vs  POST /reference
 #   5. reports the hydrate bundle's size (raw, gzip -9, brotli), the headers
 #      it is served with, the server's peak RSS, and checks the ledger
-#      (Σ entries = balance for every customer) after the run.
+#      (Σ entries = balance for every customer) after the run;
+#   6. the mixed run: the first server stops; two `serve --no-job-worker`
+#      instances and one `worker` process share the database; for
+#      BENCH_SECONDS wrk drives at once the exchange (instance A), fix
+#      recording (instance B) and webhooks on both (~250 events/s each);
+#      then it checks that nothing was lost (every stored webhook applied
+#      exactly once, every 2xx fix recorded once with its ledger entry,
+#      Σ ledger = balance) and reports each process's peak RSS.
 # Each line prints the figure, its reference and the ratio.
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -59,9 +66,10 @@ server_bin="$CARGO_TARGET_DIR/release/rsolv-platform"
 
 server_pid=""
 reference_pid=""
+mixed_pids=""
 workdir="$(mktemp -d)"
 cleanup() {
-  for pid in $server_pid $reference_pid; do
+  for pid in $server_pid $reference_pid $mixed_pids; do
     kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   done
   stop_localstripe
@@ -343,6 +351,86 @@ report "bundle as served" "${served:-no encoding or cache headers}" "" \
 report "JS glue" "$(stat -c %s "$js") bytes" "" ""
 rss_kb="$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")"
 report "server peak RSS after the run" "$((rss_kb / 1024)) MB" "" "target < 150 MB"
+
+# --- 6. mixed: two instances and a worker process -----------------------------------
+
+log "mixed: 2 x serve --no-job-worker + worker; exchange, fixes and webhooks at once for ${duration}s"
+kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+server_pid=""
+mix_ports="$(free_ports)"
+addr_a="127.0.0.1:${mix_ports% *}"
+addr_b="127.0.0.1:${mix_ports#* }"
+LEPTOS_SITE_ADDR="$addr_a" "$server_bin" serve --no-job-worker >"$workdir/serve_a.log" 2>&1 &
+pid_a=$!
+LEPTOS_SITE_ADDR="$addr_b" "$server_bin" serve --no-job-worker >"$workdir/serve_b.log" 2>&1 &
+pid_b=$!
+"$server_bin" worker >"$workdir/worker.log" 2>&1 &
+pid_w=$!
+mixed_pids="$pid_a $pid_b $pid_w"
+for _ in $(seq 1 300); do
+  curl -sf "http://$addr_a/health" >/dev/null && curl -sf "http://$addr_b/health" >/dev/null && break
+  for pid in $mixed_pids; do
+    kill -0 "$pid" 2>/dev/null || { cat "$workdir"/serve_*.log "$workdir/worker.log" >&2; die "a mixed-run process exited"; }
+  done
+  sleep 0.1
+done
+mix_rate=250
+mix_events=$((mix_rate * duration))
+mix_conns=$(( connections / 4 > 2 ? connections / 4 : 2 ))
+mix_delay=$((mix_conns * 1000 / mix_rate))
+sign_events "$workdir/mixa.events" "$mix_events" mixa
+sign_events "$workdir/mixb.events" "$mix_events" mixb
+webhook_lua "$workdir/mixa.events" "$mix_delay" >"$workdir/mixa.lua"
+webhook_lua "$workdir/mixb.events" "$mix_delay" >"$workdir/mixb.lua"
+sed 's/repo-%d/mix-repo-%d/' "$workdir/fix_many.lua" >"$workdir/fix_mix.lua"
+fixes_before="$(psql -w "$db_url" -Atc "SELECT count(*) FROM fixes")"
+mix_wrk() { # NAME URL [wrk args...]
+  local name="$1" url="$2"
+  shift 2
+  wrk -t1 -c"$mix_conns" -d"${duration}s" --latency "$@" "$url" >"$workdir/$name.out" 2>&1
+}
+mix_wrk mix_exchange "http://$addr_a/api/v1/credentials/exchange" -s "$workdir/exchange.lua" &
+w1=$!
+mix_wrk mix_fix "http://$addr_b/api/v1/fix-attempts" -s "$workdir/fix_mix.lua" &
+w2=$!
+mix_wrk mix_hooks_a "http://$addr_a" -s "$workdir/mixa.lua" &
+w3=$!
+mix_wrk mix_hooks_b "http://$addr_b" -s "$workdir/mixb.lua" &
+w4=$!
+wait "$w1" "$w2" "$w3" "$w4" || log "  a mixed-run wrk failed (see its figures with care)"
+mix_rps() { awk '/Requests\/sec/ {print $2}' "$workdir/$1.out"; }
+mix_2xx() { # completed responses minus non-2xx
+  awk '/requests in/ {n = $1} /Non-2xx/ {e = $NF} END {print n - e}' "$workdir/$1.out"
+}
+IFS='|' read -r mixa_done _ mixa_lag <<<"$(drain_stats mixa)"
+IFS='|' read -r mixb_done _ mixb_lag <<<"$(drain_stats mixb)"
+mix_stored="$(psql -w "$db_url" -Atc "SELECT count(*) FROM stripe_events WHERE id LIKE 'evt\_mix%'")"
+mix_not_once="$(psql -w "$db_url" -Atc "SELECT count(*) FROM stripe_events e
+  WHERE e.id LIKE 'evt\_mix%' AND (e.status <> 'processed' OR e.attempts <> 1
+    OR (SELECT count(*) FROM jobs j WHERE j.dedupe_key = 'stripe.process_event:' || e.id
+        AND j.status = 'done') <> 1)")"
+mix_fixes="$(psql -w "$db_url" -Atc "SELECT count(*) - $fixes_before FROM fixes")"
+mix_fix_ledger="$(psql -w "$db_url" -Atc "SELECT count(*) FROM fixes f WHERE f.repository LIKE '%mix-repo-%'
+  AND (SELECT count(*) FROM credit_ledger_entries e WHERE e.idempotency_key = 'fix:' || f.id) <> 1")"
+mix_drift="$(psql -w "$db_url" -Atc "SELECT count(*) FROM customers c WHERE c.credit_balance <>
+  (SELECT coalesce(sum(amount), 0) FROM credit_ledger_entries e WHERE e.customer_id = c.id)")"
+mix_inversions="$(psql -w "$db_url" -Atc "SELECT count(*) FROM (
+    SELECT processed_at < lag(processed_at) OVER w AS inverted
+    FROM stripe_events WHERE id LIKE 'evt\_mix%'
+    WINDOW w AS (PARTITION BY payload->'data'->'object'->>'customer' ORDER BY received_at, id)
+  ) t WHERE inverted")"
+rss_of() { awk '/VmHWM/ {printf "%d MB", $2 / 1024}' "/proc/$1/status" 2>/dev/null || echo "-"; }
+report "mixed: exchange on A" "$(mix_rps mix_exchange) req/s" "" ""
+report "mixed: fix-attempts on B" "$(mix_rps mix_fix) req/s, $(mix_2xx mix_fix) 2xx" "" ""
+report "mixed: webhooks stored (A + B)" "$mix_stored (applied $((mixa_done + mixb_done)))" "" \
+  "lag P99 A ${mixa_lag} ms, B ${mixb_lag} ms (target < 1000)"
+report "mixed: webhooks not applied exactly once" "$mix_not_once" "" "must be 0"
+report "mixed: per-customer order" "$mix_inversions inversions" "" "must be 0"
+report "mixed: fixes recorded" "$mix_fixes (>= $(mix_2xx mix_fix) 2xx)" "" \
+  "$mix_fix_ledger without exactly one ledger entry (must be 0)"
+report "mixed: ledger" "$mix_drift customers with Σ entries <> balance" "" "must be 0"
+report "mixed: peak RSS" "serve A $(rss_of "$pid_a"), serve B $(rss_of "$pid_b"), worker $(rss_of "$pid_w")" "" \
+  "target < 150 MB each"
 
 echo
 log "Results ($(nproc) cores, ${duration}s per path, $connections connections; $(date -u +%FT%TZ))"

@@ -140,6 +140,7 @@ async fn run(command: Command) -> Result<(), String> {
         Command::Serve {
             migrate,
             no_email_worker,
+            no_job_worker,
         } => {
             if migrate {
                 let applied = run_pending_migrations(config.database_url.expose_secret())
@@ -177,7 +178,8 @@ async fn run(command: Command) -> Result<(), String> {
             let stop = Stop::on_signal(state.draining.clone());
             // Awaited at shutdown: a job is never cut between its Stripe
             // call and recording the result.
-            let job_worker = tokio::spawn(jobs::run_forever(state.clone(), stop.stopped()));
+            let job_worker = (!no_job_worker)
+                .then(|| tokio::spawn(jobs::run_forever(state.clone(), stop.stopped())));
             // Charges stuck pending without a live job get a new one.
             rsolv_platform::server::stripe::charges::spawn_sweeper(
                 state.clone(),
@@ -209,6 +211,8 @@ async fn run(command: Command) -> Result<(), String> {
             rate_limit::spawn_purger(state.pool.clone(), RATE_LIMIT_PURGE_EVERY);
             let email_worker = (!no_email_worker)
                 .then(|| tokio::spawn(run_email_worker(state.clone(), stop.stopped())));
+            // Flushed once the last request was answered: no counted hit lost.
+            let action_limiter = state.action_limiter.clone();
             // The peer address is the client IP of the per-IP rate limits.
             let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
             let mut server = tokio::spawn(
@@ -230,10 +234,15 @@ async fn run(command: Command) -> Result<(), String> {
             drain_within(drain_limit, async {
                 let served = server.await;
                 tracing::info!("HTTP server drained: in-flight requests finished");
+                if let Err(error) = action_limiter.flush().await {
+                    tracing::error!(%error, "the last Action API rate-limit counts were not synced");
+                }
                 if let Some(email_worker) = email_worker {
                     join_worker("email worker", email_worker).await;
                 }
-                join_worker("job worker", job_worker).await;
+                if let Some(job_worker) = job_worker {
+                    join_worker("job worker", job_worker).await;
+                }
                 match served {
                     Ok(Ok(())) => Ok(()),
                     Ok(Err(e)) => Err(e.to_string()),

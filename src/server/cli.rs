@@ -54,6 +54,10 @@ pub enum Command {
         /// process of its own instead).
         #[arg(long)]
         no_email_worker: bool,
+        /// Do not run the job queue's worker in this process (run `worker`
+        /// as a process of its own instead): the instance only serves.
+        #[arg(long)]
+        no_job_worker: bool,
     },
     /// Run only the workers, until Ctrl-C or SIGTERM: the email outbox
     /// worker (sends queued emails; see EMAIL_TRANSPORT) and the job queue's

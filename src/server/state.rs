@@ -4,6 +4,7 @@ use crate::server::billing::ports::PaymentProcessor;
 use crate::server::billing::BillingError;
 use crate::server::config::{Config, ExposeSecret};
 use crate::server::db::{build_pool, DbConn, DbPool, DbSetupError};
+use crate::server::rate_limit::SyncedLimiter;
 use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use std::sync::Arc;
@@ -21,9 +22,16 @@ pub struct AppState {
     /// The payment processor (the one instance: Stripe, built from
     /// `config.stripe` by the wiring; tests may pass another one).
     pub processor: Arc<dyn PaymentProcessor>,
+    /// Records fix reports with group commit per customer (issue 13).
+    pub fix_recorder: crate::server::billing::fix_recorder::FixRecorder,
     /// Set once the process starts draining (SIGTERM): `/readyz` answers
     /// 503 from then on. Shared by every clone.
     pub draining: Draining,
+    /// The Action API's per-key rate limit, counted in memory and synced
+    /// to PostgreSQL every `RATE_LIMIT_SYNC_MILLIS` (see
+    /// [`SyncedLimiter`] for the error bound across instances). Shared by
+    /// every clone; flush it at shutdown.
+    pub action_limiter: SyncedLimiter,
 }
 
 /// Whether the process is draining (stops being ready, finishes its work,
@@ -71,7 +79,15 @@ impl AppState {
             pool.clone(),
             std::time::Duration::from_secs(config.flags_refresh_seconds),
         );
+        // Syncs the Action API's counts (ends when the state is dropped).
+        let action_limiter = SyncedLimiter::new(
+            pool.clone(),
+            std::time::Duration::from_millis(config.rate_limit_sync_millis),
+        );
+        action_limiter.spawn_syncer();
         Ok(Self {
+            action_limiter,
+            fix_recorder: crate::server::billing::fix_recorder::FixRecorder::new(pool.clone()),
             pool,
             config: Arc::new(config),
             leptos_options,

@@ -952,3 +952,60 @@ async fn passthrough_vends_the_real_keys_only_when_set_and_warns_on_health() {
     assert_eq!(body["credential_vending"], "passthrough");
     assert!(body["warning"].as_str().unwrap().contains("passthrough"));
 }
+
+#[tokio::test]
+async fn a_repeated_exchange_vends_the_same_keys_until_the_api_key_is_revoked() {
+    let stand_in = StandIn::start().await;
+    let app = spawn(&stand_in, &[]).await;
+    let (customer_id, key) = app.onboard(&email("reuse")).await;
+    let exchange = |run: &'static str, ttl: i64| {
+        app.client
+            .post(app.url("/api/v1/credentials/exchange"))
+            .header("x-api-key", &key)
+            .header("X-GitHub-Job", "build")
+            .header("X-GitHub-Run", run)
+            .json(&json!({"providers": ["anthropic", "openai"], "ttl_minutes": ttl}))
+            .send()
+    };
+    let stored = || async {
+        use rsolv_platform::server::db::schema::ai_virtual_keys as k;
+        k::table
+            .filter(k::customer_id.eq(customer_id))
+            .count()
+            .get_result::<i64>(&mut app.conn().await)
+            .await
+            .unwrap()
+    };
+    let first: Value = exchange("7", 30).await.unwrap().json().await.unwrap();
+    let again: Value = exchange("7", 30).await.unwrap().json().await.unwrap();
+    // The same keys with their own expiry, and no new row.
+    assert_eq!(again["credentials"], first["credentials"]);
+    assert_eq!(stored().await, 2);
+
+    // Another run, or a lifetime the kept keys fall short of, gets new keys.
+    let other_run: Value = exchange("8", 30).await.unwrap().json().await.unwrap();
+    assert_ne!(vkey(&other_run, "anthropic"), vkey(&first, "anthropic"));
+    let longer: Value = exchange("7", 60).await.unwrap().json().await.unwrap();
+    assert_ne!(vkey(&longer, "openai"), vkey(&first, "openai"));
+    let expires: DateTime<Utc> = longer["credentials"]["openai"]["expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(expires >= Utc::now() + Duration::minutes(59));
+    assert_eq!(stored().await, 6);
+
+    // A reused key works, and revoking the API key ends it and the exchange
+    // at once.
+    let (status, _, _) = messages(&app, &vkey(&again, "anthropic"), &claude_request(false)).await;
+    assert_eq!(status, 200);
+    sql(
+        &app,
+        &format!("UPDATE api_keys SET revoked_at = now() WHERE customer_id = {customer_id}"),
+    )
+    .await;
+    assert_eq!(exchange("7", 30).await.unwrap().status(), 401);
+    let (status, _, text) =
+        messages(&app, &vkey(&again, "anthropic"), &claude_request(false)).await;
+    assert_eq!(status, 401, "{text}");
+}

@@ -21,6 +21,7 @@ mod email;
 mod flags;
 mod fuzz_inputs;
 mod github;
+mod group_commit;
 mod harness;
 mod jobs;
 mod lifecycle;

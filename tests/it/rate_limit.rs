@@ -1,12 +1,16 @@
 //! Signup protection and rate limits: disposable addresses, signups per IP
 //! (shared by the API, the form and the server function, and by every
-//! instance on one database), the Action API's limit per key, and the
-//! counters' window expiry and purge.
+//! instance on one database), the Action API's limit per key (counted in
+//! memory per instance and synced in batches: two instances on one
+//! database stay within the stated bound, lose no hit, restart with the
+//! window), and the counters' window expiry and purge.
 
-use crate::harness::{email, TestApp, TestDb};
+use crate::harness::{email, leptos_options, test_config_with, TestApp, TestDb};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use reqwest::Response;
-use rsolv_platform::server::rate_limit::{check, purge_expired};
+use rsolv_platform::server::cli::platform_state;
+use rsolv_platform::server::rate_limit::{check, purge_expired, SyncedLimiter};
+use rsolv_platform::server::state::AppState;
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -422,4 +426,141 @@ async fn concurrent_hits_are_counted_exactly() {
         .collect();
     remaining.sort_unstable();
     assert_eq!(remaining, (0..20).collect::<Vec<_>>());
+}
+
+/// Two instances' states on one database, syncing only when the test says
+/// so (the background sync's interval is a minute: its first tick, at
+/// start, finds nothing to sync).
+fn two_instances(db: &TestDb) -> (AppState, AppState) {
+    let state = || {
+        let config = test_config_with(&db.url, &[("RATE_LIMIT_SYNC_MILLIS", "60000")]);
+        platform_state(config, leptos_options()).expect("state")
+    };
+    (state(), state())
+}
+
+/// The stored count of `bucket`'s current window.
+async fn stored_hits(db: &TestDb, bucket: &str) -> i64 {
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "SELECT hits FROM rate_limit_counters WHERE bucket = '{bucket}' AND expires_at > now()"
+    ))
+    .get_result(&mut conn)
+    .await
+    .unwrap()
+}
+
+/// Counts `n` hits on `limiter`; returns how many were allowed.
+async fn hits(limiter: &SyncedLimiter, bucket: &str, limit: u32, n: usize) -> usize {
+    let mut allowed = 0;
+    for _ in 0..n {
+        if limiter.hit(bucket, limit, HOUR).await.unwrap().allowed {
+            allowed += 1;
+        }
+    }
+    allowed
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+#[tokio::test]
+async fn two_instances_keep_the_action_limit_within_the_stated_bound() {
+    let db = TestDb::new().await;
+    let (first, second) = two_instances(&db);
+    let (a, b) = (&first.action_limiter, &second.action_limiter);
+    let bucket = "action:key:shared";
+    const LIMIT: u32 = 10;
+
+    // A's first hit is counted in the database at once, the next three in
+    // memory; B's first hit reads the database (A's first hit, not the
+    // three unsynced), its next two are counted in memory.
+    for remaining in [9, 8, 7, 6] {
+        let decision = a.hit(bucket, LIMIT, HOUR).await.unwrap();
+        assert!(decision.allowed);
+        assert_eq!(decision.remaining, remaining);
+    }
+    for remaining in [8, 7, 6] {
+        assert_eq!(
+            b.hit(bucket, LIMIT, HOUR).await.unwrap().remaining,
+            remaining
+        );
+    }
+    assert_eq!(stored_hits(&db, bucket).await, 2);
+
+    // One statement each; no hit lost.
+    assert_eq!(a.flush().await.unwrap(), 1);
+    assert_eq!(b.flush().await.unwrap(), 1);
+    assert_eq!(stored_hits(&db, bucket).await, 7);
+    assert_eq!(a.flush().await.unwrap(), 0, "nothing left to sync");
+
+    // Between syncs each instance spends what it believes is left: A
+    // (which last read 5) admits 5, B (which read 7) admits 3.
+    let allowed_a = hits(a, bucket, LIMIT, 6).await;
+    let allowed_b = hits(b, bucket, LIMIT, 4).await;
+    assert_eq!((allowed_a, allowed_b), (5, 3));
+    let admitted = 4 + 3 + allowed_a + allowed_b;
+    // The bound: limit + (instances − 1) × the most hits one instance
+    // admitted without the other seeing them (here, within one interval).
+    assert!(
+        admitted <= LIMIT as usize + allowed_a.max(allowed_b),
+        "{admitted} admitted"
+    );
+
+    // Once synced, every instance refuses, and the refusals count too.
+    a.flush().await.unwrap();
+    b.flush().await.unwrap();
+    assert_eq!(stored_hits(&db, bucket).await, 7 + 6 + 4);
+    for limiter in [a, b] {
+        let refused = limiter.hit(bucket, LIMIT, HOUR).await.unwrap();
+        assert!(!refused.allowed);
+        assert_eq!(refused.remaining, 0);
+        assert!((3500..=3600).contains(&refused.reset_after_secs));
+    }
+    // A third instance starts from the stored count.
+    let third = two_instances(&db).0;
+    assert!(
+        !third
+            .action_limiter
+            .hit(bucket, LIMIT, HOUR)
+            .await
+            .unwrap()
+            .allowed
+    );
+    a.flush().await.unwrap();
+    b.flush().await.unwrap();
+    assert_eq!(stored_hits(&db, bucket).await, 17 + 3);
+}
+
+#[tokio::test]
+async fn the_action_limit_restarts_when_its_window_ends() {
+    let db = TestDb::new().await;
+    let (first, second) = two_instances(&db);
+    let limiter = &first.action_limiter;
+    let second_ = Duration::from_secs(1);
+    let bucket = "action:key:window";
+    let decisions = [
+        limiter.hit(bucket, 2, second_).await.unwrap(),
+        limiter.hit(bucket, 2, second_).await.unwrap(),
+        limiter.hit(bucket, 2, second_).await.unwrap(),
+    ];
+    assert_eq!(
+        decisions.map(|d| (d.allowed, d.remaining)),
+        [(true, 1), (true, 0), (false, 0)]
+    );
+    assert_eq!(decisions[2].reset_after_secs, 1);
+    // Time passes (not a synchronisation: the window is one second long).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let decision = limiter.hit(bucket, 2, second_).await.unwrap();
+    assert!(decision.allowed);
+    assert_eq!(decision.remaining, 1);
+    // The new window is stored, and the other instance counts in it.
+    assert_eq!(stored_hits(&db, bucket).await, 1);
+    let decision = second.action_limiter.hit(bucket, 2, second_).await.unwrap();
+    assert_eq!((decision.allowed, decision.remaining), (true, 0));
+    // The first instance has not seen that hit yet (one over: the bound),
+    // and refuses once synced.
+    assert!(limiter.hit(bucket, 2, second_).await.unwrap().allowed);
+    assert_eq!(limiter.flush().await.unwrap(), 1);
+    assert_eq!(stored_hits(&db, bucket).await, 3);
+    assert!(!limiter.hit(bucket, 2, second_).await.unwrap().allowed);
 }

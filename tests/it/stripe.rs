@@ -700,6 +700,7 @@ async fn a_job_out_of_attempts_is_dead_until_retried() {
             payload: json!({}),
             dedupe_key: None,
             max_attempts: 5,
+            ordering_key: None,
         },
     )
     .await

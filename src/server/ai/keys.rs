@@ -14,6 +14,7 @@ use super::Provider;
 use crate::server::billing::customers::Customer;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{ai_virtual_keys, api_keys, customers};
+use crate::server::db::DbPool;
 use crate::types::values::CustomerStatus;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -81,11 +82,6 @@ pub async fn mint_virtual_keys(
     let mut providers = providers.to_vec();
     providers.sort();
     providers.dedup();
-    let clip = |v: Option<&str>| {
-        v.map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(|v| v.chars().take(200).collect::<String>())
-    };
     let (job, run) = (clip(request.github_job), clip(request.github_run));
     let mut minted = Vec::with_capacity(providers.len());
     let mut rows = Vec::with_capacity(providers.len());
@@ -116,6 +112,134 @@ pub async fn mint_virtual_keys(
             .await?;
     }
     Ok(minted)
+}
+
+/// The longest a reused key may fall short of the expiry a caller asks
+/// for; see [`VendedKeys`].
+pub const MAX_REUSE_SHORTFALL: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Keys this instance keeps for reuse; past this, expired ones are dropped,
+/// and if that is not enough, all.
+const MAX_KEPT: usize = 10_000;
+
+/// What a vended key was vended for: the API key, the provider and the
+/// GitHub run ids, as [`mint_virtual_keys`] stores them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct VendedFor {
+    api_key_id: i64,
+    provider: Provider,
+    github_job: Option<String>,
+    github_run: Option<String>,
+}
+
+/// The virtual keys this instance vended, kept in memory (never stored in
+/// plain anywhere) so that a repeated exchange for the same API key,
+/// provider and GitHub job/run gets the same key instead of a new row:
+/// the exchange then costs no write (issue 13).
+///
+/// A key is vended again only while its expiry is at most
+/// `min(`[`MAX_REUSE_SHORTFALL`]`, lifetime / 10)` before, and never
+/// after, the expiry asked for (`now + min(ttl, cap)`); otherwise a new one
+/// is minted. Reuse changes nothing a key is checked against: it was
+/// minted for the same API key, so revoking or rotating that key, or
+/// suspending its customer, ends it at once like any other
+/// ([`authenticate_virtual_key`] reads all three on every call), and the
+/// exchange itself reads the API key on every call. Stored keys are never
+/// changed or deleted before they expire; code that starts doing so must
+/// also stop reusing them. Per instance (an instance that has not seen a
+/// key mints its own); at most 10,000 kept. `Debug` shows only the count.
+#[derive(Default)]
+pub struct VendedKeys {
+    kept: std::sync::Mutex<std::collections::HashMap<VendedFor, (PlainVirtualKey, DateTime<Utc>)>>,
+}
+
+impl std::fmt::Debug for VendedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kept = self.kept.lock().map(|k| k.len()).unwrap_or_default();
+        f.debug_struct("VendedKeys").field("kept", &kept).finish()
+    }
+}
+
+/// Trimmed, non-empty, at most 200 characters: how GitHub ids are stored.
+fn clip(value: Option<&str>) -> Option<String> {
+    value
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| v.chars().take(200).collect())
+}
+
+/// A vended key and its expiry.
+pub type Vended = (PlainVirtualKey, DateTime<Utc>);
+
+impl VendedKeys {
+    /// For each provider in `providers` (duplicates once): a key this
+    /// instance vended for the same request that expires within the
+    /// allowed shortfall before `expires_at` (see [`VendedKeys`]), or else
+    /// a new one minted by [`mint_virtual_keys`] (all new ones in one
+    /// statement, on a connection taken from `pool` only then) and kept.
+    /// Sorted by provider.
+    ///
+    /// Errors: as [`mint_virtual_keys`]; [`BillingError::Pool`] when no
+    /// connection can be had.
+    pub async fn vend(
+        &self,
+        pool: &DbPool,
+        request: &MintRequest<'_>,
+        providers: &[Provider],
+        expires_at: DateTime<Utc>,
+    ) -> Result<Vec<(Provider, Vended)>, BillingError> {
+        let now = Utc::now();
+        let shortfall = MAX_REUSE_SHORTFALL.min((expires_at - now) / 10);
+        let mut providers = providers.to_vec();
+        providers.sort();
+        providers.dedup();
+        let vended_for = |provider: Provider| VendedFor {
+            api_key_id: request.api_key_id,
+            provider,
+            github_job: clip(request.github_job),
+            github_run: clip(request.github_run),
+        };
+        let mut vended = Vec::with_capacity(providers.len());
+        let mut missing = Vec::new();
+        {
+            let kept = self
+                .kept
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for provider in providers {
+                match kept.get(&vended_for(provider)) {
+                    Some((key, at)) if *at <= expires_at && *at >= expires_at - shortfall => {
+                        vended.push((provider, (key.clone(), *at)));
+                    }
+                    _ => missing.push(provider),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(vended);
+        }
+        let mut conn = pool
+            .get()
+            .await
+            .map_err(|e| BillingError::Pool(e.to_string()))?;
+        let minted = mint_virtual_keys(&mut conn, request, &missing, expires_at).await?;
+        let mut kept = self
+            .kept
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if kept.len() + minted.len() > MAX_KEPT {
+            kept.retain(|_, (_, at)| *at > now);
+            if kept.len() + minted.len() > MAX_KEPT {
+                kept.clear();
+            }
+        }
+        for (provider, key) in minted {
+            kept.insert(vended_for(provider), (key.clone(), expires_at));
+            vended.push((provider, (key, expires_at)));
+        }
+        vended.sort_by_key(|(provider, _)| *provider);
+        Ok(vended)
+    }
 }
 
 /// Why a presented virtual key was refused. The gateway answers 401 for all

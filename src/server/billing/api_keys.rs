@@ -158,7 +158,10 @@ pub struct Authenticated {
 }
 
 /// Verifies a presented key by hash lookup and records its use (at most one
-/// write per key per minute, keeping the hot path read-mostly).
+/// write per key per minute, keeping the hot path read-mostly): one
+/// indexed read of the key joined to its customer, read on every call so a
+/// revocation, rotation or suspension applies to the next request on every
+/// instance; plus, when `last_used_at` is older than a minute, one update.
 ///
 /// Errors: `Ok(Err(KeyRejection))` for a key that is not accepted;
 /// `Err(BillingError)` when the database fails.
@@ -172,7 +175,13 @@ pub async fn authenticate(
     if !presented.starts_with(KEY_PREFIX) || presented.len() > MAX_KEY_LEN {
         return Ok(Err(KeyRejection::Unknown));
     }
-    type Found = (i64, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Customer);
+    type Found = (
+        i64,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Customer,
+    );
     let found: Option<Found> = api_keys::table
         .inner_join(customers::table)
         .filter(api_keys::token_hash.eq(hash_key(presented).as_slice()))
@@ -180,32 +189,38 @@ pub async fn authenticate(
             api_keys::id,
             api_keys::revoked_at,
             api_keys::expires_at,
+            api_keys::last_used_at,
             Customer::as_select(),
         ))
         .first(conn)
         .await
         .optional()?;
-    let Some((api_key_id, revoked_at, expires_at, customer)) = found else {
+    let Some((api_key_id, revoked_at, expires_at, last_used_at, customer)) = found else {
         return Ok(Err(KeyRejection::Unknown));
     };
+    let now = Utc::now();
     if revoked_at.is_some() {
         return Ok(Err(KeyRejection::Revoked));
     }
-    if expires_at.is_some_and(|at| at <= Utc::now()) {
+    if expires_at.is_some_and(|at| at <= now) {
         return Ok(Err(KeyRejection::Expired));
     }
     if customer.status() == CustomerStatus::Suspended {
         return Ok(Err(KeyRejection::Suspended));
     }
-    diesel::update(api_keys::table.find(api_key_id))
-        .filter(
-            api_keys::last_used_at
-                .is_null()
-                .or(api_keys::last_used_at.lt(Utc::now() - chrono::Duration::minutes(1))),
-        )
-        .set(api_keys::last_used_at.eq(diesel::dsl::now))
-        .execute(conn)
-        .await?;
+    let a_minute_ago = now - chrono::Duration::minutes(1);
+    if last_used_at.is_none_or(|at| at < a_minute_ago) {
+        // The filter repeats the test, so concurrent calls write once.
+        diesel::update(api_keys::table.find(api_key_id))
+            .filter(
+                api_keys::last_used_at
+                    .is_null()
+                    .or(api_keys::last_used_at.lt(a_minute_ago)),
+            )
+            .set(api_keys::last_used_at.eq(diesel::dsl::now))
+            .execute(conn)
+            .await?;
+    }
     Ok(Ok(Authenticated {
         api_key_id,
         customer,

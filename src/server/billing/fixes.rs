@@ -248,8 +248,284 @@ pub async fn record_fix_in_tx(
     settle_if_due(conn, pricing, fix, links).await
 }
 
+/// Records a batch of reports of `customer_id`'s fixes with as few
+/// commits and as short a hold of the customer's lock as it can (group
+/// commit: [`crate::server::billing::fix_recorder::FixRecorder`] gathers
+/// concurrent requests into batches). Answers one result per report, in
+/// order; every answer is given after the commit that holds it.
+///
+/// The outcome is exactly that of recording the reports one after another
+/// with [`record_fix_in_tx`], in this order: first the *fresh* reports (see
+/// below), in batch order, then the others, in batch order. Concurrent
+/// requests have no order of their own, so this is one of the sequential
+/// executions they could have had; every rule of [`record_fix_in_tx`]
+/// (identity, merge, one charge per fix, ledger keys) holds as written.
+///
+/// A report is fresh when reports bill
+/// ([`BillableEvent::bills_on_report`](crate::server::billing::pricing::BillableEvent::bills_on_report)),
+/// no earlier report of the batch names its issue or pull request (same
+/// repository), no stored fix of the customer does (the partial unique
+/// indexes decide, under the lock) and the balance covers every fresh
+/// candidate of the batch. Recorded first, in sequence, each such report
+/// meets the `(None, None)` case of [`record_fix_in_tx`] with a credit
+/// left: a new fix paid by one credit (ledger `fix_consumed`, −1, key and
+/// reference `fix:<id>`, `balance_after` counting down in ledger-id order;
+/// the fix `credit` with its entry). One statement writes that for all of
+/// them ([`insert_fresh_fixes`]):
+/// 1. when the balance exceeds the candidates by 2 or more (no debit can
+///    leave exactly 1 credit, so no low-credit email is due), on its own,
+///    committed by itself (one round trip, one commit);
+/// 2. otherwise, and for every report step 1 did not record, in one
+///    transaction: the statement again (a debit that leaves exactly 1
+///    credit queues the low-credit email, key `low_credit:<entry id>`, in
+///    the same transaction, as [`pay_fix`] does), then each remaining
+///    report through [`record_fix_in_tx`] itself, inside a savepoint, so
+///    one report's failure (e.g. [`BillingError::Invalid`]) is its own.
+///
+/// Errors: the outer `Err` for a failure outside one report's savepoint
+/// ([`BillingError::Database`], [`BillingError::NotFound`] for an unknown
+/// customer): the transaction of step 2 is rolled back, what step 1
+/// committed stays (recording those reports again finds their fixes:
+/// reports are idempotent). Inner errors as [`record_fix_in_tx`]'s.
+pub async fn record_fixes_batch(
+    conn: &mut AsyncPgConnection,
+    pricing: &PricingCatalog,
+    customer_id: i64,
+    reports: &[FixReport],
+    links: &EmailLinks,
+) -> Result<Vec<Result<Fix, BillingError>>, BillingError> {
+    let mut results: Vec<Option<Result<Fix, BillingError>>> =
+        reports.iter().map(|_| None).collect();
+    let candidates = if pricing.billable_event.bills_on_report() {
+        first_mentions(reports)
+    } else {
+        Vec::new()
+    };
+    if !candidates.is_empty() {
+        let picked: Vec<&FixReport> = candidates.iter().map(|&i| &reports[i]).collect();
+        let inserted = insert_fresh_fixes(conn, customer_id, &picked, 2).await?;
+        place(reports, &candidates, inserted, &mut results)?;
+        if results.iter().all(Option::is_some) {
+            return Ok(results.into_iter().flatten().collect());
+        }
+    }
+    conn.transaction(async |conn| {
+        let left: Vec<usize> = candidates
+            .iter()
+            .copied()
+            .filter(|&i| results[i].is_none())
+            .collect();
+        if left.is_empty() {
+            lock_customer(conn, customer_id).await?;
+        } else {
+            let picked: Vec<&FixReport> = left.iter().map(|&i| &reports[i]).collect();
+            let inserted = insert_fresh_fixes(conn, customer_id, &picked, 0).await?;
+            for row in &inserted {
+                if row.balance_after == 1 {
+                    queue_low_credit_email(conn, links, customer_id, row.entry_id, 1).await?;
+                }
+            }
+            place(reports, &left, inserted, &mut results)?;
+        }
+        for (i, report) in reports.iter().enumerate() {
+            if results[i].is_none() {
+                let one = conn
+                    .transaction(async |conn| {
+                        record_fix_in_tx(conn, pricing, customer_id, report, links).await
+                    })
+                    .await;
+                results[i] = Some(one);
+            }
+        }
+        Ok::<(), BillingError>(())
+    })
+    .await?;
+    Ok(results.into_iter().flatten().collect())
+}
+
+/// Puts each fix [`insert_fresh_fixes`] wrote for `reports[candidates]`
+/// in its report's slot of `results`.
+fn place(
+    reports: &[FixReport],
+    candidates: &[usize],
+    inserted: Vec<FreshFix>,
+    results: &mut [Option<Result<Fix, BillingError>>],
+) -> Result<(), BillingError> {
+    for row in inserted {
+        let slot = candidates
+            .iter()
+            .copied()
+            .find(|&i| same_identity(&reports[i], &row.fix));
+        match slot {
+            Some(i) if results[i].is_none() => results[i] = Some(Ok(row.fix)),
+            // Cannot happen (the statement inserts only the rows it was
+            // given, one per report); refuse to guess.
+            _ => return Err(BillingError::Database(diesel::result::Error::NotFound)),
+        }
+    }
+    Ok(())
+}
+
+/// The indexes of the reports that name no issue or pull request an
+/// earlier report of the batch names (same repository), and that carry
+/// an identity at all.
+fn first_mentions(reports: &[FixReport]) -> Vec<usize> {
+    let mut seen: std::collections::HashSet<(&str, Identity)> = std::collections::HashSet::new();
+    let mut picked = Vec::new();
+    for (i, report) in reports.iter().enumerate() {
+        let repo = report.repository.as_str();
+        let ids: Vec<Identity> = report
+            .issue_number
+            .map(Identity::Issue)
+            .into_iter()
+            .chain(report.pr_number.map(Identity::Pr))
+            .collect();
+        let fresh = !ids.is_empty() && ids.iter().all(|id| !seen.contains(&(repo, *id)));
+        for id in ids {
+            seen.insert((repo, id));
+        }
+        if fresh {
+            picked.push(i);
+        }
+    }
+    picked
+}
+
+/// Whether `fix` is the row a fresh `report` created (same repository and
+/// the report's identity: its issue, else its pull request).
+fn same_identity(report: &FixReport, fix: &Fix) -> bool {
+    fix.repository == report.repository.as_str()
+        && match report.issue_number {
+            Some(issue) => fix.issue_number == Some(issue),
+            None => fix.pr_number == report.pr_number,
+        }
+}
+
+/// One row of [`insert_fresh_fixes`]: the new fix and its debit.
+#[derive(QueryableByName)]
+struct FreshFix {
+    #[diesel(embed)]
+    fix: Fix,
+    /// The `fix_consumed` entry's id (also `fix.ledger_entry_id`).
+    #[diesel(sql_type = BigInt)]
+    entry_id: i64,
+    /// The balance right after that debit.
+    #[diesel(sql_type = BigInt)]
+    balance_after: i64,
+}
+
+/// The single statement of [`record_fixes_batch`]'s fresh reports. Locks
+/// the customer row (`FOR NO KEY UPDATE`, the ledger's lock) and, only
+/// when the balance covers all of `reports`, inserts each as a new fix
+/// paid by one credit: the fix (`credit`, `fix_key` `issue:<n>` else
+/// `pr:<n>`), its ledger entry (`fix_consumed`, −1, key and reference
+/// `fix:<fix id>`, `balance_after` = balance − its rank in ledger-id
+/// order) and the cached balance (− the number inserted). A report whose
+/// issue or pull request a stored fix already holds is skipped
+/// (`ON CONFLICT DO NOTHING` on the unique indexes, checked under the
+/// lock); so is every report when the balance is below the number of
+/// reports plus `margin` (credits). Outside a transaction it is one of its
+/// own (the lock is held only for the statement and its commit). Returns the rows
+/// inserted; the caller records the others the ordinary way. The ledger's
+/// `UNIQUE (customer_id, idempotency_key)` and `CHECK (balance_after >= 0)`
+/// and the customer's `CHECK (credit_balance >= 0)` back it.
+async fn insert_fresh_fixes(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    reports: &[&FixReport],
+    margin: i64,
+) -> Result<Vec<FreshFix>, BillingError> {
+    use diesel::sql_types::Array;
+    let column = |f: fn(&FixReport) -> Option<String>| -> Vec<Option<String>> {
+        reports.iter().map(|r| f(r)).collect()
+    };
+    let rows: Vec<FreshFix> = diesel::sql_query(FRESH_FIXES_SQL)
+        .bind::<BigInt, _>(customer_id)
+        .bind::<Array<Text>, _>(
+            reports
+                .iter()
+                .map(|r| r.repository.as_str().to_owned())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<BigInt>>, _>(
+            reports.iter().map(|r| r.issue_number).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<BigInt>>, _>(reports.iter().map(|r| r.pr_number).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(column(|r| r.pr_url.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(|r| r.pr_title.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(|r| r.issue_title.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(|r| r.issue_url.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(|r| r.fix_commit.clone()))
+        .bind::<Array<Nullable<Jsonb>>, _>(
+            reports
+                .iter()
+                .map(|r| r.metadata.clone())
+                .collect::<Vec<_>>(),
+        )
+        .bind::<BigInt, _>(margin)
+        .load(conn)
+        .await?;
+    Ok(rows)
+}
+
+/// See [`insert_fresh_fixes`]. `$1` the customer; `$2..$10` one array
+/// element per report: repository, issue number, pull request number,
+/// pull request link, its title, issue title, issue link, commit, metadata;
+/// `$11` the margin.
+///
+/// The ids are drawn from the sequences only once the customer's row is
+/// locked (`input` joins `cust`: no row of it, hence no `nextval`, before
+/// the lock is held), so ledger ids follow the order in which the balance
+/// moved, as those of
+/// [`append_entry`](crate::server::billing::ledger::append_entry) do, and
+/// `balance_after` adds up entry by entry in id order. (Drawn before the
+/// lock, an id could wait behind other debits and land before them.)
+const FRESH_FIXES_SQL: &str = "\
+WITH cust AS (
+    SELECT credit_balance FROM customers WHERE id = $1 FOR NO KEY UPDATE
+), input AS (
+    SELECT t.*,
+           nextval(pg_get_serial_sequence('fixes', 'id')) AS fix_id,
+           nextval(pg_get_serial_sequence('credit_ledger_entries', 'id')) AS entry_id
+    FROM cust,
+         unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::jsonb[])
+         WITH ORDINALITY AS t(repository, issue_number, pr_number, pr_url, pr_title,
+                              issue_title, issue_url, fix_commit, metadata, ord)
+    ORDER BY t.ord
+), new_fix AS (
+    INSERT INTO fixes (id, customer_id, repository, fix_key, issue_number, pr_number, pr_url,
+                       pr_title, issue_title, issue_url, fix_commit, metadata, billing_status,
+                       ledger_entry_id)
+    SELECT i.fix_id, $1, i.repository,
+           CASE WHEN i.issue_number IS NOT NULL THEN 'issue:' || i.issue_number
+                ELSE 'pr:' || i.pr_number END,
+           i.issue_number, i.pr_number, i.pr_url, i.pr_title, i.issue_title, i.issue_url,
+           i.fix_commit, i.metadata, 'credit', i.entry_id
+    FROM input i, cust
+    WHERE cust.credit_balance >= cardinality($2::text[]) + $11
+    ORDER BY i.ord
+    ON CONFLICT DO NOTHING
+    RETURNING *
+), entry AS (
+    INSERT INTO credit_ledger_entries (id, customer_id, amount, kind, reference,
+                                       idempotency_key, balance_after)
+    SELECT f.ledger_entry_id, $1, -1, 'fix_consumed', 'fix:' || f.id, 'fix:' || f.id,
+           cust.credit_balance - row_number() OVER (ORDER BY f.ledger_entry_id)
+    FROM new_fix f, cust
+    RETURNING id, balance_after
+), balance AS (
+    UPDATE customers
+    SET credit_balance = cust.credit_balance - (SELECT count(*) FROM entry), updated_at = now()
+    FROM cust
+    WHERE customers.id = $1 AND EXISTS (SELECT 1 FROM entry)
+)
+SELECT f.*, e.id AS entry_id, e.balance_after
+FROM new_fix f JOIN entry e ON e.id = f.ledger_entry_id
+ORDER BY e.id";
+
 /// Which number a lookup matches.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Identity {
     Issue(i64),
     Pr(i64),
@@ -502,7 +778,14 @@ async fn pay_fix(
         Ok(appended) => {
             if let Some(links) = links {
                 if !appended.replayed && appended.entry.balance_after == 1 {
-                    queue_low_credit_email(conn, links, &appended.entry).await?;
+                    queue_low_credit_email(
+                        conn,
+                        links,
+                        appended.entry.customer_id,
+                        appended.entry.id,
+                        appended.entry.balance_after,
+                    )
+                    .await?;
                 }
             }
             Ok(Payment::Credit(appended.entry.id))
@@ -791,25 +1074,28 @@ pub async fn list_unpaid_fixes(
         .collect())
 }
 
-/// Queues the low-credit warning for the debit `entry` (key
-/// `low_credit:<entry id>`, so it is queued once per debit).
+/// Queues the low-credit warning for debit `entry_id` of `customer_id`,
+/// which left `balance_after` credits (key `low_credit:<entry id>`, so it
+/// is queued once per debit).
 async fn queue_low_credit_email(
     conn: &mut AsyncPgConnection,
     links: &EmailLinks,
-    entry: &crate::server::billing::ledger::LedgerEntry,
+    customer_id: i64,
+    entry_id: i64,
+    balance_after: i64,
 ) -> Result<(), BillingError> {
     let (email, name): (String, String) = customers::table
-        .find(entry.customer_id)
+        .find(customer_id)
         .select((customers::email, customers::name))
         .first(conn)
         .await?;
     let to = Recipient {
-        customer_id: Some(entry.customer_id),
+        customer_id: Some(customer_id),
         email: &email,
         name: &name,
     };
-    let key = format!("low_credit:{}", entry.id);
-    enqueue_email(conn, &low_credit(links, &to, entry.balance_after, key)).await?;
+    let key = format!("low_credit:{entry_id}");
+    enqueue_email(conn, &low_credit(links, &to, balance_after, key)).await?;
     Ok(())
 }
 

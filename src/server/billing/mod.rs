@@ -8,6 +8,7 @@ pub mod api_keys;
 pub mod charges;
 pub mod customers;
 pub mod error;
+pub mod fix_recorder;
 pub mod fixes;
 pub mod history;
 pub mod ledger;

@@ -51,6 +51,10 @@ pub struct Config {
     pub database_url: SecretString,
     /// Connections in the pool (`DATABASE_POOL_SIZE`, default 16).
     pub database_pool_size: usize,
+    /// Jobs one job worker runs at once (`JOB_CONCURRENCY`, 1–256; default
+    /// twice the CPUs, at most half the pool): each running job holds up
+    /// to one pool connection at a time.
+    pub job_concurrency: usize,
     /// Per-statement timeout in seconds (`DATABASE_STATEMENT_TIMEOUT_SECONDS`, default 30).
     pub statement_timeout_seconds: u64,
     /// Largest accepted request body in bytes (`MAX_BODY_BYTES`, default 1 MiB).
@@ -71,6 +75,13 @@ pub struct Config {
     /// Action API requests allowed per API key per hour, across all
     /// instances (`RATE_LIMIT_ACTION_PER_HOUR`, default 500).
     pub rate_limit_action_per_hour: u32,
+    /// How often, in milliseconds, each instance adds the Action API hits
+    /// it counted in memory to the shared counters in PostgreSQL and reads
+    /// the totals back (`RATE_LIMIT_SYNC_MILLIS`, default 200, 10..=60000).
+    /// A longer interval means fewer writes and a looser limit across
+    /// instances: see [`crate::server::rate_limit::SyncedLimiter`] for the
+    /// error bound.
+    pub rate_limit_sync_millis: u64,
     /// How the client IP is found behind proxies (`TRUST_PROXY_HEADERS`,
     /// default false: the TCP peer; `TRUSTED_PROXIES`, our proxies' IPs and
     /// CIDRs): see [`proxies::ProxySettings`] and
@@ -118,6 +129,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("database_pool_size", &self.database_pool_size)
+            .field("job_concurrency", &self.job_concurrency)
             .field("statement_timeout_seconds", &self.statement_timeout_seconds)
             .field("max_body_bytes", &self.max_body_bytes)
             .field(
@@ -138,6 +150,7 @@ impl std::fmt::Debug for Config {
                 "rate_limit_action_per_hour",
                 &self.rate_limit_action_per_hour,
             )
+            .field("rate_limit_sync_millis", &self.rate_limit_sync_millis)
             .field("proxies", &self.proxies)
             .field("email", &self.email)
             .field(
@@ -236,9 +249,13 @@ impl Config {
             },
             ..defaults
         };
+        let database_pool_size = env.parsed("DATABASE_POOL_SIZE", 16, 1..=1000)?;
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let job_concurrency_default = (2 * cpus).min(database_pool_size / 2).max(1);
         Ok(Self {
             database_url: database_url.into(),
-            database_pool_size: env.parsed("DATABASE_POOL_SIZE", 16, 1..=1000)?,
+            database_pool_size,
+            job_concurrency: env.parsed("JOB_CONCURRENCY", job_concurrency_default, 1..=256)?,
             statement_timeout_seconds: env.parsed(
                 "DATABASE_STATEMENT_TIMEOUT_SECONDS",
                 30,
@@ -263,6 +280,7 @@ impl Config {
                 500,
                 1..=100_000_000,
             )?,
+            rate_limit_sync_millis: env.parsed("RATE_LIMIT_SYNC_MILLIS", 200, 10..=60_000)?,
             proxies: proxies::ProxySettings::parse(
                 env.flag("TRUST_PROXY_HEADERS", false)?,
                 env.optional("TRUSTED_PROXIES").as_deref(),

@@ -10,6 +10,26 @@
 //! which it stays `dead` (the dead-letter state) with its last error for a
 //! person to look at and [`retry_now`].
 //!
+//! **Order.** A job may carry an ordering key (a webhook event's customer):
+//! jobs with the same key run one at a time, in the order they were
+//! enqueued (their ids). A job enqueued while an earlier one of its key is
+//! queued or running is `held` and never claimed; finishing a job (`done`,
+//! or `dead`: the dead-letter state does not block its key forever)
+//! releases the lowest held job of its key. Enqueueing and finishing a keyed
+//! job both take the key's transaction-scoped advisory lock, so a job
+//! enqueued while its predecessor finishes is either seen by the release or
+//! sees the predecessor finished; and the ids of one key are assigned in
+//! commit order. A job that fails and will retry stays its key's head, so
+//! the jobs after it wait for it (an event is never applied before an
+//! earlier-received one of the same customer). An operator's
+//! [`retry_now`] of a dead keyed job runs it beside its key's current head.
+//!
+//! **Waking workers.** Every enqueue and every release `NOTIFY`s
+//! [`CHANNEL`] (delivered when the transaction commits), so idle workers
+//! that `LISTEN` claim at once instead of polling; jobs that become due
+//! later (backoff, `run_at`) are found by the workers' slower poll.
+//! [`claim_batch`] takes up to N jobs in one statement.
+//!
 //! The queue stores `(kind, payload)` and knows no handler: a job's type
 //! implements [`BackgroundJob`] (its name and its payload, the struct
 //! itself, serialised as JSON) and is enqueued with
@@ -19,7 +39,7 @@
 use crate::server::db::schema::jobs;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Int8, Interval, Text};
+use diesel::sql_types::{Array, Int8, Interval, Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -31,6 +51,9 @@ use std::time::Duration;
 pub const LEASE: Duration = Duration::from_secs(300);
 /// Default `max_attempts` of a new job.
 pub const DEFAULT_MAX_ATTEMPTS: i32 = 10;
+/// The PostgreSQL notification channel told of every enqueued or released
+/// job (payload empty); workers `LISTEN` on it.
+pub const CHANNEL: &str = "rsolv_jobs";
 
 /// A job row.
 #[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable)]
@@ -60,6 +83,11 @@ pub struct Job {
     pub created_at: DateTime<Utc>,
     /// Last changed.
     pub updated_at: DateTime<Utc>,
+    /// Jobs with the same key run one at a time, in id order (module doc).
+    pub ordering_key: Option<String>,
+    /// Queued behind an earlier job of the same key: not claimable until
+    /// that job is done or dead.
+    pub held: bool,
 }
 
 /// A job to enqueue.
@@ -74,6 +102,9 @@ pub struct NewJob<'a> {
     pub dedupe_key: Option<&'a str>,
     /// Failed runs allowed before `dead`.
     pub max_attempts: i32,
+    /// Optional ordering key (e.g. `stripe_customer:cus_…`): runs after
+    /// every earlier job with the same key is done or dead.
+    pub ordering_key: Option<&'a str>,
 }
 
 /// A job's type, as the queue sees it (crates.io's `BackgroundJob` without
@@ -110,6 +141,37 @@ pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
                     payload,
                     dedupe_key,
                     max_attempts: Self::MAX_ATTEMPTS,
+                    ordering_key: None,
+                },
+            )
+            .await
+        }
+    }
+
+    /// [`Self::enqueue`] with an ordering key: the job runs only after
+    /// every earlier job with the same key is done or dead (module doc).
+    /// Call it inside the transaction that causes the job: the key's lock
+    /// is held until that transaction ends.
+    ///
+    /// Errors: as [`Self::enqueue`].
+    fn enqueue_in_order<'a>(
+        &'a self,
+        conn: &'a mut AsyncPgConnection,
+        dedupe_key: Option<&'a str>,
+        ordering_key: &'a str,
+    ) -> impl Future<Output = Result<Option<i64>, diesel::result::Error>> + Send + 'a {
+        let payload = serde_json::to_value(self);
+        async move {
+            let payload =
+                payload.map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+            enqueue(
+                conn,
+                &NewJob {
+                    kind: Self::JOB_NAME,
+                    payload,
+                    dedupe_key,
+                    max_attempts: Self::MAX_ATTEMPTS,
+                    ordering_key: Some(ordering_key),
                 },
             )
             .await
@@ -118,56 +180,138 @@ pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
 }
 
 /// Enqueues `job` in the caller's transaction; returns its id, or `None`
-/// when a job with the same dedupe key exists (whatever its state).
+/// when a job with the same dedupe key exists (whatever its state). The
+/// insert `NOTIFY`s [`CHANNEL`]. With an ordering key it first takes the
+/// key's advisory lock ([`lock_ordering_key`]; outside a transaction it
+/// opens one) and the job is `held` when an earlier job of the key is
+/// queued or running.
 ///
 /// Errors: the database error.
 pub async fn enqueue(
     conn: &mut AsyncPgConnection,
     job: &NewJob<'_>,
 ) -> Result<Option<i64>, diesel::result::Error> {
-    diesel::insert_into(jobs::table)
-        .values((
-            jobs::kind.eq(job.kind),
-            jobs::payload.eq(&job.payload),
-            jobs::dedupe_key.eq(job.dedupe_key),
-            jobs::max_attempts.eq(job.max_attempts),
-        ))
-        .on_conflict(jobs::dedupe_key)
-        .do_nothing()
-        .returning(jobs::id)
-        .get_result(conn)
-        .await
-        .optional()
+    use diesel_async::AsyncConnection;
+    match job.ordering_key {
+        None => insert_job(conn, job).await,
+        Some(key) if in_transaction(conn) => {
+            lock_ordering_key(conn, key).await?;
+            insert_job(conn, job).await
+        }
+        Some(key) => {
+            conn.transaction(async |conn| {
+                lock_ordering_key(conn, key).await?;
+                insert_job(conn, job).await
+            })
+            .await
+        }
+    }
 }
 
-/// Claims the next due job (queued with `run_at <= now()`, or running with
-/// an expired lease) whose kind is not in `skip_kinds`: marks it `running`,
-/// counts the attempt and sets the lease. `None` when nothing is due.
+fn in_transaction(conn: &mut AsyncPgConnection) -> bool {
+    use diesel_async::{AsyncConnection, TransactionManager};
+    <AsyncPgConnection as AsyncConnection>::TransactionManager::transaction_manager_status_mut(conn)
+        .transaction_depth()
+        .is_ok_and(|depth| depth.is_some())
+}
+
+/// Takes the transaction-scoped advisory lock of ordering key `key` (a
+/// 64-bit hash of it: two keys sharing a hash only wait for each other).
+/// Enqueueing and finishing keyed jobs take it; a caller that stamps its
+/// own rows with the order (e.g. a webhook's receipt time) takes it first.
+/// Held until the caller's transaction ends; outside one it is released
+/// at once.
+///
+/// Errors: the database error.
+pub async fn lock_ordering_key(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<Text, _>(key)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_job(
+    conn: &mut AsyncPgConnection,
+    job: &NewJob<'_>,
+) -> Result<Option<i64>, diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = Int8)]
+        id: i64,
+    }
+    // `held` is read after the key's lock was taken (a statement of its
+    // own), so it sees every job of the key that committed before.
+    let row: Option<Id> = diesel::sql_query(format!(
+        "INSERT INTO jobs (kind, payload, dedupe_key, max_attempts, ordering_key, held) \
+         SELECT $1, $2, $3, $4, $5, $5 IS NOT NULL AND EXISTS ( \
+             SELECT 1 FROM jobs WHERE ordering_key = $5 AND status IN ('queued', 'running')) \
+         ON CONFLICT (dedupe_key) DO NOTHING \
+         RETURNING id, pg_notify('{CHANNEL}', '')"
+    ))
+    .bind::<Text, _>(job.kind)
+    .bind::<diesel::sql_types::Jsonb, _>(&job.payload)
+    .bind::<Nullable<Text>, _>(job.dedupe_key)
+    .bind::<diesel::sql_types::Int4, _>(job.max_attempts)
+    .bind::<Nullable<Text>, _>(job.ordering_key)
+    .get_result(conn)
+    .await
+    .optional()?;
+    Ok(row.map(|r| r.id))
+}
+
+/// Claims the next due job (see [`claim_batch`]). `None` when nothing is
+/// due.
 ///
 /// Errors: the database error.
 pub async fn claim(
     conn: &mut AsyncPgConnection,
     skip_kinds: &[&str],
 ) -> Result<Option<Job>, diesel::result::Error> {
+    Ok(claim_batch(conn, skip_kinds, 1).await?.into_iter().next())
+}
+
+/// Claims up to `limit` due jobs in one statement: queued with
+/// `run_at <= now()` and not held, or running with an expired lease (a
+/// crashed worker's), whose kind is not in `skip_kinds`, oldest `run_at`
+/// first. Each is marked `running`, its attempt counted and its lease set
+/// to now + [`LEASE`]. Rows another worker is claiming are skipped
+/// (`FOR UPDATE SKIP LOCKED`), so no two workers get the same job; a batch
+/// holds at most one job per ordering key (only a key's head is not held).
+/// Returned in claim order; empty when nothing is due.
+///
+/// Errors: the database error.
+pub async fn claim_batch(
+    conn: &mut AsyncPgConnection,
+    skip_kinds: &[&str],
+    limit: usize,
+) -> Result<Vec<Job>, diesel::result::Error> {
     let skip: Vec<String> = skip_kinds.iter().map(|k| (*k).to_owned()).collect();
-    diesel::sql_query(
-        "UPDATE jobs SET status = 'running', attempts = attempts + 1, \
-                locked_until = now() + $2, updated_at = now() \
-         WHERE id = ( \
+    let mut jobs: Vec<Job> = diesel::sql_query(
+        "WITH picked AS MATERIALIZED ( \
              SELECT id FROM jobs \
              WHERE ((status = 'queued' AND run_at <= now()) \
                     OR (status = 'running' AND locked_until < now())) \
+               AND NOT held \
                AND NOT (kind = ANY($1)) \
              ORDER BY run_at, id \
-             LIMIT 1 \
+             LIMIT $3 \
              FOR UPDATE SKIP LOCKED) \
-         RETURNING *",
+         UPDATE jobs SET status = 'running', attempts = attempts + 1, \
+                locked_until = now() + $2, updated_at = now() \
+         FROM picked WHERE jobs.id = picked.id \
+         RETURNING jobs.*",
     )
     .bind::<Array<Text>, _>(skip)
     .bind::<Interval, _>(pg_interval(LEASE))
-    .get_result::<Job>(conn)
-    .await
-    .optional()
+    .bind::<Int8, _>(i64::try_from(limit).unwrap_or(i64::MAX))
+    .load(conn)
+    .await?;
+    jobs.sort_by_key(|job| (job.run_at, job.id));
+    Ok(jobs)
 }
 
 fn pg_interval(duration: Duration) -> diesel::pg::data_types::PgInterval {
@@ -183,23 +327,105 @@ pub fn backoff(attempts: i32) -> Duration {
     Duration::from_secs((1u64 << exp).min(3600))
 }
 
-/// Marks the job done (only while this worker still holds it).
+/// Marks the job done (only while this worker still holds it); for a keyed
+/// job, in the same transaction, releases the next job of its key
+/// ([`release_next`]).
 ///
 /// Errors: the database error.
 pub async fn complete(
     conn: &mut AsyncPgConnection,
     job: &Job,
 ) -> Result<(), diesel::result::Error> {
-    diesel::update(jobs::table.find(job.id).filter(jobs::status.eq("running")))
-        .set((
-            jobs::status.eq("done"),
-            jobs::locked_until.eq(None::<DateTime<Utc>>),
-            jobs::last_error.eq(None::<String>),
-            jobs::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(())
+    finish(conn, job, End::Done).await
+}
+
+/// How a job ends.
+enum End<'a> {
+    Done,
+    /// Dead, with its last error; `run_at` as a retry would have had.
+    Dead(&'a str, DateTime<Utc>),
+}
+
+/// Ends the job (only while it is `running`) and, for a keyed job whose
+/// row changed, releases the next job of its key, under the key's lock in
+/// one transaction.
+async fn finish(
+    conn: &mut AsyncPgConnection,
+    job: &Job,
+    end: End<'_>,
+) -> Result<(), diesel::result::Error> {
+    use diesel_async::AsyncConnection;
+    let Some(key) = job.ordering_key.as_deref() else {
+        end_job(conn, job.id, &end).await?;
+        return Ok(());
+    };
+    conn.transaction(async |conn| {
+        lock_ordering_key(conn, key).await?;
+        if end_job(conn, job.id, &end).await? > 0 {
+            release_next(conn, key).await?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn end_job(
+    conn: &mut AsyncPgConnection,
+    id: i64,
+    end: &End<'_>,
+) -> Result<usize, diesel::result::Error> {
+    let target = jobs::table.find(id).filter(jobs::status.eq("running"));
+    match end {
+        End::Done => {
+            diesel::update(target)
+                .set((
+                    jobs::status.eq("done"),
+                    jobs::locked_until.eq(None::<DateTime<Utc>>),
+                    jobs::last_error.eq(None::<String>),
+                    jobs::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await
+        }
+        End::Dead(error, run_at) => {
+            diesel::update(target)
+                .set((
+                    jobs::status.eq("dead"),
+                    jobs::locked_until.eq(None::<DateTime<Utc>>),
+                    jobs::last_error.eq(*error),
+                    jobs::run_at.eq(*run_at),
+                    jobs::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await
+        }
+    }
+}
+
+/// Releases the lowest held job of `key` when no other job of the key is
+/// queued or running unheld (its head finished); `NOTIFY`s [`CHANNEL`] when
+/// it released one. Call it under the key's lock ([`lock_ordering_key`]).
+/// Returns whether a job was released.
+///
+/// Errors: the database error.
+pub async fn release_next(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+) -> Result<bool, diesel::result::Error> {
+    let released = diesel::sql_query(format!(
+        "UPDATE jobs SET held = false, updated_at = now() \
+         WHERE id = (SELECT id FROM jobs \
+                     WHERE ordering_key = $1 AND status = 'queued' AND held \
+                     ORDER BY id LIMIT 1) \
+           AND NOT EXISTS (SELECT 1 FROM jobs \
+                           WHERE ordering_key = $1 AND status IN ('queued', 'running') \
+                             AND NOT held) \
+         RETURNING pg_notify('{CHANNEL}', '')"
+    ))
+    .bind::<Text, _>(key)
+    .execute(conn)
+    .await?;
+    Ok(released > 0)
 }
 
 /// Extends the lease of a job this worker is running (same attempt) to
@@ -236,16 +462,23 @@ pub async fn fail(
     let status = if dead { "dead" } else { "queued" };
     let delay =
         chrono::Duration::from_std(backoff(job.attempts)).unwrap_or(chrono::Duration::hours(1));
-    diesel::update(jobs::table.find(job.id).filter(jobs::status.eq("running")))
-        .set((
-            jobs::status.eq(status),
-            jobs::locked_until.eq(None::<DateTime<Utc>>),
-            jobs::last_error.eq(&error.message),
-            jobs::run_at.eq(Utc::now() + delay),
-            jobs::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?;
+    let run_at = Utc::now() + delay;
+    if dead {
+        // A dead job no longer blocks its key.
+        finish(conn, job, End::Dead(&error.message, run_at)).await?;
+    } else {
+        // A job that will retry stays its key's head.
+        diesel::update(jobs::table.find(job.id).filter(jobs::status.eq("running")))
+            .set((
+                jobs::status.eq(status),
+                jobs::locked_until.eq(None::<DateTime<Utc>>),
+                jobs::last_error.eq(&error.message),
+                jobs::run_at.eq(run_at),
+                jobs::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+    }
     Ok(status)
 }
 

@@ -163,6 +163,8 @@ diesel::table! {
         dedupe_key -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        ordering_key -> Nullable<Text>,
+        held -> Bool,
     }
 }
 

@@ -1,13 +1,17 @@
-//! Rate limits at the HTTP edge, over [`crate::server::rate_limit::check`]
-//! (state in PostgreSQL, shared by every instance):
+//! Rate limits at the HTTP edge, state in PostgreSQL shared by every
+//! instance:
 //!
 //! - signups, per client IP ([`crate::server::client_ip`]): [`limit_signups_json`] (the onboarding API),
 //!   [`limit_signups_form`] (the no-JavaScript form) and
 //!   [`limit_signups_server_fn`] (the signup server function), all counting
-//!   against one bucket per IP, `RATE_LIMIT_SIGNUPS_PER_MINUTE` per minute;
+//!   against one bucket per IP, `RATE_LIMIT_SIGNUPS_PER_MINUTE` per minute,
+//!   counted exactly ([`crate::server::rate_limit::check`], one upsert per
+//!   attempt: signups are few, and a limit of 10 leaves no room for an
+//!   error bound);
 //! - the Action API, per API key: [`limit_action_key`], called where a key
 //!   is authenticated, `RATE_LIMIT_ACTION_PER_HOUR` per hour, with
-//!   [`report_action_limit`] writing the headers.
+//!   [`report_action_limit`] writing the headers; counted in memory and
+//!   synced in batches ([`crate::server::rate_limit::SyncedLimiter`]).
 //!
 //! Every limited response carries `RateLimit-Limit`, `RateLimit-Remaining`
 //! and `RateLimit-Reset` (seconds until the window resets); a refusal is a
@@ -245,8 +249,11 @@ pub async fn report_action_limit(mut request: Request, next: Next) -> Response {
 }
 
 /// Counts one Action API request against the authenticated key's hourly
-/// budget (`RATE_LIMIT_ACTION_PER_HOUR`, bucket `action:key:<key id>`), and
-/// leaves the decision in the request's [`DecisionSlot`], if it has one.
+/// budget (`RATE_LIMIT_ACTION_PER_HOUR`, bucket `action:key:<key id>`) with
+/// the instance's [`crate::server::rate_limit::SyncedLimiter`] (in memory,
+/// synced to PostgreSQL in batches; its documentation states the error
+/// bound across instances), and leaves the decision in the request's
+/// [`DecisionSlot`], if it has one.
 ///
 /// Errors: 429 `rate limit exceeded; retry in N seconds` over the limit;
 /// 500 when the count fails (logged).
@@ -255,20 +262,21 @@ pub async fn limit_action_key(
     parts: &Parts,
     auth: &Authenticated,
 ) -> Result<(), ApiError> {
-    let decision = count(
-        state,
-        &format!("action:key:{}", auth.api_key_id),
-        state.config.rate_limit_action_per_hour,
-        ACTION_WINDOW,
-    )
-    .await
-    .map_err(|error| {
-        tracing::error!(%error, "Action API rate limit could not be checked");
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal error; please retry",
+    let decision = state
+        .action_limiter
+        .hit(
+            &format!("action:key:{}", auth.api_key_id),
+            state.config.rate_limit_action_per_hour,
+            ACTION_WINDOW,
         )
-    })?;
+        .await
+        .map_err(|error| {
+            tracing::error!(%error, "Action API rate limit could not be checked");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error; please retry",
+            )
+        })?;
     if let Some(slot) = parts.extensions.get::<DecisionSlot>() {
         slot.put(decision);
     }

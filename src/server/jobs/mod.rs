@@ -5,14 +5,22 @@
 //! the integrations enqueue typed jobs ([`BackgroundJob::enqueue`]), and the
 //! queue knows no handler.
 //!
+//! [`run_forever`] runs up to `JOB_CONCURRENCY` jobs at once: it claims as
+//! many as it has free slots in one statement ([`claim_batch`]), spawns
+//! each, and claims again when a slot frees, when the database tells it a
+//! job was enqueued or released (`LISTEN` on [`CHANNEL`], any instance's),
+//! or every [`IDLE_POLL`] (jobs whose backoff ended, a lost notification).
+//! Jobs with the same ordering key still run one at a time, in order (the
+//! queue never lets two of a key be claimed together).
+//!
 //! The job types and what runs each: [`kinds`].
 
 pub use crate::server::billing::work::{
     KIND_STRIPE_CHARGE, KIND_STRIPE_CREATE_CUSTOMER, KIND_STRIPE_PROCESS_EVENT,
 };
 pub use crate::server::db::queue::{
-    backoff, claim, complete, enqueue, fail, retry_now, BackgroundJob, JobError, NewJob,
-    DEFAULT_MAX_ATTEMPTS, LEASE,
+    backoff, claim, claim_batch, complete, enqueue, fail, retry_now, BackgroundJob, JobError,
+    NewJob, CHANNEL, DEFAULT_MAX_ATTEMPTS, LEASE,
 };
 
 pub mod kinds;
@@ -26,8 +34,10 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 /// How often a running job renews its lease ([`LEASE`] / 3), so a job that
 /// works longer than the lease is not claimed by a second worker.
@@ -109,10 +119,15 @@ impl Registry {
 }
 
 /// [`Registry::platform`], built once.
-static PLATFORM: LazyLock<Registry> = LazyLock::new(Registry::platform);
+static PLATFORM: LazyLock<Arc<Registry>> = LazyLock::new(|| Arc::new(Registry::platform()));
 
-/// How long [`run_forever`] sleeps when no job is due.
+/// How often [`run_forever`] looks for due jobs without being told: jobs
+/// whose backoff or `run_at` came, and notifications lost while the
+/// listening connection was down. New and released jobs wake it at once.
 pub const IDLE_POLL: Duration = Duration::from_secs(1);
+/// How long the listening connection waits before connecting again after
+/// it failed (the poll covers the gap).
+pub const LISTEN_RETRY: Duration = Duration::from_secs(5);
 /// Kinds that call Stripe: not claimed while the `billing_enabled` flag is
 /// off (runtime, or forced by `BILLING_ENABLED=false`) or
 /// `STRIPE_SECRET_KEY` is unset.
@@ -149,18 +164,33 @@ pub async fn run_once_with(
     registry: &Registry,
     state: &AppState,
 ) -> Result<Option<JobRun>, BillingError> {
-    let skip: &[&str] = if state.config.stripe.can_call_stripe() {
-        &[]
-    } else {
-        STRIPE_CALLING_KINDS
-    };
     let job = {
         let mut conn = state.conn().await?;
-        match claim(&mut conn, skip).await? {
+        match claim(&mut conn, skip_kinds(state)).await? {
             Some(job) => job,
             None => return Ok(None),
         }
     };
+    run_claimed(registry, state, job).await.map(Some)
+}
+
+/// The kinds not to claim: those that call Stripe when Stripe cannot be
+/// called.
+fn skip_kinds(state: &AppState) -> &'static [&'static str] {
+    if state.config.stripe.can_call_stripe() {
+        &[]
+    } else {
+        STRIPE_CALLING_KINDS
+    }
+}
+
+/// Runs a job this worker claimed (renewing its lease) and records the
+/// outcome: done, or failed (retry after backoff, or dead).
+async fn run_claimed(
+    registry: &Registry,
+    state: &AppState,
+    job: QueuedJob,
+) -> Result<JobRun, BillingError> {
     let result = run_keeping_lease(registry, state, &job).await;
     let mut conn = state.conn().await?;
     let (status, error) = match result {
@@ -179,12 +209,12 @@ pub async fn run_once_with(
             (status, Some(error.message))
         }
     };
-    Ok(Some(JobRun {
+    Ok(JobRun {
         job_id: job.id,
         kind: job.kind,
         status: status.to_owned(),
         error,
-    }))
+    })
 }
 
 /// Runs [`run_once`] until no job is due; returns every run. For tests and
@@ -231,41 +261,179 @@ async fn run_keeping_lease(
     }
 }
 
-/// Runs jobs until `shutdown` completes: one at a time, sleeping
-/// [`IDLE_POLL`] when none is due and after a queue error. Spawned by
-/// `serve` and run by the `worker` subcommand.
+/// Runs jobs until `shutdown` completes, up to `JOB_CONCURRENCY`
+/// ([`crate::server::config::Config::job_concurrency`]) at once (module
+/// doc), then lets the running ones finish. Spawned by `serve` and run by
+/// the `worker` subcommand.
 pub async fn run_forever(state: AppState, shutdown: impl Future<Output = ()>) {
-    tokio::pin!(shutdown);
+    let concurrency = state.config.job_concurrency;
+    run_forever_with(PLATFORM.clone(), state, concurrency, shutdown).await;
+}
+
+/// [`run_forever`] with the handlers of `registry` and `concurrency` slots.
+pub async fn run_forever_with(
+    registry: Arc<Registry>,
+    state: AppState,
+    concurrency: usize,
+    shutdown: impl Future<Output = ()>,
+) {
     let stripe = &state.config.stripe;
     if !stripe.billing_enabled() {
         tracing::warn!("billing_enabled is off: Stripe jobs stay queued");
     } else if stripe.secret_key.is_none() {
         tracing::warn!("STRIPE_SECRET_KEY is not set: Stripe jobs stay queued");
     }
-    tracing::info!("job worker started");
-    loop {
-        let idle = match run_once(&state).await {
-            Ok(Some(_)) => false,
-            Ok(None) => true,
-            Err(error) => {
-                tracing::error!(%error, "job queue error");
-                true
-            }
-        };
-        if idle {
-            tokio::select! {
-                () = &mut shutdown => break,
-                () = tokio::time::sleep(IDLE_POLL) => {}
-            }
-        } else if futures_ready(&mut shutdown) {
-            break;
-        }
-    }
+    let wake = Arc::new(Notify::new());
+    let listener = tokio::spawn(listen(state.clone(), wake.clone()));
+    tracing::info!(concurrency, "job worker started");
+    dispatch(registry, state, concurrency, Some((shutdown, wake))).await;
+    listener.abort();
     tracing::info!("job worker stopped");
 }
 
-fn futures_ready<F: Future<Output = ()>>(future: &mut std::pin::Pin<&mut F>) -> bool {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    future.as_mut().poll(&mut cx).is_ready()
+/// Runs jobs `concurrency` at a time until none is due and none is
+/// running; returns how many ran. Several may run against one database
+/// (tests, one-shot use); like [`run_until_idle`], it terminates because a
+/// failed job is not due again until its backoff ends.
+pub async fn drain_with(registry: Arc<Registry>, state: AppState, concurrency: usize) -> usize {
+    dispatch(
+        registry,
+        state,
+        concurrency,
+        None::<(std::future::Pending<()>, Arc<Notify>)>,
+    )
+    .await
+}
+
+/// The worker loop. With `until` (shutdown, wake-up), runs until shutdown;
+/// without, until idle. Returns the jobs run.
+async fn dispatch<F: Future<Output = ()>>(
+    registry: Arc<Registry>,
+    state: AppState,
+    concurrency: usize,
+    until: Option<(F, Arc<Notify>)>,
+) -> usize {
+    let concurrency = concurrency.max(1);
+    let forever = until.is_some();
+    let (shutdown, wake) = match until {
+        Some((shutdown, wake)) => (Some(shutdown), wake),
+        None => (None, Arc::new(Notify::new())),
+    };
+    let shutdown = async move {
+        match shutdown {
+            Some(shutdown) => shutdown.await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(shutdown);
+    let mut poll = tokio::time::interval(IDLE_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut running: JoinSet<Result<JobRun, BillingError>> = JoinSet::new();
+    let mut ran = 0;
+    loop {
+        while let Some(joined) = running.try_join_next() {
+            ran += log_joined(joined);
+        }
+        let free = concurrency - running.len();
+        let mut full = free == 0;
+        if free > 0 {
+            match claim_free(&state, free).await {
+                Ok(jobs) => {
+                    full = jobs.len() == free;
+                    for job in jobs {
+                        let (registry, state) = (registry.clone(), state.clone());
+                        running.spawn(async move { run_claimed(&registry, &state, job).await });
+                    }
+                }
+                Err(error) => tracing::error!(%error, "job queue error"),
+            }
+        }
+        if !forever && running.is_empty() {
+            // Nothing claimed and nothing running: idle.
+            break;
+        }
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(joined) = running.join_next(), if !running.is_empty() => ran += log_joined(joined),
+            () = wake.notified(), if forever && !full => {}
+            _ = poll.tick(), if forever && !full => {}
+        }
+    }
+    // Shutting down: the running jobs finish (never cut between a Stripe
+    // call and recording its result).
+    while let Some(joined) = running.join_next().await {
+        ran += log_joined(joined);
+    }
+    ran
+}
+
+async fn claim_free(state: &AppState, free: usize) -> Result<Vec<QueuedJob>, BillingError> {
+    let mut conn = state.conn().await?;
+    Ok(claim_batch(&mut conn, skip_kinds(state), free).await?)
+}
+
+/// 1 when a job ran (whatever its outcome), 0 when the queue itself failed
+/// (logged).
+fn log_joined(joined: Result<Result<JobRun, BillingError>, tokio::task::JoinError>) -> usize {
+    match joined {
+        Ok(Ok(_)) => 1,
+        Ok(Err(error)) => {
+            // The job's outcome could not be recorded: its lease runs out
+            // and it runs again.
+            tracing::error!(%error, "job queue error after a run");
+            0
+        }
+        Err(error) => {
+            tracing::error!(%error, "job task ended abnormally");
+            0
+        }
+    }
+}
+
+/// Keeps a connection of its own (not the pool's) listening on
+/// [`CHANNEL`] and wakes the worker on every notification, and once after
+/// each (re)connection (notifications sent while it was down are lost;
+/// the claim that follows finds their jobs). Reconnects after
+/// [`LISTEN_RETRY`]; runs until aborted.
+async fn listen(state: AppState, wake: Arc<Notify>) {
+    use crate::server::config::ExposeSecret;
+    use futures_util::StreamExt;
+    let target = match crate::server::db::connect::DbTarget::parse(
+        state.config.database_url.expose_secret(),
+    ) {
+        Ok(target) => target,
+        Err(error) => {
+            tracing::error!(%error, "job worker cannot listen for new jobs; polling only");
+            return;
+        }
+    };
+    loop {
+        match target.connect().await {
+            Ok(mut conn) => {
+                match diesel_async::RunQueryDsl::execute(
+                    diesel::sql_query(format!("LISTEN {CHANNEL}")),
+                    &mut conn,
+                )
+                .await
+                {
+                    Ok(_) => {
+                        wake.notify_one();
+                        let mut notifications = std::pin::pin!(conn.notifications_stream());
+                        while let Some(notification) = notifications.next().await {
+                            match notification {
+                                Ok(_) => wake.notify_one(),
+                                Err(error) => {
+                                    tracing::warn!(%error, "job notifications lost; reconnecting");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => tracing::warn!(%error, "cannot LISTEN for new jobs"),
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot connect to listen for new jobs"),
+        }
+        tokio::time::sleep(LISTEN_RETRY).await;
+    }
 }

@@ -39,7 +39,7 @@ use crate::server::billing::subscriptions::{
 };
 use crate::server::billing::work::{ProcessStripeEventJob, KIND_STRIPE_PROCESS_EVENT};
 use crate::server::billing::BillingError;
-use crate::server::db::queue::{retry_now, BackgroundJob, JobError};
+use crate::server::db::queue::{lock_ordering_key, retry_now, BackgroundJob, JobError};
 use crate::server::db::schema::{jobs, stripe_events, stripe_payment_methods};
 use crate::server::state::AppState;
 use crate::server::stripe::billing_api::{Invoice, Subscription};
@@ -115,6 +115,12 @@ impl StripeEvent {
 /// `stripe.process_event` job, in one transaction. Returns true when the
 /// event is new, false for a redelivery (nothing written).
 ///
+/// Order: an event about a Stripe Customer ([`ordering_key`]) takes the
+/// customer's ordering lock first, then is stamped `received_at` (the
+/// clock at that point) and its job enqueued behind the customer's earlier
+/// events, so one customer's events are received, committed and applied in
+/// the same order (`server::db::queue`, module doc).
+///
 /// Errors: [`BillingError::Database`] (the webhook answers 500 and Stripe
 /// delivers again).
 pub async fn record_event(
@@ -125,13 +131,20 @@ pub async fn record_event(
     let created = event
         .created_at()
         .map_err(|e| BillingError::Invalid(crate::types::values::ParseError(e.to_string())))?;
+    let order = ordering_key(event);
     conn.transaction(async |conn| {
+        if let Some(key) = &order {
+            lock_ordering_key(conn, key).await?;
+        }
         let inserted = diesel::insert_into(stripe_events::table)
             .values((
                 stripe_events::id.eq(&event.id),
                 stripe_events::type_.eq(&event.type_),
                 stripe_events::created.eq(created),
                 stripe_events::payload.eq(raw),
+                stripe_events::received_at.eq(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
+                    "clock_timestamp()",
+                )),
             ))
             .on_conflict_do_nothing()
             .execute(conn)
@@ -140,14 +153,33 @@ pub async fn record_event(
             return Ok(false);
         }
         let dedupe = format!("{KIND_STRIPE_PROCESS_EVENT}:{}", event.id);
-        ProcessStripeEventJob {
+        let job = ProcessStripeEventJob {
             event_id: event.id.clone(),
-        }
-        .enqueue(conn, Some(&dedupe))
-        .await?;
+        };
+        match &order {
+            Some(key) => job.enqueue_in_order(conn, Some(&dedupe), key).await?,
+            None => job.enqueue(conn, Some(&dedupe)).await?,
+        };
         Ok(true)
     })
     .await
+}
+
+/// The job queue's ordering key of an event: `stripe_customer:<cus_…>`
+/// for an event whose object names its Stripe Customer (`customer`, as an
+/// id or expanded, or `previous_attributes.customer` for a detached
+/// payment method); `None` otherwise (e.g. a dispute without an expanded
+/// charge), and such an event is applied in no particular order.
+pub fn ordering_key(event: &StripeEvent) -> Option<String> {
+    id_field(&event.data.object, "customer")
+        .or_else(|| {
+            event
+                .data
+                .previous_attributes
+                .as_ref()
+                .and_then(|p| id_field(p, "customer"))
+        })
+        .map(|customer| format!("stripe_customer:{customer}"))
 }
 
 /// The `stripe.process_event` job (`{"event_id": "evt_…"}`): applies the

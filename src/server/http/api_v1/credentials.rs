@@ -4,7 +4,7 @@
 //! own provider keys; serves the Action's feature flags (§ 7).
 
 use super::iso_utc;
-use crate::server::ai::keys::{mint_virtual_keys, MintRequest};
+use crate::server::ai::keys::{MintRequest, VendedKeys};
 use crate::server::ai::Provider;
 use crate::server::config::ai::CredentialVending;
 use crate::server::config::ExposeSecret;
@@ -15,10 +15,11 @@ use crate::server::state::AppState;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use chrono::{Duration, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Lifetime requested when `ttl_minutes` is absent.
 const DEFAULT_TTL_MINUTES: i64 = 60;
@@ -68,9 +69,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Head {
 }
 
 /// Vends, for each requested provider the operator configured, a virtual
-/// key for the AI gateway under `/ai` (minted now, stored as a hash) — or
-/// with `CREDENTIAL_VENDING=passthrough` the operator's own key — expiring
-/// at `now + min(ttl_minutes, CREDENTIAL_TTL_CAP_MINUTES)`;
+/// key for the AI gateway under `/ai` — or with
+/// `CREDENTIAL_VENDING=passthrough` the operator's own key — expiring at
+/// `now + min(ttl_minutes, CREDENTIAL_TTL_CAP_MINUTES)`. A virtual key is
+/// minted now (stored as a hash), or, when this instance vended one for the
+/// same API key, provider and GitHub job/run expiring at most
+/// `min(60 s, lifetime / 10)` earlier, that one again with its own
+/// `expires_at` ([`VendedKeys`]): one read of the key per call and, usually,
+/// no write;
 /// `usage.remaining_fixes` is the credit balance and `reset_at` the end of
 /// the paid period (null without a subscription); `feature_flags` the
 /// Action's flags ([`Flag::FOR_ACTION`]).
@@ -80,6 +86,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Head {
 /// pay.
 pub async fn exchange_credentials(
     State(state): State<AppState>,
+    Extension(vended_keys): Extension<Arc<VendedKeys>>,
     Head(head): Head,
     ApiJson(body): ApiJson<ExchangeRequest>,
 ) -> Result<Json<ExchangeResponse>, ApiError> {
@@ -141,22 +148,22 @@ pub async fn exchange_credentials(
             })
             .collect::<BTreeMap<_, _>>(),
         CredentialVending::Virtual => {
-            let mut conn = state.conn().await?;
             let request = MintRequest {
                 customer_id: customer.id,
                 api_key_id: auth.api_key_id,
                 github_job: header("x-github-job"),
                 github_run: header("x-github-run"),
             };
-            mint_virtual_keys(&mut conn, &request, &providers, expires)
+            vended_keys
+                .vend(&state.pool, &request, &providers, expires)
                 .await?
                 .into_iter()
-                .map(|(provider, key)| {
+                .map(|(provider, (key, key_expires))| {
                     (
                         provider.as_str().to_owned(),
                         VendedCredential {
                             api_key: key.expose().to_owned(),
-                            expires_at: expires_at.clone(),
+                            expires_at: iso_utc(key_expires),
                         },
                     )
                 })

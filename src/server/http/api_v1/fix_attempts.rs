@@ -7,13 +7,13 @@
 use super::check_len;
 use crate::server::billing::charges::refusal_for_fix;
 use crate::server::billing::fixes::{
-    bill_fix, find_fix_by_pr, record_fix, BillOutcome, Fix, FixReport, Payment,
+    bill_fix, find_fix_by_pr, BillOutcome, Fix, FixReport, Payment,
 };
 use crate::server::http::error::ApiError;
 use crate::server::http::extract::{ApiCustomer, ApiJson, ApiQuery};
 use crate::server::state::AppState;
 use crate::types::urls::github_link;
-use crate::types::values::Repository;
+use crate::types::values::{FixBillingStatus, Repository};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
@@ -73,7 +73,8 @@ pub struct FixAttemptResponse {
 /// overage item is being made, `charged` once it is, `pending` while it
 /// waits for the billing call when fixes are billed on merge). Reports of
 /// the same fix by issue or pull request, in any order, give the same fix
-/// ([`record_fix`]). 402 with a clear
+/// ([`crate::server::billing::fixes::record_fix`], recorded with group
+/// commit by [`crate::server::billing::fix_recorder::FixRecorder`]). 402 with a clear
 /// `error` when no credit is left and nothing can pay (no card and no
 /// subscription, or a declined card not yet fixed): the fix is recorded
 /// as `unpaid` all the same.
@@ -118,27 +119,34 @@ pub async fn create_fix_attempt(
     report.issue_url = github_link(body.issue_url.as_deref());
     report.metadata = body.metadata;
 
-    let mut conn = state.conn().await?;
-    let fix = record_fix(
-        &mut conn,
-        &state.config.pricing,
-        auth.customer.id,
-        &report,
-        &state.config.email.links,
-    )
-    .await?;
+    let github_org = report.repository.owner().to_owned();
+    let repo_name = report.repository.name().to_owned();
+    // Group commit with the customer's concurrent reports (issue 13).
+    let fix = state
+        .fix_recorder
+        .record(
+            &state.config.pricing,
+            &state.config.email.links,
+            auth.customer.id,
+            report,
+        )
+        .await?;
     tracing::info!(customer_id = auth.customer.id, fix_id = fix.id, billing_status = %fix.billing_status, "fix attempt recorded");
-    // Recorded either way (never lost); refused when nothing can pay for it.
-    if let Some(reason) =
-        refusal_for_fix(&mut conn, auth.customer.id, fix.id, fix.billing_status).await?
-    {
-        return Err(ApiError::new(StatusCode::PAYMENT_REQUIRED, reason));
+    // Recorded either way (never lost); refused when nothing can pay for it
+    // (only an `unpaid` fix can be: no connection needed otherwise).
+    if fix.billing_status == FixBillingStatus::Unpaid {
+        let mut conn = state.conn().await?;
+        if let Some(reason) =
+            refusal_for_fix(&mut conn, auth.customer.id, fix.id, fix.billing_status).await?
+        {
+            return Err(ApiError::new(StatusCode::PAYMENT_REQUIRED, reason));
+        }
     }
     Ok(Json(FixAttemptResponse {
         id: fix.id,
         status: "recorded",
-        github_org: report.repository.owner().to_owned(),
-        repo_name: report.repository.name().to_owned(),
+        github_org,
+        repo_name,
         pr_number: body.pr_number,
         billing_status: fix.billing_status.as_str().to_owned(),
     }))

@@ -13,7 +13,8 @@ use crate::server::http::rate_limit::{limit_signups_json, report_action_limit};
 use crate::server::state::AppState;
 use axum::middleware;
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
+use std::sync::Arc;
 
 /// The `/api/v1` routes. Onboarding counts against the client IP's signup
 /// rate limit; the key-authenticated routes against the key's hourly limit
@@ -40,7 +41,10 @@ fn action_routes() -> Router<AppState> {
         .route("/billing/status", get(customers::show_billing_status))
         .route(
             "/credentials/exchange",
-            post(credentials::exchange_credentials),
+            // The virtual keys this router vended, kept for reuse.
+            post(credentials::exchange_credentials).layer(Extension(Arc::new(
+                crate::server::ai::keys::VendedKeys::default(),
+            ))),
         )
         .route("/usage/report", post(usage::report_usage))
         .route("/phases/store", post(phases::store_phase))

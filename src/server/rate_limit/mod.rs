@@ -22,10 +22,19 @@
 //! Callers (middleware in `server::http::rate_limit`, and any code that
 //! throttles something itself, e.g. login attempts per account and per IP)
 //! call [`check`] once per attempt and refuse the attempt when the
-//! [`Decision`] says so.
+//! [`Decision`] says so: exact, one upsert per attempt.
+//!
+//! The Action API, whose every call is limited and which one key may call
+//! many times a second, counts with a [`SyncedLimiter`] instead: hits are
+//! counted in memory and added to the same counters in batches, one
+//! statement per sync interval, at the price of a stated error bound
+//! across instances (see its documentation).
+
+mod synced;
+pub use synced::SyncedLimiter;
 
 use crate::server::db::DbPool;
-use diesel::sql_types::{BigInt, Double, Text};
+use diesel::sql_types::{Array, BigInt, Double, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 use std::time::Duration;
@@ -50,17 +59,65 @@ pub struct Decision {
 /// email addresses.
 pub const MAX_PLAIN_BUCKET_LEN: usize = 120;
 
+/// One bucket's count as the database holds it after an upsert.
 #[derive(diesel::QueryableByName)]
 struct Counted {
+    #[diesel(sql_type = Text)]
+    bucket: String,
     #[diesel(sql_type = BigInt)]
     hits: i64,
-    #[diesel(sql_type = BigInt)]
-    reset_after_secs: i64,
+    /// `expires_at` as seconds since the epoch: the window's identity.
+    #[diesel(sql_type = Double)]
+    expires_epoch: f64,
+    /// Seconds from the statement's `now()` to `expires_at`.
+    #[diesel(sql_type = Double)]
+    remaining_secs: f64,
+}
+
+/// The upsert of [`check`] and of [`SyncedLimiter`]'s syncs: adds each
+/// bucket's `hits` to its counter, opening a new window of `window_secs`
+/// when there is none or it has ended, and returns every bucket's count.
+/// Rows are written in bucket order, so concurrent batches from several
+/// instances cannot deadlock.
+const ADD_HITS: &str =
+    "INSERT INTO rate_limit_counters AS c (bucket, window_start, expires_at, hits) \
+     SELECT t.bucket, now(), now() + make_interval(secs => t.window_secs), t.hits \
+     FROM unnest($1::text[], $2::float8[], $3::int8[]) AS t(bucket, window_secs, hits) \
+     ORDER BY t.bucket \
+     ON CONFLICT (bucket) DO UPDATE SET \
+         window_start = CASE WHEN c.expires_at <= now() THEN now() ELSE c.window_start END, \
+         expires_at = CASE WHEN c.expires_at <= now() \
+             THEN EXCLUDED.expires_at ELSE c.expires_at END, \
+         hits = CASE WHEN c.expires_at <= now() THEN EXCLUDED.hits ELSE c.hits + EXCLUDED.hits END \
+     RETURNING c.bucket AS bucket, c.hits AS hits, \
+         extract(epoch FROM c.expires_at)::float8 AS expires_epoch, \
+         extract(epoch FROM c.expires_at - now())::float8 AS remaining_secs";
+
+/// Runs [`ADD_HITS`] for `(stored bucket, window, hits)` triples (bucket
+/// names unique).
+async fn add_hits(
+    conn: &mut AsyncPgConnection,
+    batch: &[(String, Duration, i64)],
+) -> Result<Vec<Counted>, diesel::result::Error> {
+    let buckets: Vec<&str> = batch.iter().map(|(b, _, _)| b.as_str()).collect();
+    let windows: Vec<f64> = batch
+        .iter()
+        .map(|(_, w, _)| w.as_secs().max(1) as f64)
+        .collect();
+    let hits: Vec<i64> = batch.iter().map(|(_, _, h)| *h).collect();
+    diesel::sql_query(ADD_HITS)
+        .bind::<Array<Text>, _>(buckets)
+        .bind::<Array<Double>, _>(windows)
+        .bind::<Array<BigInt>, _>(hits)
+        .load(conn)
+        .await
 }
 
 /// Counts one attempt against `bucket` and decides whether it is allowed:
 /// at most `limit` attempts per `window` (whole seconds, at least 1) per
-/// bucket, across every instance sharing the database.
+/// bucket, across every instance sharing the database. Exact: one upsert
+/// per attempt (for the signup and sign-in limits; the Action API, whose
+/// volume is higher, counts with [`SyncedLimiter`]).
 ///
 /// `bucket` names what is limited and for whom, e.g. `signup:ip:<ip>`,
 /// `action:key:<api key id>`, `login:account:<email>`. It must never contain
@@ -80,25 +137,16 @@ pub async fn check(
     limit: u32,
     window: Duration,
 ) -> Result<Decision, diesel::result::Error> {
-    let bucket = stored_bucket(bucket);
-    let window_secs = window.as_secs().max(1) as f64;
-    let counted: Counted = diesel::sql_query(
-        "INSERT INTO rate_limit_counters AS c (bucket, window_start, expires_at, hits) \
-         VALUES ($1, now(), now() + make_interval(secs => $2), 1) \
-         ON CONFLICT (bucket) DO UPDATE SET \
-             window_start = CASE WHEN c.expires_at <= now() THEN now() ELSE c.window_start END, \
-             expires_at = CASE WHEN c.expires_at <= now() \
-                 THEN now() + make_interval(secs => $2) ELSE c.expires_at END, \
-             hits = CASE WHEN c.expires_at <= now() THEN 1 ELSE c.hits + 1 END \
-         RETURNING c.hits AS hits, \
-             GREATEST(1, ceil(extract(epoch FROM c.expires_at - now())))::bigint \
-                 AS reset_after_secs",
-    )
-    .bind::<Text, _>(bucket.as_ref())
-    .bind::<Double, _>(window_secs)
-    .get_result(conn)
-    .await?;
-    Ok(decide(limit, counted.hits, counted.reset_after_secs))
+    let bucket = stored_bucket(bucket).into_owned();
+    let counted = add_hits(conn, &[(bucket, window, 1)])
+        .await?
+        .pop()
+        .ok_or(diesel::result::Error::NotFound)?;
+    Ok(decide(
+        limit,
+        counted.hits,
+        counted.remaining_secs.ceil() as i64,
+    ))
 }
 
 /// The decision for the `hits`-th attempt of a window ending in
