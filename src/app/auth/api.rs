@@ -351,6 +351,18 @@ async fn set_password_by_link(
     finish(result, &with_token(page, token))
 }
 
+/// `POST /api/signup_mode`: whether signups are open, wait for approval
+/// or are closed now (public: the signup pages say it before their form
+/// is filled; the signup paths still decide on their own).
+///
+/// Errors: 500 on a wiring failure only.
+#[server(endpoint = "signup_mode")]
+pub async fn signup_mode() -> Result<crate::types::views::SignupMode, AppError> {
+    use crate::server::auth::app_state;
+    let result = app_state().map(|state| crate::server::signup::signup_mode(state.flags()));
+    finish(result, "/")
+}
+
 /// `POST /api/current_user`: the signed-in user, or `None`.
 ///
 /// Errors: 500 on server failure only.
