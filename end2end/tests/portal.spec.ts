@@ -1,59 +1,159 @@
 /**
- * The customer portal without a session: /dashboard, /credits and /keys
- * render their "please sign in" state (a heading and a link to /login),
- * with the portal's section links, in light and dark colour schemes, with
- * and without JavaScript. The signed-in flows (keys, ledger, chart) need
- * the login that the auth work brings; their domain is covered by
- * tests/it/portal.rs.
+ * Navigation around the customer portal (issue 14, item 4), with and
+ * without JavaScript, each spec with its own random customer:
+ * - a signed-out visit to a portal page or /account goes to
+ *   `/login?next=<the page, query included>` (no page frame first);
+ * - signing in there lands on the page asked for;
+ * - once signed in, `/login` goes to the dashboard and the home page and
+ *   /register offer the dashboard instead of a signup form.
+ * The signed-in flows (keys, ledger, chart) are journeys.spec.ts's; their
+ * domain is covered by tests/it/portal.rs, the redirects by
+ * tests/it/navigation.rs.
  *
- * UI contract (src/app/portal):
- * - `data-testid="sign-in-required"` holds a heading "Please sign in" and a
- *   link "Sign in" to /login.
- * - A navigation landmark "Account" links Dashboard, Credits and API keys;
- *   the current one has aria-current="page".
+ * UI contract (src/app):
+ * - `/login`: `data-testid="login-form"` ("Email", "Password", button
+ *   "Sign in").
+ * - `/` and `/register` for a signed-in visitor: `data-testid="signed-in-panel"`
+ *   with a link "Go to your dashboard" (`data-testid="signed-in-home"`).
+ * - /credits: `ledger-row` per ledger entry.
  */
+import { randomUUID } from "node:crypto";
+import { type APIRequestContext, type Page } from "@playwright/test";
 import { expect, test } from "./support";
 
 const ORIGIN = `http://127.0.0.1:${process.env.E2E_PORT ?? "3000"}`;
+const PASSWORD = "portal navigation password";
 
-for (const [path, current] of [
-  ["/dashboard", "Dashboard"],
-  ["/credits", "Credits"],
-  ["/keys", "API keys"],
-] as const) {
-  for (const colorScheme of ["light", "dark"] as const) {
-    test(`${path} asks to sign in (${colorScheme})`, async ({ page }) => {
-      await page.emulateMedia({ colorScheme });
-      await page.goto(`${ORIGIN}${path}`);
-      const prompt = page.getByTestId("sign-in-required");
-      await expect(prompt).toBeVisible();
-      await expect(prompt.getByRole("heading", { name: "Please sign in" })).toBeVisible();
-      await expect(prompt.getByRole("link", { name: "Sign in" })).toHaveAttribute("href", "/login");
-      const nav = page.getByRole("navigation", { name: "Account" });
-      await expect(nav.getByRole("link", { name: current })).toHaveAttribute("aria-current", "page");
-      // Hydration ran without errors: the client-rendered navigation works.
-      await page.waitForLoadState("networkidle");
-    });
+function randomEmail(): string {
+  return `e2e-nav-${randomUUID()}@example.com`;
+}
+
+function smtpApi(): string {
+  const url = process.env.TEST_SMTP_API_URL;
+  if (!url) {
+    throw new Error("TEST_SMTP_API_URL must name the SMTP sink's API (scripts/test.sh starts one)");
+  }
+  return url;
+}
+
+interface SinkEmail {
+  to: { address: string }[];
+  text?: string;
+}
+
+/** The `/confirm-email?token=…` path mailed to `to`, polled from the SMTP sink. */
+async function confirmLink(request: APIRequestContext, to: string): Promise<string> {
+  const pattern = /https?:\/\/[^\s"<>]*(\/confirm-email\?token=[A-Za-z0-9_-]+)/;
+  let found: string | undefined;
+  await expect
+    .poll(
+      async () => {
+        const response = await request.get(`${smtpApi()}/email`);
+        expect(response.ok()).toBe(true);
+        for (const email of (await response.json()) as SinkEmail[]) {
+          if (!email.to.some((r) => r.address.toLowerCase() === to.toLowerCase())) continue;
+          const match = pattern.exec(email.text ?? "");
+          if (match) {
+            found = match[1];
+            return true;
+          }
+        }
+        return false;
+      },
+      { timeout: 15_000 },
+    )
+    .toBe(true);
+  return found as string;
+}
+
+/**
+ * Registers and confirms a new customer through the forms (they work with
+ * and without JavaScript); ends signed out on `/login?notice=confirmed`.
+ */
+async function newConfirmedCustomer(page: Page, request: APIRequestContext): Promise<string> {
+  const email = randomEmail();
+  await page.goto(`${ORIGIN}/register`);
+  const form = page.getByTestId("register-form");
+  await form.getByLabel("Email", { exact: true }).fill(email);
+  await form.getByLabel("Name", { exact: true }).fill("E2E Navigation");
+  await form.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await form.getByLabel("Confirm password", { exact: true }).fill(PASSWORD);
+  await form.getByRole("button", { name: "Create account" }).click();
+  await expect(page.getByRole("status")).toContainText("Check your inbox");
+  await page.goto(`${ORIGIN}${await confirmLink(request, email)}`);
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Confirm my email" }).click();
+  await expect(page).toHaveURL(/\/login\?notice=confirmed$/);
+  return email;
+}
+
+async function signIn(page: Page, email: string): Promise<void> {
+  const form = page.getByTestId("login-form");
+  await form.getByLabel("Email", { exact: true }).fill(email);
+  await form.getByLabel("Password", { exact: true }).fill(PASSWORD);
+  await form.getByRole("button", { name: "Sign in" }).click();
+}
+
+/** Signs in from a signed-out visit to `/credits?kind=signup_bonus` and checks the return. */
+async function returnAfterSignIn(page: Page, email: string): Promise<void> {
+  await page.goto(`${ORIGIN}/credits?kind=signup_bonus`);
+  await expect(page).toHaveURL(`${ORIGIN}/login?next=/credits%3Fkind%3Dsignup_bonus`);
+  await signIn(page, email);
+  await expect(page).toHaveURL(`${ORIGIN}/credits?kind=signup_bonus`);
+  await expect(page.getByTestId("ledger-row")).toHaveCount(1);
+
+  // Signed in: no sign-in or sign-up offered again.
+  await page.goto(`${ORIGIN}/login`);
+  await expect(page).toHaveURL(`${ORIGIN}/dashboard`);
+  for (const path of ["/", "/register"]) {
+    await page.goto(`${ORIGIN}${path}`);
+    const panel = page.getByTestId("signed-in-panel");
+    await expect(panel).toContainText(email);
+    await expect(panel.getByRole("link", { name: "Go to your dashboard" })).toHaveAttribute(
+      "href",
+      "/dashboard",
+    );
+    await expect(page.getByTestId("signup-form")).toHaveCount(0);
+    await expect(page.getByTestId("register-form")).toHaveCount(0);
   }
 }
+
+for (const [path, next] of [
+  ["/dashboard", "/dashboard"],
+  ["/credits?kind=fix_consumed", "/credits%3Fkind%3Dfix_consumed"],
+  ["/keys", "/keys"],
+  ["/billing", "/billing"],
+  ["/ai-usage", "/ai-usage"],
+  ["/account", "/account"],
+] as const) {
+  test(`a signed-out visit to ${path} goes to sign in`, async ({ page }) => {
+    const errors: string[] = [];
+    page.on("pageerror", (error) => errors.push(error.message));
+    page.on("console", (message) => {
+      // A missing favicon is the browser's business, not the app's.
+      if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
+        errors.push(message.text());
+      }
+    });
+    await page.goto(`${ORIGIN}${path}`);
+    await expect(page).toHaveURL(`${ORIGIN}/login?next=${next}`);
+    await expect(page.getByTestId("login-form")).toBeVisible();
+    await expect(page.getByTestId("sign-in-required")).toHaveCount(0);
+    await page.waitForLoadState("networkidle");
+    expect(errors).toEqual([]);
+  });
+}
+
+test("signing in returns to the page asked for (JavaScript)", async ({ page, request }) => {
+  const email = await newConfirmedCustomer(page, request);
+  await returnAfterSignIn(page, email);
+});
 
 test.describe("without JavaScript", () => {
   test.use({ javaScriptEnabled: false });
 
-  test("the credits filter is a plain GET form", async ({ page }) => {
-    await page.goto(`${ORIGIN}/credits`);
-    await page.getByLabel("Show").selectOption("fix_consumed");
-    await page.getByRole("button", { name: "Apply" }).click();
-    await expect(page).toHaveURL(`${ORIGIN}/credits?kind=fix_consumed`);
-    await expect(page.getByTestId("sign-in-required")).toBeVisible();
-  });
-
-  test("the create-key form answers with the sign-in state, not a key", async ({ page }) => {
-    await page.goto(`${ORIGIN}/keys`);
-    await page.getByLabel("Name").fill("CI");
-    await page.getByRole("button", { name: "Create key" }).click();
-    await expect(page.getByTestId("sign-in-required")).toBeVisible();
-    await expect(page.getByRole("alert")).toContainText("please sign in");
-    await expect(page.getByTestId("new-api-key")).toHaveCount(0);
+  test("signing in returns to the page asked for", async ({ page, request }) => {
+    const email = await newConfirmedCustomer(page, request);
+    await returnAfterSignIn(page, email);
   });
 });

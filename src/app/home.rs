@@ -1,14 +1,19 @@
 //! The home page: what RSOLV is, and the signup form: it provisions a
 //! customer whose owner is emailed a link to set a password, where the
 //! first API key is shown once (a registered address gets the same answer
-//! and a "you already have an account" email).
+//! and a "you already have an account" email). A signed-in visitor sees a
+//! link to their dashboard instead of the form; while signups are closed
+//! the page says so instead of the form, and while they wait for approval
+//! it says so above it (rendered on the server: the route is
+//! `SsrMode::Async`).
 //!
 //! The form works without JavaScript: it is a plain `POST /signup` that the
 //! server answers with this page rendered around the outcome (see
 //! `server::http::pages::submit_signup_form`). Once hydrated, submission goes
 //! through the [`Signup`] server function instead, without a page load.
 
-use crate::types::views::SignupView;
+use crate::app::auth::{signup_gate, AlreadySignedIn, ApprovalNote, SignupsClosed};
+use crate::types::views::{SignupMode, SignupView};
 use crate::types::AppError;
 use leptos::form::FromFormData;
 use leptos::prelude::*;
@@ -45,6 +50,8 @@ pub fn HomePage() -> impl IntoView {
     Effect::new(move |_| hydrated.set(true));
 
     let outcome = move || action.value().get().or_else(|| from_form.clone());
+    // Signed in, or signups closed: said instead of the form.
+    let gate = signup_gate();
     let pending = action.pending();
 
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
@@ -81,7 +88,35 @@ pub fn HomePage() -> impl IntoView {
                             _ => None,
                         };
                         view! {
-                            <SignupForm on_submit pending=pending.into() server_error client_error=client_error.read_only() />
+                            <Suspense fallback=|| view! { <p class="text-sm">"Loading…"</p> }>
+                                {move || {
+                                    let server_error = server_error.clone();
+                                    Suspend::new(async move {
+                                        match gate.await {
+                                            (Ok(Some(user)), _) => view! {
+                                                <h2 class="text-xl font-semibold">"Welcome back"</h2>
+                                                <AlreadySignedIn user />
+                                            }
+                                            .into_any(),
+                                            (_, Ok(SignupMode::Closed)) => view! {
+                                                <h2 class="text-xl font-semibold">"Signups are closed"</h2>
+                                                <SignupsClosed />
+                                            }
+                                            .into_any(),
+                                            (_, mode) => view! {
+                                                <SignupForm
+                                                    on_submit
+                                                    pending=pending.into()
+                                                    server_error
+                                                    client_error=client_error.read_only()
+                                                    approval=matches!(mode, Ok(SignupMode::Approval))
+                                                />
+                                            }
+                                            .into_any(),
+                                        }
+                                    })
+                                }}
+                            </Suspense>
                         }
                         .into_any()
                     }
@@ -97,6 +132,8 @@ fn SignupForm(
     pending: Signal<bool>,
     server_error: Option<String>,
     client_error: ReadSignal<Option<String>>,
+    /// Signups wait for approval: said above the form.
+    approval: bool,
 ) -> impl IntoView {
     let input_class = "mt-1 block w-full rounded-md border border-slate-300 bg-white px-3 py-2 text-slate-900 \
                        shadow-sm focus:border-indigo-500 focus:outline-none focus:ring-2 focus:ring-indigo-500 \
@@ -104,6 +141,7 @@ fn SignupForm(
     let error = move || client_error.get().or_else(|| server_error.clone());
     view! {
         <h2 class="text-xl font-semibold">"Create your account"</h2>
+        {approval.then(|| view! { <ApprovalNote /> })}
         <form method="post" action="/signup" class="mt-4 space-y-4" data-testid="signup-form" on:submit=on_submit novalidate>
             <div>
                 <label for="signup-email" class="block text-sm font-medium">"Email"</label>

@@ -77,8 +77,10 @@ pub fn App() -> impl IntoView {
             </header>
             <main class="mx-auto max-w-5xl px-4 py-10" data-app-hydrated=move || hydrated.get().to_string()>
                 <Routes fallback=NotFound>
-                    <Route path=path!("/") view=home::HomePage />
-                    <Route path=path!("/signup") view=home::HomePage />
+                    // Async: who is signed in and whether signups are open
+                    // decide what the page offers, without JavaScript too.
+                    <Route path=path!("/") view=home::HomePage ssr=SsrMode::Async />
+                    <Route path=path!("/signup") view=home::HomePage ssr=SsrMode::Async />
                     // Async: rendered whole on the server, so the pages' data
                     // shows without JavaScript (out-of-order streaming needs it).
                     <Route path=path!("/dashboard") view=portal::dashboard::DashboardPage ssr=SsrMode::Async />

@@ -3,6 +3,7 @@
 //! Above `auth` (owners, tokens) and `admin` (the approval queue), which it
 //! calls; neither calls it.
 
+pub use crate::server::admin::approvals::signup_mode;
 use crate::server::admin::approvals::{admit, Admission, SignupChannel, SIGNUPS_CLOSED_MESSAGE};
 use crate::server::auth::accounts::{new_password, provision_with_owner, OwnerSetup};
 use crate::server::auth::password::hash_password;

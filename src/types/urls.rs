@@ -186,6 +186,29 @@ pub fn local_path(raw: &str) -> Option<String> {
     Some(path.to_owned())
 }
 
+/// The sign-in page that leads back to `target` afterwards:
+/// `/login?next=<target>`, where `target` is the page asked for (a local
+/// path with its query, e.g. `/credits?kind=refund`) percent-encoded but
+/// for unreserved characters and `/` (RFC 3986), so its `?`, `&` and `=`
+/// stay inside the one `next` value. Sign-in follows `next` only through
+/// [`local_path`].
+pub fn sign_in_url(target: &str) -> String {
+    format!("/login?next={}", encode_path(target))
+}
+
+/// Percent-encodes everything but unreserved characters and `/`.
+fn encode_path(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,5 +366,15 @@ mod tests {
             assert_eq!(local_path(bad), None, "{bad:?}");
         }
         assert_eq!(local_path(&format!("/{}", "a".repeat(MAX_URL_LEN))), None);
+    }
+
+    #[test]
+    fn sign_in_urls_keep_the_query_inside_next() {
+        assert_eq!(sign_in_url("/dashboard"), "/login?next=/dashboard");
+        assert_eq!(
+            sign_in_url("/credits?kind=refund&page=2"),
+            "/login?next=/credits%3Fkind%3Drefund%26page%3D2"
+        );
+        assert_eq!(sign_in_url("/a b#c%"), "/login?next=/a%20b%23c%25");
     }
 }

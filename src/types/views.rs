@@ -2,6 +2,22 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Whether self-service signups are taken now, so the signup forms (home
+/// page, `/register`) can say so before they are filled. Read from the
+/// same flags as the gate every signup path passes
+/// (`server::admin::approvals::admit`), which still refuses on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignupMode {
+    /// Accounts are created at once (`signups_enabled` and
+    /// `auto_provision` on).
+    Open,
+    /// Signups wait for an admin's approval (`auto_provision` off).
+    Approval,
+    /// Every signup is refused (`signups_enabled` off).
+    Closed,
+}
+
 /// The answer to a sign-up (home form, onboarding API): the same for a new
 /// address and a registered one, so it tells no one which addresses have
 /// accounts (issue 12 item 5). It holds no key: the owner's first key is

@@ -196,10 +196,9 @@ async fn the_portal_shows_only_the_signed_in_customers_ai_usage() {
     assert!(html.contains("RSOLV_AI_BASE_URL"));
     assert!(rows(&html, "ai-key-row").is_empty());
 
-    // Nobody signed in: the sign-in prompt, and 401 from the function.
+    // Nobody signed in: sent to sign in, and 401 from the function.
     let (status, html) = page(&app, &app.browser(), "/ai-usage").await;
-    assert_eq!(status, 200);
-    assert!(html.contains(r#"data-testid="sign-in-required""#), "{html}");
+    assert_eq!(status, 303);
     assert!(!html.contains("claude-only-bobby") && !html.contains(CLAUDE));
     let (status, _, body) = app.server_fn(&app.browser(), "portal/ai-usage", &[]).await;
     assert_eq!(status, 401, "{body}");

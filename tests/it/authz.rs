@@ -70,6 +70,7 @@ const MATRIX: &[(&str, &str)] = &[
         "public: token-scoped; A's session cannot use it without B's token",
     ),
     ("signup", "public: creates a new customer"),
+    ("signup_mode", "public: reads the signup flags only"),
     // A staff admin's second factor: acts only on the session's own pending
     // sign-in step; 401 for every other session (admin_security.rs).
     ("2fa/status", "pending step only: 401 otherwise"),

@@ -28,6 +28,7 @@ mod lifecycle;
 mod metrics;
 mod model;
 mod money;
+mod navigation;
 mod openapi;
 mod ops;
 mod pages;

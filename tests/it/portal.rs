@@ -482,7 +482,8 @@ async fn portal_endpoints_without_a_session_refuse_and_change_nothing() {
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["kind"], "unauthorized", "{path}: {body}");
     }
-    // A plain (no-JavaScript) form post is redirected back, and refused too.
+    // A plain (no-JavaScript) form post is redirected back, and refused
+    // too: the page it goes back to sends the signed out to sign in.
     let response = app
         .client
         .post(app.url("/api/portal/keys/revoke"))
@@ -493,7 +494,20 @@ async fn portal_endpoints_without_a_session_refuse_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    assert!(response.text().await.unwrap().contains("sign-in-required"));
+    assert_eq!(response.url().path(), "/login");
+    assert!(
+        response
+            .url()
+            .query()
+            .is_some_and(|q| q.starts_with("next=/keys%3F")),
+        "{}",
+        response.url()
+    );
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains(r#"data-testid="login-form""#));
 
     // The no-JavaScript create and rotate forms render the page's sign-in
     // state with a 401.
@@ -541,22 +555,27 @@ async fn portal_endpoints_without_a_session_refuse_and_change_nothing() {
         .unwrap();
     assert_eq!(response.status(), 400);
 
-    // The pages render their sign-in state.
-    for page in [
-        "/dashboard",
-        "/credits",
-        "/credits?kind=fix_consumed&page=2",
-        "/keys",
-        "/keys?confirm_revoke=1",
+    // The pages send the signed out to sign in, and back afterwards
+    // (navigation.rs covers the return).
+    let browser = app.browser();
+    for (page, next) in [
+        ("/dashboard", "/dashboard"),
+        ("/credits", "/credits"),
+        (
+            "/credits?kind=fix_consumed&page=2",
+            "/credits%3Fkind%3Dfix_consumed%26page%3D2",
+        ),
+        ("/keys", "/keys"),
+        ("/keys?confirm_revoke=1", "/keys%3Fconfirm_revoke%3D1"),
     ] {
-        let response = app.client.get(app.url(page)).send().await.unwrap();
-        assert_eq!(response.status(), 200, "{page}");
-        let html = response.text().await.unwrap();
-        assert!(
-            html.contains(r#"data-testid="sign-in-required""#),
-            "{page}: {html}"
+        let response = browser.get(app.url(page)).send().await.unwrap();
+        assert_eq!(response.status(), 303, "{page}");
+        assert_eq!(
+            response.headers()["location"],
+            format!("/login?next={next}").as_str(),
+            "{page}"
         );
-        assert!(html.contains(r#"href="/login""#), "{page}");
+        assert!(!response.text().await.unwrap().contains("sign-in-required"));
     }
 }
 

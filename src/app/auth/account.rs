@@ -8,8 +8,10 @@ use crate::app::auth::{
 use leptos::prelude::*;
 use leptos_router::hooks::use_query_map;
 
-/// The account page (asks to sign in when nobody is). Its route renders
-/// with `SsrMode::Async`, so the page is complete without JavaScript.
+/// The account page. A signed-out request is redirected to sign in
+/// (`server::auth::lifetime`); the page asks to sign in only when the
+/// session ended while the app was open. Its route renders with
+/// `SsrMode::Async`, so the page is complete without JavaScript.
 #[component]
 pub fn AccountPage() -> impl IntoView {
     let user = Resource::new_blocking(|| (), |_| current_user());
@@ -22,7 +24,7 @@ pub fn AccountPage() -> impl IntoView {
                     Ok(None) => view! {
                         <AuthCard title="Your account">
                             <p class="mt-2" role="status">
-                                "Please " <a href="/login" class=LINK_CLASS>"sign in"</a> " to see your account."
+                                "Please " <a href="/login?next=/account" class=LINK_CLASS>"sign in"</a> " to see your account."
                             </p>
                         </AuthCard>
                     }

@@ -164,7 +164,8 @@ pub async fn confirm_email(
 /// `POST /api/login` (email, password, optional next): checks the password
 /// with a new session id. A customer is signed in and redirected to `next`
 /// when it is a local path (`types::urls::local_path`; anything else is
-/// ignored), else `/dashboard`. A staff admin is not signed in yet: they
+/// ignored), else `/dashboard`; a failed plain form post goes back to
+/// `/login?next=…&error=…`, so the next try still leads there. A staff admin is not signed in yet: they
 /// are redirected to `/admin/2fa` for the second factor (or its
 /// enrolment), which leads on to `next` or `/admin`.
 ///
@@ -178,14 +179,15 @@ pub async fn login(
     #[server(default)] next: Option<String>,
 ) -> Result<(), AppError> {
     use crate::server::auth::{accounts, app_state, client_ip, current_session};
+    use crate::types::urls::{local_path, sign_in_url};
+    let next = next.as_deref().and_then(local_path);
     let result = async {
         let state = app_state()?;
         let session = current_session().await?;
         let ip = client_ip();
         let user = accounts::log_in(&state, &session, &email, &password, ip).await?;
-        let next = next.as_deref().and_then(crate::types::urls::local_path);
         if user.is_staff_admin() {
-            session.set_second_factor_next(next).await?;
+            session.set_second_factor_next(next.clone()).await?;
             leptos_axum::redirect(crate::server::auth::lifetime::SECOND_FACTOR_PAGE);
         } else {
             leptos_axum::redirect(next.as_deref().unwrap_or("/dashboard"));
@@ -193,7 +195,11 @@ pub async fn login(
         Ok(())
     }
     .await;
-    finish(result, "/login")
+    // A failed plain form post goes back to the form, still leading to `next`.
+    let page = next
+        .as_deref()
+        .map_or_else(|| "/login".to_owned(), sign_in_url);
+    finish(result, &page)
 }
 
 /// `POST /api/logout`: signs this session out (deleted server-side);
@@ -343,6 +349,18 @@ async fn set_password_by_link(
     }
     .await;
     finish(result, &with_token(page, token))
+}
+
+/// `POST /api/signup_mode`: whether signups are open, wait for approval
+/// or are closed now (public: the signup pages say it before their form
+/// is filled; the signup paths still decide on their own).
+///
+/// Errors: 500 on a wiring failure only.
+#[server(endpoint = "signup_mode")]
+pub async fn signup_mode() -> Result<crate::types::views::SignupMode, AppError> {
+    use crate::server::auth::app_state;
+    let result = app_state().map(|state| crate::server::signup::signup_mode(state.flags()));
+    finish(result, "/")
 }
 
 /// `POST /api/current_user`: the signed-in user, or `None`.

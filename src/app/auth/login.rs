@@ -1,6 +1,8 @@
 //! `/login`: email and password; shows the outcome of the flows that end
-//! here (`?notice=`) and errors. `?next=<local path>` (set by the `/admin`
-//! page guard) is where sign-in leads.
+//! here (`?notice=`) and errors. `?next=<local path>` (set by the page
+//! guard, `server::auth::lifetime`, for the portal, `/account` and
+//! `/admin…`) is where sign-in leads. Signed-in visitors never see this
+//! page: the guard sends them to `next` or their home.
 
 use crate::app::auth::api::Login;
 use crate::app::auth::{

@@ -17,7 +17,7 @@ pub mod register;
 pub mod reset_password;
 pub mod two_factor;
 
-use crate::types::views::FirstKeyView;
+use crate::types::views::{FirstKeyView, SignupMode};
 use crate::types::AppError;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_location, use_query_map};
@@ -160,6 +160,67 @@ where
 pub fn token_param() -> Memo<String> {
     let query = use_query_map();
     Memo::new(move |_| query.read().get("token").unwrap_or_default())
+}
+
+/// What a signup page needs before it shows its form: who is signed in
+/// (`None` when nobody is) and whether signups are taken.
+pub type SignupGate = (
+    Result<Option<api::UserView>, AppError>,
+    Result<SignupMode, AppError>,
+);
+
+/// Loads the [`SignupGate`] for a signup page (the home page,
+/// `/register`); those routes render with `SsrMode::Async`, so the page
+/// says it without JavaScript.
+pub fn signup_gate() -> Resource<SignupGate> {
+    Resource::new(
+        || (),
+        |_| async { (api::current_user().await, api::signup_mode().await) },
+    )
+}
+
+/// Where a signed-in user starts: their dashboard, or the admin console
+/// for a staff admin.
+pub fn home_link(user: &api::UserView) -> (&'static str, &'static str) {
+    if user.role == "staff_admin" {
+        ("/admin", "Go to the admin console")
+    } else {
+        ("/dashboard", "Go to your dashboard")
+    }
+}
+
+/// Shown instead of a signup form to a signed-in visitor: who they are
+/// and the way to their dashboard.
+#[component]
+pub fn AlreadySignedIn(user: api::UserView) -> impl IntoView {
+    let (href, label) = home_link(&user);
+    view! {
+        <div class="mt-4 space-y-4 text-sm text-slate-700 dark:text-slate-300" role="status" data-testid="signed-in-panel">
+            <p>"You are signed in as " <span class="font-medium break-all">{user.email}</span> "."</p>
+            <a href=href class=BUTTON_CLASS data-testid="signed-in-home">{label}</a>
+        </div>
+    }
+}
+
+/// Shown instead of a signup form while signups are closed.
+#[component]
+pub fn SignupsClosed() -> impl IntoView {
+    view! {
+        <div class="mt-4 space-y-3 text-sm text-slate-700 dark:text-slate-300" role="status" data-testid="signups-closed">
+            <p>"We are not taking new accounts at the moment. Please come back later."</p>
+            <p>"Already have an account? " <a href="/login" class=LINK_CLASS>"Sign in"</a></p>
+        </div>
+    }
+}
+
+/// Said above a signup form while signups wait for an admin's approval.
+#[component]
+pub fn ApprovalNote() -> impl IntoView {
+    view! {
+        <p class="mt-4 rounded-md bg-amber-50 px-3 py-2 text-sm text-amber-900 dark:bg-amber-950 dark:text-amber-100" data-testid="signups-need-approval">
+            "New accounts are approved by hand at the moment: after you sign up, your account waits for approval, and we email you once it is approved."
+        </p>
+    }
 }
 
 /// The header's account links: "Sign in" / "Register" when signed out;

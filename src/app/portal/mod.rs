@@ -1,8 +1,10 @@
 //! The customer portal: `/dashboard`, `/credits`, `/keys`, `/billing` and
 //! `/ai-usage`, each in its own file, their server functions in [`api`]
-//! (billing's in [`billing_api`]). Every page renders a
-//! "please sign in" state when nobody is signed in, and works before
-//! hydration (forms are `ActionForm`s or plain GET forms).
+//! (billing's in [`billing_api`]). A signed-out visit is redirected to
+//! `/login?next=<page>` before the page renders (`server::auth::lifetime`);
+//! a session that ends while a page is open shows its "please sign in"
+//! state. Every page works before hydration (forms are `ActionForm`s or
+//! plain GET forms).
 
 pub mod ai_usage;
 pub mod api;
@@ -66,22 +68,40 @@ pub fn PortalNav(current: &'static str) -> impl IntoView {
 }
 
 /// What a page shows instead of its content when loading it failed:
-/// a sign-in prompt for [`AppError::Unauthorized`], else an alert.
+/// a sign-in prompt for [`AppError::Unauthorized`] (leading back to this
+/// page), else an alert.
+///
+/// A signed-out request for a portal page is redirected to sign in before
+/// it renders (`server::auth::lifetime`); the prompt shows only when the
+/// session ended while the page was open (client-side navigation, or a
+/// form posted after sign-out).
 #[component]
 pub fn LoadError(error: AppError) -> impl IntoView {
     match error {
-        AppError::Unauthorized => view! {
-            <div class=CARD data-testid="sign-in-required">
-                <h2 class="text-lg font-semibold">"Please sign in"</h2>
-                <p class="mt-2 text-slate-700 dark:text-slate-300">
-                    "This page shows your account. Sign in to see it."
-                </p>
-                <p class="mt-4">
-                    <a href="/login" rel="external" class=BUTTON>"Sign in"</a>
-                </p>
-            </div>
+        AppError::Unauthorized => {
+            let location = leptos_router::hooks::use_location();
+            let href = move || {
+                let (path, search) = (location.pathname.get(), location.search.get());
+                let target = if search.is_empty() {
+                    path
+                } else {
+                    format!("{path}?{search}")
+                };
+                crate::types::urls::sign_in_url(&target)
+            };
+            view! {
+                <div class=CARD data-testid="sign-in-required">
+                    <h2 class="text-lg font-semibold">"Please sign in"</h2>
+                    <p class="mt-2 text-slate-700 dark:text-slate-300">
+                        "Your session has ended. Sign in again to see this page."
+                    </p>
+                    <p class="mt-4">
+                        <a href=href rel="external" class=BUTTON>"Sign in"</a>
+                    </p>
+                </div>
+            }
+            .into_any()
         }
-        .into_any(),
         other => view! { <Alert message=other.to_string() /> }.into_any(),
     }
 }

@@ -19,6 +19,7 @@ use crate::server::db::schema::signup_requests;
 use crate::server::disposable_email::{is_disposable, DISPOSABLE_EMAIL_MESSAGE};
 use crate::server::flags::{Flag, Flags};
 use crate::types::values::{CustomerName, Email, ParseError, Source};
+use crate::types::views::SignupMode;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
@@ -121,15 +122,27 @@ pub async fn admit(
     new: &NewCustomer,
     channel: SignupChannel,
 ) -> Result<Admission, BillingError> {
+    Ok(match signup_mode(flags) {
+        SignupMode::Closed => Admission::Closed,
+        SignupMode::Open => Admission::Provision,
+        SignupMode::Approval => {
+            Admission::Pending(Box::new(request_signup(conn, new, channel).await?))
+        }
+    })
+}
+
+/// What [`admit`] does with a signup now: [`SignupMode::Closed`] while
+/// `signups_enabled` is off, else [`SignupMode::Open`] while
+/// `auto_provision` is on, else [`SignupMode::Approval`]. The signup
+/// pages show it before their form is filled.
+pub fn signup_mode(flags: &Flags) -> SignupMode {
     if !flags.is_on(Flag::SignupsEnabled) {
-        return Ok(Admission::Closed);
+        SignupMode::Closed
+    } else if flags.is_on(Flag::AutoProvision) {
+        SignupMode::Open
+    } else {
+        SignupMode::Approval
     }
-    if flags.is_on(Flag::AutoProvision) {
-        return Ok(Admission::Provision);
-    }
-    Ok(Admission::Pending(Box::new(
-        request_signup(conn, new, channel).await?,
-    )))
 }
 
 /// Queues a signup for approval; a second request for an email already

@@ -94,12 +94,14 @@ pub fn router(state: AppState) -> Router {
         // A server function's undecodable input is a 4xx, not Leptos's 500.
         .layer(middleware::from_fn(server_fns::input_errors_are_4xx))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        // `/admin/…` pages: signed out → `/login?next=…`, a customer →
-        // `/dashboard`, a staff admin half-way through sign-in →
-        // `/admin/2fa` (see `server::auth::lifetime`).
+        // Pages not for this visitor: the portal, `/account` and `/admin/…`
+        // signed out → `/login?next=…`; `/admin/…` for a customer →
+        // `/dashboard`; a staff admin half-way through sign-in →
+        // `/admin/2fa`; `/login` signed in → `next` or home (see
+        // `server::auth::lifetime`).
         .layer(middleware::from_fn_with_state(
             state.clone(),
-            crate::server::auth::lifetime::redirect_admin_pages,
+            crate::server::auth::lifetime::redirect_guarded_pages,
         ))
         // Every session's idle timeout and absolute lifetime, before
         // anything reads it.
