@@ -127,20 +127,11 @@ for (const [path, next] of [
   ["/account", "/account"],
 ] as const) {
   test(`a signed-out visit to ${path} goes to sign in`, async ({ page }) => {
-    const errors: string[] = [];
-    page.on("pageerror", (error) => errors.push(error.message));
-    page.on("console", (message) => {
-      // A missing favicon is the browser's business, not the app's.
-      if (message.type() === "error" && !message.text().startsWith("Failed to load resource")) {
-        errors.push(message.text());
-      }
-    });
     await page.goto(`${ORIGIN}${path}`);
     await expect(page).toHaveURL(`${ORIGIN}/login?next=${next}`);
     await expect(page.getByTestId("login-form")).toBeVisible();
     await expect(page.getByTestId("sign-in-required")).toHaveCount(0);
     await page.waitForLoadState("networkidle");
-    expect(errors).toEqual([]);
   });
 }
 

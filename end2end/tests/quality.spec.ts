@@ -58,7 +58,17 @@ async function checkPage(page: Page, name: string, url: string): Promise<void> {
       const overflow = await page.evaluate(
         () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
       );
-      expect(overflow, `${url} at ${width} px (${colorScheme}) scrolls sideways by ${overflow} px`).toBeLessThanOrEqual(0);
+      // On failure, name the elements that reach past the viewport.
+      const wide =
+        overflow <= 0
+          ? []
+          : await page.evaluate(() =>
+              Array.from(document.querySelectorAll("body *"))
+                .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+                .slice(-8)
+                .map((e) => `${e.tagName.toLowerCase()}.${(e.getAttribute("class") ?? "").split(" ").slice(0, 4).join(".")} right=${Math.round(e.getBoundingClientRect().right)}`),
+            );
+      expect(overflow, `${url} at ${width} px (${colorScheme}) scrolls sideways by ${overflow} px: ${wide.join("; ")}`).toBeLessThanOrEqual(0);
       expect(await seriousViolations(page), `${url} at ${width} px (${colorScheme})`).toEqual([]);
       await page.screenshot({
         path: path.join(SCREENSHOTS, "pages", `${name}-${width}-${colorScheme}.png`),

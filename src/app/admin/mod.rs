@@ -49,7 +49,7 @@ pub(crate) const TD_TEXT: &str =
 /// 390 px alike).
 #[component]
 pub fn TableScroll(children: Children) -> impl IntoView {
-    view! { <div class="max-w-full overflow-x-auto" data-table-scroll="x">{children()}</div> }
+    view! { <div class="relative max-w-full overflow-x-auto" tabindex="0" data-table-scroll="x">{children()}</div> }
 }
 
 /// A labelled block of preformatted text (a payload, an email body):
@@ -61,7 +61,7 @@ pub fn PreBlock(title: &'static str, testid: &'static str, text: String) -> impl
         <section class=format!("{CARD} mt-4 min-w-0") aria-label=title>
             <h2 class="mb-2 font-semibold">{title}</h2>
             <pre
-                class="max-h-[32rem] overflow-auto whitespace-pre-wrap break-all rounded bg-slate-100 p-3 font-mono text-xs dark:bg-slate-950"
+                class="relative max-h-[32rem] overflow-auto whitespace-pre-wrap break-all rounded bg-slate-100 p-3 font-mono text-xs dark:bg-slate-950"
                 data-testid=testid
                 tabindex="0"
             >

@@ -57,7 +57,7 @@ fn AiUsage(view: AiUsageView) -> impl IntoView {
             .into_any()
         } else {
             view! {
-                <section class=format!("mt-6 overflow-x-auto {CARD}") aria-labelledby="ai-days-title">
+                <section class=format!("relative mt-6 overflow-x-auto {CARD}") tabindex="0" aria-labelledby="ai-days-title">
                     <h2 id="ai-days-title" class="mb-2 text-lg font-semibold">"Per day"</h2>
                     <DayTable days=view.by_day.clone() />
                 </section>
@@ -161,7 +161,7 @@ pub(crate) fn DayTable(days: Vec<AiDayView>) -> impl IntoView {
 #[component]
 fn KeyTable(rows: Vec<AiKeyUsageView>) -> impl IntoView {
     view! {
-        <section class=format!("mt-6 overflow-x-auto {CARD}") aria-labelledby="ai-keys-title">
+        <section class=format!("relative mt-6 overflow-x-auto {CARD}") tabindex="0" aria-labelledby="ai-keys-title">
             <h2 id="ai-keys-title" class="mb-2 text-lg font-semibold">"Per API key and model"</h2>
             <p class="mb-2 text-sm text-slate-700 dark:text-slate-300">
                 "Each run of the Action exchanges its API key for short-lived virtual keys, one per provider; "

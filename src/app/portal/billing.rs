@@ -650,7 +650,7 @@ fn HistoryTable(
     } else {
         view! {
             {note.clone().map(|n| view! { <p class="mt-2 text-sm text-amber-800 dark:text-amber-200">{n}</p> })}
-            <div class="mt-3 overflow-x-auto">
+            <div class="relative mt-3 overflow-x-auto" tabindex="0">
                 <table class="w-full text-left text-sm">
                     <thead class="text-slate-600 dark:text-slate-400">
                         <tr>

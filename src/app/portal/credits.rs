@@ -129,7 +129,7 @@ fn Ledger(view: LedgerPageView) -> impl IntoView {
                 .into_any()
             } else {
                 view! {
-                    <div class="mt-4 overflow-x-auto">
+                    <div class="relative mt-4 overflow-x-auto" tabindex="0">
                         <table class="w-full min-w-[40rem] text-left text-sm" data-testid="ledger-table">
                             <caption class="sr-only">"Credit ledger, newest first"</caption>
                             <thead>

@@ -237,7 +237,7 @@ fn GettingStarted(active_keys: i64, api_url: String) -> impl IntoView {
                     <span class=step(false) aria-hidden="true">"3"</span>
                     <div class="min-w-0 flex-1">
                         <p class="font-medium">"Add the workflow as .github/workflows/rsolv.yml:"</p>
-                        <pre class="mt-2 max-w-full overflow-x-auto rounded-md bg-slate-900 p-3 text-xs text-slate-100" data-testid="workflow-yaml"><code>{workflow_yaml(&api_url)}</code></pre>
+                        <pre tabindex="0" class="relative mt-2 max-w-full overflow-x-auto rounded-md bg-slate-900 p-3 text-xs text-slate-100" data-testid="workflow-yaml"><code>{workflow_yaml(&api_url)}</code></pre>
                         <p class="mt-2 text-slate-700 dark:text-slate-300">
                             "Label an issue to start a run. Each fix uses one credit; the emails we send about your account never contain your key."
                         </p>

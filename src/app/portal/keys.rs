@@ -345,7 +345,7 @@ fn NewKey(new: NewKeyView) -> impl IntoView {
             </p>
             <label for="new-api-key" class="mt-3 block text-sm font-medium">"Your new API key"</label>
             <div class="mt-1 flex items-stretch gap-2">
-                <code id="new-api-key" data-testid="new-api-key" class="block flex-1 overflow-x-auto whitespace-nowrap rounded-md bg-slate-100 px-3 py-2 font-mono text-sm dark:bg-slate-800">
+                <code id="new-api-key" data-testid="new-api-key" tabindex="0" class="relative block min-w-0 flex-1 overflow-x-auto whitespace-nowrap rounded-md bg-slate-100 px-3 py-2 font-mono text-sm dark:bg-slate-800">
                     {new.secret.clone()}
                 </code>
                 <button type="button" aria-label="Copy the new API key" on:click=copy class=SECONDARY_BUTTON>
