@@ -22,84 +22,13 @@
  * "Cancel at period end" / "Cancel now" opening `confirm-cancel`,
  * `ends-at-period-end`, `billing-messages`.
  */
-import { randomUUID } from "node:crypto";
 import * as path from "node:path";
-import { type APIRequestContext, type Page } from "@playwright/test";
-import { expect, test } from "./support";
-
-const SCREENSHOTS = path.join(__dirname, "..", "screenshots");
-const PASSWORD = "correct horse battery";
+import { expect, newSignedInCustomer, test, waitForHydration, SCREENSHOTS } from "./support";
 
 test.skip(!process.env.STRIPE_API_BASE, "needs STRIPE_API_BASE pointing at localstripe");
 
-function smtpApi(): string {
-  const url = process.env.TEST_SMTP_API_URL;
-  if (!url) throw new Error("TEST_SMTP_API_URL must name the SMTP sink's API");
-  return url;
-}
-
-interface SinkEmail {
-  to: { address: string }[];
-  text?: string;
-  date: string;
-}
-
-async function mailedLink(request: APIRequestContext, to: string, linkPath: string): Promise<string> {
-  const pattern = new RegExp(`https?://[^\\s"<>]*(${linkPath.replace(/[/-]/g, "\\$&")}\\?token=[A-Za-z0-9_-]+)`);
-  let found: string | undefined;
-  await expect
-    .poll(
-      async () => {
-        const response = await request.get(`${smtpApi()}/email`);
-        const emails = ((await response.json()) as SinkEmail[]).filter((e) =>
-          e.to.some((r) => r.address.toLowerCase() === to.toLowerCase()),
-        );
-        for (const email of emails) {
-          const match = pattern.exec(email.text ?? "");
-          if (match) {
-            found = match[1];
-            return true;
-          }
-        }
-        return false;
-      },
-      { message: `an email to ${to} with a ${linkPath} link`, timeout: 20_000 },
-    )
-    .toBe(true);
-  return found as string;
-}
-
-async function waitForHydration(page: Page): Promise<void> {
-  await expect(page.locator('main[data-app-hydrated="true"]')).toBeAttached();
-}
-
-async function signedInCustomer(page: Page, request: APIRequestContext): Promise<string> {
-  const email = `e2e-billing-${randomUUID()}@example.com`;
-  await page.goto("/register");
-  await waitForHydration(page);
-  const form = page.getByTestId("register-form");
-  await form.getByLabel("Email", { exact: true }).fill(email);
-  await form.getByLabel("Name", { exact: true }).fill("Billing Customer");
-  await form.getByLabel("Password", { exact: true }).fill(PASSWORD);
-  await form.getByLabel("Confirm password", { exact: true }).fill(PASSWORD);
-  await form.getByRole("button", { name: "Create account" }).click();
-  await expect(page.getByRole("status")).toContainText("Check your inbox");
-  await page.goto(await mailedLink(request, email, "/confirm-email"));
-  await waitForHydration(page);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Confirm my email" }).click();
-  await expect(page).toHaveURL(/\/login\?notice=confirmed$/);
-  await waitForHydration(page);
-  const login = page.getByTestId("login-form");
-  await login.getByLabel("Email", { exact: true }).fill(email);
-  await login.getByLabel("Password", { exact: true }).fill(PASSWORD);
-  await login.getByRole("button", { name: "Sign in" }).click();
-  await expect(page).toHaveURL(/\/dashboard$/);
-  return email;
-}
-
 test("add a card, subscribe to Pro, cancel at period end", async ({ page, request }) => {
-  await signedInCustomer(page, request);
+  await newSignedInCustomer(page, request, "billing");
 
   // The Stripe Customer is made by a job right after signup: the card
   // form appears once it exists.

@@ -19,51 +19,12 @@
  */
 import { randomUUID } from "node:crypto";
 import { type APIRequestContext, type Page } from "@playwright/test";
-import { expect, test } from "./support";
+import { expect, mailedLink, test, ORIGIN } from "./support";
 
-const ORIGIN = `http://127.0.0.1:${process.env.E2E_PORT ?? "3000"}`;
 const PASSWORD = "portal navigation password";
 
 function randomEmail(): string {
   return `e2e-nav-${randomUUID()}@example.com`;
-}
-
-function smtpApi(): string {
-  const url = process.env.TEST_SMTP_API_URL;
-  if (!url) {
-    throw new Error("TEST_SMTP_API_URL must name the SMTP sink's API (scripts/test.sh starts one)");
-  }
-  return url;
-}
-
-interface SinkEmail {
-  to: { address: string }[];
-  text?: string;
-}
-
-/** The `/confirm-email?token=…` path mailed to `to`, polled from the SMTP sink. */
-async function confirmLink(request: APIRequestContext, to: string): Promise<string> {
-  const pattern = /https?:\/\/[^\s"<>]*(\/confirm-email\?token=[A-Za-z0-9_-]+)/;
-  let found: string | undefined;
-  await expect
-    .poll(
-      async () => {
-        const response = await request.get(`${smtpApi()}/email`);
-        expect(response.ok()).toBe(true);
-        for (const email of (await response.json()) as SinkEmail[]) {
-          if (!email.to.some((r) => r.address.toLowerCase() === to.toLowerCase())) continue;
-          const match = pattern.exec(email.text ?? "");
-          if (match) {
-            found = match[1];
-            return true;
-          }
-        }
-        return false;
-      },
-      { timeout: 15_000 },
-    )
-    .toBe(true);
-  return found as string;
 }
 
 /**
@@ -80,7 +41,7 @@ async function newConfirmedCustomer(page: Page, request: APIRequestContext): Pro
   await form.getByLabel("Confirm password", { exact: true }).fill(PASSWORD);
   await form.getByRole("button", { name: "Create account" }).click();
   await expect(page.getByRole("status")).toContainText("Check your inbox");
-  await page.goto(`${ORIGIN}${await confirmLink(request, email)}`);
+  await page.goto(`${ORIGIN}${await mailedLink(request, email, "/confirm-email")}`);
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Confirm my email" }).click();
   await expect(page).toHaveURL(/\/login\?notice=confirmed$/);

@@ -19,7 +19,7 @@
 import { randomUUID } from "node:crypto";
 import * as path from "node:path";
 import { type APIRequestContext, type Page } from "@playwright/test";
-import { expect, test } from "./support";
+import { expect, mailedLink, test } from "./support";
 
 const API_KEY = /^rsolv_[A-Za-z0-9_-]{43,}$/;
 const PASSWORD = "e2e signup password";
@@ -27,46 +27,6 @@ const SCREENSHOTS = path.join(__dirname, "..", "screenshots");
 
 function randomEmail(): string {
   return `e2e-${randomUUID()}@example.com`;
-}
-
-function smtpApi(): string {
-  const url = process.env.TEST_SMTP_API_URL;
-  if (!url) {
-    throw new Error("TEST_SMTP_API_URL must name the SMTP sink's API (scripts/test.sh starts one)");
-  }
-  return url;
-}
-
-interface SinkEmail {
-  to: { address: string }[];
-  subject: string;
-  text?: string;
-  date: string;
-}
-
-/** The `/accept-invite?token=…` path mailed to `to`, polled from the SMTP sink. */
-async function inviteLink(request: APIRequestContext, to: string): Promise<string> {
-  const pattern = /https?:\/\/[^\s"<>]*(\/accept-invite\?token=[A-Za-z0-9_-]+)/;
-  let found: string | undefined;
-  await expect
-    .poll(
-      async () => {
-        const response = await request.get(`${smtpApi()}/email`);
-        expect(response.ok()).toBe(true);
-        for (const email of (await response.json()) as SinkEmail[]) {
-          if (!email.to.some((r) => r.address.toLowerCase() === to.toLowerCase())) continue;
-          const match = pattern.exec(email.text ?? "");
-          if (match) {
-            found = match[1];
-            return true;
-          }
-        }
-        return false;
-      },
-      { message: `an invite email to ${to}`, timeout: 20_000 },
-    )
-    .toBe(true);
-  return found as string;
 }
 
 /** Waits until the home page has hydrated, so clicks reach Leptos handlers. */
@@ -113,7 +73,7 @@ test.describe("sign-up with JavaScript", () => {
     await expect(page.getByTestId("signup-check-email")).toContainText(email.toUpperCase());
 
     // The invite sets a password and shows the key, once.
-    await page.goto(await inviteLink(request, email));
+    await page.goto(await mailedLink(request, email, "/accept-invite"));
     await waitForAppHydration(page);
     await page.getByLabel("New password", { exact: true }).fill(PASSWORD);
     await page.getByLabel("Confirm new password", { exact: true }).fill(PASSWORD);
