@@ -41,18 +41,60 @@ impl ApiKeyName {
     }
 }
 
+/// How long a new key works: never expires (the default), or 30, 90 or 365
+/// days from its creation. The only values the create form offers, and the
+/// only ones the server accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ApiKeyExpiry {
+    /// The key works until it is revoked or rotated.
+    Never,
+    /// The key stops working this many days after creation.
+    Days(u16),
+}
+
+impl ApiKeyExpiry {
+    /// The day counts offered besides "never".
+    pub const DAYS: [u16; 3] = [30, 90, 365];
+
+    /// Parses the form value: empty or `never` is [`ApiKeyExpiry::Never`];
+    /// `30`, `90` or `365` (surrounding whitespace ignored) a day count.
+    ///
+    /// Errors: a [`ParseError`] naming the accepted values for anything else.
+    pub fn parse(input: &str) -> Result<Self, ParseError> {
+        let input = input.trim();
+        if input.is_empty() || input == "never" {
+            return Ok(Self::Never);
+        }
+        match input.parse::<u16>() {
+            Ok(days) if Self::DAYS.contains(&days) => Ok(Self::Days(days)),
+            _ => Err(ParseError(
+                "expiry must be never, 30, 90 or 365 days".into(),
+            )),
+        }
+    }
+
+    /// The day count, `None` for a key that never expires.
+    pub fn days(self) -> Option<u16> {
+        match self {
+            Self::Never => None,
+            Self::Days(days) => Some(days),
+        }
+    }
+}
+
 /// Where a key stands, as of the moment the view was built.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum KeyStatusView {
     /// Accepted by the API.
     Active,
-    /// Rotated: accepted until `expires_at` (ISO-8601 UTC).
+    /// Rotated, or created with an expiry: accepted until `expires_at`
+    /// (ISO-8601 UTC).
     Expiring {
-        /// End of the grace period.
+        /// End of the grace period or of the chosen lifetime.
         expires_at: String,
     },
-    /// Rotated, and the grace period is over (ISO-8601 UTC).
+    /// Past its rotation grace or chosen expiry (ISO-8601 UTC).
     Expired {
         /// When it stopped working.
         expires_at: String,
@@ -62,6 +104,9 @@ pub enum KeyStatusView {
         /// When.
         revoked_at: String,
     },
+    /// Neither revoked nor expired, but refused (403) while the customer
+    /// is suspended.
+    Suspended,
 }
 
 /// One API key as the portal lists it (never the secret).
@@ -230,6 +275,23 @@ pub struct DashboardView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_expiries() {
+        assert_eq!(ApiKeyExpiry::parse("").unwrap(), ApiKeyExpiry::Never);
+        assert_eq!(ApiKeyExpiry::parse("never").unwrap(), ApiKeyExpiry::Never);
+        for days in ApiKeyExpiry::DAYS {
+            assert_eq!(
+                ApiKeyExpiry::parse(&format!(" {days} ")).unwrap(),
+                ApiKeyExpiry::Days(days)
+            );
+        }
+        for bad in [
+            "0", "1", "29", "31", "-30", "3650", "30d", "forever", "90.0",
+        ] {
+            assert!(ApiKeyExpiry::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn key_names() {

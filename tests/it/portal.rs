@@ -582,3 +582,249 @@ async fn portal_endpoints_without_a_session_refuse_and_change_nothing() {
 fn test_links() -> rsolv_platform::server::email::templates::EmailLinks {
     rsolv_platform::server::email::templates::EmailLinks::parse("http://127.0.0.1:3000").unwrap()
 }
+
+/// The `expires_at` of key `id`.
+async fn expires_at(conn: &mut AsyncPgConnection, id: i64) -> Option<chrono::DateTime<Utc>> {
+    api_keys::table
+        .find(id)
+        .select(api_keys::expires_at)
+        .first(conn)
+        .await
+        .unwrap()
+}
+
+/// Asserts `at` is `days` days from now, give or take a minute.
+fn assert_days_ahead(at: Option<chrono::DateTime<Utc>>, days: i64) {
+    let at = at.expect("an expiry");
+    let off = (at - (Utc::now() + Duration::days(days)))
+        .num_seconds()
+        .abs();
+    assert!(off < 60, "{at} is not {days} days ahead");
+}
+
+#[tokio::test]
+async fn keys_expire_only_after_an_offered_choice_and_an_expired_key_is_refused() {
+    let app = TestApp::spawn().await;
+    let c = crate::authz::signed_in(&app, &email("expiry"), "Expiry").await;
+    let mut conn = app.conn().await;
+    assert_eq!(
+        expires_at(&mut conn, c.key_id).await,
+        None,
+        "default: never"
+    );
+
+    // Each offered choice, through the server function.
+    for (choice, days) in [
+        ("never", None),
+        ("", None),
+        ("30", Some(30)),
+        ("90", Some(90)),
+        ("365", Some(365)),
+    ] {
+        let (status, _, body) = app
+            .server_fn(
+                &c.browser,
+                "portal/keys/create",
+                &[("name", "ci"), ("expires", choice)],
+            )
+            .await;
+        assert_eq!(status, 200, "{choice}: {body}");
+        let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let id = created["key"]["id"].as_i64().unwrap();
+        let at = expires_at(&mut conn, id).await;
+        match days {
+            None => {
+                assert_eq!(at, None, "{choice}");
+                assert_eq!(created["key"]["status"]["state"], "active", "{body}");
+            }
+            Some(days) => {
+                assert_days_ahead(at, days);
+                assert_eq!(created["key"]["status"]["state"], "expiring", "{body}");
+            }
+        }
+    }
+
+    // Forged values are refused with a clear error and write nothing.
+    let before = all_keys(&mut conn).await;
+    for forged in ["7", "0", "-30", "3650", "30d", "forever", "90.0"] {
+        let (status, _, body) = app
+            .server_fn(
+                &c.browser,
+                "portal/keys/create",
+                &[("name", "forged"), ("expires", forged)],
+            )
+            .await;
+        assert_eq!(status, 422, "{forged}: {body}");
+        assert!(
+            body.contains("expiry must be never, 30, 90 or 365 days"),
+            "{forged}: {body}"
+        );
+    }
+    assert_eq!(all_keys(&mut conn).await, before, "nothing written");
+
+    // The no-JavaScript form: an offered choice creates the key and shows
+    // it once; a forged one renders the error with 422 and writes nothing.
+    let response = c
+        .browser
+        .post(app.url("/keys/create"))
+        .header("origin", app.url(""))
+        .form(&[("name", "nojs"), ("expires", "90")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains(r#"data-testid="new-api-key""#), "{html}");
+    let newest = all_keys(&mut conn).await.pop().unwrap();
+    assert_eq!(newest.name, "nojs");
+    assert_days_ahead(newest.expires_at, 90);
+    let before = all_keys(&mut conn).await;
+    let response = c
+        .browser
+        .post(app.url("/keys/create"))
+        .header("origin", app.url(""))
+        .form(&[("name", "nojs-forged"), ("expires", "1000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let html = response.text().await.unwrap();
+    assert!(
+        html.contains("expiry must be never, 30, 90 or 365 days"),
+        "{html}"
+    );
+    assert!(!html.contains(r#"data-testid="new-api-key""#));
+    assert_eq!(all_keys(&mut conn).await, before, "nothing written");
+
+    // At the boundary: a key a minute before its expiry works; a second
+    // after it, the Action API refuses it with 401 (like a rotated key past
+    // its grace), and the page lists it as expired, without actions.
+    let (status, _, body) = app
+        .server_fn(
+            &c.browser,
+            "portal/keys/create",
+            &[("name", "short-lived"), ("expires", "30")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let secret = created["secret"].as_str().unwrap().to_owned();
+    let id = created["key"]["id"].as_i64().unwrap();
+    diesel::update(api_keys::table.find(id))
+        .set(api_keys::expires_at.eq(Some(Utc::now() + Duration::minutes(1))))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exchange(&app, &secret).await.0, 200);
+    diesel::update(api_keys::table.find(id))
+        .set(api_keys::expires_at.eq(Some(Utc::now() - Duration::seconds(1))))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (status, body) = exchange(&app, &secret).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("expired"),
+        "{body}"
+    );
+    let html = keys_page(&app, &c.browser).await;
+    let prefix = &secret[..12];
+    assert!(html.contains("Expired "), "{html}");
+    assert!(
+        !html.contains(&format!("Revoke short-lived ({prefix}…)")),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&format!("Rotate short-lived ({prefix}…)")),
+        "{html}"
+    );
+    // A key with a chosen expiry shows its date.
+    assert!(html.contains("Expires on "), "{html}");
+}
+
+/// The `/keys` page as `browser` sees it.
+async fn keys_page(app: &TestApp, browser: &reqwest::Client) -> String {
+    let response = browser.get(app.url("/keys")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_suspended_customers_keys_are_listed_as_suspended_and_revoked_keys_have_no_actions() {
+    let app = TestApp::spawn().await;
+    let c = crate::authz::signed_in(&app, &email("suspended-keys"), "Suspended").await;
+    let mut conn = app.conn().await;
+    let (status, _, body) = app
+        .server_fn(&c.browser, "portal/keys/create", &[("name", "gone")])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let gone: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let gone_id = gone["key"]["id"].as_i64().unwrap();
+    let gone_prefix = gone["key"]["prefix"].as_str().unwrap().to_owned();
+    let (status, _, body) = app
+        .server_fn(
+            &c.browser,
+            "portal/keys/revoke",
+            &[("key_id", &gone_id.to_string())],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Before any use the page says so; after one, when.
+    let html = keys_page(&app, &c.browser).await;
+    assert!(html.contains("Never used"), "{html}");
+    assert_eq!(exchange(&app, &c.key).await.0, 200);
+    let html = keys_page(&app, &c.browser).await;
+    assert!(html.contains("Last used "), "{html}");
+    assert!(html.contains(">Active<"), "{html}");
+
+    diesel::update(rsolv_platform::server::db::schema::customers::table.find(c.customer_id))
+        .set(rsolv_platform::server::db::schema::customers::status.eq("suspended"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(exchange(&app, &c.key).await.0, 403);
+
+    let (status, _, body) = app.server_fn(&c.browser, "portal/keys", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let states: Vec<(i64, String)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["id"].as_i64().unwrap(),
+                k["status"]["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (gone_id, "revoked".to_owned()),
+            (c.key_id, "suspended".to_owned())
+        ]
+    );
+
+    let html = keys_page(&app, &c.browser).await;
+    assert!(
+        html.contains("Suspended: refused while your account is suspended"),
+        "{html}"
+    );
+    assert!(!html.contains(">Active<"), "{html}");
+    assert!(html.contains("Revoked "), "{html}");
+    assert!(
+        !html.contains(&format!("Revoke gone ({gone_prefix}…)")),
+        "{html}"
+    );
+    assert!(
+        !html.contains(&format!("Rotate gone ({gone_prefix}…)")),
+        "{html}"
+    );
+    let live_prefix = &c.key[..12];
+    assert!(
+        !html.contains(&format!("Rotate Suspended ({live_prefix}…)")),
+        "a suspended key cannot be rotated: {html}"
+    );
+}

@@ -95,25 +95,39 @@ pub async fn get_ledger(
 }
 
 /// The signed-in customer's API keys, newest first (never their secrets).
+/// While the customer is suspended, keys that are neither revoked nor
+/// expired are listed as [`KeyStatusView::Suspended`](crate::types::portal::KeyStatusView::Suspended)
+/// (the API answers 403 for them).
 #[server(endpoint = "portal/keys")]
 pub async fn list_keys() -> Result<Vec<ApiKeyView>, AppError> {
-    use crate::server::billing::api_keys;
+    use crate::server::billing::{api_keys, customers};
+    use crate::types::values::CustomerStatus;
     let (user, mut conn) = ssr::session().await?;
+    let suspended = customers::find_customer(&mut conn, user.customer_id)
+        .await
+        .map_err(ssr::fail)?
+        .status()
+        == CustomerStatus::Suspended;
     let keys = api_keys::list_api_keys(&mut conn, user.customer_id)
         .await
         .map_err(ssr::fail)?;
     let now = chrono::Utc::now();
-    Ok(keys.iter().map(|k| ssr::key_view(k, now)).collect())
+    Ok(keys
+        .iter()
+        .map(|k| ssr::key_view_for(k, now, suspended))
+        .collect())
 }
 
-/// Creates an API key named `name` (1–100 characters); the secret is in the
-/// answer and nowhere else, ever.
+/// Creates an API key named `name` (1–100 characters) that expires after
+/// `expires` days (`30`, `90` or `365`; absent, empty or `never` for a key
+/// that never expires); the secret is in the answer and nowhere else, ever.
 ///
-/// Errors: also [`AppError::Validation`] for a bad name.
+/// Errors: also [`AppError::Validation`] for a bad name or expiry (nothing
+/// is written).
 #[server(endpoint = "portal/keys/create")]
-pub async fn create_key(name: String) -> Result<NewKeyView, AppError> {
+pub async fn create_key(name: String, expires: Option<String>) -> Result<NewKeyView, AppError> {
     let (user, mut conn) = ssr::session().await?;
-    ssr::create_key_for(&mut conn, &user, &name).await
+    ssr::create_key_for(&mut conn, &user, &name, expires.as_deref().unwrap_or("")).await
 }
 
 /// Revokes one of the customer's keys at once (the API answers 401 for it
@@ -207,24 +221,33 @@ pub(crate) mod ssr {
         error
     }
 
-    /// Creates a key named `name` for `user`'s customer (shared by the
-    /// server function and the no-JavaScript form handler).
+    /// Creates a key named `name` for `user`'s customer, expiring as the
+    /// form value `expires` says ([`ApiKeyExpiry::parse`]: empty or
+    /// `never`, `30`, `90`, `365` days) (shared by the server function and
+    /// the no-JavaScript form handler).
     ///
-    /// Errors: [`AppError::Validation`] for a bad name; [`AppError::Internal`].
+    /// Errors: [`AppError::Validation`] for a bad name or expiry (nothing
+    /// written); [`AppError::Internal`].
+    ///
+    /// [`ApiKeyExpiry::parse`]: crate::types::portal::ApiKeyExpiry::parse
     pub async fn create_key_for(
         conn: &mut diesel_async::AsyncPgConnection,
         user: &CurrentUser,
         name: &str,
+        expires: &str,
     ) -> Result<NewKeyView, AppError> {
         use crate::server::billing::api_keys;
-        use crate::types::portal::ApiKeyName;
+        use crate::types::portal::{ApiKeyExpiry, ApiKeyName};
         let name = ApiKeyName::parse(name).map_err(|e| fail_app(AppError::Validation(e.0)))?;
-        let (key, plain) = api_keys::create_api_key(conn, user.customer_id, &name)
+        let expiry =
+            ApiKeyExpiry::parse(expires).map_err(|e| fail_app(AppError::Validation(e.0)))?;
+        let (key, plain) = api_keys::create_api_key_expiring(conn, user.customer_id, &name, expiry)
             .await
             .map_err(fail)?;
         tracing::info!(
             customer_id = user.customer_id,
             api_key_id = key.id,
+            expires_in_days = expiry.days(),
             "API key created"
         );
         Ok(NewKeyView {
@@ -284,8 +307,16 @@ pub(crate) mod ssr {
         }
     }
 
-    /// A key as the portal shows it, its status as of `now`.
+    /// A key as the portal shows it, its status as of `now`, for a customer
+    /// that is not suspended.
     pub fn key_view(key: &ApiKey, now: DateTime<Utc>) -> ApiKeyView {
+        key_view_for(key, now, false)
+    }
+
+    /// A key as the portal shows it, its status as of `now`; with
+    /// `suspended`, a key that is neither revoked nor expired shows as
+    /// [`KeyStatusView::Suspended`] (the API refuses it with 403).
+    pub fn key_view_for(key: &ApiKey, now: DateTime<Utc>, suspended: bool) -> ApiKeyView {
         let status = match (key.revoked_at, key.expires_at) {
             (Some(at), _) => KeyStatusView::Revoked {
                 revoked_at: iso_utc(at),
@@ -293,6 +324,7 @@ pub(crate) mod ssr {
             (None, Some(at)) if at <= now => KeyStatusView::Expired {
                 expires_at: iso_utc(at),
             },
+            (None, _) if suspended => KeyStatusView::Suspended,
             (None, Some(at)) => KeyStatusView::Expiring {
                 expires_at: iso_utc(at),
             },

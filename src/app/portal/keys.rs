@@ -17,7 +17,7 @@ use super::{
     short_time, Alert, LoadError, Loading, Notice, PortalNav, BUTTON, CARD, DANGER_BUTTON, INPUT,
     LINK, SECONDARY_BUTTON,
 };
-use crate::types::portal::{ApiKeyName, ApiKeyView, KeyStatusView, NewKeyView};
+use crate::types::portal::{ApiKeyExpiry, ApiKeyName, ApiKeyView, KeyStatusView, NewKeyView};
 use crate::types::AppError;
 use leptos::form::{ActionForm, FromFormData};
 use leptos::prelude::*;
@@ -157,6 +157,19 @@ fn CreateKeyForm(action: ServerAction<CreateKey>) -> impl IntoView {
                         "1 to 100 characters, to tell your keys apart."
                     </p>
                 </div>
+                <div>
+                    <label for="key-expires" class="block text-sm font-medium">"Expires"</label>
+                    <select id="key-expires" name="expires" class=INPUT aria-describedby="key-expires-hint" data-testid="key-expires">
+                        <option value="never" selected>"Never"</option>
+                        {ApiKeyExpiry::DAYS
+                            .iter()
+                            .map(|days| view! { <option value=days.to_string()>{format!("In {days} days")}</option> })
+                            .collect_view()}
+                    </select>
+                    <p id="key-expires-hint" class="mt-1 text-xs text-slate-600 dark:text-slate-400">
+                        "After that, calls with it are refused."
+                    </p>
+                </div>
                 <button type="submit" class=BUTTON disabled=move || pending.get() aria-busy=move || pending.get().to_string()>
                     {move || if pending.get() { "Creating…" } else { "Create key" }}
                 </button>
@@ -198,10 +211,12 @@ fn KeyList(
     .into_any()
 }
 
+/// Revoked and expired keys have nothing left to revoke; a suspended
+/// account's keys can still be revoked (for good, after the suspension).
 fn can_revoke(key: &ApiKeyView) -> bool {
     matches!(
         key.status,
-        KeyStatusView::Active | KeyStatusView::Expiring { .. }
+        KeyStatusView::Active | KeyStatusView::Expiring { .. } | KeyStatusView::Suspended
     )
 }
 
@@ -222,7 +237,7 @@ fn KeyItem(
             "bg-emerald-100 text-emerald-900 dark:bg-emerald-950 dark:text-emerald-200",
         ),
         KeyStatusView::Expiring { expires_at } => (
-            format!("Works until {}", short_time(expires_at)),
+            format!("Expires on {}", short_time(expires_at)),
             "bg-amber-100 text-amber-950 dark:bg-amber-950 dark:text-amber-100",
         ),
         KeyStatusView::Expired { expires_at } => (
@@ -231,6 +246,10 @@ fn KeyItem(
         ),
         KeyStatusView::Revoked { revoked_at } => (
             format!("Revoked {}", short_time(revoked_at)),
+            "bg-red-100 text-red-900 dark:bg-red-950 dark:text-red-200",
+        ),
+        KeyStatusView::Suspended => (
+            "Suspended: refused while your account is suspended".to_owned(),
             "bg-red-100 text-red-900 dark:bg-red-950 dark:text-red-200",
         ),
     };

@@ -9,7 +9,7 @@ use crate::server::billing::notifications::{
 };
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{api_keys, customers};
-use crate::types::portal::ApiKeyName;
+use crate::types::portal::{ApiKeyExpiry, ApiKeyName};
 use crate::types::values::CustomerStatus;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -95,8 +95,9 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
     /// When it was revoked; a revoked key gets 401.
     pub revoked_at: Option<DateTime<Utc>>,
-    /// For a rotated key, the end of its grace period; from then on it gets
-    /// 401. `None` for keys that were never rotated.
+    /// For a rotated key, the end of its grace period; for a key created
+    /// with an expiry, the end of its chosen lifetime. From then on it gets
+    /// 401. `None` for keys that never expire.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -110,7 +111,26 @@ pub async fn create_api_key(
     customer_id: i64,
     name: &ApiKeyName,
 ) -> Result<(ApiKey, PlainApiKey), BillingError> {
+    create_api_key_expiring(conn, customer_id, name, ApiKeyExpiry::Never).await
+}
+
+/// Like [`create_api_key`], with a chosen lifetime: the key's `expires_at`
+/// is `expiry` days after now (in whole days of 24 hours), after which
+/// [`authenticate`] refuses it as [`KeyRejection::Expired`] (401);
+/// [`ApiKeyExpiry::Never`] stores no expiry. A key with an expiry cannot be
+/// rotated (see [`rotate_api_key`]); create a new one.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn create_api_key_expiring(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    name: &ApiKeyName,
+    expiry: ApiKeyExpiry,
+) -> Result<(ApiKey, PlainApiKey), BillingError> {
     let name = name.as_str();
+    let expires_at = expiry
+        .days()
+        .map(|days| Utc::now() + chrono::Duration::days(i64::from(days)));
     let generated =
         generate_key().map_err(|e| BillingError::Pool(format!("OS RNG unavailable: {e}")))?;
     let key = diesel::insert_into(api_keys::table)
@@ -119,6 +139,7 @@ pub async fn create_api_key(
             api_keys::name.eq(name),
             api_keys::prefix.eq(&generated.prefix),
             api_keys::token_hash.eq(generated.hash.as_slice()),
+            api_keys::expires_at.eq(expires_at),
         ))
         .returning(ApiKey::as_returning())
         .get_result(conn)
@@ -140,8 +161,9 @@ pub enum KeyRejection {
     /// The key was revoked.
     #[error("this API key has been revoked; create a new one in the dashboard")]
     Revoked,
-    /// The key was rotated and its grace period is over.
-    #[error("this API key was rotated and has expired; use its replacement")]
+    /// The key was rotated and its grace period is over, or it was created
+    /// with an expiry that has passed.
+    #[error("this API key has expired; use its replacement or create a new key")]
     Expired,
     /// The customer is suspended.
     #[error("this account is suspended; contact support")]
@@ -328,7 +350,9 @@ pub async fn rotate_api_key(
         }
         if key.expires_at.is_some() {
             return Err(BillingError::Invalid(crate::types::values::ParseError(
-                "this key was already rotated; rotate its replacement instead".into(),
+                "this key already expires (it was rotated or created with an expiry); \
+                 create or rotate another key instead"
+                    .into(),
             )));
         }
         let old = diesel::update(api_keys::table.find(key.id))

@@ -131,6 +131,9 @@ pub async fn export_ledger_csv(State(state): State<AppState>, request: Request) 
 pub struct CreateKeyForm {
     #[serde(default)]
     name: String,
+    /// `never` (or empty), `30`, `90` or `365`.
+    #[serde(default)]
+    expires: String,
 }
 
 /// The fields of the no-JavaScript rotate-key form.
@@ -140,9 +143,10 @@ pub struct RotateKeyForm {
     key_id: String,
 }
 
-/// `POST /keys/create` (form `name`): for browsers without JavaScript.
-/// Creates the key and renders `/keys` with the secret shown once; 200,
-/// or the page with the error and 401 (no session), 422 (bad name).
+/// `POST /keys/create` (form `name`, `expires`: `never`, `30`, `90` or
+/// `365`): for browsers without JavaScript. Creates the key and renders
+/// `/keys` with the secret shown once; 200, or the page with the error and
+/// 401 (no session), 422 (bad name or expiry; nothing written).
 pub async fn submit_create_key_form(State(state): State<AppState>, request: Request) -> Response {
     let (parts, form) = match parse_form::<CreateKeyForm>(&state, request).await {
         Ok(parsed) => parsed,
@@ -154,7 +158,8 @@ pub async fn submit_create_key_form(State(state): State<AppState>, request: Requ
             .conn()
             .await
             .map_err(crate::server::signup::to_app_error)?;
-        crate::app::portal::api::ssr::create_key_for(&mut conn, &user, &form.name).await
+        crate::app::portal::api::ssr::create_key_for(&mut conn, &user, &form.name, &form.expires)
+            .await
     }
     .await;
     render_keys_page(&state, parts, FormKeyOutcome::Created(outcome)).await
