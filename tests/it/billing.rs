@@ -1463,3 +1463,169 @@ async fn reconciliation_compares_charges_and_grants_with_the_processor() {
     );
     assert!(FindingKind::MissingGrant.repairable());
 }
+
+/// Points a `payment_intent.succeeded` fixture at PaymentIntent `pi` paying
+/// our charge `charge_id` (metadata `rsolv_charge_id`) `amount` cents.
+fn intent_of(event: &mut Value, pi: &str, charge_id: i64, amount: i64) {
+    let object = event.pointer_mut("/data/object").unwrap();
+    object["id"] = json!(pi);
+    object["amount"] = json!(amount);
+    object["amount_received"] = json!(amount);
+    object["metadata"]["rsolv_charge_id"] = json!(charge_id.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_card_charge_gets_one_receipt_whether_the_job_or_the_webhook_books_it() {
+    let b = Billing::new("bill-receipt-payg").await;
+    b.add_card("pm_card_visa").await;
+    b.fixes_ok(1..=10, "credit").await;
+    b.fixes_ok(11..=12, "unpaid").await;
+    let pending = b.charges().await;
+    let (first, second) = (pending[0].id, pending[1].id);
+    // The charge jobs wait (due in an hour) while the webhooks come first.
+    let hold = |at: &'static str| {
+        diesel::update(jobs::table.filter(jobs::kind.eq(KIND_STRIPE_CHARGE)))
+            .set(jobs::run_at.eq(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(at)))
+    };
+    hold("now() + interval '1 hour'")
+        .execute(&mut b.app.conn().await)
+        .await
+        .unwrap();
+
+    // The webhook first (twice), then the job: booked once, by the webhook,
+    // and the job makes no PaymentIntent for a charge already paid.
+    for evt in ["evt_it_pi_first", "evt_it_pi_first_again"] {
+        b.deliver("payment_intent.succeeded", evt, |e| {
+            intent_of(e, "pi_it_webhook_first", first, 2900)
+        })
+        .await;
+    }
+    // The same PaymentIntent claiming the other charge with another amount
+    // books nothing.
+    b.deliver("payment_intent.succeeded", "evt_it_pi_wrong", |e| {
+        intent_of(e, "pi_it_wrong_amount", second, 100)
+    })
+    .await;
+    assert_eq!(b.charges().await[1].status, ChargeStatus::Pending);
+    hold("now()")
+        .execute(&mut b.app.conn().await)
+        .await
+        .unwrap();
+    b.run_jobs().await;
+    let charges = b.charges().await;
+    assert!(charges.iter().all(|c| c.status == ChargeStatus::Succeeded));
+    assert_eq!(
+        charges[0].stripe_payment_intent_id.as_deref(),
+        Some("pi_it_webhook_first")
+    );
+    let real_pi = charges[1].stripe_payment_intent_id.clone().unwrap();
+    assert_eq!(b.stripe_payment_intents().await.len(), 1, "only the job's");
+    // The job first, then its webhook (and a replay of the job).
+    b.deliver("payment_intent.succeeded", "evt_it_pi_after", |e| {
+        intent_of(e, &real_pi, second, 2900)
+    })
+    .await;
+    rsolv_platform::server::stripe::charges::charge_job(&b.state, &json!({"charge_id": second}))
+        .await
+        .unwrap();
+
+    assert_eq!(b.ledger("purchase").await.len(), 2);
+    assert_eq!(b.balance().await, 0);
+    let receipts = b.emails("charge_receipt").await;
+    assert_eq!(receipts.len(), 2, "one per charge: {receipts:?}");
+    for receipt in &receipts {
+        assert!(
+            receipt.contains("We received your payment of $29.00."),
+            "{receipt}"
+        );
+        assert!(receipt.contains("(pay as you go)"), "{receipt}");
+        assert!(receipt.contains(&format!("Date: {} (UTC)", Utc::now().format("%Y-%m-%d"))));
+        assert!(
+            receipt.contains("http://127.0.0.1:3000/billing/history"),
+            "{receipt}"
+        );
+    }
+    let keys: Vec<String> = email_outbox::table
+        .filter(email_outbox::kind.eq("charge_receipt"))
+        .filter(email_outbox::to_address.eq(&b.address))
+        .order(email_outbox::id.asc())
+        .select(email_outbox::idempotency_key)
+        .load(&mut b.app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys,
+        vec![
+            format!("receipt:charge:{first}"),
+            format!("receipt:charge:{second}")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_paid_invoice_gets_one_receipt_under_duplicated_and_reordered_webhooks() {
+    let b = Billing::new("bill-receipt-pro").await;
+    b.add_card("pm_card_visa").await;
+    let sub = subscriptions::subscribe_pro(
+        b.state.processor.as_ref(),
+        &b.state.config.stripe.pro_price_id,
+        &mut b.app.conn().await,
+        &b.state.config.pricing,
+        b.id,
+    )
+    .await
+    .unwrap();
+    // The first invoice (localstripe: no hosted page or PDF).
+    let receipts = b.emails("invoice_receipt").await;
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert!(receipts[0].contains("We received your payment of $599.00."));
+    assert!(receipts[0].contains("RSOLV Pro subscription (one billing period)"));
+    assert!(receipts[0].contains("http://127.0.0.1:3000/billing/history"));
+    assert!(!receipts[0].contains("PDF"), "{}", receipts[0]);
+
+    // A renewal: payment_succeeded before paid, each delivered twice.
+    for (fixture, evt) in [
+        ("invoice.payment_succeeded", "evt_it_rcpt_succ"),
+        ("invoice.paid", "evt_it_rcpt_paid"),
+        ("invoice.paid", "evt_it_rcpt_paid_again"),
+        ("invoice.payment_succeeded", "evt_it_rcpt_succ_again"),
+    ] {
+        b.deliver(fixture, evt, |e| invoice_of(e, "in_it_rcpt_2", &sub.id))
+            .await;
+    }
+    // An unsafe hosted link is never mailed.
+    b.deliver("invoice.paid", "evt_it_rcpt_js", |e| {
+        invoice_of(e, "in_it_rcpt_3", &sub.id);
+        e["data"]["object"]["hosted_invoice_url"] = json!("javascript:alert(1)");
+        e["data"]["object"]["invoice_pdf"] = json!("http://pay.example/x.pdf");
+    })
+    .await;
+    let receipts = b.emails("invoice_receipt").await;
+    assert_eq!(receipts.len(), 3, "{receipts:?}");
+    let renewal = &receipts[1];
+    assert!(
+        renewal.contains("We received your payment of $599.00."),
+        "{renewal}"
+    );
+    assert!(renewal.contains("Invoice: RSOLV-0001"), "{renewal}");
+    assert!(renewal.contains("https://invoice.stripe.com/i/acct_test/test_RsFixture"));
+    assert!(renewal
+        .contains("Invoice PDF: https://pay.stripe.com/invoice/acct_test/test_RsFixture/pdf"));
+    assert!(!receipts[2].contains("javascript:") && !receipts[2].contains("http://pay.example"));
+    assert!(receipts[2].contains("http://127.0.0.1:3000/billing/history"));
+    let keys: Vec<String> = email_outbox::table
+        .filter(email_outbox::kind.eq("invoice_receipt"))
+        .filter(email_outbox::to_address.eq(&b.address))
+        .order(email_outbox::id.asc())
+        .select(email_outbox::idempotency_key)
+        .load(&mut b.app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(
+        keys[1..],
+        [
+            "receipt:invoice:in_it_rcpt_2",
+            "receipt:invoice:in_it_rcpt_3"
+        ]
+    );
+}

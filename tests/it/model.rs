@@ -222,6 +222,7 @@ impl MemState {
             invoice_item_ids: item_ids,
             created: Some(Utc::now()),
             hosted_url: None,
+            pdf_url: None,
             observed_at: Utc::now(),
         });
         let i = self.invoices.len() - 1;

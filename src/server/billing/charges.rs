@@ -35,7 +35,9 @@
 
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::notifications::enqueue_email;
-use crate::server::billing::notifications::{charge_declined, EmailLinks, Recipient};
+use crate::server::billing::notifications::{
+    charge_declined, charge_receipt, EmailLinks, Recipient,
+};
 use crate::server::billing::ports::{
     decline_advice, ChargeRequest, InvoiceItemRequest, PaymentProcessor, ProcessorCharge,
     ProcessorChargeStatus, ProcessorError,
@@ -878,6 +880,40 @@ async fn book_paid(
         ))
         .execute(conn)
         .await?;
+    if charge.kind == ChargeKind::Payg {
+        queue_charge_receipt(conn, charge).await?;
+    }
+    Ok(())
+}
+
+/// Queues the receipt of paid pay-as-you-go `charge` (key
+/// `receipt:charge:<charge id>`) in the caller's transaction, the one that
+/// books it paid: whichever of the job and the webhook settles the charge
+/// queues it, and the key makes a replay queue nothing. Overage charges get
+/// no receipt of their own: the paid invoice that carries them does.
+async fn queue_charge_receipt(
+    conn: &mut AsyncPgConnection,
+    charge: &Charge,
+) -> Result<(), BillingError> {
+    let (email, name): (String, String) = customers::table
+        .find(charge.customer_id)
+        .select((customers::email, customers::name))
+        .first(conn)
+        .await?;
+    let to = Recipient {
+        customer_id: Some(charge.customer_id),
+        email: &email,
+        name: &name,
+    };
+    let amount =
+        crate::server::billing::pricing::format_money(charge.amount_cents, &charge.currency);
+    let description = format!("RSOLV fix {} (pay as you go)", charge.fix_id);
+    let key = format!("receipt:charge:{}", charge.id);
+    enqueue_email(
+        conn,
+        &charge_receipt(&to, &amount, &description, Utc::now(), key),
+    )
+    .await?;
     Ok(())
 }
 
@@ -899,6 +935,74 @@ pub async fn settle_succeeded(
         return Ok(());
     }
     book_paid(conn, &charge, payment_intent, invoice_item, None).await
+}
+
+/// What a processor's "payment succeeded" notice (Stripe's
+/// `payment_intent.succeeded` webhook) says about one of our charges.
+#[derive(Debug, Clone)]
+pub struct PaidIntent<'a> {
+    /// The PaymentIntent, `pi_…`.
+    pub payment_intent: &'a str,
+    /// Our charge id from its metadata (`rsolv_charge_id`), if it carries one.
+    pub charge_id: Option<i64>,
+    /// Its processor customer, `cus_…`.
+    pub processor_customer: Option<&'a str>,
+    /// Cents received.
+    pub amount_received_cents: i64,
+}
+
+/// Settles the pay-as-you-go charge a succeeded PaymentIntent paid, as the
+/// charge job does when it reads the same answer ([`settle_succeeded`]):
+/// whichever comes first books it (ledger, fix `charged`, receipt), the
+/// other changes nothing. The charge is found by its stored PaymentIntent
+/// id, else by the metadata's charge id when the customer matches and the
+/// charge has no other PaymentIntent; an amount other than the charge's is
+/// logged and not booked. Returns whether it booked the charge now.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn settle_paid_intent(
+    conn: &mut AsyncPgConnection,
+    paid: &PaidIntent<'_>,
+) -> Result<bool, BillingError> {
+    let by_intent: Option<Charge> = charges::table
+        .filter(charges::stripe_payment_intent_id.eq(paid.payment_intent))
+        .select(Charge::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    let charge = match (by_intent, paid.charge_id, paid.processor_customer) {
+        (Some(c), _, _) => c,
+        (None, Some(id), Some(cus)) => {
+            let found: Option<(Charge, Option<String>)> = charges::table
+                .inner_join(customers::table)
+                .filter(charges::id.eq(id))
+                .filter(charges::stripe_payment_intent_id.is_null())
+                .select((Charge::as_select(), customers::stripe_customer_id))
+                .first(conn)
+                .await
+                .optional()?;
+            match found {
+                Some((c, Some(known))) if known == cus => c,
+                _ => return Ok(false),
+            }
+        }
+        _ => return Ok(false),
+    };
+    if charge.kind != ChargeKind::Payg || charge.status != ChargeStatus::Pending {
+        return Ok(false);
+    }
+    if charge.amount_cents != paid.amount_received_cents {
+        tracing::error!(
+            charge_id = charge.id,
+            payment_intent = paid.payment_intent,
+            expected = charge.amount_cents,
+            received = paid.amount_received_cents,
+            "a PaymentIntent paid another amount than its charge: look at it"
+        );
+        return Ok(false);
+    }
+    settle_succeeded(conn, charge.id, Some(paid.payment_intent), None).await?;
+    Ok(find_charge(conn, charge.id).await?.status == ChargeStatus::Succeeded)
 }
 
 /// Settles an overage charge whose invoice `invoice_id` (`in_…`) was paid:

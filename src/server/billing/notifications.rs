@@ -53,6 +53,29 @@ pub mod kind {
     pub const API_KEY_REISSUED: &str = "api_key_reissued";
     /// [`super::Notification::AccountExists`].
     pub const ACCOUNT_EXISTS: &str = "account_exists";
+    /// [`super::Notification::ChargeReceipt`].
+    pub const CHARGE_RECEIPT: &str = "charge_receipt";
+    /// [`super::Notification::InvoiceReceipt`].
+    pub const INVOICE_RECEIPT: &str = "invoice_receipt";
+
+    /// Every kind, for lists and tests that enumerate them.
+    pub const ALL: [&str; 15] = [
+        WELCOME,
+        EMAIL_CONFIRMATION,
+        PASSWORD_RESET,
+        LOW_CREDIT,
+        API_KEY_REVOKED,
+        API_KEY_ROTATED,
+        INVITE,
+        CHARGE_DECLINED,
+        SUBSCRIPTION_PAYMENT_FAILED,
+        DISPUTE_OPENED,
+        PASSWORD_CHANGED,
+        API_KEY_REISSUED,
+        ACCOUNT_EXISTS,
+        CHARGE_RECEIPT,
+        INVOICE_RECEIPT,
+    ];
 }
 
 /// `kind` of [`charge_declined`].
@@ -158,6 +181,31 @@ pub enum Notification {
         /// Stripe's dispute reason (e.g. `fraudulent`).
         reason: String,
     },
+    /// A card charge succeeded (pay as you go: one fix beyond the credits).
+    ChargeReceipt {
+        /// The amount, formatted (`billing::pricing::format_money`).
+        amount: String,
+        /// What it paid for, in our words (e.g. "RSOLV fix 12 (pay as you go)").
+        description: String,
+        /// When the charge was recorded as paid.
+        paid_at: DateTime<Utc>,
+    },
+    /// An invoice was paid (Pro subscription, with any overage on it).
+    InvoiceReceipt {
+        /// The amount paid, formatted.
+        amount: String,
+        /// What it paid for, in our words.
+        description: String,
+        /// The invoice's human number, when the processor gave one.
+        number: Option<String>,
+        /// When the payment was recorded (the event's observation time).
+        paid_at: DateTime<Utc>,
+        /// The processor's page for the invoice (already through
+        /// `types::urls::safe_href`), when it gave one.
+        hosted_url: Option<String>,
+        /// The invoice's PDF (already through `safe_href`), when given.
+        pdf_url: Option<String>,
+    },
 }
 
 impl Notification {
@@ -177,6 +225,8 @@ impl Notification {
             Self::PasswordChanged => kind::PASSWORD_CHANGED,
             Self::ApiKeyReissued { .. } => kind::API_KEY_REISSUED,
             Self::AccountExists => kind::ACCOUNT_EXISTS,
+            Self::ChargeReceipt { .. } => kind::CHARGE_RECEIPT,
+            Self::InvoiceReceipt { .. } => kind::INVOICE_RECEIPT,
         }
     }
 }
@@ -448,6 +498,63 @@ pub fn dispute_opened(
             customer_email: customer_email.to_owned(),
             amount: amount.to_owned(),
             reason: reason.to_owned(),
+        },
+        idempotency_key,
+    )
+}
+
+/// Receipt for a card charge of `amount` (formatted) for `description`,
+/// recorded paid at `paid_at`. Conventional key: `receipt:charge:<charge id>`.
+pub fn charge_receipt(
+    to: &Recipient<'_>,
+    amount: &str,
+    description: &str,
+    paid_at: DateTime<Utc>,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    OutgoingEmail::new(
+        to,
+        Notification::ChargeReceipt {
+            amount: amount.to_owned(),
+            description: description.to_owned(),
+            paid_at,
+        },
+        idempotency_key,
+    )
+}
+
+/// The facts of a paid invoice for [`invoice_receipt`].
+#[derive(Debug, Clone)]
+pub struct InvoiceReceiptFacts<'a> {
+    /// Amount paid, formatted.
+    pub amount: &'a str,
+    /// What it paid for.
+    pub description: &'a str,
+    /// Human number.
+    pub number: Option<&'a str>,
+    /// When it was recorded paid.
+    pub paid_at: DateTime<Utc>,
+    /// Hosted page (a URL already parsed by `safe_href`).
+    pub hosted_url: Option<&'a str>,
+    /// PDF (a URL already parsed by `safe_href`).
+    pub pdf_url: Option<&'a str>,
+}
+
+/// Receipt for a paid invoice. Conventional key: `receipt:invoice:<in_…>`.
+pub fn invoice_receipt(
+    to: &Recipient<'_>,
+    facts: &InvoiceReceiptFacts<'_>,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    OutgoingEmail::new(
+        to,
+        Notification::InvoiceReceipt {
+            amount: facts.amount.to_owned(),
+            description: facts.description.to_owned(),
+            number: facts.number.map(str::to_owned),
+            paid_at: facts.paid_at,
+            hosted_url: facts.hosted_url.map(str::to_owned),
+            pdf_url: facts.pdf_url.map(str::to_owned),
         },
         idempotency_key,
     )

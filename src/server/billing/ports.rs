@@ -420,6 +420,9 @@ pub struct InvoiceSnapshot {
     pub created: Option<DateTime<Utc>>,
     /// The processor's page for it (none on localstripe).
     pub hosted_url: Option<String>,
+    /// The invoice's PDF (none on localstripe); like `hosted_url`, only a
+    /// URL that passed `types::urls::safe_href`.
+    pub pdf_url: Option<String>,
     /// When this state was true (as for [`SubscriptionSnapshot`]).
     pub observed_at: DateTime<Utc>,
 }

@@ -261,9 +261,57 @@ pub async fn apply_invoice_snapshot(
             .is_some_and(|s| !is_terminal(s));
     if invoice.paid {
         outcome.granted = grant_period_credits(conn, pricing, &customer, invoice).await?;
-        pay_overage_items(conn, customer.id, invoice).await?;
+        let overage = pay_overage_items(conn, customer.id, invoice).await?;
+        queue_invoice_receipt(conn, &customer, invoice, overage).await?;
     }
     Ok(outcome)
+}
+
+/// Queues the receipt of paid `invoice` (key `receipt:invoice:<in_…>`) in
+/// the transaction that applies it, when money was collected
+/// (`amount_paid > 0`): duplicated, reordered or replayed `invoice.*`
+/// events queue it once. `overage` is how many of our overage charges it
+/// carried.
+async fn queue_invoice_receipt(
+    conn: &mut AsyncPgConnection,
+    customer: &Customer,
+    invoice: &InvoiceSnapshot,
+    overage: usize,
+) -> Result<(), BillingError> {
+    use crate::server::billing::notifications::{
+        enqueue_email, invoice_receipt, InvoiceReceiptFacts, Recipient,
+    };
+    if invoice.amount_paid_cents <= 0 {
+        return Ok(());
+    }
+    let mut description = if invoice.pays_for_a_period() {
+        "RSOLV Pro subscription (one billing period)".to_owned()
+    } else {
+        "RSOLV Pro invoice".to_owned()
+    };
+    match overage {
+        0 => {}
+        1 => description.push_str(", including 1 fix beyond the plan's credits"),
+        n => description.push_str(&format!(", including {n} fixes beyond the plan's credits")),
+    }
+    let amount =
+        crate::server::billing::pricing::format_money(invoice.amount_paid_cents, &invoice.currency);
+    let to = Recipient {
+        customer_id: Some(customer.id),
+        email: &customer.email,
+        name: &customer.name,
+    };
+    let facts = InvoiceReceiptFacts {
+        amount: &amount,
+        description: &description,
+        number: invoice.number.as_deref(),
+        paid_at: invoice.observed_at,
+        hosted_url: invoice.hosted_url.as_deref(),
+        pdf_url: invoice.pdf_url.as_deref(),
+    };
+    let key = format!("receipt:invoice:{}", invoice.id);
+    enqueue_email(conn, &invoice_receipt(&to, &facts, key)).await?;
+    Ok(())
 }
 
 /// Without a fresh subscription: a paid invoice of the current `past_due`
@@ -436,9 +484,9 @@ async fn pay_overage_items(
     conn: &mut AsyncPgConnection,
     customer_id: i64,
     invoice: &InvoiceSnapshot,
-) -> Result<(), BillingError> {
+) -> Result<usize, BillingError> {
     if invoice.invoice_item_ids.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let on_invoice: Vec<i64> = charges::table
         .filter(charges::customer_id.eq(customer_id))
@@ -447,14 +495,14 @@ async fn pay_overage_items(
         .select(charges::id)
         .load(conn)
         .await?;
-    for charge_id in on_invoice {
+    for &charge_id in &on_invoice {
         if crate::server::billing::charges::settle_invoiced_overage(conn, charge_id, &invoice.id)
             .await?
         {
             tracing::info!(customer_id, charge_id, invoice = %invoice.id, "overage item paid with its invoice");
         }
     }
-    Ok(())
+    Ok(on_invoice.len())
 }
 
 /// Whether the credits of the customer's current Pro period have been

@@ -24,6 +24,8 @@ pub const DASHBOARD_PATH: &str = "/dashboard";
 pub const LOGIN_PATH: &str = "/login";
 /// The portal's billing page (payment methods, plan, history).
 pub const BILLING_PATH: &str = "/billing";
+/// The portal's billing history page (receipts link it).
+pub const BILLING_HISTORY_PATH: &str = "/billing/history";
 /// How long a password-reset link stays valid, in minutes (stated in the
 /// email; the auth code enforces it).
 pub const PASSWORD_RESET_TTL_MINUTES: i64 = 60;
@@ -84,6 +86,30 @@ pub fn render_notification(links: &EmailLinks, record: &NotificationRecord) -> R
             new_prefix,
         } => api_key_reissued(links, name, revoked_prefixes, new_prefix),
         Notification::AccountExists => account_exists(links, name),
+        Notification::ChargeReceipt {
+            amount,
+            description,
+            paid_at,
+        } => charge_receipt(links, name, amount, description, *paid_at),
+        Notification::InvoiceReceipt {
+            amount,
+            description,
+            number,
+            paid_at,
+            hosted_url,
+            pdf_url,
+        } => invoice_receipt(
+            links,
+            name,
+            InvoiceLines {
+                amount,
+                description,
+                number: number.as_deref(),
+                paid_at: *paid_at,
+                hosted_url: hosted_url.as_deref(),
+                pdf_url: pdf_url.as_deref(),
+            },
+        ),
     }
 }
 
@@ -378,6 +404,82 @@ fn charge_declined(links: &EmailLinks, name: &str, amount: &str, reason: &str) -
         ],
         Some(Action { label: "Update your payment method", url: &billing }),
         &["Once a working card is on file, we charge the unpaid fixes again and fixes resume.".into()],
+    )
+}
+
+/// Receipt for a card charge of `amount` for `description`, paid at
+/// `paid_at` (UTC date). Conventional key: `receipt:charge:<charge id>`.
+fn charge_receipt(
+    links: &EmailLinks,
+    name: &str,
+    amount: &str,
+    description: &str,
+    paid_at: DateTime<Utc>,
+) -> Rendered {
+    let history = links.page(BILLING_HISTORY_PATH);
+    render(
+        name,
+        format!("Receipt: {amount} paid to RSOLV"),
+        &[
+            format!("We received your payment of {amount}."),
+            format!("For: {description}"),
+            format!("Date: {} (UTC)", paid_at.format("%Y-%m-%d")),
+        ],
+        Some(Action {
+            label: "See your billing history",
+            url: &history,
+        }),
+        &["Keep this email as your receipt.".into()],
+    )
+}
+
+/// What an invoice receipt shows.
+struct InvoiceLines<'a> {
+    amount: &'a str,
+    description: &'a str,
+    number: Option<&'a str>,
+    paid_at: DateTime<Utc>,
+    hosted_url: Option<&'a str>,
+    pdf_url: Option<&'a str>,
+}
+
+/// Receipt for a paid invoice, with its hosted page (the action) and PDF
+/// when the processor gave them (re-checked with `safe_href`), else the
+/// billing history. Conventional key: `receipt:invoice:<invoice id>`.
+fn invoice_receipt(links: &EmailLinks, name: &str, lines: InvoiceLines<'_>) -> Rendered {
+    let history = links.page(BILLING_HISTORY_PATH);
+    let hosted = lines.hosted_url.and_then(crate::types::urls::safe_href);
+    let pdf = lines.pdf_url.and_then(crate::types::urls::safe_href);
+    let amount = lines.amount;
+    let mut before = vec![
+        format!("We received your payment of {amount}."),
+        format!("For: {}", lines.description),
+    ];
+    if let Some(number) = lines.number {
+        before.push(format!("Invoice: {number}"));
+    }
+    before.push(format!("Date: {} (UTC)", lines.paid_at.format("%Y-%m-%d")));
+    let mut after = Vec::new();
+    if let Some(pdf) = &pdf {
+        after.push(format!("Invoice PDF: {pdf}"));
+    }
+    after.push("Keep this email as your receipt.".into());
+    let action = match &hosted {
+        Some(url) => Action {
+            label: "View the invoice",
+            url,
+        },
+        None => Action {
+            label: "See your billing history",
+            url: &history,
+        },
+    };
+    render(
+        name,
+        format!("Receipt: {amount} paid to RSOLV"),
+        &before,
+        Some(action),
+        &after,
     )
 }
 

@@ -224,6 +224,8 @@ pub struct Invoice {
     pub date: Option<i64>,
     /// Stripe's page for the invoice (null on localstripe).
     pub hosted_invoice_url: Option<String>,
+    /// The invoice's PDF (null on localstripe).
+    pub invoice_pdf: Option<String>,
     /// The subscription it bills (older API versions).
     pub subscription: Option<IdRef>,
     /// Whether it is paid (older API versions).

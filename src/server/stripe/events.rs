@@ -24,6 +24,7 @@
 //! (`stripe_payment_methods.last_event_at`); credit grants use ledger
 //! idempotency keys (`invoice:<invoice id>`, `billing_bonus`).
 
+use crate::server::billing::charges::{settle_paid_intent, PaidIntent};
 use crate::server::billing::customers::find_customer;
 use crate::server::billing::notifications::{
     enqueue_email, subscription_payment_failed, EmailLinks, Recipient,
@@ -604,9 +605,32 @@ async fn apply_event(
             tracing::info!(?outcome, charge = %refund.processor_charge_id, "refund applied");
             Ok(())
         }
-        // Recorded (the stored event is the record); the charge job reads
-        // the PaymentIntent itself.
-        "payment_intent.succeeded" | "payment_intent.payment_failed" => Ok(()),
+        // A succeeded PaymentIntent books its charge (once, with the job:
+        // whichever is first); a failed one is recorded (the stored event
+        // is the record) and the charge job reads the PaymentIntent itself.
+        "payment_intent.succeeded" => {
+            let Some(pi) = str_field(object, "id") else {
+                return Ok(());
+            };
+            let charge_id = object
+                .pointer("/metadata/rsolv_charge_id")
+                .and_then(Value::as_str)
+                .and_then(|s| s.parse::<i64>().ok());
+            let paid = PaidIntent {
+                payment_intent: pi,
+                charge_id,
+                processor_customer: id_field(object, "customer"),
+                amount_received_cents: object
+                    .get("amount_received")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+            };
+            if settle_paid_intent(conn, &paid).await? {
+                tracing::info!(payment_intent = pi, "charge paid (webhook)");
+            }
+            Ok(())
+        }
+        "payment_intent.payment_failed" => Ok(()),
         _ => Ok(()),
     }
 }

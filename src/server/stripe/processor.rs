@@ -245,6 +245,10 @@ pub fn invoice_from(
             .hosted_invoice_url
             .as_deref()
             .and_then(crate::types::urls::safe_href),
+        pdf_url: i
+            .invoice_pdf
+            .as_deref()
+            .and_then(crate::types::urls::safe_href),
         id: i.id,
         observed_at,
     })
