@@ -19,13 +19,16 @@
  * - the customer's /dashboard shows `credit-balance`.
  */
 import { execFileSync } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import * as path from "node:path";
-import { type APIRequestContext, type Page } from "@playwright/test";
+import { type Page } from "@playwright/test";
 import {
+  acceptInvite,
   createAdmin,
   enrolTotp,
   expect,
+  PASSWORD,
+  randomEmail,
+  register,
   test,
   totpCode,
   waitForHydration,
@@ -34,51 +37,6 @@ import {
 
 const ORIGIN = `http://127.0.0.1:${process.env.E2E_PORT ?? "3000"}`;
 const SCREENSHOTS = path.resolve(__dirname, "..", "screenshots");
-const PASSWORD = "correct horse battery";
-
-function smtpApi(): string {
-  const url = process.env.TEST_SMTP_API_URL;
-  if (!url) {
-    throw new Error("TEST_SMTP_API_URL must name the SMTP sink's API (scripts/test.sh starts one)");
-  }
-  return url;
-}
-
-function randomEmail(tag: string): string {
-  return `e2e-${tag}-${randomUUID()}@example.com`;
-}
-
-interface SinkEmail {
-  to: { address: string }[];
-  text?: string;
-  date: string;
-}
-
-/** The newest `/confirm-email?token=…` link mailed to `to`. */
-async function confirmLink(request: APIRequestContext, to: string): Promise<string> {
-  const pattern = /https?:\/\/[^\s"<>]*(\/confirm-email\?token=[A-Za-z0-9_-]+)/;
-  let found: string | undefined;
-  await expect
-    .poll(
-      async () => {
-        const response = await request.get(`${smtpApi()}/email`);
-        const emails = ((await response.json()) as SinkEmail[]).filter((e) =>
-          e.to.some((r) => r.address.toLowerCase() === to.toLowerCase()),
-        );
-        for (const email of emails) {
-          const match = pattern.exec(email.text ?? "");
-          if (match) {
-            found = match[1];
-            return true;
-          }
-        }
-        return false;
-      },
-      { message: `a confirmation email to ${to}`, timeout: 20_000 },
-    )
-    .toBe(true);
-  return found as string;
-}
 
 async function logIn(page: Page, email: string, password: string): Promise<void> {
   await page.goto(`${ORIGIN}/login`);
@@ -119,23 +77,11 @@ test("an admin finds a customer, adjusts credits, and the customer sees the new 
   browser,
   request,
 }) => {
-  // The customer registers, confirms and signs in.
+  // The customer signs up, sets the password from the invite and signs in.
   const customerEmail = randomEmail("admin-target");
   const customer = await (await browser.newContext()).newPage();
-  await customer.goto(`${ORIGIN}/register`);
-  await waitForHydration(customer);
-  const form = customer.getByTestId("register-form");
-  await form.getByLabel("Email", { exact: true }).fill(customerEmail);
-  await form.getByLabel("Name", { exact: true }).fill("Ada Admin-Target");
-  await form.getByLabel("Password", { exact: true }).fill(PASSWORD);
-  await form.getByLabel("Confirm password", { exact: true }).fill(PASSWORD);
-  await form.getByRole("button", { name: "Create account" }).click();
-  await expect(customer.getByRole("status")).toContainText("Check your inbox");
-  await customer.goto(`${ORIGIN}${await confirmLink(request, customerEmail)}`);
-  await waitForHydration(customer);
-  await customer.getByLabel("Password").fill(PASSWORD);
-  await customer.getByRole("button", { name: "Confirm my email" }).click();
-  await expect(customer).toHaveURL(/\/login\?notice=confirmed$/);
+  await register(customer, customerEmail, "Ada Admin-Target");
+  await acceptInvite(customer, request, customerEmail);
   await logIn(customer, customerEmail, PASSWORD);
   await expect(customer).toHaveURL(/\/dashboard$/);
   const before = Number((await customer.getByTestId("credit-balance").textContent())?.trim());

@@ -1,70 +1,25 @@
 /**
- * Accounts: register → confirm the email through the mailed link → sign in →
- * account page → log out, in the browser; and a wrong password without
- * JavaScript.
+ * Accounts: sign up on /register → set the password through the mailed
+ * invite link (which shows the first API key) → sign in → account page →
+ * log out, in the browser; and a wrong password without JavaScript.
  *
  * UI contract (src/app/auth):
- * - `/register`: inputs labelled "Email", "Name", "Password", "Confirm password";
- *   button "Create account"; then a role="status" message "Check your inbox…".
- * - `/confirm-email?token=…`: "Password" (the one registered) and button "Confirm my email" →
- *   `/login?notice=confirmed`.
+ * - `/register`: the home page's signup form (`data-testid="signup-form"`:
+ *   "Email", "Name", button "Create account"), then
+ *   `data-testid="signup-check-email"`.
+ * - `/accept-invite?token=…`: "New password", "Confirm new password", button
+ *   "Set my password" → `data-testid="fresh-api-key"`.
  * - `/login`: "Email", "Password", button "Sign in" → `/dashboard`.
  * - Header: `data-testid="nav-signed-in"` / `"nav-signed-out"`.
  * - `/account`: `data-testid="account-email"`, buttons "Log out",
  *   "Log out of all devices", the change-password form.
  * - Errors: role="alert".
- *
- * The confirmation link is read from the email outbox with psql (DATABASE_URL).
  */
-import { execFileSync } from "node:child_process";
-import { randomUUID } from "node:crypto";
 import * as path from "node:path";
 import { type Page } from "@playwright/test";
-import { expect, test } from "./support";
+import { acceptInvite, expect, PASSWORD, randomEmail, register, test } from "./support";
 
 const SCREENSHOTS = path.join(__dirname, "..", "screenshots");
-const PASSWORD = "correct horse battery";
-
-function randomEmail(): string {
-  return `e2e-auth-${randomUUID()}@example.com`;
-}
-
-/** The token of the newest email of `kind` to `to`, from the outbox. */
-function mailedToken(to: string, kind: string): string {
-  const text = execFileSync(
-    "psql",
-    [
-      process.env.DATABASE_URL ?? "",
-      "-At",
-      "-v",
-      `to=${to}`,
-      "-v",
-      `kind=${kind}`,
-    ],
-    {
-      encoding: "utf8",
-      // psql interpolates :'var' only in scripts it reads, not in -c.
-      input:
-        // The typed notification carries the link at once; the rendered
-        // text exists only after the email worker has sent it.
-        "SELECT coalesce(text_body, notification->>'link') FROM email_outbox WHERE to_address = :'to' AND kind = :'kind' ORDER BY id DESC LIMIT 1;\n",
-    },
-  );
-  const match = /token=([A-Za-z0-9_-]+)/.exec(text);
-  if (!match) throw new Error(`no ${kind} email to ${to}`);
-  return match[1];
-}
-
-async function register(page: Page, email: string): Promise<void> {
-  await page.goto("/register");
-  const form = page.getByTestId("register-form");
-  await form.getByLabel("Email", { exact: true }).fill(email);
-  await form.getByLabel("Name", { exact: true }).fill("E2E Account");
-  await form.getByLabel("Password", { exact: true }).fill(PASSWORD);
-  await form.getByLabel("Confirm password", { exact: true }).fill(PASSWORD);
-  await form.getByRole("button", { name: "Create account" }).click();
-  await expect(page.getByRole("status")).toContainText("Check your inbox");
-}
 
 async function logIn(page: Page, email: string, password: string): Promise<void> {
   const form = page.getByTestId("login-form");
@@ -73,15 +28,13 @@ async function logIn(page: Page, email: string, password: string): Promise<void>
   await form.getByRole("button", { name: "Sign in" }).click();
 }
 
-test("register, confirm, sign in, see the account, log out", async ({ page }) => {
-  const email = randomEmail();
-  await register(page, email);
+test("sign up, set the password from the invite, sign in, see the account, log out", async ({ page, request }) => {
+  const email = randomEmail("auth");
+  await register(page, email, "E2E Account");
+  await acceptInvite(page, request, email);
 
-  await page.goto(`/confirm-email?token=${mailedToken(email, "email_confirmation")}`);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Confirm my email" }).click();
-  await expect(page).toHaveURL(/\/login\?notice=confirmed$/);
-  await expect(page.getByRole("status")).toContainText("Your email is confirmed");
+  await page.getByRole("link", { name: "Continue to sign in" }).click();
+  await expect(page).toHaveURL(/\/login\?next=\/dashboard$/);
   await page.screenshot({ path: path.join(SCREENSHOTS, "login.png"), fullPage: true });
 
   await logIn(page, email, PASSWORD);
@@ -108,7 +61,7 @@ test.describe("without JavaScript", () => {
 
   test("a wrong password shows an alert and signs nobody in", async ({ page }) => {
     await page.goto("/login");
-    await logIn(page, randomEmail(), "not the password");
+    await logIn(page, randomEmail("auth"), "not the password");
     await expect(page).toHaveURL(/\/login\?error=/);
     await expect(page.getByRole("alert")).toHaveText("incorrect email or password");
     await expect(page.getByTestId("nav-signed-out")).toBeVisible();

@@ -215,25 +215,34 @@ export function createAdmin(email: string): void {
 }
 
 
-/** Registers `email` on /register (password [`PASSWORD`]). */
+/**
+ * Signs `email` up on /register (the same form as the home page: email and
+ * name) and waits for "Check your email".
+ */
 export async function register(page: Page, email: string, name: string): Promise<void> {
   await page.goto("/register");
   await waitForHydration(page);
-  const form = page.getByTestId("register-form");
+  const form = page.getByTestId("signup-form");
   await form.getByLabel("Email", { exact: true }).fill(email);
   await form.getByLabel("Name", { exact: true }).fill(name);
-  await form.getByLabel("Password", { exact: true }).fill(PASSWORD);
-  await form.getByLabel("Confirm password", { exact: true }).fill(PASSWORD);
   await form.getByRole("button", { name: "Create account" }).click();
-  await expect(page.getByRole("status")).toContainText("Check your inbox");
+  await expect(page.getByTestId("signup-check-email")).toContainText(email);
 }
 
-export async function confirm(page: Page, request: APIRequestContext, email: string): Promise<void> {
-  await page.goto(await mailedLink(request, email, "/confirm-email"));
+/**
+ * Follows the mailed set-password link of `email`, sets [`PASSWORD`] and
+ * returns the first API key the page shows once.
+ */
+export async function acceptInvite(page: Page, request: APIRequestContext, email: string): Promise<string> {
+  await page.goto(await mailedLink(request, email, "/accept-invite"));
   await waitForHydration(page);
-  await page.getByLabel("Password").fill(PASSWORD);
-  await page.getByRole("button", { name: "Confirm my email" }).click();
-  await expect(page).toHaveURL(/\/login\?notice=confirmed$/);
+  const form = page.getByTestId("accept-invite-form");
+  await form.getByLabel("New password", { exact: true }).fill(PASSWORD);
+  await form.getByLabel("Confirm new password", { exact: true }).fill(PASSWORD);
+  await form.getByRole("button", { name: "Set my password" }).click();
+  const shown = page.getByTestId("fresh-api-key");
+  await expect(shown).toHaveText(/^rsolv_\S+$/);
+  return ((await shown.textContent()) ?? "").trim();
 }
 
 export async function logIn(page: Page, email: string, password: string): Promise<void> {
@@ -244,11 +253,15 @@ export async function logIn(page: Page, email: string, password: string): Promis
   await form.getByRole("button", { name: "Sign in" }).click();
 }
 
-/** Registers, confirms and signs in a new customer; ends on /dashboard. */
+/**
+ * Signs up a new customer (/register, then the mailed set-password link,
+ * which shows the first API key) and signs them in; ends on /dashboard.
+ */
 export async function newSignedInCustomer(page: Page, request: APIRequestContext, tag: string): Promise<string> {
   const email = randomEmail(tag);
   await register(page, email, `E2E ${tag}`);
-  await confirm(page, request, email);
+  await acceptInvite(page, request, email);
+  await page.goto("/login");
   await logIn(page, email, PASSWORD);
   await expect(page).toHaveURL(/\/dashboard$/);
   return email;

@@ -38,9 +38,39 @@ pub async fn signup(email: String, name: String) -> Result<SignupView, AppError>
         .inspect_err(crate::app::server_errors::set_error_status)
 }
 
-/// `/` and `/signup`.
+/// `/` and `/signup`: what RSOLV is, beside the [`SignupCard`].
 #[component]
 pub fn HomePage() -> impl IntoView {
+    view! {
+        <leptos_meta::Title text="RSOLV · Automated security fixes for your repositories" />
+        <div class="grid gap-10 md:grid-cols-2">
+            <section>
+                <h1 class="text-3xl font-bold tracking-tight sm:text-4xl">"Security fixes, opened as pull requests."</h1>
+                <p class="mt-4 text-lg text-slate-700 dark:text-slate-300">
+                    "The RSOLV GitHub Action finds vulnerabilities, proves them with a failing test and opens a pull request with the fix. "
+                    "Your first 5 fixes are free."
+                </p>
+                <ul class="mt-6 space-y-2 text-slate-700 dark:text-slate-300">
+                    <li>"• One credit pays for one deployed fix, however often it is reported."</li>
+                    <li>"• Add a card for pay-as-you-go ($29.00 per fix), or go Pro: $599.00/month with 60 fixes."</li>
+                </ul>
+            </section>
+            <SignupCard form_action="/signup" />
+        </div>
+    }
+}
+
+/// The one way to sign up, on the home page and on `/register`: email and
+/// name, then a mailed link to set the password, whose page shows the first
+/// API key once. Says instead of the form when the visitor is signed in or
+/// signups are closed, and above it when signups wait for approval.
+///
+/// `form_action`: where the form posts without JavaScript (`/signup` or
+/// `/register`: both are `server::http::pages::submit_signup_form`, which
+/// renders that page around the outcome); hydrated, it calls [`Signup`].
+/// The element carries `data-hydrated` for the end-to-end specs.
+#[component]
+pub fn SignupCard(form_action: &'static str) -> impl IntoView {
     let from_form: Option<Result<SignupView, AppError>> =
         SharedValue::new(|| use_context::<FormSignupOutcome>().map(|outcome| outcome.0))
             .into_inner();
@@ -61,73 +91,65 @@ pub fn HomePage() -> impl IntoView {
                 client_error.set(None);
                 action.dispatch(args);
             }
-            Err(_) => client_error.set(Some("please fill in both fields".into())),
+            Err(_) => client_error.set(Some("Please fill in both fields.".into())),
         }
     };
 
     view! {
-        <leptos_meta::Title text="RSOLV · Automated security fixes for your repositories" />
-        <div class="grid gap-10 md:grid-cols-2" data-hydrated=move || hydrated.get().to_string()>
-            <section>
-                <h1 class="text-3xl font-bold tracking-tight sm:text-4xl">"Security fixes, opened as pull requests."</h1>
-                <p class="mt-4 text-lg text-slate-700 dark:text-slate-300">
-                    "The RSOLV GitHub Action finds vulnerabilities, proves them with a failing test and opens a pull request with the fix. "
-                    "Your first 5 fixes are free."
-                </p>
-                <ul class="mt-6 space-y-2 text-slate-700 dark:text-slate-300">
-                    <li>"• One credit pays for one deployed fix, however often it is reported."</li>
-                    <li>"• Add a card for pay-as-you-go ($29.00 per fix), or go Pro: $599.00/month with 60 fixes."</li>
-                </ul>
-            </section>
-            <section class="rounded-xl border border-slate-200 bg-white p-6 shadow-sm dark:border-slate-800 dark:bg-slate-900">
-                {move || match outcome() {
-                    Some(Ok(view)) => view! { <SignupSuccess view /> }.into_any(),
-                    other => {
-                        let server_error = match other {
-                            Some(Err(error)) => Some(error.to_string()),
-                            _ => None,
-                        };
-                        view! {
-                            <Suspense fallback=|| view! { <p class="text-sm">"Loading…"</p> }>
-                                {move || {
-                                    let server_error = server_error.clone();
-                                    Suspend::new(async move {
-                                        match gate.await {
-                                            (Ok(Some(user)), _) => view! {
-                                                <h2 class="text-xl font-semibold">"Welcome back"</h2>
-                                                <AlreadySignedIn user />
-                                            }
-                                            .into_any(),
-                                            (_, Ok(SignupMode::Closed)) => view! {
-                                                <h2 class="text-xl font-semibold">"Signups are closed"</h2>
-                                                <SignupsClosed />
-                                            }
-                                            .into_any(),
-                                            (_, mode) => view! {
-                                                <SignupForm
-                                                    on_submit
-                                                    pending=pending.into()
-                                                    server_error
-                                                    client_error=client_error.read_only()
-                                                    approval=matches!(mode, Ok(SignupMode::Approval))
-                                                />
-                                            }
-                                            .into_any(),
+        <section
+            class="rounded-xl border border-slate-200 bg-white p-6 shadow-sm dark:border-slate-800 dark:bg-slate-900"
+            data-hydrated=move || hydrated.get().to_string()
+        >
+            {move || match outcome() {
+                Some(Ok(view)) => view! { <SignupSuccess view /> }.into_any(),
+                other => {
+                    let server_error = match other {
+                        Some(Err(error)) => Some(error.to_string()),
+                        _ => None,
+                    };
+                    view! {
+                        <Suspense fallback=|| view! { <p class="text-sm">"Loading…"</p> }>
+                            {move || {
+                                let server_error = server_error.clone();
+                                Suspend::new(async move {
+                                    match gate.await {
+                                        (Ok(Some(user)), _) => view! {
+                                            <h2 class="text-xl font-semibold">"Welcome back"</h2>
+                                            <AlreadySignedIn user />
                                         }
-                                    })
-                                }}
-                            </Suspense>
-                        }
-                        .into_any()
+                                        .into_any(),
+                                        (_, Ok(SignupMode::Closed)) => view! {
+                                            <h2 class="text-xl font-semibold">"Signups are closed"</h2>
+                                            <SignupsClosed />
+                                        }
+                                        .into_any(),
+                                        (_, mode) => view! {
+                                            <SignupForm
+                                                form_action
+                                                on_submit
+                                                pending=pending.into()
+                                                server_error
+                                                client_error=client_error.read_only()
+                                                approval=matches!(mode, Ok(SignupMode::Approval))
+                                            />
+                                        }
+                                        .into_any(),
+                                    }
+                                })
+                            }}
+                        </Suspense>
                     }
-                }}
-            </section>
-        </div>
+                    .into_any()
+                }
+            }}
+        </section>
     }
 }
 
 #[component]
 fn SignupForm(
+    /// Where the form posts without JavaScript.
+    form_action: &'static str,
     on_submit: impl Fn(leptos::ev::SubmitEvent) + 'static,
     pending: Signal<bool>,
     server_error: Option<String>,
@@ -141,8 +163,12 @@ fn SignupForm(
     let error = move || client_error.get().or_else(|| server_error.clone());
     view! {
         <h2 class="text-xl font-semibold">"Create your account"</h2>
+        <p class="mt-1 text-sm text-slate-700 dark:text-slate-300">
+            "We email you a link to set your password; that page shows your API key. "
+            "Already have an account? " <a href="/login" class="font-semibold underline">"Sign in"</a>
+        </p>
         {approval.then(|| view! { <ApprovalNote /> })}
-        <form method="post" action="/signup" class="mt-4 space-y-4" data-testid="signup-form" on:submit=on_submit novalidate>
+        <form method="post" action=form_action class="mt-4 space-y-4" data-testid="signup-form" on:submit=on_submit novalidate>
             <div>
                 <label for="signup-email" class="block text-sm font-medium">"Email"</label>
                 <input id="signup-email" name="email" type="email" autocomplete="email" required class=input_class />

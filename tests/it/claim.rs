@@ -346,6 +346,92 @@ async fn a_signup_issues_no_key_until_the_owner_follows_the_invite_which_shows_t
     assert_eq!(reissued, 0);
 }
 
+/// Without JavaScript, the invite page's form posts to `POST /accept-invite`,
+/// which answers the page with the first key (not cached, not in a URL); a
+/// wrong confirmation answers the page with the error and keeps the link
+/// usable; a used link is refused.
+#[tokio::test]
+async fn without_javascript_the_invite_page_shows_the_first_key_once() {
+    let app = TestApp::spawn().await;
+    let owner = email("first-key-nojs");
+    let (status, _) = app
+        .post_json(
+            "/api/v1/customers/onboard",
+            None,
+            &json!({"email": owner, "name": "Owner"}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let token = app.mailed_token(&owner, "invite").await;
+    let browser = app.browser();
+    let post = async |fields: &[(&str, &str)]| {
+        let response = browser
+            .post(app.url("/accept-invite"))
+            .form(fields)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        (status, headers, response.text().await.unwrap())
+    };
+    // The form itself posts there.
+    let page = browser
+        .get(app.url(&format!("/accept-invite?token={token}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(r#"action="/accept-invite""#), "{page}");
+
+    let (status, _, html) = post(&[
+        ("token", &token),
+        ("password", PASSWORD),
+        ("password_confirm", "something else entirely"),
+    ])
+    .await;
+    assert_eq!(status, 422, "{html}");
+    assert!(html.contains(r#"role="alert""#), "{html}");
+    assert!(html.contains(&token), "the page keeps the link's token");
+    assert_eq!(app.count("api_keys").await, 0);
+
+    let (status, headers, html) = post(&[
+        ("token", &token),
+        ("password", PASSWORD),
+        ("password_confirm", PASSWORD),
+    ])
+    .await;
+    assert_eq!(status, 200, "{html}");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert!(headers.get("location").is_none());
+    let start = html
+        .find(r#"data-testid="fresh-api-key""#)
+        .expect("the key is shown");
+    let key: String = html[start..]
+        .split_once('>')
+        .unwrap()
+        .1
+        .chars()
+        .take_while(|c| *c != '<')
+        .collect();
+    assert!(key.starts_with("rsolv_"), "{key}");
+    assert_eq!(exchange(&app, &key).await, 200);
+    assert_eq!(app.count("api_keys").await, 1);
+
+    // The link is spent.
+    let (status, _, html) = post(&[
+        ("token", &token),
+        ("password", PASSWORD),
+        ("password_confirm", PASSWORD),
+    ])
+    .await;
+    assert_eq!(status, 422, "{html}");
+    assert!(!html.contains("fresh-api-key"), "{html}");
+    assert_eq!(app.count("api_keys").await, 1);
+}
+
 /// A stranger registers the victim's address with a password of their own.
 /// The victim, clicking the confirmation link, cannot confirm it for them
 /// (the page asks for the registered password), the stranger cannot sign

@@ -232,7 +232,7 @@ async fn signed_in_visitors_skip_sign_in_and_sign_up() {
     let (_, _, html) = get(&app, browser, "/").await;
     assert!(rendered_in_place(&html, "signup-form"), "{html}");
     let (_, _, html) = get(&app, browser, "/register").await;
-    assert!(rendered_in_place(&html, "register-form"), "{html}");
+    assert!(rendered_in_place(&html, "signup-form"), "{html}");
     let (status, _, _) = get(&app, browser, "/login").await;
     assert_eq!(status, 200);
 }
@@ -307,7 +307,7 @@ async fn closed_signups_and_the_approval_queue_are_said_before_the_form() {
 
     set_flag(&app, &admin, "signups_enabled", false).await;
     assert_eq!(mode().await, r#""closed""#);
-    for (page, form) in [("/", "signup-form"), ("/register", "register-form")] {
+    for (page, form) in [("/", "signup-form"), ("/register", "signup-form")] {
         let (status, _, html) = get(&app, &visitor, page).await;
         assert_eq!(status, 200, "{page}");
         assert!(rendered_in_place(&html, "signups-closed"), "{page}: {html}");
@@ -348,7 +348,7 @@ async fn closed_signups_and_the_approval_queue_are_said_before_the_form() {
     set_flag(&app, &admin, "signups_enabled", true).await;
     set_flag(&app, &admin, "auto_provision", false).await;
     assert_eq!(mode().await, r#""approval""#);
-    for (page, form) in [("/", "signup-form"), ("/register", "register-form")] {
+    for (page, form) in [("/", "signup-form"), ("/register", "signup-form")] {
         let (status, _, html) = get(&app, &visitor, page).await;
         assert_eq!(status, 200, "{page}");
         assert!(
@@ -364,4 +364,55 @@ async fn closed_signups_and_the_approval_queue_are_said_before_the_form() {
         let form_at = html.find(&format!(r#"data-testid="{form}""#)).unwrap();
         assert!(note < form_at, "{page}: said before the form");
     }
+}
+
+#[tokio::test]
+async fn the_home_page_and_register_offer_one_signup_that_works_without_javascript() {
+    let app = TestApp::spawn().await;
+    let visitor = app.browser();
+    // The same form on both pages: email and name, no password (it is set
+    // from the mailed link, whose page shows the first key); each posts to
+    // its own page without JavaScript.
+    for (page, action) in [("/", "/signup"), ("/register", "/register")] {
+        let (status, _, html) = get(&app, &visitor, page).await;
+        assert_eq!(status, 200, "{page}");
+        let form = tag_with(&html, "signup-form");
+        assert!(
+            form.contains(&format!(r#"action="{action}""#)),
+            "{page}: {form}"
+        );
+        assert!(!html.contains(r#"type="password""#), "{page}: {html}");
+        assert!(!html.contains("register-form"), "{page}");
+        assert!(
+            html.contains("We email you a link to set your password"),
+            "{page}"
+        );
+    }
+    // `POST /register` signs up like `POST /signup` and answers with the
+    // /register page saying what the email holds.
+    let address = email("nav-one-story");
+    let response = visitor
+        .post(app.url("/register"))
+        .form(&[("email", address.as_str()), ("name", "One Story")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let html = response.text().await.unwrap();
+    assert!(rendered_in_place(&html, "signup-check-email"), "{html}");
+    assert!(html.contains("Create your account · RSOLV"), "{html}");
+    assert!(html.contains(&address), "{html}");
+    assert_eq!(app.count("customers").await, 1);
+    // Invalid input: the page again, with the error, and nothing written.
+    let response = visitor
+        .post(app.url("/register"))
+        .form(&[("email", "not-an-email"), ("name", "Bad")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 422);
+    let html = response.text().await.unwrap();
+    assert!(rendered_in_place(&html, "signup-form"), "{html}");
+    assert!(html.contains(r#"role="alert""#), "{html}");
+    assert_eq!(app.count("customers").await, 1);
 }

@@ -84,9 +84,10 @@ fn with_token(page: &str, token: &str) -> String {
     format!("{page}?token={}", encode_query_value(token))
 }
 
-/// Percent-encodes everything but unreserved characters (RFC 3986).
+/// Percent-encodes everything but unreserved characters (RFC 3986), for
+/// one query value.
 #[cfg(feature = "ssr")]
-fn encode_query_value(value: &str) -> String {
+pub(crate) fn encode_query_value(value: &str) -> String {
     value
         .bytes()
         .map(|b| match b {

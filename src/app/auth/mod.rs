@@ -138,7 +138,8 @@ pub fn FreshKey(value: Signal<Option<FirstKeyView>>) -> impl IntoView {
                     <p>{api::FIRST_KEY_NOTE}</p>
                     {(issued.revoked_keys > 0).then(|| view! { <p data-testid="revoked-keys-note">{api::REVOKED_KEYS_NOTE}</p> })}
                     <code data-testid="fresh-api-key" class="block break-all font-mono">{issued.api_key}</code>
-                    <a href="/login" class="font-semibold underline">"Continue to sign in"</a>
+                    <p>"Next: sign in. Your dashboard shows the workflow file to add to the repository and ticks off your first fix."</p>
+                    <a href="/login?next=/dashboard" class="font-semibold underline">"Continue to sign in"</a>
                 </div>
             }
         })

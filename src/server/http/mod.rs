@@ -60,6 +60,14 @@ pub fn router(state: AppState) -> Router {
                 rate_limit::limit_signups_form,
             )),
         )
+        .route("/accept-invite", post(pages::submit_accept_invite_form))
+        .route(
+            "/register",
+            post(pages::submit_signup_form).route_layer(middleware::from_fn_with_state(
+                state.clone(),
+                rate_limit::limit_signups_form,
+            )),
+        )
         .route(signup_fn, signup_limited_server_fn(&state))
         .route(register_fn, signup_limited_server_fn(&state))
         .route(

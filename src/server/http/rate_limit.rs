@@ -101,7 +101,7 @@ pub async fn limit_signups_json(
     limit_signup(state, request, next, Answer::Json).await
 }
 
-/// Middleware for the no-JavaScript `POST /signup`: as
+/// Middleware for the no-JavaScript `POST /signup` and `POST /register`: as
 /// [`limit_signups_json`], answering a refusal with the page (status 429)
 /// showing [`AppError::RateLimited`].
 pub async fn limit_signups_form(
