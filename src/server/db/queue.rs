@@ -130,22 +130,7 @@ pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
         conn: &'a mut AsyncPgConnection,
         dedupe_key: Option<&'a str>,
     ) -> impl Future<Output = Result<Option<i64>, diesel::result::Error>> + Send + 'a {
-        let payload = serde_json::to_value(self);
-        async move {
-            let payload =
-                payload.map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-            enqueue(
-                conn,
-                &NewJob {
-                    kind: Self::JOB_NAME,
-                    payload,
-                    dedupe_key,
-                    max_attempts: Self::MAX_ATTEMPTS,
-                    ordering_key: None,
-                },
-            )
-            .await
-        }
+        enqueue_payload(self, conn, dedupe_key, None)
     }
 
     /// [`Self::enqueue`] with an ordering key: the job runs only after
@@ -160,22 +145,33 @@ pub trait BackgroundJob: Serialize + DeserializeOwned + Send + Sync + 'static {
         dedupe_key: Option<&'a str>,
         ordering_key: &'a str,
     ) -> impl Future<Output = Result<Option<i64>, diesel::result::Error>> + Send + 'a {
-        let payload = serde_json::to_value(self);
-        async move {
-            let payload =
-                payload.map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-            enqueue(
-                conn,
-                &NewJob {
-                    kind: Self::JOB_NAME,
-                    payload,
-                    dedupe_key,
-                    max_attempts: Self::MAX_ATTEMPTS,
-                    ordering_key: Some(ordering_key),
-                },
-            )
-            .await
-        }
+        enqueue_payload(self, conn, dedupe_key, Some(ordering_key))
+    }
+}
+
+/// [`BackgroundJob::enqueue`] and [`BackgroundJob::enqueue_in_order`]: serialises
+/// `payload` and enqueues it as a job of its kind.
+fn enqueue_payload<'a, P: BackgroundJob>(
+    payload: &P,
+    conn: &'a mut AsyncPgConnection,
+    dedupe_key: Option<&'a str>,
+    ordering_key: Option<&'a str>,
+) -> impl Future<Output = Result<Option<i64>, diesel::result::Error>> + Send + 'a {
+    let payload = serde_json::to_value(payload);
+    async move {
+        let payload =
+            payload.map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
+        enqueue(
+            conn,
+            &NewJob {
+                kind: P::JOB_NAME,
+                payload,
+                dedupe_key,
+                max_attempts: P::MAX_ATTEMPTS,
+                ordering_key,
+            },
+        )
+        .await
     }
 }
 
