@@ -509,27 +509,27 @@ async fn portal_endpoints_without_a_session_refuse_and_change_nothing() {
         .unwrap()
         .contains(r#"data-testid="login-form""#));
 
-    // The no-JavaScript create and rotate forms render the page's sign-in
-    // state with a 401.
+    // The no-JavaScript create and rotate forms send the signed out to sign
+    // in (and to /keys after it), creating and rotating nothing.
+    let signed_out = app.browser();
     for (path, form) in [
         ("/keys/create", vec![("name", "sneaky".to_owned())]),
         ("/keys/rotate", vec![("key_id", id.to_string())]),
         ("/keys/rotate", vec![("key_id", "abc".to_owned())]),
     ] {
-        let response = app
-            .client
+        let response = signed_out
             .post(app.url(path))
             .form(&form)
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 401, "{path}");
-        let html = response.text().await.unwrap();
-        assert!(
-            html.contains(r#"data-testid="sign-in-required""#),
-            "{path}: {html}"
+        assert_eq!(response.status(), 303, "{path}");
+        assert_eq!(
+            response.headers()["location"],
+            "/login?next=/keys",
+            "{path}"
         );
-        assert!(html.contains("please sign in"), "{path}");
+        let html = response.text().await.unwrap();
         assert!(!html.contains(r#"data-testid="new-api-key""#), "{path}");
     }
 
@@ -538,14 +538,15 @@ async fn portal_endpoints_without_a_session_refuse_and_change_nothing() {
     assert_eq!(exchange(&app, &key).await.0, 200);
     assert_eq!(app.balance_and_ledger_sum(customer_id).await, (5, 5));
 
-    // The CSV download needs a session too; bad input is a 400 first.
-    let response = app
-        .client
+    // The CSV download needs a session too (the signed out are sent to
+    // sign in, then to the credits page); bad input is a 400 first.
+    let response = signed_out
         .get(app.url("/credits/export.csv"))
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/login?next=/credits");
     assert!(!response.text().await.unwrap().contains("signup_bonus"));
     let response = app
         .client

@@ -26,7 +26,7 @@ use axum::extract::{Request, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use leptos::prelude::provide_context;
 use leptos::reactive::computed::ScopedFuture;
 use leptos::reactive::owner::Owner;
@@ -50,6 +50,13 @@ pub async fn current_user(state: &AppState, parts: Parts) -> Result<CurrentUser,
         .await
 }
 
+/// Where a signed-out `GET /credits/export.csv` is sent (303).
+const SIGN_IN_FOR_CREDITS: &str = "/login?next=/credits";
+
+/// Where a signed-out no-JavaScript key form is sent (303): nothing is
+/// created or rotated, and the keys page follows the sign-in.
+const SIGN_IN_FOR_KEYS: &str = "/login?next=/keys";
+
 /// The query of [`export_ledger_csv`].
 #[derive(Debug, Deserialize)]
 pub struct ExportQuery {
@@ -71,8 +78,9 @@ fn plain(status: StatusCode, message: &str) -> Response {
 /// (optionally one kind) as a CSV attachment, `rsolv-credits.csv`, columns
 /// as in [`crate::server::billing::history::CSV_HEADER`].
 ///
-/// Errors (plain text): 400 for a malformed query or unknown kind, 401
-/// without a session, 500 when the database fails (cause logged).
+/// Errors (plain text): 400 for a malformed query or unknown kind, 500
+/// when the database fails (cause logged). Without a session: 303 to
+/// `/login?next=/credits`.
 pub async fn export_ledger_csv(State(state): State<AppState>, request: Request) -> Response {
     let (parts, _body) = request.into_parts();
     let query = match axum::extract::Query::<ExportQuery>::try_from_uri(&parts.uri) {
@@ -93,6 +101,10 @@ pub async fn export_ledger_csv(State(state): State<AppState>, request: Request) 
     };
     let user = match current_user(&state, parts).await {
         Ok(user) => user,
+        // A signed-out browser (an old bookmark, an ended session) is sent
+        // to sign in and then to the credits page, whose link downloads
+        // the file.
+        Err(AppError::Unauthorized) => return Redirect::to(SIGN_IN_FOR_CREDITS).into_response(),
         Err(error) => {
             let status = error_status(&error);
             return plain(status, &format!("{error}: /login"));
@@ -146,7 +158,8 @@ pub struct RotateKeyForm {
 /// `POST /keys/create` (form `name`, `expires`: `never`, `30`, `90` or
 /// `365`): for browsers without JavaScript. Creates the key and renders
 /// `/keys` with the secret shown once; 200, or the page with the error and
-/// 401 (no session), 422 (bad name or expiry; nothing written).
+/// 422 (bad name or expiry; nothing written); without a session, 303 to
+/// `/login?next=/keys`.
 pub async fn submit_create_key_form(State(state): State<AppState>, request: Request) -> Response {
     let (parts, form) = match parse_form::<CreateKeyForm>(&state, request).await {
         Ok(parsed) => parsed,
@@ -167,8 +180,9 @@ pub async fn submit_create_key_form(State(state): State<AppState>, request: Requ
 
 /// `POST /keys/rotate` (form `key_id`): for browsers without JavaScript.
 /// Rotates the key and renders `/keys` with the new secret shown once; 200,
-/// or the page with the error and 401 (no session), 404 (not the
-/// customer's key), 422 (malformed id, revoked or already rotated key).
+/// or the page with the error and 404 (not the customer's key), 422
+/// (malformed id, revoked or already rotated key); without a session, 303
+/// to `/login?next=/keys`.
 pub async fn submit_rotate_key_form(State(state): State<AppState>, request: Request) -> Response {
     let (parts, form) = match parse_form::<RotateKeyForm>(&state, request).await {
         Ok(parsed) => parsed,
@@ -194,6 +208,11 @@ pub async fn submit_rotate_key_form(State(state): State<AppState>, request: Requ
 /// Renders `/keys` (as a GET of that page) with `outcome` in context; the
 /// status follows the outcome.
 async fn render_keys_page(state: &AppState, parts: Parts, outcome: FormKeyOutcome) -> Response {
+    if let FormKeyOutcome::Created(Err(AppError::Unauthorized))
+    | FormKeyOutcome::Rotated(Err(AppError::Unauthorized)) = &outcome
+    {
+        return Redirect::to(SIGN_IN_FOR_KEYS).into_response();
+    }
     let status = match &outcome {
         FormKeyOutcome::Created(Ok(_)) | FormKeyOutcome::Rotated(Ok(_)) => StatusCode::OK,
         FormKeyOutcome::Created(Err(e)) | FormKeyOutcome::Rotated(Err(e)) => error_status(e),
