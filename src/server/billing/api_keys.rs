@@ -9,7 +9,7 @@ use crate::server::billing::notifications::{
 };
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{api_keys, customers};
-use crate::types::portal::{ApiKeyExpiry, ApiKeyName};
+use crate::types::portal::{ApiKeyExpiry, ApiKeyName, KeyActivityView};
 use crate::types::values::CustomerStatus;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -266,8 +266,9 @@ pub async fn list_api_keys(
 }
 
 /// How far back the "last 30 days" counts of [`KeyActivity`] reach: the
-/// 30 × 24 hours before the moment they are read.
-pub const ACTIVITY_DAYS: i64 = 30;
+/// 30 × 24 hours before the moment they are read (the pages say so:
+/// [`KeyActivityView::DAYS`]).
+pub const ACTIVITY_DAYS: i64 = KeyActivityView::DAYS;
 
 /// What one key has done (issue 14 item 5), as counted by
 /// [`list_api_keys_with_activity`].
@@ -292,6 +293,16 @@ pub struct KeyActivity {
     /// included, as on `/ai-usage`).
     #[diesel(sql_type = diesel::sql_types::BigInt)]
     pub ai_calls_recent: i64,
+}
+
+impl From<KeyActivity> for KeyActivityView {
+    fn from(a: KeyActivity) -> Self {
+        Self {
+            fixes_recent: a.fixes_recent,
+            fixes_total: a.fixes_total,
+            ai_calls_recent: a.ai_calls_recent,
+        }
+    }
 }
 
 /// A key and its [`KeyActivity`].
