@@ -485,7 +485,9 @@ async fn insert_fresh_fixes(
                 .collect::<Vec<_>>(),
         )
         .bind::<BigInt, _>(margin)
-        .bind::<Array<Nullable<BigInt>>, _>(reports.iter().map(|r| r.api_key_id).collect::<Vec<_>>())
+        .bind::<Array<Nullable<BigInt>>, _>(
+            reports.iter().map(|r| r.api_key_id).collect::<Vec<_>>(),
+        )
         .load(conn)
         .await?;
     Ok(rows)
