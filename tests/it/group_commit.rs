@@ -114,9 +114,12 @@ type FixOutcome = (String, Option<i64>, Option<i64>, String, Option<usize>);
 /// (`fix_consumed` − merge refunds).
 type Outcome = (Vec<FixOutcome>, i64, i64, i64);
 
+/// A fix row as loaded: [`FixOutcome`] with the key's id.
+type StoredFix = (String, Option<i64>, Option<i64>, String, Option<i64>);
+
 /// The customer's [`Outcome`]; `keys` are its two API keys.
 async fn outcome(conn: &mut AsyncPgConnection, customer_id: i64, keys: &[i64; 2]) -> Outcome {
-    let loaded: Vec<(String, Option<i64>, Option<i64>, String, Option<i64>)> = fixes::table
+    let loaded: Vec<StoredFix> = fixes::table
         .filter(fixes::customer_id.eq(customer_id))
         .select((
             fixes::repository,
