@@ -1,7 +1,8 @@
 //! `/keys`: the customer's API keys (name, prefix, created, last used,
 //! status, and what each did: fixes first reported with it in the last 30
-//! days and all time, AI gateway calls in the last 30 days), creating one (its secret shown once), and revoking or rotating
-//! one after a confirmation step. The confirmation is a page state
+//! days and all time, AI gateway calls in the last 30 days), creating one
+//! (its secret shown once), and revoking or rotating one after a
+//! confirmation step. The confirmation is a page state
 //! (`?confirm_revoke=<id>`, `?confirm_rotate=<id>`) reached by a plain link,
 //! so it works without JavaScript.
 //!
