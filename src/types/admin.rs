@@ -104,6 +104,10 @@ pub struct AdminKeyRow {
     pub revoked_at: Option<String>,
     /// Expires at (rotated keys).
     pub expires_at: Option<String>,
+    /// Fixes first reported with the key, last 30 days and all time, and
+    /// AI gateway calls with its virtual keys, last 30 days (as on the
+    /// customer's `/keys`: `types::portal::KeyActivityView`).
+    pub activity: crate::types::portal::KeyActivityView,
 }
 
 /// A payment method: brand and last 4 only, never more of the card.

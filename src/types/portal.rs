@@ -125,6 +125,30 @@ pub struct ApiKeyView {
     pub last_used_at: Option<String>,
     /// Active, expiring, expired or revoked.
     pub status: KeyStatusView,
+    /// What the key did, in the key list (`portal/keys`); `None` in the
+    /// answers of create, rotate and revoke, which do not count.
+    pub activity: Option<KeyActivityView>,
+}
+
+/// One key's counts (the domain's `api_keys::KeyActivity`): only the
+/// customer's own fixes and calls, revoked and expired keys included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyActivityView {
+    /// Fixes first reported with this key within the last
+    /// [`KeyActivityView::DAYS`] days (a fix counts once, for the key
+    /// whose report created it).
+    pub fixes_recent: i64,
+    /// Fixes first reported with this key, all time.
+    pub fixes_total: i64,
+    /// AI gateway calls made with the virtual keys this key obtained,
+    /// within the last [`KeyActivityView::DAYS`] days.
+    pub ai_calls_recent: i64,
+}
+
+impl KeyActivityView {
+    /// The window of the recent counts, in days of 24 hours back from the
+    /// moment the page was built.
+    pub const DAYS: i64 = 30;
 }
 
 /// A key just created or rotated in: the only time its secret is shown.

@@ -77,6 +77,7 @@ mod tests {
                 created_at: "2026-12-01T00:00:00Z".into(),
                 last_used_at: None,
                 status: KeyStatusView::Active,
+                activity: None,
             },
             secret: "rsolv_AbC123_secret_new_key".into(),
             replaced: None,

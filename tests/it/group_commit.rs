@@ -1,7 +1,8 @@
 //! Group commit of fix reports (issue 13): a batch recorded in one
 //! transaction gives what recording its reports one by one gives, and
 //! concurrent duplicate and distinct reports of one customer through the
-//! API still give one charge per fix and an exact ledger.
+//! API still give one charge per fix and an exact ledger. Reports come
+//! through two API keys; each fix keeps the key whose report created it.
 
 use crate::harness::{email, TestApp};
 use diesel::prelude::*;
@@ -9,10 +10,12 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures::future::join_all;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestError, TestRunner};
+use rsolv_platform::server::billing::api_keys::{create_api_key, hash_key};
 use rsolv_platform::server::billing::fixes::{record_fix, record_fixes_batch, FixReport};
 use rsolv_platform::server::billing::ledger::{record_entry, NewEntry};
 use rsolv_platform::server::billing::pricing::PricingCatalog;
-use rsolv_platform::server::db::schema::{credit_ledger_entries, customers, fixes};
+use rsolv_platform::server::db::schema::{api_keys, credit_ledger_entries, customers, fixes};
+use rsolv_platform::types::portal::ApiKeyName;
 use rsolv_platform::types::values::{LedgerKind, Repository};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -26,61 +29,119 @@ const LIMITS: &[(&str, &str)] = &[
 ];
 
 /// One report of fix `k` (issue `k`, pull request `100 + k`) of
-/// repository `REPOS[repo]`, naming the issue, the pull request or both.
+/// repository `REPOS[repo]`, naming the issue, the pull request or both,
+/// sent with the customer's API key number `key` (0 or 1).
 #[derive(Debug, Clone, Copy)]
 struct Shot {
     repo: usize,
     k: i64,
     issue: bool,
     pr: bool,
+    key: usize,
 }
 
 fn shot() -> impl Strategy<Value = Shot> {
-    (0..2usize, 1..=6i64, 0..3u8).prop_map(|(repo, k, shape)| Shot {
+    (0..2usize, 1..=6i64, 0..3u8, 0..2usize).prop_map(|(repo, k, shape, key)| Shot {
         repo,
         k,
         issue: shape != 1,
         pr: shape != 0,
+        key,
     })
 }
 
 impl Shot {
-    fn report(self) -> FixReport {
-        FixReport::new(
+    /// The report, sent with `keys[self.key]`.
+    fn report(self, keys: &[i64; 2]) -> FixReport {
+        let mut report = FixReport::new(
             Repository::parse(REPOS[self.repo]).unwrap(),
             self.issue.then_some(self.k),
             self.pr.then_some(100 + self.k),
         )
-        .unwrap()
+        .unwrap();
+        report.api_key_id = Some(keys[self.key]);
+        report
     }
+
+    /// Whether this report names fix row `(repository, issue, pr)`.
+    fn names(self, repository: &str, issue: Option<i64>, pr: Option<i64>) -> bool {
+        REPOS[self.repo] == repository
+            && ((self.issue && issue == Some(self.k)) || (self.pr && pr == Some(100 + self.k)))
+    }
+}
+
+/// Two API keys of `customer_id`: its first one (if `first` names it) and
+/// a new one; their ids and secrets.
+async fn two_keys(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    first: Option<&str>,
+) -> ([i64; 2], [String; 2]) {
+    let name = ApiKeyName::parse("second").unwrap();
+    let (second, plain) = create_api_key(conn, customer_id, &name).await.unwrap();
+    let (first_id, first_secret) = match first {
+        Some(secret) => {
+            let id = api_keys::table
+                .filter(api_keys::token_hash.eq(hash_key(secret).as_slice()))
+                .select(api_keys::id)
+                .first(conn)
+                .await
+                .unwrap();
+            (id, secret.to_owned())
+        }
+        None => {
+            let (key, plain) = create_api_key(conn, customer_id, &name).await.unwrap();
+            (key.id, plain.expose().to_owned())
+        }
+    };
+    (
+        [first_id, second.id],
+        [first_secret, plain.expose().to_owned()],
+    )
 }
 
 fn links() -> rsolv_platform::server::email::templates::EmailLinks {
     rsolv_platform::server::email::templates::EmailLinks::parse("http://127.0.0.1:3000").unwrap()
 }
 
-/// Everything the rules decide, comparable across customers: the fixes
-/// (repository, issue, pull request, billing status), sorted; the balance;
-/// Σ ledger; net fix debits (`fix_consumed` − merge refunds).
-type Outcome = (
-    Vec<(String, Option<i64>, Option<i64>, String)>,
-    i64,
-    i64,
-    i64,
-);
+/// One fix as [`Outcome`] compares it: repository, issue, pull request,
+/// billing status, and which of the customer's two keys (0 or 1) created
+/// it.
+type FixOutcome = (String, Option<i64>, Option<i64>, String, Option<usize>);
 
-async fn outcome(conn: &mut AsyncPgConnection, customer_id: i64) -> Outcome {
-    let mut rows: Vec<(String, Option<i64>, Option<i64>, String)> = fixes::table
+/// Everything the rules decide, comparable across customers: the fixes
+/// ([`FixOutcome`]), sorted; the balance; Σ ledger; net fix debits
+/// (`fix_consumed` − merge refunds).
+type Outcome = (Vec<FixOutcome>, i64, i64, i64);
+
+/// A fix row as loaded: [`FixOutcome`] with the key's id.
+type StoredFix = (String, Option<i64>, Option<i64>, String, Option<i64>);
+
+/// The customer's [`Outcome`]; `keys` are its two API keys.
+async fn outcome(conn: &mut AsyncPgConnection, customer_id: i64, keys: &[i64; 2]) -> Outcome {
+    let loaded: Vec<StoredFix> = fixes::table
         .filter(fixes::customer_id.eq(customer_id))
         .select((
             fixes::repository,
             fixes::issue_number,
             fixes::pr_number,
             fixes::billing_status,
+            fixes::api_key_id,
         ))
         .load(conn)
         .await
         .unwrap();
+    let mut rows: Vec<FixOutcome> = loaded
+        .into_iter()
+        .map(|(repo, issue, pr, status, key)| {
+            let key = key.map(|id| {
+                keys.iter()
+                    .position(|k| *k == id)
+                    .unwrap_or_else(|| panic!("fix of another key {id}"))
+            });
+            (repo, issue, pr, status, key)
+        })
+        .collect();
     rows.sort();
     let balance: i64 = customers::table
         .find(customer_id)
@@ -196,8 +257,10 @@ fn a_batch_records_what_the_same_reports_one_by_one_record() {
             let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let mut conn = app.conn().await;
             let mut twins = Vec::new();
+            let mut twin_keys = Vec::new();
             for side in ["batch", "seq"] {
                 let (id, _) = app.onboard(&email(&format!("gc-{side}-{n}"))).await;
+                let (keys, _) = two_keys(&mut conn, id, None).await;
                 if extra > 0 {
                     let key = format!("extra:{n}");
                     let entry = NewEntry {
@@ -210,29 +273,47 @@ fn a_batch_records_what_the_same_reports_one_by_one_record() {
                     record_entry(&mut conn, entry).await.unwrap();
                 }
                 for s in &stored {
-                    record_fix(&mut conn, &pricing, id, &s.report(), &links())
+                    record_fix(&mut conn, &pricing, id, &s.report(&keys), &links())
                         .await
                         .unwrap();
                 }
                 twins.push(id);
+                twin_keys.push(keys);
             }
-            let reports: Vec<FixReport> = batch.iter().map(|s| s.report()).collect();
+            let reports: Vec<FixReport> = batch.iter().map(|s| s.report(&twin_keys[0])).collect();
             let results = record_fixes_batch(&mut conn, &pricing, twins[0], &reports, &links())
                 .await
                 .unwrap();
             assert_eq!(results.len(), reports.len());
-            for report in &reports {
-                record_fix(&mut conn, &pricing, twins[1], report, &links())
-                    .await
-                    .unwrap();
+            let mut answers = Vec::new();
+            for s in &batch {
+                let fix = record_fix(
+                    &mut conn,
+                    &pricing,
+                    twins[1],
+                    &s.report(&twin_keys[1]),
+                    &links(),
+                )
+                .await
+                .unwrap();
+                answers.push(
+                    fix.api_key_id
+                        .map(|id| twin_keys[1].iter().position(|k| *k == id)),
+                );
             }
-            for (result, report) in results.iter().zip(&reports) {
+            for ((result, report), sequential) in results.iter().zip(&reports).zip(&answers) {
                 let fix = result.as_ref().unwrap();
                 assert_eq!(fix.customer_id, twins[0]);
                 assert_eq!(fix.repository, report.repository.as_str());
+                // Each answer names the key that created its fix, as the
+                // one-by-one answer does.
+                let key = fix
+                    .api_key_id
+                    .map(|id| twin_keys[0].iter().position(|k| *k == id));
+                assert_eq!(key, *sequential, "batch vs one by one: the answer's key");
             }
-            let batched = outcome(&mut conn, twins[0]).await;
-            let sequential = outcome(&mut conn, twins[1]).await;
+            let batched = outcome(&mut conn, twins[0], &twin_keys[0]).await;
+            let sequential = outcome(&mut conn, twins[1], &twin_keys[1]).await;
             assert_eq!(batched, sequential, "batch vs one by one");
             assert_eq!(batched.1, batched.2, "Σ ledger = balance");
             let credit = batched.0.iter().filter(|f| f.3 == "credit").count() as i64;
@@ -268,9 +349,11 @@ fn expected_rows(shots: &[Shot]) -> usize {
 
 /// Concurrent reports of one customer (duplicates and distinct fixes,
 /// through the fix-attempt API and the mitigation phase store, so through
-/// the group-commit recorder and beside it): one fix per identity, each
-/// paid at most once, the 5 trial credits paying exactly min(5, fixes),
-/// the rest `unpaid` (402 to the fix attempt), Σ ledger = balance.
+/// the group-commit recorder and beside it, with either of two API keys):
+/// one fix per identity, each paid at most once, the 5 trial credits
+/// paying exactly min(5, fixes), the rest `unpaid` (402 to the fix
+/// attempt), Σ ledger = balance; every fix records a key that sent a
+/// report naming it.
 #[test]
 fn concurrent_duplicate_and_distinct_reports_give_one_charge_per_fix() {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -284,9 +367,10 @@ fn concurrent_duplicate_and_distinct_reports_give_one_charge_per_fix() {
     let result = runner(12).run(&strategy, |shots| {
         runtime.block_on(async {
             let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let (customer_id, key) = app.onboard(&email(&format!("gc-race-{n}"))).await;
+            let (customer_id, first) = app.onboard(&email(&format!("gc-race-{n}"))).await;
+            let (key_ids, secrets) = two_keys(&mut app.conn().await, customer_id, Some(&first)).await;
             let requests = shots.iter().map(|&(s, via_phase)| {
-                let key = key.clone();
+                let key = secrets[s.key].clone();
                 let app = &app;
                 async move {
                     let (owner, name) = REPOS[s.repo].split_once('/').unwrap();
@@ -319,8 +403,15 @@ fn concurrent_duplicate_and_distinct_reports_give_one_charge_per_fix() {
                 })
                 .collect();
             let mut conn = app.conn().await;
-            let (rows, balance, sum, net) = outcome(&mut conn, customer_id).await;
+            let (rows, balance, sum, net) = outcome(&mut conn, customer_id, &key_ids).await;
             assert_eq!(rows.len(), expected_rows(&sent), "{rows:?}");
+            for (repo, issue, pr, _, key) in &rows {
+                let key = key.expect("a fix reported through the API records its key");
+                assert!(
+                    sent.iter().any(|s| s.key == key && s.names(repo, *issue, *pr)),
+                    "fix {repo} {issue:?} {pr:?} has key {key}, which never named it: {sent:?}"
+                );
+            }
             let credit = rows.iter().filter(|f| f.3 == "credit").count();
             let unpaid = rows.iter().filter(|f| f.3 == "unpaid").count();
             assert_eq!(credit, rows.len().min(5), "{rows:?}");

@@ -24,6 +24,7 @@ mod github;
 mod group_commit;
 mod harness;
 mod jobs;
+mod keys;
 mod lifecycle;
 mod metrics;
 mod model;

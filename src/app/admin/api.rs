@@ -1040,13 +1040,14 @@ pub(crate) mod ssr {
                 .api_keys
                 .into_iter()
                 .map(|k| AdminKeyRow {
-                    id: k.id,
-                    name: k.name,
-                    prefix: k.prefix,
-                    created_at: iso(k.created_at),
-                    last_used_at: k.last_used_at.map(iso),
-                    revoked_at: k.revoked_at.map(iso),
-                    expires_at: k.expires_at.map(iso),
+                    activity: k.activity.into(),
+                    id: k.key.id,
+                    name: k.key.name,
+                    prefix: k.key.prefix,
+                    created_at: iso(k.key.created_at),
+                    last_used_at: k.key.last_used_at.map(iso),
+                    revoked_at: k.key.revoked_at.map(iso),
+                    expires_at: k.key.expires_at.map(iso),
                 })
                 .collect(),
             payment_methods: d

@@ -1,5 +1,6 @@
 //! `/admin/customers/:id`: one customer's profile, plan and subscription,
-//! balance and full ledger, unpaid fixes, fixes, API keys, payment methods,
+//! balance and full ledger, unpaid fixes, fixes, API keys (with each key's
+//! fixes and AI calls, as on `/keys`), payment methods,
 //! emails, webhook events, audit entries and AI usage, with the admin's
 //! actions: adjust credits (reason required), charge an unpaid fix again
 //! or write it off (reason required; both in the "Unpaid fixes" list),
@@ -20,6 +21,7 @@ use super::{
 use crate::app::portal::ai_usage::{BudgetCard, DayTable};
 use crate::types::admin::AdminCustomerDetail;
 use crate::types::ai::AiUsageView;
+use crate::types::portal::KeyActivityView;
 use crate::types::urls::safe_href;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
@@ -206,7 +208,10 @@ fn Detail(
             <TableScroll><table class=ADMIN_TABLE data-testid="keys-table">
                 <thead><tr>
                     <th scope="col" class=TH>"Name"</th><th scope="col" class=TH>"Prefix"</th><th scope="col" class=TH>"Created"</th>
-                    <th scope="col" class=TH>"Last used"</th><th scope="col" class=TH>"State"</th><th scope="col" class=TH><span class="sr-only">"Actions"</span></th>
+                    <th scope="col" class=TH>"Last used"</th>
+                    <th scope="col" class=TH>{format!("Fixes ({} d / all)", KeyActivityView::DAYS)}</th>
+                    <th scope="col" class=TH>{format!("AI calls ({} d)", KeyActivityView::DAYS)}</th>
+                    <th scope="col" class=TH>"State"</th><th scope="col" class=TH><span class="sr-only">"Actions"</span></th>
                 </tr></thead>
                 <tbody>
                     {d.api_keys.iter().map(|k| {
@@ -219,6 +224,8 @@ fn Detail(
                                 <td class=format!("{TD} font-mono text-xs")>{k.prefix.clone()} "…"</td>
                                 <td class=TD>{short_time(&k.created_at)}</td>
                                 <td class=TD>{k.last_used_at.as_deref().map(short_time).unwrap_or_else(|| "never".into())}</td>
+                                <td class=format!("{TD} tabular-nums") data-testid="key-fixes">{format!("{} / {}", k.activity.fixes_recent, k.activity.fixes_total)}</td>
+                                <td class=format!("{TD} tabular-nums") data-testid="key-ai-calls">{k.activity.ai_calls_recent}</td>
                                 <td class=TD><Badge text=state.to_owned() /></td>
                                 <td class=TD>
                                     {if k.revoked_at.is_some() {

@@ -94,7 +94,10 @@ pub async fn get_ledger(
     })
 }
 
-/// The signed-in customer's API keys, newest first (never their secrets).
+/// The signed-in customer's API keys, newest first (never their secrets),
+/// each with its counts ([`ApiKeyView::activity`]: fixes first reported
+/// with it in the last 30 days and all time, AI calls in the last 30 days;
+/// the customer's own only, revoked keys included).
 /// While the customer is suspended, keys that are neither revoked nor
 /// expired are listed as [`KeyStatusView::Suspended`](crate::types::portal::KeyStatusView::Suspended)
 /// (the API answers 403 for them).
@@ -108,13 +111,16 @@ pub async fn list_keys() -> Result<Vec<ApiKeyView>, AppError> {
         .map_err(ssr::fail)?
         .status()
         == CustomerStatus::Suspended;
-    let keys = api_keys::list_api_keys(&mut conn, user.customer_id)
+    let now = chrono::Utc::now();
+    let keys = api_keys::list_api_keys_with_activity(&mut conn, user.customer_id, now)
         .await
         .map_err(ssr::fail)?;
-    let now = chrono::Utc::now();
     Ok(keys
-        .iter()
-        .map(|k| ssr::key_view_for(k, now, suspended))
+        .into_iter()
+        .map(|k| ApiKeyView {
+            activity: Some(k.activity.into()),
+            ..ssr::key_view_for(&k.key, now, suspended)
+        })
         .collect())
 }
 
@@ -337,6 +343,7 @@ pub(crate) mod ssr {
             created_at: iso_utc(key.created_at),
             last_used_at: key.last_used_at.map(iso_utc),
             status,
+            activity: None,
         }
     }
 

@@ -1,6 +1,8 @@
 //! `/keys`: the customer's API keys (name, prefix, created, last used,
-//! status), creating one (its secret shown once), and revoking or rotating
-//! one after a confirmation step. The confirmation is a page state
+//! status, and what each did: fixes first reported with it in the last 30
+//! days and all time, AI gateway calls in the last 30 days), creating one
+//! (its secret shown once), and revoking or rotating one after a
+//! confirmation step. The confirmation is a page state
 //! (`?confirm_revoke=<id>`, `?confirm_rotate=<id>`) reached by a plain link,
 //! so it works without JavaScript.
 //!
@@ -17,7 +19,9 @@ use super::{
     short_time, Alert, LoadError, Loading, Notice, PortalNav, BUTTON, CARD, DANGER_BUTTON, INPUT,
     LINK, SECONDARY_BUTTON,
 };
-use crate::types::portal::{ApiKeyExpiry, ApiKeyName, ApiKeyView, KeyStatusView, NewKeyView};
+use crate::types::portal::{
+    ApiKeyExpiry, ApiKeyName, ApiKeyView, KeyActivityView, KeyStatusView, NewKeyView,
+};
 use crate::types::AppError;
 use leptos::form::{ActionForm, FromFormData};
 use leptos::prelude::*;
@@ -194,6 +198,9 @@ fn KeyList(
         .into_any();
     }
     view! {
+        <p class="mt-1 text-sm text-slate-600 dark:text-slate-400" data-testid="key-activity-hint">
+            "A fix counts once, for the key whose report first recorded it. AI calls are the calls through the AI gateway with the credentials the key obtained."
+        </p>
         <ul class="mt-3 divide-y divide-slate-200 dark:divide-slate-800" data-testid="key-list">
             {list
                 .into_iter()
@@ -274,6 +281,7 @@ fn KeyItem(
                             None => view! { "Never used" }.into_any(),
                         }}
                     </p>
+                    {key.activity.map(|activity| view! { <KeyActivity activity /> })}
                 </div>
                 <div class="flex shrink-0 gap-2">
                     {rotatable.then(|| view! {
@@ -290,6 +298,26 @@ fn KeyItem(
                 None => ().into_any(),
             }}
         </li>
+    }
+}
+
+/// A key's counts, each labelled with its window.
+#[component]
+fn KeyActivity(activity: KeyActivityView) -> impl IntoView {
+    let days = KeyActivityView::DAYS;
+    view! {
+        <dl class="mt-1 flex flex-wrap gap-x-4 gap-y-1 text-sm text-slate-600 dark:text-slate-400" data-testid="key-activity">
+            <div class="flex gap-1">
+                <dt>"Fixes reported:"</dt>
+                <dd data-testid="key-fixes">
+                    {format!("{} in the last {days} days · {} in all", activity.fixes_recent, activity.fixes_total)}
+                </dd>
+            </div>
+            <div class="flex gap-1">
+                <dt>"AI calls:"</dt>
+                <dd data-testid="key-ai-calls">{format!("{} in the last {days} days", activity.ai_calls_recent)}</dd>
+            </div>
+        </dl>
     }
 }
 

@@ -6,7 +6,9 @@
 use crate::server::admin::audit::{record_audit, AuditEntry};
 use crate::server::admin::{page_offset, Admin};
 use crate::server::auth::accounts::{provision_with_owner, OwnerSetup};
-use crate::server::billing::api_keys::{list_api_keys, revoke_api_key, ApiKey};
+use crate::server::billing::api_keys::{
+    list_api_keys_with_activity, revoke_api_key, ApiKey, KeyWithActivity,
+};
 use crate::server::billing::charges::Charge;
 use crate::server::billing::customers::{find_customer, Customer, NewCustomer};
 use crate::server::billing::fixes::{
@@ -378,8 +380,9 @@ pub struct CustomerDetail {
     pub ledger: Vec<LedgerEntry>,
     /// Its fixes, newest first (at most 200).
     pub fixes: Vec<FixRow>,
-    /// Its API keys, newest first.
-    pub api_keys: Vec<ApiKey>,
+    /// Its API keys, newest first, each with its fixes and AI calls
+    /// ([`KeyActivity`](crate::server::billing::api_keys::KeyActivity)).
+    pub api_keys: Vec<KeyWithActivity>,
     /// Its payment methods.
     pub payment_methods: Vec<PaymentMethodRow>,
     /// Emails sent or queued to it, newest first (at most 100).
@@ -425,7 +428,7 @@ pub async fn customer_detail(
         ))
         .load(conn)
         .await?;
-    let api_keys = list_api_keys(conn, customer_id).await?;
+    let api_keys = list_api_keys_with_activity(conn, customer_id, chrono::Utc::now()).await?;
     let payment_methods = stripe_payment_methods::table
         .filter(stripe_payment_methods::customer_id.eq(customer_id))
         .order(stripe_payment_methods::last_event_at.desc())

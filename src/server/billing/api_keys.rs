@@ -9,7 +9,7 @@ use crate::server::billing::notifications::{
 };
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{api_keys, customers};
-use crate::types::portal::{ApiKeyExpiry, ApiKeyName};
+use crate::types::portal::{ApiKeyExpiry, ApiKeyName, KeyActivityView};
 use crate::types::values::CustomerStatus;
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -78,7 +78,7 @@ pub fn hash_key(key: &str) -> [u8; 32] {
 }
 
 /// A stored key (without the secret).
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = api_keys, check_for_backend(diesel::pg::Pg))]
 pub struct ApiKey {
     /// Row id.
@@ -264,6 +264,108 @@ pub async fn list_api_keys(
         .load(conn)
         .await?)
 }
+
+/// How far back the "last 30 days" counts of [`KeyActivity`] reach: the
+/// 30 × 24 hours before the moment they are read (the pages say so:
+/// [`KeyActivityView::DAYS`]).
+pub const ACTIVITY_DAYS: i64 = KeyActivityView::DAYS;
+
+/// What one key has done (issue 14 item 5), as counted by
+/// [`list_api_keys_with_activity`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, QueryableByName)]
+pub struct KeyActivity {
+    /// Fixes whose first report came with this key ([`Fix::api_key_id`]:
+    /// later reports of a fix through another key do not count for that
+    /// key) and that were first reported within the last
+    /// [`ACTIVITY_DAYS`] days (`fixes.created_at`), whatever their billing
+    /// status.
+    ///
+    /// [`Fix::api_key_id`]: crate::server::billing::fixes::Fix::api_key_id
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub fixes_recent: i64,
+    /// The same, all time (fixes recorded before keys were recorded, in
+    /// 2026-12, belong to no key).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub fixes_total: i64,
+    /// Calls through the AI gateway within the last [`ACTIVITY_DAYS`]
+    /// days made with the virtual keys this key obtained (`ai_usage` rows,
+    /// each carrying its API key; refused calls after authentication
+    /// included, as on `/ai-usage`).
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    pub ai_calls_recent: i64,
+}
+
+impl From<KeyActivity> for KeyActivityView {
+    fn from(a: KeyActivity) -> Self {
+        Self {
+            fixes_recent: a.fixes_recent,
+            fixes_total: a.fixes_total,
+            ai_calls_recent: a.ai_calls_recent,
+        }
+    }
+}
+
+/// A key and its [`KeyActivity`].
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct KeyWithActivity {
+    /// The key.
+    #[diesel(embed)]
+    pub key: ApiKey,
+    /// Its counts.
+    #[diesel(embed)]
+    pub activity: KeyActivity,
+}
+
+/// The customer's keys, newest first (revoked and expired ones included,
+/// with their counts), each with what it did ([`KeyActivity`]), as of
+/// `now` (the recent counts reach back [`ACTIVITY_DAYS`] days from it).
+///
+/// One statement: per-key `COUNT … GROUP BY api_key_id` of the customer's
+/// fixes (index `fixes_api_key_idx`) and of its `ai_usage` rows since
+/// the cut-off (index `ai_usage_customer_day`), joined to its keys. Only
+/// rows of `customer_id` are counted, and only for its own keys.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn list_api_keys_with_activity(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+    now: DateTime<Utc>,
+) -> Result<Vec<KeyWithActivity>, BillingError> {
+    use diesel::sql_types::{BigInt, Timestamptz};
+    let since = now - chrono::Duration::days(ACTIVITY_DAYS);
+    Ok(diesel::sql_query(KEY_ACTIVITY_SQL)
+        .bind::<BigInt, _>(customer_id)
+        .bind::<Timestamptz, _>(since)
+        .load(conn)
+        .await?)
+}
+
+/// See [`list_api_keys_with_activity`]: `$1` the customer, `$2` the
+/// cut-off of the recent counts.
+const KEY_ACTIVITY_SQL: &str = "\
+WITH f AS (
+    SELECT api_key_id,
+           count(*) FILTER (WHERE created_at >= $2) AS fixes_recent,
+           count(*) AS fixes_total
+    FROM fixes
+    WHERE customer_id = $1 AND api_key_id IS NOT NULL
+    GROUP BY api_key_id
+), a AS (
+    SELECT api_key_id, count(*) AS ai_calls_recent
+    FROM ai_usage
+    WHERE customer_id = $1 AND created_at >= $2
+    GROUP BY api_key_id
+)
+SELECT k.id, k.customer_id, k.name, k.prefix, k.created_at, k.last_used_at, k.revoked_at,
+       k.expires_at,
+       COALESCE(f.fixes_recent, 0)::int8 AS fixes_recent,
+       COALESCE(f.fixes_total, 0)::int8 AS fixes_total,
+       COALESCE(a.ai_calls_recent, 0)::int8 AS ai_calls_recent
+FROM api_keys k
+LEFT JOIN f ON f.api_key_id = k.id
+LEFT JOIN a ON a.api_key_id = k.id
+WHERE k.customer_id = $1
+ORDER BY k.id DESC";
 
 /// Locks one of the customer's keys for the rest of the transaction.
 /// Another customer's key id reads as not found.

@@ -54,6 +54,14 @@ pub struct Fix {
     pub created_at: DateTime<Utc>,
     /// Last reported.
     pub updated_at: DateTime<Utc>,
+    /// The API key whose report created the fix (one of the customer's
+    /// keys: a foreign key on `(customer_id, api_key_id)` backs it). Set
+    /// once, by the first report; later reports of the same fix never
+    /// change it, and a merge keeps the survivor's (see
+    /// [`record_fix_in_tx`]). `None` for fixes recorded before keys were
+    /// recorded (2026-12), for reports that came without a key, and after
+    /// the key row is deleted (keys are revoked, not deleted).
+    pub api_key_id: Option<i64>,
 }
 
 /// One report of a fix, from a mitigation phase store or a fix attempt.
@@ -78,6 +86,12 @@ pub struct FixReport {
     pub fix_commit: Option<String>,
     /// Client metadata.
     pub metadata: Option<serde_json::Value>,
+    /// The API key that sent the report (the Action API's authenticated
+    /// key, [`crate::server::billing::api_keys::Authenticated::api_key_id`]);
+    /// it must be one of the reporting customer's keys (else the database
+    /// refuses the fix). Stored only by the report that creates the fix
+    /// ([`Fix::api_key_id`]). `None` from [`FixReport::new`].
+    pub api_key_id: Option<i64>,
 }
 
 impl FixReport {
@@ -109,6 +123,7 @@ impl FixReport {
             issue_url: None,
             fix_commit: None,
             metadata: None,
+            api_key_id: None,
         })
     }
 }
@@ -183,6 +198,13 @@ pub async fn lock_customer(
 ///   apart (money back is an admin's refund) and the report attaches to A;
 /// - the issue matches A and the pull request a fix B that has another
 ///   issue: the report attaches to A, the pull request stays with B.
+///
+/// Which key reported it ([`Fix::api_key_id`]): the report that creates
+/// the fix stores its [`FixReport::api_key_id`]; a report that attaches to
+/// a fix never changes it (not even to fill in a missing one), and a merge
+/// keeps the survivor's. So the per-key counts
+/// ([`crate::server::billing::api_keys::list_api_keys_with_activity`])
+/// count each fix once, for the key that first reported it.
 ///
 /// A new (or still `pending`) fix is then settled when reports bill
 /// ([`BillableEvent::bills_on_report`](crate::server::billing::pricing::BillableEvent::bills_on_report)):
@@ -418,7 +440,7 @@ struct FreshFix {
 /// the customer row (`FOR NO KEY UPDATE`, the ledger's lock) and, only
 /// when the balance covers all of `reports`, inserts each as a new fix
 /// paid by one credit: the fix (`credit`, `fix_key` `issue:<n>` else
-/// `pr:<n>`), its ledger entry (`fix_consumed`, −1, key and reference
+/// `pr:<n>`, the report's `api_key_id`), its ledger entry (`fix_consumed`, −1, key and reference
 /// `fix:<fix id>`, `balance_after` = balance − its rank in ledger-id
 /// order) and the cached balance (− the number inserted). A report whose
 /// issue or pull request a stored fix already holds is skipped
@@ -463,6 +485,9 @@ async fn insert_fresh_fixes(
                 .collect::<Vec<_>>(),
         )
         .bind::<BigInt, _>(margin)
+        .bind::<Array<Nullable<BigInt>>, _>(
+            reports.iter().map(|r| r.api_key_id).collect::<Vec<_>>(),
+        )
         .load(conn)
         .await?;
     Ok(rows)
@@ -471,7 +496,9 @@ async fn insert_fresh_fixes(
 /// See [`insert_fresh_fixes`]. `$1` the customer; `$2..$10` one array
 /// element per report: repository, issue number, pull request number,
 /// pull request link, its title, issue title, issue link, commit, metadata;
-/// `$11` the margin.
+/// `$11` the margin; `$12` one element per report: the reporting API key
+/// (stored as the fix's `api_key_id`, which the foreign key on
+/// `(customer_id, api_key_id)` keeps to the customer's own keys).
 ///
 /// The ids are drawn from the sequences only once the customer's row is
 /// locked (`input` joins `cust`: no row of it, hence no `nextval`, before
@@ -489,19 +516,19 @@ WITH cust AS (
            nextval(pg_get_serial_sequence('credit_ledger_entries', 'id')) AS entry_id
     FROM cust,
          unnest($2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::text[], $10::jsonb[])
+                $7::text[], $8::text[], $9::text[], $10::jsonb[], $12::bigint[])
          WITH ORDINALITY AS t(repository, issue_number, pr_number, pr_url, pr_title,
-                              issue_title, issue_url, fix_commit, metadata, ord)
+                              issue_title, issue_url, fix_commit, metadata, api_key_id, ord)
     ORDER BY t.ord
 ), new_fix AS (
     INSERT INTO fixes (id, customer_id, repository, fix_key, issue_number, pr_number, pr_url,
                        pr_title, issue_title, issue_url, fix_commit, metadata, billing_status,
-                       ledger_entry_id)
+                       ledger_entry_id, api_key_id)
     SELECT i.fix_id, $1, i.repository,
            CASE WHEN i.issue_number IS NOT NULL THEN 'issue:' || i.issue_number
                 ELSE 'pr:' || i.pr_number END,
            i.issue_number, i.pr_number, i.pr_url, i.pr_title, i.issue_title, i.issue_url,
-           i.fix_commit, i.metadata, 'credit', i.entry_id
+           i.fix_commit, i.metadata, 'credit', i.entry_id, i.api_key_id
     FROM input i, cust
     WHERE cust.credit_balance >= cardinality($2::text[]) + $11
     ORDER BY i.ord
@@ -579,6 +606,7 @@ async fn insert_fix(
             fixes::issue_url.eq(report.issue_url.as_deref()),
             fixes::fix_commit.eq(report.fix_commit.as_deref()),
             fixes::metadata.eq(report.metadata.as_ref()),
+            fixes::api_key_id.eq(report.api_key_id),
         ))
         .returning(Fix::as_returning())
         .get_result(conn)
@@ -589,6 +617,7 @@ async fn insert_fix(
 /// none (callers pass only numbers no other fix holds), and the details the
 /// report carries (later reports win for titles, links, commit, metadata).
 /// A fix that gains its issue number gets the key `issue:<n>`.
+/// The fix's `api_key_id` is never changed (the first report's key stays).
 async fn attach(
     conn: &mut AsyncPgConnection,
     id: i64,
@@ -649,6 +678,8 @@ async fn has_live_charge(conn: &mut AsyncPgConnection, id: i64) -> Result<bool, 
 
 /// Merges the issue's fix `a` and the PR-only fix `b` (see
 /// [`record_fix_in_tx`]). Under the customer's lock.
+/// The survivor keeps its `api_key_id` (the key that first reported it);
+/// the other's goes with its row.
 async fn merge_fixes(conn: &mut AsyncPgConnection, a: Fix, b: Fix) -> Result<Merged, BillingError> {
     let a_charge = has_live_charge(conn, a.id).await?;
     let b_charge = has_live_charge(conn, b.id).await?;

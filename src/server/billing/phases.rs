@@ -51,6 +51,10 @@ pub struct PhaseReport {
     pub issue_number: Option<i64>,
     /// The phase's data object, stored as given.
     pub data: serde_json::Value,
+    /// The API key that sent it (the Action API's authenticated key); a
+    /// deployed fix this report creates records it
+    /// ([`FixReport::api_key_id`]). `None` from [`PhaseReport::new`].
+    pub api_key_id: Option<i64>,
 }
 
 impl PhaseReport {
@@ -84,6 +88,7 @@ impl PhaseReport {
             commit_sha,
             issue_number,
             data,
+            api_key_id: None,
         })
     }
 
@@ -173,6 +178,7 @@ pub async fn store_phase(
                 .get("fixCommit")
                 .and_then(|v| v.as_str())
                 .map(str::to_owned);
+            fix.api_key_id = report.api_key_id;
             Some(record_fix_in_tx(conn, pricing, customer_id, &fix, links).await?)
         } else {
             None

@@ -78,6 +78,7 @@ diesel::table! {
         ledger_entry_id -> Nullable<Int8>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        api_key_id -> Nullable<Int8>,
     }
 }
 

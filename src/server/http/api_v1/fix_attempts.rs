@@ -118,6 +118,9 @@ pub async fn create_fix_attempt(
     report.issue_title = body.issue_title;
     report.issue_url = github_link(body.issue_url.as_deref());
     report.metadata = body.metadata;
+    // The fix records the key whose report creates it (later reports of
+    // the same fix leave it: `record_fix_in_tx`).
+    report.api_key_id = Some(auth.api_key_id);
 
     let github_org = report.repository.owner().to_owned();
     let repo_name = report.repository.name().to_owned();

@@ -64,7 +64,9 @@ pub async fn store_phase(
             with_parsed_links(body.data.clone()),
         )
     };
-    let report = parse().map_err(|e| ApiError::unprocessable(e.0))?;
+    let mut report = parse().map_err(|e| ApiError::unprocessable(e.0))?;
+    // A fix this report creates records the key that sent it.
+    report.api_key_id = Some(auth.api_key_id);
     let mut conn = state.conn().await?;
     let (record, fix) = store_phase_record(
         &mut conn,
