@@ -20,7 +20,7 @@ use super::{
     SECONDARY_BUTTON,
 };
 use crate::types::billing::{
-    BillingNoticeView, BillingView, CardView, HistoryItemView, UnpaidFixView,
+    BillingHistoryView, BillingNoticeView, BillingView, CardView, HistoryItemView, UnpaidFixView,
 };
 use crate::types::urls::safe_href;
 use crate::types::values::SubscriptionStatus;
@@ -70,23 +70,68 @@ fn js_sys_encode(text: &str) -> String {
         .collect()
 }
 
-/// What the page asks the customer to confirm.
+/// What the page asks the customer to confirm (a page state reached by a
+/// plain link: `?confirm_subscribe=pro`, `?confirm_cancel=now|period_end`,
+/// `?confirm_remove=<pm>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Confirm {
+pub enum Confirm {
+    /// Subscribing to Pro.
     Subscribe,
+    /// Cancelling Pro at once.
     CancelNow,
+    /// Cancelling Pro at the end of the period.
     CancelAtPeriodEnd,
+    /// Removing the card with this payment method id.
     Remove(String),
+}
+
+/// The billing page's actions, on the customer's own page. Without them
+/// ([`Billing`]'s `actions` `None`) the page renders read-only: no form,
+/// button or link that acts (the admin console's view).
+#[derive(Clone, Copy)]
+pub struct BillingActions {
+    /// Subscribe to Pro.
+    pub subscribe: ServerAction<SubscribePro>,
+    /// Cancel now or at the period end.
+    pub cancel: ServerAction<CancelSubscription>,
+    /// Resume a subscription ending at the period end.
+    pub resume: ServerAction<ResumeSubscription>,
+    /// Make a card the default.
+    pub set_default: ServerAction<SetDefaultCard>,
+    /// Remove a card.
+    pub remove: ServerAction<RemoveCard>,
+}
+
+impl BillingActions {
+    /// New server actions (in the current reactive owner).
+    pub fn new() -> Self {
+        Self {
+            subscribe: ServerAction::new(),
+            cancel: ServerAction::new(),
+            resume: ServerAction::new(),
+            set_default: ServerAction::new(),
+            remove: ServerAction::new(),
+        }
+    }
+}
+
+impl Default for BillingActions {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The billing page.
 #[component]
 pub fn BillingPage() -> impl IntoView {
-    let subscribe = ServerAction::<SubscribePro>::new();
-    let cancel = ServerAction::<CancelSubscription>::new();
-    let resume = ServerAction::<ResumeSubscription>::new();
-    let set_default = ServerAction::<SetDefaultCard>::new();
-    let remove = ServerAction::<RemoveCard>::new();
+    let actions = BillingActions::new();
+    let BillingActions {
+        subscribe,
+        cancel,
+        resume,
+        set_default,
+        remove,
+    } = actions;
     let data = Resource::new(
         move || {
             (
@@ -145,7 +190,7 @@ pub fn BillingPage() -> impl IntoView {
                 Suspend::new(async move {
                     match data.await {
                         Ok(view) => view! {
-                            <Billing view confirm subscribe cancel resume set_default remove />
+                            <Billing view confirm actions=Some(actions) />
                         }.into_any(),
                         Err(error) => view! { <LoadError error /> }.into_any(),
                     }
@@ -155,15 +200,16 @@ pub fn BillingPage() -> impl IntoView {
     }
 }
 
+/// The billing page itself, a pure render of `view`: notices, the plan
+/// and cards, and (with `actions`) what the customer can do about them;
+/// `confirm` is the confirmation step the page is on. With `actions`
+/// `None` it is read-only (the admin console's view of a customer's
+/// portal).
 #[component]
-fn Billing(
+pub fn Billing(
     view: BillingView,
     confirm: Option<Confirm>,
-    subscribe: ServerAction<SubscribePro>,
-    cancel: ServerAction<CancelSubscription>,
-    resume: ServerAction<ResumeSubscription>,
-    set_default: ServerAction<SetDefaultCard>,
-    remove: ServerAction<RemoveCard>,
+    actions: Option<BillingActions>,
 ) -> impl IntoView {
     let paused = (!view.billing_enabled).then(|| view! {
         <p role="status" data-testid="billing-paused" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
@@ -180,15 +226,77 @@ fn Billing(
     view! {
         {paused}
         {failed}
+        <AccountState view=view.clone() />
         <div class="mt-6 grid gap-6 lg:grid-cols-2">
-            <Plan view=view.clone() confirm=confirm.clone() subscribe cancel resume />
+            <Plan view=view.clone() confirm=confirm.clone() actions />
             <section class=CARD aria-labelledby="cards-heading" data-testid="payment-methods">
                 <h2 id="cards-heading" class="text-lg font-semibold">"Payment methods"</h2>
-                <Cards cards=view.cards.clone() confirm=confirm.clone() set_default remove enabled=view.billing_enabled pro_needs_card=on_pro(&view) && !view.cancel_at_period_end />
-                <AddCard view=view.clone() />
+                <Cards cards=view.cards.clone() confirm=confirm.clone() actions enabled=view.billing_enabled pro_needs_card=on_pro(&view) && !view.cancel_at_period_end />
+                {actions.is_some().then(|| view! { <AddCard view=view.clone() /> })}
             </section>
         </div>
     }
+}
+
+/// Where the account stands when fixes may not run or wait for payment:
+/// suspended (whom to write to), no credits and no way to pay (fixes are
+/// paused: add a card or subscribe), no credits but a card (each fix is
+/// charged), fixes waiting for payment (where they are listed). Renders
+/// nothing otherwise.
+#[component]
+fn AccountState(view: BillingView) -> impl IntoView {
+    let amber = "mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100";
+    let state = if view.suspended {
+        let mailto = format!("mailto:{}", view.support_email);
+        Some(view! {
+            <div role="alert" data-testid="billing-suspended" class="mt-4 rounded-md border border-red-300 bg-red-50 px-4 py-3 text-red-900 dark:border-red-900 dark:bg-red-950 dark:text-red-100">
+                <p>
+                    <span class="font-semibold">"Your account is suspended. "</span>
+                    "The Action's calls are refused and your API keys do not work until it is restored. Write to "
+                    <a href=mailto class="font-medium underline">{view.support_email.clone()}</a>
+                    " from your account's email address to find out why."
+                </p>
+            </div>
+        }.into_any())
+    } else if view.credit_balance <= 0 && !view.can_use_service {
+        Some(view! {
+            <p role="status" data-testid="billing-no-credits" class=amber>
+                <span class="font-semibold">"No credits left: fixes are paused. "</span>
+                {if view.payment_failed {
+                    "Add a working card below to pay for fixes again.".to_owned()
+                } else {
+                    format!("Add a card below to pay {} per fix, or subscribe to Pro.", view.payg_price)
+                }}
+            </p>
+        }.into_any())
+    } else if view.credit_balance <= 0 && !on_pro(&view) {
+        Some(
+            view! {
+                <p role="status" data-testid="billing-no-credits" class=amber>
+                    <span class="font-semibold">"No credits left. "</span>
+                    {format!("Each fix is charged {} to your card.", view.payg_price)}
+                </p>
+            }
+            .into_any(),
+        )
+    } else {
+        None
+    };
+    let unpaid = (view.unpaid_fixes > 0).then(|| {
+        let what = if view.unpaid_fixes == 1 {
+            "1 fix is waiting for payment".to_owned()
+        } else {
+            format!("{} fixes are waiting for payment", view.unpaid_fixes)
+        };
+        view! {
+            <p role="status" data-testid="billing-unpaid-fixes" class=amber>
+                <span class="font-semibold">{what}": "</span>
+                "each is charged once, oldest first, as soon as you add a card or buy credits. "
+                <a href=super::portal_href("/billing/history") class=LINK>"See them in billing history"</a>
+            </p>
+        }
+    });
+    view! { {state} {unpaid} }
 }
 
 /// Whether the customer has an open Pro subscription (active, trialing,
@@ -220,9 +328,7 @@ fn status_label(status: Option<&str>) -> &'static str {
 fn Plan(
     view: BillingView,
     confirm: Option<Confirm>,
-    subscribe: ServerAction<SubscribePro>,
-    cancel: ServerAction<CancelSubscription>,
-    resume: ServerAction<ResumeSubscription>,
+    actions: Option<BillingActions>,
 ) -> impl IntoView {
     let subscribed = on_pro(&view);
     let plan = match view.plan.as_str() {
@@ -235,7 +341,6 @@ fn Plan(
         .as_deref()
         .map(short_time)
         .unwrap_or_default();
-    let pending = subscribe.pending();
     let can_subscribe = view.billing_enabled && !view.cards.is_empty();
     view! {
         <section class=CARD aria-labelledby="plan-heading" data-testid="plan-section">
@@ -268,20 +373,24 @@ fn Plan(
                             <dd data-testid="pro-card">{default_card_label(&view.cards).unwrap_or_else(|| "none: add one below".to_owned())}</dd></div>
                     </dl>
                     {if view.cancel_at_period_end {
-                        let pending = resume.pending();
                         view! {
                             <div>
                             <p class="mt-4 text-sm" data-testid="ends-at-period-end">
                                 {format!("Your subscription ends on {period_end}. Until then you keep Pro.")}
                             </p>
-                            <ActionForm action=resume attr:class="mt-3">
-                                <button type="submit" class=BUTTON disabled=move || pending.get() || !view.billing_enabled>
-                                    {move || if pending.get() { "Resuming…" } else { "Resume subscription" }}
-                                </button>
-                            </ActionForm>
+                            {actions.map(|BillingActions { resume, .. }| {
+                                let pending = resume.pending();
+                                view! {
+                                    <ActionForm action=resume attr:class="mt-3">
+                                        <button type="submit" class=BUTTON disabled=move || pending.get() || !view.billing_enabled>
+                                            {move || if pending.get() { "Resuming…" } else { "Resume subscription" }}
+                                        </button>
+                                    </ActionForm>
+                                }
+                            })}
                             </div>
                         }.into_any()
-                    } else {
+                    } else if let Some(BillingActions { cancel, .. }) = actions {
                         view! {
                             <div>
                             <div class="mt-4 flex flex-wrap gap-2">
@@ -295,6 +404,8 @@ fn Plan(
                             }}
                             </div>
                         }.into_any()
+                    } else {
+                        ().into_any()
                     }}
                     </div>
                 }.into_any()
@@ -308,17 +419,18 @@ fn Plan(
                             <li>{format!("{} per fix beyond them, on the next invoice", view.overage_price)}</li>
                             <li>"Cancel any time: now, or at the end of the period"</li>
                         </ul>
-                        {if can_subscribe {
-                            view! {
+                        {match actions {
+                            None => ().into_any(),
+                            Some(_) if can_subscribe => view! {
                                 <a href="/billing?confirm_subscribe=pro" rel="external" class=format!("mt-3 {BUTTON}") data-testid="subscribe-pro">"Subscribe to Pro…"</a>
-                            }.into_any()
-                        } else {
-                            view! {
+                            }.into_any(),
+                            Some(_) => view! {
                                 <button type="button" class=format!("mt-3 {BUTTON}") data-testid="subscribe-pro" disabled=true>"Subscribe to Pro…"</button>
-                            }.into_any()
+                            }.into_any(),
                         }}
-                        {(confirm == Some(Confirm::Subscribe) && can_subscribe).then(|| view! {
-                            <ConfirmSubscribe view=view.clone() action=subscribe pending />
+                        {actions.filter(|_| confirm == Some(Confirm::Subscribe) && can_subscribe).map(|BillingActions { subscribe, .. }| {
+                            let pending = subscribe.pending();
+                            view! { <ConfirmSubscribe view=view.clone() action=subscribe pending /> }
                         })}
                         {(!can_subscribe && view.billing_enabled).then(|| view! {
                             <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">"Add a card first."</p>
@@ -404,8 +516,7 @@ fn ConfirmCancel(when: &'static str, action: ServerAction<CancelSubscription>) -
 fn Cards(
     cards: Vec<CardView>,
     confirm: Option<Confirm>,
-    set_default: ServerAction<SetDefaultCard>,
-    remove: ServerAction<RemoveCard>,
+    actions: Option<BillingActions>,
     enabled: bool,
     pro_needs_card: bool,
 ) -> impl IntoView {
@@ -416,26 +527,33 @@ fn Cards(
         }
         .into_any();
     }
+    // Read-only: the cards as they are, no action.
+    let Some(BillingActions {
+        set_default,
+        remove,
+        ..
+    }) = actions
+    else {
+        return view! {
+            <ul class="mt-3 divide-y divide-slate-200 dark:divide-slate-800" data-testid="card-list">
+                {cards.into_iter().map(|card| view! { <li class="py-3" data-testid="card-item"><CardLabel card /></li> }).collect_view()}
+            </ul>
+        }
+        .into_any();
+    };
     view! {
         <ul class="mt-3 divide-y divide-slate-200 dark:divide-slate-800" data-testid="card-list">
             {cards.into_iter().map(|card| {
                 let confirming = confirm == Some(Confirm::Remove(card.id.clone()));
                 let label = format!("{} ending {}", card.brand, card.last4);
                 let id = card.id.clone();
+                let is_default = card.is_default;
                 view! {
                     <li class="py-3" data-testid="card-item">
                         <div class="flex flex-wrap items-center justify-between gap-2">
-                            <p>
-                                <span class="font-medium">{format!("{} •••• {}", card.brand, card.last4)}</span>
-                                {(!card.expiry.is_empty()).then(|| view! {
-                                    <span class="ml-2 text-sm text-slate-600 dark:text-slate-400">{format!("expires {}", card.expiry)}</span>
-                                })}
-                                {card.is_default.then(|| view! {
-                                    <span class="ml-2 rounded-full bg-indigo-100 px-2 py-0.5 text-xs font-medium text-indigo-900 dark:bg-indigo-950 dark:text-indigo-200" data-testid="default-card">"Default"</span>
-                                })}
-                            </p>
+                            <CardLabel card />
                             <div class="flex gap-2">
-                                {(!card.is_default && enabled).then(|| {
+                                {(!is_default && enabled).then(|| {
                                     let id = id.clone();
                                     let label = label.clone();
                                     view! {
@@ -493,6 +611,22 @@ fn Cards(
         </ul>
     }
     .into_any()
+}
+
+/// A card's brand, last 4 digits, expiry and whether it is the default.
+#[component]
+fn CardLabel(card: CardView) -> impl IntoView {
+    view! {
+        <p>
+            <span class="font-medium">{format!("{} •••• {}", card.brand, card.last4)}</span>
+            {(!card.expiry.is_empty()).then(|| view! {
+                <span class="ml-2 text-sm text-slate-600 dark:text-slate-400">{format!("expires {}", card.expiry)}</span>
+            })}
+            {card.is_default.then(|| view! {
+                <span class="ml-2 rounded-full bg-indigo-100 px-2 py-0.5 text-xs font-medium text-indigo-900 dark:bg-indigo-950 dark:text-indigo-200" data-testid="default-card">"Default"</span>
+            })}
+        </p>
+    }
 }
 
 /// Loads `/billing-card.js` once the app runs in the browser (also after
@@ -572,27 +706,34 @@ pub fn BillingHistoryPage() -> impl IntoView {
         <Suspense fallback=|| view! { <Loading label="Loading your billing history…" /> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(history) => {
-                        let empty = if history.unpaid_fixes.is_empty() {
-                            "No charges yet: fixes so far were paid with credits."
-                        } else {
-                            "No charges yet."
-                        };
-                        view! {
-                        {(!history.billing_enabled).then(|| view! {
-                            <p role="status" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
-                                "Billing is paused: fixes are recorded and billed when it resumes."
-                            </p>
-                        })}
-                        <HistoryTable title="Invoices" testid="invoices" rows=history.invoices note=history.invoices_note empty="No invoices yet." />
-                        <UnpaidFixes rows=history.unpaid_fixes.clone() />
-                        <HistoryTable title="Charges for fixes" testid="charges" rows=history.charges note=None empty />
-                    }.into_any()
-                    }
+                    Ok(history) => view! { <BillingHistory history /> }.into_any(),
                     Err(error) => view! { <LoadError error /> }.into_any(),
                 }
             })}
         </Suspense>
+    }
+}
+
+/// The billing history itself, a pure render of `history`: invoices, the
+/// fixes waiting for payment and the charges for fixes (the customer's
+/// page and the admin console's read-only view, where the invoices'
+/// payment links are left out).
+#[component]
+pub fn BillingHistory(history: BillingHistoryView) -> impl IntoView {
+    let empty = if history.unpaid_fixes.is_empty() {
+        "No charges yet: fixes so far were paid with credits."
+    } else {
+        "No charges yet."
+    };
+    view! {
+        {(!history.billing_enabled).then(|| view! {
+            <p role="status" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
+                "Billing is paused: fixes are recorded and billed when it resumes."
+            </p>
+        })}
+        <HistoryTable title="Invoices" testid="invoices" rows=history.invoices note=history.invoices_note empty="No invoices yet." />
+        <UnpaidFixes rows=history.unpaid_fixes.clone() />
+        <HistoryTable title="Charges for fixes" testid="charges" rows=history.charges note=None empty />
     }
 }
 
@@ -645,6 +786,7 @@ fn HistoryTable(
     note: Option<String>,
     empty: &'static str,
 ) -> impl IntoView {
+    let read_only = super::read_only();
     let body = if rows.is_empty() {
         view! { <p class="mt-3 text-slate-700 dark:text-slate-300">{note.clone().unwrap_or_else(|| empty.to_owned())}</p> }.into_any()
     } else {
@@ -670,7 +812,8 @@ fn HistoryTable(
                                 </td>
                                 <td class="py-2 pr-4 text-right font-mono">{row.amount.clone()}</td>
                                 <td class="py-2 pr-4">{history_status_label(&row.status)}</td>
-                                <td class="py-2">{match row.url.as_deref().and_then(safe_href) {
+                                // Read-only: Stripe's hosted invoice page can pay the invoice.
+                                <td class="py-2">{match row.url.as_deref().and_then(safe_href).filter(|_| !read_only) {
                                     Some(url) => view! { <a href=url class=LINK rel="external noopener" target="_blank">"View"</a> }.into_any(),
                                     None => view! { <span class="text-slate-500 dark:text-slate-400">"—"</span> }.into_any(),
                                 }}</td>
@@ -719,7 +862,7 @@ pub fn BillingNotice(notice: BillingNoticeView) -> impl IntoView {
         .into_iter()
         .map(|(id, text)| view! {
             <p role="status" data-testid=format!("notice-{id}") class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
-                {text} " " <a href="/billing" class=LINK>"Go to Billing"</a>
+                {text} " " <a href=super::portal_href("/billing") class=LINK>"Go to Billing"</a>
             </p>
         })
         .collect_view()
