@@ -372,6 +372,11 @@ fn Plan(
                         <div class="flex flex-wrap gap-x-2"><dt class="text-slate-600 dark:text-slate-400">"Card:"</dt>
                             <dd data-testid="pro-card">{default_card_label(&view.cards).unwrap_or_else(|| "none: add one below".to_owned())}</dd></div>
                     </dl>
+                    {(view.subscription_status.as_deref() == Some("past_due")).then(|| view! {
+                        <p class="mt-3 text-sm font-medium text-red-800 dark:text-red-300" data-testid="past-due-next-step">
+                            "The last payment failed. Stripe will try it again with your default card: add a working card below and make it the default."
+                        </p>
+                    })}
                     {if view.cancel_at_period_end {
                         view! {
                             <div>
@@ -866,4 +871,478 @@ pub fn BillingNotice(notice: BillingNoticeView) -> impl IntoView {
             </p>
         })
         .collect_view()
+}
+
+/// Each state of the billing page rendered on the server: what it costs,
+/// what the customer can do next and what is disabled (issue 14: nothing
+/// false, nothing dead), and the read-only render the admin console uses.
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+
+    /// A trial customer of today: 5 credits, no card, billing on.
+    fn trial() -> BillingView {
+        BillingView {
+            billing_enabled: true,
+            can_add_cards: true,
+            stripe_js_url: "https://js.stripe.com/v3".into(),
+            publishable_key: "pk_test_123".into(),
+            consent_text: "I authorise RSOLV to charge this card.".into(),
+            plan: "trial".into(),
+            subscription_status: None,
+            cancel_at_period_end: false,
+            current_period_end: None,
+            payment_failed: false,
+            cards: Vec::new(),
+            pro_price: "$599.00".into(),
+            pro_credits: 60,
+            pro_renews_on: "1 January 2027".into(),
+            overage_price: "$15.00".into(),
+            payg_price: "$29.00".into(),
+            credit_balance: 5,
+            credit_policy: "Credits never expire.".into(),
+            can_use_service: true,
+            suspended: false,
+            unpaid_fixes: 0,
+            support_email: "help@rsolv.example".into(),
+        }
+    }
+
+    fn visa() -> CardView {
+        CardView {
+            id: "pm_visa".into(),
+            brand: "Visa".into(),
+            last4: "4242".into(),
+            expiry: "12/2030".into(),
+            is_default: true,
+        }
+    }
+
+    /// Pay as you go with a Visa on file.
+    fn with_card() -> BillingView {
+        BillingView {
+            plan: "payg".into(),
+            cards: vec![visa()],
+            ..trial()
+        }
+    }
+
+    /// Pro, active, renewing on 1 January 2027.
+    fn pro() -> BillingView {
+        BillingView {
+            plan: "pro".into(),
+            subscription_status: Some("active".into()),
+            current_period_end: Some("2027-01-01T00:00:00Z".into()),
+            credit_balance: 60,
+            ..with_card()
+        }
+    }
+
+    /// The customer's page (with its actions) on confirmation step `confirm`.
+    fn render_on(view: BillingView, confirm: Option<Confirm>) -> String {
+        Owner::new().with(|| {
+            let actions = Some(BillingActions::new());
+            view! { <Billing view confirm actions /> }.to_html()
+        })
+    }
+
+    fn render(view: BillingView) -> String {
+        render_on(view, None)
+    }
+
+    /// The admin console's read-only render.
+    fn render_read_only(view: BillingView) -> String {
+        Owner::new().with(|| {
+            provide_context(super::super::ReadOnlyPortal { customer_id: 7 });
+            view! { <Billing view confirm=None actions=None /> }.to_html()
+        })
+    }
+
+    /// The element with `data-testid` = `testid`, from its tag to the end
+    /// of the page.
+    fn from<'a>(html: &'a str, testid: &str) -> &'a str {
+        let at = html
+            .find(&format!(r#"data-testid="{testid}""#))
+            .unwrap_or_else(|| panic!("no {testid} in {html}"));
+        &html[html[..at].rfind('<').unwrap()..]
+    }
+
+    /// The text of the element with `data-testid` = `testid` up to its
+    /// first child's end (enough for one-line values).
+    fn text_of(html: &str, testid: &str) -> String {
+        let rest = from(html, testid);
+        let inner = &rest[rest.find('>').unwrap() + 1..];
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in inner[..inner.find("</").unwrap()].chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        text
+    }
+
+    /// Text no state may show: promises the product does not keep.
+    fn assert_nothing_false(html: &str) {
+        for stale in ["coming soon", "contact support to add credits", "Unknown"] {
+            assert!(!html.contains(stale), "{stale:?} in {html}");
+        }
+    }
+
+    #[test]
+    fn a_trial_customer_without_a_card_is_told_to_add_one_before_pro() {
+        let html = render(trial());
+        assert_nothing_false(&html);
+        assert_eq!(text_of(&html, "billing-plan"), "Trial");
+        assert!(html.contains("5 credits left"), "{html}");
+        assert!(html.contains("Credits never expire."));
+        assert!(html.contains(r#"data-testid="cards-empty""#));
+        // Pro is offered with its price, but cannot be bought without a card.
+        assert!(html.contains("Pro · $599.00/month"), "{html}");
+        assert!(html.contains("60 credits every paid month"));
+        assert!(html.contains("$15.00 per fix beyond them, on the next invoice"));
+        let subscribe = from(&html, "subscribe-pro");
+        assert!(subscribe.starts_with("<button"), "{subscribe}");
+        assert!(subscribe[..subscribe.find('>').unwrap()].contains("disabled"));
+        assert!(html.contains("Add a card first."));
+        assert!(html.contains("each fix beyond your credits costs $29.00 with a card on file"));
+        // The card form is there, with the consent to tick.
+        assert!(html.contains(r#"data-testid="card-form""#));
+        assert!(html.contains("I authorise RSOLV to charge this card."));
+        assert!(html.contains("Your first card adds 5 free credits."));
+        for quiet in [
+            "billing-paused",
+            "billing-suspended",
+            "billing-no-credits",
+            "billing-unpaid-fixes",
+        ] {
+            assert!(!html.contains(quiet), "{quiet} in {html}");
+        }
+    }
+
+    #[test]
+    fn with_a_card_pro_can_be_subscribed_after_a_confirmation_naming_price_card_and_renewal() {
+        let html = render(with_card());
+        assert_nothing_false(&html);
+        assert_eq!(text_of(&html, "billing-plan"), "Pay as you go");
+        let card = text_of(&html, "card-item");
+        assert!(card.contains("Visa •••• 4242"), "{card}");
+        assert!(html.contains("expires 12/2030"));
+        assert!(html.contains(r#"data-testid="default-card""#));
+        assert!(!html.contains("Add a card first."));
+        let subscribe = from(&html, "subscribe-pro");
+        assert!(subscribe.starts_with("<a"), "{subscribe}");
+        assert!(subscribe.contains(r#"href="/billing?confirm_subscribe=pro""#));
+        // The only card can be removed (no Pro needs it), after confirming.
+        assert!(html.contains(r#"href="/billing?confirm_remove=pm_visa""#));
+        assert!(!html.contains("confirm-subscribe\""));
+
+        let confirm = render_on(with_card(), Some(Confirm::Subscribe));
+        assert!(
+            confirm.contains("Subscribe to Pro for $599.00 a month?"),
+            "{confirm}"
+        );
+        assert_eq!(text_of(&confirm, "confirm-subscribe-today"), "$599.00");
+        assert!(text_of(&confirm, "confirm-subscribe-card").contains("Visa •••• 4242"));
+        assert!(text_of(&confirm, "confirm-subscribe-renews")
+            .contains("on 1 January 2027 and every month after, $599.00 each time"));
+        assert!(confirm.contains("Yes, subscribe and pay $599.00"));
+
+        let remove = render_on(with_card(), Some(Confirm::Remove("pm_visa".into())));
+        assert!(
+            text_of(&remove, "confirm-remove-consequence").contains(
+                "It is your only card: fixes beyond your credits pause until you add a card."
+            ),
+            "{remove}"
+        );
+        assert!(remove.contains("Yes, remove it"));
+    }
+
+    #[test]
+    fn pro_shows_its_price_next_charge_and_card_and_keeps_the_card_it_needs() {
+        let html = render(pro());
+        assert_nothing_false(&html);
+        assert_eq!(text_of(&html, "billing-plan"), "Pro");
+        assert_eq!(text_of(&html, "subscription-status"), "Active");
+        assert_eq!(text_of(&html, "pro-price"), "$599.00 a month");
+        assert_eq!(
+            text_of(&html, "pro-next-charge"),
+            "$599.00 on 2027-01-01 00:00 UTC, plus $15.00 for each fix beyond your credits this period"
+        );
+        assert!(text_of(&html, "pro-card").contains("Visa •••• 4242"));
+        assert!(html.contains(r#"href="/billing?confirm_cancel=period_end""#));
+        assert!(html.contains(r#"href="/billing?confirm_cancel=now""#));
+        // Subscribed: no offer to subscribe again.
+        assert!(!html.contains(r#"data-testid="subscribe-pro""#));
+        assert!(!html.contains("past-due-next-step"));
+
+        let cancel = render_on(pro(), Some(Confirm::CancelAtPeriodEnd));
+        assert!(
+            cancel.contains("Cancel Pro at the end of the period?"),
+            "{cancel}"
+        );
+        assert!(cancel.contains("You keep Pro until the period ends"));
+        let now = render_on(pro(), Some(Confirm::CancelNow));
+        assert!(
+            now.contains("no refund for the rest of the period"),
+            "{now}"
+        );
+
+        // The one card pays for Pro: removing it is refused up front.
+        let remove = render_on(pro(), Some(Confirm::Remove("pm_visa".into())));
+        assert!(
+            text_of(&remove, "confirm-remove-consequence")
+                .contains("It pays for your Pro subscription, so it cannot be removed"),
+            "{remove}"
+        );
+        assert!(!remove.contains("Yes, remove it"));
+    }
+
+    #[test]
+    fn pro_cancelling_at_the_period_end_says_until_when_and_offers_resume() {
+        let html = render(BillingView {
+            cancel_at_period_end: true,
+            ..pro()
+        });
+        assert_nothing_false(&html);
+        assert_eq!(
+            text_of(&html, "ends-at-period-end"),
+            "Your subscription ends on 2027-01-01 00:00 UTC. Until then you keep Pro."
+        );
+        assert!(html.contains("Resume subscription"));
+        // Nothing more is charged, and there is nothing left to cancel.
+        assert!(!html.contains("pro-next-charge"), "{html}");
+        assert!(!html.contains("confirm_cancel"));
+        // The card may go: no renewal needs it.
+        let remove = render_on(
+            BillingView {
+                cancel_at_period_end: true,
+                ..pro()
+            },
+            Some(Confirm::Remove("pm_visa".into())),
+        );
+        assert!(remove.contains("Yes, remove it"), "{remove}");
+    }
+
+    #[test]
+    fn past_due_says_the_payment_failed_and_what_to_do() {
+        let html = render(BillingView {
+            subscription_status: Some("past_due".into()),
+            ..pro()
+        });
+        assert_nothing_false(&html);
+        assert_eq!(text_of(&html, "billing-plan"), "Pro");
+        assert_eq!(
+            text_of(&html, "subscription-status"),
+            "Past due: payment failed"
+        );
+        assert!(text_of(&html, "past-due-next-step")
+            .contains("add a working card below and make it the default"));
+        // A declined pay-as-you-go charge says so too.
+        let declined = render(BillingView {
+            payment_failed: true,
+            ..with_card()
+        });
+        assert!(declined.contains("Your card was declined."), "{declined}");
+        assert!(declined.contains(
+            "Add a working card below: the unpaid fixes are charged to it and fixes resume."
+        ));
+    }
+
+    #[test]
+    fn a_suspended_customer_is_told_the_action_is_refused_and_whom_to_write_to() {
+        let html = render(BillingView {
+            suspended: true,
+            can_use_service: false,
+            ..with_card()
+        });
+        assert_nothing_false(&html);
+        let state = text_of(&html, "billing-suspended");
+        assert!(state.contains("Your account is suspended."), "{state}");
+        assert!(html.contains(
+            "The Action's calls are refused and your API keys do not work until it is restored."
+        ));
+        assert!(html.contains(r#"href="mailto:help@rsolv.example""#));
+        // Suspension, not credits, is what stops fixes.
+        assert!(!html.contains("billing-no-credits"));
+    }
+
+    #[test]
+    fn at_zero_credits_the_page_says_whether_fixes_pause_or_are_charged() {
+        let paused = render(BillingView {
+            credit_balance: 0,
+            can_use_service: false,
+            ..trial()
+        });
+        assert_nothing_false(&paused);
+        assert!(paused.contains("0 credits left"));
+        let notice = from(&paused, "billing-no-credits");
+        assert!(
+            notice.contains("No credits left: fixes are paused."),
+            "{paused}"
+        );
+        assert!(notice.contains("Add a card below to pay $29.00 per fix, or subscribe to Pro."));
+        let declined = render(BillingView {
+            credit_balance: 0,
+            can_use_service: false,
+            payment_failed: true,
+            ..with_card()
+        });
+        assert!(
+            declined.contains("Add a working card below to pay for fixes again."),
+            "{declined}"
+        );
+        let charged = render(BillingView {
+            credit_balance: 0,
+            ..with_card()
+        });
+        assert!(
+            charged.contains("Each fix is charged $29.00 to your card."),
+            "{charged}"
+        );
+        assert!(!charged.contains("fixes are paused"));
+        // On Pro, fixes beyond the credits go on the next invoice (the
+        // next-charge line says so): no pay-as-you-go notice.
+        let pro = render(BillingView {
+            credit_balance: 0,
+            ..pro()
+        });
+        assert!(!pro.contains("billing-no-credits"), "{pro}");
+    }
+
+    #[test]
+    fn unpaid_fixes_are_counted_with_where_to_see_them() {
+        let one = render(BillingView {
+            unpaid_fixes: 1,
+            credit_balance: 0,
+            can_use_service: false,
+            ..trial()
+        });
+        let notice = from(&one, "billing-unpaid-fixes");
+        assert!(notice.contains("1 fix is waiting for payment"), "{notice}");
+        assert!(notice.contains(
+            "each is charged once, oldest first, as soon as you add a card or buy credits."
+        ));
+        assert!(notice.contains(r#"href="/billing/history""#));
+        let three = render(BillingView {
+            unpaid_fixes: 3,
+            ..with_card()
+        });
+        assert!(three.contains("3 fixes are waiting for payment"), "{three}");
+    }
+
+    #[test]
+    fn while_billing_is_paused_nothing_can_be_bought_or_changed() {
+        let view = BillingView {
+            billing_enabled: false,
+            can_add_cards: false,
+            cards: vec![
+                visa(),
+                CardView {
+                    id: "pm_mc".into(),
+                    brand: "Mastercard".into(),
+                    last4: "4444".into(),
+                    expiry: String::new(),
+                    is_default: false,
+                },
+            ],
+            ..with_card()
+        };
+        let html = render(view.clone());
+        assert_nothing_false(&html);
+        assert!(
+            text_of(&html, "billing-paused").contains("Billing is paused."),
+            "{html}"
+        );
+        assert!(html.contains("No card is charged right now: fixes are recorded and billed when billing resumes. Cards and plans cannot be changed meanwhile."));
+        assert_eq!(
+            text_of(&html, "cards-unavailable"),
+            "Cards cannot be added while billing is paused."
+        );
+        assert!(!html.contains(r#"data-testid="card-form""#));
+        assert!(!html.contains("Make default") && !html.contains("confirm_remove"));
+        let subscribe = from(&html, "subscribe-pro");
+        assert!(
+            subscribe.starts_with("<button")
+                && subscribe[..subscribe.find('>').unwrap()].contains("disabled")
+        );
+        // Resuming Pro is disabled too.
+        let ending = render(BillingView {
+            billing_enabled: false,
+            can_add_cards: false,
+            cancel_at_period_end: true,
+            ..pro()
+        });
+        let at = ending.find("Resume subscription").unwrap();
+        let button = &ending[ending[..at].rfind("<button").unwrap()..at];
+        assert!(button.contains("disabled"), "{ending}");
+    }
+
+    #[test]
+    fn the_read_only_render_shows_every_state_and_nothing_that_acts() {
+        for view in [
+            trial(),
+            with_card(),
+            pro(),
+            BillingView {
+                cancel_at_period_end: true,
+                ..pro()
+            },
+            BillingView {
+                subscription_status: Some("past_due".into()),
+                ..pro()
+            },
+            BillingView {
+                suspended: true,
+                can_use_service: false,
+                ..trial()
+            },
+            BillingView {
+                credit_balance: 0,
+                can_use_service: false,
+                unpaid_fixes: 2,
+                ..trial()
+            },
+            BillingView {
+                billing_enabled: false,
+                can_add_cards: false,
+                ..with_card()
+            },
+        ] {
+            let html = render_read_only(view.clone());
+            for acting in [
+                "<form",
+                "<button",
+                "<input",
+                "confirm_",
+                "card-form",
+                "Resume subscription",
+                "pk_test_123",
+            ] {
+                assert!(!html.contains(acting), "{acting} in {html}");
+            }
+            // What the customer sees is all there.
+            assert!(html.contains(r#"data-testid="billing-plan""#));
+            assert!(html.contains(&format!("{} credits left", view.credit_balance)));
+            if !view.cards.is_empty() {
+                assert!(
+                    text_of(&html, "card-item").contains("Visa •••• 4242"),
+                    "{html}"
+                );
+            }
+            // Links stay in the admin's view.
+            assert!(!html.contains(r#"href="/billing"#), "{html}");
+        }
+        let unpaid = render_read_only(BillingView {
+            unpaid_fixes: 2,
+            ..trial()
+        });
+        assert!(
+            unpaid.contains(r#"href="/admin/customers/7/portal/billing""#),
+            "{unpaid}"
+        );
+    }
 }

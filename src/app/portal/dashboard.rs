@@ -561,6 +561,30 @@ mod tests {
     }
 
     #[test]
+    fn read_only_its_links_stay_in_the_admins_view() {
+        let html = Owner::new().with(|| {
+            provide_context(crate::app::portal::ReadOnlyPortal { customer_id: 7 });
+            view! {
+                <Dashboard view=DashboardView { credit_balance: 0, can_use_service: false, unpaid_fixes: 2, fixes_total: 2, ..trial() } />
+            }
+            .to_html()
+        });
+        assert_eq!(
+            href_of(&html, "service-state-billing"),
+            Some("/admin/customers/7/portal/billing"),
+            "{html}"
+        );
+        assert!(html.contains(r#"href="/admin/customers/7/portal/credits""#));
+        for portal in [r#"href="/billing"#, r#"href="/credits"#, r#"href="/keys"#] {
+            assert!(!html.contains(portal), "{portal} in {html}");
+        }
+        assert!(
+            !html.contains("<form") && !html.contains("<button"),
+            "{html}"
+        );
+    }
+
+    #[test]
     fn pro_card_past_due_and_paused_billing_say_so() {
         let html = render(DashboardView {
             plan: "pro".into(),
