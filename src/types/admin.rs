@@ -608,18 +608,19 @@ pub struct AdminPortalView {
     pub data: AdminPortalData,
 }
 
-/// One section of [`AdminPortalView`].
+/// One section of [`AdminPortalView`] (the larger views boxed, so the
+/// variants stay of a size).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdminPortalData {
     /// `/dashboard`.
-    Dashboard(crate::types::portal::DashboardView),
+    Dashboard(Box<crate::types::portal::DashboardView>),
     /// `/billing` and `/billing/history`.
     Billing {
         /// The billing page (Stripe.js settings left empty: nothing is
         /// entered here).
-        billing: crate::types::billing::BillingView,
+        billing: Box<crate::types::billing::BillingView>,
         /// The billing history.
-        history: crate::types::billing::BillingHistoryView,
+        history: Box<crate::types::billing::BillingHistoryView>,
     },
     /// `/keys`: names, prefixes and states (never a secret or hash).
     Keys(Vec<crate::types::portal::ApiKeyView>),

@@ -121,17 +121,17 @@ pub async fn admin_view_portal(
         .map_err(ssr::fail)?;
     let page = page.unwrap_or(1).max(1);
     let data = match section {
-        PortalSection::Dashboard => AdminPortalData::Dashboard(
+        PortalSection::Dashboard => AdminPortalData::Dashboard(Box::new(
             portal::dashboard_view(&mut conn, &config, customer_id).await?,
-        ),
+        )),
         PortalSection::Billing => {
             let mut view = billing::billing_view(&mut conn, customer_id).await?;
             view.publishable_key = String::new();
             view.stripe_js_url = String::new();
             view.can_add_cards = false;
             AdminPortalData::Billing {
-                billing: view,
-                history: billing::history_view(&mut conn, customer_id).await?,
+                billing: Box::new(view),
+                history: Box::new(billing::history_view(&mut conn, customer_id).await?),
             }
         }
         PortalSection::Keys => {

@@ -66,11 +66,11 @@ fn ReadOnly(view: AdminPortalView) -> impl IntoView {
     let tab = "rounded-md px-3 py-1.5 text-sm font-medium text-slate-700 hover:bg-slate-100 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:text-slate-300 dark:hover:bg-slate-800";
     let active_tab = "rounded-md bg-indigo-50 px-3 py-1.5 text-sm font-semibold text-indigo-800 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 dark:bg-indigo-950 dark:text-indigo-200";
     let section = match view.data {
-        AdminPortalData::Dashboard(view) => view! { <Dashboard view /> }.into_any(),
+        AdminPortalData::Dashboard(view) => view! { <Dashboard view=*view /> }.into_any(),
         AdminPortalData::Billing { billing, history } => view! {
-            <Billing view=billing confirm=None actions=None />
+            <Billing view=*billing confirm=None actions=None />
             <h2 class="mt-8 text-xl font-bold tracking-tight">"Billing history"</h2>
-            <BillingHistory history />
+            <BillingHistory history=*history />
         }
         .into_any(),
         AdminPortalData::Keys(list) => view! {
