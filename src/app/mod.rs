@@ -102,6 +102,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/admin/2fa") view=auth::two_factor::TwoFactorPage ssr=SsrMode::Async />
                     <Route path=path!("/admin") view=admin::customers::AdminCustomersPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/customers/:id") view=admin::customer::AdminCustomerPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/customers/:id/portal") view=admin::portal_view::AdminPortalPage ssr=SsrMode::Async />
+                    <Route path=path!("/admin/customers/:id/portal/:section") view=admin::portal_view::AdminPortalPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/signups") view=admin::signups::AdminSignupsPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/webhooks") view=admin::webhooks::AdminWebhooksPage ssr=SsrMode::Async />
                     <Route path=path!("/admin/webhooks/:source/:id") view=admin::webhooks::AdminEventDetailPage ssr=SsrMode::Async />

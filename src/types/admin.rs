@@ -536,3 +536,110 @@ pub struct AdminEmailDetail {
     /// Whether any of the texts above was cut at 64 KiB.
     pub truncated: bool,
 }
+
+/// The part of a customer's portal a staff admin views read-only
+/// (`/admin/customers/:id/portal[/<section>]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PortalSection {
+    /// `/dashboard` (the path's section absent or `dashboard`).
+    Dashboard,
+    /// `/billing` with its history.
+    Billing,
+    /// `/keys`.
+    Keys,
+    /// `/credits`.
+    Credits,
+}
+
+impl PortalSection {
+    /// Every section, in the order of the tabs.
+    pub const ALL: [Self; 4] = [Self::Dashboard, Self::Billing, Self::Keys, Self::Credits];
+
+    /// `dashboard` (or empty), `billing`, `keys` or `credits`.
+    ///
+    /// Errors: [`ParseError`](crate::types::values::ParseError) naming the
+    /// sections for anything else.
+    pub fn parse(input: &str) -> Result<Self, crate::types::values::ParseError> {
+        match input.trim() {
+            "" | "dashboard" => Ok(Self::Dashboard),
+            "billing" => Ok(Self::Billing),
+            "keys" => Ok(Self::Keys),
+            "credits" => Ok(Self::Credits),
+            other => Err(crate::types::values::ParseError(format!(
+                "section must be dashboard, billing, keys or credits; got {other:?}"
+            ))),
+        }
+    }
+
+    /// The name in paths and in the audit entry.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dashboard => "dashboard",
+            Self::Billing => "billing",
+            Self::Keys => "keys",
+            Self::Credits => "credits",
+        }
+    }
+
+    /// The tab's label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Dashboard => "Dashboard",
+            Self::Billing => "Billing",
+            Self::Keys => "API keys",
+            Self::Credits => "Credits",
+        }
+    }
+
+    /// The admin's read-only page of this section for `customer_id`.
+    pub fn admin_path(self, customer_id: i64) -> String {
+        match self {
+            Self::Dashboard => format!("/admin/customers/{customer_id}/portal"),
+            other => format!("/admin/customers/{customer_id}/portal/{}", other.as_str()),
+        }
+    }
+}
+
+/// A customer's portal as the customer sees it, for a staff admin
+/// (read-only; the same views the portal's server functions answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminPortalView {
+    /// The customer's id.
+    pub customer_id: i64,
+    /// The customer's email (named in the read-only banner).
+    pub email: String,
+    /// The section's data.
+    pub data: AdminPortalData,
+}
+
+/// One section of [`AdminPortalView`] (the larger views boxed, so the
+/// variants stay of a size).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AdminPortalData {
+    /// `/dashboard`.
+    Dashboard(Box<crate::types::portal::DashboardView>),
+    /// `/billing` and `/billing/history`.
+    Billing {
+        /// The billing page (Stripe.js settings left empty: nothing is
+        /// entered here).
+        billing: Box<crate::types::billing::BillingView>,
+        /// The billing history.
+        history: Box<crate::types::billing::BillingHistoryView>,
+    },
+    /// `/keys`: names, prefixes and states (never a secret or hash).
+    Keys(Vec<crate::types::portal::ApiKeyView>),
+    /// `/credits`: one page of the ledger.
+    Credits(crate::types::portal::LedgerPageView),
+}
+
+impl AdminPortalData {
+    /// The section this data belongs to.
+    pub fn section(&self) -> PortalSection {
+        match self {
+            Self::Dashboard(_) => PortalSection::Dashboard,
+            Self::Billing { .. } => PortalSection::Billing,
+            Self::Keys(_) => PortalSection::Keys,
+            Self::Credits(_) => PortalSection::Credits,
+        }
+    }
+}

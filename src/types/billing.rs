@@ -62,6 +62,14 @@ pub struct BillingView {
     /// Which credits expire, one sentence from the pricing catalog
     /// (issue 9's credit policy).
     pub credit_policy: String,
+    /// Whether the Action may run fixes now (`billing::plan::can_use_service`).
+    pub can_use_service: bool,
+    /// Whether the account is suspended (the Action's calls are refused).
+    pub suspended: bool,
+    /// Fixes delivered but not paid yet (listed on `/billing/history`).
+    pub unpaid_fixes: i64,
+    /// Where to write for help (`SUPPORT_EMAIL`).
+    pub support_email: String,
 }
 
 /// A SetupIntent for the card form. `Debug` leaves the client secret out.

@@ -750,3 +750,216 @@ async fn retrying_a_fix_nothing_can_pay_changes_nothing() {
     assert!(app.audit_entries("fix.retry_charge").await.is_empty());
     assert_eq!(app.count("charges").await, 0);
 }
+
+/// The part of a page from the element with `data-testid` = `testid` to
+/// the end of `<main>` (the page's content, without the header's sign-out
+/// form).
+fn content_from<'a>(html: &'a str, testid: &str) -> &'a str {
+    let at = html
+        .find(&format!(r#"data-testid="{testid}""#))
+        .unwrap_or_else(|| panic!("no {testid} in {html}"));
+    let end = html[at..].find("</main>").map_or(html.len(), |e| at + e);
+    &html[at..end]
+}
+
+/// The text right inside the first element with `data-testid` = `testid`.
+fn testid_text<'a>(html: &'a str, testid: &str) -> &'a str {
+    let rest = &html[html
+        .find(&format!(r#"data-testid="{testid}""#))
+        .unwrap_or_else(|| panic!("no {testid} in {html}"))..];
+    let text = &rest[rest.find('>').unwrap() + 1..];
+    &text[..text.find('<').unwrap()]
+}
+
+/// `html` with the apostrophe escapes Leptos may write turned back.
+fn unescaped(html: &str) -> String {
+    html.replace("&#x27;", "'").replace("&#39;", "'")
+}
+
+#[tokio::test]
+async fn an_admin_views_a_customers_portal_read_only_and_each_view_is_audited() {
+    use rsolv_platform::server::db::schema::api_keys;
+    let app = TestApp::spawn().await;
+    let customer = signed_in(&app, &email("portal-viewed"), "Viewed CI key").await;
+    let id = customer.customer_id;
+    let admin_email = email("portal-viewer");
+    let admin = app.admin_browser(&admin_email).await;
+    let balance = find_customer(&mut app.conn().await, id)
+        .await
+        .unwrap()
+        .credit_balance;
+    assert!(balance > 0, "a new account has its signup credits");
+
+    // The customer page links to the read-only view.
+    let html = admin_page(&app, &admin, &format!("/admin/customers/{id}")).await;
+    assert!(
+        html.contains(&format!(r#"href="/admin/customers/{id}/portal""#))
+            && html.contains("View portal (read-only)"),
+        "{html}"
+    );
+
+    let banner = format!(
+        "Viewing {}'s portal as an admin — read-only",
+        customer.email
+    );
+    let no_action = |html: &str, path: &str| {
+        let content = content_from(html, "read-only-portal");
+        for acting in [
+            "<form",
+            "<button",
+            "<input",
+            "<select",
+            "confirm_",
+            "/api/",
+            "export.csv",
+        ] {
+            assert!(!content.contains(acting), "{path}: {acting} in {content}");
+        }
+        // Links between sections stay in the read-only view.
+        for portal in [
+            r#"href="/dashboard"#,
+            r#"href="/billing"#,
+            r#"href="/keys"#,
+            r#"href="/credits"#,
+        ] {
+            assert!(!content.contains(portal), "{path}: {portal} in {content}");
+        }
+    };
+
+    // Dashboard: credits, plan, the customer's state.
+    let path = format!("/admin/customers/{id}/portal");
+    let html = unescaped(&admin_page(&app, &admin, &path).await);
+    assert!(html.contains(&banner), "{html}");
+    assert_eq!(testid_text(&html, "credit-balance"), balance.to_string());
+    assert_eq!(testid_text(&html, "plan"), "Trial");
+    assert!(html.contains(&format!(r#"href="/admin/customers/{id}/portal/billing""#)));
+    no_action(&html, &path);
+
+    // Billing: the plan, its price and the cards, no card form.
+    let path = format!("/admin/customers/{id}/portal/billing");
+    let html = unescaped(&admin_page(&app, &admin, &path).await);
+    assert!(html.contains(&banner));
+    assert_eq!(testid_text(&html, "billing-plan"), "Trial");
+    assert!(html.contains(&format!("{balance} credits left")));
+    assert!(html.contains(r#"data-testid="cards-empty""#));
+    assert!(html.contains("Billing history"));
+    assert!(!html.contains("card-form") && !html.contains("Subscribe to Pro…"));
+    no_action(&html, &path);
+
+    // Keys: names, prefixes and states; never the secret or its hash.
+    let path = format!("/admin/customers/{id}/portal/keys");
+    let html = unescaped(&admin_page(&app, &admin, &path).await);
+    let (prefix, hash): (String, Vec<u8>) = api_keys::table
+        .filter(api_keys::id.eq(customer.key_id))
+        .select((api_keys::prefix, api_keys::token_hash))
+        .first(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert!(html.contains("Viewed CI key"), "{html}");
+    assert!(html.contains(&format!("{prefix}…")));
+    assert_eq!(testid_text(&html, "key-status"), "Active");
+    assert!(!html.contains(&customer.key), "the secret is never shown");
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(!html.contains(&hex), "the hash is never shown");
+    assert!(!html.contains(">Revoke<") && !html.contains(">Rotate<"));
+    no_action(&html, &path);
+
+    // Credits: the ledger.
+    let path = format!("/admin/customers/{id}/portal/credits");
+    let html = unescaped(&admin_page(&app, &admin, &path).await);
+    assert!(html.contains(r#"data-testid="ledger-row""#), "{html}");
+    assert!(
+        html.contains("Signup bonus")
+            || html.contains("Billing bonus")
+            || html.contains("Adjustment")
+    );
+    no_action(&html, &path);
+
+    // The server function answers the same views, and refuses other sections.
+    let cid = id.to_string();
+    let (status, body) = app
+        .admin_fn(
+            &admin,
+            "customer/portal",
+            &[("customer_id", &cid), ("section", "keys")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["email"], customer.email.as_str());
+    assert_eq!(body["data"]["Keys"][0]["name"], "Viewed CI key");
+    assert!(!body.to_string().contains(&customer.key));
+    let (status, _) = app
+        .admin_fn(
+            &admin,
+            "customer/portal",
+            &[("customer_id", &cid), ("section", "account")],
+        )
+        .await;
+    assert!((400..500).contains(&status), "an unknown section: {status}");
+    let (status, _) = app
+        .admin_fn(&admin, "customer/portal", &[("customer_id", "999999999")])
+        .await;
+    assert_eq!(status, 404);
+
+    // Every view is audited: who, whose, what.
+    let entries = app.audit_entries("customer.view_portal").await;
+    let sections: Vec<&str> = entries
+        .iter()
+        .map(|(actor, target, reason, before, after)| {
+            assert_eq!(actor, &admin_email);
+            assert_eq!(target.as_deref(), Some(cid.as_str()));
+            assert_eq!((reason, before), (&None, &None));
+            after.as_ref().unwrap()["section"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        sections,
+        ["dashboard", "billing", "keys", "credits", "keys"],
+        "one entry per view, none for a refused one"
+    );
+    // …and the entries show on the customer's page.
+    let html = admin_page(&app, &admin, &format!("/admin/customers/{id}")).await;
+    assert!(html.contains("customer.view_portal"), "{html}");
+}
+
+#[tokio::test]
+async fn customers_and_the_signed_out_cannot_view_a_portal_read_only() {
+    let app = TestApp::spawn().await;
+    let victim = signed_in(&app, &email("portal-victim"), "Victim").await;
+    let nosy = signed_in(&app, &email("portal-nosy"), "Nosy").await;
+    let path = format!("/admin/customers/{}/portal/keys", victim.customer_id);
+    let (status, location, _) = page(&app, &app.browser(), &path).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        location,
+        Some(format!(
+            "/login?next=/admin/customers/{}/portal/keys",
+            victim.customer_id
+        ))
+    );
+    let (status, location, body) = page(&app, &nosy.browser, &path).await;
+    assert_eq!(
+        (status, location.as_deref()),
+        (303, Some("/dashboard")),
+        "{body}"
+    );
+    assert!(!body.contains("Victim"));
+    let cid = victim.customer_id.to_string();
+    let fields = [("customer_id", cid.as_str()), ("section", "keys")];
+    let (status, body) = app
+        .admin_fn(&nosy.browser, "customer/portal", &fields)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.to_string().contains("Victim"));
+    let (status, _) = app
+        .admin_fn(&app.browser(), "customer/portal", &fields)
+        .await;
+    assert_eq!(status, 401);
+    // A staff admin half-way through sign-in (no second factor) neither.
+    let pending_admin = email("portal-pending");
+    app.create_staff_admin(&pending_admin).await;
+    let pending = app.admin_password_step(&pending_admin).await;
+    let (status, _) = app.admin_fn(&pending, "customer/portal", &fields).await;
+    assert!(matches!(status, 401 | 403), "{status}");
+    assert!(app.audit_entries("customer.view_portal").await.is_empty());
+}

@@ -80,6 +80,10 @@ const MATRIX: &[(&str, &str)] = &[
     ("admin/customers", "staff only: 403 for customers"),
     ("admin/customer", "staff only: 403 for customers"),
     (
+        "admin/customer/portal",
+        "staff only: 403, nothing shown, no audit",
+    ),
+    (
         "admin/customers/provision",
         "staff only: 403, nothing provisioned",
     ),
@@ -133,6 +137,10 @@ const MATRIX: &[(&str, &str)] = &[
 pub(crate) const ADMIN_CALLS: &[(&str, &[(&str, &str)])] = &[
     ("admin/customers", &[("q", "")]),
     ("admin/customer", &[("customer_id", "{customer}")]),
+    (
+        "admin/customer/portal",
+        &[("customer_id", "{customer}"), ("section", "keys")],
+    ),
     (
         "admin/customers/provision",
         &[

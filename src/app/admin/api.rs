@@ -95,6 +95,68 @@ pub async fn admin_get_customer(customer_id: i64) -> Result<AdminCustomerDetail,
     ssr::customer_detail(&mut conn, customer_id).await
 }
 
+/// Customer `customer_id`'s portal as the customer sees it, read-only:
+/// `section` `dashboard` (or empty), `billing` (with the history), `keys`
+/// or `credits` (`page` of the ledger, from 1). Read by the same functions
+/// as the portal's own server functions, and audited: each call writes a
+/// `customer.view_portal` entry (admin, customer, section) before the data
+/// is answered. Stripe.js settings are left out (nothing is entered here).
+///
+/// Errors: also [`AppError::Validation`] for another section;
+/// [`AppError::NotFound`].
+#[server(endpoint = "admin/customer/portal")]
+pub async fn admin_view_portal(
+    customer_id: i64,
+    #[server(default)] section: String,
+    #[server(default)] page: Option<i64>,
+) -> Result<crate::types::admin::AdminPortalView, AppError> {
+    use crate::app::portal::api::ssr as portal;
+    use crate::app::portal::billing_api::ssr as billing;
+    use crate::types::admin::{AdminPortalData, AdminPortalView, PortalSection};
+    let (admin, mut conn) = ssr::admin().await?;
+    let section = PortalSection::parse(&section).map_err(ssr::invalid)?;
+    let config = ssr::state()?.config;
+    let customer = crate::server::billing::customers::find_customer(&mut conn, customer_id)
+        .await
+        .map_err(ssr::fail)?;
+    let page = page.unwrap_or(1).max(1);
+    let data = match section {
+        PortalSection::Dashboard => AdminPortalData::Dashboard(Box::new(
+            portal::dashboard_view(&mut conn, &config, customer_id).await?,
+        )),
+        PortalSection::Billing => {
+            let mut view = billing::billing_view(&mut conn, customer_id).await?;
+            view.publishable_key = String::new();
+            view.stripe_js_url = String::new();
+            view.can_add_cards = false;
+            AdminPortalData::Billing {
+                billing: Box::new(view),
+                history: Box::new(billing::history_view(&mut conn, customer_id).await?),
+            }
+        }
+        PortalSection::Keys => {
+            AdminPortalData::Keys(portal::keys_view(&mut conn, customer_id).await?)
+        }
+        PortalSection::Credits => {
+            AdminPortalData::Credits(portal::ledger_view(&mut conn, customer_id, None, page).await?)
+        }
+    };
+    crate::server::admin::customers::record_portal_view(
+        &mut conn,
+        &admin,
+        customer_id,
+        section.as_str(),
+        (section == PortalSection::Credits).then_some(page),
+    )
+    .await
+    .map_err(ssr::fail)?;
+    Ok(AdminPortalView {
+        customer_id,
+        email: customer.email,
+        data,
+    })
+}
+
 /// Provisions a customer by hand (`source` `early_access` or `direct`,
 /// `starting_credits` 0 or more, default 0); the owner gets the invite
 /// email. Answers the new customer's id.

@@ -115,6 +115,9 @@ fn Detail(
             {c.disputed_at.as_deref().map(|at| view! { <span data-testid="disputed"><Badge text=format!("disputed {}", short_time(at)) /></span> })}
         </div>
         <p class="mt-1 break-words text-slate-700 dark:text-slate-300">{c.email.clone()} " · customer " {id}</p>
+        <p class="mt-2 text-sm">
+            <a class=LINK href=format!("/admin/customers/{id}/portal") data-testid="view-portal">"View portal (read-only)"</a>
+        </p>
 
         <div class="mt-6 grid gap-4 lg:grid-cols-3">
             <section class=format!("{CARD} min-w-0") aria-labelledby="profile-title">

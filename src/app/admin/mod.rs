@@ -4,7 +4,8 @@
 //! Stripe webhook log and GitHub deliveries with each event in full
 //! ([`webhooks`]), the email outbox with each email in full ([`emails`]),
 //! feature flags with a confirmation step ([`flags`]), the audit log
-//! ([`audit`]) and staff admins ([`admins`]). Filters are plain GET forms
+//! ([`audit`]), staff admins ([`admins`]) and a customer's portal as they
+//! see it, read-only and audited ([`portal_view`]). Filters are plain GET forms
 //! (shareable URLs, no JavaScript needed); actions are `ActionForm`s.
 //! Every table sits in a [`TableScroll`]: it scrolls inside its card and
 //! the page itself never scrolls sideways.
@@ -17,6 +18,7 @@ pub mod customers;
 pub mod emails;
 pub mod flags;
 pub mod jobs;
+pub mod portal_view;
 pub mod reconciliation;
 pub mod signups;
 pub mod webhooks;

@@ -22,45 +22,8 @@ pub const USAGE_DAYS: i64 = 30;
 /// last [`USAGE_DAYS`] days of usage.
 #[server(endpoint = "portal/dashboard")]
 pub async fn get_dashboard() -> Result<DashboardView, AppError> {
-    use crate::server::billing::{customers, fixes, history};
-    use crate::types::values::CustomerStatus;
     let (user, mut conn) = ssr::session().await?;
-    let customer = customers::find_customer(&mut conn, user.customer_id)
-        .await
-        .map_err(ssr::fail)?;
-    let (fixes_total, unpaid_fixes) = fixes::count_fixes(&mut conn, user.customer_id)
-        .await
-        .map_err(ssr::fail)?;
-    let usage = history::usage_series(&mut conn, user.customer_id, USAGE_DAYS)
-        .await
-        .map_err(ssr::fail)?;
-    let now = chrono::Utc::now();
-    let active_keys = crate::server::billing::api_keys::list_api_keys(&mut conn, user.customer_id)
-        .await
-        .map_err(ssr::fail)?
-        .iter()
-        .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > now))
-        .count();
-    let notice = super::billing_api::ssr::notice_view(&mut conn, user.customer_id).await?;
-    let state = ssr::state()?;
-    let api_url = state.config.email.links.base().to_owned();
-    let support_email = state.config.email.support.clone();
-    Ok(DashboardView {
-        can_use_service: customer.can_use_service(),
-        suspended: customer.status() == CustomerStatus::Suspended,
-        name: customer.name.clone(),
-        credit_balance: customer.credit_balance,
-        plan: customer.plan.as_str().to_owned(),
-        has_payment_method: customer.has_payment_method,
-        subscription_status: customer.subscription_status.map(|s| s.as_str().to_owned()),
-        fixes_total,
-        usage: usage.into_iter().map(ssr::usage_point).collect(),
-        unpaid_fixes,
-        active_keys: i64::try_from(active_keys).unwrap_or(i64::MAX),
-        api_url,
-        support_email,
-        notice,
-    })
+    ssr::dashboard_view(&mut conn, &ssr::state()?.config, user.customer_id).await
 }
 
 /// One page of the credit ledger, newest first. `kind` is a ledger kind
@@ -73,25 +36,14 @@ pub async fn get_ledger(
     kind: Option<String>,
     page: Option<i64>,
 ) -> Result<LedgerPageView, AppError> {
-    use crate::server::billing::history;
     let (user, mut conn) = ssr::session().await?;
-    let filter = ssr::parse_kind(kind.as_deref()).map_err(ssr::fail_app)?;
-    let found = history::list_entries_page(
+    ssr::ledger_view(
         &mut conn,
         user.customer_id,
-        filter,
+        kind.as_deref(),
         page.unwrap_or(1),
-        LEDGER_PER_PAGE,
     )
     .await
-    .map_err(ssr::fail)?;
-    Ok(LedgerPageView {
-        rows: found.rows.into_iter().map(ssr::ledger_row).collect(),
-        total: found.total,
-        page: found.page,
-        per_page: found.per_page,
-        kind: filter.map(|k| k.as_str().to_owned()),
-    })
 }
 
 /// The signed-in customer's API keys, newest first (never their secrets),
@@ -103,25 +55,8 @@ pub async fn get_ledger(
 /// (the API answers 403 for them).
 #[server(endpoint = "portal/keys")]
 pub async fn list_keys() -> Result<Vec<ApiKeyView>, AppError> {
-    use crate::server::billing::{api_keys, customers};
-    use crate::types::values::CustomerStatus;
     let (user, mut conn) = ssr::session().await?;
-    let suspended = customers::find_customer(&mut conn, user.customer_id)
-        .await
-        .map_err(ssr::fail)?
-        .status()
-        == CustomerStatus::Suspended;
-    let now = chrono::Utc::now();
-    let keys = api_keys::list_api_keys_with_activity(&mut conn, user.customer_id, now)
-        .await
-        .map_err(ssr::fail)?;
-    Ok(keys
-        .into_iter()
-        .map(|k| ApiKeyView {
-            activity: Some(k.activity.into()),
-            ..ssr::key_view_for(&k.key, now, suspended)
-        })
-        .collect())
+    ssr::keys_view(&mut conn, user.customer_id).await
 }
 
 /// Creates an API key named `name` (1–100 characters) that expires after
@@ -300,6 +235,112 @@ pub(crate) mod ssr {
                 rotated.old.prefix.clone(),
                 rotated.old.expires_at.map(iso_utc).unwrap_or_default(),
             )),
+        })
+    }
+
+    /// Customer `customer_id`'s dashboard: balance, plan, whether the
+    /// service is usable, the last [`USAGE_DAYS`](super::USAGE_DAYS) days
+    /// of usage and the billing notices. Shared by the portal (the
+    /// session's customer) and the admin console's read-only view.
+    ///
+    /// Errors: [`AppError::NotFound`] for an unknown customer;
+    /// [`AppError::Internal`] (cause logged).
+    pub async fn dashboard_view(
+        conn: &mut diesel_async::AsyncPgConnection,
+        config: &crate::server::config::Config,
+        customer_id: i64,
+    ) -> Result<crate::types::portal::DashboardView, AppError> {
+        use crate::server::billing::{customers, fixes, history};
+        use crate::types::values::CustomerStatus;
+        let customer = customers::find_customer(conn, customer_id)
+            .await
+            .map_err(fail)?;
+        let (fixes_total, unpaid_fixes) =
+            fixes::count_fixes(conn, customer_id).await.map_err(fail)?;
+        let usage = history::usage_series(conn, customer_id, super::USAGE_DAYS)
+            .await
+            .map_err(fail)?;
+        let now = Utc::now();
+        let active_keys = crate::server::billing::api_keys::list_api_keys(conn, customer_id)
+            .await
+            .map_err(fail)?
+            .iter()
+            .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > now))
+            .count();
+        let notice = crate::app::portal::billing_api::ssr::notice_view(conn, customer_id).await?;
+        Ok(crate::types::portal::DashboardView {
+            can_use_service: customer.can_use_service(),
+            suspended: customer.status() == CustomerStatus::Suspended,
+            name: customer.name.clone(),
+            credit_balance: customer.credit_balance,
+            plan: customer.plan.as_str().to_owned(),
+            has_payment_method: customer.has_payment_method,
+            subscription_status: customer.subscription_status.map(|s| s.as_str().to_owned()),
+            fixes_total,
+            usage: usage.into_iter().map(usage_point).collect(),
+            unpaid_fixes,
+            active_keys: i64::try_from(active_keys).unwrap_or(i64::MAX),
+            api_url: config.email.links.base().to_owned(),
+            support_email: config.email.support.clone(),
+            notice,
+        })
+    }
+
+    /// Customer `customer_id`'s API keys, newest first (never their
+    /// secrets or hashes); while the customer is suspended, keys neither
+    /// revoked nor expired are [`KeyStatusView::Suspended`]. Shared by the
+    /// portal and the admin console's read-only view.
+    ///
+    /// Errors: [`AppError::NotFound`]; [`AppError::Internal`].
+    pub async fn keys_view(
+        conn: &mut diesel_async::AsyncPgConnection,
+        customer_id: i64,
+    ) -> Result<Vec<ApiKeyView>, AppError> {
+        use crate::server::billing::{api_keys, customers};
+        use crate::types::values::CustomerStatus;
+        let suspended = customers::find_customer(conn, customer_id)
+            .await
+            .map_err(fail)?
+            .status()
+            == CustomerStatus::Suspended;
+        let now = Utc::now();
+        let keys = api_keys::list_api_keys_with_activity(conn, customer_id, now)
+            .await
+            .map_err(fail)?;
+        Ok(keys
+            .into_iter()
+            .map(|k| ApiKeyView {
+                activity: Some(k.activity.into()),
+                ..key_view_for(&k.key, now, suspended)
+            })
+            .collect())
+    }
+
+    /// Page `page` (from 1) of customer `customer_id`'s ledger, newest
+    /// first, [`LEDGER_PER_PAGE`](super::LEDGER_PER_PAGE) rows, of `kind`
+    /// (empty, absent or `all` for every kind). Shared by the portal and
+    /// the admin console's read-only view.
+    ///
+    /// Errors: [`AppError::Validation`] for an unknown kind;
+    /// [`AppError::Internal`].
+    pub async fn ledger_view(
+        conn: &mut diesel_async::AsyncPgConnection,
+        customer_id: i64,
+        kind: Option<&str>,
+        page: i64,
+    ) -> Result<crate::types::portal::LedgerPageView, AppError> {
+        use crate::server::billing::history;
+        let filter = parse_kind(kind).map_err(fail_app)?;
+        let found =
+            history::list_entries_page(conn, customer_id, filter, page, super::LEDGER_PER_PAGE)
+                .await
+                .map_err(fail)?;
+        Ok(crate::types::portal::LedgerPageView {
+            rows: found.rows.into_iter().map(ledger_row).collect(),
+            total: found.total,
+            page: found.page,
+            per_page: found.per_page,
+            kind: filter.map(|k| k.as_str().to_owned()),
         })
     }
 

@@ -20,7 +20,7 @@ use super::{
     SECONDARY_BUTTON,
 };
 use crate::types::billing::{
-    BillingNoticeView, BillingView, CardView, HistoryItemView, UnpaidFixView,
+    BillingHistoryView, BillingNoticeView, BillingView, CardView, HistoryItemView, UnpaidFixView,
 };
 use crate::types::urls::safe_href;
 use crate::types::values::SubscriptionStatus;
@@ -70,23 +70,68 @@ fn js_sys_encode(text: &str) -> String {
         .collect()
 }
 
-/// What the page asks the customer to confirm.
+/// What the page asks the customer to confirm (a page state reached by a
+/// plain link: `?confirm_subscribe=pro`, `?confirm_cancel=now|period_end`,
+/// `?confirm_remove=<pm>`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Confirm {
+pub enum Confirm {
+    /// Subscribing to Pro.
     Subscribe,
+    /// Cancelling Pro at once.
     CancelNow,
+    /// Cancelling Pro at the end of the period.
     CancelAtPeriodEnd,
+    /// Removing the card with this payment method id.
     Remove(String),
+}
+
+/// The billing page's actions, on the customer's own page. Without them
+/// ([`Billing`]'s `actions` `None`) the page renders read-only: no form,
+/// button or link that acts (the admin console's view).
+#[derive(Clone, Copy)]
+pub struct BillingActions {
+    /// Subscribe to Pro.
+    pub subscribe: ServerAction<SubscribePro>,
+    /// Cancel now or at the period end.
+    pub cancel: ServerAction<CancelSubscription>,
+    /// Resume a subscription ending at the period end.
+    pub resume: ServerAction<ResumeSubscription>,
+    /// Make a card the default.
+    pub set_default: ServerAction<SetDefaultCard>,
+    /// Remove a card.
+    pub remove: ServerAction<RemoveCard>,
+}
+
+impl BillingActions {
+    /// New server actions (in the current reactive owner).
+    pub fn new() -> Self {
+        Self {
+            subscribe: ServerAction::new(),
+            cancel: ServerAction::new(),
+            resume: ServerAction::new(),
+            set_default: ServerAction::new(),
+            remove: ServerAction::new(),
+        }
+    }
+}
+
+impl Default for BillingActions {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// The billing page.
 #[component]
 pub fn BillingPage() -> impl IntoView {
-    let subscribe = ServerAction::<SubscribePro>::new();
-    let cancel = ServerAction::<CancelSubscription>::new();
-    let resume = ServerAction::<ResumeSubscription>::new();
-    let set_default = ServerAction::<SetDefaultCard>::new();
-    let remove = ServerAction::<RemoveCard>::new();
+    let actions = BillingActions::new();
+    let BillingActions {
+        subscribe,
+        cancel,
+        resume,
+        set_default,
+        remove,
+    } = actions;
     let data = Resource::new(
         move || {
             (
@@ -145,7 +190,7 @@ pub fn BillingPage() -> impl IntoView {
                 Suspend::new(async move {
                     match data.await {
                         Ok(view) => view! {
-                            <Billing view confirm subscribe cancel resume set_default remove />
+                            <Billing view confirm actions=Some(actions) />
                         }.into_any(),
                         Err(error) => view! { <LoadError error /> }.into_any(),
                     }
@@ -155,15 +200,16 @@ pub fn BillingPage() -> impl IntoView {
     }
 }
 
+/// The billing page itself, a pure render of `view`: notices, the plan
+/// and cards, and (with `actions`) what the customer can do about them;
+/// `confirm` is the confirmation step the page is on. With `actions`
+/// `None` it is read-only (the admin console's view of a customer's
+/// portal).
 #[component]
-fn Billing(
+pub fn Billing(
     view: BillingView,
     confirm: Option<Confirm>,
-    subscribe: ServerAction<SubscribePro>,
-    cancel: ServerAction<CancelSubscription>,
-    resume: ServerAction<ResumeSubscription>,
-    set_default: ServerAction<SetDefaultCard>,
-    remove: ServerAction<RemoveCard>,
+    actions: Option<BillingActions>,
 ) -> impl IntoView {
     let paused = (!view.billing_enabled).then(|| view! {
         <p role="status" data-testid="billing-paused" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
@@ -180,15 +226,77 @@ fn Billing(
     view! {
         {paused}
         {failed}
+        <AccountState view=view.clone() />
         <div class="mt-6 grid gap-6 lg:grid-cols-2">
-            <Plan view=view.clone() confirm=confirm.clone() subscribe cancel resume />
+            <Plan view=view.clone() confirm=confirm.clone() actions />
             <section class=CARD aria-labelledby="cards-heading" data-testid="payment-methods">
                 <h2 id="cards-heading" class="text-lg font-semibold">"Payment methods"</h2>
-                <Cards cards=view.cards.clone() confirm=confirm.clone() set_default remove enabled=view.billing_enabled pro_needs_card=on_pro(&view) && !view.cancel_at_period_end />
-                <AddCard view=view.clone() />
+                <Cards cards=view.cards.clone() confirm=confirm.clone() actions enabled=view.billing_enabled pro_needs_card=on_pro(&view) && !view.cancel_at_period_end />
+                {actions.is_some().then(|| view! { <AddCard view=view.clone() /> })}
             </section>
         </div>
     }
+}
+
+/// Where the account stands when fixes may not run or wait for payment:
+/// suspended (whom to write to), no credits and no way to pay (fixes are
+/// paused: add a card or subscribe), no credits but a card (each fix is
+/// charged), fixes waiting for payment (where they are listed). Renders
+/// nothing otherwise.
+#[component]
+fn AccountState(view: BillingView) -> impl IntoView {
+    let amber = "mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100";
+    let state = if view.suspended {
+        let mailto = format!("mailto:{}", view.support_email);
+        Some(view! {
+            <div role="alert" data-testid="billing-suspended" class="mt-4 rounded-md border border-red-300 bg-red-50 px-4 py-3 text-red-900 dark:border-red-900 dark:bg-red-950 dark:text-red-100">
+                <p>
+                    <span class="font-semibold">"Your account is suspended. "</span>
+                    "The Action's calls are refused and your API keys do not work until it is restored. Write to "
+                    <a href=mailto class="font-medium underline">{view.support_email.clone()}</a>
+                    " from your account's email address to find out why."
+                </p>
+            </div>
+        }.into_any())
+    } else if view.credit_balance <= 0 && !view.can_use_service {
+        Some(view! {
+            <p role="status" data-testid="billing-no-credits" class=amber>
+                <span class="font-semibold">"No credits left: fixes are paused. "</span>
+                {if view.payment_failed {
+                    "Add a working card below to pay for fixes again.".to_owned()
+                } else {
+                    format!("Add a card below to pay {} per fix, or subscribe to Pro.", view.payg_price)
+                }}
+            </p>
+        }.into_any())
+    } else if view.credit_balance <= 0 && !on_pro(&view) {
+        Some(
+            view! {
+                <p role="status" data-testid="billing-no-credits" class=amber>
+                    <span class="font-semibold">"No credits left. "</span>
+                    {format!("Each fix is charged {} to your card.", view.payg_price)}
+                </p>
+            }
+            .into_any(),
+        )
+    } else {
+        None
+    };
+    let unpaid = (view.unpaid_fixes > 0).then(|| {
+        let what = if view.unpaid_fixes == 1 {
+            "1 fix is waiting for payment".to_owned()
+        } else {
+            format!("{} fixes are waiting for payment", view.unpaid_fixes)
+        };
+        view! {
+            <p role="status" data-testid="billing-unpaid-fixes" class=amber>
+                <span class="font-semibold">{what}": "</span>
+                "each is charged once, oldest first, as soon as you add a card or buy credits. "
+                <a href=super::portal_href("/billing/history") class=LINK>"See them in billing history"</a>
+            </p>
+        }
+    });
+    view! { {state} {unpaid} }
 }
 
 /// Whether the customer has an open Pro subscription (active, trialing,
@@ -220,9 +328,7 @@ fn status_label(status: Option<&str>) -> &'static str {
 fn Plan(
     view: BillingView,
     confirm: Option<Confirm>,
-    subscribe: ServerAction<SubscribePro>,
-    cancel: ServerAction<CancelSubscription>,
-    resume: ServerAction<ResumeSubscription>,
+    actions: Option<BillingActions>,
 ) -> impl IntoView {
     let subscribed = on_pro(&view);
     let plan = match view.plan.as_str() {
@@ -235,7 +341,6 @@ fn Plan(
         .as_deref()
         .map(short_time)
         .unwrap_or_default();
-    let pending = subscribe.pending();
     let can_subscribe = view.billing_enabled && !view.cards.is_empty();
     view! {
         <section class=CARD aria-labelledby="plan-heading" data-testid="plan-section">
@@ -267,21 +372,30 @@ fn Plan(
                         <div class="flex flex-wrap gap-x-2"><dt class="text-slate-600 dark:text-slate-400">"Card:"</dt>
                             <dd data-testid="pro-card">{default_card_label(&view.cards).unwrap_or_else(|| "none: add one below".to_owned())}</dd></div>
                     </dl>
+                    {(view.subscription_status.as_deref() == Some("past_due")).then(|| view! {
+                        <p class="mt-3 text-sm font-medium text-red-800 dark:text-red-300" data-testid="past-due-next-step">
+                            "The last payment failed. Stripe will try it again with your default card: add a working card below and make it the default."
+                        </p>
+                    })}
                     {if view.cancel_at_period_end {
-                        let pending = resume.pending();
                         view! {
                             <div>
                             <p class="mt-4 text-sm" data-testid="ends-at-period-end">
                                 {format!("Your subscription ends on {period_end}. Until then you keep Pro.")}
                             </p>
-                            <ActionForm action=resume attr:class="mt-3">
-                                <button type="submit" class=BUTTON disabled=move || pending.get() || !view.billing_enabled>
-                                    {move || if pending.get() { "Resuming…" } else { "Resume subscription" }}
-                                </button>
-                            </ActionForm>
+                            {actions.map(|BillingActions { resume, .. }| {
+                                let pending = resume.pending();
+                                view! {
+                                    <ActionForm action=resume attr:class="mt-3">
+                                        <button type="submit" class=BUTTON disabled=move || pending.get() || !view.billing_enabled>
+                                            {move || if pending.get() { "Resuming…" } else { "Resume subscription" }}
+                                        </button>
+                                    </ActionForm>
+                                }
+                            })}
                             </div>
                         }.into_any()
-                    } else {
+                    } else if let Some(BillingActions { cancel, .. }) = actions {
                         view! {
                             <div>
                             <div class="mt-4 flex flex-wrap gap-2">
@@ -295,6 +409,8 @@ fn Plan(
                             }}
                             </div>
                         }.into_any()
+                    } else {
+                        ().into_any()
                     }}
                     </div>
                 }.into_any()
@@ -308,17 +424,18 @@ fn Plan(
                             <li>{format!("{} per fix beyond them, on the next invoice", view.overage_price)}</li>
                             <li>"Cancel any time: now, or at the end of the period"</li>
                         </ul>
-                        {if can_subscribe {
-                            view! {
+                        {match actions {
+                            None => ().into_any(),
+                            Some(_) if can_subscribe => view! {
                                 <a href="/billing?confirm_subscribe=pro" rel="external" class=format!("mt-3 {BUTTON}") data-testid="subscribe-pro">"Subscribe to Pro…"</a>
-                            }.into_any()
-                        } else {
-                            view! {
+                            }.into_any(),
+                            Some(_) => view! {
                                 <button type="button" class=format!("mt-3 {BUTTON}") data-testid="subscribe-pro" disabled=true>"Subscribe to Pro…"</button>
-                            }.into_any()
+                            }.into_any(),
                         }}
-                        {(confirm == Some(Confirm::Subscribe) && can_subscribe).then(|| view! {
-                            <ConfirmSubscribe view=view.clone() action=subscribe pending />
+                        {actions.filter(|_| confirm == Some(Confirm::Subscribe) && can_subscribe).map(|BillingActions { subscribe, .. }| {
+                            let pending = subscribe.pending();
+                            view! { <ConfirmSubscribe view=view.clone() action=subscribe pending /> }
                         })}
                         {(!can_subscribe && view.billing_enabled).then(|| view! {
                             <p class="mt-2 text-sm text-slate-700 dark:text-slate-300">"Add a card first."</p>
@@ -404,8 +521,7 @@ fn ConfirmCancel(when: &'static str, action: ServerAction<CancelSubscription>) -
 fn Cards(
     cards: Vec<CardView>,
     confirm: Option<Confirm>,
-    set_default: ServerAction<SetDefaultCard>,
-    remove: ServerAction<RemoveCard>,
+    actions: Option<BillingActions>,
     enabled: bool,
     pro_needs_card: bool,
 ) -> impl IntoView {
@@ -416,26 +532,33 @@ fn Cards(
         }
         .into_any();
     }
+    // Read-only: the cards as they are, no action.
+    let Some(BillingActions {
+        set_default,
+        remove,
+        ..
+    }) = actions
+    else {
+        return view! {
+            <ul class="mt-3 divide-y divide-slate-200 dark:divide-slate-800" data-testid="card-list">
+                {cards.into_iter().map(|card| view! { <li class="py-3" data-testid="card-item"><CardLabel card /></li> }).collect_view()}
+            </ul>
+        }
+        .into_any();
+    };
     view! {
         <ul class="mt-3 divide-y divide-slate-200 dark:divide-slate-800" data-testid="card-list">
             {cards.into_iter().map(|card| {
                 let confirming = confirm == Some(Confirm::Remove(card.id.clone()));
                 let label = format!("{} ending {}", card.brand, card.last4);
                 let id = card.id.clone();
+                let is_default = card.is_default;
                 view! {
                     <li class="py-3" data-testid="card-item">
                         <div class="flex flex-wrap items-center justify-between gap-2">
-                            <p>
-                                <span class="font-medium">{format!("{} •••• {}", card.brand, card.last4)}</span>
-                                {(!card.expiry.is_empty()).then(|| view! {
-                                    <span class="ml-2 text-sm text-slate-600 dark:text-slate-400">{format!("expires {}", card.expiry)}</span>
-                                })}
-                                {card.is_default.then(|| view! {
-                                    <span class="ml-2 rounded-full bg-indigo-100 px-2 py-0.5 text-xs font-medium text-indigo-900 dark:bg-indigo-950 dark:text-indigo-200" data-testid="default-card">"Default"</span>
-                                })}
-                            </p>
+                            <CardLabel card />
                             <div class="flex gap-2">
-                                {(!card.is_default && enabled).then(|| {
+                                {(!is_default && enabled).then(|| {
                                     let id = id.clone();
                                     let label = label.clone();
                                     view! {
@@ -493,6 +616,22 @@ fn Cards(
         </ul>
     }
     .into_any()
+}
+
+/// A card's brand, last 4 digits, expiry and whether it is the default.
+#[component]
+fn CardLabel(card: CardView) -> impl IntoView {
+    view! {
+        <p>
+            <span class="font-medium">{format!("{} •••• {}", card.brand, card.last4)}</span>
+            {(!card.expiry.is_empty()).then(|| view! {
+                <span class="ml-2 text-sm text-slate-600 dark:text-slate-400">{format!("expires {}", card.expiry)}</span>
+            })}
+            {card.is_default.then(|| view! {
+                <span class="ml-2 rounded-full bg-indigo-100 px-2 py-0.5 text-xs font-medium text-indigo-900 dark:bg-indigo-950 dark:text-indigo-200" data-testid="default-card">"Default"</span>
+            })}
+        </p>
+    }
 }
 
 /// Loads `/billing-card.js` once the app runs in the browser (also after
@@ -572,27 +711,34 @@ pub fn BillingHistoryPage() -> impl IntoView {
         <Suspense fallback=|| view! { <Loading label="Loading your billing history…" /> }>
             {move || Suspend::new(async move {
                 match data.await {
-                    Ok(history) => {
-                        let empty = if history.unpaid_fixes.is_empty() {
-                            "No charges yet: fixes so far were paid with credits."
-                        } else {
-                            "No charges yet."
-                        };
-                        view! {
-                        {(!history.billing_enabled).then(|| view! {
-                            <p role="status" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
-                                "Billing is paused: fixes are recorded and billed when it resumes."
-                            </p>
-                        })}
-                        <HistoryTable title="Invoices" testid="invoices" rows=history.invoices note=history.invoices_note empty="No invoices yet." />
-                        <UnpaidFixes rows=history.unpaid_fixes.clone() />
-                        <HistoryTable title="Charges for fixes" testid="charges" rows=history.charges note=None empty />
-                    }.into_any()
-                    }
+                    Ok(history) => view! { <BillingHistory history /> }.into_any(),
                     Err(error) => view! { <LoadError error /> }.into_any(),
                 }
             })}
         </Suspense>
+    }
+}
+
+/// The billing history itself, a pure render of `history`: invoices, the
+/// fixes waiting for payment and the charges for fixes (the customer's
+/// page and the admin console's read-only view, where the invoices'
+/// payment links are left out).
+#[component]
+pub fn BillingHistory(history: BillingHistoryView) -> impl IntoView {
+    let empty = if history.unpaid_fixes.is_empty() {
+        "No charges yet: fixes so far were paid with credits."
+    } else {
+        "No charges yet."
+    };
+    view! {
+        {(!history.billing_enabled).then(|| view! {
+            <p role="status" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
+                "Billing is paused: fixes are recorded and billed when it resumes."
+            </p>
+        })}
+        <HistoryTable title="Invoices" testid="invoices" rows=history.invoices note=history.invoices_note empty="No invoices yet." />
+        <UnpaidFixes rows=history.unpaid_fixes.clone() />
+        <HistoryTable title="Charges for fixes" testid="charges" rows=history.charges note=None empty />
     }
 }
 
@@ -645,6 +791,7 @@ fn HistoryTable(
     note: Option<String>,
     empty: &'static str,
 ) -> impl IntoView {
+    let read_only = super::read_only();
     let body = if rows.is_empty() {
         view! { <p class="mt-3 text-slate-700 dark:text-slate-300">{note.clone().unwrap_or_else(|| empty.to_owned())}</p> }.into_any()
     } else {
@@ -670,7 +817,8 @@ fn HistoryTable(
                                 </td>
                                 <td class="py-2 pr-4 text-right font-mono">{row.amount.clone()}</td>
                                 <td class="py-2 pr-4">{history_status_label(&row.status)}</td>
-                                <td class="py-2">{match row.url.as_deref().and_then(safe_href) {
+                                // Read-only: Stripe's hosted invoice page can pay the invoice.
+                                <td class="py-2">{match row.url.as_deref().and_then(safe_href).filter(|_| !read_only) {
                                     Some(url) => view! { <a href=url class=LINK rel="external noopener" target="_blank">"View"</a> }.into_any(),
                                     None => view! { <span class="text-slate-500 dark:text-slate-400">"—"</span> }.into_any(),
                                 }}</td>
@@ -719,8 +867,482 @@ pub fn BillingNotice(notice: BillingNoticeView) -> impl IntoView {
         .into_iter()
         .map(|(id, text)| view! {
             <p role="status" data-testid=format!("notice-{id}") class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
-                {text} " " <a href="/billing" class=LINK>"Go to Billing"</a>
+                {text} " " <a href=super::portal_href("/billing") class=LINK>"Go to Billing"</a>
             </p>
         })
         .collect_view()
+}
+
+/// Each state of the billing page rendered on the server: what it costs,
+/// what the customer can do next and what is disabled (issue 14: nothing
+/// false, nothing dead), and the read-only render the admin console uses.
+#[cfg(all(test, feature = "ssr"))]
+mod tests {
+    use super::*;
+
+    /// A trial customer of today: 5 credits, no card, billing on.
+    fn trial() -> BillingView {
+        BillingView {
+            billing_enabled: true,
+            can_add_cards: true,
+            stripe_js_url: "https://js.stripe.com/v3".into(),
+            publishable_key: "pk_test_123".into(),
+            consent_text: "I authorise RSOLV to charge this card.".into(),
+            plan: "trial".into(),
+            subscription_status: None,
+            cancel_at_period_end: false,
+            current_period_end: None,
+            payment_failed: false,
+            cards: Vec::new(),
+            pro_price: "$599.00".into(),
+            pro_credits: 60,
+            pro_renews_on: "1 January 2027".into(),
+            overage_price: "$15.00".into(),
+            payg_price: "$29.00".into(),
+            credit_balance: 5,
+            credit_policy: "Credits never expire.".into(),
+            can_use_service: true,
+            suspended: false,
+            unpaid_fixes: 0,
+            support_email: "help@rsolv.example".into(),
+        }
+    }
+
+    fn visa() -> CardView {
+        CardView {
+            id: "pm_visa".into(),
+            brand: "Visa".into(),
+            last4: "4242".into(),
+            expiry: "12/2030".into(),
+            is_default: true,
+        }
+    }
+
+    /// Pay as you go with a Visa on file.
+    fn with_card() -> BillingView {
+        BillingView {
+            plan: "payg".into(),
+            cards: vec![visa()],
+            ..trial()
+        }
+    }
+
+    /// Pro, active, renewing on 1 January 2027.
+    fn pro() -> BillingView {
+        BillingView {
+            plan: "pro".into(),
+            subscription_status: Some("active".into()),
+            current_period_end: Some("2027-01-01T00:00:00Z".into()),
+            credit_balance: 60,
+            ..with_card()
+        }
+    }
+
+    /// The customer's page (with its actions) on confirmation step `confirm`.
+    fn render_on(view: BillingView, confirm: Option<Confirm>) -> String {
+        Owner::new().with(|| {
+            let actions = Some(BillingActions::new());
+            view! { <Billing view confirm actions /> }.to_html()
+        })
+    }
+
+    fn render(view: BillingView) -> String {
+        render_on(view, None)
+    }
+
+    /// The admin console's read-only render.
+    fn render_read_only(view: BillingView) -> String {
+        Owner::new().with(|| {
+            provide_context(super::super::ReadOnlyPortal { customer_id: 7 });
+            view! { <Billing view confirm=None actions=None /> }.to_html()
+        })
+    }
+
+    /// The element with `data-testid` = `testid`, from its tag to the end
+    /// of the page.
+    fn from<'a>(html: &'a str, testid: &str) -> &'a str {
+        let at = html
+            .find(&format!(r#"data-testid="{testid}""#))
+            .unwrap_or_else(|| panic!("no {testid} in {html}"));
+        &html[html[..at].rfind('<').unwrap()..]
+    }
+
+    /// The text of the element with `data-testid` = `testid` up to its
+    /// first child's end (enough for one-line values).
+    fn text_of(html: &str, testid: &str) -> String {
+        let rest = from(html, testid);
+        let inner = &rest[rest.find('>').unwrap() + 1..];
+        let mut text = String::new();
+        let mut in_tag = false;
+        for c in inner[..inner.find("</").unwrap()].chars() {
+            match c {
+                '<' => in_tag = true,
+                '>' => in_tag = false,
+                c if !in_tag => text.push(c),
+                _ => {}
+            }
+        }
+        text
+    }
+
+    /// Text no state may show: promises the product does not keep.
+    fn assert_nothing_false(html: &str) {
+        for stale in ["coming soon", "contact support to add credits", "Unknown"] {
+            assert!(!html.contains(stale), "{stale:?} in {html}");
+        }
+    }
+
+    #[test]
+    fn a_trial_customer_without_a_card_is_told_to_add_one_before_pro() {
+        let html = render(trial());
+        assert_nothing_false(&html);
+        assert_eq!(text_of(&html, "billing-plan"), "Trial");
+        assert!(html.contains("5 credits left"), "{html}");
+        assert!(html.contains("Credits never expire."));
+        assert!(html.contains(r#"data-testid="cards-empty""#));
+        // Pro is offered with its price, but cannot be bought without a card.
+        assert!(html.contains("Pro · $599.00/month"), "{html}");
+        assert!(html.contains("60 credits every paid month"));
+        assert!(html.contains("$15.00 per fix beyond them, on the next invoice"));
+        let subscribe = from(&html, "subscribe-pro");
+        assert!(subscribe.starts_with("<button"), "{subscribe}");
+        assert!(subscribe[..subscribe.find('>').unwrap()].contains("disabled"));
+        assert!(html.contains("Add a card first."));
+        assert!(html.contains("each fix beyond your credits costs $29.00 with a card on file"));
+        // The card form is there, with the consent to tick.
+        assert!(html.contains(r#"data-testid="card-form""#));
+        assert!(html.contains("I authorise RSOLV to charge this card."));
+        assert!(html.contains("Your first card adds 5 free credits."));
+        for quiet in [
+            "billing-paused",
+            "billing-suspended",
+            "billing-no-credits",
+            "billing-unpaid-fixes",
+        ] {
+            assert!(!html.contains(quiet), "{quiet} in {html}");
+        }
+    }
+
+    #[test]
+    fn with_a_card_pro_can_be_subscribed_after_a_confirmation_naming_price_card_and_renewal() {
+        let html = render(with_card());
+        assert_nothing_false(&html);
+        assert_eq!(text_of(&html, "billing-plan"), "Pay as you go");
+        let card = text_of(&html, "card-item");
+        assert!(card.contains("Visa •••• 4242"), "{card}");
+        assert!(html.contains("expires 12/2030"));
+        assert!(html.contains(r#"data-testid="default-card""#));
+        assert!(!html.contains("Add a card first."));
+        let subscribe = from(&html, "subscribe-pro");
+        assert!(subscribe.starts_with("<a"), "{subscribe}");
+        assert!(subscribe.contains(r#"href="/billing?confirm_subscribe=pro""#));
+        // The only card can be removed (no Pro needs it), after confirming.
+        assert!(html.contains(r#"href="/billing?confirm_remove=pm_visa""#));
+        assert!(!html.contains("confirm-subscribe\""));
+
+        let confirm = render_on(with_card(), Some(Confirm::Subscribe));
+        assert!(
+            confirm.contains("Subscribe to Pro for $599.00 a month?"),
+            "{confirm}"
+        );
+        assert_eq!(text_of(&confirm, "confirm-subscribe-today"), "$599.00");
+        assert!(text_of(&confirm, "confirm-subscribe-card").contains("Visa •••• 4242"));
+        assert!(text_of(&confirm, "confirm-subscribe-renews")
+            .contains("on 1 January 2027 and every month after, $599.00 each time"));
+        assert!(confirm.contains("Yes, subscribe and pay $599.00"));
+
+        let remove = render_on(with_card(), Some(Confirm::Remove("pm_visa".into())));
+        assert!(
+            text_of(&remove, "confirm-remove-consequence").contains(
+                "It is your only card: fixes beyond your credits pause until you add a card."
+            ),
+            "{remove}"
+        );
+        assert!(remove.contains("Yes, remove it"));
+    }
+
+    #[test]
+    fn pro_shows_its_price_next_charge_and_card_and_keeps_the_card_it_needs() {
+        let html = render(pro());
+        assert_nothing_false(&html);
+        assert_eq!(text_of(&html, "billing-plan"), "Pro");
+        assert_eq!(text_of(&html, "subscription-status"), "Active");
+        assert_eq!(text_of(&html, "pro-price"), "$599.00 a month");
+        assert_eq!(
+            text_of(&html, "pro-next-charge"),
+            "$599.00 on 2027-01-01 00:00 UTC, plus $15.00 for each fix beyond your credits this period"
+        );
+        assert!(text_of(&html, "pro-card").contains("Visa •••• 4242"));
+        assert!(html.contains(r#"href="/billing?confirm_cancel=period_end""#));
+        assert!(html.contains(r#"href="/billing?confirm_cancel=now""#));
+        // Subscribed: no offer to subscribe again.
+        assert!(!html.contains(r#"data-testid="subscribe-pro""#));
+        assert!(!html.contains("past-due-next-step"));
+
+        let cancel = render_on(pro(), Some(Confirm::CancelAtPeriodEnd));
+        assert!(
+            cancel.contains("Cancel Pro at the end of the period?"),
+            "{cancel}"
+        );
+        assert!(cancel.contains("You keep Pro until the period ends"));
+        let now = render_on(pro(), Some(Confirm::CancelNow));
+        assert!(
+            now.contains("no refund for the rest of the period"),
+            "{now}"
+        );
+
+        // The one card pays for Pro: removing it is refused up front.
+        let remove = render_on(pro(), Some(Confirm::Remove("pm_visa".into())));
+        assert!(
+            text_of(&remove, "confirm-remove-consequence")
+                .contains("It pays for your Pro subscription, so it cannot be removed"),
+            "{remove}"
+        );
+        assert!(!remove.contains("Yes, remove it"));
+    }
+
+    #[test]
+    fn pro_cancelling_at_the_period_end_says_until_when_and_offers_resume() {
+        let html = render(BillingView {
+            cancel_at_period_end: true,
+            ..pro()
+        });
+        assert_nothing_false(&html);
+        assert_eq!(
+            text_of(&html, "ends-at-period-end"),
+            "Your subscription ends on 2027-01-01 00:00 UTC. Until then you keep Pro."
+        );
+        assert!(html.contains("Resume subscription"));
+        // Nothing more is charged, and there is nothing left to cancel.
+        assert!(!html.contains("pro-next-charge"), "{html}");
+        assert!(!html.contains("confirm_cancel"));
+        // The card may go: no renewal needs it.
+        let remove = render_on(
+            BillingView {
+                cancel_at_period_end: true,
+                ..pro()
+            },
+            Some(Confirm::Remove("pm_visa".into())),
+        );
+        assert!(remove.contains("Yes, remove it"), "{remove}");
+    }
+
+    #[test]
+    fn past_due_says_the_payment_failed_and_what_to_do() {
+        let html = render(BillingView {
+            subscription_status: Some("past_due".into()),
+            ..pro()
+        });
+        assert_nothing_false(&html);
+        assert_eq!(text_of(&html, "billing-plan"), "Pro");
+        assert_eq!(
+            text_of(&html, "subscription-status"),
+            "Past due: payment failed"
+        );
+        assert!(text_of(&html, "past-due-next-step")
+            .contains("add a working card below and make it the default"));
+        // A declined pay-as-you-go charge says so too.
+        let declined = render(BillingView {
+            payment_failed: true,
+            ..with_card()
+        });
+        assert!(declined.contains("Your card was declined."), "{declined}");
+        assert!(declined.contains(
+            "Add a working card below: the unpaid fixes are charged to it and fixes resume."
+        ));
+    }
+
+    #[test]
+    fn a_suspended_customer_is_told_the_action_is_refused_and_whom_to_write_to() {
+        let html = render(BillingView {
+            suspended: true,
+            can_use_service: false,
+            ..with_card()
+        });
+        assert_nothing_false(&html);
+        let state = text_of(&html, "billing-suspended");
+        assert!(state.contains("Your account is suspended."), "{state}");
+        assert!(html.contains(
+            "The Action's calls are refused and your API keys do not work until it is restored."
+        ));
+        assert!(html.contains(r#"href="mailto:help@rsolv.example""#));
+        // Suspension, not credits, is what stops fixes.
+        assert!(!html.contains("billing-no-credits"));
+    }
+
+    #[test]
+    fn at_zero_credits_the_page_says_whether_fixes_pause_or_are_charged() {
+        let paused = render(BillingView {
+            credit_balance: 0,
+            can_use_service: false,
+            ..trial()
+        });
+        assert_nothing_false(&paused);
+        assert!(paused.contains("0 credits left"));
+        let notice = from(&paused, "billing-no-credits");
+        assert!(
+            notice.contains("No credits left: fixes are paused."),
+            "{paused}"
+        );
+        assert!(notice.contains("Add a card below to pay $29.00 per fix, or subscribe to Pro."));
+        let declined = render(BillingView {
+            credit_balance: 0,
+            can_use_service: false,
+            payment_failed: true,
+            ..with_card()
+        });
+        assert!(
+            declined.contains("Add a working card below to pay for fixes again."),
+            "{declined}"
+        );
+        let charged = render(BillingView {
+            credit_balance: 0,
+            ..with_card()
+        });
+        assert!(
+            charged.contains("Each fix is charged $29.00 to your card."),
+            "{charged}"
+        );
+        assert!(!charged.contains("fixes are paused"));
+        // On Pro, fixes beyond the credits go on the next invoice (the
+        // next-charge line says so): no pay-as-you-go notice.
+        let pro = render(BillingView {
+            credit_balance: 0,
+            ..pro()
+        });
+        assert!(!pro.contains("billing-no-credits"), "{pro}");
+    }
+
+    #[test]
+    fn unpaid_fixes_are_counted_with_where_to_see_them() {
+        let one = render(BillingView {
+            unpaid_fixes: 1,
+            credit_balance: 0,
+            can_use_service: false,
+            ..trial()
+        });
+        let notice = from(&one, "billing-unpaid-fixes");
+        assert!(notice.contains("1 fix is waiting for payment"), "{notice}");
+        assert!(notice.contains(
+            "each is charged once, oldest first, as soon as you add a card or buy credits."
+        ));
+        assert!(notice.contains(r#"href="/billing/history""#));
+        let three = render(BillingView {
+            unpaid_fixes: 3,
+            ..with_card()
+        });
+        assert!(three.contains("3 fixes are waiting for payment"), "{three}");
+    }
+
+    #[test]
+    fn while_billing_is_paused_nothing_can_be_bought_or_changed() {
+        let view = BillingView {
+            billing_enabled: false,
+            can_add_cards: false,
+            cards: vec![
+                visa(),
+                CardView {
+                    id: "pm_mc".into(),
+                    brand: "Mastercard".into(),
+                    last4: "4444".into(),
+                    expiry: String::new(),
+                    is_default: false,
+                },
+            ],
+            ..with_card()
+        };
+        let html = render(view.clone());
+        assert_nothing_false(&html);
+        assert!(
+            text_of(&html, "billing-paused").contains("Billing is paused."),
+            "{html}"
+        );
+        assert!(html.contains("No card is charged right now: fixes are recorded and billed when billing resumes. Cards and plans cannot be changed meanwhile."));
+        assert_eq!(
+            text_of(&html, "cards-unavailable"),
+            "Cards cannot be added while billing is paused."
+        );
+        assert!(!html.contains(r#"data-testid="card-form""#));
+        assert!(!html.contains("Make default") && !html.contains("confirm_remove"));
+        let subscribe = from(&html, "subscribe-pro");
+        assert!(
+            subscribe.starts_with("<button")
+                && subscribe[..subscribe.find('>').unwrap()].contains("disabled")
+        );
+        // Resuming Pro is disabled too.
+        let ending = render(BillingView {
+            billing_enabled: false,
+            can_add_cards: false,
+            cancel_at_period_end: true,
+            ..pro()
+        });
+        let at = ending.find("Resume subscription").unwrap();
+        let button = &ending[ending[..at].rfind("<button").unwrap()..at];
+        assert!(button.contains("disabled"), "{ending}");
+    }
+
+    #[test]
+    fn the_read_only_render_shows_every_state_and_nothing_that_acts() {
+        for view in [
+            trial(),
+            with_card(),
+            pro(),
+            BillingView {
+                cancel_at_period_end: true,
+                ..pro()
+            },
+            BillingView {
+                subscription_status: Some("past_due".into()),
+                ..pro()
+            },
+            BillingView {
+                suspended: true,
+                can_use_service: false,
+                ..trial()
+            },
+            BillingView {
+                credit_balance: 0,
+                can_use_service: false,
+                unpaid_fixes: 2,
+                ..trial()
+            },
+            BillingView {
+                billing_enabled: false,
+                can_add_cards: false,
+                ..with_card()
+            },
+        ] {
+            let html = render_read_only(view.clone());
+            for acting in [
+                "<form",
+                "<button",
+                "<input",
+                "confirm_",
+                "card-form",
+                "Resume subscription",
+                "pk_test_123",
+            ] {
+                assert!(!html.contains(acting), "{acting} in {html}");
+            }
+            // What the customer sees is all there.
+            assert!(html.contains(r#"data-testid="billing-plan""#));
+            assert!(html.contains(&format!("{} credits left", view.credit_balance)));
+            if !view.cards.is_empty() {
+                assert!(
+                    text_of(&html, "card-item").contains("Visa •••• 4242"),
+                    "{html}"
+                );
+            }
+            // Links stay in the admin's view.
+            assert!(!html.contains(r#"href="/billing"#), "{html}");
+        }
+        let unpaid = render_read_only(BillingView {
+            unpaid_fixes: 2,
+            ..trial()
+        });
+        assert!(
+            unpaid.contains(r#"href="/admin/customers/7/portal/billing""#),
+            "{unpaid}"
+        );
+    }
 }

@@ -257,7 +257,11 @@ pub(crate) mod ssr {
         }
     }
 
-    /// The billing page's data.
+    /// Customer `customer_id`'s billing page, as the portal shows it to
+    /// the customer and the admin console shows it read-only.
+    ///
+    /// Errors: [`AppError::NotFound`] for an unknown customer;
+    /// [`AppError::Internal`] (cause logged).
     pub async fn billing_view(
         conn: &mut AsyncPgConnection,
         customer_id: i64,
@@ -295,10 +299,22 @@ pub(crate) mod ssr {
             payg_price: format_money(pricing.payg_fix_cents, &pricing.currency),
             credit_balance: customer.credit_balance,
             credit_policy: pricing.credit_policy(),
+            can_use_service: customer.can_use_service(),
+            suspended: customer.status() == crate::types::values::CustomerStatus::Suspended,
+            unpaid_fixes: crate::server::billing::fixes::count_fixes(conn, customer_id)
+                .await
+                .map_err(fail)?
+                .1,
+            support_email: state.config.email.support.clone(),
         })
     }
 
-    /// The billing history's data.
+    /// Customer `customer_id`'s billing history (invoices read from the
+    /// payment processor, charges, unpaid fixes), for the portal and the
+    /// admin console.
+    ///
+    /// Errors: [`AppError::NotFound`]; [`AppError::Internal`] (cause
+    /// logged; an unreachable processor is a note instead).
     pub async fn history_view(
         conn: &mut AsyncPgConnection,
         customer_id: i64,

@@ -92,8 +92,11 @@ pub fn CreditsPage() -> impl IntoView {
     }
 }
 
+/// One page of the ledger, a pure render of `view`, with the CSV export
+/// and page links (under [`ReadOnlyPortal`](super::ReadOnlyPortal): the
+/// admin's tab's pages, and no export, a route of the customer's session).
 #[component]
-fn Ledger(view: LedgerPageView) -> impl IntoView {
+pub fn Ledger(view: LedgerPageView) -> impl IntoView {
     let kind = view.kind.clone().unwrap_or_default();
     let pages = view.pages();
     let page = view.page;
@@ -112,9 +115,11 @@ fn Ledger(view: LedgerPageView) -> impl IntoView {
         <div class=CARD>
             <div class="flex flex-wrap items-center justify-between gap-2">
                 <p class="text-sm text-slate-700 dark:text-slate-300" data-testid="ledger-summary">{summary}</p>
-                <a href=export rel="external" download="rsolv-credits.csv" class=SECONDARY_BUTTON data-testid="export-csv">
-                    "Export CSV"
-                </a>
+                {(!super::read_only()).then(|| view! {
+                    <a href=export rel="external" download="rsolv-credits.csv" class=SECONDARY_BUTTON data-testid="export-csv">
+                        "Export CSV"
+                    </a>
+                })}
             </div>
             {if empty {
                 view! {
@@ -214,8 +219,8 @@ fn Pagination(kind: String, page: i64, pages: i64) -> impl IntoView {
     if pages <= 1 && page <= 1 {
         return ().into_any();
     }
-    let prev = (page > 1).then(|| credits_href(&kind, (page - 1).min(pages)));
-    let next = (page < pages).then(|| credits_href(&kind, page + 1));
+    let prev = (page > 1).then(|| super::portal_href(&credits_href(&kind, (page - 1).min(pages))));
+    let next = (page < pages).then(|| super::portal_href(&credits_href(&kind, page + 1)));
     view! {
         <nav aria-label="Ledger pages" class="mt-4 flex items-center justify-between gap-2 text-sm">
             {match prev {

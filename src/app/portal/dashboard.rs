@@ -4,7 +4,7 @@
 
 use super::api::{get_dashboard, USAGE_DAYS};
 use super::billing::BillingNotice;
-use super::{LoadError, Loading, PortalNav, CARD, LINK};
+use super::{portal_href, LoadError, Loading, PortalNav, CARD, LINK};
 use crate::types::portal::{DashboardView, UsagePointView};
 use leptos::prelude::*;
 use leptos_meta::Title;
@@ -52,8 +52,11 @@ fn plan_detail(view: &DashboardView) -> &'static str {
     }
 }
 
+/// The dashboard itself, a pure render of `view` (the customer's page and
+/// the admin console's read-only view; under [`ReadOnlyPortal`](super::ReadOnlyPortal)
+/// its links lead to the admin's tabs).
 #[component]
-fn Dashboard(view: DashboardView) -> impl IntoView {
+pub fn Dashboard(view: DashboardView) -> impl IntoView {
     let plan = plan_label(&view.plan);
     let detail = plan_detail(&view);
     let first_run = (view.fixes_total == 0 && !view.suspended).then(|| {
@@ -64,13 +67,13 @@ fn Dashboard(view: DashboardView) -> impl IntoView {
             <div class=CARD>
                 <dt class="text-sm text-slate-600 dark:text-slate-400">"Credits left"</dt>
                 <dd class="mt-1 text-3xl font-semibold" data-testid="credit-balance">{view.credit_balance}</dd>
-                <dd class="mt-1 text-sm"><a href="/credits" class=LINK>"See the ledger"</a></dd>
+                <dd class="mt-1 text-sm"><a href=portal_href("/credits") class=LINK>"See the ledger"</a></dd>
             </div>
             <div class=CARD>
                 <dt class="text-sm text-slate-600 dark:text-slate-400">"Plan"</dt>
                 <dd class="mt-1 text-3xl font-semibold" data-testid="plan">{plan}</dd>
                 <dd class="mt-1 text-sm text-slate-600 dark:text-slate-400" data-testid="plan-detail">
-                    {detail} " · " <a href="/billing" class=LINK>"Billing"</a>
+                    {detail} " · " <a href=portal_href("/billing") class=LINK>"Billing"</a>
                 </dd>
             </div>
             <div class=CARD>
@@ -114,7 +117,7 @@ fn ServiceState(view: DashboardView) -> impl IntoView {
                 <p class="font-semibold">"No API key yet: the Action cannot call RSOLV."</p>
                 <p class="mt-1">
                     "Your credits are ready. "
-                    <a href="/keys" class=LINK>"Create an API key"</a>
+                    <a href=portal_href("/keys") class=LINK>"Create an API key"</a>
                     " and store it as your repository's RSOLV_API_KEY secret."
                 </p>
             </div>
@@ -135,7 +138,7 @@ fn ServiceState(view: DashboardView) -> impl IntoView {
             <p class="font-semibold">"No credits left: fixes are paused."</p>
             <p class="mt-1">
                 "To keep fixing, add a card to pay per fix or subscribe to Pro on the "
-                <a href="/billing" class=LINK data-testid="service-state-billing">"Billing page"</a>
+                <a href=portal_href("/billing") class=LINK data-testid="service-state-billing">"Billing page"</a>
                 "."
             </p>
         </div>
@@ -157,7 +160,7 @@ fn UnpaidFixesNotice(count: i64) -> impl IntoView {
             <p role="status" data-testid="unpaid-fixes-notice" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
                 <span class="font-semibold">{what}": "</span>
                 "each is charged once, oldest first, as soon as you add a card or buy credits. "
-                <a href="/billing/history" class=LINK>"See them in billing history"</a>
+                <a href=portal_href("/billing/history") class=LINK>"See them in billing history"</a>
             </p>
         }
     })
@@ -220,7 +223,7 @@ fn GettingStarted(active_keys: i64, api_url: String) -> impl IntoView {
                         </p>
                         <p class="text-slate-700 dark:text-slate-300">
                             "It is shown once. "
-                            <a href="/keys" class=LINK>{if has_key { "Manage your keys" } else { "Create one under API keys" }}</a>
+                            <a href=portal_href("/keys") class=LINK>{if has_key { "Manage your keys" } else { "Create one under API keys" }}</a>
                         </p>
                     </div>
                 </li>
@@ -555,6 +558,30 @@ mod tests {
         });
         assert!(three.contains("3 fixes are waiting for payment"));
         assert!(!render(trial()).contains("waiting for payment"));
+    }
+
+    #[test]
+    fn read_only_its_links_stay_in_the_admins_view() {
+        let html = Owner::new().with(|| {
+            provide_context(crate::app::portal::ReadOnlyPortal { customer_id: 7 });
+            view! {
+                <Dashboard view=DashboardView { credit_balance: 0, can_use_service: false, unpaid_fixes: 2, fixes_total: 2, ..trial() } />
+            }
+            .to_html()
+        });
+        assert_eq!(
+            href_of(&html, "service-state-billing"),
+            Some("/admin/customers/7/portal/billing"),
+            "{html}"
+        );
+        assert!(html.contains(r#"href="/admin/customers/7/portal/credits""#));
+        for portal in [r#"href="/billing"#, r#"href="/credits"#, r#"href="/keys"#] {
+            assert!(!html.contains(portal), "{portal} in {html}");
+        }
+        assert!(
+            !html.contains("<form") && !html.contains("<button"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -41,9 +41,22 @@ pub enum FormKeyOutcome {
 
 /// What the page is asking the customer to confirm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Confirm {
+pub enum Confirm {
+    /// Revoking key `id` (`?confirm_revoke=<id>`).
     Revoke(i64),
+    /// Rotating key `id` (`?confirm_rotate=<id>`).
     Rotate(i64),
+}
+
+/// The key list's actions, on the customer's own page; without them
+/// ([`KeyList`]'s `actions` `None`) the list is read-only (the admin
+/// console's view).
+#[derive(Clone, Copy)]
+pub struct KeyActions {
+    /// Revoke a key.
+    pub revoke: ServerAction<RevokeKey>,
+    /// Rotate a key.
+    pub rotate: ServerAction<RotateKey>,
 }
 
 /// The API keys page.
@@ -117,7 +130,7 @@ pub fn KeysPage() -> impl IntoView {
                     let confirm = confirm();
                     Suspend::new(async move {
                         match keys.await {
-                            Ok(list) => view! { <KeyList list confirm revoke rotate /> }.into_any(),
+                            Ok(list) => view! { <KeyList list confirm actions=Some(KeyActions { revoke, rotate }) /> }.into_any(),
                             Err(error) => view! { <LoadError error /> }.into_any(),
                         }
                     })
@@ -182,17 +195,23 @@ fn CreateKeyForm(action: ServerAction<CreateKey>) -> impl IntoView {
     }
 }
 
+/// The keys, a pure render of `list` (name, prefix, status, created, last
+/// used; never a secret); with `actions`, Rotate and Revoke links and the
+/// confirmation step `confirm` is on.
 #[component]
-fn KeyList(
+pub fn KeyList(
     list: Vec<ApiKeyView>,
     confirm: Option<Confirm>,
-    revoke: ServerAction<RevokeKey>,
-    rotate: ServerAction<RotateKey>,
+    actions: Option<KeyActions>,
 ) -> impl IntoView {
     if list.is_empty() {
         return view! {
             <p class="mt-3 text-slate-700 dark:text-slate-300" data-testid="keys-empty">
-                "You have no API keys. Create one above to connect the RSOLV Action."
+                {if actions.is_some() {
+                    "You have no API keys. Create one above to connect the RSOLV Action."
+                } else {
+                    "No API keys."
+                }}
             </p>
         }
         .into_any();
@@ -210,7 +229,7 @@ fn KeyList(
                         Some(Confirm::Rotate(id)) if id == key.id && can_rotate(&key) => Some(Confirm::Rotate(id)),
                         _ => None,
                     };
-                    view! { <KeyItem key confirming revoke rotate /> }
+                    view! { <KeyItem key confirming actions /> }
                 })
                 .collect_view()}
         </ul>
@@ -235,8 +254,7 @@ fn can_rotate(key: &ApiKeyView) -> bool {
 fn KeyItem(
     key: ApiKeyView,
     confirming: Option<Confirm>,
-    revoke: ServerAction<RevokeKey>,
-    rotate: ServerAction<RotateKey>,
+    actions: Option<KeyActions>,
 ) -> impl IntoView {
     let (badge, badge_class) = match &key.status {
         KeyStatusView::Active => (
@@ -260,8 +278,8 @@ fn KeyItem(
             "bg-red-100 text-red-900 dark:bg-red-950 dark:text-red-200",
         ),
     };
-    let revocable = can_revoke(&key);
-    let rotatable = can_rotate(&key);
+    let revocable = actions.is_some() && can_revoke(&key);
+    let rotatable = actions.is_some() && can_rotate(&key);
     let id = key.id;
     let label = format!("{} ({}…)", key.name, key.prefix);
     view! {
@@ -292,10 +310,10 @@ fn KeyItem(
                     })}
                 </div>
             </div>
-            {match confirming {
-                Some(Confirm::Revoke(_)) => view! { <ConfirmRevoke id label=label.clone() action=revoke /> }.into_any(),
-                Some(Confirm::Rotate(_)) => view! { <ConfirmRotate id label=label.clone() action=rotate /> }.into_any(),
-                None => ().into_any(),
+            {match (confirming, actions) {
+                (Some(Confirm::Revoke(_)), Some(KeyActions { revoke, .. })) => view! { <ConfirmRevoke id label=label.clone() action=revoke /> }.into_any(),
+                (Some(Confirm::Rotate(_)), Some(KeyActions { rotate, .. })) => view! { <ConfirmRotate id label=label.clone() action=rotate /> }.into_any(),
+                _ => ().into_any(),
             }}
         </li>
     }

@@ -67,6 +67,59 @@ pub fn PortalNav(current: &'static str) -> impl IntoView {
     view! { <crate::app::SectionNav label="Account" links=links.to_vec() current=current /> }
 }
 
+/// Provided as context by the admin console's read-only view of a
+/// customer's portal (`/admin/customers/:id/portal…`): the portal's pure
+/// components then link to that view's tabs ([`portal_href`]) and leave
+/// out every form, button and link that acts ([`read_only`]). Absent on
+/// the customer's own pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadOnlyPortal {
+    /// The customer being viewed.
+    pub customer_id: i64,
+}
+
+impl ReadOnlyPortal {
+    /// The admin's read-only tab for the portal page `path` (with any
+    /// query): `/dashboard`, `/billing` and `/billing/history`, `/keys`,
+    /// `/credits?…` (its `page` kept); another path as it is.
+    pub fn href(self, path: &str) -> String {
+        use crate::types::admin::PortalSection;
+        let (page, query) = path.split_once('?').unwrap_or((path, ""));
+        let section = match page {
+            "/dashboard" => PortalSection::Dashboard,
+            "/billing" | "/billing/history" => PortalSection::Billing,
+            "/keys" => PortalSection::Keys,
+            "/credits" => PortalSection::Credits,
+            _ => return path.to_owned(),
+        };
+        let base = section.admin_path(self.customer_id);
+        let kept: Vec<&str> = query
+            .split('&')
+            .filter(|pair| section == PortalSection::Credits && pair.starts_with("page="))
+            .collect();
+        if kept.is_empty() {
+            base
+        } else {
+            format!("{base}?{}", kept.join("&"))
+        }
+    }
+}
+
+/// `path`, a portal page, as the current viewer reaches it: itself on the
+/// customer's own pages, the admin's read-only tab under [`ReadOnlyPortal`].
+pub fn portal_href(path: &str) -> String {
+    match use_context::<ReadOnlyPortal>() {
+        Some(viewer) => viewer.href(path),
+        None => path.to_owned(),
+    }
+}
+
+/// Whether the portal is being rendered read-only for an admin
+/// ([`ReadOnlyPortal`] in context).
+pub fn read_only() -> bool {
+    use_context::<ReadOnlyPortal>().is_some()
+}
+
 /// What a page shows instead of its content when loading it failed:
 /// a sign-in prompt for [`AppError::Unauthorized`] (leading back to this
 /// page), else an alert.
@@ -161,6 +214,28 @@ pub fn kind_label(kind: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn read_only_links_lead_to_the_admins_tabs() {
+        let viewer = ReadOnlyPortal { customer_id: 7 };
+        assert_eq!(viewer.href("/dashboard"), "/admin/customers/7/portal");
+        assert_eq!(viewer.href("/billing"), "/admin/customers/7/portal/billing");
+        assert_eq!(
+            viewer.href("/billing/history"),
+            "/admin/customers/7/portal/billing"
+        );
+        assert_eq!(viewer.href("/keys"), "/admin/customers/7/portal/keys");
+        assert_eq!(
+            viewer.href("/credits?kind=refund&page=3"),
+            "/admin/customers/7/portal/credits?page=3"
+        );
+        assert_eq!(
+            viewer.href("/keys?confirm_revoke=3"),
+            "/admin/customers/7/portal/keys"
+        );
+        assert_eq!(viewer.href("mailto:a@b.example"), "mailto:a@b.example");
+        assert_eq!(portal_href("/billing"), "/billing");
+    }
 
     #[test]
     fn times_and_labels() {

@@ -830,6 +830,45 @@ pub async fn unpaid_fixes(
         .collect())
 }
 
+/// The audit action of an admin's read-only view of a customer's portal.
+pub const VIEW_PORTAL_ACTION: &str = "customer.view_portal";
+
+/// Records that `actor` viewed `section` (`dashboard`, `billing`, `keys`,
+/// `credits`) of customer `customer_id`'s portal, read-only: an audit
+/// entry [`VIEW_PORTAL_ACTION`] with `{"section": …}` (plus `{"page": n}`
+/// for a ledger page after the first). Called after the view was read and
+/// before it is answered, so nothing is shown without its entry.
+///
+/// Errors: [`BillingError::NotFound`] for an unknown customer;
+/// [`BillingError::Database`].
+pub async fn record_portal_view(
+    conn: &mut AsyncPgConnection,
+    actor: &Admin,
+    customer_id: i64,
+    section: &str,
+    page: Option<i64>,
+) -> Result<i64, BillingError> {
+    find_customer(conn, customer_id).await?;
+    let mut viewed = json!({ "section": section });
+    if let Some(page) = page.filter(|p| *p > 1) {
+        viewed["page"] = json!(page);
+    }
+    record_audit(
+        conn,
+        actor,
+        &AuditEntry {
+            action: VIEW_PORTAL_ACTION,
+            target_type: "customer",
+            target_id: Some(customer_id.to_string()),
+            customer_id: Some(customer_id),
+            reason: None,
+            before: None,
+            after: Some(viewed),
+        },
+    )
+    .await
+}
+
 /// Sets the customer's status (suspend: the Action API answers 403 for
 /// every key; reactivate) and writes the audit entry
 /// (`customer.suspend` / `customer.reactivate`, status before/after, the
