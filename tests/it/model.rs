@@ -546,6 +546,20 @@ impl PaymentProcessor for MemProcessor {
         answer(made)
     }
 
+    async fn charge_authentication(
+        &self,
+        id: &str,
+    ) -> Result<ChargeAuthentication, ProcessorError> {
+        match self.find_intent(id) {
+            Some(charge) => Ok(ChargeAuthentication {
+                client_secret: format!("{id}_secret_mem"),
+                payment_method: None,
+                charge,
+            }),
+            None => not_found(id),
+        }
+    }
+
     async fn find_charges(
         &self,
         customer: &str,
