@@ -192,7 +192,8 @@ impl Billing {
         .unwrap()
     }
 
-    /// The PaymentIntents on localstripe whose metadata names our charge.
+    /// This customer's PaymentIntents on localstripe whose metadata names
+    /// our charge (localstripe is shared by every test: charge ids repeat).
     async fn intents_of_charge(&self, charge_id: i64) -> Vec<Value> {
         let list = self
             .stripe_get("/v1/payment_intents", &[("limit", "100")])
@@ -201,7 +202,10 @@ impl Billing {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|pi| pi["metadata"]["rsolv_charge_id"] == charge_id.to_string().as_str())
+            .filter(|pi| {
+                pi["customer"] == self.cus.as_str()
+                    && pi["metadata"]["rsolv_charge_id"] == charge_id.to_string().as_str()
+            })
             .cloned()
             .collect()
     }
