@@ -212,20 +212,20 @@ impl Billing {
 
     /// The stored notifications (JSON) of `kind` to this customer.
     async fn stored_notifications(&self, kind: &str) -> Vec<String> {
-        let rows: Vec<(Option<Value>, Option<String>, Option<String>, String)> =
-            email_outbox::table
-                .filter(email_outbox::to_address.eq(&self.address))
-                .filter(email_outbox::kind.eq(kind))
-                .order(email_outbox::id.asc())
-                .select((
-                    email_outbox::notification,
-                    email_outbox::subject,
-                    email_outbox::text_body,
-                    email_outbox::idempotency_key,
-                ))
-                .load(&mut self.app.conn().await)
-                .await
-                .unwrap();
+        type Row = (Option<Value>, Option<String>, Option<String>, String);
+        let rows: Vec<Row> = email_outbox::table
+            .filter(email_outbox::to_address.eq(&self.address))
+            .filter(email_outbox::kind.eq(kind))
+            .order(email_outbox::id.asc())
+            .select((
+                email_outbox::notification,
+                email_outbox::subject,
+                email_outbox::text_body,
+                email_outbox::idempotency_key,
+            ))
+            .load(&mut self.app.conn().await)
+            .await
+            .unwrap();
         rows.into_iter()
             .map(|(n, subject, text, key)| format!("{n:?} {subject:?} {text:?} {key}"))
             .collect()

@@ -61,7 +61,7 @@ pub async fn customer_charge(
 pub enum AuthenticationStart {
     /// The payment waits for the customer: what Stripe.js needs (the
     /// client secret, for the owner's browser only).
-    Ready(ChargeAuthentication),
+    Ready(Box<ChargeAuthentication>),
     /// Nothing to authenticate (any more): the charge's status now (paid,
     /// failed, …; the processor's news, if any, was just applied).
     NoLongerNeeded(ChargeStatus),
@@ -95,7 +95,7 @@ pub async fn begin_authentication(
         .await
         .map_err(processor_error)?;
     if authentication.charge.status == ProcessorChargeStatus::RequiresAction {
-        return Ok(AuthenticationStart::Ready(authentication));
+        return Ok(AuthenticationStart::Ready(Box::new(authentication)));
     }
     let status =
         apply_processor_charge(conn, pricing, links, charge.id, &authentication.charge).await?;
