@@ -195,19 +195,32 @@ impl Billing {
     /// This customer's PaymentIntents on localstripe whose metadata names
     /// our charge (localstripe is shared by every test: charge ids repeat).
     async fn intents_of_charge(&self, charge_id: i64) -> Vec<Value> {
-        let list = self
-            .stripe_get("/v1/payment_intents", &[("limit", "100")])
-            .await;
-        list["data"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|pi| {
-                pi["customer"] == self.cus.as_str()
-                    && pi["metadata"]["rsolv_charge_id"] == charge_id.to_string().as_str()
-            })
-            .cloned()
-            .collect()
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", "100".to_owned())];
+            if let Some(a) = &after {
+                query.push(("starting_after", a.clone()));
+            }
+            let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let page = self.stripe_get("/v1/payment_intents", &query).await;
+            let data = page["data"].as_array().unwrap();
+            found.extend(
+                data.iter()
+                    .filter(|pi| {
+                        pi["customer"] == self.cus.as_str()
+                            && pi["metadata"]["rsolv_charge_id"] == charge_id.to_string().as_str()
+                    })
+                    .cloned(),
+            );
+            after = data
+                .last()
+                .and_then(|pi| pi["id"].as_str())
+                .map(str::to_owned);
+            if page["has_more"] != true || after.is_none() {
+                return found;
+            }
+        }
     }
 
     /// The stored notifications (JSON) of `kind` to this customer.

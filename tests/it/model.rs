@@ -1029,13 +1029,15 @@ static CASE: AtomicU64 = AtomicU64::new(0);
 
 /// What the run exercised (printed at the end, so a run that never reached
 /// a rule shows it): subscriptions made, webhook events delivered, Pro
-/// grants, paid overage charges, charged fixes.
+/// grants, paid overage charges, charged fixes, bank checks (3-D Secure)
+/// completed or failed.
 struct Coverage {
     subscriptions: AtomicU64,
     events: AtomicU64,
     grants: AtomicU64,
     overage_paid: AtomicU64,
     charged_fixes: AtomicU64,
+    authentications: AtomicU64,
 }
 
 static COVERAGE: Coverage = Coverage {
@@ -1044,6 +1046,7 @@ static COVERAGE: Coverage = Coverage {
     grants: AtomicU64::new(0),
     overage_paid: AtomicU64::new(0),
     charged_fixes: AtomicU64::new(0),
+    authentications: AtomicU64::new(0),
 };
 
 impl Env {
@@ -1516,6 +1519,7 @@ async fn apply(
                 .optional()
                 .expect("charges");
             if let Some((charge_id, Some(pi))) = waiting {
+                COVERAGE.authentications.fetch_add(1, Ordering::Relaxed);
                 env.mem.authenticate(&pi, *success);
                 let status = complete_authentication(
                     &mut conn,
@@ -1878,13 +1882,14 @@ fn money_invariants_hold_for_random_operation_sequences() {
     let c = |n: &AtomicU64| n.load(Ordering::Relaxed);
     eprintln!(
         "model test: {cases} cases in {:.1} s; {} subscriptions, {} webhook deliveries, \
-         {} Pro grants, {} overage charges paid, {} fixes charged",
+         {} Pro grants, {} overage charges paid, {} fixes charged, {} bank checks",
         started.elapsed().as_secs_f64(),
         c(&COVERAGE.subscriptions),
         c(&COVERAGE.events),
         c(&COVERAGE.grants),
         c(&COVERAGE.overage_paid),
         c(&COVERAGE.charged_fixes),
+        c(&COVERAGE.authentications),
     );
     match result {
         Ok(()) => {}
