@@ -9,6 +9,14 @@
 // data attributes; Stripe.js is loaded from that URL (configurable through
 // STRIPE_JS_URL, so tests use localstripe's copy). The page's app may
 // re-render the form, so this script watches for new, unmounted forms.
+//
+// It also runs the bank's check (3-D Secure) on /billing/authenticate: the
+// element [data-authenticate-payment] names the charge, the Stripe.js URL
+// and the publishable key; its button asks our server for the payment's
+// client secret (POST /api/portal/billing/authenticate/begin, owner only),
+// runs stripe.confirmCardPayment, then has the server re-read the payment
+// from Stripe and settle it (POST /api/portal/billing/authenticate/complete)
+// and reloads the page, which shows the outcome. The secret stays in memory.
 (function () {
   "use strict";
   if (window.__rsolvCardForm) return;
@@ -101,8 +109,52 @@
     });
   }
 
+  function say(box, text, isError) {
+    var el = box.querySelector("[data-authenticate-message]");
+    if (!el) return;
+    el.textContent = text;
+    el.className = isError
+      ? "mt-2 min-h-5 text-sm text-red-700 dark:text-red-300"
+      : "mt-2 min-h-5 text-sm text-slate-700 dark:text-slate-300";
+  }
+
+  async function mountAuthentication(box) {
+    box.setAttribute("data-mounted", "true");
+    var button = box.querySelector("button");
+    var charge = box.getAttribute("data-charge");
+    var Stripe;
+    try {
+      Stripe = await loadStripe(box.getAttribute("data-stripe-js"));
+    } catch (e) {
+      say(box, "Your bank's check could not load. Please reload the page.", true);
+      return;
+    }
+    var stripe = Stripe(box.getAttribute("data-publishable-key"));
+    button.disabled = false;
+    button.addEventListener("click", async function () {
+      button.disabled = true;
+      button.setAttribute("aria-busy", "true");
+      say(box, "Opening your bank's check…", false);
+      try {
+        var auth = await post("portal/billing/authenticate/begin", { charge: charge });
+        var data = auth.payment_method ? { payment_method: auth.payment_method } : undefined;
+        var result = await stripe.confirmCardPayment(auth.client_secret, data);
+        say(box, result.error ? "Checking the outcome with Stripe…" : "Confirmed. Recording your payment…", false);
+        // Whatever Stripe.js said, the server asks Stripe and settles it.
+        var done = await post("portal/billing/authenticate/complete", { charge: charge });
+        say(box, done.message, done.status !== "succeeded");
+        window.location.assign("/billing/authenticate?charge=" + encodeURIComponent(charge));
+      } catch (e) {
+        say(box, "The payment was not confirmed: " + e.message, true);
+        button.disabled = false;
+        button.removeAttribute("aria-busy");
+      }
+    });
+  }
+
   function scan() {
     document.querySelectorAll("form[data-card-form]:not([data-mounted])").forEach(mount);
+    document.querySelectorAll("[data-authenticate-payment]:not([data-mounted])").forEach(mountAuthentication);
   }
   scan();
   new MutationObserver(scan).observe(document.documentElement, { childList: true, subtree: true });

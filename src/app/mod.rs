@@ -88,6 +88,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/keys") view=portal::keys::KeysPage ssr=SsrMode::Async />
                     <Route path=path!("/billing") view=portal::billing::BillingPage ssr=SsrMode::Async />
                     <Route path=path!("/billing/history") view=portal::billing::BillingHistoryPage ssr=SsrMode::Async />
+                    <Route path=path!("/billing/authenticate") view=portal::authenticate::PaymentAuthenticationPage ssr=SsrMode::Async />
                     <Route path=path!("/ai-usage") view=portal::ai_usage::AiUsagePage ssr=SsrMode::Async />
                     // Account pages: Async renders every resource (header nav,
                     // account) in place, so they show

@@ -4,6 +4,17 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The page where the customer authenticates a card payment their bank
+/// asks them to confirm (3-D Secure): `?charge=<charge id>`.
+pub const AUTHENTICATE_PAYMENT_PATH: &str = "/billing/authenticate";
+
+/// `/billing/authenticate?charge=<charge_id>`: the link of the
+/// `charge_requires_action` email and of the dashboard's notice. Holds no
+/// secret (the page asks for one only for the signed-in owner).
+pub fn authenticate_payment_path(charge_id: i64) -> String {
+    format!("{AUTHENTICATE_PAYMENT_PATH}?charge={charge_id}")
+}
+
 /// A card on file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardView {
@@ -59,6 +70,10 @@ pub struct BillingView {
     pub payg_price: String,
     /// Credits left.
     pub credit_balance: i64,
+    /// Card payments waiting for the customer's authentication (3-D
+    /// Secure), oldest first.
+    #[serde(default)]
+    pub authentication_needed: Vec<PaymentToAuthenticate>,
     /// Which credits expire, one sentence from the pricing catalog
     /// (issue 9's credit policy).
     pub credit_policy: String,
@@ -148,4 +163,77 @@ pub struct BillingNoticeView {
     pub payment_failed: bool,
     /// Fixes waiting for a charge.
     pub charges_pending: i64,
+    /// Card payments waiting for the customer's authentication (3-D
+    /// Secure), oldest first: each a notice linking its page.
+    #[serde(default)]
+    pub authentication_needed: Vec<PaymentToAuthenticate>,
+}
+
+/// A card payment the customer's bank asks them to confirm (a charge
+/// `requires_action`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentToAuthenticate {
+    /// Our charge id (the page's `charge` parameter).
+    pub charge_id: i64,
+    /// The amount, formatted (`$29.00`).
+    pub amount: String,
+}
+
+impl PaymentToAuthenticate {
+    /// Its page, `/billing/authenticate?charge=<id>`.
+    pub fn href(&self) -> String {
+        authenticate_payment_path(self.charge_id)
+    }
+}
+
+/// The authentication page (`/billing/authenticate?charge=<id>`): one of
+/// the signed-in customer's charges, without any secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAuthenticationView {
+    /// Our charge id.
+    pub charge_id: i64,
+    /// The amount, formatted (`$29.00`).
+    pub amount: String,
+    /// What it pays for, e.g. `RSOLV fix 12 (pay as you go)` and the fix's
+    /// repository, issue and pull request.
+    pub description: String,
+    /// The charge's status: `requires_action` (the page offers the bank's
+    /// check), `pending`, `succeeded`, `failed`, `refunded`, `invoiced`.
+    pub status: String,
+    /// Why it failed, in our words, when it did.
+    pub failure: Option<String>,
+    /// False while the kill switch is on (nothing can be confirmed).
+    pub billing_enabled: bool,
+    /// Stripe.js URL.
+    pub stripe_js_url: String,
+    /// Publishable key for Stripe.js.
+    pub publishable_key: String,
+}
+
+/// What Stripe.js needs to run the bank's check for one charge, for the
+/// owner's browser only. `Debug` leaves the client secret out.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAuthenticationSecret {
+    /// For `stripe.confirmCardPayment` (never logged, stored or put in a URL).
+    pub client_secret: String,
+    /// The card to confirm with (`pm_…`), when Stripe wants it named.
+    pub payment_method: Option<String>,
+}
+
+impl std::fmt::Debug for PaymentAuthenticationSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentAuthenticationSecret")
+            .field("client_secret", &"REDACTED")
+            .field("payment_method", &self.payment_method)
+            .finish()
+    }
+}
+
+/// The outcome of the bank's check, as the server settled it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentAuthenticationResult {
+    /// The charge's status now (`succeeded`, `failed`, `requires_action`, …).
+    pub status: String,
+    /// What happened and what to do next, for the customer.
+    pub message: String,
 }

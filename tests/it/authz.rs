@@ -48,6 +48,18 @@ const MATRIX: &[(&str, &str)] = &[
     ("portal/billing/resume", "resumes A's subscription only"),
     ("portal/billing/history", "A's invoices and charges only"),
     (
+        "portal/billing/authenticate",
+        "B's charge id: 404, as a missing one (billing.rs)",
+    ),
+    (
+        "portal/billing/authenticate/begin",
+        "B's charge id: 404, no client secret (billing.rs)",
+    ),
+    (
+        "portal/billing/authenticate/complete",
+        "B's charge id: 404, nothing settled (billing.rs)",
+    ),
+    (
         "portal/ai-usage",
         "A's AI usage and budget only (ai_pages.rs)",
     ),

@@ -118,6 +118,132 @@ impl Billing {
         .unwrap()
     }
 
+    /// A customer signed in through the portal (register, confirm, sign in:
+    /// [`crate::authz::signed_in`]) of an app whose card form is configured;
+    /// returns it with its browser.
+    async fn portal(tag: &str) -> (Self, reqwest::Client) {
+        let base = localstripe_base().await;
+        let app =
+            TestApp::spawn_with_stripe(&base, &[("STRIPE_PUBLISHABLE_KEY", "pk_test_it")]).await;
+        let state = app.state_with(&base, &[]);
+        let address = email(tag);
+        let signed = crate::authz::signed_in(&app, &address, "SCA Customer").await;
+        for run in run_until_idle(&state).await.unwrap() {
+            assert_eq!(run.status, "done", "{run:?}");
+        }
+        let cus = find_customer(&mut app.conn().await, signed.customer_id)
+            .await
+            .unwrap()
+            .stripe_customer_id
+            .expect("Stripe Customer created by the job");
+        let billing = Self {
+            app,
+            state,
+            base,
+            id: signed.customer_id,
+            key: signed.key,
+            address,
+            cus,
+        };
+        (billing, signed.browser)
+    }
+
+    /// Saves card `number` (a localstripe 3-D Secure test card) as the
+    /// portal does, the customer completing the bank's check of the
+    /// SetupIntent (Stripe.js confirms it a second time).
+    async fn add_card_number(&self, number: &str) -> CardRow {
+        let pm = self
+            .stripe_post(
+                "/v1/payment_methods",
+                &[
+                    ("type", "card"),
+                    ("card[number]", number),
+                    ("card[exp_month]", "12"),
+                    ("card[exp_year]", "2030"),
+                    ("card[cvc]", "123"),
+                ],
+            )
+            .await;
+        let pm = pm["id"].as_str().unwrap().to_owned();
+        let processor = self.state.processor.clone();
+        let mut conn = self.app.conn().await;
+        let intent = begin_card_setup(processor.as_ref(), &mut conn, self.id)
+            .await
+            .unwrap();
+        let path = format!("/v1/setup_intents/{}/confirm", intent.id);
+        let first = self.stripe_post(&path, &[("payment_method", &pm)]).await;
+        assert_eq!(first["status"], "requires_action", "{first}");
+        let second = self.stripe_post(&path, &[]).await;
+        assert_eq!(second["status"], "succeeded", "{second}");
+        add_card(
+            processor.as_ref(),
+            &mut conn,
+            &self.state.config.pricing,
+            self.id,
+            &intent.id,
+            &Consent {
+                given: true,
+                user_id: None,
+                ip: Some("203.0.113.9".into()),
+                user_agent: Some("integration test".into()),
+            },
+        )
+        .await
+        .unwrap()
+    }
+
+    /// This customer's PaymentIntents on localstripe whose metadata names
+    /// our charge (localstripe is shared by every test: charge ids repeat).
+    async fn intents_of_charge(&self, charge_id: i64) -> Vec<Value> {
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![("limit", "100".to_owned())];
+            if let Some(a) = &after {
+                query.push(("starting_after", a.clone()));
+            }
+            let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let page = self.stripe_get("/v1/payment_intents", &query).await;
+            let data = page["data"].as_array().unwrap();
+            found.extend(
+                data.iter()
+                    .filter(|pi| {
+                        pi["customer"] == self.cus.as_str()
+                            && pi["metadata"]["rsolv_charge_id"] == charge_id.to_string().as_str()
+                    })
+                    .cloned(),
+            );
+            after = data
+                .last()
+                .and_then(|pi| pi["id"].as_str())
+                .map(str::to_owned);
+            if page["has_more"] != true || after.is_none() {
+                return found;
+            }
+        }
+    }
+
+    /// The stored notifications (JSON) of `kind` to this customer.
+    async fn stored_notifications(&self, kind: &str) -> Vec<String> {
+        type Row = (Option<Value>, Option<String>, Option<String>, String);
+        let rows: Vec<Row> = email_outbox::table
+            .filter(email_outbox::to_address.eq(&self.address))
+            .filter(email_outbox::kind.eq(kind))
+            .order(email_outbox::id.asc())
+            .select((
+                email_outbox::notification,
+                email_outbox::subject,
+                email_outbox::text_body,
+                email_outbox::idempotency_key,
+            ))
+            .load(&mut self.app.conn().await)
+            .await
+            .unwrap();
+        rows.into_iter()
+            .map(|(n, subject, text, key)| format!("{n:?} {subject:?} {text:?} {key}"))
+            .collect()
+    }
+
     async fn stripe_get(&self, path: &str, query: &[(&str, &str)]) -> Value {
         let response = reqwest::Client::new()
             .get(format!("{}{path}", self.base))
@@ -1628,4 +1754,311 @@ async fn every_paid_invoice_gets_one_receipt_under_duplicated_and_reordered_webh
             "receipt:invoice:in_it_rcpt_3"
         ]
     );
+}
+
+/// Localstripe's card that asks for 3-D Secure on every payment.
+const SCA_CARD: &str = "4000002760003184";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_card_that_needs_authentication_waits_for_its_owner_then_is_paid_once() {
+    let (b, browser) = Billing::portal("bill-sca").await;
+    b.add_card_number(SCA_CARD).await;
+    assert_eq!(b.balance().await, 10);
+    b.fixes_ok(1..=10, "credit").await;
+    b.fixes_ok(11..=11, "unpaid").await;
+    b.run_jobs().await;
+
+    // Neither paid nor declined: waiting for the customer, its
+    // PaymentIntent kept, the card not marked, no decline email.
+    let charge = b.charges().await[0].clone();
+    assert_eq!(charge.status, ChargeStatus::RequiresAction);
+    let pi = charge.stripe_payment_intent_id.clone().expect("kept");
+    assert_eq!(b.fix_status(11).await, "unpaid", "never lost");
+    assert!(b.customer().await.payment_failed_at.is_none());
+    assert!(b.emails("charge_declined").await.is_empty());
+    assert!(b.ledger("purchase").await.is_empty());
+    let secret = b
+        .stripe_get(&format!("/v1/payment_intents/{pi}"), &[])
+        .await["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // One email, with the page's link and no secret (stored or sent).
+    let mails = b.emails("charge_requires_action").await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let link = format!(
+        "http://127.0.0.1:3000/billing/authenticate?charge={}",
+        charge.id
+    );
+    assert!(mails[0].contains(&link), "{}", mails[0]);
+    assert!(mails[0].contains("$29.00"), "{}", mails[0]);
+    for stored in b.stored_notifications("charge_requires_action").await {
+        assert!(
+            !stored.contains(&secret) && !stored.contains("secret"),
+            "{stored}"
+        );
+        assert!(stored.contains(&format!("charge_requires_action:{}", charge.id)));
+    }
+    // The job again: not retried blindly (same PaymentIntent, no email).
+    rsolv_platform::server::stripe::charges::charge_job(&b.state, &json!({"charge_id": charge.id}))
+        .await
+        .unwrap();
+    assert_eq!(b.charges().await[0].status, ChargeStatus::RequiresAction);
+    assert_eq!(b.emails("charge_requires_action").await.len(), 1);
+    assert_eq!(b.intents_of_charge(charge.id).await.len(), 1);
+
+    // Not a decline: the Action's next fix is still charged, not refused.
+    let (status, body) = b.fix(12).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["billing_status"], "unpaid", "{body}");
+
+    // The dashboard and the billing page show a notice with the link.
+    let (status, _, body) = b.app.server_fn(&browser, "portal/dashboard", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let notice = serde_json::from_str::<Value>(&body).unwrap()["notice"].clone();
+    assert_eq!(
+        notice["authentication_needed"][0]["charge_id"], charge.id,
+        "{notice}"
+    );
+    assert_eq!(notice["payment_failed"], false);
+    let billing_page = browser
+        .get(b.app.url("/billing"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        billing_page.contains(&format!("/billing/authenticate?charge={}", charge.id)),
+        "{billing_page}"
+    );
+    // The page, rendered on the server: amount, purpose, the button, what
+    // to do without JavaScript, and no secret.
+    let page = browser
+        .get(
+            b.app
+                .url(&format!("/billing/authenticate?charge={}", charge.id)),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("$29.00"), "{html}");
+    assert!(
+        html.contains(&format!("RSOLV fix {}", charge.fix_id)),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"data-testid="authenticate-payment""#),
+        "{html}"
+    );
+    assert!(html.contains("needs JavaScript"), "{html}");
+    assert!(!html.contains(&secret), "no secret in the page");
+
+    // Another customer: the same "not found" as a missing charge, no secret.
+    let other = crate::authz::signed_in(&b.app, &email("bill-sca-other"), "Other").await;
+    let id = charge.id.to_string();
+    for endpoint in [
+        "portal/billing/authenticate",
+        "portal/billing/authenticate/begin",
+        "portal/billing/authenticate/complete",
+    ] {
+        let theirs = b
+            .app
+            .server_fn(&other.browser, endpoint, &[("charge", &id)])
+            .await;
+        let missing = b
+            .app
+            .server_fn(&other.browser, endpoint, &[("charge", "987654321")])
+            .await;
+        assert_eq!(theirs.0, 404, "{endpoint}: {theirs:?}");
+        assert_eq!((theirs.0, &theirs.2), (missing.0, &missing.2), "{endpoint}");
+        assert!(!theirs.2.contains(&secret));
+    }
+    assert_eq!(b.charges().await[0].status, ChargeStatus::RequiresAction);
+
+    // The owner gets the secret while the payment waits.
+    let (status, _, body) = b
+        .app
+        .server_fn(
+            &browser,
+            "portal/billing/authenticate/begin",
+            &[("charge", &id)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let auth: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(auth["client_secret"], secret.as_str());
+
+    // The customer completes the bank's check (what Stripe.js does), then
+    // the page's complete call books it: the fix charged, ledger exact, one
+    // receipt; again (and the webhook after it) changes nothing.
+    b.stripe_post(
+        &format!("/v1/payment_intents/{pi}/_authenticate"),
+        &[("client_secret", &secret), ("success", "true")],
+    )
+    .await;
+    for _ in 0..2 {
+        let (status, _, body) = b
+            .app
+            .server_fn(
+                &browser,
+                "portal/billing/authenticate/complete",
+                &[("charge", &id)],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let done: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    b.deliver("payment_intent.succeeded", "evt_it_sca_paid", |e| {
+        intent_of(e, &pi, charge.id, 2900)
+    })
+    .await;
+    let paid = b.charges().await[0].clone();
+    assert_eq!(paid.status, ChargeStatus::Succeeded);
+    assert_eq!(paid.stripe_payment_intent_id.as_deref(), Some(pi.as_str()));
+    assert_eq!(b.fix_status(11).await, "charged");
+    assert_eq!(
+        b.ledger("purchase").await,
+        vec![(1, format!("purchase:charge:{}", charge.id))]
+    );
+    assert_eq!(b.balance().await, 0, "Σ ledger = balance");
+    assert_eq!(b.emails("charge_receipt").await.len(), 1);
+    assert!(
+        b.app
+            .server_fn(
+                &browser,
+                "portal/billing/authenticate/begin",
+                &[("charge", &id)]
+            )
+            .await
+            .0
+            == 409
+    );
+    let html = browser
+        .get(
+            b.app
+                .url(&format!("/billing/authenticate?charge={}", charge.id)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"data-testid="authentication-paid""#),
+        "{html}"
+    );
+
+    // Fix 12's payment: the customer fails the bank's check. A clear
+    // failed state: the charge failed with our words, the card marked, the
+    // fix unpaid, the page says to add another card.
+    b.run_jobs().await;
+    let second = b.charges().await[1].clone();
+    assert_eq!(second.status, ChargeStatus::RequiresAction);
+    let pi2 = second.stripe_payment_intent_id.clone().unwrap();
+    let id2 = second.id.to_string();
+    let (status, _, body) = b
+        .app
+        .server_fn(
+            &browser,
+            "portal/billing/authenticate/begin",
+            &[("charge", &id2)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let secret2 = serde_json::from_str::<Value>(&body).unwrap()["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.stripe_post(
+        &format!("/v1/payment_intents/{pi2}/_authenticate"),
+        &[("client_secret", &secret2), ("success", "false")],
+    )
+    .await;
+    let (status, _, body) = b
+        .app
+        .server_fn(
+            &browser,
+            "portal/billing/authenticate/complete",
+            &[("charge", &id2)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let done: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(done["status"], "failed", "{done}");
+    assert!(
+        done["message"]
+            .as_str()
+            .unwrap()
+            .contains("add another card"),
+        "{done}"
+    );
+    let failed = b.charges().await[1].clone();
+    assert_eq!(failed.status, ChargeStatus::Failed);
+    assert!(
+        failed
+            .failure_message
+            .as_deref()
+            .unwrap()
+            .contains("3-D Secure"),
+        "{failed:?}"
+    );
+    assert_eq!(b.fix_status(12).await, "unpaid");
+    assert!(b.customer().await.payment_failed_at.is_some());
+    assert_eq!(b.emails("charge_declined").await.len(), 1);
+    assert_eq!(b.ledger("purchase").await.len(), 1, "nothing booked");
+    assert_eq!(b.balance().await, 0);
+    let html = browser
+        .get(b.app.url(&format!("/billing/authenticate?charge={id2}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        html.contains(r#"data-testid="authentication-failed""#),
+        "{html}"
+    );
+    assert!(html.contains("Add another card"), "{html}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_abandoned_bank_check_fails_the_charge_through_the_webhook() {
+    let b = Billing::new("bill-sca-webhook").await;
+    b.add_card_number(SCA_CARD).await;
+    b.fixes_ok(1..=10, "credit").await;
+    b.fixes_ok(11..=11, "unpaid").await;
+    b.run_jobs().await;
+    let charge = b.charges().await[0].clone();
+    assert_eq!(charge.status, ChargeStatus::RequiresAction);
+    let pi = charge.stripe_payment_intent_id.clone().unwrap();
+    // Stripe's own word on the off-session attempt leaves it waiting.
+    b.deliver("payment_intent.payment_failed", "evt_it_sca_needs", |e| {
+        intent_of(e, &pi, charge.id, 2900);
+        e["data"]["object"]["last_payment_error"] =
+            json!({"type": "card_error", "code": "authentication_required"});
+    })
+    .await;
+    assert_eq!(b.charges().await[0].status, ChargeStatus::RequiresAction);
+    // A failed bank check (the customer closed the page): a decline.
+    b.deliver("payment_intent.payment_failed", "evt_it_sca_failed", |e| {
+        intent_of(e, &pi, charge.id, 2900);
+        e["data"]["object"]["last_payment_error"] = json!({
+            "type": "card_error", "code": "payment_intent_authentication_failure"
+        });
+    })
+    .await;
+    let failed = b.charges().await[0].clone();
+    assert_eq!(failed.status, ChargeStatus::Failed);
+    assert!(b.customer().await.payment_failed_at.is_some());
+    assert_eq!(b.emails("charge_declined").await.len(), 1);
+    assert_eq!(b.emails("charge_requires_action").await.len(), 1);
+    assert_eq!(b.fix_status(11).await, "unpaid");
+    assert_eq!(b.balance().await, 0);
 }

@@ -7,7 +7,9 @@
 //! events Stripe would send):
 //! - fix reports by issue, by pull request or both, through the phase store
 //!   or the fix-attempt API, repeated and racing;
-//! - cards that work or decline; admin credit grants; refunds;
+//! - cards that work, decline, or need the customer's authentication
+//!   (3-D Secure: the charge waits `requires_action` until the customer
+//!   completes or fails the bank's check); admin credit grants; refunds;
 //! - subscribe, cancel (now or at the period end), resume; the processor
 //!   renewing (paid or failed), ending or expiring the subscription, and
 //!   the customer paying the open invoice;
@@ -76,6 +78,8 @@ struct MemState {
     setups: HashMap<String, SetupIntentSnapshot>,
     /// Card id → (customer, declines?).
     cards: HashMap<String, (String, bool)>,
+    /// Cards whose bank asks the customer to authenticate every payment.
+    needs_auth: std::collections::HashSet<String>,
     intents: Vec<Intent>,
     /// The next creating call records its object, then answers
     /// `Unavailable` (a lost answer).
@@ -106,6 +110,13 @@ impl MemState {
     fn default_declines(&self, customer: &str) -> Option<bool> {
         let pm = self.defaults.get(customer)?;
         self.cards.get(pm).map(|(_, declines)| *declines)
+    }
+
+    /// Whether the customer's default card needs authentication.
+    fn default_needs_auth(&self, customer: &str) -> bool {
+        self.defaults
+            .get(customer)
+            .is_some_and(|pm| self.needs_auth.contains(pm))
     }
 
     /// Queues a webhook event about `object` (what Stripe would send).
@@ -261,6 +272,33 @@ impl MemProcessor {
         setup.payment_method = Some(pm.clone());
         let customer = setup.customer.clone().unwrap_or_default();
         s.cards.insert(pm, (customer, declines));
+    }
+
+    /// As [`MemProcessor::confirm_setup`] with a working card whose bank
+    /// asks the customer to authenticate every payment.
+    fn confirm_setup_needing_authentication(&self, seti: &str) {
+        self.confirm_setup(seti, false);
+        let mut s = self.lock();
+        let pm = s.setups[seti].payment_method.clone().expect("its card");
+        s.needs_auth.insert(pm);
+    }
+
+    /// What Stripe.js does when the customer completes (or fails) the
+    /// bank's check of PaymentIntent `pi`.
+    fn authenticate(&self, pi: &str, success: bool) {
+        let mut s = self.lock();
+        if let Some(intent) = s.intents.iter_mut().find(|i| i.charge.id == pi) {
+            if intent.charge.status == ProcessorChargeStatus::RequiresAction {
+                intent.charge.status = if success {
+                    ProcessorChargeStatus::Succeeded
+                } else {
+                    ProcessorChargeStatus::Declined {
+                        code: Some("payment_intent_authentication_failure".into()),
+                        decline_code: None,
+                    }
+                };
+            }
+        }
     }
 
     /// PaymentIntents per our charge id.
@@ -519,6 +557,7 @@ impl PaymentProcessor for MemProcessor {
             Some((_, declines)) => *declines,
             None => return not_found(&charge.payment_method),
         };
+        let needs_auth = s.needs_auth.contains(&charge.payment_method);
         s.next += 1;
         let made = ProcessorCharge {
             id: format!("pi_mem_{}", s.next),
@@ -527,6 +566,8 @@ impl PaymentProcessor for MemProcessor {
                     code: Some("card_declined".into()),
                     decline_code: Some("generic_decline".into()),
                 }
+            } else if needs_auth {
+                ProcessorChargeStatus::RequiresAction
             } else {
                 ProcessorChargeStatus::Succeeded
             },
@@ -544,6 +585,20 @@ impl PaymentProcessor for MemProcessor {
             return Err(ProcessorError::Unavailable("injected: answer lost".into()));
         }
         answer(made)
+    }
+
+    async fn charge_authentication(
+        &self,
+        id: &str,
+    ) -> Result<ChargeAuthentication, ProcessorError> {
+        match self.find_intent(id) {
+            Some(charge) => Ok(ChargeAuthentication {
+                client_secret: format!("{id}_secret_mem"),
+                payment_method: None,
+                charge,
+            }),
+            None => not_found(id),
+        }
     }
 
     async fn find_charges(
@@ -805,6 +860,13 @@ enum Op {
     Race(Report, Report),
     /// A card is added (portal flow): working or declining.
     AddCard { declines: bool },
+    /// A working card whose bank asks the customer to authenticate every
+    /// payment is added (portal flow).
+    AddAuthCard,
+    /// The customer completes (or fails) the bank's check of their oldest
+    /// payment waiting for it, on `/billing/authenticate` (Stripe.js, then
+    /// the page's complete call).
+    Authenticate { success: bool },
     /// The customer removes the default card (portal flow; refused for the
     /// last card of a subscription that needs it).
     RemoveCard,
@@ -882,6 +944,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         1 => report_strategy().prop_map(Op::Duplicate),
         2 => (report_strategy(), report_strategy()).prop_map(|(a, b)| Op::Race(a, b)),
         2 => any::<bool>().prop_map(|declines| Op::AddCard { declines }),
+        2 => Just(Op::AddAuthCard),
+        3 => any::<bool>().prop_map(|success| Op::Authenticate { success }),
         1 => Just(Op::RemoveCard),
         1 => Just(Op::BecomePro),
         2 => (1..=3i64).prop_map(|n| Op::Grant { n }),
@@ -940,6 +1004,8 @@ enum Card {
     None,
     Working,
     Declining,
+    /// Works once the customer authenticates each payment.
+    NeedsAuthentication,
 }
 
 #[derive(Debug)]
@@ -963,13 +1029,15 @@ static CASE: AtomicU64 = AtomicU64::new(0);
 
 /// What the run exercised (printed at the end, so a run that never reached
 /// a rule shows it): subscriptions made, webhook events delivered, Pro
-/// grants, paid overage charges, charged fixes.
+/// grants, paid overage charges, charged fixes, bank checks (3-D Secure)
+/// completed or failed.
 struct Coverage {
     subscriptions: AtomicU64,
     events: AtomicU64,
     grants: AtomicU64,
     overage_paid: AtomicU64,
     charged_fixes: AtomicU64,
+    authentications: AtomicU64,
 }
 
 static COVERAGE: Coverage = Coverage {
@@ -978,6 +1046,7 @@ static COVERAGE: Coverage = Coverage {
     grants: AtomicU64::new(0),
     overage_paid: AtomicU64::new(0),
     charged_fixes: AtomicU64::new(0),
+    authentications: AtomicU64::new(0),
 };
 
 impl Env {
@@ -1414,6 +1483,61 @@ async fn apply(
                 Card::Working
             };
         }
+        Op::AddAuthCard => {
+            let mut conn = env.conn().await;
+            let setup = begin_card_setup(env.mem.as_ref(), &mut conn, customer_id)
+                .await
+                .expect("card setup");
+            env.mem.confirm_setup_needing_authentication(&setup.id);
+            add_card(
+                env.mem.as_ref(),
+                &mut conn,
+                &env.state.config.pricing,
+                customer_id,
+                &setup.id,
+                &Consent {
+                    given: true,
+                    user_id: None,
+                    ip: None,
+                    user_agent: Some("model test".into()),
+                },
+            )
+            .await
+            .expect("add card");
+            model.card = Card::NeedsAuthentication;
+        }
+        Op::Authenticate { success } => {
+            use rsolv_platform::server::billing::authentication::complete_authentication;
+            let mut conn = env.conn().await;
+            let waiting: Option<(i64, Option<String>)> = charges::table
+                .filter(charges::customer_id.eq(customer_id))
+                .filter(charges::status.eq("requires_action"))
+                .order(charges::id.asc())
+                .select((charges::id, charges::stripe_payment_intent_id))
+                .first(&mut conn)
+                .await
+                .optional()
+                .expect("charges");
+            if let Some((charge_id, Some(pi))) = waiting {
+                COVERAGE.authentications.fetch_add(1, Ordering::Relaxed);
+                env.mem.authenticate(&pi, *success);
+                let status = complete_authentication(
+                    &mut conn,
+                    env.mem.as_ref(),
+                    &env.state.config.pricing,
+                    &env.state.config.email.links,
+                    customer_id,
+                    charge_id,
+                )
+                .await
+                .expect("complete authentication");
+                assert_eq!(
+                    status.as_str(),
+                    if *success { "succeeded" } else { "failed" },
+                    "charge {charge_id} after the bank's check"
+                );
+            }
+        }
         Op::RemoveCard => {
             let mut conn = env.conn().await;
             let (_, default) = list_cards(&mut conn, customer_id).await.expect("cards");
@@ -1432,9 +1556,14 @@ async fn apply(
             }
             // The card that pays now: the processor's default (the
             // replacement the portal chose), if any.
-            model.card = match env.mem.lock().default_declines(cus) {
+            let (declines, needs_auth) = {
+                let s = env.mem.lock();
+                (s.default_declines(cus), s.default_needs_auth(cus))
+            };
+            model.card = match declines {
                 None => Card::None,
                 Some(true) => Card::Declining,
+                Some(false) if needs_auth => Card::NeedsAuthentication,
                 Some(false) => Card::Working,
             };
         }
@@ -1603,7 +1732,9 @@ async fn run_case(env: &Env, ops: &[Op]) {
         || if pro {
             granted
         } else {
-            model.card == Card::Working && !s.payment_failed
+            // A card that needs authentication still gets a charge for
+            // every fix (it waits for the customer, live).
+            matches!(model.card, Card::Working | Card::NeedsAuthentication) && !s.payment_failed
         };
     let unpaid: Vec<_> = s
         .fixes
@@ -1751,13 +1882,14 @@ fn money_invariants_hold_for_random_operation_sequences() {
     let c = |n: &AtomicU64| n.load(Ordering::Relaxed);
     eprintln!(
         "model test: {cases} cases in {:.1} s; {} subscriptions, {} webhook deliveries, \
-         {} Pro grants, {} overage charges paid, {} fixes charged",
+         {} Pro grants, {} overage charges paid, {} fixes charged, {} bank checks",
         started.elapsed().as_secs_f64(),
         c(&COVERAGE.subscriptions),
         c(&COVERAGE.events),
         c(&COVERAGE.grants),
         c(&COVERAGE.overage_paid),
         c(&COVERAGE.charged_fixes),
+        c(&COVERAGE.authentications),
     );
     match result {
         Ok(()) => {}

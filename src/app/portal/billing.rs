@@ -20,7 +20,8 @@ use super::{
     SECONDARY_BUTTON,
 };
 use crate::types::billing::{
-    BillingHistoryView, BillingNoticeView, BillingView, CardView, HistoryItemView, UnpaidFixView,
+    BillingHistoryView, BillingNoticeView, BillingView, CardView, HistoryItemView,
+    PaymentToAuthenticate, UnpaidFixView,
 };
 use crate::types::urls::safe_href;
 use crate::types::values::SubscriptionStatus;
@@ -227,6 +228,7 @@ pub fn Billing(
         {paused}
         {failed}
         <AccountState view=view.clone() />
+        <AuthenticationNotices payments=view.authentication_needed.clone() />
         <div class="mt-6 grid gap-6 lg:grid-cols-2">
             <Plan view=view.clone() confirm=confirm.clone() actions />
             <section class=CARD aria-labelledby="cards-heading" data-testid="payment-methods">
@@ -635,8 +637,10 @@ fn CardLabel(card: CardView) -> impl IntoView {
 }
 
 /// Loads `/billing-card.js` once the app runs in the browser (also after
-/// client-side navigation, where server-rendered scripts would not run).
-fn load_card_script() {
+/// client-side navigation, where server-rendered scripts would not run):
+/// the card form's script, which also runs the bank's check on
+/// `/billing/authenticate`.
+pub(crate) fn load_card_script() {
     #[cfg(feature = "hydrate")]
     {
         let document = leptos::prelude::document();
@@ -837,8 +841,9 @@ fn HistoryTable(
     }
 }
 
-/// The dashboard's billing notices: billing paused, a Pro payment past
-/// due, a declined card, fix charges in progress. Renders nothing when all
+/// The dashboard's billing notices: card payments waiting for the
+/// customer's authentication (each with its link), billing paused, a Pro
+/// payment past due, a declined card, fix charges in progress. Renders nothing when all
 /// is well. Pure: the data comes with the dashboard's one resource (a
 /// resource of its own, created inside the dashboard's `Suspend`, raced it
 /// during hydration).
@@ -863,12 +868,41 @@ pub fn BillingNotice(notice: BillingNoticeView) -> impl IntoView {
         };
         items.push(("charges-pending", text));
     }
-    items
+    let notices = items
         .into_iter()
         .map(|(id, text)| view! {
             <p role="status" data-testid=format!("notice-{id}") class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
                 {text} " " <a href=super::portal_href("/billing") class=LINK>"Go to Billing"</a>
             </p>
+        })
+        .collect_view();
+    view! {
+        <AuthenticationNotices payments=notice.authentication_needed />
+        {notices}
+    }
+}
+
+/// One notice per card payment the customer's bank asks them to confirm
+/// (3-D Secure), each linking its page `/billing/authenticate?charge=<id>`
+/// (`data-testid="notice-authentication-needed"`, the link
+/// `authentication-link`). Renders nothing without one.
+#[component]
+pub fn AuthenticationNotices(payments: Vec<PaymentToAuthenticate>) -> impl IntoView {
+    payments
+        .into_iter()
+        .map(|p| {
+            let href = p.href();
+            // The admin's read-only view says it without the customer's link.
+            let link = (!super::read_only()).then(|| view! {
+                <a href=href class=LINK data-testid="authentication-link">"Confirm the payment"</a>
+            });
+            view! {
+                <p role="alert" data-testid="notice-authentication-needed" class="mt-4 rounded-md border border-amber-300 bg-amber-50 px-4 py-3 text-amber-950 dark:border-amber-700 dark:bg-amber-950 dark:text-amber-100">
+                    <span class="font-semibold">{format!("Your bank asks you to confirm a {} payment. ", p.amount)}</span>
+                    "The fix is recorded; it is paid once you confirm. "
+                    {link}
+                </p>
+            }
         })
         .collect_view()
 }
@@ -905,6 +939,7 @@ mod tests {
             suspended: false,
             unpaid_fixes: 0,
             support_email: "help@rsolv.example".into(),
+            authentication_needed: Vec::new(),
         }
     }
 
@@ -1344,5 +1379,26 @@ mod tests {
             unpaid.contains(r#"href="/admin/customers/7/portal/billing""#),
             "{unpaid}"
         );
+    }
+
+    #[test]
+    fn a_payment_waiting_for_the_bank_links_its_page_except_read_only() {
+        use crate::types::billing::PaymentToAuthenticate;
+        let waiting = BillingView {
+            authentication_needed: vec![PaymentToAuthenticate {
+                charge_id: 42,
+                amount: "$29.00".into(),
+            }],
+            ..with_card()
+        };
+        let html = render(waiting.clone());
+        assert!(html.contains("confirm a $29.00 payment"), "{html}");
+        assert!(
+            html.contains(r#"href="/billing/authenticate?charge=42""#),
+            "{html}"
+        );
+        let html = render_read_only(waiting);
+        assert!(html.contains("confirm a $29.00 payment"), "{html}");
+        assert!(!html.contains("/billing/authenticate"), "{html}");
     }
 }

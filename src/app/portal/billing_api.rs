@@ -9,7 +9,10 @@
 //! [`AppError::NotFound`], [`AppError::Internal`] (cause logged; also when
 //! Stripe is unreachable).
 
-use crate::types::billing::{BillingHistoryView, BillingView, CardView, SetupIntentView};
+use crate::types::billing::{
+    BillingHistoryView, BillingView, CardView, PaymentAuthenticationResult,
+    PaymentAuthenticationSecret, PaymentAuthenticationView, SetupIntentView,
+};
 use crate::types::AppError;
 use leptos::prelude::*;
 
@@ -192,6 +195,81 @@ pub async fn get_billing_history() -> Result<BillingHistoryView, AppError> {
     ssr::history_view(&mut conn, user.customer_id).await
 }
 
+/// The authentication page's data for the signed-in customer's charge
+/// `charge` (no secret). Another customer's charge is not found, as a
+/// missing one is.
+#[server(endpoint = "portal/billing/authenticate")]
+pub async fn get_payment_authentication(
+    charge: i64,
+) -> Result<PaymentAuthenticationView, AppError> {
+    let (user, mut conn) = super::api::ssr::session().await?;
+    ssr::authentication_view(&mut conn, user.customer_id, charge).await
+}
+
+/// The client secret (and card) Stripe.js needs to run the bank's check
+/// for charge `charge`: only for the charge's owner (anyone else: not
+/// found) and only while it waits for authentication (else a conflict that
+/// says so; news from the processor is applied first).
+#[server(endpoint = "portal/billing/authenticate/begin")]
+pub async fn begin_payment_authentication(
+    charge: i64,
+) -> Result<PaymentAuthenticationSecret, AppError> {
+    use crate::server::billing::authentication::{begin_authentication, AuthenticationStart};
+    let (user, mut conn) = super::api::ssr::session().await?;
+    let state = super::api::ssr::state()?;
+    let processor = ssr::processor()?;
+    let start = begin_authentication(
+        &mut conn,
+        processor.as_ref(),
+        &state.config.pricing,
+        &state.config.email.links,
+        user.customer_id,
+        charge,
+    )
+    .await
+    .map_err(super::api::ssr::fail)?;
+    match start {
+        AuthenticationStart::Ready(auth) => Ok(PaymentAuthenticationSecret {
+            client_secret: auth.client_secret,
+            payment_method: auth.payment_method,
+        }),
+        AuthenticationStart::NoLongerNeeded(status) => {
+            Err(super::api::ssr::fail_app(AppError::Conflict(format!(
+                "this payment no longer needs your confirmation: {}",
+                ssr::authentication_message(status)
+            ))))
+        }
+    }
+}
+
+/// After Stripe.js answered: re-reads the charge's payment from Stripe and
+/// settles it (paid: the fix is charged and a receipt mailed; failed: add
+/// another card), idempotently with the webhook. Only the owner.
+#[server(endpoint = "portal/billing/authenticate/complete")]
+pub async fn complete_payment_authentication(
+    charge: i64,
+) -> Result<PaymentAuthenticationResult, AppError> {
+    use crate::server::billing::authentication::complete_authentication;
+    let (user, mut conn) = super::api::ssr::session().await?;
+    let state = super::api::ssr::state()?;
+    let processor = ssr::processor()?;
+    let status = complete_authentication(
+        &mut conn,
+        processor.as_ref(),
+        &state.config.pricing,
+        &state.config.email.links,
+        user.customer_id,
+        charge,
+    )
+    .await
+    .map_err(super::api::ssr::fail)?;
+    tracing::info!(customer_id = user.customer_id, charge_id = charge, %status, "payment authentication completed");
+    Ok(PaymentAuthenticationResult {
+        status: status.as_str().to_owned(),
+        message: ssr::authentication_message(status).to_owned(),
+    })
+}
+
 /// Server-side helpers.
 #[cfg(feature = "ssr")]
 pub(crate) mod ssr {
@@ -257,6 +335,64 @@ pub(crate) mod ssr {
         }
     }
 
+    /// What the customer is told about a charge after the bank's check.
+    pub fn authentication_message(
+        status: crate::server::billing::charges::ChargeStatus,
+    ) -> &'static str {
+        use crate::server::billing::charges::ChargeStatus as S;
+        match status {
+            S::Succeeded => "the payment is done. Thank you: the fix is paid and a receipt is on its way.",
+            S::Failed => "the payment failed and the card was not charged. Please add another card on the Billing page: the fix is charged to it.",
+            S::RequiresAction => "your bank still waits for your confirmation. Please try again.",
+            S::Pending => "the payment is being processed.",
+            S::Invoiced => "the amount is on your next invoice.",
+            S::Refunded => "the payment was refunded.",
+        }
+    }
+
+    /// The payments waiting for the customer's authentication, for notices.
+    pub async fn authentication_needed(
+        conn: &mut AsyncPgConnection,
+        customer_id: i64,
+    ) -> Result<Vec<crate::types::billing::PaymentToAuthenticate>, AppError> {
+        Ok(
+            crate::server::billing::charges::charges_awaiting_customer(conn, customer_id)
+                .await
+                .map_err(fail)?
+                .into_iter()
+                .map(|c| crate::types::billing::PaymentToAuthenticate {
+                    charge_id: c.id,
+                    amount: format_money(c.amount_cents, &c.currency),
+                })
+                .collect(),
+        )
+    }
+
+    /// The authentication page's data (no secret).
+    pub async fn authentication_view(
+        conn: &mut AsyncPgConnection,
+        customer_id: i64,
+        charge_id: i64,
+    ) -> Result<crate::types::billing::PaymentAuthenticationView, AppError> {
+        use crate::server::billing::authentication::customer_charge;
+        use crate::server::billing::charges::charge_description;
+        let state = state()?;
+        let stripe = &state.config.stripe;
+        let (charge, fix) = customer_charge(conn, customer_id, charge_id)
+            .await
+            .map_err(fail)?;
+        Ok(crate::types::billing::PaymentAuthenticationView {
+            charge_id: charge.id,
+            amount: format_money(charge.amount_cents, &charge.currency),
+            description: format!("{} · {}", charge_description(&charge), fix_label(&fix)),
+            status: charge.status.as_str().to_owned(),
+            failure: charge.failure_message.clone(),
+            billing_enabled: stripe.can_call_stripe(),
+            stripe_js_url: stripe.js_url.clone(),
+            publishable_key: stripe.publishable_key.clone().unwrap_or_default(),
+        })
+    }
+
     /// Customer `customer_id`'s billing page, as the portal shows it to
     /// the customer and the admin console shows it read-only.
     ///
@@ -306,6 +442,7 @@ pub(crate) mod ssr {
                 .map_err(fail)?
                 .1,
             support_email: state.config.email.support.clone(),
+            authentication_needed: authentication_needed(conn, customer_id).await?,
         })
     }
 
@@ -451,6 +588,7 @@ pub(crate) mod ssr {
                 == Some(crate::types::values::SubscriptionStatus::PastDue),
             payment_failed: customer.payment_failed_at.is_some(),
             charges_pending: i64::try_from(charges_pending).unwrap_or(i64::MAX),
+            authentication_needed: authentication_needed(conn, customer_id).await?,
         })
     }
 }

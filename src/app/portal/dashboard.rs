@@ -442,6 +442,7 @@ mod tests {
                 past_due: false,
                 payment_failed: false,
                 charges_pending: 0,
+                authentication_needed: Vec::new(),
             },
         }
     }
@@ -585,6 +586,38 @@ mod tests {
     }
 
     #[test]
+    fn a_payment_waiting_for_the_bank_links_its_page() {
+        use crate::types::billing::PaymentToAuthenticate;
+        let html = render(DashboardView {
+            plan: "payg".into(),
+            has_payment_method: true,
+            notice: BillingNoticeView {
+                authentication_needed: vec![PaymentToAuthenticate {
+                    charge_id: 42,
+                    amount: "$29.00".into(),
+                }],
+                ..trial().notice
+            },
+            ..trial()
+        });
+        assert_nothing_false(&html);
+        assert!(
+            html.contains(r#"data-testid="notice-authentication-needed""#),
+            "{html}"
+        );
+        assert!(html.contains("confirm a $29.00 payment"), "{html}");
+        assert_eq!(
+            href_of(&html, "authentication-link"),
+            Some("/billing/authenticate?charge=42"),
+            "{html}"
+        );
+        assert!(
+            !html.contains("notice-payment-failed"),
+            "not a decline: {html}"
+        );
+    }
+
+    #[test]
     fn pro_card_past_due_and_paused_billing_say_so() {
         let html = render(DashboardView {
             plan: "pro".into(),
@@ -595,6 +628,7 @@ mod tests {
                 past_due: true,
                 payment_failed: true,
                 charges_pending: 2,
+                authentication_needed: Vec::new(),
             },
             ..trial()
         });

@@ -1,5 +1,5 @@
-//! The customer portal: `/dashboard`, `/credits`, `/keys`, `/billing` and
-//! `/ai-usage`, each in its own file, their server functions in [`api`]
+//! The customer portal: `/dashboard`, `/credits`, `/keys`, `/billing`
+//! (with `/billing/authenticate`) and `/ai-usage`, each in its own file, their server functions in [`api`]
 //! (billing's in [`billing_api`]). A signed-out visit is redirected to
 //! `/login?next=<page>` before the page renders (`server::auth::lifetime`);
 //! a session that ends while a page is open shows its "please sign in"
@@ -8,6 +8,7 @@
 
 pub mod ai_usage;
 pub mod api;
+pub mod authenticate;
 pub mod billing;
 pub mod billing_api;
 pub mod credits;

@@ -108,12 +108,13 @@ async fn apply_lifetime(state: &AppState, session: &TypedSession) -> Result<(), 
 /// The customer portal's pages and the account page: served to anyone
 /// signed in, the signed out are sent to sign in (see the module). Exact
 /// paths, as routed in `app::App`.
-pub const SIGNED_IN_PAGES: [&str; 7] = [
+pub const SIGNED_IN_PAGES: [&str; 8] = [
     "/dashboard",
     "/credits",
     "/keys",
     "/billing",
     "/billing/history",
+    "/billing/authenticate",
     "/ai-usage",
     "/account",
 ];

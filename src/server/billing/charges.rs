@@ -36,7 +36,7 @@
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::notifications::enqueue_email;
 use crate::server::billing::notifications::{
-    charge_declined, charge_receipt, EmailLinks, Recipient,
+    charge_declined, charge_receipt, charge_requires_action, EmailLinks, Recipient,
 };
 use crate::server::billing::ports::{
     decline_advice, ChargeRequest, InvoiceItemRequest, PaymentProcessor, ProcessorCharge,
@@ -70,6 +70,12 @@ pub const CHARGE_LEASE_SECONDS: i64 = 120;
 pub enum ChargeStatus {
     /// Written; the `stripe.charge` job has not finished with it.
     Pending,
+    /// Pay as you go: the card's bank asks the customer to authenticate
+    /// the payment (3-D Secure / SCA). Neither paid nor declined, and the
+    /// job leaves it alone (only the customer, on-session, can complete
+    /// it: `/billing/authenticate?charge=<id>`); its PaymentIntent is
+    /// kept. Completed → `succeeded`; failed → `failed` as a decline.
+    RequiresAction,
     /// Overage: the invoice item exists, waiting for its invoice to be
     /// paid ([`settle_invoiced_overage`]).
     Invoiced,
@@ -83,8 +89,9 @@ pub enum ChargeStatus {
 
 impl ChargeStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Pending,
+        Self::RequiresAction,
         Self::Invoiced,
         Self::Succeeded,
         Self::Failed,
@@ -95,6 +102,7 @@ impl ChargeStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::RequiresAction => "requires_action",
             Self::Invoiced => "invoiced",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
@@ -118,10 +126,23 @@ impl ChargeStatus {
         self == Self::Pending
     }
 
-    /// Whether a payment may still settle it as paid (`pending`, or
-    /// `invoiced` waiting for its invoice).
+    /// Whether a payment may still settle it as paid (`pending`,
+    /// `requires_action` waiting for the customer, or `invoiced` waiting
+    /// for its invoice).
     pub fn can_settle_paid(self) -> bool {
-        matches!(self, Self::Pending | Self::Invoiced)
+        matches!(self, Self::Pending | Self::RequiresAction | Self::Invoiced)
+    }
+
+    /// Whether the processor's word on its card payment (paid, declined)
+    /// may still settle it: `pending` (the job's) or `requires_action`
+    /// (the customer's authentication, completed or failed).
+    pub fn awaits_card_payment(self) -> bool {
+        matches!(self, Self::Pending | Self::RequiresAction)
+    }
+
+    /// Whether it waits for the customer to authenticate the payment.
+    pub fn awaits_customer(self) -> bool {
+        self == Self::RequiresAction
     }
 
     /// Whether money was received for it (and not given back).
@@ -397,6 +418,21 @@ pub async fn find_charge_by_invoice_item(
         .optional()?)
 }
 
+/// The charge whose PaymentIntent is `payment_intent` (`pi_…`), if any.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn find_charge_by_payment_intent(
+    conn: &mut AsyncPgConnection,
+    payment_intent: &str,
+) -> Result<Option<Charge>, BillingError> {
+    Ok(charges::table
+        .filter(charges::stripe_payment_intent_id.eq(payment_intent))
+        .select(Charge::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
 /// The customer's charges, newest first (at most `limit`).
 ///
 /// Errors: [`BillingError::Database`].
@@ -484,8 +520,8 @@ async fn store_processor_ids(
 /// What one run of [`process_charge`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChargeRun {
-    /// The charge reached `status` in this run (`succeeded`, `invoiced` or
-    /// `failed`).
+    /// The charge reached `status` in this run (`succeeded`, `invoiced`,
+    /// `requires_action` or `failed`).
     Settled(ChargeStatus),
     /// Nothing to do: the charge is gone or no longer pending.
     NotPending,
@@ -498,8 +534,10 @@ pub enum ChargeRun {
 /// The job's work for charge `charge_id` (see the module docs): takes the
 /// row's lease, finds the processor object an earlier attempt made or
 /// creates it with key `charge:<id>`, and settles the charge. Pay as you
-/// go: paid → `succeeded`; declined (or no card on file) → `failed`;
-/// anything else stays `pending`. Overage: the invoice item made →
+/// go: paid → `succeeded`; declined (or no card on file) → `failed`; the
+/// bank asks the customer to authenticate → `requires_action` (with the
+/// `charge_requires_action` email; never retried by the job); anything
+/// else stays `pending`. Overage: the invoice item made →
 /// `invoiced`.
 ///
 /// `conn` must not be inside a transaction (each step commits on its own,
@@ -678,7 +716,8 @@ fn best_found(found: Vec<ProcessorCharge>) -> Option<ProcessorCharge> {
     let rank = |c: &ProcessorCharge| match c.status {
         ProcessorChargeStatus::Succeeded => 0,
         ProcessorChargeStatus::Processing => 1,
-        _ => 2,
+        ProcessorChargeStatus::RequiresAction => 2,
+        _ => 3,
     };
     found.into_iter().min_by_key(rank)
 }
@@ -786,6 +825,13 @@ async fn pay_as_you_go(
         ProcessorChargeStatus::Processing => Ok(ChargeRun::RetryLater(
             "the payment is still processing".into(),
         )),
+        ProcessorChargeStatus::RequiresAction => {
+            conn.transaction(async |conn| {
+                settle_requires_action(conn, charge.id, &processed.id).await
+            })
+            .await?;
+            Ok(ChargeRun::Settled(ChargeStatus::RequiresAction))
+        }
         ProcessorChargeStatus::Canceled | ProcessorChargeStatus::Incomplete(_) => {
             tracing::error!(
                 charge_id = charge.id,
@@ -907,7 +953,7 @@ async fn queue_charge_receipt(
     };
     let amount =
         crate::server::billing::pricing::format_money(charge.amount_cents, &charge.currency);
-    let description = format!("RSOLV fix {} (pay as you go)", charge.fix_id);
+    let description = charge_description(charge);
     let key = format!("receipt:charge:{}", charge.id);
     enqueue_email(
         conn,
@@ -917,9 +963,10 @@ async fn queue_charge_receipt(
     Ok(())
 }
 
-/// Settles a pay-as-you-go charge the processor accepted, once (a charge no
-/// longer `pending` is left alone): see [`book_paid`]. One transaction (the
-/// caller's), under the customer's row lock.
+/// Settles a pay-as-you-go charge the processor accepted, once (a charge
+/// neither `pending` nor `requires_action` is left alone): see
+/// [`book_paid`]. One transaction (the caller's), under the customer's row
+/// lock.
 ///
 /// Errors: [`BillingError::Database`].
 pub async fn settle_succeeded(
@@ -931,7 +978,7 @@ pub async fn settle_succeeded(
     let Some(charge) = lock_charge(conn, charge_id).await? else {
         return Ok(());
     };
-    if charge.status != ChargeStatus::Pending {
+    if !charge.status.awaits_card_payment() {
         return Ok(());
     }
     book_paid(conn, &charge, payment_intent, invoice_item, None).await
@@ -988,7 +1035,7 @@ pub async fn settle_paid_intent(
         }
         _ => return Ok(false),
     };
-    if charge.kind != ChargeKind::Payg || charge.status != ChargeStatus::Pending {
+    if charge.kind != ChargeKind::Payg || !charge.status.awaits_card_payment() {
         return Ok(false);
     }
     if charge.amount_cents != paid.amount_received_cents {
@@ -1034,8 +1081,9 @@ pub async fn settle_invoiced_overage(
     .await
 }
 
-/// Records a charge the processor declined, once (a charge no longer
-/// `pending` is left alone): the charge `failed` for good, with our words
+/// Records a charge the processor declined, once (a charge neither
+/// `pending` nor `requires_action` is left alone; a failed authentication
+/// is a decline): the charge `failed` for good, with our words
 /// for why ([`decline_advice`], never the processor's message); for a
 /// pay-as-you-go charge the customer's `payment_failed_at` is set and the
 /// `charge_declined` email queued (key `charge_declined:<charge id>`) in
@@ -1059,7 +1107,7 @@ pub async fn settle_failed(
     let Some(charge) = lock_charge(conn, charge_id).await? else {
         return Ok(());
     };
-    if charge.status != ChargeStatus::Pending {
+    if !charge.status.awaits_card_payment() {
         return Ok(());
     }
     let advice = decline_advice(code, decline_code);
@@ -1104,6 +1152,93 @@ pub async fn settle_failed(
     // for the fix now (issue 9: billed as soon as the customer can pay).
     crate::server::billing::fixes::settle_unpaid_fixes(conn, pricing, charge.customer_id).await?;
     Ok(())
+}
+
+/// Records that the card's bank asks the customer to authenticate
+/// pay-as-you-go charge `charge_id` (3-D Secure / SCA), once (a charge no
+/// longer `pending` is left alone; returns whether it changed it now):
+/// the charge becomes `requires_action` with its PaymentIntent
+/// `payment_intent` kept, and the `charge_requires_action` email (key
+/// `charge_requires_action:<charge id>`, so once per charge) is queued in
+/// the same transaction (the caller's), linking
+/// `/billing/authenticate?charge=<id>` — never the client secret.
+///
+/// Not a decline (Stripe: the customer must come back on-session): the
+/// customer is not marked (`payment_failed_at` stays clear, so further
+/// fixes are still charged: banks ask for authentication now and then and
+/// the next payment may well go through), no `charge_declined` email, and
+/// the job does not retry it (the same PaymentIntent is completed by the
+/// customer: [`crate::server::billing::authentication`]). The fix keeps it
+/// as its live charge and stays `unpaid` until it is paid.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn settle_requires_action(
+    conn: &mut AsyncPgConnection,
+    charge_id: i64,
+    payment_intent: &str,
+) -> Result<bool, BillingError> {
+    let Some(charge) = lock_charge(conn, charge_id).await? else {
+        return Ok(false);
+    };
+    if charge.status != ChargeStatus::Pending || charge.kind != ChargeKind::Payg {
+        return Ok(false);
+    }
+    diesel::update(charges::table.find(charge.id))
+        .set((
+            charges::status.eq(ChargeStatus::RequiresAction),
+            charges::stripe_payment_intent_id.eq(payment_intent),
+            charges::failure_message.eq(None::<String>),
+            charges::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    tracing::info!(
+        charge_id,
+        customer_id = charge.customer_id,
+        "card payment needs the customer's authentication"
+    );
+    let (email, name): (String, String) = customers::table
+        .find(charge.customer_id)
+        .select((customers::email, customers::name))
+        .first(conn)
+        .await?;
+    let to = Recipient {
+        customer_id: Some(charge.customer_id),
+        email: &email,
+        name: &name,
+    };
+    let amount =
+        crate::server::billing::pricing::format_money(charge.amount_cents, &charge.currency);
+    let key = format!("charge_requires_action:{}", charge.id);
+    enqueue_email(
+        conn,
+        &charge_requires_action(&to, charge.id, &amount, &charge_description(&charge), key),
+    )
+    .await?;
+    Ok(true)
+}
+
+/// What a pay-as-you-go charge pays for, in our words (receipts, the
+/// authentication email and page): `RSOLV fix <fix id> (pay as you go)`.
+pub fn charge_description(charge: &Charge) -> String {
+    format!("RSOLV fix {} (pay as you go)", charge.fix_id)
+}
+
+/// The customer's charges waiting for their authentication
+/// (`requires_action`), oldest first.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn charges_awaiting_customer(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<Vec<Charge>, BillingError> {
+    Ok(charges::table
+        .filter(charges::customer_id.eq(customer_id))
+        .filter(charges::status.eq(ChargeStatus::RequiresAction))
+        .order(charges::id.asc())
+        .select(Charge::as_select())
+        .load(conn)
+        .await?)
 }
 
 /// Locks the customer, then the charge; `None` for an unknown charge.
@@ -1217,6 +1352,13 @@ mod tests {
         assert!(ChargeStatus::Invoiced.can_settle_paid());
         assert!(!ChargeStatus::Failed.can_settle_paid());
         assert!(ChargeStatus::Succeeded.is_paid() && !ChargeStatus::Refunded.is_paid());
+        // Waiting for the customer's authentication: live, not the job's,
+        // still payable (and still declinable).
+        let action = ChargeStatus::RequiresAction;
+        assert!(action.is_live() && !action.awaits_processor());
+        assert!(action.can_settle_paid() && action.awaits_card_payment());
+        assert!(action.awaits_customer() && !ChargeStatus::Pending.awaits_customer());
+        assert!(!ChargeStatus::Invoiced.awaits_card_payment());
     }
 
     #[test]

@@ -5,9 +5,10 @@
 //! wraps the Stripe implementation in it; the domain sees only the port.
 
 use crate::server::billing::ports::{
-    CancelMode, CardSnapshot, ChargeRequest, InvoiceItemRequest, InvoiceSnapshot,
-    NewProcessorCustomer, PaymentProcessor, ProcessorCharge, ProcessorCustomer, ProcessorError,
-    ProcessorInvoiceItem, SetupIntentSnapshot, SubscribeRequest, SubscriptionSnapshot,
+    CancelMode, CardSnapshot, ChargeAuthentication, ChargeRequest, InvoiceItemRequest,
+    InvoiceSnapshot, NewProcessorCustomer, PaymentProcessor, ProcessorCharge, ProcessorCustomer,
+    ProcessorError, ProcessorInvoiceItem, SetupIntentSnapshot, SubscribeRequest,
+    SubscriptionSnapshot,
 };
 use crate::server::metrics;
 use async_trait::async_trait;
@@ -142,6 +143,16 @@ impl<P: PaymentProcessor> PaymentProcessor for Metered<P> {
 
     async fn payment_intent(&self, id: &str) -> Result<ProcessorCharge, ProcessorError> {
         timed!("payment_intent", self.inner.payment_intent(id))
+    }
+
+    async fn charge_authentication(
+        &self,
+        id: &str,
+    ) -> Result<ChargeAuthentication, ProcessorError> {
+        timed!(
+            "charge_authentication",
+            self.inner.charge_authentication(id)
+        )
     }
 
     async fn create_invoice_item(

@@ -5,6 +5,7 @@
 //! (JSON API, server functions, webhooks) calls these.
 
 pub mod api_keys;
+pub mod authentication;
 pub mod charges;
 pub mod customers;
 pub mod error;

@@ -57,9 +57,11 @@ pub mod kind {
     pub const CHARGE_RECEIPT: &str = "charge_receipt";
     /// [`super::Notification::InvoiceReceipt`].
     pub const INVOICE_RECEIPT: &str = "invoice_receipt";
+    /// [`super::Notification::ChargeRequiresAction`].
+    pub const CHARGE_REQUIRES_ACTION: &str = "charge_requires_action";
 
     /// Every kind, for lists and tests that enumerate them.
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         WELCOME,
         EMAIL_CONFIRMATION,
         PASSWORD_RESET,
@@ -75,6 +77,7 @@ pub mod kind {
         ACCOUNT_EXISTS,
         CHARGE_RECEIPT,
         INVOICE_RECEIPT,
+        CHARGE_REQUIRES_ACTION,
     ];
 }
 
@@ -145,6 +148,18 @@ pub enum Notification {
         /// ([`crate::server::billing::ports::decline_advice`]), never the
         /// processor's message.
         reason: String,
+    },
+    /// A pay-as-you-go card charge waits for the customer to authenticate
+    /// it with their bank (3-D Secure): the email links
+    /// `/billing/authenticate?charge=<charge_id>` (built at send time; no
+    /// secret: the page asks for one only for the signed-in owner).
+    ChargeRequiresAction {
+        /// Our charge id (the page's `charge` parameter).
+        charge_id: i64,
+        /// The amount, formatted (`billing::pricing::format_money`).
+        amount: String,
+        /// What it pays for, in our words (e.g. "RSOLV fix 12 (pay as you go)").
+        description: String,
     },
     /// A Pro subscription invoice could not be paid (past due).
     SubscriptionPaymentFailed {
@@ -227,6 +242,7 @@ impl Notification {
             Self::AccountExists => kind::ACCOUNT_EXISTS,
             Self::ChargeReceipt { .. } => kind::CHARGE_RECEIPT,
             Self::InvoiceReceipt { .. } => kind::INVOICE_RECEIPT,
+            Self::ChargeRequiresAction { .. } => kind::CHARGE_REQUIRES_ACTION,
         }
     }
 }
@@ -462,6 +478,28 @@ pub fn charge_declined(
         reason: reason.to_owned(),
     };
     OutgoingEmail::new(to, notification, idempotency_key)
+}
+
+/// The bank asks the customer to authenticate pay-as-you-go charge
+/// `charge_id` of `amount` (formatted) for `description` (3-D Secure).
+/// Conventional key: `charge_requires_action:<charge id>` (one email per
+/// charge).
+pub fn charge_requires_action(
+    to: &Recipient<'_>,
+    charge_id: i64,
+    amount: &str,
+    description: &str,
+    idempotency_key: String,
+) -> OutgoingEmail {
+    OutgoingEmail::new(
+        to,
+        Notification::ChargeRequiresAction {
+            charge_id,
+            amount: amount.to_owned(),
+            description: description.to_owned(),
+        },
+        idempotency_key,
+    )
 }
 
 /// A Pro subscription invoice of `amount` could not be paid. Conventional

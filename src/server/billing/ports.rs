@@ -95,6 +95,10 @@ pub fn decline_advice(code: Option<&str>, decline_code: Option<&str>) -> &'stati
         (Some("incorrect_cvc" | "invalid_cvc"), _) | (_, Some("incorrect_cvc")) => {
             "the card's security code was not accepted. Please add the card again or use another card."
         }
+        (Some("payment_intent_authentication_failure"), _) => {
+            "the bank's check (3-D Secure) was not completed, so the card was not charged. \
+             Please add another card, or add this card again and confirm it with your bank."
+        }
         (Some("no_payment_method"), _) => "no card is on file. Please add a card.",
         _ => "the card was declined. Please use another card or contact your bank.",
     }
@@ -217,6 +221,14 @@ pub enum ProcessorChargeStatus {
         /// The issuer's reason.
         decline_code: Option<String>,
     },
+    /// The card's bank asks the customer to authenticate this payment
+    /// (3-D Secure / SCA) before it is made: Stripe's `requires_action`,
+    /// or an off-session attempt answered `authentication_required`
+    /// (the PaymentIntent is then `requires_payment_method`). Neither paid
+    /// nor declined: only the customer, on-session, can complete it
+    /// ([`PaymentProcessor::charge_authentication`] gives their browser
+    /// what Stripe.js needs).
+    RequiresAction,
     /// Cancelled at the processor: no money will come from it.
     Canceled,
     /// Created but neither paid nor declined (e.g. not confirmed yet); the
@@ -241,6 +253,32 @@ pub struct ProcessorCharge {
     pub customer: Option<String>,
     /// Created.
     pub created: Option<DateTime<Utc>>,
+}
+
+/// What the customer's browser needs to complete the authentication of a
+/// charge that is [`ProcessorChargeStatus::RequiresAction`] (Stripe.js
+/// `confirmCardPayment`). `Debug` leaves out the client secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChargeAuthentication {
+    /// The charge as the processor reports it now.
+    pub charge: ProcessorCharge,
+    /// The PaymentIntent's client secret (for the customer's browser only:
+    /// never logged, stored, emailed or put in a URL).
+    pub client_secret: String,
+    /// The card to confirm it with (`pm_…`), when the processor detached
+    /// it from the PaymentIntent (Stripe does after an off-session
+    /// `authentication_required`).
+    pub payment_method: Option<String>,
+}
+
+impl std::fmt::Debug for ChargeAuthentication {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChargeAuthentication")
+            .field("charge", &self.charge)
+            .field("client_secret", &"<redacted>")
+            .field("payment_method", &self.payment_method)
+            .finish()
+    }
 }
 
 /// An amount added to the customer's next subscription invoice.
@@ -493,7 +531,10 @@ pub trait PaymentProcessor: Send + Sync {
 
     /// Charges a saved card off-session, confirming at once. A decline is
     /// [`ProcessorError::Declined`] (or, for a charge found later, status
-    /// [`ProcessorChargeStatus::Declined`]).
+    /// [`ProcessorChargeStatus::Declined`]); a payment the bank wants the
+    /// customer to authenticate answers `Ok` with status
+    /// [`ProcessorChargeStatus::RequiresAction`] (whichever way the
+    /// processor says it).
     async fn charge_off_session(
         &self,
         charge: &ChargeRequest,
@@ -509,6 +550,12 @@ pub trait PaymentProcessor: Send + Sync {
 
     /// Reads a charge (PaymentIntent `pi_…`).
     async fn payment_intent(&self, id: &str) -> Result<ProcessorCharge, ProcessorError>;
+
+    /// Reads a charge (PaymentIntent `pi_…`) with the client secret the
+    /// customer's browser needs to authenticate it. Call only for the
+    /// signed-in owner of the charge.
+    async fn charge_authentication(&self, id: &str)
+        -> Result<ChargeAuthentication, ProcessorError>;
 
     /// The processor's customer (`cus_…`) of the card payment `charge_id`
     /// (`ch_…`, e.g. the one a dispute names); `None` when it has none.

@@ -246,7 +246,7 @@ pub async fn run(
     let fixes: Vec<FixRow> = diesel::sql_query(
         "SELECT f.id AS fix_id, f.customer_id, f.billing_status, \
            (SELECT count(*) FROM charges ch WHERE ch.fix_id = f.id AND ch.status = 'succeeded') AS succeeded, \
-           (SELECT count(*) FROM charges ch WHERE ch.fix_id = f.id AND ch.status IN ('pending', 'succeeded')) AS live, \
+           (SELECT count(*) FROM charges ch WHERE ch.fix_id = f.id AND ch.status IN ('pending', 'requires_action', 'succeeded')) AS live, \
            (SELECT count(*) FROM credit_ledger_entries l WHERE l.customer_id = f.customer_id \
               AND l.kind = 'fix_consumed' AND l.idempotency_key = 'fix:' || f.id) AS consumed \
          FROM fixes f WHERE f.billing_status IN ('charged', 'credit') ORDER BY f.id",
@@ -611,6 +611,13 @@ pub struct OurCharge {
 /// per charge), a different amount, a different outcome (succeeded there
 /// and not here, or the reverse), and a succeeded charge whose stored
 /// PaymentIntent the processor does not list. Pure.
+/// Whether our stored charge status may still become paid by a card
+/// payment (`ChargeStatus::awaits_card_payment`).
+fn awaiting(status: &str) -> bool {
+    crate::server::billing::charges::ChargeStatus::parse(status)
+        .is_some_and(crate::server::billing::charges::ChargeStatus::awaits_card_payment)
+}
+
 pub fn compare_with_processor(ours: &[OurCharge], theirs: &[ProcessorCharge]) -> Vec<NewFinding> {
     use std::collections::HashMap;
     let by_charge: HashMap<i64, &OurCharge> = ours.iter().map(|c| (c.charge_id, c)).collect();
@@ -631,10 +638,12 @@ pub fn compare_with_processor(ours: &[OurCharge], theirs: &[ProcessorCharge]) ->
                 Some("a second payment for one charge")
             }
             Some(c) if c.amount_cents != p.amount_cents => Some("amounts differ"),
-            Some(c) if succeeded != (c.status == "succeeded") && c.status != "pending" => {
+            // `pending` and `requires_action` may be paid and not booked
+            // yet (the job, the page or the webhook is recording it now).
+            Some(c) if succeeded != (c.status == "succeeded") && !awaiting(&c.status) => {
                 Some("outcomes differ")
             }
-            Some(c) if succeeded && c.status == "pending" => None, // being recorded now
+            Some(c) if succeeded && awaiting(&c.status) => None, // being recorded now
             Some(_) => None,
         };
         if let Some(problem) = problem {

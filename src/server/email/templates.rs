@@ -74,6 +74,11 @@ pub fn render_notification(links: &EmailLinks, record: &NotificationRecord) -> R
         Notification::SubscriptionPaymentFailed { amount } => {
             subscription_payment_failed(links, name, amount)
         }
+        Notification::ChargeRequiresAction {
+            charge_id,
+            amount,
+            description,
+        } => charge_requires_action(links, name, *charge_id, amount, description),
         Notification::DisputeOpened {
             customer_id,
             customer_email,
@@ -407,6 +412,32 @@ fn charge_declined(links: &EmailLinks, name: &str, amount: &str, reason: &str) -
     )
 }
 
+/// The bank asks the customer to confirm a card payment of `amount` for
+/// `description` (3-D Secure): a link to the page that completes it,
+/// `/billing/authenticate?charge=<charge id>` (no secret: the page asks
+/// for one only for the signed-in owner). Conventional key:
+/// `charge_requires_action:<charge id>`.
+fn charge_requires_action(
+    links: &EmailLinks,
+    name: &str,
+    charge_id: i64,
+    amount: &str,
+    description: &str,
+) -> Rendered {
+    let page = links.page(&crate::types::billing::authenticate_payment_path(charge_id));
+    let billing = links.page(BILLING_PATH);
+    render(
+        name,
+        format!("Please confirm your {amount} payment to RSOLV"),
+        &[
+            format!("We tried to charge your card {amount} for {description}, and your bank asks you to confirm this payment first (3-D Secure)."),
+            "The fix is recorded and nothing is lost. Sign in and confirm the payment with your bank; it takes a minute:".into(),
+        ],
+        Some(Action { label: "Confirm the payment", url: &page }),
+        &[format!("If your bank's check does not work, add another card on the Billing page: {billing}")],
+    )
+}
+
 /// Receipt for a card charge of `amount` for `description`, paid at
 /// `paid_at` (UTC date). Conventional key: `receipt:charge:<charge id>`.
 fn charge_receipt(
@@ -618,6 +649,27 @@ mod tests {
         assert!(one.text_body.contains("down to 1 credit."));
         let three = sent(n::low_credit(&links(), &TO, 3, "k".into()));
         assert_eq!(three.subject, "You have 3 credits left");
+    }
+
+    #[test]
+    fn an_authentication_email_links_the_page_with_the_charge_and_no_secret() {
+        let queued = n::charge_requires_action(
+            &TO,
+            42,
+            "$29.00",
+            "RSOLV fix 7 (pay as you go)",
+            "charge_requires_action:42".into(),
+        );
+        assert_eq!(queued.kind(), kind::CHARGE_REQUIRES_ACTION);
+        let stored = serde_json::to_string(&queued.record).unwrap();
+        assert!(!stored.contains("secret"), "{stored}");
+        let email = sent(queued);
+        assert_eq!(email.subject, "Please confirm your $29.00 payment to RSOLV");
+        for body in [&email.text_body, &email.html_body] {
+            assert!(body.contains("https://app.rsolv.dev/billing/authenticate?charge=42"));
+            assert!(body.contains("$29.00") && body.contains("RSOLV fix 7"));
+            assert!(!body.contains("secret"), "{body}");
+        }
     }
 
     #[test]

@@ -114,10 +114,13 @@ pub struct PaymentError {
     pub decline_code: Option<String>,
     /// For people (logs only: never shown to customers).
     pub message: Option<String>,
+    /// The card the failed attempt used (Stripe moves it here when an
+    /// off-session attempt needs authentication).
+    pub payment_method: Option<IdRef>,
 }
 
-/// A PaymentIntent (`pi_…`).
-#[derive(Debug, Clone, Deserialize)]
+/// A PaymentIntent (`pi_…`). `Debug` leaves out the client secret.
+#[derive(Clone, Deserialize)]
 pub struct PaymentIntent {
     /// `pi_…`.
     pub id: String,
@@ -136,6 +139,31 @@ pub struct PaymentIntent {
     pub metadata: BTreeMap<String, String>,
     /// Why the last attempt failed.
     pub last_payment_error: Option<PaymentError>,
+    /// Its card, when it has one.
+    pub payment_method: Option<IdRef>,
+    /// Given to Stripe.js in the customer's browser to complete an
+    /// authentication (a secret: never logged, stored or put in a URL).
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for PaymentIntent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaymentIntent")
+            .field("id", &self.id)
+            .field("status", &self.status)
+            .field("amount", &self.amount)
+            .field("currency", &self.currency)
+            .field("customer", &self.customer)
+            .field("created", &self.created)
+            .field("metadata", &self.metadata)
+            .field("last_payment_error", &self.last_payment_error)
+            .field("payment_method", &self.payment_method)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 /// An invoice item (`ii_…`).

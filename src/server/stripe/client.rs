@@ -37,6 +37,10 @@ pub enum StripeCallError {
         code: Option<String>,
         /// The card issuer's reason for a decline, e.g. `insufficient_funds`.
         decline_code: Option<String>,
+        /// The PaymentIntent a card error is about (`error.payment_intent.id`),
+        /// e.g. the one an off-session charge left waiting for the
+        /// customer's authentication (`code: authentication_required`).
+        payment_intent: Option<String>,
     },
     /// Stripe could not be reached, timed out, or answered something we
     /// could not read. The call may have taken effect: retry with the same
@@ -65,6 +69,7 @@ impl StripeCallError {
             error_type: None,
             code: None,
             decline_code: None,
+            payment_intent: None,
         }
     }
 }
@@ -81,6 +86,7 @@ impl From<StripeError> for StripeCallError {
                 error_type: Some(errors.type_.to_string()),
                 code: errors.code.as_ref().map(|c| c.to_string()),
                 decline_code: errors.decline_code.clone(),
+                payment_intent: errors.payment_intent.as_ref().map(|pi| pi.id.to_string()),
             },
             StripeError::Timeout => Self::Transport("timeout".into()),
             StripeError::JSONDeserialize(m)

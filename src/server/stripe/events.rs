@@ -24,7 +24,10 @@
 //! (`stripe_payment_methods.last_event_at`); credit grants use ledger
 //! idempotency keys (`invoice:<invoice id>`, `billing_bonus`).
 
-use crate::server::billing::charges::{settle_paid_intent, PaidIntent};
+use crate::server::billing::authentication::apply_processor_charge;
+use crate::server::billing::charges::{
+    find_charge_by_payment_intent, settle_paid_intent, PaidIntent,
+};
 use crate::server::billing::customers::find_customer;
 use crate::server::billing::notifications::{
     enqueue_email, subscription_payment_failed, EmailLinks, Recipient,
@@ -43,8 +46,8 @@ use crate::server::billing::BillingError;
 use crate::server::db::queue::{lock_ordering_key, retry_now, BackgroundJob, JobError};
 use crate::server::db::schema::{jobs, stripe_events, stripe_payment_methods};
 use crate::server::state::AppState;
-use crate::server::stripe::billing_api::{Invoice, Subscription};
-use crate::server::stripe::processor::{invoice_from, subscription_from};
+use crate::server::stripe::billing_api::{Invoice, PaymentIntent, Subscription};
+use crate::server::stripe::processor::{charge_from_intent, invoice_from, subscription_from};
 use crate::types::values::SubscriptionStatus;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -605,9 +608,14 @@ async fn apply_event(
             tracing::info!(?outcome, charge = %refund.processor_charge_id, "refund applied");
             Ok(())
         }
-        // A succeeded PaymentIntent books its charge (once, with the job:
-        // whichever is first); a failed one is recorded (the stored event
-        // is the record) and the charge job reads the PaymentIntent itself.
+        // A succeeded PaymentIntent books its charge (once, with the job
+        // and the authentication page: whichever is first); a failed one
+        // is recorded (the stored event is the record) and the charge job
+        // reads the PaymentIntent itself — except for a charge waiting for
+        // the customer's authentication, which no job reads: a failed or
+        // abandoned bank check fails it here (a decline; the customer is
+        // told to add another card), while the off-session attempt's own
+        // `authentication_required` leaves it waiting.
         "payment_intent.succeeded" => {
             let Some(pi) = str_field(object, "id") else {
                 return Ok(());
@@ -630,7 +638,21 @@ async fn apply_event(
             }
             Ok(())
         }
-        "payment_intent.payment_failed" => Ok(()),
+        "payment_intent.payment_failed" => {
+            let Ok(intent) = serde_json::from_value::<PaymentIntent>(object.clone()) else {
+                return Ok(());
+            };
+            let Some(charge) = find_charge_by_payment_intent(conn, &intent.id).await? else {
+                return Ok(());
+            };
+            if charge.status.awaits_customer() {
+                let reported = charge_from_intent(intent);
+                let status =
+                    apply_processor_charge(conn, pricing, links, charge.id, &reported).await?;
+                tracing::info!(charge_id = charge.id, %status, "authentication outcome (webhook)");
+            }
+            Ok(())
+        }
         _ => Ok(()),
     }
 }

@@ -13,10 +13,10 @@
 //! `created[gte]` (filtered here instead).
 
 use crate::server::billing::ports::{
-    BillingReason, CancelMode, CardSnapshot, ChargeRequest, InvoiceItemRequest, InvoiceSnapshot,
-    NewProcessorCustomer, PaymentProcessor, ProcessorCharge, ProcessorChargeStatus,
-    ProcessorCustomer, ProcessorError, ProcessorInvoiceItem, SetupIntentSnapshot, SetupStatus,
-    SubscribeRequest, SubscriptionSnapshot,
+    BillingReason, CancelMode, CardSnapshot, ChargeAuthentication, ChargeRequest,
+    InvoiceItemRequest, InvoiceSnapshot, NewProcessorCustomer, PaymentProcessor, ProcessorCharge,
+    ProcessorChargeStatus, ProcessorCustomer, ProcessorError, ProcessorInvoiceItem,
+    SetupIntentSnapshot, SetupStatus, SubscribeRequest, SubscriptionSnapshot,
 };
 use crate::server::stripe::billing_api::{
     p, path_id, IdRef, Invoice, InvoiceItem, List, PaymentIntent, PaymentMethod, SetupIntent,
@@ -46,6 +46,7 @@ impl From<StripeCallError> for ProcessorError {
                 error_type,
                 code,
                 decline_code,
+                ..
             } => {
                 if status == 402 || error_type.as_deref() == Some("card_error") {
                     Self::Declined { code, decline_code }
@@ -94,19 +95,32 @@ fn id_of(r: &Option<IdRef>) -> Option<String> {
     r.as_ref().map(|IdRef(id)| id.clone())
 }
 
-/// A PaymentIntent in the domain's words.
+/// Stripe's error code for an off-session payment the bank wants the
+/// customer to authenticate.
+const AUTHENTICATION_REQUIRED: &str = "authentication_required";
+
+/// A PaymentIntent in the domain's words (see
+/// [`ProcessorChargeStatus`]; both of Stripe's shapes of "needs the
+/// customer's authentication" are [`ProcessorChargeStatus::RequiresAction`]).
 pub fn charge_from_intent(intent: PaymentIntent) -> ProcessorCharge {
     let status = match intent.status.as_str() {
         "succeeded" | "requires_capture" => ProcessorChargeStatus::Succeeded,
         "processing" => ProcessorChargeStatus::Processing,
         "canceled" => ProcessorChargeStatus::Canceled,
-        // Off-session, "the customer must act" is a decline for us: the
-        // customer has to bring a card that works without them.
-        "requires_action" => ProcessorChargeStatus::Declined {
-            code: Some("authentication_required".into()),
-            decline_code: None,
-        },
+        // The bank wants the customer to authenticate (3-D Secure):
+        // localstripe's shape (and Stripe's for an on-session confirm).
+        "requires_action" => ProcessorChargeStatus::RequiresAction,
         other => match &intent.last_payment_error {
+            // Stripe's off-session shape: the attempt failed with
+            // `authentication_required` and the PaymentIntent waits for a
+            // payment method (`requires_payment_method`); the customer can
+            // still complete it on-session with the same card.
+            Some(e)
+                if other == "requires_payment_method"
+                    && e.code.as_deref() == Some(AUTHENTICATION_REQUIRED) =>
+            {
+                ProcessorChargeStatus::RequiresAction
+            }
             Some(e) if e.error_type.as_deref().is_none_or(|t| t == "card_error") => {
                 ProcessorChargeStatus::Declined {
                     code: e.code.clone(),
@@ -127,6 +141,21 @@ pub fn charge_from_intent(intent: PaymentIntent) -> ProcessorCharge {
         amount_cents: intent.amount,
         status,
         id: intent.id,
+    }
+}
+
+/// The PaymentIntent of a 402 card error `authentication_required` (an
+/// off-session payment the bank wants the customer to authenticate), when
+/// Stripe named it; `None` for every other error.
+fn authentication_required(error: &StripeCallError) -> Option<String> {
+    match error {
+        StripeCallError::Api {
+            status: 402,
+            code: Some(code),
+            payment_intent: Some(pi),
+            ..
+        } if code == AUTHENTICATION_REQUIRED => Some(pi.clone()),
+        _ => None,
     }
 }
 
@@ -402,7 +431,7 @@ impl PaymentProcessor for StripeProcessor {
         &self,
         charge: &ChargeRequest,
     ) -> Result<ProcessorCharge, ProcessorError> {
-        let intent = self
+        let answer = self
             .api()?
             .create_payment_intent(
                 &charge.customer,
@@ -413,8 +442,25 @@ impl PaymentProcessor for StripeProcessor {
                 &charge.metadata,
                 &charge.idempotency_key,
             )
-            .await?;
-        Ok(charge_from_intent(intent))
+            .await;
+        match answer {
+            Ok(intent) => Ok(charge_from_intent(intent)),
+            // Stripe answers an off-session payment the bank wants
+            // authenticated with a 402 naming the PaymentIntent it left
+            // waiting: not a decline, the customer can complete it.
+            Err(error) => match authentication_required(&error) {
+                Some(payment_intent) => Ok(ProcessorCharge {
+                    id: payment_intent,
+                    status: ProcessorChargeStatus::RequiresAction,
+                    amount_cents: charge.amount_cents,
+                    currency: Some(charge.currency.clone()),
+                    charge_id: Some(charge.charge_id),
+                    customer: Some(charge.customer.clone()),
+                    created: None,
+                }),
+                None => Err(error.into()),
+            },
+        }
     }
 
     async fn find_charges(
@@ -433,6 +479,29 @@ impl PaymentProcessor for StripeProcessor {
         Ok(charge_from_intent(
             self.api()?.get_payment_intent(id).await?,
         ))
+    }
+
+    async fn charge_authentication(
+        &self,
+        id: &str,
+    ) -> Result<ChargeAuthentication, ProcessorError> {
+        let intent = self.api()?.get_payment_intent(id).await?;
+        let client_secret = intent.client_secret.clone().ok_or_else(|| {
+            ProcessorError::Unavailable(format!("PaymentIntent {id} without a client secret"))
+        })?;
+        // After an off-session `authentication_required` Stripe keeps the
+        // card on the error only; localstripe keeps it on the intent.
+        let payment_method = id_of(&intent.payment_method).or_else(|| {
+            intent
+                .last_payment_error
+                .as_ref()
+                .and_then(|e| id_of(&e.payment_method))
+        });
+        Ok(ChargeAuthentication {
+            charge: charge_from_intent(intent),
+            client_secret,
+            payment_method,
+        })
     }
 
     async fn charge_customer(&self, charge_id: &str) -> Result<Option<String>, ProcessorError> {
@@ -632,6 +701,7 @@ mod tests {
             error_type: Some(error_type.into()),
             code: code.map(str::to_owned),
             decline_code: None,
+            payment_intent: None,
         }
     }
 
@@ -712,6 +782,35 @@ mod tests {
                 decline_code: Some("insufficient_funds".into())
             }
         );
+        // Both of Stripe's shapes of "the bank wants the customer to
+        // authenticate" need the customer, neither is a decline.
+        let action = charge_from_intent(intent(serde_json::json!({
+            "id": "pi_4", "status": "requires_action", "amount": 2900,
+            "client_secret": "pi_4_secret_x"
+        })));
+        assert_eq!(action.status, ProcessorChargeStatus::RequiresAction);
+        let off_session = charge_from_intent(intent(serde_json::json!({
+            "id": "pi_5", "status": "requires_payment_method", "amount": 2900,
+            "last_payment_error": {"type": "card_error", "code": "authentication_required",
+                                   "payment_method": {"id": "pm_1"}}
+        })));
+        assert_eq!(off_session.status, ProcessorChargeStatus::RequiresAction);
+        // A failed authentication is a decline (our advice says what to do).
+        let failed = charge_from_intent(intent(serde_json::json!({
+            "id": "pi_6", "status": "requires_payment_method", "amount": 2900,
+            "last_payment_error": {"code": "payment_intent_authentication_failure"}
+        })));
+        assert_eq!(
+            failed.status,
+            ProcessorChargeStatus::Declined {
+                code: Some("payment_intent_authentication_failure".into()),
+                decline_code: None
+            }
+        );
+        let secret = intent(serde_json::json!({
+            "id": "pi_7", "status": "requires_action", "amount": 1, "client_secret": "pi_7_secret_x"
+        }));
+        assert!(!format!("{secret:?}").contains("pi_7_secret_x"));
         let unconfirmed = charge_from_intent(intent(serde_json::json!({
             "id": "pi_3", "status": "requires_confirmation", "amount": 2900
         })));
@@ -719,6 +818,32 @@ mod tests {
             unconfirmed.status,
             ProcessorChargeStatus::Incomplete("requires_confirmation".into())
         );
+    }
+
+    #[test]
+    fn an_off_session_authentication_required_names_its_payment_intent() {
+        let error = StripeCallError::Api {
+            status: 402,
+            message: "This payment requires authentication".into(),
+            error_type: Some("card_error".into()),
+            code: Some("authentication_required".into()),
+            decline_code: None,
+            payment_intent: Some("pi_9".into()),
+        };
+        assert_eq!(authentication_required(&error).as_deref(), Some("pi_9"));
+        let declined = StripeCallError::Api {
+            status: 402,
+            message: "Your card was declined".into(),
+            error_type: Some("card_error".into()),
+            code: Some("card_declined".into()),
+            decline_code: None,
+            payment_intent: Some("pi_10".into()),
+        };
+        assert_eq!(authentication_required(&declined), None);
+        // Without the PaymentIntent it stays a decline (nothing to complete).
+        let unnamed: ProcessorError =
+            api_error(402, "card_error", Some("authentication_required")).into();
+        assert!(unnamed.is_decline());
     }
 
     #[test]
