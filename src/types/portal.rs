@@ -286,6 +286,11 @@ pub struct DashboardView {
     /// API keys that can call the Action API now (not revoked, not
     /// expired).
     pub active_keys: i64,
+    /// Whether any of the customer's keys has called the Action API
+    /// (`last_used_at` set): the secret and the workflow are in place, so
+    /// the first-run checklist ticks them off.
+    #[serde(default)]
+    pub action_connected: bool,
     /// The platform's public origin (`PUBLIC_BASE_URL`), the workflow's
     /// `api_url` input.
     pub api_url: String,

@@ -261,12 +261,14 @@ pub(crate) mod ssr {
             .await
             .map_err(fail)?;
         let now = Utc::now();
-        let active_keys = crate::server::billing::api_keys::list_api_keys(conn, customer_id)
+        let keys = crate::server::billing::api_keys::list_api_keys(conn, customer_id)
             .await
-            .map_err(fail)?
+            .map_err(fail)?;
+        let active_keys = keys
             .iter()
             .filter(|k| k.revoked_at.is_none() && k.expires_at.is_none_or(|at| at > now))
             .count();
+        let action_connected = keys.iter().any(|k| k.last_used_at.is_some());
         let notice = crate::app::portal::billing_api::ssr::notice_view(conn, customer_id).await?;
         Ok(crate::types::portal::DashboardView {
             can_use_service: customer.can_use_service(),
@@ -280,6 +282,7 @@ pub(crate) mod ssr {
             usage: usage.into_iter().map(usage_point).collect(),
             unpaid_fixes,
             active_keys: i64::try_from(active_keys).unwrap_or(i64::MAX),
+            action_connected,
             api_url: config.email.links.base().to_owned(),
             support_email: config.email.support.clone(),
             notice,

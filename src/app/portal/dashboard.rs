@@ -60,7 +60,7 @@ pub fn Dashboard(view: DashboardView) -> impl IntoView {
     let plan = plan_label(&view.plan);
     let detail = plan_detail(&view);
     let first_run = (view.fixes_total == 0 && !view.suspended).then(|| {
-        view! { <GettingStarted active_keys=view.active_keys api_url=view.api_url.clone() /> }
+        view! { <GettingStarted active_keys=view.active_keys connected=view.action_connected api_url=view.api_url.clone() /> }
     });
     view! {
         <dl class="grid gap-4 sm:grid-cols-3">
@@ -196,17 +196,11 @@ pub fn workflow_yaml(api_url: &str) -> String {
 }
 
 /// The first-run checklist, shown until the first fix is recorded: a key,
-/// the repository secret, the workflow, the first fix.
+/// the repository secret, the workflow, the first fix. `connected`: a key
+/// has called the Action API, so the secret and the workflow are in place.
 #[component]
-fn GettingStarted(active_keys: i64, api_url: String) -> impl IntoView {
-    let has_key = active_keys > 0;
-    let step = |done: bool| {
-        if done {
-            "mt-0.5 inline-flex h-5 w-5 shrink-0 items-center justify-center rounded-full bg-emerald-600 text-xs font-bold text-white"
-        } else {
-            "mt-0.5 inline-flex h-5 w-5 shrink-0 items-center justify-center rounded-full border border-slate-400 text-xs dark:border-slate-500"
-        }
-    };
+fn GettingStarted(active_keys: i64, connected: bool, api_url: String) -> impl IntoView {
+    let has_key = active_keys > 0 || connected;
     view! {
         <section class=format!("mt-6 {CARD}") aria-labelledby="start-heading" data-testid="getting-started">
             <h2 id="start-heading" class="text-lg font-semibold">"Get your first fix"</h2>
@@ -214,44 +208,53 @@ fn GettingStarted(active_keys: i64, api_url: String) -> impl IntoView {
                 "This list stays here until the Action records your first fix."
             </p>
             <ol class="mt-4 space-y-4 text-sm">
-                <li class="flex gap-3" data-testid="step-key" data-done=has_key.to_string()>
-                    <span class=step(has_key) aria-hidden="true">{if has_key { "✓" } else { "1" }}</span>
-                    <div>
-                        <p class="font-medium">
-                            {if has_key { "You have an API key." } else { "Create an API key." }}
-                            <span class="sr-only">{if has_key { " Done." } else { " To do." }}</span>
-                        </p>
-                        <p class="text-slate-700 dark:text-slate-300">
-                            "It is shown once. "
-                            <a href=portal_href("/keys") class=LINK>{if has_key { "Manage your keys" } else { "Create one under API keys" }}</a>
-                        </p>
-                    </div>
-                </li>
-                <li class="flex gap-3">
-                    <span class=step(false) aria-hidden="true">"2"</span>
-                    <div>
-                        <p class="font-medium">"Store it as a repository secret named RSOLV_API_KEY."</p>
-                        <p class="text-slate-700 dark:text-slate-300">
-                            "In GitHub: the repository's Settings → Secrets and variables → Actions → New repository secret."
-                        </p>
-                    </div>
-                </li>
-                <li class="flex min-w-0 gap-3">
-                    <span class=step(false) aria-hidden="true">"3"</span>
-                    <div class="min-w-0 flex-1">
-                        <p class="font-medium">"Add the workflow as .github/workflows/rsolv.yml:"</p>
-                        <pre tabindex="0" class="relative mt-2 max-w-full overflow-x-auto rounded-md bg-slate-900 p-3 text-xs text-slate-100" data-testid="workflow-yaml"><code>{workflow_yaml(&api_url)}</code></pre>
-                        <p class="mt-2 text-slate-700 dark:text-slate-300">
-                            "Label an issue to start a run. Each fix uses one credit; the emails we send about your account never contain your key."
-                        </p>
-                    </div>
-                </li>
-                <li class="flex gap-3">
-                    <span class=step(false) aria-hidden="true">"4"</span>
+                <Step number=1 done=has_key testid="step-key">
+                    <p class="font-medium">{if has_key { "You have an API key." } else { "Create an API key." }}</p>
+                    <p class="text-slate-700 dark:text-slate-300">
+                        "It is shown once. "
+                        <a href=portal_href("/keys") class=LINK>{if has_key { "Manage your keys" } else { "Create one under API keys" }}</a>
+                    </p>
+                </Step>
+                <Step number=2 done=connected testid="step-secret">
+                    <p class="font-medium">"Store it as a repository secret named RSOLV_API_KEY."</p>
+                    <p class="text-slate-700 dark:text-slate-300">
+                        "In GitHub: the repository's Settings → Secrets and variables → Actions → New repository secret."
+                    </p>
+                </Step>
+                <Step number=3 done=connected testid="step-workflow">
+                    <p class="font-medium">
+                        {if connected { "The Action has connected with your key. The workflow, as .github/workflows/rsolv.yml:" } else { "Add the workflow as .github/workflows/rsolv.yml:" }}
+                    </p>
+                    <pre tabindex="0" class="relative mt-2 max-w-full overflow-x-auto rounded-md bg-slate-900 p-3 text-xs text-slate-100" data-testid="workflow-yaml"><code>{workflow_yaml(&api_url)}</code></pre>
+                    <p class="mt-2 text-slate-700 dark:text-slate-300">
+                        "Label an issue to start a run. Each fix uses one credit; the emails we send about your account never contain your key."
+                    </p>
+                </Step>
+                <Step number=4 done=false testid="step-fix">
                     <p class="font-medium">"Your first fix appears here and on the chart below."</p>
-                </li>
+                </Step>
             </ol>
         </section>
+    }
+}
+
+/// One item of [`GettingStarted`]: a numbered circle, a tick once `done`
+/// (said to screen readers too), and its text.
+#[component]
+fn Step(number: u8, done: bool, testid: &'static str, children: Children) -> impl IntoView {
+    let circle = if done {
+        "mt-0.5 inline-flex h-5 w-5 shrink-0 items-center justify-center rounded-full bg-emerald-600 text-xs font-bold text-white"
+    } else {
+        "mt-0.5 inline-flex h-5 w-5 shrink-0 items-center justify-center rounded-full border border-slate-400 text-xs dark:border-slate-500"
+    };
+    view! {
+        <li class="flex min-w-0 gap-3" data-testid=testid data-done=done.to_string()>
+            <span class=circle aria-hidden="true">{if done { "✓".to_owned() } else { number.to_string() }}</span>
+            <div class="min-w-0 flex-1">
+                <span class="sr-only">{if done { "Done: " } else { "To do: " }}</span>
+                {children()}
+            </div>
+        </li>
     }
 }
 
@@ -435,6 +438,7 @@ mod tests {
                 .collect(),
             unpaid_fixes: 0,
             active_keys: 1,
+            action_connected: false,
             api_url: "https://rsolv.example".into(),
             support_email: "help@rsolv.example".into(),
             notice: BillingNoticeView {
@@ -490,6 +494,30 @@ mod tests {
         assert!(html.contains("No card on file"));
         // An account created today has one balance point: it is drawn.
         assert_eq!(html.matches(r#"data-testid="credits-point""#).count(), 1);
+    }
+
+    #[test]
+    fn once_the_action_has_called_with_a_key_the_secret_and_workflow_are_ticked() {
+        let before = render(trial());
+        for step in ["step-secret", "step-workflow", "step-fix"] {
+            assert!(
+                before.contains(&format!(r#"data-testid="{step}" data-done="false""#)),
+                "{step}: {before}"
+            );
+        }
+        let html = render(DashboardView {
+            action_connected: true,
+            ..trial()
+        });
+        assert_nothing_false(&html);
+        for step in ["step-key", "step-secret", "step-workflow"] {
+            assert!(
+                html.contains(&format!(r#"data-testid="{step}" data-done="true""#)),
+                "{step}: {html}"
+            );
+        }
+        assert!(html.contains(r#"data-testid="step-fix" data-done="false""#));
+        assert!(html.contains("The Action has connected with your key."));
     }
 
     #[test]
