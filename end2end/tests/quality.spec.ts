@@ -188,6 +188,10 @@ test.describe("admin console pages", () => {
   for (const [name, url] of [
     ["admin-customers", "/admin"],
     ["admin-customer", "/admin/customers/:id"],
+    ["admin-portal", "/admin/customers/:id/portal"],
+    ["admin-portal-billing", "/admin/customers/:id/portal/billing"],
+    ["admin-portal-keys", "/admin/customers/:id/portal/keys"],
+    ["admin-portal-credits", "/admin/customers/:id/portal/credits"],
     ["admin-signups", "/admin/signups"],
     ["admin-webhooks", "/admin/webhooks"],
     ["admin-jobs", "/admin/jobs"],
