@@ -42,6 +42,10 @@ pub struct FirstKeyView {
     /// How many keys issued before the proof were revoked by it (0 for an
     /// account made by signing up: those had no key before).
     pub revoked_keys: u32,
+    /// The platform's public origin (`PUBLIC_BASE_URL`), the workflow's
+    /// `api_url` input shown beside the key.
+    #[serde(default)]
+    pub api_url: String,
 }
 
 impl std::fmt::Debug for FirstKeyView {
@@ -49,6 +53,7 @@ impl std::fmt::Debug for FirstKeyView {
         f.debug_struct("FirstKeyView")
             .field("api_key", &"REDACTED")
             .field("revoked_keys", &self.revoked_keys)
+            .field("api_url", &self.api_url)
             .finish()
     }
 }
@@ -64,6 +69,7 @@ mod tests {
         let signup = FirstKeyView {
             api_key: "rsolv_secret_signup".into(),
             revoked_keys: 1,
+            api_url: "https://rsolv.example".into(),
         };
         let setup = SetupIntentView {
             setup_intent_id: "seti_1".into(),

@@ -417,6 +417,16 @@ async fn without_javascript_the_invite_page_shows_the_first_key_once() {
         .take_while(|c| *c != '<')
         .collect();
     assert!(key.starts_with("rsolv_"), "{key}");
+    // Beside it, the workflow to add, pointing at this platform.
+    assert!(
+        html.contains(r#"data-testid="fresh-key-workflow""#),
+        "{html}"
+    );
+    assert!(html.contains("RSOLV-dev/rsolv-action@v1"), "{html}");
+    assert!(
+        html.contains("api_key: ${{ secrets.RSOLV_API_KEY }}"),
+        "{html}"
+    );
     assert_eq!(exchange(&app, &key).await, 200);
     assert_eq!(app.count("api_keys").await, 1);
 

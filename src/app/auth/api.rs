@@ -70,6 +70,9 @@ fn done_or_first_key(
         Some(issued) => Some(crate::types::views::FirstKeyView {
             api_key: issued.plain.expose().to_owned(),
             revoked_keys: u32::try_from(issued.revoked).unwrap_or(u32::MAX),
+            api_url: crate::server::auth::app_state()
+                .map(|state| state.config.email.links.base().to_owned())
+                .unwrap_or_default(),
         }),
         None => {
             leptos_axum::redirect(done);

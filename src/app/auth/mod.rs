@@ -138,7 +138,11 @@ pub fn FreshKey(value: Signal<Option<FirstKeyView>>) -> impl IntoView {
                     <p>{api::FIRST_KEY_NOTE}</p>
                     {(issued.revoked_keys > 0).then(|| view! { <p data-testid="revoked-keys-note">{api::REVOKED_KEYS_NOTE}</p> })}
                     <code data-testid="fresh-api-key" class="block break-all font-mono">{issued.api_key}</code>
-                    <p>"Next: sign in. Your dashboard shows the workflow file to add to the repository and ticks off your first fix."</p>
+                    {(!issued.api_url.is_empty()).then(|| view! {
+                        <p>"Then add this workflow to the repository as .github/workflows/rsolv.yml:"</p>
+                        <pre tabindex="0" class="relative max-w-full overflow-x-auto rounded-md bg-slate-900 p-3 text-xs text-slate-100" data-testid="fresh-key-workflow"><code>{crate::app::portal::dashboard::workflow_yaml(&issued.api_url)}</code></pre>
+                    })}
+                    <p>"Next: sign in. Your dashboard keeps these steps and ticks them off until your first fix."</p>
                     <a href="/login?next=/dashboard" class="font-semibold underline">"Continue to sign in"</a>
                 </div>
             }

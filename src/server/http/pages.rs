@@ -93,6 +93,7 @@ pub async fn submit_accept_invite_form(
         issued.map(|issued| FirstKeyView {
             api_key: issued.plain.expose().to_owned(),
             revoked_keys: u32::try_from(issued.revoked).unwrap_or(u32::MAX),
+            api_url: state.config.email.links.base().to_owned(),
         })
     });
     let status = match &outcome {
