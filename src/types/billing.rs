@@ -150,6 +150,11 @@ pub struct UnpaidFixView {
     /// What happens next, e.g. "Billed when you add a card or when credits
     /// arrive."
     pub next: String,
+    /// The charge whose card payment waits for the customer's bank check
+    /// (3-D Secure), when there is one: its page,
+    /// `/billing/authenticate?charge=<id>`, pays the fix now.
+    #[serde(default)]
+    pub authenticate_charge: Option<i64>,
 }
 
 /// The dashboard's billing notice.

@@ -1833,6 +1833,29 @@ async fn a_card_that_needs_authentication_waits_for_its_owner_then_is_paid_once(
         billing_page.contains(&format!("/billing/authenticate?charge={}", charge.id)),
         "{billing_page}"
     );
+    // The history lists the fix as waiting for the bank, with the way to
+    // pay it now.
+    let (status, _, body) = b
+        .app
+        .server_fn(&browser, "portal/billing/history", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let history = serde_json::from_str::<Value>(&body).unwrap();
+    let waiting: Vec<&Value> = history["unpaid_fixes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|row| row["id"] == charge.fix_id)
+        .collect();
+    assert_eq!(waiting.len(), 1, "{history}");
+    assert_eq!(waiting[0]["authenticate_charge"], charge.id, "{history}");
+    assert!(
+        waiting[0]["next"]
+            .as_str()
+            .unwrap()
+            .contains("confirm the card payment"),
+        "{history}"
+    );
     // The page, rendered on the server: amount, purpose, the button, what
     // to do without JavaScript, and no secret.
     let page = browser

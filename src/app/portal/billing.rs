@@ -756,12 +756,19 @@ fn UnpaidFixes(rows: Vec<UnpaidFixView>) -> impl IntoView {
                 "These fixes were delivered when you had no credits left and no way to pay. Each is billed once, oldest first, as soon as you can pay."
             </p>
             <ul class="mt-3 divide-y divide-slate-200 text-sm dark:divide-slate-800">
-                {rows.into_iter().map(|row| view! {
-                    <li class="py-2" data-testid="unpaid-fix-row">
-                        <time datetime=row.date.clone() class="mr-2 whitespace-nowrap">{short_time(&row.date)}</time>
-                        <span class="font-medium">{row.label}</span>
-                        <span class="block text-slate-700 dark:text-slate-300">{row.next}</span>
-                    </li>
+                {rows.into_iter().map(|row| {
+                    // Pay now: the bank's check of its waiting card payment
+                    // (never in the admin's read-only view).
+                    let pay_now = row.authenticate_charge.filter(|_| !super::read_only()).map(|charge| view! {
+                        <a href=format!("/billing/authenticate?charge={charge}") class=LINK data-testid="unpaid-fix-pay-now">"Confirm the payment"</a>
+                    });
+                    view! {
+                        <li class="py-2" data-testid="unpaid-fix-row">
+                            <time datetime=row.date.clone() class="mr-2 whitespace-nowrap">{short_time(&row.date)}</time>
+                            <span class="font-medium">{row.label}</span>
+                            <span class="block text-slate-700 dark:text-slate-300">{row.next} " " {pay_now}</span>
+                        </li>
+                    }
                 }).collect_view()}
             </ul>
         </section>
@@ -1400,5 +1407,51 @@ mod tests {
         let html = render_read_only(waiting);
         assert!(html.contains("confirm a $29.00 payment"), "{html}");
         assert!(!html.contains("/billing/authenticate"), "{html}");
+    }
+
+    #[test]
+    fn an_unpaid_fix_whose_payment_waits_for_the_bank_can_be_paid_now() {
+        let history = BillingHistoryView {
+            billing_enabled: true,
+            invoices: Vec::new(),
+            invoices_note: None,
+            charges: Vec::new(),
+            unpaid_fixes: vec![
+                UnpaidFixView {
+                    id: 1,
+                    label: "acme/api issue #1".into(),
+                    date: "2026-12-01T10:00:00Z".into(),
+                    next: "Your bank asks you to confirm the card payment; the fix is paid once you do.".into(),
+                    authenticate_charge: Some(42),
+                },
+                UnpaidFixView {
+                    id: 2,
+                    label: "acme/api issue #2".into(),
+                    date: "2026-12-01T11:00:00Z".into(),
+                    next: "A card charge is being made.".into(),
+                    authenticate_charge: None,
+                },
+            ],
+        };
+        let html =
+            Owner::new().with(|| view! { <BillingHistory history=history.clone() /> }.to_html());
+        assert_eq!(
+            html.matches(r#"data-testid="unpaid-fix-pay-now""#).count(),
+            1,
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"href="/billing/authenticate?charge=42""#),
+            "{html}"
+        );
+        let read_only = Owner::new().with(|| {
+            provide_context(super::super::ReadOnlyPortal { customer_id: 7 });
+            view! { <BillingHistory history /> }.to_html()
+        });
+        assert!(
+            read_only.contains("confirm the card payment"),
+            "{read_only}"
+        );
+        assert!(!read_only.contains("/billing/authenticate"), "{read_only}");
     }
 }

@@ -521,6 +521,15 @@ pub(crate) mod ssr {
                 failure: c.failure_message.clone(),
             })
             .collect();
+        // Fixes whose card payment waits for the customer's bank check:
+        // their page is the way to pay now.
+        let awaiting: std::collections::HashMap<i64, i64> =
+            crate::server::billing::charges::charges_awaiting_customer(conn, customer_id)
+                .await
+                .map_err(fail)?
+                .into_iter()
+                .map(|c| (c.fix_id, c.id))
+                .collect();
         let unpaid_fixes = list_unpaid_fixes(conn, customer_id, 100)
             .await
             .map_err(fail)?
@@ -529,7 +538,12 @@ pub(crate) mod ssr {
                 id: fix.id,
                 label: fix_label(&fix),
                 date: iso_utc(fix.created_at),
-                next: unpaid_next_step(&customer, charging, billing_enabled).to_owned(),
+                next: match awaiting.get(&fix.id) {
+                    Some(_) => "Your bank asks you to confirm the card payment; the fix is paid once you do.",
+                    None => unpaid_next_step(&customer, charging, billing_enabled),
+                }
+                .to_owned(),
+                authenticate_charge: awaiting.get(&fix.id).copied(),
             })
             .collect();
         Ok(BillingHistoryView {
@@ -576,18 +590,16 @@ pub(crate) mod ssr {
     ) -> Result<BillingNoticeView, AppError> {
         let state = state()?;
         let customer = find_customer(conn, customer_id).await.map_err(fail)?;
-        let charges_pending = list_charges(conn, customer_id, 1000)
-            .await
-            .map_err(fail)?
-            .iter()
-            .filter(|c| c.status.awaits_processor())
-            .count();
+        let charges_pending =
+            crate::server::billing::charges::count_charges_in_progress(conn, customer_id)
+                .await
+                .map_err(fail)?;
         Ok(BillingNoticeView {
             billing_enabled: state.config.stripe.can_call_stripe(),
             past_due: customer.subscription_status
                 == Some(crate::types::values::SubscriptionStatus::PastDue),
             payment_failed: customer.payment_failed_at.is_some(),
-            charges_pending: i64::try_from(charges_pending).unwrap_or(i64::MAX),
+            charges_pending,
             authentication_needed: authentication_needed(conn, customer_id).await?,
         })
     }

@@ -450,6 +450,23 @@ pub async fn list_charges(
         .await?)
 }
 
+/// How many of customer `customer_id`'s charges wait for the payment
+/// processor ([`ChargeStatus::awaits_processor`]: `pending`), counted in
+/// the database (the dashboard's "charges in progress").
+///
+/// Errors: [`BillingError::Database`].
+pub async fn count_charges_in_progress(
+    conn: &mut AsyncPgConnection,
+    customer_id: i64,
+) -> Result<i64, BillingError> {
+    Ok(charges::table
+        .filter(charges::customer_id.eq(customer_id))
+        .filter(charges::status.eq(ChargeStatus::Pending))
+        .count()
+        .get_result(conn)
+        .await?)
+}
+
 /// Takes the worker's lease on a pending charge and counts the attempt:
 /// `Some((charge, lease end))` when taken, `None` when the charge is not
 /// pending or another worker holds it.
