@@ -1146,10 +1146,32 @@ async fn portal_billing_functions_act_on_the_signed_in_customer_only() {
         .server_fn(&a.browser, "portal/billing/cancel", &[("when", "now")])
         .await;
     assert_eq!(status, 422);
-    let (status, _, body) = app
-        .server_fn(&b.browser, "portal/billing/subscribe", &[])
-        .await;
-    assert_eq!(status, 200, "{body}");
+    // B subscribes without JavaScript (a plain form post): sent back to
+    // /billing with the outcome to say.
+    let response = b
+        .browser
+        .post(app.url("/api/portal/billing/subscribe"))
+        .header("origin", &app.base)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 302);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.starts_with("/billing?notice=You%20are%20on%20Pro"),
+        "{location}"
+    );
+    let html = b
+        .browser
+        .get(app.url(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("You are on Pro."), "{html}");
     let (_, _, body) = app.server_fn(&a.browser, "portal/billing", &[]).await;
     let view: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(view["plan"], "trial");

@@ -129,16 +129,16 @@ pub async fn subscribe_pro() -> Result<String, AppError> {
     )
     .await
     .map_err(super::api::ssr::fail)?;
-    Ok(
-        if sub.status == crate::types::values::SubscriptionStatus::Active {
-            "You are on Pro. This period's credits are on your balance.".to_owned()
-        } else {
-            format!(
-                "Your subscription is {}.",
-                sub.status.as_str().replace('_', " ")
-            )
-        },
-    )
+    let message = if sub.status == crate::types::values::SubscriptionStatus::Active {
+        "You are on Pro. This period's credits are on your balance.".to_owned()
+    } else {
+        format!(
+            "Your subscription is {}.",
+            sub.status.as_str().replace('_', " ")
+        )
+    };
+    ssr::notice_for_plain_form(&message);
+    Ok(message)
 }
 
 /// Cancels the subscription: `when` is `now` (the plan ends at once) or
@@ -167,11 +167,13 @@ pub async fn cancel_subscription(when: String) -> Result<String, AppError> {
     )
     .await
     .map_err(super::api::ssr::fail)?;
-    Ok(if at_period_end {
-        "Your subscription ends at the end of the period. You can resume it until then.".into()
+    let message = if at_period_end {
+        "Your subscription ends at the end of the period. You can resume it until then."
     } else {
-        "Your subscription has ended.".into()
-    })
+        "Your subscription has ended."
+    };
+    ssr::notice_for_plain_form(message);
+    Ok(message.to_owned())
 }
 
 /// Resumes a subscription set to end at the period end.
@@ -184,7 +186,9 @@ pub async fn resume_subscription() -> Result<String, AppError> {
     resume(processor.as_ref(), &mut conn, &pricing, user.customer_id)
         .await
         .map_err(super::api::ssr::fail)?;
-    Ok("Your subscription continues.".into())
+    let message = "Your subscription continues.";
+    ssr::notice_for_plain_form(message);
+    Ok(message.to_owned())
 }
 
 /// Billing history: Stripe invoices (with their links where Stripe gives
@@ -332,6 +336,28 @@ pub(crate) mod ssr {
             },
             is_default,
             id: card.id,
+        }
+    }
+
+    /// For a plain form post (a browser without JavaScript: `Accept`
+    /// names `text/html`), sends it to `/billing?notice=<message>`, so the
+    /// page it lands on says what happened; the hydrated page's fetch gets
+    /// the message as the answer instead (and reloads with it).
+    pub fn notice_for_plain_form(message: &str) {
+        use axum::http::header::ACCEPT;
+        let plain_form =
+            leptos::prelude::use_context::<axum::http::request::Parts>().is_some_and(|parts| {
+                parts
+                    .headers
+                    .get(ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.contains("text/html"))
+            });
+        if plain_form {
+            leptos_axum::redirect(&format!(
+                "/billing?notice={}",
+                crate::app::auth::api::encode_query_value(message)
+            ));
         }
     }
 
