@@ -714,15 +714,16 @@ async fn a_plain_form_post_is_redirected_to_a_page_with_the_outcome() {
     assert_eq!(response.status(), 302);
     assert_eq!(response.headers()["location"], "/dashboard");
     // The pages render for the signed-in user.
-    let page = client
-        .get(app.url("/account"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains(&address), "{page}");
+    let response = client.get(app.url("/account")).send().await.unwrap();
+    let (status, location) = (
+        response.status(),
+        response.headers().get("location").cloned(),
+    );
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains(&address),
+        "GET /account: {status}, location {location:?}: {page}"
+    );
     // Rendered in place, not in an out-of-order chunk that needs a script.
     let nav = page
         .find("data-testid=\"nav-signed-in\"")
