@@ -89,6 +89,11 @@ const PUBLIC_PAGES: [string, string][] = [
   ["login", "/login"],
   ["register", "/register"],
   ["forgot-password", "/forgot-password"],
+  // The mailed-link pages, as a link opens them (the token is checked when
+  // the form is sent).
+  ["accept-invite", "/accept-invite?token=quality"],
+  ["reset-password", "/reset-password?token=quality"],
+  ["confirm-email", "/confirm-email?token=quality"],
   ["not-found", "/no-such-page"],
 ];
 
