@@ -5,7 +5,7 @@
 
 use crate::server::billing::customers::Customer;
 use crate::server::billing::notifications::{
-    self as templates, enqueue_email, EmailLinks, Recipient,
+    self as templates, enqueue_email, CustomerContact, EmailLinks, Recipient,
 };
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{api_keys, customers};
@@ -487,16 +487,8 @@ async fn queue_key_email(
     key: &ApiKey,
     event: KeyEvent<'_>,
 ) -> Result<(), BillingError> {
-    let (email, name): (String, String) = customers::table
-        .find(key.customer_id)
-        .select((customers::email, customers::name))
-        .first(conn)
-        .await?;
-    let to = Recipient {
-        customer_id: Some(key.customer_id),
-        email: &email,
-        name: &name,
-    };
+    let contact = CustomerContact::load(conn, key.customer_id).await?;
+    let to = contact.recipient();
     let outgoing = match event {
         KeyEvent::Revoked => templates::api_key_revoked(
             links,

@@ -36,7 +36,7 @@
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::notifications::enqueue_email;
 use crate::server::billing::notifications::{
-    charge_declined, charge_receipt, charge_requires_action, EmailLinks, Recipient,
+    charge_declined, charge_receipt, charge_requires_action, CustomerContact, EmailLinks,
 };
 use crate::server::billing::ports::{
     decline_advice, ChargeRequest, InvoiceItemRequest, PaymentProcessor, ProcessorCharge,
@@ -958,16 +958,8 @@ async fn queue_charge_receipt(
     conn: &mut AsyncPgConnection,
     charge: &Charge,
 ) -> Result<(), BillingError> {
-    let (email, name): (String, String) = customers::table
-        .find(charge.customer_id)
-        .select((customers::email, customers::name))
-        .first(conn)
-        .await?;
-    let to = Recipient {
-        customer_id: Some(charge.customer_id),
-        email: &email,
-        name: &name,
-    };
+    let contact = CustomerContact::load(conn, charge.customer_id).await?;
+    let to = contact.recipient();
     let amount =
         crate::server::billing::pricing::format_money(charge.amount_cents, &charge.currency);
     let description = charge_description(charge);
@@ -1150,16 +1142,8 @@ pub async fn settle_failed(
             .set(customers::payment_failed_at.eq(diesel::dsl::now))
             .execute(conn)
             .await?;
-        let (email, name): (String, String) = customers::table
-            .find(charge.customer_id)
-            .select((customers::email, customers::name))
-            .first(conn)
-            .await?;
-        let to = Recipient {
-            customer_id: Some(charge.customer_id),
-            email: &email,
-            name: &name,
-        };
+        let contact = CustomerContact::load(conn, charge.customer_id).await?;
+        let to = contact.recipient();
         let amount =
             crate::server::billing::pricing::format_money(charge.amount_cents, &charge.currency);
         let key = format!("charge_declined:{}", charge.id);
@@ -1214,16 +1198,8 @@ pub async fn settle_requires_action(
         customer_id = charge.customer_id,
         "card payment needs the customer's authentication"
     );
-    let (email, name): (String, String) = customers::table
-        .find(charge.customer_id)
-        .select((customers::email, customers::name))
-        .first(conn)
-        .await?;
-    let to = Recipient {
-        customer_id: Some(charge.customer_id),
-        email: &email,
-        name: &name,
-    };
+    let contact = CustomerContact::load(conn, charge.customer_id).await?;
+    let to = contact.recipient();
     let amount =
         crate::server::billing::pricing::format_money(charge.amount_cents, &charge.currency);
     let key = format!("charge_requires_action:{}", charge.id);

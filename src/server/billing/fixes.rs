@@ -8,7 +8,7 @@ use crate::server::billing::charges::{
 };
 use crate::server::billing::ledger::{append_entry, NewEntry};
 use crate::server::billing::notifications::enqueue_email;
-use crate::server::billing::notifications::{low_credit, EmailLinks, Recipient};
+use crate::server::billing::notifications::{low_credit, CustomerContact, EmailLinks};
 use crate::server::billing::pricing::PricingCatalog;
 use crate::server::billing::BillingError;
 use crate::server::db::schema::{charges, customers, fixes};
@@ -1115,16 +1115,8 @@ async fn queue_low_credit_email(
     entry_id: i64,
     balance_after: i64,
 ) -> Result<(), BillingError> {
-    let (email, name): (String, String) = customers::table
-        .find(customer_id)
-        .select((customers::email, customers::name))
-        .first(conn)
-        .await?;
-    let to = Recipient {
-        customer_id: Some(customer_id),
-        email: &email,
-        name: &name,
-    };
+    let contact = CustomerContact::load(conn, customer_id).await?;
+    let to = contact.recipient();
     let key = format!("low_credit:{entry_id}");
     enqueue_email(conn, &low_credit(links, &to, balance_after, key)).await?;
     Ok(())

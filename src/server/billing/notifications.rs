@@ -270,6 +270,49 @@ pub struct Recipient<'a> {
     pub name: &'a str,
 }
 
+/// A customer's address and name as stored, to address a [`Recipient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerContact {
+    /// The customer.
+    pub customer_id: i64,
+    /// Address (`customers.email`).
+    pub email: String,
+    /// Display name (`customers.name`).
+    pub name: String,
+}
+
+impl CustomerContact {
+    /// Reads customer `customer_id`'s address and name.
+    ///
+    /// Errors: [`BillingError::Database`] (`NotFound` for an unknown
+    /// customer).
+    pub async fn load(
+        conn: &mut AsyncPgConnection,
+        customer_id: i64,
+    ) -> Result<Self, BillingError> {
+        use crate::server::db::schema::customers;
+        let (email, name): (String, String) = customers::table
+            .find(customer_id)
+            .select((customers::email, customers::name))
+            .first(conn)
+            .await?;
+        Ok(Self {
+            customer_id,
+            email,
+            name,
+        })
+    }
+
+    /// The customer as the recipient of an email about them.
+    pub fn recipient(&self) -> Recipient<'_> {
+        Recipient {
+            customer_id: Some(self.customer_id),
+            email: &self.email,
+            name: &self.name,
+        }
+    }
+}
+
 /// One notification to queue for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutgoingEmail {
