@@ -10,16 +10,21 @@
  *
  * Public pages are visited signed out, portal pages as a new customer,
  * console pages as a new staff admin (password + TOTP), each signed in
- * once (`beforeAll`) and reused through its storage state.
+ * once (`beforeAll`) and reused through its storage state. The gates
+ * themselves are `support.ts` `checkGates`. Two pages exist only in a
+ * state: `/admin/2fa` is gated during the admin's enrolment below, and
+ * `/billing/authenticate` (a payment waiting for the bank) in `sca.spec.ts`.
  */
-import AxeBuilder from "@axe-core/playwright";
 import { randomUUID } from "node:crypto";
 import * as os from "node:os";
 import * as path from "node:path";
 import { type Browser, type Page } from "@playwright/test";
 import {
+  checkGates,
+  checkTitleAndIcon,
   createAdmin,
   enrolTotp,
+  seriousViolations,
   expect,
   logIn,
   newSignedInCustomer,
@@ -29,53 +34,17 @@ import {
   ADMIN_PASSWORD,
   ORIGIN,
   SCREENSHOTS,
+  GATE_SCHEMES,
+  GATE_WIDTHS,
 } from "./support";
 
-const WIDTHS = [390, 1280] as const;
-const SCHEMES = ["light", "dark"] as const;
-
-/** The serious and critical axe violations of the page as it is now. */
-async function seriousViolations(page: Page): Promise<string[]> {
-  const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
-  return results.violations
-    .filter((v) => v.impact === "serious" || v.impact === "critical")
-    .map((v) => `${v.impact} ${v.id}: ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).slice(0, 5).join(", ")}`);
-}
-
-/** Visits `url` and checks every gate in every width and scheme. */
+/** Visits `url`, checks its title and favicon, then every gate (`checkGates`). */
 async function checkPage(page: Page, name: string, url: string): Promise<void> {
   const response = await page.goto(url);
   expect(response?.status(), `${url} answers`).toBeLessThan(400);
   await waitForHydration(page);
-  const title = await page.title();
-  expect(title, `${url} has a title of its own`).toMatch(/^\S.* · RSOLV$|^RSOLV/);
-  const icon = page.locator('link[rel="icon"]');
-  await expect(icon).toHaveAttribute("href", "/favicon.svg");
-  for (const width of WIDTHS) {
-    await page.setViewportSize({ width, height: 900 });
-    for (const colorScheme of SCHEMES) {
-      await page.emulateMedia({ colorScheme });
-      const overflow = await page.evaluate(
-        () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
-      );
-      // On failure, name the elements that reach past the viewport.
-      const wide =
-        overflow <= 0
-          ? []
-          : await page.evaluate(() =>
-              Array.from(document.querySelectorAll("body *"))
-                .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
-                .slice(-8)
-                .map((e) => `${e.tagName.toLowerCase()}.${(e.getAttribute("class") ?? "").split(" ").slice(0, 4).join(".")} right=${Math.round(e.getBoundingClientRect().right)}`),
-            );
-      expect(overflow, `${url} at ${width} px (${colorScheme}) scrolls sideways by ${overflow} px: ${wide.join("; ")}`).toBeLessThanOrEqual(0);
-      expect(await seriousViolations(page), `${url} at ${width} px (${colorScheme})`).toEqual([]);
-      await page.screenshot({
-        path: path.join(SCREENSHOTS, "pages", `${name}-${width}-${colorScheme}.png`),
-        fullPage: true,
-      });
-    }
-  }
+  await checkTitleAndIcon(page);
+  await checkGates(page, name);
 }
 
 test("the favicon is served", async ({ request }) => {
@@ -105,9 +74,9 @@ test.describe("public pages", () => {
         expect(response?.status()).toBe(404);
         await waitForHydration(page);
         expect(await page.title()).toMatch(/ · RSOLV$/);
-        for (const width of WIDTHS) {
+        for (const width of GATE_WIDTHS) {
           await page.setViewportSize({ width, height: 900 });
-          for (const colorScheme of SCHEMES) {
+          for (const colorScheme of GATE_SCHEMES) {
             await page.emulateMedia({ colorScheme });
             expect(await seriousViolations(page)).toEqual([]);
             await page.screenshot({ path: path.join(SCREENSHOTS, "pages", `${name}-${width}-${colorScheme}.png`), fullPage: true });
@@ -178,6 +147,13 @@ test.describe("admin console pages", () => {
     state = await storageState(browser, async (page) => {
       await page.goto("/login");
       await logIn(page, adminEmail, ADMIN_PASSWORD);
+      // The enrolment page is only reachable in this state: gate it here.
+      await expect(page).toHaveURL(/\/admin\/2fa$/);
+      await waitForHydration(page);
+      await checkTitleAndIcon(page);
+      await checkGates(page, "admin-2fa");
+      await page.setViewportSize({ width: 1280, height: 720 });
+      await page.emulateMedia({ colorScheme: "light" });
       await enrolTotp(page);
       await expect(page).toHaveURL(/\/admin$/);
       // A customer for the customer page.

@@ -11,6 +11,7 @@
  *   signed-out server function). 5xx and network failures do count.
  * - The SMTP sink's mail, the hydration marker, sign-in.
  */
+import AxeBuilder from "@axe-core/playwright";
 import { execFileSync } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
 import * as path from "node:path";
@@ -30,6 +31,61 @@ export const ORIGIN = `http://127.0.0.1:${process.env.E2E_PORT ?? "3000"}`;
 
 /** Where specs save screenshots (kept locally, never committed). */
 export const SCREENSHOTS = path.resolve(__dirname, "..", "screenshots");
+
+/** The widths (px) and colour schemes every page is checked in. */
+export const GATE_WIDTHS = [390, 1280] as const;
+export const GATE_SCHEMES = ["light", "dark"] as const;
+
+/** The serious and critical axe violations (WCAG 2.1 A/AA) of the page as it is now. */
+export async function seriousViolations(page: Page): Promise<string[]> {
+  const results = await new AxeBuilder({ page }).withTags(["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]).analyze();
+  return results.violations
+    .filter((v) => v.impact === "serious" || v.impact === "critical")
+    .map((v) => `${v.impact} ${v.id}: ${v.help} — ${v.nodes.map((n) => n.target.join(" ")).slice(0, 5).join(", ")}`);
+}
+
+/** The page has a title of its own ("… · RSOLV") and links the favicon. */
+export async function checkTitleAndIcon(page: Page): Promise<void> {
+  const title = await page.title();
+  expect(title, `${page.url()} has a title of its own`).toMatch(/^\S.* · RSOLV$|^RSOLV/);
+  await expect(page.locator('link[rel="icon"]')).toHaveAttribute("href", "/favicon.svg");
+}
+
+/**
+ * The quality gates (issue 14, item 7) on the page as it is now, at each
+ * of `GATE_WIDTHS` in each of `GATE_SCHEMES`: the document does not scroll
+ * sideways, axe finds no serious or critical violation, and a full-page
+ * screenshot is saved as `screenshots/pages/<name>-<width>-<scheme>.png`.
+ * Leaves the page at the last width and scheme.
+ */
+export async function checkGates(page: Page, name: string): Promise<void> {
+  const url = page.url();
+  for (const width of GATE_WIDTHS) {
+    await page.setViewportSize({ width, height: 900 });
+    for (const colorScheme of GATE_SCHEMES) {
+      await page.emulateMedia({ colorScheme });
+      const overflow = await page.evaluate(
+        () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+      );
+      // On failure, name the elements that reach past the viewport.
+      const wide =
+        overflow <= 0
+          ? []
+          : await page.evaluate(() =>
+              Array.from(document.querySelectorAll("body *"))
+                .filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1)
+                .slice(-8)
+                .map((e) => `${e.tagName.toLowerCase()}.${(e.getAttribute("class") ?? "").split(" ").slice(0, 4).join(".")} right=${Math.round(e.getBoundingClientRect().right)}`),
+            );
+      expect(overflow, `${url} at ${width} px (${colorScheme}) scrolls sideways by ${overflow} px: ${wide.join("; ")}`).toBeLessThanOrEqual(0);
+      expect(await seriousViolations(page), `${url} at ${width} px (${colorScheme})`).toEqual([]);
+      await page.screenshot({
+        path: path.join(SCREENSHOTS, "pages", `${name}-${width}-${colorScheme}.png`),
+        fullPage: true,
+      });
+    }
+  }
+}
 
 /** The password the specs' customers register with. */
 export const PASSWORD = "correct horse battery";
