@@ -333,22 +333,65 @@ report "GET /login" "$(figure login.rps) req/s P99 $(figure login.p99) ms" \
 
 # --- 5. bundle, headers, memory ------------------------------------------------------
 
-# The bundle this build linked: hashed names from hash.txt beside the binary.
+# The bundle this build linked: hashed names from hash.txt beside the binary,
+# as served (the precompressed .br / .gz copies). Built with --split (the
+# lazy routes of docs/wip/split-bundles.patch), a first load fetches the JS
+# glue, the main WASM, the split loader and the chunks of its page's lazy
+# route (the preloads the server adds from __wasm_split_manifest): a page's
+# figure is then the sum of those files, and admin routes' own chunks must
+# not be among a customer page's.
 hash_of() { awk -F': *' -v kind="$1" '$1 == kind {print "." $2}' "$CARGO_TARGET_DIR/release/hash.txt" 2>/dev/null; }
 wasm="target/site/pkg/rsolv-platform$(hash_of wasm).wasm"
 js="target/site/pkg/rsolv-platform$(hash_of js).js"
 [ -f "$wasm" ] || wasm="target/site/pkg/rsolv-platform_bg.wasm"
-wasm_raw="$(stat -c %s "$wasm")"
-wasm_gz="$(gzip -9c "$wasm" | wc -c)"
-wasm_br="$(brotli -c -q 11 "$wasm" | wc -c)"
-report "hydrate bundle ($(basename "$wasm"))" \
-  "$((wasm_raw / 1024)) KB raw, $((wasm_gz / 1024)) KB gzip, $((wasm_br / 1024)) KB brotli" "" \
-  "target < 300 KB compressed"
+while IFS='|' read -r label figure target; do
+  report "$label" "$figure" "" "$target"
+done < <(python3 - target/site/pkg "$(basename "$wasm")" "$(basename "$js")" <<'PY'
+import glob, json, os, sys
+
+pkg, main_wasm, main_js = sys.argv[1:4]
+
+def sizes(name):
+    path = os.path.join(pkg, name)
+    if not os.path.exists(path):  # unhashed name in the manifest
+        path = (glob.glob(os.path.join(pkg, name.rsplit(".", 1)[0] + ".*." + name.rsplit(".", 1)[1])) or [path])[0]
+    raw = os.path.getsize(path)
+    br = os.path.getsize(path + ".br") if os.path.exists(path + ".br") else raw
+    gz = os.path.getsize(path + ".gz") if os.path.exists(path + ".gz") else raw
+    return raw, gz, br
+
+def total(names):
+    return [sum(col) for col in zip(*(sizes(n) for n in names))] if names else [0, 0, 0]
+
+kb = lambda n: f"{n // 1024:,}"
+base = [main_wasm, main_js]
+base += [os.path.basename(p) for p in glob.glob(os.path.join(pkg, "__wasm_split*.js"))]
+raw, gz, br = total(base)
+manifests = glob.glob(os.path.join(pkg, "__wasm_split_manifest*.json"))
+if not manifests:
+    print(f"hydrate bundle, every page (JS glue + WASM)|{kb(raw)} KB raw, {kb(gz)} KB gzip, {kb(br)} KB brotli|target < 300 KB compressed")
+    sys.exit()
+print(f"main bundle (glue, WASM, split loader)|{kb(raw)} KB raw, {kb(gz)} KB gzip, {kb(br)} KB brotli|")
+manifest = json.load(open(manifests[0]))
+route = lambda key: key.strip("_").split("_route_view")[0]
+chunks = {route(k): [f + ".wasm" for f in v] for k, v in manifest.items() if "_route_view" in k}
+admin = {c for r, cs in chunks.items() if r.startswith("admin") or r == "two_factor" for c in cs}
+admin_only = admin - {c for r, cs in chunks.items() if not (r.startswith("admin") or r == "two_factor") for c in cs}
+everything = sorted({c for cs in chunks.values() for c in cs})
+raw_all, gz_all, br_all = total(everything)
+print(f"all chunks ({len(everything)} files)|{kb(raw_all)} KB raw, {kb(gz_all)} KB gzip, {kb(br_all)} KB brotli|")
+for page in ["home", "login", "dashboard", "keys", "credits", "billing", "admin_customers", "admin_customer"]:
+    files = chunks.get(page, [])
+    r, g, b = total(files)
+    leaked = len(set(files) & admin_only) if not page.startswith("admin") else 0
+    note = "" if page.startswith("admin") else f"target < 300 KB compressed; admin-only chunks: {leaked}"
+    print(f"first load /{page.replace('_', '/', 1) if page.startswith('admin_') else page} ({len(files)} chunks)|{kb(b + br)} KB brotli, {kb(g + gz)} KB gzip|{note}")
+PY
+)
 served="$(curl -s -o /dev/null -D - -H 'Accept-Encoding: br, gzip' "$base/pkg/$(basename "$wasm")" |
   tr -d '\r' | grep -iE '^(content-encoding|cache-control|content-length):' | tr '\n' ' ')"
 report "bundle as served" "${served:-no encoding or cache headers}" "" \
   "target: precompressed, hashed name, Cache-Control immutable"
-report "JS glue" "$(stat -c %s "$js") bytes" "" ""
 rss_kb="$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")"
 report "server peak RSS after the run" "$((rss_kb / 1024)) MB" "" "target < 150 MB"
 
