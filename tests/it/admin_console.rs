@@ -20,25 +20,9 @@ use rsolv_platform::server::jobs::run_until_idle;
 use rsolv_platform::server::state::AppState;
 use serde_json::{json, Value};
 
-/// `GET path` with `browser` (no redirects followed): status, Location,
-/// body.
-async fn page(
-    app: &TestApp,
-    browser: &reqwest::Client,
-    path: &str,
-) -> (u16, Option<String>, String) {
-    let response = browser.get(app.url(path)).send().await.unwrap();
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, location, response.text().await.unwrap())
-}
-
 /// The admin's page at `path`: asserts 200 and answers the HTML.
 async fn admin_page(app: &TestApp, admin: &reqwest::Client, path: &str) -> String {
-    let (status, location, html) = page(app, admin, path).await;
+    let (status, location, html) = app.page(admin, path).await;
     assert_eq!(status, 200, "{path}: {location:?}");
     html
 }
@@ -434,7 +418,7 @@ async fn event_delivery_and_email_details_show_payload_and_body_to_admins_only()
         "/admin/webhooks/github/gh-delivery-1".to_owned(),
         format!("/admin/emails/{email_id}"),
     ] {
-        let (status, location, body) = page(&app, &customer.browser, &path).await;
+        let (status, location, body) = app.page(&customer.browser, &path).await;
         assert_eq!(
             (status, location.as_deref()),
             (303, Some("/dashboard")),
@@ -444,7 +428,7 @@ async fn event_delivery_and_email_details_show_payload_and_body_to_admins_only()
             !body.contains("cus_gone") && !body.contains("REDACTED"),
             "{path}"
         );
-        let (status, location, _) = page(&app, &app.browser(), &path).await;
+        let (status, location, _) = app.page(&app.browser(), &path).await;
         assert_eq!(status, 303, "{path}");
         assert!(location.unwrap().starts_with("/login?next="), "{path}");
     }
@@ -928,7 +912,7 @@ async fn customers_and_the_signed_out_cannot_view_a_portal_read_only() {
     let victim = signed_in(&app, &email("portal-victim"), "Victim").await;
     let nosy = signed_in(&app, &email("portal-nosy"), "Nosy").await;
     let path = format!("/admin/customers/{}/portal/keys", victim.customer_id);
-    let (status, location, _) = page(&app, &app.browser(), &path).await;
+    let (status, location, _) = app.page(&app.browser(), &path).await;
     assert_eq!(status, 303);
     assert_eq!(
         location,
@@ -937,7 +921,7 @@ async fn customers_and_the_signed_out_cannot_view_a_portal_read_only() {
             victim.customer_id
         ))
     );
-    let (status, location, body) = page(&app, &nosy.browser, &path).await;
+    let (status, location, body) = app.page(&nosy.browser, &path).await;
     assert_eq!(
         (status, location.as_deref()),
         (303, Some("/dashboard")),

@@ -439,14 +439,9 @@ async fn a_kill_switch_needs_a_reason_which_is_audited() {
     assert_eq!(audit[0].2.as_deref(), Some("Stripe incident INC-42"));
     // The reason is a plain form field of the page's confirmation step (no
     // JavaScript needed; see admin_console.rs).
-    let html = admin
-        .get(app.url("/admin/flags?confirm=billing_enabled&to=on"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app
+        .html(&admin, "/admin/flags?confirm=billing_enabled&to=on")
+        .await;
     assert!(
         html.contains(r#"name="reason""#),
         "the flag's confirmation step has a reason field"

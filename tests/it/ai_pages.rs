@@ -9,7 +9,7 @@ use crate::ai::{
     OPENAI_USAGE,
 };
 use crate::authz::signed_in;
-use crate::harness::{email, TestApp};
+use crate::harness::{email, html_text, TestApp};
 use rsolv_platform::types::ai::group_digits;
 use serde_json::{json, Value};
 
@@ -26,12 +26,6 @@ async fn exchange_with(app: &TestApp, key: &str) -> Value {
     body
 }
 
-/// GETs `path` with `browser`; returns status and HTML.
-async fn page(app: &TestApp, browser: &reqwest::Client, path: &str) -> (u16, String) {
-    let response = browser.get(app.url(path)).send().await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
 /// The text of each cell of each `<tr data-testid="{testid}">` in `html`.
 fn rows(html: &str, testid: &str) -> Vec<Vec<String>> {
     let marker = format!(r#"data-testid="{testid}""#);
@@ -44,34 +38,12 @@ fn rows(html: &str, testid: &str) -> Vec<Vec<String>> {
             let mut cells: Vec<String> = row
                 .split("</td>")
                 .flat_map(|c| c.split("</th>"))
-                .map(text)
+                .map(html_text)
                 .collect();
             cells.pop(); // what follows the last cell
             cells
         })
         .collect()
-}
-
-/// `fragment` with its tags as spaces, entities decoded, whitespace
-/// collapsed.
-fn text(fragment: &str) -> String {
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in fragment.chars() {
-        match c {
-            '<' => {
-                in_tag = true;
-                out.push(' ');
-            }
-            '>' if in_tag => in_tag = false,
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.replace("&amp;", "&")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Today (UTC), as the pages show days.
@@ -110,7 +82,7 @@ async fn the_portal_shows_only_the_signed_in_customers_ai_usage() {
     assert_eq!(status, 200, "{text}");
 
     // A's page: per day and per key, A's calls only.
-    let (status, html) = page(&app, &a.browser, "/ai-usage").await;
+    let (status, _, html) = app.page(&a.browser, "/ai-usage").await;
     assert_eq!(status, 200);
     let a_tokens = ANTHROPIC_USAGE.0 + ANTHROPIC_USAGE.1 + OPENAI_USAGE.0 + OPENAI_USAGE.1;
     assert_eq!(
@@ -167,7 +139,7 @@ async fn the_portal_shows_only_the_signed_in_customers_ai_usage() {
     assert!(html.contains(r#"aria-current="page""#) && html.contains(r#"href="/ai-usage""#));
 
     // B's page: B's call only.
-    let (status, html) = page(&app, &b.browser, "/ai-usage").await;
+    let (status, _, html) = app.page(&b.browser, "/ai-usage").await;
     assert_eq!(status, 200);
     let b_rows = rows(&html, "ai-key-row");
     assert_eq!(b_rows.len(), 1, "{html}");
@@ -190,14 +162,14 @@ async fn the_portal_shows_only_the_signed_in_customers_ai_usage() {
     );
 
     // C has made no call: the empty state says how to point the Action.
-    let (status, html) = page(&app, &c.browser, "/ai-usage").await;
+    let (status, _, html) = app.page(&c.browser, "/ai-usage").await;
     assert_eq!(status, 200);
     assert!(html.contains(r#"data-testid="ai-usage-empty""#), "{html}");
     assert!(html.contains("RSOLV_AI_BASE_URL"));
     assert!(rows(&html, "ai-key-row").is_empty());
 
     // Nobody signed in: sent to sign in, and 401 from the function.
-    let (status, html) = page(&app, &app.browser(), "/ai-usage").await;
+    let (status, _, html) = app.page(&app.browser(), "/ai-usage").await;
     assert_eq!(status, 303);
     assert!(!html.contains("claude-only-bobby") && !html.contains(CLAUDE));
     let (status, _, body) = app.server_fn(&app.browser(), "portal/ai-usage", &[]).await;
@@ -223,7 +195,7 @@ async fn an_admin_sets_and_clears_a_budget_that_the_gateway_enforces_at_once() {
     let admin = app.admin_browser(&email("ai-staff")).await;
 
     // The customer's page: per-day totals and the default budget.
-    let (status, html) = page(&app, &admin, &format!("/admin/customers/{id}")).await;
+    let (status, _, html) = app.page(&admin, &format!("/admin/customers/{id}")).await;
     assert_eq!(status, 200);
     assert!(html.contains(r#"data-testid="admin-ai-usage""#), "{html}");
     assert_eq!(
@@ -238,7 +210,7 @@ async fn an_admin_sets_and_clears_a_budget_that_the_gateway_enforces_at_once() {
     assert!(html.contains(r#"data-testid="ai-budget-form""#));
 
     // The overview: the customer among today's top AI users, linked.
-    let (status, html) = page(&app, &admin, "/admin").await;
+    let (status, _, html) = app.page(&admin, "/admin").await;
     assert_eq!(status, 200);
     let top = rows(&html, "ai-top-row");
     assert_eq!(
@@ -357,7 +329,7 @@ async fn an_admin_sets_and_clears_a_budget_that_the_gateway_enforces_at_once() {
         (&admin, format!("/admin/customers/{id}")),
         (&customer.browser, "/ai-usage".to_owned()),
     ] {
-        let (status, html) = page(&app, browser, &path).await;
+        let (status, _, html) = app.page(browser, &path).await;
         assert_eq!(status, 200, "{path}: {html}");
         assert!(html.contains("40 tokens"), "{path}: {html}");
         assert!(html.contains("set for this account"), "{path}");
@@ -439,7 +411,7 @@ async fn an_admin_sets_and_clears_a_budget_that_the_gateway_enforces_at_once() {
         Some(&json!({"daily_tokens": 0, "max_concurrent": 1}))
     );
     assert_eq!(app.audit_entries("ai_budget.set").await.len(), 2);
-    let (status, html) = page(&app, &customer.browser, "/ai-usage").await;
+    let (status, _, html) = app.page(&customer.browser, "/ai-usage").await;
     assert_eq!(status, 200);
     assert!(!html.contains("set for this account"), "{html}");
     assert!(html.contains(&format!("{} tokens", group_digits(5_000_000))));

@@ -690,14 +690,7 @@ async fn a_plain_form_post_is_redirected_to_a_page_with_the_outcome() {
     assert_eq!(response.status(), 302);
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     assert_eq!(location, "/login?error=incorrect%20email%20or%20password");
-    let page = client
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app.html(&client, &location).await;
     assert!(
         page.contains(r#"role="alert""#) && page.contains("incorrect email or password"),
         "{page}"

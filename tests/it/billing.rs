@@ -1162,29 +1162,13 @@ async fn portal_billing_functions_act_on_the_signed_in_customer_only() {
         location.starts_with("/billing?notice=You%20are%20on%20Pro"),
         "{location}"
     );
-    let html = b
-        .browser
-        .get(app.url(&location))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.html(&b.browser, &location).await;
     assert!(html.contains("You are on Pro."), "{html}");
     let (_, _, body) = app.server_fn(&a.browser, "portal/billing", &[]).await;
     let view: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(view["plan"], "trial");
     // The page, rendered on the server (works without JavaScript).
-    let html = b
-        .browser
-        .get(app.url("/billing"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.html(&b.browser, "/billing").await;
     assert!(
         html.contains("data-testid=\"subscription-status\""),
         "{html}"

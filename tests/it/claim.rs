@@ -376,14 +376,9 @@ async fn without_javascript_the_invite_page_shows_the_first_key_once() {
         (status, headers, response.text().await.unwrap())
     };
     // The form itself posts there.
-    let page = browser
-        .get(app.url(&format!("/accept-invite?token={token}")))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = app
+        .html(&browser, &format!("/accept-invite?token={token}"))
+        .await;
     assert!(page.contains(r#"action="/accept-invite""#), "{page}");
 
     let (status, _, html) = post(&[

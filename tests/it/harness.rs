@@ -287,6 +287,27 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// `GET path` with `browser` (following redirects only if that client
+    /// does): status, `Location`, body.
+    pub async fn page(
+        &self,
+        browser: &reqwest::Client,
+        path: &str,
+    ) -> (u16, Option<String>, String) {
+        let response = browser.get(self.url(path)).send().await.unwrap();
+        let status = response.status().as_u16();
+        let location = response
+            .headers()
+            .get("location")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, location, response.text().await.unwrap())
+    }
+
+    /// The body of `GET path` with `browser`, whatever its status.
+    pub async fn html(&self, browser: &reqwest::Client, path: &str) -> String {
+        self.page(browser, path).await.2
+    }
+
     /// Onboards a customer through the API (202, no key in the answer),
     /// then issues it an API key straight in the database, as the owner's
     /// first proof of the email would (without proving it); returns
@@ -816,4 +837,26 @@ pub async fn issue_key(conn: &mut AsyncPgConnection, customer_id: i64) -> String
     let name = ApiKeyName::parse("test").unwrap();
     let (_, plain) = create_api_key(conn, customer_id, &name).await.unwrap();
     plain.expose().to_owned()
+}
+
+/// `fragment` with its tags as spaces, `&amp;` decoded, whitespace
+/// collapsed: the text a reader of the rendered page sees.
+pub fn html_text(fragment: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in fragment.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' if in_tag => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.replace("&amp;", "&")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }

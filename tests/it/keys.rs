@@ -8,7 +8,7 @@
 
 use crate::ai::{claude_request, messages, spawn, vkey, StandIn};
 use crate::authz::signed_in;
-use crate::harness::{email, TestApp};
+use crate::harness::{email, html_text, TestApp};
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -98,26 +98,12 @@ async fn age(conn: &mut AsyncPgConnection, table: &str, id: i64) {
     assert_eq!(updated, 1);
 }
 
-/// The text of the `/keys` list item of key `id` in `html`, tags dropped,
-/// whitespace collapsed.
+/// The text of the `/keys` list item of key `id` in `html`
+/// ([`html_text`]).
 fn key_item_text(html: &str, id: i64) -> String {
     let marker = format!(r#"data-key-id="{id}""#);
     let rest = html.split(&marker).nth(1).expect("the key's item");
-    let item = &rest[..rest.find("</li>").expect("a closed item")];
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in item.chars() {
-        match c {
-            '<' => {
-                in_tag = true;
-                out.push(' ');
-            }
-            '>' if in_tag => in_tag = false,
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
+    html_text(&rest[..rest.find("</li>").expect("a closed item")])
 }
 
 #[tokio::test]
@@ -318,15 +304,7 @@ async fn each_key_counts_the_fixes_it_first_reported_and_its_ai_calls() {
     assert!(listed.iter().all(|k| k["id"] != b.key_id), "{body}");
 
     // The page, server-rendered as without JavaScript.
-    let html = a
-        .browser
-        .get(app.url("/keys"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = app.html(&a.browser, "/keys").await;
     let item = key_item_text(&html, k1_id);
     assert!(item.contains("Revoked"), "{item}");
     assert!(

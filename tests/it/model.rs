@@ -1457,26 +1457,10 @@ async fn apply(
             model.rows[b.k as usize] = model.rows[b.k as usize].after(b.how);
         }
         Op::AddCard { declines } => {
-            let mut conn = env.conn().await;
-            let setup = begin_card_setup(env.mem.as_ref(), &mut conn, customer_id)
-                .await
-                .expect("card setup");
-            env.mem.confirm_setup(&setup.id, *declines);
-            add_card(
-                env.mem.as_ref(),
-                &mut conn,
-                &env.state.config.pricing,
-                customer_id,
-                &setup.id,
-                &Consent {
-                    given: true,
-                    user_id: None,
-                    ip: None,
-                    user_agent: Some("model test".into()),
-                },
-            )
-            .await
-            .expect("add card");
+            save_card(env, customer_id, |mem, seti| {
+                mem.confirm_setup(seti, *declines)
+            })
+            .await;
             model.card = if *declines {
                 Card::Declining
             } else {
@@ -1484,26 +1468,10 @@ async fn apply(
             };
         }
         Op::AddAuthCard => {
-            let mut conn = env.conn().await;
-            let setup = begin_card_setup(env.mem.as_ref(), &mut conn, customer_id)
-                .await
-                .expect("card setup");
-            env.mem.confirm_setup_needing_authentication(&setup.id);
-            add_card(
-                env.mem.as_ref(),
-                &mut conn,
-                &env.state.config.pricing,
-                customer_id,
-                &setup.id,
-                &Consent {
-                    given: true,
-                    user_id: None,
-                    ip: None,
-                    user_agent: Some("model test".into()),
-                },
-            )
-            .await
-            .expect("add card");
+            save_card(env, customer_id, |mem, seti| {
+                mem.confirm_setup_needing_authentication(seti)
+            })
+            .await;
             model.card = Card::NeedsAuthentication;
         }
         Op::Authenticate { success } => {
@@ -1616,6 +1584,31 @@ async fn apply(
 
 /// Delivers every waiting event in order and runs every job, retries
 /// included, until nothing is left.
+/// Saves a card for `customer_id` as the portal does (SetupIntent, the
+/// customer's confirmation through `confirm`, then `add_card` with consent).
+async fn save_card(env: &Env, customer_id: i64, confirm: impl FnOnce(&MemProcessor, &str)) {
+    let mut conn = env.conn().await;
+    let setup = begin_card_setup(env.mem.as_ref(), &mut conn, customer_id)
+        .await
+        .expect("card setup");
+    confirm(env.mem.as_ref(), &setup.id);
+    add_card(
+        env.mem.as_ref(),
+        &mut conn,
+        &env.state.config.pricing,
+        customer_id,
+        &setup.id,
+        &Consent {
+            given: true,
+            user_id: None,
+            ip: None,
+            user_agent: Some("model test".into()),
+        },
+    )
+    .await
+    .expect("add card");
+}
+
 async fn drain(env: &Env, conn: &mut AsyncPgConnection) {
     for _ in 0..3 {
         for event in env.mem.take_events() {

@@ -14,9 +14,9 @@ use super::api::{
     AdminRevokeKey, AdminSetAiBudget, AdminSuspendCustomer, AdminWriteOffFix, ADMIN_AI_DAYS,
 };
 use super::{
-    short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, TableScroll, ADMIN_TABLE,
-    BUTTON, CARD, DANGER_BUTTON, INPUT, LINK, SECONDARY_BUTTON, SMALL_BUTTON, TD, TD_ID, TD_TEXT,
-    TH,
+    short_time, use_id_param, ActionOutcome, AdminNav, Badge, LoadError, Loading, TableScroll,
+    ADMIN_TABLE, BUTTON, CARD, DANGER_BUTTON, INPUT, LINK, SECONDARY_BUTTON, SMALL_BUTTON, TD,
+    TD_ID, TD_TEXT, TH,
 };
 use crate::app::portal::ai_usage::{BudgetCard, DayTable};
 use crate::types::admin::AdminCustomerDetail;
@@ -26,20 +26,13 @@ use crate::types::urls::safe_href;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_router::hooks::use_query_map;
 
 /// The customer page.
 #[component]
 pub fn AdminCustomerPage() -> impl IntoView {
-    let params = use_params_map();
     let query = use_query_map();
-    let id = move || {
-        params
-            .read()
-            .get("id")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
-    };
+    let id = use_id_param();
     let adjust = ServerAction::<AdminAdjustCredits>::new();
     let suspend = ServerAction::<AdminSuspendCustomer>::new();
     let reactivate = ServerAction::<AdminReactivateCustomer>::new();

@@ -5,14 +5,14 @@
 
 use super::api::{admin_get_email, admin_list_emails, AdminResendEmail};
 use super::{
-    href_with, short_time, ActionOutcome, AdminNav, Badge, LoadError, Loading, Pager, PreBlock,
-    TableScroll, ADMIN_TABLE, CARD, INPUT, LINK, SECONDARY_BUTTON, SMALL_BUTTON, TD, TH,
+    href_with, short_time, use_id_param, ActionOutcome, AdminNav, Badge, LoadError, Loading, Pager,
+    PreBlock, TableScroll, ADMIN_TABLE, CARD, INPUT, LINK, SECONDARY_BUTTON, SMALL_BUTTON, TD, TH,
 };
 use crate::types::admin::{AdminEmailDetail, AdminEmailRow};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_meta::Title;
-use leptos_router::hooks::{use_params_map, use_query_map};
+use leptos_router::hooks::use_query_map;
 
 /// The outbox page.
 #[component]
@@ -117,14 +117,7 @@ pub fn EmailTable(
 /// failed.
 #[component]
 pub fn AdminEmailDetailPage() -> impl IntoView {
-    let params = use_params_map();
-    let id = move || {
-        params
-            .read()
-            .get("id")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
-    };
+    let id = use_id_param();
     let resend = ServerAction::<AdminResendEmail>::new();
     let email = Resource::new(
         move || (id(), resend.version().get()),

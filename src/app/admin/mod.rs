@@ -79,6 +79,20 @@ pub(crate) const SMALL_BUTTON: &str =
      hover:bg-slate-100 focus:outline-none focus-visible:ring-2 focus-visible:ring-indigo-500 \
      dark:border-slate-700 dark:hover:bg-slate-800";
 
+/// The route's `:id` segment as a number, read reactively: the customer
+/// or email the page shows. `0` when it is absent or not a number; the
+/// server functions answer "not found" for that id.
+pub fn use_id_param() -> impl Fn() -> i64 + Copy + Send + Sync + 'static {
+    let params = leptos_router::hooks::use_params_map();
+    move || {
+        params
+            .read()
+            .get("id")
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0)
+    }
+}
+
 /// The console's section links; `current` is the section's path.
 #[component]
 pub fn AdminNav(current: &'static str) -> impl IntoView {

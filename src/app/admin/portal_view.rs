@@ -8,7 +8,7 @@
 //! (`customer.view_portal`, see [`admin_view_portal`]).
 
 use super::api::admin_view_portal;
-use super::{AdminNav, LoadError, Loading, CARD, LINK};
+use super::{use_id_param, AdminNav, LoadError, Loading, CARD, LINK};
 use crate::app::portal::billing::{Billing, BillingHistory};
 use crate::app::portal::credits::Ledger;
 use crate::app::portal::dashboard::Dashboard;
@@ -25,13 +25,7 @@ use leptos_router::hooks::{use_params_map, use_query_map};
 pub fn AdminPortalPage() -> impl IntoView {
     let params = use_params_map();
     let query = use_query_map();
-    let id = move || {
-        params
-            .read()
-            .get("id")
-            .and_then(|v| v.parse::<i64>().ok())
-            .unwrap_or(0)
-    };
+    let id = use_id_param();
     let section = move || params.read().get("section").unwrap_or_default();
     let page = move || query.read().get("page").and_then(|p| p.parse::<i64>().ok());
     let data = Resource::new(
