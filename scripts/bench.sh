@@ -5,6 +5,7 @@
 #
 #   ./scripts/bench.sh                 # 10 s per path, 32 connections
 #   BENCH_SECONDS=5 BENCH_CONNECTIONS=16 BENCH_EVENTS=5000 ./scripts/bench.sh
+#   BENCH_ONLY=webhooks BENCH_SKIP_BUILD=1 ./scripts/bench.sh   # one section, last build
 #
 # What it does, loopback only, bounded in time (about 3 minutes plus the
 # release build):
@@ -43,6 +44,10 @@ connections="${BENCH_CONNECTIONS:-32}"
 customers="${BENCH_CUSTOMERS:-32}"
 events="${BENCH_EVENTS:-20000}"
 webhook_secret="whsec_rsolv_bench"
+# BENCH_ONLY: the sections to run, of exchange fixes webhooks pages bundle
+# mixed (space- or comma-separated); all when unset.
+only=" ${BENCH_ONLY//,/ } "
+wants() { [ "$only" = "  " ] || [[ "$only" == *" $1 "* ]]; }
 
 command -v wrk >/dev/null 2>&1 || apt_install wrk
 command -v brotli >/dev/null 2>&1 || apt_install brotli
@@ -60,8 +65,12 @@ ensure_database "$TEST_DATABASE_URL" "$db"
 ensure_database "$TEST_DATABASE_URL" "$pgbench_db"
 db_url="$(url_with_database "$TEST_DATABASE_URL" "$db")"
 
-log "cargo leptos build --release --precompress"
-cargo leptos build --release --precompress
+if [ "${BENCH_SKIP_BUILD:-}" = 1 ] && [ -x "$CARGO_TARGET_DIR/release/rsolv-platform" ]; then
+  log "BENCH_SKIP_BUILD=1: the release build already in $CARGO_TARGET_DIR"
+else
+  log "cargo leptos build --release --precompress"
+  cargo leptos build --release --precompress
+fi
 server_bin="$CARGO_TARGET_DIR/release/rsolv-platform"
 
 server_pid=""
@@ -192,6 +201,7 @@ report() { REPORT+=("$(printf '%-44s %-26s %-26s %s' "$@")"); }
 
 # --- 1. credential exchange vs reference ------------------------------------------
 
+if wants exchange; then
 log "exchange vs reference: ${duration}s each, $connections connections"
 wrk_run reference "http://$reference_addr/reference" -s "$workdir/reference.lua"
 wrk_run exchange "$base/api/v1/credentials/exchange" -s "$workdir/exchange.lua"
@@ -199,9 +209,11 @@ report "POST /api/v1/credentials/exchange" \
   "$(figure exchange.rps) req/s P99 $(figure exchange.p99) ms" \
   "$(figure reference.rps) req/s P99 $(figure reference.p99) ms" \
   "x$(ratio "$(figure exchange.rps)" "$(figure reference.rps)")  (target >= 0.5, P99 < 10 ms)"
+fi
 
 # --- 2. fix recording vs pgbench tpcb-like -----------------------------------------
 
+if wants fixes; then
 log "pgbench tpcb-like (scale 10): ${duration}s, $connections clients"
 pgbench_url="$(url_with_database "$TEST_DATABASE_URL" "$pgbench_db")"
 pgbench -q -i -s 10 "$pgbench_url" >/dev/null 2>&1
@@ -225,6 +237,7 @@ drift="$(psql -w "$db_url" -Atc "SELECT count(*) FROM customers c WHERE c.credit
 fixes_recorded="$(psql -w "$db_url" -Atc "SELECT count(*) FROM fixes")"
 report "ledger after the fix runs" "$fixes_recorded fixes" "" \
   "$drift customers with Σ entries <> balance (must be 0)"
+fi
 
 # --- 3. webhooks: accepted, processed, lag -----------------------------------------
 
@@ -291,6 +304,7 @@ drain_stats() {
     FROM stripe_events WHERE id LIKE 'evt\_${prefix}\_%'"
 }
 
+if wants webhooks; then
 log "webhooks: $events signed events as fast as wrk sends them"
 sign_events "$workdir/burst.events" "$events" burst
 webhook_lua "$workdir/burst.events" 0 >"$workdir/burst.lua"
@@ -320,9 +334,11 @@ inversions="$(psql -w "$db_url" -Atc "SELECT count(*) FROM (
     WINDOW w AS (PARTITION BY payload->'data'->'object'->>'customer' ORDER BY received_at, id)
   ) t WHERE inverted")"
 report "per-customer order" "$inversions events applied before an earlier one" "" "target 0"
+fi
 
 # --- 4. pages ----------------------------------------------------------------------
 
+if wants pages; then
 log "pages: GET / and GET /login"
 wrk_run home "$base/"
 wrk_run login "$base/login"
@@ -330,6 +346,7 @@ report "GET /" "$(figure home.rps) req/s P99 $(figure home.p99) ms" \
   "$(figure reference.rps) req/s (reference)" "target >= 5000 req/s, P99 < 20 ms"
 report "GET /login" "$(figure login.rps) req/s P99 $(figure login.p99) ms" \
   "$(figure reference.rps) req/s (reference)" "target >= 5000 req/s, P99 < 20 ms"
+fi
 
 # --- 5. bundle, headers, memory ------------------------------------------------------
 
@@ -340,6 +357,7 @@ report "GET /login" "$(figure login.rps) req/s P99 $(figure login.p99) ms" \
 # route (the preloads the server adds from __wasm_split_manifest): a page's
 # figure is then the sum of those files, and admin routes' own chunks must
 # not be among a customer page's.
+if wants bundle; then
 hash_of() { awk -F': *' -v kind="$1" '$1 == kind {print "." $2}' "$CARGO_TARGET_DIR/release/hash.txt" 2>/dev/null; }
 wasm="target/site/pkg/rsolv-platform$(hash_of wasm).wasm"
 js="target/site/pkg/rsolv-platform$(hash_of js).js"
@@ -394,9 +412,11 @@ report "bundle as served" "${served:-no encoding or cache headers}" "" \
   "target: precompressed, hashed name, Cache-Control immutable"
 rss_kb="$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")"
 report "server peak RSS after the run" "$((rss_kb / 1024)) MB" "" "target < 150 MB"
+fi
 
 # --- 6. mixed: two instances and a worker process -----------------------------------
 
+if wants mixed; then
 log "mixed: 2 x serve --no-job-worker + worker; exchange, fixes and webhooks at once for ${duration}s"
 kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
 server_pid=""
@@ -474,6 +494,7 @@ report "mixed: fixes recorded" "$mix_fixes (>= $(mix_2xx mix_fix) 2xx)" "" \
 report "mixed: ledger" "$mix_drift customers with Σ entries <> balance" "" "must be 0"
 report "mixed: peak RSS" "serve A $(rss_of "$pid_a"), serve B $(rss_of "$pid_b"), worker $(rss_of "$pid_w")" "" \
   "target < 150 MB each"
+fi
 
 echo
 log "Results ($(nproc) cores, ${duration}s per path, $connections connections; $(date -u +%FT%TZ))"

@@ -445,3 +445,85 @@ async fn a_dead_job_releases_the_next_of_its_key() {
     let run = run_once_with(&registry, &state).await.unwrap().unwrap();
     assert_eq!((run.job_id, run.status.as_str()), (second, "done"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_applies_many_customers_events_in_one_commit_and_rolls_back_a_failing_one_alone() {
+    let (app, state, linked) = customers_linked_to_stripe(4).await;
+    let unknown = format!("cus_batch_unknown_{}", std::process::id());
+    // One event for each customer, and in the middle one for a Stripe
+    // Customer nobody has yet.
+    for (n, (_, cus)) in linked.iter().enumerate() {
+        deliver(&app, &attached(&format!("evt_batch_{n}"), cus)).await;
+        if n == 1 {
+            deliver(&app, &attached("evt_batch_unknown", &unknown)).await;
+        }
+    }
+    // One slot: the five jobs are one batch.
+    let registry = Arc::new(Registry::platform());
+    assert_eq!(drain_with(registry, state, 1).await, 5);
+    let done: Vec<(String, i32)> = diesel::sql_query(
+        "SELECT xmin::text AS xid, attempts FROM jobs \
+         WHERE kind = 'stripe.process_event' AND status = 'done'",
+    )
+    .load::<XidRow>(&mut app.conn().await)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| (r.xid, r.attempts))
+    .collect();
+    assert_eq!(done.len(), 4, "{done:?}");
+    assert!(
+        done.iter().all(|d| d == &done[0]) && done[0].1 == 1,
+        "the four jobs were marked done by one transaction: {done:?}"
+    );
+    for (id, cus) in &linked {
+        assert_applied_once_in_order(cus, &events_of(&app, cus).await, 1);
+        let cards: i64 = stripe_payment_methods::table
+            .filter(stripe_payment_methods::customer_id.eq(id))
+            .count()
+            .get_result(&mut app.conn().await)
+            .await
+            .unwrap();
+        assert_eq!(cards, 1);
+    }
+    // The failing event was rolled back alone: noted on the event, its job
+    // back in the queue with a backoff, its card not recorded.
+    let events = events_of(&app, &unknown).await;
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.2.as_str(), e.3, e.4))
+            .collect::<Vec<_>>(),
+        vec![("failed", 1, None)]
+    );
+    let (status, attempts, run_at, last_error): (String, i32, DateTime<Utc>, Option<String>) =
+        jobs::table
+            .find(events[0].1)
+            .select((jobs::status, jobs::attempts, jobs::run_at, jobs::last_error))
+            .first(&mut app.conn().await)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("queued", 1));
+    assert!(run_at > Utc::now(), "retried after a backoff");
+    assert!(
+        last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("not known yet")),
+        "{last_error:?}"
+    );
+    let stray: i64 = stripe_payment_methods::table
+        .filter(stripe_payment_methods::id.eq("pm_evt_batch_unknown"))
+        .count()
+        .get_result(&mut app.conn().await)
+        .await
+        .unwrap();
+    assert_eq!(stray, 0);
+}
+
+#[derive(QueryableByName)]
+struct XidRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    xid: String,
+    #[diesel(sql_type = diesel::sql_types::Int4)]
+    attempts: i32,
+}

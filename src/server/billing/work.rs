@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 /// ([`CreateCustomerJob`]; handler: `stripe::jobs::create_customer`).
 pub const KIND_STRIPE_CREATE_CUSTOMER: &str = "stripe.create_customer";
 /// Job kind: apply the stored Stripe event `{"event_id": "evt_…"}`
-/// ([`ProcessStripeEventJob`]; handler: `stripe::events::process_event_job`).
+/// ([`ProcessStripeEventJob`]; handler: `stripe::events::prepare_event` and `apply_prepared_event`, in batches).
 pub const KIND_STRIPE_PROCESS_EVENT: &str = "stripe.process_event";
 /// Job kind: charge for a fix `{"charge_id": i64}` (PaymentIntent or
 /// invoice item; [`ChargeJob`]; handler: `stripe::charges::charge_job`).

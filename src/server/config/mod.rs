@@ -55,6 +55,10 @@ pub struct Config {
     /// twice the CPUs, at most half the pool): each running job holds up
     /// to one pool connection at a time.
     pub job_concurrency: usize,
+    /// Most jobs of a batched kind (`stripe.process_event`) one worker slot
+    /// applies in one transaction (`JOB_BATCH_SIZE`, 1–256, default 16;
+    /// `server::jobs::BatchJob`).
+    pub job_batch_size: usize,
     /// Per-statement timeout in seconds (`DATABASE_STATEMENT_TIMEOUT_SECONDS`, default 30).
     pub statement_timeout_seconds: u64,
     /// Largest accepted request body in bytes (`MAX_BODY_BYTES`, default 1 MiB).
@@ -130,6 +134,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_pool_size", &self.database_pool_size)
             .field("job_concurrency", &self.job_concurrency)
+            .field("job_batch_size", &self.job_batch_size)
             .field("statement_timeout_seconds", &self.statement_timeout_seconds)
             .field("max_body_bytes", &self.max_body_bytes)
             .field(
@@ -256,6 +261,7 @@ impl Config {
             database_url: database_url.into(),
             database_pool_size,
             job_concurrency: env.parsed("JOB_CONCURRENCY", job_concurrency_default, 1..=256)?,
+            job_batch_size: env.parsed("JOB_BATCH_SIZE", 16, 1..=256)?,
             statement_timeout_seconds: env.parsed(
                 "DATABASE_STATEMENT_TIMEOUT_SECONDS",
                 30,

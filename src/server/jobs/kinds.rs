@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | `stripe.create_customer` | [`CreateCustomerJob`] | [`stripe_jobs::create_customer`] |
 //! | `stripe.charge` | [`ChargeJob`] | [`charges::charge_job`] |
-//! | `stripe.process_event` | [`ProcessStripeEventJob`] | [`stripe_events::process_event_job`] |
+//! | `stripe.process_event` | [`ProcessStripeEventJob`], batched ([`BatchJob`]) | [`stripe_events::prepare_event`], then [`stripe_events::apply_prepared_event`] |
 //! | `github.apply_pending_change` | [`ApplyPendingChangeJob`] | [`github_events::apply_pending_change_job`] |
 //! | `github.grant_period` | [`GrantPeriodJob`] | [`credits::grant_period_job`] |
 //! | `billing.reconcile` | [`ReconcileJob`] | [`reconciliation::run`] |
@@ -15,11 +15,13 @@ use crate::server::billing::reconciliation;
 use crate::server::billing::work::{
     ChargeJob, CreateCustomerJob, ProcessStripeEventJob, ReconcileJob,
 };
-use crate::server::jobs::{BackgroundJob, Job, JobError, Registry};
+use crate::server::billing::BillingError;
+use crate::server::jobs::{BackgroundJob, BatchJob, Job, JobError, Registry};
 use crate::server::marketplace::jobs::{ApplyPendingChangeJob, GrantPeriodJob};
 use crate::server::marketplace::{credits, events as github_events};
 use crate::server::state::AppState;
 use crate::server::stripe::{charges, events as stripe_events, jobs as stripe_jobs};
+use diesel_async::AsyncPgConnection;
 use serde_json::Value;
 
 /// Registers every job type of the platform in `registry`.
@@ -27,7 +29,7 @@ pub fn register_all(registry: Registry) -> Registry {
     registry
         .register::<CreateCustomerJob>()
         .register::<ChargeJob>()
-        .register::<ProcessStripeEventJob>()
+        .register_batch::<ProcessStripeEventJob>()
         .register::<ApplyPendingChangeJob>()
         .register::<GrantPeriodJob>()
         .register::<ReconcileJob>()
@@ -51,9 +53,31 @@ impl Job for ChargeJob {
     }
 }
 
-impl Job for ProcessStripeEventJob {
-    async fn run(&self, ctx: &AppState) -> Result<(), JobError> {
-        stripe_events::process_event_job(ctx, &payload(self)?).await
+impl BatchJob for ProcessStripeEventJob {
+    type Prepared = stripe_events::PreparedEvent;
+
+    async fn prepare(&self, ctx: &AppState) -> Result<Self::Prepared, JobError> {
+        stripe_events::prepare_event(ctx, &payload(self)?).await
+    }
+
+    async fn apply<'a>(
+        prepared: &'a Self::Prepared,
+        ctx: &'a AppState,
+        conn: &'a mut AsyncPgConnection,
+    ) -> Result<(), JobError> {
+        stripe_events::apply_prepared_event(conn, ctx, prepared).await
+    }
+
+    fn committed(prepared: &Self::Prepared) {
+        stripe_events::event_committed(prepared);
+    }
+
+    async fn failed<'a>(
+        &'a self,
+        ctx: &'a AppState,
+        error: &'a JobError,
+    ) -> Result<(), BillingError> {
+        stripe_events::record_event_failure(ctx, &payload(self).unwrap_or_default(), error).await
     }
 }
 

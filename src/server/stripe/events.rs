@@ -1,6 +1,6 @@
 //! Stripe webhook events: our minimal view of them, storing them
 //! ([`record_event`]: once per Stripe event id, with its processing job) and
-//! applying them to customers ([`process_event_job`]).
+//! applying them to customers ([`prepare_event`], [`apply_prepared_event`]).
 //!
 //! This is an adapter: it parses, re-reads, and calls domain commands.
 //! Events can arrive late, twice, out of order or several in one second, so
@@ -186,24 +186,40 @@ pub fn ordering_key(event: &StripeEvent) -> Option<String> {
         .map(|customer| format!("stripe_customer:{customer}"))
 }
 
-/// The `stripe.process_event` job (`{"event_id": "evt_…"}`): applies the
-/// stored event once. For subscription and invoice events it first
-/// re-reads the object from Stripe (module doc), outside any transaction.
-/// Its effects and `status = 'processed'` commit together; a failure rolls
-/// the effects back, counts the attempt on the event (`status = 'failed'`,
-/// `last_error`) and the job retries.
+/// A stored event read (and, for subscription, invoice and dispute
+/// events, re-read from Stripe) by [`prepare_event`], ready for
+/// [`apply_prepared_event`].
+#[derive(Debug)]
+pub struct PreparedEvent {
+    event_id: String,
+    received_at: DateTime<Utc>,
+    /// `None`: already processed, nothing to apply.
+    apply: Option<(StripeEvent, Fresh)>,
+}
+
+impl PreparedEvent {
+    /// The event's id, `evt_…`.
+    pub fn event_id(&self) -> &str {
+        &self.event_id
+    }
+}
+
+/// The `stripe.process_event` job (`{"event_id": "evt_…"}`), first step,
+/// outside any transaction: reads the stored event and, for subscription
+/// and invoice events, re-reads the object from Stripe (module doc). The
+/// second step, [`apply_prepared_event`], runs in the worker's transaction;
+/// the worker runs the events of several customers in one (`server::jobs`,
+/// `BatchJob`).
 ///
 /// Errors: permanent when the payload or the stored event is unusable;
-/// retryable for database failures, failed re-reads and events waiting for
-/// their customer or subscription to be known.
-pub async fn process_event_job(state: &AppState, payload: &Value) -> Result<(), JobError> {
+/// retryable for database failures and failed re-reads. The caller records
+/// a failure on the event with [`record_event_failure`].
+pub async fn prepare_event(state: &AppState, payload: &Value) -> Result<PreparedEvent, JobError> {
     let event_id = payload
         .get("event_id")
         .and_then(Value::as_str)
         .ok_or_else(|| JobError::permanent("payload lacks event_id"))?
         .to_owned();
-    let pricing = &state.config.pricing;
-    let links = &state.config.email.links;
     let stored: Option<(Value, String, DateTime<Utc>)> = {
         let mut conn = state.conn().await?;
         stripe_events::table
@@ -218,74 +234,121 @@ pub async fn process_event_job(state: &AppState, payload: &Value) -> Result<(), 
             .optional()
             .map_err(BillingError::from)?
     };
-    let received_at = stored.as_ref().map(|(_, _, at)| *at);
-    let result = match stored {
-        None => Err(ApplyError::Permanent(format!(
+    let Some((raw, status, received_at)) = stored else {
+        return Err(job_error(ApplyError::Permanent(format!(
             "event {event_id} is not stored"
-        ))),
-        Some((_, status, _)) if status == "processed" => return Ok(()),
-        Some((raw, _, _)) => match serde_json::from_value::<StripeEvent>(raw) {
-            Err(e) => Err(ApplyError::Permanent(format!(
-                "stored event unreadable: {e}"
-            ))),
-            Ok(event) => match reread(state, &event).await {
-                Err(e) => Err(e),
-                Ok(fresh) => {
-                    let mut conn = state.conn().await?;
-                    conn.transaction(async |conn| {
-                        let status: String = stripe_events::table
-                            .find(&event_id)
-                            .select(stripe_events::status)
-                            .for_update()
-                            .first(conn)
-                            .await?;
-                        if status == "processed" {
-                            return Ok(());
-                        }
-                        apply_event(conn, pricing, links, &event, fresh).await?;
-                        diesel::update(stripe_events::table.find(&event_id))
-                            .set((
-                                stripe_events::status.eq("processed"),
-                                stripe_events::processed_at.eq(diesel::dsl::now),
-                                stripe_events::attempts.eq(stripe_events::attempts + 1),
-                                stripe_events::last_error.eq(None::<String>),
-                            ))
-                            .execute(conn)
-                            .await?;
-                        Ok(())
-                    })
-                    .await
-                }
-            },
-        },
+        ))));
     };
-    match result {
-        Ok(()) => {
-            if let Some(at) = received_at {
-                let lag = (Utc::now() - at).to_std().unwrap_or_default();
-                crate::server::metrics::webhook_processed("stripe", lag);
-            }
-            Ok(())
-        }
-        Err(error) => {
-            crate::server::metrics::webhook_failed("stripe");
-            let message = error.to_string();
-            let mut conn = state.conn().await?;
-            diesel::update(stripe_events::table.find(&event_id))
-                .set((
-                    stripe_events::status.eq("failed"),
-                    stripe_events::attempts.eq(stripe_events::attempts + 1),
-                    stripe_events::last_error.eq(&message),
-                ))
-                .execute(&mut conn)
-                .await
-                .map_err(BillingError::from)?;
-            Err(match error {
-                ApplyError::Permanent(m) => JobError::permanent(m),
-                ApplyError::Waiting(m) => JobError::retry(m),
-                ApplyError::Reread(m) => JobError::retry(m),
-                ApplyError::Billing(e) => JobError::retry(e.to_string()),
-            })
+    let apply = if status == "processed" {
+        None
+    } else {
+        let event = serde_json::from_value::<StripeEvent>(raw).map_err(|e| {
+            job_error(ApplyError::Permanent(format!(
+                "stored event unreadable: {e}"
+            )))
+        })?;
+        let fresh = reread(state, &event).await.map_err(job_error)?;
+        Some((event, fresh))
+    };
+    Ok(PreparedEvent {
+        event_id,
+        received_at,
+        apply,
+    })
+}
+
+/// The `stripe.process_event` job, second step, inside the caller's
+/// transaction: applies the prepared event and marks it processed
+/// (`status = 'processed'`), under the event row's lock, so its effects and
+/// its mark commit together; nothing when it is processed already.
+///
+/// Errors: retryable for database failures and events waiting for their
+/// customer or subscription to be known; permanent for an event whose
+/// object is unusable. The caller rolls the effects back (a savepoint) and
+/// records the failure with [`record_event_failure`].
+pub async fn apply_prepared_event(
+    conn: &mut AsyncPgConnection,
+    state: &AppState,
+    prepared: &PreparedEvent,
+) -> Result<(), JobError> {
+    let Some((event, fresh)) = &prepared.apply else {
+        return Ok(());
+    };
+    let status: String = stripe_events::table
+        .find(&prepared.event_id)
+        .select(stripe_events::status)
+        .for_update()
+        .first(conn)
+        .await?;
+    if status == "processed" {
+        return Ok(());
+    }
+    let pricing = &state.config.pricing;
+    let links = &state.config.email.links;
+    apply_event(conn, pricing, links, event, fresh.clone())
+        .await
+        .map_err(job_error)?;
+    diesel::update(stripe_events::table.find(&prepared.event_id))
+        .set((
+            stripe_events::status.eq("processed"),
+            // The clock, not the transaction's start: a batch applies
+            // many events in one transaction.
+            stripe_events::processed_at.eq(diesel::dsl::sql::<
+                diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+            >("clock_timestamp()")),
+            stripe_events::attempts.eq(stripe_events::attempts + 1),
+            stripe_events::last_error.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// After the transaction that applied `prepared` committed: counts it in
+/// the webhook metrics with its lag from receipt.
+pub fn event_committed(prepared: &PreparedEvent) {
+    if prepared.apply.is_some() {
+        let lag = (Utc::now() - prepared.received_at)
+            .to_std()
+            .unwrap_or_default();
+        crate::server::metrics::webhook_processed("stripe", lag);
+    }
+}
+
+/// Records a failed run of the `stripe.process_event` job for `payload`'s
+/// event: `status = 'failed'`, one more attempt, `last_error` (nothing when
+/// the event is not stored). The job retries or dies by `error`.
+///
+/// Errors: [`BillingError::Database`].
+pub async fn record_event_failure(
+    state: &AppState,
+    payload: &Value,
+    error: &JobError,
+) -> Result<(), BillingError> {
+    crate::server::metrics::webhook_failed("stripe");
+    let Some(event_id) = payload.get("event_id").and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let mut conn = state.conn().await?;
+    diesel::update(stripe_events::table.find(event_id))
+        .set((
+            stripe_events::status.eq("failed"),
+            stripe_events::attempts.eq(stripe_events::attempts + 1),
+            stripe_events::last_error.eq(&error.message),
+        ))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// The job's outcome for an [`ApplyError`]: permanent when the event is
+/// unusable, a retry otherwise.
+fn job_error(error: ApplyError) -> JobError {
+    let message = error.to_string();
+    match error {
+        ApplyError::Permanent(_) => JobError::permanent(message),
+        ApplyError::Waiting(_) | ApplyError::Reread(_) | ApplyError::Billing(_) => {
+            JobError::retry(message)
         }
     }
 }
@@ -336,7 +399,7 @@ pub const HANDLED_TYPES: &[&str] = &[
 ];
 
 /// The current state of an event's object, read before applying it.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Fresh {
     /// Not a subscription or invoice event.
     Nothing,
