@@ -56,8 +56,12 @@ impl Job for ChargeJob {
 impl BatchJob for ProcessStripeEventJob {
     type Prepared = stripe_events::PreparedEvent;
 
-    async fn prepare(&self, ctx: &AppState) -> Result<Self::Prepared, JobError> {
-        stripe_events::prepare_event(ctx, &payload(self)?).await
+    async fn prepare<'a>(
+        &'a self,
+        ctx: &'a AppState,
+        conn: &'a mut AsyncPgConnection,
+    ) -> Result<Self::Prepared, JobError> {
+        stripe_events::prepare_event(ctx, conn, &payload(self)?).await
     }
 
     async fn apply<'a>(
@@ -74,10 +78,10 @@ impl BatchJob for ProcessStripeEventJob {
 
     async fn failed<'a>(
         &'a self,
-        ctx: &'a AppState,
+        conn: &'a mut AsyncPgConnection,
         error: &'a JobError,
     ) -> Result<(), BillingError> {
-        stripe_events::record_event_failure(ctx, &payload(self).unwrap_or_default(), error).await
+        stripe_events::record_event_failure(conn, &payload(self).unwrap_or_default(), error).await
     }
 }
 

@@ -32,7 +32,6 @@ use crate::server::billing::BillingError;
 use crate::server::db::queue::{renew_lease, Job as QueuedJob};
 use crate::server::state::AppState;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
-use futures_util::future::join_all;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::future::Future;
@@ -60,7 +59,7 @@ pub trait Job: BackgroundJob {
 
 /// A job type the worker runs in batches (Stripe events, many a second):
 /// the claimed jobs of its kind, at most `JOB_BATCH_SIZE` and never two of
-/// one ordering key, are prepared concurrently outside any transaction
+/// one ordering key, are prepared one after another outside any transaction
 /// ([`Self::prepare`]), then applied one after another in **one**
 /// transaction, each in a savepoint of its own ([`Self::apply`]); the
 /// applied jobs are marked done in that transaction ([`complete_batch`]).
@@ -73,13 +72,16 @@ pub trait BatchJob: BackgroundJob {
     /// What the first step hands the second.
     type Prepared: Send + Sync;
 
-    /// First step, outside any transaction (e.g. re-reading from Stripe).
+    /// First step, outside any transaction (e.g. re-reading from Stripe),
+    /// on the batch's one connection (a batch takes one from the pool, not
+    /// one per job: the pool is shared with the HTTP handlers).
     ///
     /// Errors: as [`Job::run`].
-    fn prepare(
-        &self,
-        ctx: &AppState,
-    ) -> impl Future<Output = Result<Self::Prepared, JobError>> + Send;
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a AppState,
+        conn: &'a mut AsyncPgConnection,
+    ) -> impl Future<Output = Result<Self::Prepared, JobError>> + Send + 'a;
 
     /// Second step, inside the batch's transaction (a savepoint of its
     /// own): the job's effects.
@@ -102,7 +104,7 @@ pub trait BatchJob: BackgroundJob {
     /// anyway.
     fn failed<'a>(
         &'a self,
-        ctx: &'a AppState,
+        conn: &'a mut AsyncPgConnection,
         error: &'a JobError,
     ) -> impl Future<Output = Result<(), BillingError>> + Send + 'a;
 }
@@ -125,39 +127,41 @@ fn run_batch_typed<'a, J: BatchJob>(state: &'a AppState, jobs: &'a [QueuedJob]) 
                 })
             })
             .collect();
-        let prepared: Vec<Result<J::Prepared, JobError>> =
-            join_all(typed.iter().map(|job| async move {
-                match job {
-                    Ok(job) => job.prepare(state).await,
-                    Err(error) => Err(error.clone()),
-                }
-            }))
-            .await;
-        let applied = match state.conn().await {
-            Ok(mut conn) => {
-                conn.transaction(async |conn| {
-                    let mut outcomes = Vec::with_capacity(prepared.len());
-                    for step in &prepared {
-                        outcomes.push(match step {
-                            Ok(ready) => {
-                                conn.transaction(async |conn| J::apply(ready, state, conn).await)
-                                    .await
-                            }
-                            Err(error) => Err(error.clone()),
-                        });
-                    }
-                    let done: Vec<&QueuedJob> = jobs
-                        .iter()
-                        .zip(&outcomes)
-                        .filter_map(|(job, outcome)| outcome.is_ok().then_some(job))
-                        .collect();
-                    complete_batch(conn, &done).await?;
-                    Ok::<_, JobError>(outcomes)
-                })
-                .await
+        let mut conn = match state.conn().await {
+            Ok(conn) => conn,
+            Err(error) => {
+                let error = JobError::retry(error.to_string());
+                return jobs.iter().map(|_| Err(error.clone())).collect();
             }
-            Err(error) => Err(JobError::retry(error.to_string())),
         };
+        let mut prepared: Vec<Result<J::Prepared, JobError>> = Vec::with_capacity(jobs.len());
+        for job in &typed {
+            prepared.push(match job {
+                Ok(job) => job.prepare(state, &mut conn).await,
+                Err(error) => Err(error.clone()),
+            });
+        }
+        let applied = conn
+            .transaction(async |conn| {
+                let mut outcomes = Vec::with_capacity(prepared.len());
+                for step in &prepared {
+                    outcomes.push(match step {
+                        Ok(ready) => {
+                            conn.transaction(async |conn| J::apply(ready, state, conn).await)
+                                .await
+                        }
+                        Err(error) => Err(error.clone()),
+                    });
+                }
+                let done: Vec<&QueuedJob> = jobs
+                    .iter()
+                    .zip(&outcomes)
+                    .filter_map(|(job, outcome)| outcome.is_ok().then_some(job))
+                    .collect();
+                complete_batch(conn, &done).await?;
+                Ok::<_, JobError>(outcomes)
+            })
+            .await;
         let outcomes: Vec<Result<(), JobError>> = match applied {
             Ok(outcomes) => {
                 for (step, outcome) in prepared.iter().zip(&outcomes) {
@@ -180,7 +184,7 @@ fn run_batch_typed<'a, J: BatchJob>(state: &'a AppState, jobs: &'a [QueuedJob]) 
         };
         for (job, outcome) in typed.iter().zip(&outcomes) {
             if let (Ok(job), Err(error)) = (job, outcome) {
-                if let Err(e) = job.failed(state, error).await {
+                if let Err(e) = job.failed(&mut conn, error).await {
                     tracing::warn!(kind = J::JOB_NAME, error = %e, "could not note a job's failure");
                 }
             }

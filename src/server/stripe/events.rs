@@ -214,26 +214,27 @@ impl PreparedEvent {
 /// Errors: permanent when the payload or the stored event is unusable;
 /// retryable for database failures and failed re-reads. The caller records
 /// a failure on the event with [`record_event_failure`].
-pub async fn prepare_event(state: &AppState, payload: &Value) -> Result<PreparedEvent, JobError> {
+pub async fn prepare_event(
+    state: &AppState,
+    conn: &mut AsyncPgConnection,
+    payload: &Value,
+) -> Result<PreparedEvent, JobError> {
     let event_id = payload
         .get("event_id")
         .and_then(Value::as_str)
         .ok_or_else(|| JobError::permanent("payload lacks event_id"))?
         .to_owned();
-    let stored: Option<(Value, String, DateTime<Utc>)> = {
-        let mut conn = state.conn().await?;
-        stripe_events::table
-            .find(&event_id)
-            .select((
-                stripe_events::payload,
-                stripe_events::status,
-                stripe_events::received_at,
-            ))
-            .first(&mut conn)
-            .await
-            .optional()
-            .map_err(BillingError::from)?
-    };
+    let stored: Option<(Value, String, DateTime<Utc>)> = stripe_events::table
+        .find(&event_id)
+        .select((
+            stripe_events::payload,
+            stripe_events::status,
+            stripe_events::received_at,
+        ))
+        .first(conn)
+        .await
+        .optional()
+        .map_err(BillingError::from)?;
     let Some((raw, status, received_at)) = stored else {
         return Err(job_error(ApplyError::Permanent(format!(
             "event {event_id} is not stored"
@@ -321,7 +322,7 @@ pub fn event_committed(prepared: &PreparedEvent) {
 ///
 /// Errors: [`BillingError::Database`].
 pub async fn record_event_failure(
-    state: &AppState,
+    conn: &mut AsyncPgConnection,
     payload: &Value,
     error: &JobError,
 ) -> Result<(), BillingError> {
@@ -329,14 +330,13 @@ pub async fn record_event_failure(
     let Some(event_id) = payload.get("event_id").and_then(Value::as_str) else {
         return Ok(());
     };
-    let mut conn = state.conn().await?;
     diesel::update(stripe_events::table.find(event_id))
         .set((
             stripe_events::status.eq("failed"),
             stripe_events::attempts.eq(stripe_events::attempts + 1),
             stripe_events::last_error.eq(&error.message),
         ))
-        .execute(&mut conn)
+        .execute(conn)
         .await?;
     Ok(())
 }
