@@ -46,7 +46,7 @@ events="${BENCH_EVENTS:-20000}"
 webhook_secret="whsec_rsolv_bench"
 # BENCH_ONLY: the sections to run, of exchange fixes webhooks pages bundle
 # mixed (space- or comma-separated); all when unset.
-only=" ${BENCH_ONLY//,/ } "
+only=" ${BENCH_ONLY:-} "; only="${only//,/ }"
 wants() { [ "$only" = "  " ] || [[ "$only" == *" $1 "* ]]; }
 
 command -v wrk >/dev/null 2>&1 || apt_install wrk
