@@ -191,11 +191,22 @@ fn attached(event_id: &str, cus: &str) -> Vec<u8> {
 /// the app, a job-running state (billing off: webhooks never call Stripe)
 /// and (customer id, Stripe customer id) of each.
 async fn customers_linked_to_stripe(n: usize) -> (TestApp, AppState, Vec<(i64, String)>) {
+    customers_linked_to_stripe_with(n, &[]).await
+}
+
+/// [`customers_linked_to_stripe`] with more settings for the job-running
+/// state.
+async fn customers_linked_to_stripe_with(
+    n: usize,
+    settings: &[(&str, &str)],
+) -> (TestApp, AppState, Vec<(i64, String)>) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let closed = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
     drop(listener);
     let app = TestApp::spawn_with_stripe(&closed, &[]).await;
-    let state = app.state_with(&closed, &[("BILLING_ENABLED", "false")]);
+    let mut env = vec![("BILLING_ENABLED", "false")];
+    env.extend_from_slice(settings);
+    let state = app.state_with(&closed, &env);
     let mut linked = Vec::new();
     for i in 0..n {
         let (id, _) = app.onboard(&email(&format!("order-{i}"))).await;
@@ -448,7 +459,8 @@ async fn a_dead_job_releases_the_next_of_its_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_applies_many_customers_events_in_one_commit_and_rolls_back_a_failing_one_alone() {
-    let (app, state, linked) = customers_linked_to_stripe(4).await;
+    let (app, state, linked) =
+        customers_linked_to_stripe_with(4, &[("JOB_BATCH_SIZE", "16")]).await;
     let unknown = format!("cus_batch_unknown_{}", std::process::id());
     // One event for each customer, and in the middle one for a Stripe
     // Customer nobody has yet.
