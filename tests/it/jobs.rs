@@ -217,6 +217,16 @@ async fn customers_linked_to_stripe_with(
     (app, state, linked)
 }
 
+/// How many payment methods are recorded for `customer_id`.
+async fn cards_of(app: &TestApp, customer_id: i64) -> i64 {
+    stripe_payment_methods::table
+        .filter(stripe_payment_methods::customer_id.eq(customer_id))
+        .count()
+        .get_result(&mut app.conn().await)
+        .await
+        .unwrap()
+}
+
 async fn link(app: &TestApp, customer_id: i64, cus: &str) {
     diesel::update(customers::table.find(customer_id))
         .set(customers::stripe_customer_id.eq(cus))
@@ -323,13 +333,7 @@ async fn concurrent_workers_apply_each_customers_events_once_and_in_order() {
     assert_eq!(ran, CUSTOMERS * PER_CUSTOMER, "each job ran once");
     for (id, cus) in &linked {
         assert_applied_once_in_order(cus, &events_of(&app, cus).await, PER_CUSTOMER);
-        let cards: i64 = stripe_payment_methods::table
-            .filter(stripe_payment_methods::customer_id.eq(id))
-            .count()
-            .get_result(&mut app.conn().await)
-            .await
-            .unwrap();
-        assert_eq!(cards, PER_CUSTOMER as i64);
+        assert_eq!(cards_of(&app, *id).await, PER_CUSTOMER as i64);
         let (balance, sum) = app.balance_and_ledger_sum(*id).await;
         assert_eq!(balance, sum);
     }
@@ -490,13 +494,7 @@ async fn a_batch_applies_many_customers_events_in_one_commit_and_rolls_back_a_fa
     );
     for (id, cus) in &linked {
         assert_applied_once_in_order(cus, &events_of(&app, cus).await, 1);
-        let cards: i64 = stripe_payment_methods::table
-            .filter(stripe_payment_methods::customer_id.eq(id))
-            .count()
-            .get_result(&mut app.conn().await)
-            .await
-            .unwrap();
-        assert_eq!(cards, 1);
+        assert_eq!(cards_of(&app, *id).await, 1);
     }
     // The failing event was rolled back alone: noted on the event, its job
     // back in the queue with a backoff, its card not recorded.
