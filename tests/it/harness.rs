@@ -295,12 +295,7 @@ impl TestApp {
         path: &str,
     ) -> (u16, Option<String>, String) {
         let response = browser.get(self.url(path)).send().await.unwrap();
-        let status = response.status().as_u16();
-        let location = response
-            .headers()
-            .get("location")
-            .map(|v| v.to_str().unwrap().to_owned());
-        (status, location, response.text().await.unwrap())
+        status_location_body(response).await
     }
 
     /// The body of `GET path` with `browser`, whatever its status.
@@ -608,12 +603,7 @@ impl TestApp {
             .send()
             .await
             .unwrap();
-        let status = response.status().as_u16();
-        let location = response
-            .headers()
-            .get("location")
-            .map(|v| v.to_str().unwrap().to_owned());
-        (status, location, response.text().await.unwrap())
+        status_location_body(response).await
     }
 
     /// The token in the newest outbox email of `kind` to `to` (the
@@ -859,4 +849,14 @@ pub fn html_text(fragment: &str) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// A response's status, `Location` header and body.
+pub async fn status_location_body(response: reqwest::Response) -> (u16, Option<String>, String) {
+    let status = response.status().as_u16();
+    let location = response
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, location, response.text().await.unwrap())
 }

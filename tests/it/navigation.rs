@@ -9,22 +9,6 @@ use crate::authz::{signed_in, PASSWORD};
 use crate::harness::{email, TestApp};
 use rsolv_platform::server::auth::lifetime::SIGNED_IN_PAGES;
 
-/// `GET path` with `browser` (no redirects followed): status, `Location`
-/// and body.
-async fn get(
-    app: &TestApp,
-    browser: &reqwest::Client,
-    path: &str,
-) -> (u16, Option<String>, String) {
-    let response = browser.get(app.url(path)).send().await.unwrap();
-    let status = response.status().as_u16();
-    let location = response
-        .headers()
-        .get("location")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (status, location, response.text().await.unwrap())
-}
-
 /// The value of the sign-in form's hidden `next` field in a rendered
 /// `/login` page (HTML entities of `&` undone).
 fn hidden_next(html: &str) -> String {
@@ -79,7 +63,7 @@ async fn signed_out_visits_to_protected_pages_redirect_to_sign_in() {
     let app = TestApp::spawn().await;
     let browser = app.browser();
     for page in SIGNED_IN_PAGES {
-        let (status, location, body) = get(&app, &browser, page).await;
+        let (status, location, body) = app.page(&browser, page).await;
         assert_eq!(
             (status, location.as_deref()),
             (303, Some(format!("/login?next={page}").as_str())),
@@ -98,17 +82,17 @@ async fn signed_out_visits_to_protected_pages_redirect_to_sign_in() {
         ("/keys?confirm_revoke=1", "/keys%3Fconfirm_revoke%3D1"),
         ("/billing/history", "/billing/history"),
     ] {
-        let (status, location, _) = get(&app, &browser, page).await;
+        let (status, location, _) = app.page(&browser, page).await;
         assert_eq!(status, 303, "{page}");
         assert_eq!(location, Some(format!("/login?next={next}")), "{page}");
     }
     // Public pages are untouched.
     for page in ["/", "/login", "/register", "/forgot-password", "/signup"] {
-        let (status, location, _) = get(&app, &browser, page).await;
+        let (status, location, _) = app.page(&browser, page).await;
         assert_eq!((status, location), (200, None), "{page}");
     }
     // Not a guarded page: a path that merely starts like one.
-    let (status, _, _) = get(&app, &browser, "/dashboards").await;
+    let (status, _, _) = app.page(&browser, "/dashboards").await;
     assert_eq!(status, 404);
 }
 
@@ -118,11 +102,11 @@ async fn sign_in_without_javascript_returns_to_the_page_asked_for() {
     let customer = signed_in(&app, &email("nav-return"), "Returning").await;
     let browser = app.browser();
     let asked = "/credits?kind=signup_bonus&page=1";
-    let (status, location, _) = get(&app, &browser, asked).await;
+    let (status, location, _) = app.page(&browser, asked).await;
     assert_eq!(status, 303);
     let login_page = location.unwrap();
     // The sign-in page carries the destination in its form.
-    let (status, _, html) = get(&app, &browser, &login_page).await;
+    let (status, _, html) = app.page(&browser, &login_page).await;
     assert_eq!(status, 200);
     assert!(html.contains(r#"data-testid="login-form""#), "{html}");
     let next = hidden_next(&html);
@@ -145,7 +129,7 @@ async fn sign_in_without_javascript_returns_to_the_page_asked_for() {
         again.starts_with(&format!("{login_page}&error=")),
         "{again}"
     );
-    let (status, _, html) = get(&app, &browser, &again).await;
+    let (status, _, html) = app.page(&browser, &again).await;
     assert_eq!(status, 200);
     assert!(html.contains("incorrect email or password"), "{html}");
     assert_eq!(hidden_next(&html), asked);
@@ -162,7 +146,7 @@ async fn sign_in_without_javascript_returns_to_the_page_asked_for() {
     )
     .await;
     assert_eq!((status, location.as_deref()), (302, Some(asked)));
-    let (status, location, html) = get(&app, &browser, asked).await;
+    let (status, location, html) = app.page(&browser, asked).await;
     assert_eq!((status, location), (200, None));
     assert!(rendered_in_place(&html, "ledger-row"), "{html}");
     assert!(!html.contains("sign-in-required"));
@@ -193,7 +177,7 @@ async fn signed_in_visitors_skip_sign_in_and_sign_up() {
     let browser = &customer.browser;
     // Every protected page renders for them.
     for page in SIGNED_IN_PAGES {
-        let (status, location, _) = get(&app, browser, page).await;
+        let (status, location, _) = app.page(browser, page).await;
         assert_eq!((status, location), (200, None), "{page}");
     }
     // `/login` sends them on: to a local `next`, else their dashboard.
@@ -207,13 +191,13 @@ async fn signed_in_visitors_skip_sign_in_and_sign_up() {
         ("/login?next=//evil.example/x", "/dashboard"),
         ("/login?next=https://evil.example/", "/dashboard"),
     ] {
-        let (status, location, _) = get(&app, browser, page).await;
+        let (status, location, _) = app.page(browser, page).await;
         assert_eq!((status, location.as_deref()), (303, Some(to)), "{page}");
     }
     // The home page and /register offer the dashboard, not a signup form,
     // in the server-rendered HTML.
     for page in ["/", "/register", "/signup"] {
-        let (status, _, html) = get(&app, browser, page).await;
+        let (status, _, html) = app.page(browser, page).await;
         assert_eq!(status, 200, "{page}");
         assert!(
             rendered_in_place(&html, "signed-in-panel"),
@@ -229,11 +213,11 @@ async fn signed_in_visitors_skip_sign_in_and_sign_up() {
     // After signing out, the forms are back.
     let (status, _, _) = app.server_fn(browser, "logout", &[]).await;
     assert_eq!(status, 200);
-    let (_, _, html) = get(&app, browser, "/").await;
+    let (_, _, html) = app.page(browser, "/").await;
     assert!(rendered_in_place(&html, "signup-form"), "{html}");
-    let (_, _, html) = get(&app, browser, "/register").await;
+    let (_, _, html) = app.page(browser, "/register").await;
     assert!(rendered_in_place(&html, "signup-form"), "{html}");
-    let (status, _, _) = get(&app, browser, "/login").await;
+    let (status, _, _) = app.page(browser, "/login").await;
     assert_eq!(status, 200);
 }
 
@@ -244,17 +228,17 @@ async fn staff_admins_keep_their_portal_answers_and_finish_sign_in_first() {
     let admin = app.admin_browser(&address).await;
     // Not sent to sign in: the portal answers them as before (its own
     // refusal), and the account page is theirs.
-    let (status, location, html) = get(&app, &admin, "/dashboard").await;
+    let (status, location, html) = app.page(&admin, "/dashboard").await;
     assert_ne!(status, 303);
     assert_eq!(location, None);
     assert!(!html.contains("sign-in-required"), "{html}");
-    let (status, _, html) = get(&app, &admin, "/account").await;
+    let (status, _, html) = app.page(&admin, "/account").await;
     assert_eq!(status, 200);
     assert!(html.contains(&address), "{html}");
     // Signed in: `/login` leads to the console; the home page links it.
-    let (status, location, _) = get(&app, &admin, "/login").await;
+    let (status, location, _) = app.page(&admin, "/login").await;
     assert_eq!((status, location.as_deref()), (303, Some("/admin")));
-    let (_, _, html) = get(&app, &admin, "/").await;
+    let (_, _, html) = app.page(&admin, "/").await;
     assert!(rendered_in_place(&html, "signed-in-panel"), "{html}");
     assert!(tag_with(&html, "signed-in-home").contains(r#"href="/admin""#));
     assert!(html.contains("Go to the admin console"), "{html}");
@@ -263,7 +247,7 @@ async fn staff_admins_keep_their_portal_answers_and_finish_sign_in_first() {
     // the portal's pages send them to the second factor.
     let pending = app.admin_password_step(&address).await;
     for page in ["/dashboard", "/account"] {
-        let (status, location, _) = get(&app, &pending, page).await;
+        let (status, location, _) = app.page(&pending, page).await;
         assert_eq!(
             (status, location.as_deref()),
             (303, Some("/admin/2fa")),
@@ -300,7 +284,7 @@ async fn closed_signups_and_the_approval_queue_are_said_before_the_form() {
     };
     assert_eq!(mode().await, r#""open""#);
     for page in ["/", "/register"] {
-        let (_, _, html) = get(&app, &visitor, page).await;
+        let (_, _, html) = app.page(&visitor, page).await;
         assert!(!html.contains("signups-closed"), "{page}");
         assert!(!html.contains("signups-need-approval"), "{page}");
     }
@@ -308,7 +292,7 @@ async fn closed_signups_and_the_approval_queue_are_said_before_the_form() {
     set_flag(&app, &admin, "signups_enabled", false).await;
     assert_eq!(mode().await, r#""closed""#);
     for (page, form) in [("/", "signup-form"), ("/register", "signup-form")] {
-        let (status, _, html) = get(&app, &visitor, page).await;
+        let (status, _, html) = app.page(&visitor, page).await;
         assert_eq!(status, 200, "{page}");
         assert!(rendered_in_place(&html, "signups-closed"), "{page}: {html}");
         assert!(
@@ -349,7 +333,7 @@ async fn closed_signups_and_the_approval_queue_are_said_before_the_form() {
     set_flag(&app, &admin, "auto_provision", false).await;
     assert_eq!(mode().await, r#""approval""#);
     for (page, form) in [("/", "signup-form"), ("/register", "signup-form")] {
-        let (status, _, html) = get(&app, &visitor, page).await;
+        let (status, _, html) = app.page(&visitor, page).await;
         assert_eq!(status, 200, "{page}");
         assert!(
             rendered_in_place(&html, "signups-need-approval"),
@@ -374,7 +358,7 @@ async fn the_home_page_and_register_offer_one_signup_that_works_without_javascri
     // from the mailed link, whose page shows the first key); each posts to
     // its own page without JavaScript.
     for (page, action) in [("/", "/signup"), ("/register", "/register")] {
-        let (status, _, html) = get(&app, &visitor, page).await;
+        let (status, _, html) = app.page(&visitor, page).await;
         assert_eq!(status, 200, "{page}");
         let form = tag_with(&html, "signup-form");
         assert!(
